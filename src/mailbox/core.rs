@@ -1,0 +1,553 @@
+//! The queue under the mailbox lock: policy decisions, the coalesce index, waiting
+//! senders and exact accounting. Synchronous; `chan` wraps it with locking and wake-ups.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::codel::Codel;
+use super::metrics::Handles;
+use super::stats::{Counts, Eviction, Outcome, Stats};
+use super::{Key, Policy};
+
+/// A queued message with what the policies need to know about it.
+pub(crate) struct Slot<T> {
+    pub(crate) msg: T,
+    pub(crate) key: Option<Key>,
+    pub(crate) deadline: Option<Instant>,
+    /// Set when sojourn time is needed (metrics on, or CoDel).
+    pub(crate) enqueued: Option<Instant>,
+}
+
+/// A sender waiting for space, with its message parked here so that the receiver
+/// can hand it the freed slot directly (strict FIFO among waiters).
+struct Waiting<T> {
+    ticket: u64,
+    slot: Slot<T>,
+    waker: Option<Waker>,
+}
+
+/// How a parked send ended while its sender was away.
+pub(crate) enum Resolved<T> {
+    Accepted,
+    Closed(T),
+    Rejected(T),
+}
+
+/// Hook that merges a replaced message into its replacement (coalesce).
+pub(crate) type CoalesceHook<T> = Arc<dyn Fn(T, &mut T) + Send + Sync>;
+
+/// Things to do once the lock is released: wake-ups and evicted messages.
+pub(crate) struct Effects<T> {
+    pub(crate) wake_rx: Option<Waker>,
+    pub(crate) wake_senders: Vec<Waker>,
+    pub(crate) evicted: Vec<(T, Eviction)>,
+}
+
+impl<T> Default for Effects<T> {
+    fn default() -> Self {
+        Effects {
+            wake_rx: None,
+            wake_senders: Vec::new(),
+            evicted: Vec::new(),
+        }
+    }
+}
+
+/// Result of offering a message to the queue.
+pub(crate) enum Push<T> {
+    Accepted,
+    /// Full and the policy refuses.
+    Full(Slot<T>),
+    Closed(Slot<T>),
+    /// Full and the policy makes the sender wait: the message is parked under this ticket.
+    Parked(u64),
+}
+
+pub(crate) struct Core<T> {
+    pub(crate) policy: Policy,
+    queue: VecDeque<Slot<T>>,
+    /// Sequence number of the queue's front; slot `i` has number `head_seq + i`.
+    head_seq: u64,
+    /// Coalesce index: key -> sequence number of the queued slot with that key.
+    keys: HashMap<Key, u64>,
+    waiting: VecDeque<Waiting<T>>,
+    /// Parked sends resolved while their sender was not looking.
+    resolved: HashMap<u64, Resolved<T>>,
+    next_ticket: u64,
+    codel: Codel,
+    counts: Counts,
+    peak: usize,
+    /// Queued slots that carry a deadline: purging is skipped while zero.
+    with_deadline: usize,
+    /// Whether messages are stamped with their enqueue time.
+    pub(crate) stamp: bool,
+    pub(crate) closed: bool,
+    pub(crate) senders: usize,
+    pub(crate) rx_waker: Option<Waker>,
+    pub(crate) metrics: Option<Handles>,
+    pub(crate) role: &'static str,
+    pub(crate) on_coalesce: Option<CoalesceHook<T>>,
+}
+
+impl<T> Core<T> {
+    pub(crate) fn new(
+        policy: Policy,
+        role: &'static str,
+        metrics: bool,
+        on_coalesce: Option<CoalesceHook<T>>,
+    ) -> Self {
+        let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
+        let stamp = metrics || matches!(policy, Policy::Codel { .. });
+        Core {
+            queue: VecDeque::with_capacity(policy.capacity().unwrap_or(0).min(1024)),
+            policy,
+            head_seq: 0,
+            keys: HashMap::new(),
+            waiting: VecDeque::new(),
+            resolved: HashMap::new(),
+            next_ticket: 0,
+            codel: Codel::default(),
+            counts: Counts::default(),
+            peak: 0,
+            with_deadline: 0,
+            stamp,
+            closed: false,
+            senders: 1,
+            rx_waker: None,
+            metrics: handles,
+            role,
+            on_coalesce,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.policy.capacity().unwrap_or(usize::MAX)
+    }
+
+    fn is_full(&self) -> bool {
+        self.queue.len() >= self.capacity()
+    }
+
+    /// Counts a resolved outcome for a message that never reached the queue, or left it.
+    fn count(&mut self, outcome: Outcome) {
+        self.counts.by_outcome[outcome.index()] += 1;
+        if let Some(m) = &self.metrics {
+            m.count(outcome, 1);
+        }
+    }
+
+    fn count_sent(&mut self) {
+        self.counts.sent += 1;
+    }
+
+    fn push_back(&mut self, slot: Slot<T>, fx: &mut Effects<T>) {
+        if let (Policy::Coalesce { .. }, Some(key)) = (&self.policy, &slot.key) {
+            self.keys
+                .insert(key.clone(), self.head_seq + self.queue.len() as u64);
+        }
+        if slot.deadline.is_some() {
+            self.with_deadline += 1;
+        }
+        self.queue.push_back(slot);
+        self.count_sent();
+        if self.queue.len() > self.peak {
+            self.peak = self.queue.len();
+        }
+        if let Some(m) = &self.metrics {
+            m.depth.increment(1.0);
+        }
+        if fx.wake_rx.is_none() {
+            fx.wake_rx = self.rx_waker.take();
+        }
+    }
+
+    /// Removes the front slot, keeping the key index and depth gauge in step.
+    fn pop_front(&mut self) -> Option<Slot<T>> {
+        let slot = self.queue.pop_front()?;
+        let seq = self.head_seq;
+        self.head_seq += 1;
+        self.forget(&slot, seq);
+        Some(slot)
+    }
+
+    fn forget(&mut self, slot: &Slot<T>, seq: u64) {
+        if let Some(key) = &slot.key {
+            if self.keys.get(key) == Some(&seq) {
+                self.keys.remove(key);
+            }
+        }
+        if slot.deadline.is_some() {
+            self.with_deadline -= 1;
+        }
+        if let Some(m) = &self.metrics {
+            m.depth.decrement(1.0);
+        }
+    }
+
+    fn evict(&mut self, slot: Slot<T>, why: Eviction, fx: &mut Effects<T>) {
+        self.count(why.outcome());
+        fx.evicted.push((slot.msg, why));
+    }
+
+    /// Takes every expired message out of the queue (only when some carry a deadline).
+    fn purge_expired(&mut self, now: Instant, fx: &mut Effects<T>) {
+        if self.with_deadline == 0 {
+            return;
+        }
+        let before = self.queue.len();
+        let mut kept = VecDeque::with_capacity(before);
+        let mut expired = Vec::new();
+        while let Some(slot) = self.pop_front() {
+            if slot.deadline.is_some_and(|d| d <= now) {
+                expired.push(slot);
+            } else {
+                kept.push_back(slot);
+            }
+        }
+        // Re-enqueue the survivors in order; rebuild their bookkeeping.
+        for slot in kept {
+            if let (Policy::Coalesce { .. }, Some(key)) = (&self.policy, &slot.key) {
+                self.keys
+                    .insert(key.clone(), self.head_seq + self.queue.len() as u64);
+            }
+            if slot.deadline.is_some() {
+                self.with_deadline += 1;
+            }
+            if let Some(m) = &self.metrics {
+                m.depth.increment(1.0);
+            }
+            self.queue.push_back(slot);
+        }
+        for slot in expired {
+            self.evict(slot, Eviction::Expired, fx);
+        }
+    }
+
+    /// Replaces the queued message with the same key, if any; the queued slot keeps
+    /// its place and enqueue time and takes the new content and deadline.
+    /// Returns the slot back when no message with its key is queued.
+    fn try_coalesce(&mut self, slot: Slot<T>, fx: &mut Effects<T>) -> Result<(), Slot<T>> {
+        let Some(&seq) = slot.key.as_ref().and_then(|k| self.keys.get(k)) else {
+            return Err(slot);
+        };
+        let idx = (seq - self.head_seq) as usize;
+        let queued = &mut self.queue[idx];
+        let old = std::mem::replace(&mut queued.msg, slot.msg);
+        let had_deadline = queued.deadline.is_some();
+        queued.deadline = slot.deadline;
+        match (had_deadline, slot.deadline.is_some()) {
+            (true, false) => self.with_deadline -= 1,
+            (false, true) => self.with_deadline += 1,
+            _ => {}
+        }
+        self.count_sent();
+        self.count(Outcome::Coalesced);
+        match &self.on_coalesce {
+            Some(hook) => hook(old, &mut self.queue[idx].msg),
+            None => fx.evicted.push((old, Eviction::Coalesced)),
+        }
+        Ok(())
+    }
+
+    /// Offers a message under the policy. `may_wait` is false for `try_send`.
+    pub(crate) fn offer(&mut self, slot: Slot<T>, may_wait: bool, fx: &mut Effects<T>) -> Push<T> {
+        if self.closed {
+            self.count_sent();
+            self.count(Outcome::Closed);
+            return Push::Closed(slot);
+        }
+        let slot = match self.policy {
+            Policy::Coalesce { .. } => match self.try_coalesce(slot, fx) {
+                Ok(()) => return Push::Accepted,
+                Err(slot) => slot,
+            },
+            _ => slot,
+        };
+        let must_queue_behind = !self.waiting.is_empty();
+        if !self.is_full() && !must_queue_behind {
+            self.push_back(slot, fx);
+            return Push::Accepted;
+        }
+        // Full (or others wait first): expired messages free room before the policy acts.
+        if self.with_deadline > 0 {
+            self.purge_expired(Instant::now(), fx);
+            if !self.is_full() {
+                self.fill_from_waiting(fx);
+                if !self.is_full() && self.waiting.is_empty() {
+                    self.push_back(slot, fx);
+                    return Push::Accepted;
+                }
+            }
+        }
+        match self.policy {
+            Policy::Unbounded => {
+                self.push_back(slot, fx);
+                Push::Accepted
+            }
+            Policy::DropOldest { .. } => {
+                if let Some(oldest) = self.pop_front() {
+                    self.evict(oldest, Eviction::DroppedOldest, fx);
+                }
+                self.push_back(slot, fx);
+                Push::Accepted
+            }
+            Policy::DropNewest { .. } | Policy::Codel { .. } => {
+                self.count_sent();
+                self.count(Outcome::Rejected);
+                Push::Full(slot)
+            }
+            Policy::Block { .. } | Policy::Coalesce { .. } => {
+                if may_wait {
+                    let ticket = self.next_ticket;
+                    self.next_ticket += 1;
+                    self.waiting.push_back(Waiting {
+                        ticket,
+                        slot,
+                        waker: None,
+                    });
+                    Push::Parked(ticket)
+                } else {
+                    self.count_sent();
+                    self.count(Outcome::Rejected);
+                    Push::Full(slot)
+                }
+            }
+        }
+    }
+
+    /// Moves parked sends into free room, oldest first, and resolves them.
+    fn fill_from_waiting(&mut self, fx: &mut Effects<T>) {
+        while let Some(front) = self.waiting.front() {
+            let fits = !self.is_full()
+                || matches!(self.policy, Policy::Unbounded | Policy::DropOldest { .. })
+                || (matches!(self.policy, Policy::Coalesce { .. })
+                    && front
+                        .slot
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| self.keys.contains_key(k)));
+            if !fits {
+                break;
+            }
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            let slot = match self.policy {
+                Policy::Coalesce { .. } => self.try_coalesce(w.slot, fx).err(),
+                _ => Some(w.slot),
+            };
+            if let Some(slot) = slot {
+                if self.is_full() {
+                    // Only drop_oldest gets here when full.
+                    if let Some(oldest) = self.pop_front() {
+                        self.evict(oldest, Eviction::DroppedOldest, fx);
+                    }
+                }
+                self.push_back(slot, fx);
+            }
+            self.resolved.insert(w.ticket, Resolved::Accepted);
+            if let Some(waker) = w.waker {
+                fx.wake_senders.push(waker);
+            }
+        }
+    }
+
+    /// A parked sender checks on its message: `Some` once resolved.
+    pub(crate) fn poll_parked(&mut self, ticket: u64, waker: &Waker) -> Option<Resolved<T>> {
+        if let Some(r) = self.resolved.remove(&ticket) {
+            return Some(r);
+        }
+        if let Some(w) = self.waiting.iter_mut().find(|w| w.ticket == ticket) {
+            match &w.waker {
+                Some(old) if old.will_wake(waker) => {}
+                _ => w.waker = Some(waker.clone()),
+            }
+        }
+        None
+    }
+
+    /// A parked sender gives up (timeout or dropped future). Returns its message
+    /// if it was still parked; `timed_out` says whether to count it.
+    pub(crate) fn cancel_parked(
+        &mut self,
+        ticket: u64,
+        timed_out: bool,
+    ) -> Option<Result<(), crate::mailbox::SendError<T>>> {
+        if let Some(r) = self.resolved.remove(&ticket) {
+            return Some(match r {
+                Resolved::Accepted => Ok(()),
+                Resolved::Closed(m) => Err(crate::mailbox::SendError::Closed(m)),
+                Resolved::Rejected(m) => Err(crate::mailbox::SendError::Rejected(m)),
+            });
+        }
+        let pos = self.waiting.iter().position(|w| w.ticket == ticket)?;
+        let w = self.waiting.remove(pos)?;
+        if timed_out {
+            self.count_sent();
+            self.count(Outcome::TimedOut);
+        }
+        Some(Err(crate::mailbox::SendError::Timeout(w.slot.msg)))
+    }
+
+    /// Takes the next deliverable message, applying expiry and CoDel at dequeue.
+    /// Returns the message and its sojourn time when stamped.
+    pub(crate) fn take(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
+        let needs_now = self.with_deadline > 0 || self.stamp;
+        let now = needs_now.then(Instant::now);
+        let out = loop {
+            let Some(slot) = self.pop_front() else {
+                self.codel.on_empty();
+                break None;
+            };
+            if let (Some(deadline), Some(now)) = (slot.deadline, now) {
+                if deadline <= now {
+                    self.evict(slot, Eviction::Expired, fx);
+                    continue;
+                }
+            }
+            let sojourn = match (slot.enqueued, now) {
+                (Some(at), Some(now)) => Some(now.saturating_duration_since(at)),
+                _ => None,
+            };
+            if let (
+                Policy::Codel {
+                    target, interval, ..
+                },
+                Some(now),
+            ) = (&self.policy, now)
+            {
+                let standing = !self.queue.is_empty();
+                let (target, interval) = (*target, *interval);
+                if self.codel.should_shed(
+                    now,
+                    sojourn.unwrap_or_default(),
+                    standing,
+                    target,
+                    interval,
+                ) {
+                    self.evict(slot, Eviction::Shed, fx);
+                    continue;
+                }
+            }
+            self.count(Outcome::Delivered);
+            break Some((slot.msg, sojourn));
+        };
+        if !self.waiting.is_empty() {
+            self.fill_from_waiting(fx);
+        }
+        out
+    }
+
+    /// Refuses new messages and hands every parked message back as `Closed`.
+    pub(crate) fn close(&mut self, fx: &mut Effects<T>) {
+        self.closed = true;
+        while let Some(w) = self.waiting.pop_front() {
+            self.count_sent();
+            self.count(Outcome::Closed);
+            self.resolved.insert(w.ticket, Resolved::Closed(w.slot.msg));
+            if let Some(waker) = w.waker {
+                fx.wake_senders.push(waker);
+            }
+        }
+    }
+
+    /// Takes every queued message out, counted as discarded.
+    pub(crate) fn discard_all(&mut self, fx: &mut Effects<T>) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.queue.len());
+        while let Some(slot) = self.pop_front() {
+            self.count(Outcome::Discarded);
+            out.push(slot.msg);
+        }
+        self.codel.reset();
+        self.fill_from_waiting(fx);
+        out
+    }
+
+    /// Switches policy on the live queue. What no longer fits is handled by the new
+    /// policy: evicted as oldest (`drop_oldest`), evicted as newest and counted as
+    /// rejected (`drop_newest`, `codel`), or kept (`block`, `coalesce`, `unbounded`:
+    /// nothing accepted is lost; senders wait until the queue drains below capacity).
+    pub(crate) fn set_policy(&mut self, policy: Policy, fx: &mut Effects<T>) {
+        if let Some(m) = self.metrics.take() {
+            m.retire(self.queue.len());
+            let fresh = Handles::new(self.role, policy.name(), policy.capacity());
+            fresh.depth.increment(self.queue.len() as f64);
+            self.metrics = Some(fresh);
+        }
+        if matches!(policy, Policy::Codel { .. }) {
+            self.stamp = true;
+        }
+        self.policy = policy;
+        self.codel.reset();
+        // Rebuild the coalesce index for the new policy.
+        self.keys.clear();
+        if matches!(self.policy, Policy::Coalesce { .. }) {
+            for (i, slot) in self.queue.iter().enumerate() {
+                if let Some(k) = &slot.key {
+                    self.keys.insert(k.clone(), self.head_seq + i as u64);
+                }
+            }
+        }
+        let cap = self.capacity();
+        match self.policy {
+            Policy::DropOldest { .. } => {
+                while self.queue.len() > cap {
+                    if let Some(slot) = self.pop_front() {
+                        self.evict(slot, Eviction::DroppedOldest, fx);
+                    }
+                }
+            }
+            Policy::DropNewest { .. } | Policy::Codel { .. } => {
+                while self.queue.len() > cap {
+                    if let Some(slot) = self.queue.pop_back() {
+                        let seq = self.head_seq + self.queue.len() as u64;
+                        self.forget(&slot, seq);
+                        self.evict(slot, Eviction::Rejected, fx);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.fill_from_waiting(fx);
+        // Parked senders the new policy would not make wait are refused.
+        if !matches!(self.policy, Policy::Block { .. } | Policy::Coalesce { .. }) {
+            while let Some(w) = self.waiting.pop_front() {
+                self.count_sent();
+                self.count(Outcome::Rejected);
+                self.resolved
+                    .insert(w.ticket, Resolved::Rejected(w.slot.msg));
+                if let Some(waker) = w.waker {
+                    fx.wake_senders.push(waker);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counts.by_outcome;
+        Stats {
+            policy: self.policy.clone(),
+            sent: self.counts.sent,
+            delivered: c[Outcome::Delivered.index()],
+            rejected: c[Outcome::Rejected.index()],
+            timed_out: c[Outcome::TimedOut.index()],
+            dropped_oldest: c[Outcome::DroppedOldest.index()],
+            shed: c[Outcome::Shed.index()],
+            coalesced: c[Outcome::Coalesced.index()],
+            expired: c[Outcome::Expired.index()],
+            closed: c[Outcome::Closed.index()],
+            discarded: c[Outcome::Discarded.index()],
+            depth: self.queue.len(),
+            peak_depth: self.peak,
+            waiting_senders: self.waiting.len(),
+        }
+    }
+}

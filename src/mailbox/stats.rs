@@ -1,0 +1,162 @@
+//! Exact accounting: every message that reaches a mailbox ends in exactly one
+//! [`Outcome`], and a [`Stats`] snapshot is taken under the mailbox lock.
+
+use super::Policy;
+
+/// Where a message that entered a mailbox's accounting ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Handed to the receiver.
+    Delivered,
+    /// Refused because the mailbox was full (or, after a shrink, evicted as the newest).
+    Rejected,
+    /// The sender's wait for space ran past its timeout.
+    TimedOut,
+    /// Evicted as the oldest queued message by `drop_oldest`.
+    DroppedOldest,
+    /// Shed by CoDel because the queue stood too long.
+    Shed,
+    /// Replaced in the queue by a newer message with the same key.
+    Coalesced,
+    /// Its deadline passed while it was queued; never delivered.
+    Expired,
+    /// Refused because the mailbox was closed.
+    Closed,
+    /// Still queued when the receiver was dropped, or thrown away by its owner
+    /// (see [`Receiver::discard_queued`](super::Receiver::discard_queued)).
+    Discarded,
+}
+
+impl Outcome {
+    /// Every outcome, in a fixed order (the order of the metric handles).
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Delivered,
+        Outcome::Rejected,
+        Outcome::TimedOut,
+        Outcome::DroppedOldest,
+        Outcome::Shed,
+        Outcome::Coalesced,
+        Outcome::Expired,
+        Outcome::Closed,
+        Outcome::Discarded,
+    ];
+
+    /// The `outcome` label value in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Rejected => "rejected",
+            Outcome::TimedOut => "timed_out",
+            Outcome::DroppedOldest => "dropped_oldest",
+            Outcome::Shed => "shed",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Expired => "expired",
+            Outcome::Closed => "closed",
+            Outcome::Discarded => "discarded",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a message that had been accepted was taken out of the queue without being
+/// delivered; given to the eviction handler together with the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Eviction {
+    /// `drop_oldest` made room for a newer message.
+    DroppedOldest,
+    /// CoDel shed it from the head of a standing queue.
+    Shed,
+    /// A newer message with the same key took its place (only when no
+    /// coalesce hook is set; see [`Builder::on_coalesce`](super::Builder::on_coalesce)).
+    Coalesced,
+    /// Its deadline passed while queued.
+    Expired,
+    /// A policy change left no room for it and the new policy refuses (counted as rejected).
+    Rejected,
+}
+
+impl Eviction {
+    pub(crate) fn outcome(self) -> Outcome {
+        match self {
+            Eviction::DroppedOldest => Outcome::DroppedOldest,
+            Eviction::Shed => Outcome::Shed,
+            Eviction::Coalesced => Outcome::Coalesced,
+            Eviction::Expired => Outcome::Expired,
+            Eviction::Rejected => Outcome::Rejected,
+        }
+    }
+}
+
+/// A consistent snapshot of one mailbox's accounting.
+///
+/// At every instant `sent == delivered + rejected + timed_out + dropped_oldest +
+/// shed + coalesced + expired + closed + discarded + depth`; [`Stats::is_balanced`]
+/// checks it. A send is counted once it is resolved: a sender still waiting for
+/// space is in `waiting_senders`, not in `sent`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// The policy in force.
+    pub policy: Policy,
+    /// Messages whose send was resolved (accepted or refused).
+    pub sent: u64,
+    /// Messages handed to the receiver.
+    pub delivered: u64,
+    /// Messages refused by a full mailbox.
+    pub rejected: u64,
+    /// Sends that waited past their timeout.
+    pub timed_out: u64,
+    /// Messages evicted by `drop_oldest`.
+    pub dropped_oldest: u64,
+    /// Messages shed by CoDel.
+    pub shed: u64,
+    /// Messages replaced by a newer one with the same key.
+    pub coalesced: u64,
+    /// Messages whose deadline passed in the queue.
+    pub expired: u64,
+    /// Sends refused because the mailbox was closed.
+    pub closed: u64,
+    /// Messages left in the queue when the receiver went away or discarded by its owner.
+    pub discarded: u64,
+    /// Messages queued now.
+    pub depth: usize,
+    /// The most messages ever queued at once.
+    pub peak_depth: usize,
+    /// Senders waiting for space now.
+    pub waiting_senders: usize,
+}
+
+impl Stats {
+    /// The count for one outcome.
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::Delivered => self.delivered,
+            Outcome::Rejected => self.rejected,
+            Outcome::TimedOut => self.timed_out,
+            Outcome::DroppedOldest => self.dropped_oldest,
+            Outcome::Shed => self.shed,
+            Outcome::Coalesced => self.coalesced,
+            Outcome::Expired => self.expired,
+            Outcome::Closed => self.closed,
+            Outcome::Discarded => self.discarded,
+        }
+    }
+
+    /// Sum of every outcome plus the current depth: equals `sent` when balanced.
+    pub fn accounted(&self) -> u64 {
+        Outcome::ALL.iter().map(|o| self.get(*o)).sum::<u64>() + self.depth as u64
+    }
+
+    /// Whether the accounting identity holds.
+    pub fn is_balanced(&self) -> bool {
+        self.sent == self.accounted()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) sent: u64,
+    pub(crate) by_outcome: [u64; 9],
+}

@@ -1,0 +1,415 @@
+//! Concrete behaviour of each mailbox policy: what is delivered, what is lost,
+//! and that the accounting identity holds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluicegate::mailbox::{
+    channel, Builder, Eviction, Meta, Policy, SendError, TryRecvError, TrySendError,
+};
+use tokio::time::Instant;
+
+fn drain<T: Send + 'static>(rx: &mut sluicegate::mailbox::Receiver<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        out.push(m);
+    }
+    out
+}
+
+#[tokio::test]
+async fn drop_oldest_keeps_exactly_the_newest_capacity_messages() {
+    let evicted = Arc::new(Mutex::new(Vec::new()));
+    let ev = evicted.clone();
+    let (tx, mut rx) = Builder::new(Policy::DropOldest { capacity: 4 })
+        .on_evict(move |m: u32, why| ev.lock().unwrap().push((m, why)))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        tx.send(i).await.unwrap();
+    }
+    assert_eq!(drain(&mut rx), vec![6, 7, 8, 9]);
+    let ev = evicted.lock().unwrap().clone();
+    assert_eq!(
+        ev,
+        (0..6)
+            .map(|i| (i, Eviction::DroppedOldest))
+            .collect::<Vec<_>>()
+    );
+    let s = rx.stats();
+    assert_eq!((s.sent, s.dropped_oldest, s.delivered), (10, 6, 4));
+    assert_eq!(s.peak_depth, 4);
+    assert!(s.is_balanced());
+}
+
+#[tokio::test]
+async fn drop_newest_keeps_exactly_the_oldest_capacity_messages() {
+    let (tx, mut rx) = channel::<u32>(Policy::DropNewest { capacity: 4 });
+    let mut refused = Vec::new();
+    for i in 0..10 {
+        if let Err(SendError::Rejected(m)) = tx.send(i).await {
+            refused.push(m);
+        }
+    }
+    assert!(matches!(tx.try_send(99), Err(TrySendError::Full(99))));
+    assert_eq!(drain(&mut rx), vec![0, 1, 2, 3]);
+    assert_eq!(refused, vec![4, 5, 6, 7, 8, 9]);
+    let s = rx.stats();
+    assert_eq!((s.sent, s.rejected, s.delivered), (11, 7, 4));
+    assert!(s.is_balanced());
+}
+
+async fn eight_producers_lose_nothing(policy: Policy) {
+    let (tx, mut rx) = channel::<(u32, u32)>(policy);
+    const PER: u32 = 2_000;
+    let mut tasks = Vec::new();
+    for p in 0..8 {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..PER {
+                tx.send((p, i)).await.unwrap();
+            }
+        }));
+    }
+    drop(tx);
+    let mut next: HashMap<u32, u32> = HashMap::new();
+    let mut total = 0;
+    while let Some((p, i)) = rx.recv().await {
+        let want = next.entry(p).or_insert(0);
+        assert_eq!(i, *want, "producer {p} out of order");
+        *want += 1;
+        total += 1;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(total, 8 * PER);
+    let s = rx.stats();
+    assert_eq!((s.sent, s.delivered), (8 * PER as u64, 8 * PER as u64));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_loses_nothing_with_eight_producers() {
+    eight_producers_lose_nothing(Policy::Block {
+        capacity: 16,
+        send_timeout: None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_loses_nothing_with_eight_producers() {
+    eight_producers_lose_nothing(Policy::Unbounded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesce_without_keys_loses_nothing_with_eight_producers() {
+    eight_producers_lose_nothing(Policy::Coalesce { capacity: 16 }).await;
+}
+
+#[tokio::test]
+async fn coalesce_keeps_one_message_per_key_with_the_newest_content() {
+    let merged = Arc::new(Mutex::new(Vec::new()));
+    let mg = merged.clone();
+    let (tx, mut rx) = Builder::new(Policy::Coalesce { capacity: 8 })
+        .on_coalesce(move |old: (String, u32), new: &mut (String, u32)| {
+            mg.lock().unwrap().push((old.1, new.1));
+        })
+        .build()
+        .unwrap();
+    for v in 0..5u32 {
+        for key in ["a", "b", "c"] {
+            tx.send_with((key.to_string(), v), Meta::keyed(key))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        drain(&mut rx),
+        vec![("a".into(), 4), ("b".into(), 4), ("c".into(), 4)]
+    );
+    assert_eq!(merged.lock().unwrap().len(), 12);
+    let s = rx.stats();
+    assert_eq!((s.sent, s.coalesced, s.delivered), (15, 12, 3));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn coalesce_waits_like_block_when_full_of_distinct_keys() {
+    let (tx, mut rx) = channel::<u32>(Policy::Coalesce { capacity: 2 });
+    tx.send_with(1, Meta::keyed("a")).await.unwrap();
+    tx.send_with(2, Meta::keyed("b")).await.unwrap();
+    let err = tx
+        .send_timeout_with(3, Meta::keyed("c"), Duration::from_millis(10))
+        .await;
+    assert!(matches!(err, Err(SendError::Timeout(3))));
+    // Same key still coalesces while full.
+    tx.send_with(20, Meta::keyed("b")).await.unwrap();
+    let tx2 = tx.clone();
+    let waiter = tokio::spawn(async move { tx2.send_with(30, Meta::keyed("c")).await });
+    tokio::task::yield_now().await;
+    assert_eq!(rx.stats().waiting_senders, 1);
+    assert_eq!(rx.recv().await, Some(1));
+    waiter.await.unwrap().unwrap();
+    assert_eq!(drain(&mut rx), vec![20, 30]);
+    let s = rx.stats();
+    assert_eq!((s.timed_out, s.coalesced), (1, 1));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn block_send_timeout_hands_the_message_back() {
+    let (tx, rx) = channel::<u32>(Policy::Block {
+        capacity: 1,
+        send_timeout: Some(Duration::from_millis(50)),
+    });
+    tx.send(1).await.unwrap();
+    let start = Instant::now();
+    assert!(matches!(tx.send(2).await, Err(SendError::Timeout(2))));
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
+    assert!(matches!(
+        tx.send_timeout(3, Duration::from_millis(5)).await,
+        Err(SendError::Timeout(3))
+    ));
+    assert_eq!(start.elapsed(), Duration::from_millis(55));
+    let s = rx.stats();
+    assert_eq!((s.sent, s.timed_out, s.depth), (3, 2, 1));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn block_serves_waiting_senders_in_fifo_order() {
+    let (tx, mut rx) = channel::<u32>(Policy::Block {
+        capacity: 1,
+        send_timeout: None,
+    });
+    tx.send(0).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 1..=5 {
+        let tx = tx.clone();
+        handles.push(tokio::spawn(async move { tx.send(i).await }));
+        tokio::task::yield_now().await;
+    }
+    // A newcomer with try_send may not jump the queue of waiters.
+    assert!(matches!(tx.try_send(99), Err(TrySendError::Full(99))));
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(rx.recv().await.unwrap());
+    }
+    assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_sender_is_woken_when_the_mailbox_closes() {
+    let (tx, mut rx) = channel::<u32>(Policy::Block {
+        capacity: 1,
+        send_timeout: None,
+    });
+    tx.send(1).await.unwrap();
+    let tx2 = tx.clone();
+    let waiter = tokio::spawn(async move { tx2.send(2).await });
+    tokio::task::yield_now().await;
+    rx.close();
+    assert!(matches!(waiter.await.unwrap(), Err(SendError::Closed(2))));
+    assert!(matches!(tx.send(3).await, Err(SendError::Closed(3))));
+    // What was accepted before close still drains.
+    assert_eq!(rx.recv().await, Some(1));
+    assert_eq!(rx.recv().await, None);
+    let s = rx.stats();
+    assert_eq!((s.closed, s.delivered), (2, 1));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test]
+async fn receiver_drains_after_all_senders_drop_then_sees_the_end() {
+    let (tx, mut rx) = channel::<u32>(Policy::Unbounded);
+    for i in 0..3 {
+        tx.send(i).await.unwrap();
+    }
+    drop(tx);
+    assert_eq!(rx.recv().await, Some(0));
+    assert_eq!(rx.recv().await, Some(1));
+    assert_eq!(rx.recv().await, Some(2));
+    assert_eq!(rx.recv().await, None);
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+}
+
+#[tokio::test]
+async fn dropping_the_receiver_closes_and_counts_what_was_left() {
+    let (tx, rx) = channel::<u32>(Policy::DropNewest { capacity: 8 });
+    tx.send(1).await.unwrap();
+    tx.send(2).await.unwrap();
+    let monitor = tx.monitor();
+    drop(rx);
+    assert!(matches!(tx.send(3).await, Err(SendError::Closed(3))));
+    let s = monitor.stats();
+    assert_eq!((s.sent, s.discarded, s.closed, s.depth), (3, 2, 1, 0));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_messages_are_never_delivered() {
+    let evicted = Arc::new(Mutex::new(Vec::new()));
+    let ev = evicted.clone();
+    let (tx, mut rx) = Builder::new(Policy::DropNewest { capacity: 4 })
+        .on_evict(move |m: u32, why| ev.lock().unwrap().push((m, why)))
+        .build()
+        .unwrap();
+    let now = Instant::now();
+    tx.send_with(
+        1,
+        Meta::default().with_deadline(now + Duration::from_millis(10)),
+    )
+    .await
+    .unwrap();
+    tx.send_with(
+        2,
+        Meta::default().with_deadline(now + Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    tx.send(3).await.unwrap();
+    tokio::time::advance(Duration::from_millis(20)).await;
+    assert_eq!(drain(&mut rx), vec![2, 3]);
+    assert_eq!(*evicted.lock().unwrap(), vec![(1, Eviction::Expired)]);
+    let s = rx.stats();
+    assert_eq!((s.expired, s.delivered), (1, 2));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_mailbox_purges_expired_messages_before_refusing() {
+    let (tx, mut rx) = channel::<u32>(Policy::DropNewest { capacity: 2 });
+    let soon = Instant::now() + Duration::from_millis(5);
+    tx.send_with(1, Meta::default().with_deadline(soon))
+        .await
+        .unwrap();
+    tx.send(2).await.unwrap();
+    tokio::time::advance(Duration::from_millis(10)).await;
+    tx.send(3).await.unwrap();
+    assert_eq!(drain(&mut rx), vec![2, 3]);
+    assert_eq!(rx.stats().expired, 1);
+}
+
+const TARGET: Duration = Duration::from_millis(5);
+const INTERVAL: Duration = Duration::from_millis(100);
+
+fn codel() -> Policy {
+    Policy::Codel {
+        capacity: 10_000,
+        target: TARGET,
+        interval: INTERVAL,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn codel_sheds_nothing_for_a_burst_that_drains_within_interval() {
+    let (tx, mut rx) = channel::<u32>(codel());
+    for i in 0..50 {
+        tx.send(i).await.unwrap();
+    }
+    // Consumer takes 1 ms a message: the burst is gone in 50 ms < interval.
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        got.push(rx.recv().await.unwrap());
+    }
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    assert_eq!(rx.stats().shed, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn codel_sheds_a_standing_queue() {
+    let shed = Arc::new(Mutex::new(0u32));
+    let sh = shed.clone();
+    let (tx, mut rx) = Builder::new(codel())
+        .on_evict(move |_m: u32, why| {
+            assert_eq!(why, Eviction::Shed);
+            *sh.lock().unwrap() += 1;
+        })
+        .build()
+        .unwrap();
+    // Arrivals at 2 per ms, service at 1 per ms: the queue stands and grows.
+    let mut next = 0;
+    let mut delivered = 0;
+    for _ in 0..1000 {
+        for _ in 0..2 {
+            tx.send(next).await.unwrap();
+            next += 1;
+        }
+        tokio::time::advance(Duration::from_millis(1)).await;
+        if rx.recv().await.is_some() {
+            delivered += 1;
+        }
+    }
+    let s = rx.stats();
+    assert!(s.shed > 0, "a standing queue must be shed");
+    assert_eq!(s.shed, *shed.lock().unwrap() as u64);
+    assert_eq!(s.delivered, delivered);
+    assert!(s.is_balanced());
+    // After load stops and the queue drains fast, shedding stops.
+    let shed_before = s.shed;
+    while rx.try_recv().is_ok() {}
+    tx.send(1).await.unwrap();
+    assert_eq!(rx.recv().await, Some(1));
+    assert_eq!(rx.stats().shed, shed_before);
+}
+
+#[tokio::test]
+async fn shrinking_drop_oldest_evicts_the_oldest_and_counts_them() {
+    let (tx, mut rx) = channel::<u32>(Policy::DropOldest { capacity: 8 });
+    for i in 0..8 {
+        tx.send(i).await.unwrap();
+    }
+    rx.set_policy(Policy::DropOldest { capacity: 3 }).unwrap();
+    assert_eq!(drain(&mut rx), vec![5, 6, 7]);
+    let s = rx.stats();
+    assert_eq!(s.dropped_oldest, 5);
+    assert!(s.is_balanced());
+}
+
+#[tokio::test]
+async fn switching_to_block_keeps_everything_accepted() {
+    let (tx, mut rx) = channel::<u32>(Policy::Unbounded);
+    for i in 0..8 {
+        tx.send(i).await.unwrap();
+    }
+    rx.set_policy(Policy::Block {
+        capacity: 2,
+        send_timeout: None,
+    })
+    .unwrap();
+    assert!(matches!(tx.try_send(8), Err(TrySendError::Full(8))));
+    assert_eq!(drain(&mut rx), (0..8).collect::<Vec<_>>());
+    assert!(rx.stats().is_balanced());
+    assert!(rx
+        .set_policy(Policy::Block {
+            capacity: 0,
+            send_timeout: None
+        })
+        .is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn growing_a_block_mailbox_lets_waiting_senders_in() {
+    let (tx, mut rx) = channel::<u32>(Policy::Block {
+        capacity: 1,
+        send_timeout: None,
+    });
+    tx.send(0).await.unwrap();
+    let tx2 = tx.clone();
+    let waiter = tokio::spawn(async move { tx2.send(1).await });
+    tokio::task::yield_now().await;
+    rx.set_policy(Policy::Block {
+        capacity: 4,
+        send_timeout: None,
+    })
+    .unwrap();
+    waiter.await.unwrap().unwrap();
+    assert_eq!(drain(&mut rx), vec![0, 1]);
+}
