@@ -1,0 +1,122 @@
+//! Typed errors of the runtime: why a call, a cast or a start did not succeed.
+
+use std::fmt;
+
+/// Why a [`call`](super::ServerRef::call) got no reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallError {
+    /// No reply within the call's timeout (waiting for mailbox space included).
+    Timeout,
+    /// The server's mailbox refused the call (full under `drop_newest` or `codel`).
+    Rejected,
+    /// The call was accepted, then evicted (`drop_oldest`), shed (CoDel) or
+    /// replaced (`coalesce`) before the server ran it.
+    Dropped,
+    /// Its deadline (the caller's timeout) passed while queued: the server never ran it.
+    Expired,
+    /// The server stopped, or crashed while the call was queued, before running it.
+    Stopped,
+    /// The handler running this call panicked.
+    Panicked,
+    /// The handler dropped the reply handle without answering.
+    NoReply,
+}
+
+impl CallError {
+    /// A short label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            CallError::Timeout => "timeout",
+            CallError::Rejected => "rejected",
+            CallError::Dropped => "dropped",
+            CallError::Expired => "expired",
+            CallError::Stopped => "stopped",
+            CallError::Panicked => "panicked",
+            CallError::NoReply => "no_reply",
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallError::Timeout => "call timed out",
+            CallError::Rejected => "server mailbox full: call rejected",
+            CallError::Dropped => "call dropped from the server's mailbox before it ran",
+            CallError::Expired => "call expired in the server's mailbox before it ran",
+            CallError::Stopped => "server stopped before running the call",
+            CallError::Panicked => "server panicked while handling the call",
+            CallError::NoReply => "server handled the call without replying",
+        })
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Why a [`cast`](super::ServerRef::cast) was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CastError {
+    /// The server's mailbox refused it.
+    Rejected,
+    /// Waited for mailbox space (`block`) past the send timeout.
+    Timeout,
+    /// The server is stopped.
+    Stopped,
+}
+
+impl CastError {
+    /// A short label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            CastError::Rejected => "rejected",
+            CastError::Timeout => "timeout",
+            CastError::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for CastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CastError::Rejected => "server mailbox full: cast rejected",
+            CastError::Timeout => "timed out waiting for space in the server's mailbox",
+            CastError::Stopped => "server stopped",
+        })
+    }
+}
+
+impl std::error::Error for CastError {}
+
+/// Why a server could not be started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartError {
+    /// `init` returned an error (its message) or panicked.
+    Init(String),
+    /// The registry already runs its maximum number of live servers.
+    TooManyServers {
+        /// The configured cap.
+        cap: usize,
+    },
+    /// The mailbox policy is invalid.
+    InvalidPolicy(String),
+    /// The runtime is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Init(e) => write!(f, "server failed to start: {e}"),
+            StartError::TooManyServers { cap } => {
+                write!(f, "too many live servers (the cap is {cap})")
+            }
+            StartError::InvalidPolicy(e) => write!(f, "invalid mailbox policy: {e}"),
+            StartError::ShuttingDown => f.write_str("shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Error type `init` may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,91 @@
+//! Runtime metrics: call latency and errors, failed casts, crashes, restarts and
+//! escalations per role, and live servers in registries.
+
+use std::time::Duration;
+
+use super::error::{CallError, CastError};
+
+/// Call latency, seconds, labelled by role.
+pub const CALL_DURATION: &str = "sluicegate_call_duration_seconds";
+/// Calls by result (`ok` or an error label).
+pub const CALLS: &str = "sluicegate_calls_total";
+/// Casts that were not accepted, by error.
+pub const CAST_ERRORS: &str = "sluicegate_cast_errors_total";
+/// Queued casts thrown away because their server crashed or stopped without draining.
+pub const CASTS_CRASHED: &str = "sluicegate_casts_crashed_total";
+/// Calls skipped because the caller had already given up.
+pub const CALLS_ABANDONED: &str = "sluicegate_calls_abandoned_total";
+/// Server restarts by the supervisor.
+pub const RESTARTS: &str = "sluicegate_server_restarts_total";
+/// Servers given up on after exceeding the restart intensity.
+pub const ESCALATIONS: &str = "sluicegate_server_escalations_total";
+/// Live servers in a registry.
+pub const LIVE_SERVERS: &str = "sluicegate_registry_live_servers";
+/// Servers started by a registry.
+pub const SERVER_STARTS: &str = "sluicegate_registry_starts_total";
+
+/// Every runtime metric, for documentation and dashboard checks.
+pub const ALL: [&str; 9] = [
+    CALL_DURATION,
+    CALLS,
+    CAST_ERRORS,
+    CASTS_CRASHED,
+    CALLS_ABANDONED,
+    RESTARTS,
+    ESCALATIONS,
+    LIVE_SERVERS,
+    SERVER_STARTS,
+];
+
+pub(crate) fn call_done(role: &'static str, took: Duration, err: Option<CallError>) {
+    metrics::histogram!(CALL_DURATION, "role" => role).record(took.as_secs_f64());
+    let result = err.map_or("ok", CallError::label);
+    metrics::counter!(CALLS, "role" => role, "result" => result).increment(1);
+}
+
+pub(crate) fn cast_failed(role: &'static str, err: CastError) {
+    metrics::counter!(CAST_ERRORS, "role" => role, "error" => err.label()).increment(1);
+}
+
+pub(crate) fn casts_crashed(role: &'static str, n: u64) {
+    metrics::counter!(CASTS_CRASHED, "role" => role).increment(n);
+}
+
+pub(crate) fn call_abandoned(role: &'static str) {
+    metrics::counter!(CALLS_ABANDONED, "role" => role).increment(1);
+}
+
+pub(crate) fn restarted(role: &'static str) {
+    metrics::counter!(RESTARTS, "role" => role).increment(1);
+}
+
+pub(crate) fn escalated(role: &'static str) {
+    metrics::counter!(ESCALATIONS, "role" => role).increment(1);
+}
+
+pub(crate) fn live_servers(role: &'static str, delta: f64) {
+    metrics::gauge!(LIVE_SERVERS, "role" => role).increment(delta);
+}
+
+pub(crate) fn server_started(role: &'static str) {
+    metrics::counter!(SERVER_STARTS, "role" => role).increment(1);
+}
+
+/// Registers descriptions (HELP lines) for every runtime metric.
+pub fn describe() {
+    metrics::describe_histogram!(CALL_DURATION, metrics::Unit::Seconds, "Call latency.");
+    metrics::describe_counter!(CALLS, "Calls by result (ok or error).");
+    metrics::describe_counter!(CAST_ERRORS, "Casts not accepted, by error.");
+    metrics::describe_counter!(
+        CASTS_CRASHED,
+        "Queued casts thrown away when their server crashed."
+    );
+    metrics::describe_counter!(CALLS_ABANDONED, "Calls skipped: the caller had given up.");
+    metrics::describe_counter!(RESTARTS, "Server restarts.");
+    metrics::describe_counter!(
+        ESCALATIONS,
+        "Servers given up on (restart intensity exceeded)."
+    );
+    metrics::describe_gauge!(LIVE_SERVERS, "Live servers in a registry.");
+    metrics::describe_counter!(SERVER_STARTS, "Servers started by a registry.");
+}

@@ -1,0 +1,271 @@
+//! A keyed worker pool: N supervised workers, a key always served by the same one
+//! (a stable hash of the key mod N), reached through a router server or directly.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::error::{CallError, CastError, StartError};
+use super::server::{Envelope, ReplyTo, Server, ServerRef, Spec};
+use super::supervisor::{Restart, Supervisor};
+use crate::mailbox::{Eviction, Meta, Policy};
+
+/// How requests reach a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Routing {
+    /// Every request passes through the pool's own router server and mailbox (the
+    /// book's first database): one queue in front of all workers.
+    Routed,
+    /// The caller asks once for the key's worker and talks to it directly.
+    Direct,
+}
+
+/// FNV-1a, 64 bit: a hash that stays the same across runs, builds and platforms,
+/// so a key maps to the same worker index every time.
+#[derive(Clone, Copy, Debug)]
+pub struct StableHasher(u64);
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        StableHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for StableHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// The worker index of a key among `n` workers.
+pub fn worker_index<K: Hash + ?Sized>(key: &K, n: usize) -> usize {
+    let mut h = StableHasher::default();
+    key.hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
+/// A request on its way through the router to worker `worker`.
+pub struct Routed<S: Server> {
+    worker: usize,
+    envelope: Envelope<S>,
+    meta: Meta,
+}
+
+/// The router server of a [`Routing::Routed`] pool: forwards each request to its
+/// worker, waiting as the worker's mailbox policy says.
+pub struct Router<S: Server> {
+    workers: Arc<Vec<ServerRef<S>>>,
+}
+
+#[async_trait]
+impl<S: Server> Server for Router<S> {
+    type Call = ();
+    type Reply = ();
+    type Cast = Routed<S>;
+
+    async fn handle_call(&mut self, _request: (), reply: ReplyTo<()>) {
+        reply.send(());
+    }
+
+    async fn handle_cast(&mut self, routed: Routed<S>) {
+        if let Some(worker) = self.workers.get(routed.worker) {
+            // A refused call is answered by `forward`; a refused cast is counted
+            // by the worker's mailbox.
+            let _ = worker.forward(routed.envelope, routed.meta).await;
+        }
+    }
+
+    fn coalesce(old: Envelope<Self>, new: &mut Envelope<Self>) {
+        if let (Envelope::Cast(old), Envelope::Cast(new)) = (old, new) {
+            S::coalesce(old.envelope, &mut new.envelope);
+        }
+    }
+
+    fn evicted_cast(routed: Routed<S>, why: Eviction) {
+        match routed.envelope {
+            Envelope::Call(_, reply) => reply.fail(match why {
+                Eviction::Expired => CallError::Expired,
+                Eviction::Rejected => CallError::Rejected,
+                _ => CallError::Dropped,
+            }),
+            Envelope::Cast(msg) => S::evicted_cast(msg, why),
+        }
+    }
+}
+
+/// Settings of a pool.
+pub struct PoolSpec {
+    /// Role of the workers (metric label), e.g. `database_worker`.
+    pub worker_role: &'static str,
+    /// Role of the router, e.g. `database`.
+    pub router_role: &'static str,
+    /// Number of workers (at least 1).
+    pub workers: usize,
+    /// Routed or direct.
+    pub routing: Routing,
+    /// Mailbox policy of each worker.
+    pub worker_policy: Policy,
+    /// Mailbox policy of the router (used only when routed).
+    pub router_policy: Policy,
+}
+
+/// N workers; a key always goes to the same one.
+pub struct KeyedPool<S: Server> {
+    workers: Arc<Vec<ServerRef<S>>>,
+    router: Option<ServerRef<Router<S>>>,
+    routing: Routing,
+}
+
+impl<S: Server> Clone for KeyedPool<S> {
+    fn clone(&self) -> Self {
+        KeyedPool {
+            workers: self.workers.clone(),
+            router: self.router.clone(),
+            routing: self.routing,
+        }
+    }
+}
+
+impl<S: Server> KeyedPool<S> {
+    /// Starts the workers (permanent children of `supervisor`, built by
+    /// `make(index)`) and, when routed, the router.
+    pub async fn start(
+        spec: PoolSpec,
+        supervisor: &Supervisor,
+        make: impl Fn(usize) -> S + Send + Sync + Clone + 'static,
+    ) -> Result<Self, StartError> {
+        let n = spec.workers.max(1);
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let make = make.clone();
+            let worker_spec = Spec::new(spec.worker_role, spec.worker_policy.clone(), move || {
+                make(i)
+            })
+            .name(format!("{}-{i}", spec.worker_role))
+            .restart(Restart::Permanent);
+            workers.push(supervisor.start(worker_spec).await?);
+        }
+        let workers = Arc::new(workers);
+        let router = match spec.routing {
+            Routing::Direct => None,
+            Routing::Routed => {
+                let w = workers.clone();
+                let router_spec =
+                    Spec::new(spec.router_role, spec.router_policy.clone(), move || {
+                        Router { workers: w.clone() }
+                    })
+                    .restart(Restart::Permanent);
+                Some(supervisor.start(router_spec).await?)
+            }
+        };
+        Ok(KeyedPool {
+            workers,
+            router,
+            routing: spec.routing,
+        })
+    }
+
+    /// The routing mode.
+    pub fn routing(&self) -> Routing {
+        self.routing
+    }
+
+    /// "Give me a worker": the server that serves `key`.
+    pub fn worker_for<K: Hash + ?Sized>(&self, key: &K) -> &ServerRef<S> {
+        &self.workers[worker_index(key, self.workers.len())]
+    }
+
+    /// Every worker, in index order.
+    pub fn workers(&self) -> &[ServerRef<S>] {
+        &self.workers
+    }
+
+    /// The router, when routed.
+    pub fn router(&self) -> Option<&ServerRef<Router<S>>> {
+        self.router.as_ref()
+    }
+
+    /// Calls the worker of `key`, through the router when routed. `meta.key` is the
+    /// coalescing key; the deadline is the timeout.
+    pub async fn call<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        request: S::Call,
+        timeout: Duration,
+        coalesce_key: Option<crate::mailbox::Key>,
+    ) -> Result<S::Reply, CallError> {
+        let worker = worker_index(key, self.workers.len());
+        match &self.router {
+            None => {
+                self.workers[worker]
+                    .call_with(request, timeout, coalesce_key)
+                    .await
+            }
+            Some(router) => {
+                let deadline = Instant::now() + timeout;
+                let (reply, rx) = ReplyTo::pair();
+                let meta = Meta {
+                    key: coalesce_key,
+                    deadline: Some(deadline),
+                };
+                let routed = Routed {
+                    worker,
+                    envelope: Envelope::Call(request, reply),
+                    meta: meta.clone(),
+                };
+                let sent = tokio::time::timeout_at(deadline, router.cast_with(routed, meta)).await;
+                match sent {
+                    Err(_) => return Err(CallError::Timeout),
+                    Ok(Err(CastError::Rejected)) => return Err(CallError::Rejected),
+                    Ok(Err(CastError::Timeout)) => return Err(CallError::Timeout),
+                    Ok(Err(CastError::Stopped)) => return Err(CallError::Stopped),
+                    Ok(Ok(())) => {}
+                }
+                match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err(CallError::Stopped),
+                    Err(_) => Err(CallError::Timeout),
+                }
+            }
+        }
+    }
+
+    /// Casts to the worker of `key`, through the router when routed.
+    pub async fn cast<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        message: S::Cast,
+        meta: Meta,
+    ) -> Result<(), CastError> {
+        let worker = worker_index(key, self.workers.len());
+        match &self.router {
+            None => self.workers[worker].cast_with(message, meta).await,
+            Some(router) => {
+                let routed = Routed {
+                    worker,
+                    envelope: Envelope::Cast(message),
+                    meta: meta.clone(),
+                };
+                router.cast_with(routed, meta).await
+            }
+        }
+    }
+
+    /// Stops the router (draining it first) and then every worker.
+    pub async fn stop(&self, drain: bool) {
+        if let Some(router) = &self.router {
+            router.stop(drain).await;
+        }
+        futures::future::join_all(self.workers.iter().map(|w| w.stop(drain))).await;
+    }
+}

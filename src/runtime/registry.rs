@@ -1,0 +1,339 @@
+//! A registry of servers by name: get-or-start with exactly one server per name,
+//! starts that never block lookups of other names, idle stop, and a cap on live servers.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use super::error::{CallError, CastError, StartError};
+use super::metrics as m;
+use super::server::{ExitReason, Server, ServerRef, Spec};
+use super::supervisor::Supervisor;
+use crate::mailbox::Meta;
+
+/// Registry settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// A server with no message for this long stops; the next lookup starts it again.
+    pub idle_timeout: Option<Duration>,
+    /// At most this many servers live (or starting) at once; `None`: no cap.
+    pub max_live: Option<usize>,
+}
+
+type StartFuture<S> = Shared<BoxFuture<'static, Result<ServerRef<S>, StartError>>>;
+
+enum Entry<S: Server> {
+    /// `init` is running in its own task; lookups of this name wait on it.
+    Starting {
+        id: u64,
+        result: StartFuture<S>,
+    },
+    Live {
+        id: u64,
+        server: ServerRef<S>,
+    },
+    /// Idle stop under way; lookups wait for it to end, then start a fresh server.
+    Stopping {
+        id: u64,
+        server: ServerRef<S>,
+    },
+}
+
+impl<S: Server> Entry<S> {
+    fn id(&self) -> u64 {
+        match self {
+            Entry::Starting { id, .. } | Entry::Live { id, .. } | Entry::Stopping { id, .. } => *id,
+        }
+    }
+}
+
+type MakeSpec<K, S> = Box<dyn Fn(&K) -> Spec<S> + Send + Sync>;
+
+struct Inner<K, S: Server> {
+    /// Every name with a server starting, live or stopping. Held only briefly:
+    /// never across a start, a stop or a call.
+    entries: Mutex<HashMap<K, Entry<S>>>,
+    /// Builds the spec of a name's server.
+    make: MakeSpec<K, S>,
+    /// Supervises every server of the registry.
+    supervisor: Supervisor,
+    config: RegistryConfig,
+    /// The role, for the live-servers gauge.
+    role: &'static str,
+    /// Source of entry ids, so a late hook never touches a newer entry.
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// Servers by name, started on first use.
+pub struct Registry<K, S: Server> {
+    inner: Arc<Inner<K, S>>,
+}
+
+impl<K, S: Server> Clone for Registry<K, S> {
+    fn clone(&self) -> Self {
+        Registry {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+enum Next<S: Server> {
+    Wait(StartFuture<S>),
+    WaitStopped(ServerRef<S>),
+}
+
+impl<K, S> Registry<K, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + std::fmt::Display + 'static,
+    S: Server,
+{
+    /// A registry whose servers are built by `make` and run under `supervisor`.
+    pub fn new(
+        role: &'static str,
+        supervisor: Supervisor,
+        config: RegistryConfig,
+        make: impl Fn(&K) -> Spec<S> + Send + Sync + 'static,
+    ) -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                entries: Mutex::new(HashMap::new()),
+                make: Box::new(make),
+                supervisor,
+                config,
+                role,
+                next_id: std::sync::atomic::AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry<S>>> {
+        self.inner.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The name's server, started (and `init` run) if it is not live. Concurrent
+    /// first lookups of one name share one start; other names are never blocked by it.
+    pub async fn get_or_start(&self, name: &K) -> Result<ServerRef<S>, StartError> {
+        loop {
+            let next = {
+                let mut entries = self.lock();
+                match entries.get(name) {
+                    Some(Entry::Live { server, .. }) => return Ok(server.clone()),
+                    Some(Entry::Starting { result, .. }) => Next::Wait(result.clone()),
+                    Some(Entry::Stopping { server, .. }) => Next::WaitStopped(server.clone()),
+                    None => {
+                        if let Some(cap) = self.inner.config.max_live {
+                            if entries.len() >= cap {
+                                return Err(StartError::TooManyServers { cap });
+                            }
+                        }
+                        let result = self.spawn_start(name.clone());
+                        let id = result.0;
+                        entries.insert(
+                            name.clone(),
+                            Entry::Starting {
+                                id,
+                                result: result.1.clone(),
+                            },
+                        );
+                        Next::Wait(result.1)
+                    }
+                }
+            };
+            match next {
+                Next::Wait(result) => return result.await,
+                Next::WaitStopped(server) => server.stopped().await,
+            }
+        }
+    }
+
+    /// Starts a name's server in its own task, so that a slow `init` blocks only
+    /// the callers of that name.
+    fn spawn_start(&self, name: K) -> (u64, StartFuture<S>) {
+        let id = self
+            .inner
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut spec = (self.inner.make)(&name);
+        spec.idle_timeout = self.inner.config.idle_timeout;
+        let weak: Weak<Inner<K, S>> = Arc::downgrade(&self.inner);
+        let idle_weak = weak.clone();
+        let idle_name = name.clone();
+        spec.on_idle = Some(Arc::new(move || {
+            let Some(inner) = idle_weak.upgrade() else {
+                return true;
+            };
+            let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
+            match entries.remove(&idle_name) {
+                Some(Entry::Live { id: eid, server }) if eid == id => {
+                    if server.stats().depth == 0 {
+                        entries.insert(idle_name.clone(), Entry::Stopping { id, server });
+                        true
+                    } else {
+                        entries.insert(idle_name.clone(), Entry::Live { id, server });
+                        false
+                    }
+                }
+                Some(other) => {
+                    entries.insert(idle_name.clone(), other);
+                    false
+                }
+                None => true,
+            }
+        }));
+        let exit_weak = weak.clone();
+        let exit_name = name.clone();
+        spec.on_exit = Some(Box::new(move |_reason: &ExitReason| {
+            let Some(inner) = exit_weak.upgrade() else {
+                return;
+            };
+            let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if entries.get(&exit_name).map(Entry::id) == Some(id) {
+                if let Some(Entry::Live { .. } | Entry::Stopping { .. }) =
+                    entries.remove(&exit_name)
+                {
+                    m::live_servers(inner.role, -1.0);
+                }
+            }
+        }));
+        let supervisor = self.inner.supervisor.clone();
+        let role = self.inner.role;
+        let task = tokio::spawn(async move {
+            let result = supervisor.start(spec).await;
+            if let Some(inner) = weak.upgrade() {
+                let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
+                if entries.get(&name).map(Entry::id) == Some(id) {
+                    match &result {
+                        Ok(server) if !server.is_stopped() => {
+                            entries.insert(
+                                name.clone(),
+                                Entry::Live {
+                                    id,
+                                    server: server.clone(),
+                                },
+                            );
+                            m::live_servers(role, 1.0);
+                            m::server_started(role);
+                        }
+                        _ => {
+                            entries.remove(&name);
+                        }
+                    }
+                }
+            }
+            result
+        });
+        let fut = async move {
+            task.await
+                .unwrap_or_else(|_| Err(StartError::Init("start task panicked".into())))
+        }
+        .boxed()
+        .shared();
+        (id, fut)
+    }
+
+    /// The name's server if it is live now; never starts one.
+    pub fn get(&self, name: &K) -> Option<ServerRef<S>> {
+        match self.lock().get(name) {
+            Some(Entry::Live { server, .. }) => Some(server.clone()),
+            _ => None,
+        }
+    }
+
+    /// Calls the name's server, starting it if needed. If the server was just
+    /// stopping for idleness, the call goes to its successor.
+    pub async fn call(
+        &self,
+        name: &K,
+        request: S::Call,
+        timeout: Duration,
+    ) -> Result<S::Reply, RegistryCallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut request = request;
+        loop {
+            let server = tokio::time::timeout_at(deadline, self.get_or_start(name))
+                .await
+                .map_err(|_| RegistryCallError::Call(CallError::Timeout))?
+                .map_err(RegistryCallError::Start)?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match server.call_returning(request, left, None).await {
+                Ok(r) => return Ok(r),
+                Err((CallError::Stopped, Some(req))) => {
+                    // The server closed (idle stop or given up): let its exit hook run.
+                    request = req;
+                    tokio::task::yield_now().await;
+                }
+                Err((e, _)) => return Err(RegistryCallError::Call(e)),
+            }
+        }
+    }
+
+    /// Casts to the name's server, starting it if needed.
+    pub async fn cast(&self, name: &K, message: S::Cast) -> Result<(), RegistryCallError> {
+        let server = self
+            .get_or_start(name)
+            .await
+            .map_err(RegistryCallError::Start)?;
+        server
+            .cast_with(message, Meta::default())
+            .await
+            .map_err(RegistryCallError::Cast)
+    }
+
+    /// Names with a live server.
+    pub fn live_names(&self) -> Vec<K> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Live { .. }))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Number of servers starting, live or stopping.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no server is starting, live or stopping.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops every server; with `drain`, each first handles what is queued.
+    pub async fn stop_all(&self, drain: bool) {
+        let servers: Vec<ServerRef<S>> = self
+            .lock()
+            .values()
+            .filter_map(|e| match e {
+                Entry::Live { server, .. } | Entry::Stopping { server, .. } => Some(server.clone()),
+                Entry::Starting { .. } => None,
+            })
+            .collect();
+        futures::future::join_all(servers.iter().map(|s| s.stop(drain))).await;
+    }
+}
+
+/// Why a registry call failed: the server could not start, or the call itself failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryCallError {
+    /// The server could not be started.
+    Start(StartError),
+    /// The call failed.
+    Call(CallError),
+    /// The cast was not accepted.
+    Cast(CastError),
+}
+
+impl std::fmt::Display for RegistryCallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryCallError::Start(e) => e.fmt(f),
+            RegistryCallError::Call(e) => e.fmt(f),
+            RegistryCallError::Cast(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RegistryCallError {}

@@ -1,0 +1,119 @@
+//! Supervision: restart kinds and limits as in OTP (one-for-one), and a supervisor
+//! that starts children under them and reports restarts and escalations upward.
+
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::error::StartError;
+use super::server::{start, ExitReason, Server, ServerRef, Spec};
+
+/// When a child is restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Restart {
+    /// Always restarted after it ends abnormally; only a requested stop or idle
+    /// stop ends it (the child kinds differ only for servers that stop themselves).
+    Permanent,
+    /// Restarted only after an abnormal exit (panic, failed init).
+    #[default]
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+/// Restart intensity: more than `max_restarts` within `period` and the supervisor
+/// gives up on the child and reports upward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intensity {
+    /// Restarts allowed within `period`.
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub period: Duration,
+}
+
+impl Default for Intensity {
+    /// OTP's default: 3 restarts in 5 seconds.
+    fn default() -> Self {
+        Intensity {
+            max_restarts: 3,
+            period: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a supervisor reports upward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SupervisorEvent {
+    /// A child ended abnormally and was restarted.
+    Restarted {
+        /// The child's role.
+        role: &'static str,
+        /// The child's instance name.
+        name: String,
+        /// Why it ended.
+        reason: ExitReason,
+    },
+    /// A child exceeded its restart intensity and was stopped for good.
+    Escalated {
+        /// The child's role.
+        role: &'static str,
+        /// The child's instance name.
+        name: String,
+        /// Its last exit reason.
+        reason: ExitReason,
+    },
+}
+
+/// The link from a child back to its supervisor.
+#[derive(Clone, Debug)]
+pub(crate) struct SupervisorLink {
+    events: broadcast::Sender<SupervisorEvent>,
+}
+
+impl SupervisorLink {
+    pub(crate) fn report(&self, event: SupervisorEvent) {
+        // No subscriber is fine: logs and metrics already carry the event.
+        let _ = self.events.send(event);
+    }
+}
+
+/// A one-for-one supervisor: each child is restarted on its own, under its own
+/// [`Restart`] kind and the supervisor's [`Intensity`].
+#[derive(Clone, Debug)]
+pub struct Supervisor {
+    intensity: Intensity,
+    events: broadcast::Sender<SupervisorEvent>,
+}
+
+impl Supervisor {
+    /// A supervisor with the given restart limits.
+    pub fn new(intensity: Intensity) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Supervisor { intensity, events }
+    }
+
+    /// Receives restarts and escalations from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SupervisorEvent> {
+        self.events.subscribe()
+    }
+
+    /// The supervisor's restart limits.
+    pub fn intensity(&self) -> Intensity {
+        self.intensity
+    }
+
+    /// Starts a child under this supervisor (its intensity replaces the spec's).
+    pub async fn start<S: Server>(&self, mut spec: Spec<S>) -> Result<ServerRef<S>, StartError> {
+        spec.intensity = self.intensity;
+        spec.link = Some(SupervisorLink {
+            events: self.events.clone(),
+        });
+        start(spec).await
+    }
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Supervisor::new(Intensity::default())
+    }
+}
