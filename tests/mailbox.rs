@@ -413,3 +413,26 @@ async fn growing_a_block_mailbox_lets_waiting_senders_in() {
     waiter.await.unwrap().unwrap();
     assert_eq!(drain(&mut rx), vec![0, 1]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_let_in_after_expiry_is_received_at_once() {
+    // Regression: the queue held only an expired message and a sender waited; the
+    // receiver must get the waiter's message, not sleep on a non-empty queue.
+    let (tx, mut rx) = channel::<u32>(Policy::Block {
+        capacity: 1,
+        send_timeout: None,
+    });
+    let soon = Instant::now() + Duration::from_millis(5);
+    tx.send_with(1, Meta::default().with_deadline(soon))
+        .await
+        .unwrap();
+    let tx2 = tx.clone();
+    let waiter = tokio::spawn(async move { tx2.send(2).await });
+    tokio::task::yield_now().await;
+    tokio::time::advance(Duration::from_millis(10)).await;
+    assert_eq!(rx.try_recv(), Ok(2));
+    waiter.await.unwrap().unwrap();
+    let s = rx.stats();
+    assert_eq!((s.expired, s.delivered), (1, 1));
+    assert!(s.is_balanced());
+}

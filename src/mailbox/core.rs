@@ -400,6 +400,20 @@ impl<T> Core<T> {
     /// Takes the next deliverable message, applying expiry and CoDel at dequeue.
     /// Returns the message and its sojourn time when stamped.
     pub(crate) fn take(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
+        loop {
+            let out = self.take_one(fx);
+            if !self.waiting.is_empty() {
+                self.fill_from_waiting(fx);
+            }
+            // Expiry or shedding may have emptied the queue and let a waiting sender
+            // in: take that one now, or the receiver would sleep on a non-empty queue.
+            if out.is_some() || self.queue.is_empty() {
+                return out;
+            }
+        }
+    }
+
+    fn take_one(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
         let needs_now = self.with_deadline > 0 || self.stamp;
         let now = needs_now.then(Instant::now);
         let out = loop {
@@ -440,9 +454,6 @@ impl<T> Core<T> {
             self.count(Outcome::Delivered);
             break Some((slot.msg, sojourn));
         };
-        if !self.waiting.is_empty() {
-            self.fill_from_waiting(fx);
-        }
         out
     }
 
