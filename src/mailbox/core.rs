@@ -416,7 +416,7 @@ impl<T> Core<T> {
     fn take_one(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
         let needs_now = self.with_deadline > 0 || self.stamp;
         let now = needs_now.then(Instant::now);
-        let out = loop {
+        loop {
             let Some(slot) = self.pop_front() else {
                 self.codel.on_empty();
                 break None;
@@ -453,8 +453,7 @@ impl<T> Core<T> {
             }
             self.count(Outcome::Delivered);
             break Some((slot.msg, sojourn));
-        };
-        out
+        }
     }
 
     /// Refuses new messages and hands every parked message back as `Closed`.
