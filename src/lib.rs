@@ -1,6 +1,36 @@
 //! sluicegate: actor mailboxes whose overflow behaviour is a pluggable policy,
 //! and the concurrent to-do system of *Elixir in Action*, chapter 7, built on them.
+//!
+//! # Layout
+//!
+//! Dependencies point down this list, never up:
+//!
+//! - [`mailbox`]: the core. A multi-producer, single-consumer async queue whose
+//!   behaviour when full is a [`mailbox::Policy`]: unbounded, drop-oldest,
+//!   drop-newest, block, CoDel, coalesce; deadlines; exact accounting; metrics.
+//! - [`runtime`]: GenServer-like servers on mailboxes (call/cast, typed errors),
+//!   one-for-one supervision with restart limits, a registry of named servers
+//!   (get-or-start, idle stop), keyed worker pools (routed or direct).
+//! - [`storage`]: where lists live: crash-safe files, SQLite, memory, and a
+//!   fault-injecting wrapper.
+//! - [`todo`]: the chapter 7 domain: the pure to-do list, list names, the list
+//!   server, the database pool, and [`todo::TodoSystem`] that ties them together.
+//! - [`config`]: the TOML file that picks storage, acks, timeouts and a mailbox
+//!   policy per role (`policies/*.toml` are ready-made ones).
+//! - [`service`]: the HTTP API (axum), Prometheus `/metrics`, graceful shutdown.
+//!
+//! # Graceful shutdown
+//!
+//! [`service::Running::shutdown`] (SIGTERM or Ctrl-C in `sluicegate serve`) stops
+//! accepting connections, lets in-flight requests finish, then
+//! [`todo::TodoSystem::shutdown`] closes every list server's mailbox and lets it
+//! handle what is queued (writes already acknowledged `applied` included), and
+//! finally the database workers write every queued store before they stop.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod mailbox;
 pub mod runtime;
+pub mod service;
+pub mod storage;
+pub mod todo;

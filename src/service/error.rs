@@ -1,0 +1,91 @@
+//! HTTP errors: every failure is JSON `{"error": "..."}` with the status the API
+//! documents, including the ones axum and tower-http produce themselves.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::runtime::CallError;
+use crate::todo::TodoSystemError;
+
+/// An HTTP error: a status and a message naming what is wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// What is wrong, for the JSON body.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 naming the bad field.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+impl From<TodoSystemError> for ApiError {
+    fn from(e: TodoSystemError) -> Self {
+        let status = match &e {
+            TodoSystemError::Invalid(_) => StatusCode::BAD_REQUEST,
+            TodoSystemError::NotFound(_) => StatusCode::NOT_FOUND,
+            TodoSystemError::Overloaded(CallError::Timeout) | TodoSystemError::Timeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            TodoSystemError::Overloaded(_)
+            | TodoSystemError::Unavailable(_)
+            | TodoSystemError::NotDurable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TodoSystemError::Crashed => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Turns any error response that is not JSON yet (axum's 405, tower-http's 413 and
+/// 408) into the API's JSON error shape, keeping its status and headers.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (mut parts, _body) = resp.into_parts();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large: the limit is 64 KiB".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route".to_string(),
+        StatusCode::REQUEST_TIMEOUT => "request timed out".to_string(),
+        s => s.canonical_reason().unwrap_or("error").to_ascii_lowercase(),
+    };
+    let body = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

@@ -1,0 +1,162 @@
+//! The HTTP service: the to-do API as JSON over axum, Prometheus `/metrics`,
+//! `/healthz`, and graceful shutdown that drains acknowledged writes to storage.
+
+mod error;
+mod http_metrics;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use http_metrics::{HTTP_DURATION, HTTP_REQUESTS};
+
+use crate::config::Config;
+use crate::todo::TodoSystem;
+
+/// Largest request body accepted (64 KiB); larger ones get 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Histogram buckets (seconds) for every latency histogram, from 10 µs to 30 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 5.0, 30.0,
+];
+
+static PROMETHEUS: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same
+/// handle). Must run before mailboxes are built so their metric handles bind to it.
+pub fn install_prometheus() -> Result<PrometheusHandle, String> {
+    PROMETHEUS
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .map_err(|e| e.to_string())?
+                .install_recorder()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The to-do system every route talks to.
+    pub system: TodoSystem,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+}
+
+/// The API's router, with body limit, timeout, request tracing and JSON errors.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    routes::router(state, request_timeout)
+}
+
+/// Where and how to serve.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The configuration (policies, storage, timeouts).
+    pub config: Config,
+    /// The file it came from, re-read on SIGHUP; `None`: the built-in config.
+    pub config_path: Option<PathBuf>,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Data directory of the storage backend.
+    pub data_dir: PathBuf,
+}
+
+/// A running service: its address, and a way to stop it gracefully.
+pub struct Running {
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    system: TodoSystem,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, drains the mailboxes and
+    /// flushes to storage; returns once everything is written.
+    pub async fn shutdown(self) -> Result<(), String> {
+        let _ = self.shutdown.send(true);
+        self.task.await.map_err(|e| e.to_string())?
+    }
+
+    /// Waits until the service ends (after a shutdown signal).
+    pub async fn wait(self) -> Result<(), String> {
+        self.task.await.map_err(|e| e.to_string())?
+    }
+
+    /// The to-do system behind the service (for policy reloads).
+    pub fn system(&self) -> TodoSystem {
+        self.system.clone()
+    }
+
+    /// A sender that triggers graceful shutdown (for signal handlers).
+    pub fn shutdown_trigger(&self) -> tokio::sync::watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts the to-do system and the HTTP server; returns once it is listening.
+pub async fn start(opts: ServeOptions) -> Result<Running, String> {
+    let prometheus = install_prometheus()?;
+    http_metrics::describe();
+    std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            opts.data_dir.display()
+        )
+    })?;
+    let system = TodoSystem::start(&opts.config, &opts.data_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let request_timeout = opts.config.system.call_timeout + Duration::from_secs(1);
+    let app = router(
+        AppState {
+            system: system.clone(),
+            prometheus,
+        },
+        request_timeout,
+    );
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let system_handle = system.clone();
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(|e| e.to_string());
+        tracing::info!("HTTP server stopped; draining mailboxes to storage");
+        system.shutdown().await;
+        tracing::info!("shutdown complete");
+        served
+    });
+    Ok(Running {
+        addr,
+        system: system_handle,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Re-reads the config file and applies its mailbox policies to the live system.
+pub fn reload(system: &TodoSystem, path: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    system
+        .reload_policies(&config.mailbox)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,241 @@
+//! Routes and handlers of the to-do API; every extractor's rejection becomes a
+//! 400 (or 413) JSON error that names the bad field.
+
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use super::error::{json_errors, ApiError};
+use super::{http_metrics, AppState, BODY_LIMIT};
+use crate::config::AckMode;
+use crate::todo::{parse_date, EntryUpdate, ListName, WriteOutcome};
+
+pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/lists/{list}/entries", get(list_entries).post(add_entry))
+        .route(
+            "/lists/{list}/entries/{id}",
+            axum::routing::patch(update_entry).delete(delete_entry),
+        )
+        .route("/metrics", get(metrics))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: "no such route".into(),
+            }
+        })
+        .with_state(state)
+        .layer(middleware::from_fn(http_metrics::track))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(middleware::map_response(json_errors))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+        .into_response()
+}
+
+fn list_name(raw: &str) -> Result<ListName, ApiError> {
+    ListName::new(raw).map_err(|e| ApiError::bad_request(format!("list: {e}")))
+}
+
+fn path_list(path: Result<Path<String>, PathRejection>) -> Result<ListName, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::bad_request(format!("list: {}", e.body_text())))?;
+    list_name(&raw)
+}
+
+fn path_list_id(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(ListName, u64), ApiError> {
+    let Path((raw, id)) =
+        path.map_err(|e| ApiError::bad_request(format!("path: {}", e.body_text())))?;
+    let list = list_name(&raw)?;
+    let id = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "id: \"{}\" is not an entry id (a whole number from 1 to {})",
+                id.chars().take(64).collect::<String>(),
+                u64::MAX
+            ))
+        })?;
+    Ok((list, id))
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(v)) => Ok(v),
+        Err(e) => Err(ApiError {
+            status: match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            message: format!("body: {}", e.body_text()),
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+struct AckQuery {
+    ack: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    date: Option<String>,
+}
+
+fn ack(q: Result<Query<AckQuery>, QueryRejection>) -> Result<Option<AckMode>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    q.ack
+        .map(|a| {
+            a.parse::<AckMode>()
+                .map_err(|e| ApiError::bad_request(format!("ack: {e}")))
+        })
+        .transpose()
+}
+
+fn date_field(field: &str, value: &str) -> Result<chrono::NaiveDate, ApiError> {
+    parse_date(value).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEntry {
+    date: String,
+    title: String,
+    /// Accepted and ignored: the list assigns ids.
+    #[allow(dead_code)]
+    id: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryPatch {
+    date: Option<String>,
+    title: Option<String>,
+}
+
+fn written(outcome: WriteOutcome, done: StatusCode) -> Response {
+    match outcome {
+        WriteOutcome::Accepted => {
+            (StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))).into_response()
+        }
+        WriteOutcome::Done(entry) if done == StatusCode::NO_CONTENT => {
+            let _ = entry;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        WriteOutcome::Done(entry) => (done, Json(entry)).into_response(),
+    }
+}
+
+async fn add_entry(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<AckQuery>, QueryRejection>,
+    body: Result<Json<NewEntry>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let ack = ack(query)?;
+    let body = json_body(body)?;
+    let date = date_field("date", &body.date)?;
+    let outcome = state
+        .system
+        .add_entry(&list, date, &body.title, ack)
+        .await
+        .map_err(|e| prefix_invalid(e, "title"))?;
+    Ok(written(outcome, StatusCode::CREATED))
+}
+
+/// Names the field for the only input the system itself validates.
+fn prefix_invalid(e: crate::todo::TodoSystemError, field: &str) -> ApiError {
+    match e {
+        crate::todo::TodoSystemError::Invalid(inner) => {
+            ApiError::bad_request(format!("{field}: {inner}"))
+        }
+        other => other.into(),
+    }
+}
+
+async fn list_entries(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let date = q
+        .date
+        .as_deref()
+        .map(|d| date_field("date", d))
+        .transpose()?;
+    let entries = state.system.entries(&list, date).await?;
+    Ok(Json(entries).into_response())
+}
+
+async fn update_entry(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<AckQuery>, QueryRejection>,
+    body: Result<Json<EntryPatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let (list, id) = path_list_id(path)?;
+    let ack = ack(query)?;
+    let body = json_body(body)?;
+    if body.date.is_none() && body.title.is_none() {
+        return Err(ApiError::bad_request(
+            "body: give \"date\" and/or \"title\" to change",
+        ));
+    }
+    let date = body
+        .date
+        .as_deref()
+        .map(|d| date_field("date", d))
+        .transpose()?;
+    let update = EntryUpdate {
+        date,
+        title: body.title,
+    };
+    let outcome = state
+        .system
+        .update_entry(&list, id, update, ack)
+        .await
+        .map_err(|e| prefix_invalid(e, "title"))?;
+    Ok(written(outcome, StatusCode::OK))
+}
+
+async fn delete_entry(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<AckQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (list, id) = path_list_id(path)?;
+    let ack = ack(query)?;
+    let outcome = state.system.delete_entry(&list, id, ack).await?;
+    Ok(written(outcome, StatusCode::NO_CONTENT))
+}

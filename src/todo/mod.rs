@@ -1,0 +1,14 @@
+//! The chapter 7 to-do domain: the pure list and list names, and the system built
+//! on the runtime (one server per list, a registry as the cache, a database pool).
+
+pub mod database;
+mod list;
+mod name;
+pub mod server;
+mod system;
+
+pub use list::{
+    parse_date, validate_title, Entry, EntryUpdate, TodoError, TodoList, MAX_TITLE_CHARS,
+};
+pub use name::{decode_path, encode_path, InvalidListName, ListName, MAX_NAME_BYTES};
+pub use system::{StartSystemError, TodoSystem, TodoSystemError, WriteOutcome};

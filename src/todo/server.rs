@@ -1,0 +1,183 @@
+//! The list server: one per list name, it loads its list in `init`, answers reads
+//! from memory, applies writes in order and hands each new version to the database.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use tokio::sync::oneshot;
+
+use super::database::{Database, LoadError, Store, StoreError};
+use super::{Entry, EntryUpdate, ListName, TodoError, TodoList};
+use crate::config::AckMode;
+use crate::runtime::{BoxError, ReplyTo, Server};
+
+/// Role of list servers (metric label).
+pub const ROLE: &str = "todo_server";
+
+/// A write to one list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Add an entry (the id is assigned by the list).
+    Add {
+        /// The entry's date.
+        date: NaiveDate,
+        /// The entry's title.
+        title: String,
+    },
+    /// Change an entry's date and/or title.
+    Update {
+        /// Which entry.
+        id: u64,
+        /// What changes.
+        update: EntryUpdate,
+    },
+    /// Delete an entry.
+    Delete {
+        /// Which entry.
+        id: u64,
+    },
+}
+
+/// Requests a list server answers.
+#[derive(Debug)]
+pub enum ListCall {
+    /// Apply a write, answering after `ack` (`applied` or `durable`).
+    Write(Write, AckMode),
+    /// Entries of one date, or all, in id order.
+    Entries(Option<NaiveDate>),
+    /// Fault injection for tests and experiments: the handler panics.
+    Panic,
+}
+
+/// What a list server answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListReply {
+    /// The entry written (for a delete: the entry removed).
+    Entry(Entry),
+    /// Entries read.
+    Entries(Vec<Entry>),
+}
+
+/// Why a list request failed inside its server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListError {
+    /// Bad input or unknown id.
+    Todo(TodoError),
+    /// Applied in memory, but not made durable.
+    NotDurable(StoreError),
+}
+
+/// The server of one list.
+pub struct ListServer {
+    name: ListName,
+    list: TodoList,
+    db: Database,
+    load_timeout: Duration,
+}
+
+impl ListServer {
+    /// A server for `name`, loading from `db` in `init`.
+    pub fn new(name: ListName, db: Database, load_timeout: Duration) -> Self {
+        ListServer {
+            name,
+            list: TodoList::new(),
+            db,
+            load_timeout,
+        }
+    }
+
+    fn apply(&mut self, write: Write) -> Result<Entry, TodoError> {
+        match write {
+            Write::Add { date, title } => self.list.add_entry(date, &title),
+            Write::Update { id, update } => self.list.update_entry(id, update),
+            Write::Delete { id } => self.list.delete_entry(id),
+        }
+    }
+
+    fn store(&self, waiters: Vec<oneshot::Sender<Result<(), StoreError>>>) -> Store {
+        Store {
+            name: self.name.clone(),
+            list: self.list.clone(),
+            waiters,
+        }
+    }
+
+    /// Hands the new version to the database without waiting for it to be durable.
+    async fn persist(&self) {
+        if let Err(e) = self.db.store(self.store(Vec::new())).await {
+            tracing::warn!(list = %self.name, error = %e, "store not queued");
+            metrics::counter!(STORES_NOT_QUEUED).increment(1);
+        }
+    }
+}
+
+/// Stores a list server could not hand to the database (the write stays in memory
+/// and goes out with the list's next store).
+pub const STORES_NOT_QUEUED: &str = "sluicegate_todo_stores_not_queued_total";
+
+#[async_trait]
+impl Server for ListServer {
+    type Call = ListCall;
+    type Reply = Result<ListReply, ListError>;
+    type Cast = Write;
+
+    async fn init(&mut self) -> Result<(), BoxError> {
+        match self.db.load(&self.name, self.load_timeout).await {
+            Ok(list) => {
+                self.list = list.unwrap_or_default();
+                Ok(())
+            }
+            Err(LoadError::Storage(e)) => Err(format!("list \"{}\": {e}", self.name).into()),
+            Err(e) => Err(format!("list \"{}\" could not be loaded: {e}", self.name).into()),
+        }
+    }
+
+    async fn handle_call(&mut self, request: ListCall, reply: ReplyTo<Self::Reply>) {
+        match request {
+            ListCall::Entries(date) => {
+                let entries = match date {
+                    Some(d) => self.list.entries(d),
+                    None => self.list.all_entries(),
+                };
+                reply.send(Ok(ListReply::Entries(entries)));
+            }
+            ListCall::Write(write, ack) => {
+                let entry = match self.apply(write) {
+                    Ok(e) => e,
+                    Err(e) => return reply.send(Err(ListError::Todo(e))),
+                };
+                match ack {
+                    AckMode::None | AckMode::Applied => {
+                        reply.send(Ok(ListReply::Entry(entry)));
+                        self.persist().await;
+                    }
+                    AckMode::Durable => {
+                        let (tx, rx) = oneshot::channel();
+                        if let Err(e) = self.db.store(self.store(vec![tx])).await {
+                            return reply.send(Err(ListError::NotDurable(e)));
+                        }
+                        // Answer when the store (or a newer one that replaced it) is
+                        // durable, without holding up this list's next messages.
+                        tokio::spawn(async move {
+                            let answer = match rx.await {
+                                Ok(Ok(())) => Ok(ListReply::Entry(entry)),
+                                Ok(Err(e)) => Err(ListError::NotDurable(e)),
+                                Err(_) => Err(ListError::NotDurable(StoreError::Dropped)),
+                            };
+                            reply.send(answer);
+                        });
+                    }
+                }
+            }
+            ListCall::Panic => panic!("injected panic in list server \"{}\"", self.name),
+        }
+    }
+
+    async fn handle_cast(&mut self, write: Write) {
+        match self.apply(write) {
+            Ok(_) => self.persist().await,
+            Err(e) => tracing::debug!(list = %self.name, error = %e, "cast write refused"),
+        }
+    }
+}

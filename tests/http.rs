@@ -1,0 +1,331 @@
+//! End to end over loopback with a real HTTP client: every route, every error
+//! status, restart and read back, and graceful shutdown draining applied writes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sluicegate::config::Config;
+use sluicegate::service::{self, Running, ServeOptions};
+
+async fn serve(config: Config, data_dir: &Path) -> Running {
+    service::start(ServeOptions {
+        config,
+        config_path: None,
+        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+    })
+    .await
+    .unwrap()
+}
+
+fn url(r: &Running, path: &str) -> String {
+    format!("http://{}{}", r.addr, path)
+}
+
+async fn error_of(resp: reqwest::Response) -> (StatusCode, String) {
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("error bodies are JSON");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_works_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+
+    let resp = c
+        .post(url(&r, "/lists/bob/entries"))
+        .json(&json!({"date": "2026-11-23", "title": "Dentist"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": 1, "date": "2026-11-23", "title": "Dentist"})
+    );
+
+    let resp = c
+        .post(url(&r, "/lists/bob/entries?ack=durable"))
+        .json(&json!({"date": "2026-11-24", "title": "Shopping", "id": 77}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.json::<Value>().await.unwrap()["id"], 2);
+
+    let resp = c
+        .post(url(&r, "/lists/bob/entries?ack=none"))
+        .json(&json!({"date": "2026-11-23", "title": "Movies"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    let day: Value = c
+        .get(url(&r, "/lists/bob/entries?date=2026-11-23"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = day
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, vec!["Dentist", "Movies"]);
+
+    let resp = c
+        .patch(url(&r, "/lists/bob/entries/2?ack=durable"))
+        .json(&json!({"title": "Groceries"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"id": 2, "date": "2026-11-24", "title": "Groceries"})
+    );
+    let resp = c
+        .delete(url(&r, "/lists/bob/entries/1?ack=durable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = c
+        .delete(url(&r, "/lists/bob/entries/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    let all: Value = c
+        .get(url(&r, "/lists/bob/entries"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let unknown: Value = c
+        .get(url(&r, "/lists/nobody/entries"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unknown, json!([]));
+
+    let health = c.get(url(&r, "/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let metrics = c
+        .get(url(&r, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("sluicegate_mailbox_messages_total"));
+    assert!(metrics.contains("sluicegate_http_requests_total"));
+
+    r.shutdown().await.unwrap();
+
+    // Restart on the same data dir: everything acknowledged is back.
+    let r = serve(Config::builtin(), dir.path()).await;
+    let all: Value = c
+        .get(url(&r, "/lists/bob/entries"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        json!([
+            {"id": 2, "date": "2026-11-24", "title": "Groceries"},
+            {"id": 3, "date": "2026-11-23", "title": "Movies"}
+        ])
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_status_is_json_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+    let post = |path: &str, body: &str| {
+        c.post(url(&r, path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+
+    let (s, e) = error_of(post("/lists/a/entries", "{not json").await.unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.starts_with("body:"), "{e}");
+
+    let (s, e) = error_of(
+        post("/lists/a/entries", r#"{"date":"2026-02-30","title":"x"}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.contains("date") && e.contains("2026-02-30"), "{e}");
+
+    let (s, e) = error_of(
+        post("/lists/a/entries", r#"{"date":"2026-02-03","title":""}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.contains("title"), "{e}");
+
+    let long = "x".repeat(1025);
+    let (s, e) = error_of(
+        post(
+            "/lists/a/entries",
+            &json!({"date": "2026-02-03", "title": long}).to_string(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.contains("title"), "{e}");
+
+    let (s, e) = error_of(
+        post(
+            "/lists/a/entries?ack=maybe",
+            r#"{"date":"2026-02-03","title":"x"}"#,
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.contains("ack") && e.contains("maybe"), "{e}");
+
+    let name = "n".repeat(300);
+    let (s, e) = error_of(
+        c.get(url(&r, &format!("/lists/{name}/entries")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.contains("list"), "{e}");
+
+    let (s, e) = error_of(
+        c.get(url(&r, "/lists/bad%01name/entries"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.contains("list"), "{e}");
+
+    let (s, e) = error_of(
+        c.patch(url(&r, "/lists/a/entries/-1"))
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e.contains("id"), "{e}");
+
+    let (s, _) = error_of(
+        c.patch(url(&r, "/lists/a/entries/99"))
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, _) = error_of(c.get(url(&r, "/nowhere")).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, _) = error_of(c.put(url(&r, "/lists/a/entries")).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+
+    let huge = format!(
+        r#"{{"date":"2026-02-03","title":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let (s, e) = error_of(post("/lists/a/entries", &huge).await.unwrap()).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(e.contains("64 KiB") || e.contains("length limit"), "{e}");
+
+    // Percent-decoded names: any valid name works, including hostile ones.
+    for name in ["bad%2Fname", "..%2Fx", "CON", "%E6%97%A5%E6%9C%AC%E8%AA%9E"] {
+        let resp = post(
+            &format!("/lists/{name}/entries?ack=durable"),
+            r#"{"date":"2026-02-03","title":"x"}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{name}");
+    }
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_applied_writes_to_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let c = c.clone();
+        let u = url(&r, &format!("/lists/l{}/entries?ack=applied", i % 10));
+        tasks.push(tokio::spawn(async move {
+            c.post(u)
+                .json(&json!({"date": "2026-01-01", "title": format!("t{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::CREATED);
+    }
+    r.shutdown().await.unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let mut total = 0;
+    for l in 0..10 {
+        let all: Value = c
+            .get(url(&r, &format!("/lists/l{l}/entries")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        total += all.as_array().unwrap().len();
+    }
+    assert_eq!(total, 200);
+    r.shutdown().await.unwrap();
+}
