@@ -34,3 +34,8 @@ pub mod runtime;
 pub mod service;
 pub mod storage;
 pub mod todo;
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

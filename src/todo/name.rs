@@ -158,7 +158,8 @@ pub fn decode_path(rel: &Path) -> Option<ListName> {
         return None;
     }
     hex.push_str(chunk);
-    if !hex.len().is_multiple_of(2) || hex.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !hex.len().is_multiple_of(2) || hex.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return None;
     }
     let bytes: Vec<u8> = (0..hex.len())
