@@ -29,6 +29,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod experiment;
+pub mod load;
 pub mod mailbox;
 pub mod runtime;
 pub mod service;

@@ -39,10 +39,91 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Run scenarios under each policy file and compare them side by side.
+    Experiment {
+        /// Scenarios: mixed, overload, slow-disk, bottleneck, crash, poison, cold, soak
+        /// (default: all but soak).
+        scenarios: Vec<String>,
+        /// Policy files (default: every file in policies/).
+        #[arg(long, num_args = 1..)]
+        policies: Vec<PathBuf>,
+        /// Also write Markdown, CSV and SVG plots here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A small version that finishes in seconds.
+        #[arg(long)]
+        quick: bool,
+        /// Minutes of the soak scenario.
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        /// Seed of every random choice (the same for every policy).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Internal: one scenario under one policy, report as JSON on stdout.
+    #[command(hide = true)]
+    ExperimentRun {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Internal: the writer process of the crash scenario.
+    #[command(hide = true)]
+    ExperimentWriter {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Open-loop HTTP load against a running `serve`.
+    Load {
+        /// Base URL of the service.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+        /// Requests per second (constant arrival rate).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// How long to send, e.g. 30s or 2m.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Lists to spread requests over.
+        #[arg(long, default_value_t = 100)]
+        lists: usize,
+        /// Percent of requests that add an entry (the rest read).
+        #[arg(long, default_value_t = 80)]
+        write_pct: u8,
+        /// Requests in flight at most.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Handler panics are caught by the runtime and reported as errors; log them
+    // as one line instead of a backtrace on stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        tracing::error!(%location, "panic: {message}");
+    }));
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
@@ -55,6 +136,107 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Experiment {
+            scenarios,
+            policies,
+            out,
+            quick,
+            minutes,
+            seed,
+        } => {
+            let opts = sluicegate::experiment::ExperimentOptions {
+                scenarios,
+                policies,
+                out,
+                scale: sluicegate::experiment::Scale {
+                    quick,
+                    soak_minutes: minutes,
+                    seed,
+                },
+            };
+            match sluicegate::experiment::run_all(&opts) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::ExperimentRun {
+            scenario,
+            policy,
+            quick,
+            minutes,
+            seed,
+        } => {
+            let scale = sluicegate::experiment::Scale {
+                quick,
+                soak_minutes: minutes,
+                seed,
+            };
+            let result = runtime().and_then(|rt| {
+                rt.block_on(sluicegate::experiment::run_one(&scenario, &policy, scale))
+            });
+            match result.and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string())) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::ExperimentWriter {
+            policy,
+            data_dir,
+            seed,
+        } => match runtime().and_then(|rt| {
+            rt.block_on(sluicegate::experiment::crash_writer(
+                &policy, &data_dir, seed,
+            ))
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Load {
+            target,
+            rate,
+            duration,
+            lists,
+            write_pct,
+            connections,
+        } => {
+            let opts = sluicegate::load::LoadOptions {
+                target,
+                rate,
+                duration,
+                lists,
+                write_pct,
+                connections,
+                seed: 42,
+            };
+            let total = (rate.max(0.0) * duration.as_secs_f64()).round() as u64;
+            let bar = indicatif::ProgressBar::new(total);
+            let b2 = bar.clone();
+            let result = runtime()
+                .and_then(|rt| rt.block_on(sluicegate::load::run(&opts, move || b2.inc(1))));
+            bar.finish_and_clear();
+            match result {
+                Ok(report) => {
+                    print!("{}", report.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,
@@ -77,6 +259,10 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 fn init_tracing() {

@@ -11,4 +11,4 @@ pub use list::{
     parse_date, validate_title, Entry, EntryUpdate, TodoError, TodoList, MAX_TITLE_CHARS,
 };
 pub use name::{decode_path, encode_path, InvalidListName, ListName, MAX_NAME_BYTES};
-pub use system::{StartSystemError, TodoSystem, TodoSystemError, WriteOutcome};
+pub use system::{RoleStats, StartSystemError, TodoSystem, TodoSystemError, WriteOutcome};

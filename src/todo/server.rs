@@ -70,10 +70,18 @@ pub enum ListError {
 
 /// The server of one list.
 pub struct ListServer {
+    /// Which list this server owns.
     name: ListName,
+    /// The list, loaded in `init`; reads are answered from here.
     list: TodoList,
+    /// Where versions of the list go.
     db: Database,
+    /// Bound on the load in `init` and the final store in `terminate`.
     load_timeout: Duration,
+    /// Whether a write was applied since `init`: then `terminate` stores the list
+    /// once more and waits for it, so a store the database dropped, shed or failed
+    /// is not lost at an idle stop or a graceful shutdown.
+    dirty: bool,
 }
 
 impl ListServer {
@@ -84,10 +92,12 @@ impl ListServer {
             list: TodoList::new(),
             db,
             load_timeout,
+            dirty: false,
         }
     }
 
     fn apply(&mut self, write: Write) -> Result<Entry, TodoError> {
+        self.dirty = true;
         match write {
             Write::Add { date, title } => self.list.add_entry(date, &title),
             Write::Update { id, update } => self.list.update_entry(id, update),
@@ -171,6 +181,23 @@ impl Server for ListServer {
                 }
             }
             ListCall::Panic => panic!("injected panic in list server \"{}\"", self.name),
+        }
+    }
+
+    async fn terminate(&mut self, _reason: &crate::runtime::ExitReason) {
+        if !self.dirty {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let stored = match self.db.store(self.store(vec![tx])).await {
+            Ok(()) => tokio::time::timeout(self.load_timeout, rx).await,
+            Err(e) => Ok(Ok(Err(e))),
+        };
+        match stored {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(list = %self.name, error = %e, "final store failed"),
+            Ok(Err(_)) => tracing::error!(list = %self.name, "final store dropped"),
+            Err(_) => tracing::error!(list = %self.name, "final store timed out"),
         }
     }
 

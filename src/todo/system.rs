@@ -354,6 +354,28 @@ impl TodoSystem {
         &self.inner.registry
     }
 
+    /// Mailbox accounting summed per role over every live mailbox of the role
+    /// (list servers, database workers, the router when routed).
+    pub fn mailbox_stats(&self) -> Vec<RoleStats> {
+        let mut lists = RoleStats::new(ROLE);
+        for name in self.inner.registry.live_names() {
+            if let Some(server) = self.inner.registry.get(&name) {
+                lists.add(&server.stats());
+            }
+        }
+        let mut workers = RoleStats::new(super::database::WORKER_ROLE);
+        for w in self.inner.db.pool().workers() {
+            workers.add(&w.stats());
+        }
+        let mut out = vec![lists, workers];
+        if let Some(r) = self.inner.db.pool().router() {
+            let mut router = RoleStats::new(super::database::ROUTER_ROLE);
+            router.add(&r.stats());
+            out.push(router);
+        }
+        out
+    }
+
     /// Supervisor events (restarts, escalations).
     pub fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
@@ -365,6 +387,43 @@ impl TodoSystem {
     pub async fn shutdown(&self) {
         self.inner.registry.stop_all(true).await;
         self.inner.db.stop().await;
+    }
+}
+
+/// Accounting of every mailbox of one role, summed (peak depth: the largest).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoleStats {
+    /// The role.
+    pub role: String,
+    /// Mailboxes summed.
+    pub mailboxes: usize,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages by outcome label.
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+    /// Messages queued now, summed.
+    pub depth: usize,
+    /// The largest peak depth of one mailbox.
+    pub peak_depth: usize,
+}
+
+impl RoleStats {
+    fn new(role: &str) -> Self {
+        RoleStats {
+            role: role.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds one mailbox's snapshot.
+    pub fn add(&mut self, s: &crate::mailbox::Stats) {
+        self.mailboxes += 1;
+        self.sent += s.sent;
+        for o in crate::mailbox::Outcome::ALL {
+            *self.outcomes.entry(o.label().to_string()).or_default() += s.get(o);
+        }
+        self.depth += s.depth;
+        self.peak_depth = self.peak_depth.max(s.peak_depth);
     }
 }
 

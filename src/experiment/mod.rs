@@ -1,0 +1,744 @@
+//! Experiments: the chapter's questions (lost writes, stale reads, full queues,
+//! bottlenecks, crashes) as scenarios run under every policy file, side by side.
+//!
+//! Each (scenario, policy) runs in its own child process (`sluicegate
+//! experiment-run`), so peak memory is per run and a crash can be a real SIGKILL.
+
+mod plot;
+mod report;
+pub mod workload;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+pub use report::{csv, markdown_table, text_table, RunReport, Sample};
+use workload::{Acked, Recorder, Workload};
+
+use crate::config::{AckMode, Config, Routing};
+use crate::storage::{self, BackendKind, FaultConfig, FaultyStorage, Storage};
+use crate::todo::{ListName, TodoSystem};
+
+/// The scenarios, in the order they run.
+pub const SCENARIOS: [&str; 8] = [
+    "mixed",
+    "overload",
+    "slow-disk",
+    "bottleneck",
+    "crash",
+    "poison",
+    "cold",
+    "soak",
+];
+
+/// How big a run is.
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    /// Small version that finishes in seconds.
+    pub quick: bool,
+    /// Minutes of the soak scenario.
+    pub soak_minutes: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+fn mixed(scale: &Scale) -> Workload {
+    if scale.quick {
+        Workload {
+            lists: 100,
+            clients: 20,
+            ops_per_client: 100,
+            write_share: 0.8,
+            dates: 30,
+            prefix: "list-",
+            seed: scale.seed,
+        }
+    } else {
+        Workload {
+            lists: 1000,
+            clients: 100,
+            ops_per_client: 1000,
+            write_share: 0.8,
+            dates: 30,
+            prefix: "list-",
+            seed: scale.seed,
+        }
+    }
+}
+
+fn overload(scale: &Scale) -> Workload {
+    Workload {
+        lists: 100,
+        clients: if scale.quick { 20 } else { 100 },
+        ops_per_client: if scale.quick { 50 } else { 200 },
+        write_share: 1.0,
+        dates: 30,
+        prefix: "list-",
+        seed: scale.seed,
+    }
+}
+
+fn backend(config: &Config) -> BackendKind {
+    match config.storage.backend {
+        crate::config::StorageBackend::Files => BackendKind::Files,
+        crate::config::StorageBackend::Sqlite => BackendKind::Sqlite,
+        crate::config::StorageBackend::Memory => BackendKind::Memory,
+    }
+}
+
+fn open_storage(
+    config: &Config,
+    dir: &Path,
+    latency: Duration,
+) -> Result<Arc<dyn Storage>, String> {
+    let inner = storage::open(backend(config), dir).map_err(|e| e.to_string())?;
+    if latency.is_zero() {
+        return Ok(inner);
+    }
+    let (faulty, _handle) = FaultyStorage::new(
+        ArcStorage(inner),
+        FaultConfig {
+            latency,
+            jitter: latency / 2,
+            ..FaultConfig::default()
+        },
+        7,
+    );
+    Ok(Arc::new(faulty))
+}
+
+/// Lets an `Arc<dyn Storage>` be wrapped by [`FaultyStorage`].
+struct ArcStorage(Arc<dyn Storage>);
+
+#[async_trait::async_trait]
+impl Storage for ArcStorage {
+    async fn load(
+        &self,
+        name: &ListName,
+    ) -> Result<Option<crate::todo::TodoList>, crate::storage::StorageError> {
+        self.0.load(name).await
+    }
+    async fn store(
+        &self,
+        name: &ListName,
+        list: &crate::todo::TodoList,
+    ) -> Result<(), crate::storage::StorageError> {
+        self.0.store(name, list).await
+    }
+    async fn list_names(&self) -> Result<Vec<ListName>, crate::storage::StorageError> {
+        self.0.list_names().await
+    }
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+}
+
+/// Acknowledged writes missing from storage, and lists that could not be read.
+async fn check_storage(storage: &dyn Storage, acked: &[Acked]) -> (u64, u64) {
+    let mut by_list: HashMap<&ListName, Vec<&str>> = HashMap::new();
+    for a in acked {
+        by_list.entry(&a.list).or_default().push(&a.title);
+    }
+    let (mut missing, mut unreadable) = (0u64, 0u64);
+    for (list, titles) in by_list {
+        match storage.load(list).await {
+            Ok(Some(l)) => {
+                let have: HashSet<String> = l.all_entries().into_iter().map(|e| e.title).collect();
+                missing += titles.iter().filter(|t| !have.contains(**t)).count() as u64;
+            }
+            Ok(None) => missing += titles.len() as u64,
+            Err(_) => {
+                unreadable += 1;
+                missing += titles.len() as u64;
+            }
+        }
+    }
+    (missing, unreadable)
+}
+
+/// Peak resident memory of this process (VmHWM), KiB.
+pub fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM:")
+}
+
+/// Resident memory of this process now (VmRSS), KiB.
+pub fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+fn proc_status_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples depth and latency every 100 ms while a workload runs.
+fn spawn_sampler(
+    system: TodoSystem,
+    rec: Arc<Recorder>,
+    started: Instant,
+) -> (
+    tokio::task::JoinHandle<Vec<Sample>>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let depth = system.mailbox_stats().iter().map(|r| r.depth).sum();
+            out.push(Sample {
+                t_ms: started.elapsed().as_secs_f64() * 1000.0,
+                depth,
+                p99_ms: rec.take_window_p99_ms(),
+            });
+        }
+        out
+    });
+    (task, stop_tx)
+}
+
+/// A task run beside the workload; its figures land in the report's `extra`.
+type SideTask =
+    Box<dyn FnOnce(TodoSystem) -> tokio::task::JoinHandle<BTreeMap<String, f64>> + Send>;
+
+/// Storage latency injected per scenario.
+fn disk_latency(scenario: &str) -> Duration {
+    match scenario {
+        "slow-disk" => Duration::from_millis(4),
+        "bottleneck" => Duration::from_millis(1),
+        "cold" => Duration::from_millis(1),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Runs one workload on a fresh system and fills a report.
+async fn measure(
+    scenario: &str,
+    label: String,
+    config: &Config,
+    w: &Workload,
+    scale: &Scale,
+    during: Option<SideTask>,
+) -> Result<RunReport, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let storage = open_storage(config, dir.path(), disk_latency(scenario))?;
+    let system = TodoSystem::start_with_storage(config, storage.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let rec = Arc::new(Recorder::default());
+    let started = Instant::now();
+    let (sampler, stop) = spawn_sampler(system.clone(), rec.clone(), started);
+    let side = during.map(|f| f(system.clone()));
+    workload::run(&system, w, &rec, || {}).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let extra = match side {
+        Some(h) => h.await.unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let _ = stop.send(true);
+    let series = sampler.await.unwrap_or_default();
+    let roles = system.mailbox_stats();
+    let acked = rec.acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (lost_at_end, _) = check_storage(storage.as_ref(), &acked).await;
+    // How long until everything acknowledged is durable (bounded wait).
+    let limit = if scale.quick {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(60)
+    };
+    let waited = Instant::now();
+    let mut durable_after_ms = None;
+    let mut missing = lost_at_end;
+    while waited.elapsed() < limit {
+        if missing == 0 {
+            durable_after_ms = Some(waited.elapsed().as_secs_f64() * 1000.0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        missing = check_storage(storage.as_ref(), &acked).await.0;
+    }
+    system.shutdown().await;
+    // Restart: a fresh backend object on the same data directory.
+    let reopened = storage::open(backend(config), dir.path()).map_err(|e| e.to_string())?;
+    let (lost_after_restart, unreadable_lists) = if backend(config) == BackendKind::Memory {
+        check_storage(storage.as_ref(), &acked).await
+    } else {
+        check_storage(reopened.as_ref(), &acked).await
+    };
+    let h = rec
+        .latency
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let ms = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let errors = rec.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(RunReport {
+        scenario: scenario.to_string(),
+        policy: label,
+        offered: rec.offered.load(Ordering::Relaxed),
+        completed: rec.completed.load(Ordering::Relaxed),
+        seconds,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        max_ms: if h.is_empty() {
+            0.0
+        } else {
+            h.max() as f64 / 1000.0
+        },
+        errors,
+        acked: acked.len() as u64,
+        lost_at_end,
+        lost_after_restart,
+        unreadable_lists,
+        ryw_violations: rec.ryw_violations.load(Ordering::Relaxed),
+        durable_after_ms,
+        roles,
+        peak_rss_kib: peak_rss_kib(),
+        extra,
+        series,
+    })
+}
+
+fn stem(policy: &Path) -> String {
+    policy
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| policy.display().to_string())
+}
+
+/// Runs one scenario under one policy file in this process (the child side).
+pub async fn run_one(
+    scenario: &str,
+    policy: &Path,
+    scale: Scale,
+) -> Result<Vec<RunReport>, String> {
+    let config = Config::load(policy).map_err(|e| e.to_string())?;
+    let name = stem(policy);
+    match scenario {
+        "mixed" | "slow-disk" => Ok(vec![
+            measure(scenario, name, &config, &mixed(&scale), &scale, None).await?,
+        ]),
+        "overload" => Ok(vec![
+            measure(scenario, name, &config, &overload(&scale), &scale, None).await?,
+        ]),
+        "bottleneck" => {
+            let mut out = Vec::new();
+            let mut w = mixed(&scale);
+            if !scale.quick {
+                w.ops_per_client = 200;
+            }
+            for (workers, routing) in [
+                (1, Routing::Routed),
+                (3, Routing::Routed),
+                (3, Routing::Direct),
+            ] {
+                let mut c = config.clone();
+                c.database.workers = workers;
+                c.database.routing = routing;
+                let label = format!("{name}/{workers}-{routing}");
+                out.push(measure(scenario, label, &c, &w, &scale, None).await?);
+            }
+            Ok(out)
+        }
+        "poison" => {
+            let quick = scale.quick;
+            let side: SideTask =
+                Box::new(move |system: TodoSystem| tokio::spawn(poison(system, quick)));
+            Ok(vec![
+                measure(scenario, name, &config, &mixed(&scale), &scale, Some(side)).await?,
+            ])
+        }
+        "cold" => Ok(vec![cold(name, &config, &scale).await?]),
+        "soak" => Ok(vec![soak(name, &config, &scale).await?]),
+        "crash" => Ok(vec![crash(name, policy, &config, &scale).await?]),
+        other => Err(format!(
+            "unknown scenario \"{other}\"; expected one of {}",
+            SCENARIOS.join(", ")
+        )),
+    }
+}
+
+/// Hostile names and a list whose server keeps panicking, beside normal traffic.
+async fn poison(system: TodoSystem, quick: bool) -> BTreeMap<String, f64> {
+    let hostile = [
+        "../x".to_string(),
+        "bad/name".to_string(),
+        "CON".to_string(),
+        "日本語".to_string(),
+        "é".repeat(128),
+        "poison".to_string(),
+    ];
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    let rounds = if quick { 20 } else { 200 };
+    let (mut panics, mut ok, mut errors) = (0.0, 0.0, 0.0);
+    for i in 0..rounds {
+        let poison = ListName::new("poison").unwrap_or_else(|_| unreachable!());
+        if system.inject_panic(&poison).await.is_ok() {
+            panics += 1.0;
+        }
+        for h in &hostile {
+            let Ok(name) = ListName::new(h.as_str()) else {
+                continue;
+            };
+            match system
+                .add_entry(&name, date, &format!("h{i}"), Some(AckMode::Durable))
+                .await
+            {
+                Ok(_) => ok += 1.0,
+                Err(_) => errors += 1.0,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    BTreeMap::from([
+        ("poison_panics".to_string(), panics),
+        ("hostile_writes_ok".to_string(), ok),
+        ("hostile_writes_failed".to_string(), errors),
+    ])
+}
+
+/// A backlog of queued stores, then the first request to a new list and a read
+/// of an existing one.
+async fn cold(name: String, config: &Config, scale: &Scale) -> Result<RunReport, String> {
+    let backlog_lists = if scale.quick { 1_000 } else { 10_000 };
+    let clients = 100;
+    let side: SideTask = Box::new(move |system: TodoSystem| {
+        tokio::spawn(async move {
+            let date = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+            let warm = ListName::new("warm").unwrap_or_else(|_| unreachable!());
+            let _ = system
+                .add_entry(&warm, date, "kept", Some(AckMode::Durable))
+                .await;
+            // Wait until the database backlog stands (or the writers are done).
+            let started = Instant::now();
+            let mut peak = 0usize;
+            while started.elapsed() < Duration::from_secs(30) {
+                let depth: usize = system
+                    .mailbox_stats()
+                    .iter()
+                    .filter(|r| r.role != "todo_server")
+                    .map(|r| r.depth)
+                    .sum();
+                peak = peak.max(depth);
+                if depth >= backlog_lists / 2 || started.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let t = Instant::now();
+            let new = ListName::new("brand-new").unwrap_or_else(|_| unreachable!());
+            let first = system.add_entry(&new, date, "first", None).await;
+            let cold_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let t = Instant::now();
+            let read = system.entries(&warm, None).await;
+            let warm_ms = t.elapsed().as_secs_f64() * 1000.0;
+            BTreeMap::from([
+                ("db_backlog_at_probe".to_string(), peak as f64),
+                ("new_list_first_request_ms".to_string(), cold_ms),
+                (
+                    "new_list_ok".to_string(),
+                    f64::from(u8::from(first.is_ok())),
+                ),
+                ("existing_list_read_ms".to_string(), warm_ms),
+                (
+                    "existing_list_ok".to_string(),
+                    f64::from(u8::from(read.is_ok())),
+                ),
+            ])
+        })
+    });
+    let w = Workload {
+        lists: backlog_lists,
+        clients,
+        ops_per_client: backlog_lists / clients,
+        write_share: 1.0,
+        dates: 1,
+        prefix: "backlog-",
+        seed: scale.seed,
+    };
+    measure("cold", name, config, &w, scale, Some(side)).await
+}
+
+/// Overload again and again for the soak time; peak RSS early and late.
+async fn soak(name: String, config: &Config, scale: &Scale) -> Result<RunReport, String> {
+    let minutes = if scale.quick {
+        scale.soak_minutes.min(0.1)
+    } else {
+        scale.soak_minutes
+    };
+    let total = Duration::from_secs_f64(minutes * 60.0);
+    let started = Instant::now();
+    let mut first_minute_peak = 0u64;
+    let mut last_rss = 0u64;
+    let mut report: Option<RunReport> = None;
+    let mut rounds = 0.0;
+    while started.elapsed() < total || report.is_none() {
+        let mut w = overload(scale);
+        w.seed = scale.seed.wrapping_add(rounds as u64);
+        let r = measure("soak", name.clone(), config, &w, scale, None).await?;
+        rounds += 1.0;
+        let rss = rss_kib();
+        if started.elapsed() < Duration::from_secs(60) {
+            first_minute_peak = first_minute_peak.max(rss);
+        }
+        last_rss = rss;
+        report = Some(match report {
+            None => r,
+            Some(mut acc) => {
+                acc.offered += r.offered;
+                acc.completed += r.completed;
+                acc.seconds += r.seconds;
+                acc.acked += r.acked;
+                acc.lost_at_end += r.lost_at_end;
+                acc.lost_after_restart += r.lost_after_restart;
+                acc.p99_ms = acc.p99_ms.max(r.p99_ms);
+                acc.max_ms = acc.max_ms.max(r.max_ms);
+                acc
+            }
+        });
+    }
+    let mut r = report.unwrap_or_default();
+    r.peak_rss_kib = peak_rss_kib();
+    r.extra.insert("rounds".into(), rounds);
+    r.extra.insert(
+        "rss_first_minute_mib".into(),
+        first_minute_peak as f64 / 1024.0,
+    );
+    r.extra
+        .insert("rss_at_end_mib".into(), last_rss as f64 / 1024.0);
+    Ok(r)
+}
+
+/// Overload in a child process killed with SIGKILL mid-way, then a restart.
+async fn crash(
+    name: String,
+    policy: &Path,
+    config: &Config,
+    scale: &Scale,
+) -> Result<RunReport, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .arg("experiment-writer")
+        .arg("--policy")
+        .arg(policy)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--seed")
+        .arg(scale.seed.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the writer process: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no writer stdout")?;
+    let acked: Arc<std::sync::Mutex<Vec<Acked>>> = Arc::default();
+    let a2 = acked.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let mut parts = line.splitn(3, '\t');
+            if let (Some("ack"), Some(list), Some(title)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                if let Ok(list) = ListName::new(list) {
+                    a2.lock().unwrap_or_else(|e| e.into_inner()).push(Acked {
+                        list,
+                        title: title.to_string(),
+                    });
+                }
+            }
+        }
+    });
+    let mut rng = rand::rngs::StdRng::seed_from_u64(scale.seed);
+    let kill_after = Duration::from_millis(rng.gen_range(500..1500));
+    let started = Instant::now();
+    tokio::time::sleep(kill_after).await;
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let _ = reader.join();
+    let seconds = started.elapsed().as_secs_f64();
+    let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let reopened = storage::open(backend(config), dir.path()).map_err(|e| e.to_string())?;
+    let (lost, unreadable) = check_storage(reopened.as_ref(), &acked).await;
+    let mut extra = BTreeMap::new();
+    extra.insert("killed_after_ms".into(), kill_after.as_secs_f64() * 1000.0);
+    Ok(RunReport {
+        scenario: "crash".into(),
+        policy: name,
+        offered: acked.len() as u64,
+        completed: acked.len() as u64,
+        seconds,
+        acked: acked.len() as u64,
+        lost_at_end: lost,
+        lost_after_restart: lost,
+        unreadable_lists: unreadable,
+        peak_rss_kib: peak_rss_kib(),
+        extra,
+        ..RunReport::default()
+    })
+}
+
+/// The writer side of `crash`: runs overload and prints each acknowledged write
+/// (`ack\t<list>\t<title>`) the moment it is acknowledged, until killed.
+pub async fn crash_writer(policy: &Path, data_dir: &Path, seed: u64) -> Result<(), String> {
+    let config = Config::load(policy).map_err(|e| e.to_string())?;
+    let storage = storage::open(backend(&config), data_dir).map_err(|e| e.to_string())?;
+    let system = TodoSystem::start_with_storage(&config, storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut w = overload(&Scale {
+        quick: false,
+        soak_minutes: 0.0,
+        seed,
+    });
+    w.ops_per_client = 100_000; // runs until killed
+    let rec = Arc::new(Recorder::default());
+    let printed = Arc::new(std::sync::Mutex::new(0usize));
+    let rec2 = rec.clone();
+    workload::run(&system, &w, &rec, move || {
+        let acked = rec2.acked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = printed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        for a in &acked[*done..] {
+            let _ = writeln!(out, "ack\t{}\t{}", a.list, a.title);
+        }
+        let _ = out.flush();
+        *done = acked.len();
+    })
+    .await;
+    Ok(())
+}
+
+/// Options of `sluicegate experiment`.
+#[derive(Clone, Debug)]
+pub struct ExperimentOptions {
+    /// Scenarios to run (empty: all but `soak`).
+    pub scenarios: Vec<String>,
+    /// Policy files (empty: every file in `policies/`).
+    pub policies: Vec<PathBuf>,
+    /// Where to write Markdown, CSV and SVG.
+    pub out: Option<PathBuf>,
+    /// Sizes and seed.
+    pub scale: Scale,
+}
+
+/// Runs every scenario under every policy (each in a child process) and prints
+/// one table per scenario; returns the reports by scenario.
+pub fn run_all(opts: &ExperimentOptions) -> Result<Vec<(String, Vec<RunReport>)>, String> {
+    let scenarios: Vec<String> = if opts.scenarios.is_empty() {
+        SCENARIOS
+            .iter()
+            .filter(|s| **s != "soak")
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        opts.scenarios.clone()
+    };
+    for s in &scenarios {
+        if !SCENARIOS.contains(&s.as_str()) {
+            return Err(format!(
+                "unknown scenario \"{s}\"; expected one of {}",
+                SCENARIOS.join(", ")
+            ));
+        }
+    }
+    let policies = if opts.policies.is_empty() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir("policies")
+            .map_err(|e| format!("cannot read policies/: {e} (give --policies FILE...)"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        opts.policies.clone()
+    };
+    for p in &policies {
+        Config::load(p).map_err(|e| e.to_string())?;
+    }
+    if let Some(out) = &opts.out {
+        std::fs::create_dir_all(out)
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bar = indicatif::ProgressBar::new((scenarios.len() * policies.len()) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut all = Vec::new();
+    for scenario in &scenarios {
+        let mut runs = Vec::new();
+        for policy in &policies {
+            bar.set_message(format!("{scenario} / {}", stem(policy)));
+            let mut cmd = Command::new(&exe);
+            cmd.arg("experiment-run")
+                .arg("--scenario")
+                .arg(scenario)
+                .arg("--policy")
+                .arg(policy)
+                .arg("--seed")
+                .arg(opts.scale.seed.to_string())
+                .arg("--minutes")
+                .arg(opts.scale.soak_minutes.to_string());
+            if opts.scale.quick {
+                cmd.arg("--quick");
+            }
+            let output = cmd
+                .stderr(Stdio::inherit())
+                .output()
+                .map_err(|e| format!("cannot run {scenario} under {}: {e}", policy.display()))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "{scenario} under {} failed: {}",
+                    policy.display(),
+                    output.status
+                ));
+            }
+            let text = String::from_utf8_lossy(&output.stdout);
+            let reports: Vec<RunReport> = serde_json::from_str(text.trim())
+                .map_err(|e| format!("bad report from {scenario}/{}: {e}", policy.display()))?;
+            runs.extend(reports);
+            bar.inc(1);
+        }
+        bar.suspend(|| {
+            println!("\n## {scenario}\n");
+            print!("{}", text_table(&runs));
+        });
+        if let Some(out) = &opts.out {
+            let write = |name: String, body: String| {
+                std::fs::write(out.join(&name), body)
+                    .map_err(|e| format!("cannot write {}: {e}", out.join(&name).display()))
+            };
+            write(format!("{scenario}.md"), markdown_table(&runs))?;
+            write(format!("{scenario}.csv"), csv(&runs))?;
+            plot::write_plots(out, scenario, &runs)?;
+        }
+        all.push((scenario.clone(), runs));
+    }
+    bar.finish_and_clear();
+    Ok(all)
+}
