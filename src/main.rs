@@ -271,6 +271,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -286,6 +287,13 @@ async fn serve(
     let data_dir = data_dir
         .or_else(|| config.storage.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("./data"));
+    // Signal handlers are registered before the service starts (and so before the
+    // `listening on` line), so a signal sent as soon as that line is read is handled
+    // rather than killing the process with the default action.
+    let stop = StopSignals::register().map_err(|e| format!("cannot handle signals: {e}"))?;
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let running = service::start(ServeOptions {
         config,
         config_path: config_path.clone(),
@@ -297,46 +305,66 @@ async fn serve(
     let trigger = running.shutdown_trigger();
     let system = running.system();
     tokio::spawn(async move {
-        wait_for_stop_signal().await;
+        stop.wait().await;
         tracing::info!("shutdown signal received: finishing in-flight requests");
         let _ = trigger.send(true);
     });
     #[cfg(unix)]
-    if let Some(path) = config_path {
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                return;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(path) = &config_path else {
+                tracing::warn!(
+                    "SIGHUP: serving the built-in config (no --config file); nothing to reload"
+                );
+                continue;
             };
-            while hup.recv().await.is_some() {
-                match service::reload(&system, &path) {
-                    Ok(()) => tracing::info!(file = %path.display(), "mailbox policies reloaded"),
-                    Err(e) => tracing::error!(error = %e, "reload failed; policies unchanged"),
-                }
+            match service::reload(&system, path) {
+                Ok(()) => tracing::info!(file = %path.display(), "mailbox policies reloaded"),
+                Err(e) => tracing::error!(error = %e, "reload failed; policies unchanged"),
             }
-        });
-    }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = system;
     running.wait().await
 }
 
-async fn wait_for_stop_signal() {
+/// SIGTERM and Ctrl-C (SIGINT), listened for from the moment they are registered.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -1,0 +1,468 @@
+//! The `sluicegate` command as a user runs it: `serve`'s listening line and health,
+//! `check-config` on good and bad files, argument errors, and SIGHUP policy reloads.
+
+mod serve_support;
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use serve_support::{crate_file, find, parse_metrics, Serve, BIN, PATIENCE};
+use sluicegate::config::Config;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run sluicegate")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn metrics(s: &Serve) -> Vec<serve_support::Sample> {
+    let body = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    parse_metrics(&body).0
+}
+
+/// Polls `/metrics` until `pred` holds; panics with the last scrape after [`PATIENCE`].
+async fn wait_for_metrics(s: &Serve, what: &str, pred: impl Fn(&[serve_support::Sample]) -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let samples = metrics(s).await;
+        if pred(&samples) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("/metrics never showed {what}; last scrape: {samples:#?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_prints_one_listening_line_with_the_real_port_and_answers_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut s = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(s.first_line, format!("listening on http://{}", s.addr));
+    assert_eq!(s.addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(s.addr.port(), 0, "the line must carry the bound port");
+
+    let resp = reqwest::get(s.url("/healthz")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(data.is_dir(), "--data-dir is created");
+
+    s.signal("TERM");
+    let status = s.wait_exit();
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        s.stderr_text()
+    );
+    assert_eq!(
+        s.stdout_rest(),
+        Vec::<String>::new(),
+        "stdout carries only the listening line"
+    );
+}
+
+#[tokio::test]
+async fn serve_with_the_book_config_runs_its_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = crate_file("policies/book.toml");
+    let mut s = Serve::start(&[
+        "--config",
+        book.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    // The book acknowledges writes as casts: 202, then visible to a later read.
+    let resp = c
+        .post(s.url("/lists/alice/entries"))
+        .json(&json!({"date": "2026-11-23", "title": "Dentist"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let entries: Value = c
+        .get(s.url("/lists/alice/entries"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entries[0]["title"], "Dentist");
+    // The book routes database requests through one unbounded router mailbox.
+    let samples = metrics(&s).await;
+    let router = find(
+        &samples,
+        "sluicegate_mailboxes",
+        &[("mailbox", "database"), ("policy", "unbounded")],
+    );
+    assert_eq!(router.len(), 1, "{samples:#?}");
+    assert_eq!(router[0].value, 1.0);
+
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+#[test]
+fn check_config_accepts_every_shipped_policy_and_prints_its_settings() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(crate_file("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let out = run(&["check-config", path.to_str().unwrap()]);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            text(&out.stderr)
+        );
+        assert!(stdout.starts_with(&format!("{}: ok\n", path.display())));
+        let config = Config::load(&path).unwrap();
+        for (role, policy) in config.policies() {
+            let line = format!("mailbox.{role} = {policy}\n");
+            assert!(stdout.contains(&line), "{line:?} missing from:\n{stdout}");
+        }
+        for key in [
+            "storage.backend",
+            "storage.data_dir",
+            "system.default_ack",
+            "system.call_timeout",
+            "system.idle_timeout",
+            "database.workers",
+            "database.routing",
+        ] {
+            assert!(
+                stdout.contains(&format!("\n{key} = ")),
+                "{key} missing:\n{stdout}"
+            );
+        }
+    }
+    assert!(seen >= 6, "policies/ should hold the six shipped configs");
+}
+
+#[test]
+fn check_config_prints_the_values_of_the_file() {
+    let out = run(&[
+        "check-config",
+        crate_file("policies/coalesce.toml").to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    for line in [
+        "system.default_ack = applied",
+        "database.routing = direct",
+        "mailbox.todo_server = drop_newest(capacity=1024)",
+        "mailbox.database_worker = coalesce(capacity=4096)",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} missing:\n{stdout}"
+        );
+    }
+}
+
+/// A copy of policies/coalesce.toml with one substitution, in a temp dir.
+fn edited_config(dir: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
+    let original = std::fs::read_to_string(crate_file("policies/coalesce.toml")).unwrap();
+    assert!(original.contains(from), "{from:?} not in coalesce.toml");
+    let path = dir.join("edited.toml");
+    std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
+    path
+}
+
+fn assert_rejected(path: &std::path::Path, names: &[&str]) {
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "accepted a bad file: {stderr}");
+    assert!(
+        !text(&out.stdout).contains(": ok"),
+        "a rejected file is not reported ok"
+    );
+    for name in names {
+        assert!(
+            stderr.contains(name),
+            "stderr should name {name:?}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_rejects_an_unknown_key_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited_config(dir.path(), "[system]\n", "[system]\nbogus_knob = 3\n");
+    assert_rejected(&path, &["bogus_knob", "edited.toml"]);
+}
+
+#[test]
+fn check_config_rejects_a_bad_value_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited_config(dir.path(), "capacity = 1024", "capacity = 0");
+    assert_rejected(&path, &["mailbox.todo_server", "capacity"]);
+    let path = edited_config(
+        dir.path(),
+        "call_timeout = \"5s\"",
+        "call_timeout = \"soon\"",
+    );
+    assert_rejected(&path, &["call_timeout", "soon"]);
+    let path = edited_config(dir.path(), "workers = 3", "workers = 0");
+    assert_rejected(&path, &["database.workers"]);
+}
+
+#[test]
+fn check_config_rejects_a_missing_file_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-config.toml");
+    assert_rejected(&path, &["no-such-config.toml"]);
+}
+
+#[test]
+fn an_unknown_subcommand_fails_with_a_message() {
+    let out = run(&["frobnicate"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("frobnicate"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_listen_address_fails_with_a_message() {
+    let out = run(&["serve", "--listen", "not-an-address"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn serve_on_a_taken_port_fails_with_a_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&addr), "{stderr}");
+    assert!(
+        !text(&out.stdout).contains("listening on"),
+        "no listening line when nothing listens"
+    );
+}
+
+#[test]
+fn serve_with_a_bad_config_fails_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited_config(dir.path(), "capacity = 1024", "capacity = -1");
+    let out = run(&[
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("edited.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policies_and_the_service_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "", "");
+    let mut s = Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    let resp = c
+        .post(s.url("/lists/bob/entries"))
+        .json(&json!({"date": "2026-11-23", "title": "Before reload"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let workers = Config::load(&config).unwrap().database.workers as f64;
+    let samples = metrics(&s).await;
+    let before = find(
+        &samples,
+        "sluicegate_mailbox_capacity",
+        &[("mailbox", "database_worker"), ("policy", "coalesce")],
+    );
+    assert_eq!(before.len(), 1, "{samples:#?}");
+    assert_eq!(before[0].value, 4096.0);
+
+    // Rewrite the file: other policies for list servers and database workers.
+    let original = std::fs::read_to_string(&config).unwrap();
+    let rewritten = original
+        .replace(
+            "[mailbox.database_worker]\npolicy = \"coalesce\"\ncapacity = 4096",
+            "[mailbox.database_worker]\npolicy = \"drop_oldest\"\ncapacity = 77",
+        )
+        .replace(
+            "[mailbox.todo_server]\npolicy = \"drop_newest\"\ncapacity = 1024",
+            "[mailbox.todo_server]\npolicy = \"drop_newest\"\ncapacity = 33",
+        );
+    assert_ne!(rewritten, original, "the substitution must change the file");
+    std::fs::write(&config, rewritten).unwrap();
+    s.signal("HUP");
+
+    wait_for_metrics(&s, "the reloaded database_worker policy", |m| {
+        let cap = find(
+            m,
+            "sluicegate_mailbox_capacity",
+            &[("mailbox", "database_worker"), ("policy", "drop_oldest")],
+        );
+        let live = find(
+            m,
+            "sluicegate_mailboxes",
+            &[("mailbox", "database_worker"), ("policy", "drop_oldest")],
+        );
+        cap.len() == 1 && cap[0].value == 77.0 && live.len() == 1 && live[0].value == workers
+    })
+    .await;
+    let samples = metrics(&s).await;
+    let old = find(
+        &samples,
+        "sluicegate_mailboxes",
+        &[("mailbox", "database_worker"), ("policy", "coalesce")],
+    );
+    assert!(
+        old.iter().all(|s| s.value == 0.0),
+        "no live mailbox keeps the old policy: {old:#?}"
+    );
+    // The live list server took its new capacity too.
+    let lists = find(
+        &samples,
+        "sluicegate_mailbox_capacity",
+        &[("mailbox", "todo_server"), ("policy", "drop_newest")],
+    );
+    assert_eq!(lists.len(), 1, "{samples:#?}");
+    assert_eq!(lists[0].value, 33.0);
+    assert!(
+        s.wait_for_stderr("mailbox policies reloaded", 1),
+        "{}",
+        s.stderr_text()
+    );
+
+    // Still serving, and nothing accepted before the reload is lost.
+    let resp = c
+        .post(s.url("/lists/bob/entries"))
+        .json(&json!({"date": "2026-11-24", "title": "After reload"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let entries: Value = c
+        .get(s.url("/lists/bob/entries"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Before reload", "After reload"]);
+
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_file_keeps_the_policies_and_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "", "");
+    let mut s = Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    std::fs::write(&config, "[mailbox.database_worker]\npolicy = \"lifo\"\n").unwrap();
+    s.signal("HUP");
+    assert!(s.wait_for_stderr("reload failed", 1), "{}", s.stderr_text());
+    let samples = metrics(&s).await;
+    let live = find(
+        &samples,
+        "sluicegate_mailboxes",
+        &[("mailbox", "database_worker"), ("policy", "coalesce")],
+    );
+    assert_eq!(live.len(), 1);
+    assert!(live[0].value >= 1.0, "the old policy stays: {samples:#?}");
+    assert_eq!(
+        reqwest::get(s.url("/healthz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(s.is_running());
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+#[tokio::test]
+async fn sighup_without_a_config_file_does_not_stop_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    s.signal("HUP");
+    assert!(
+        s.wait_for_stderr("nothing to reload", 1),
+        "{}",
+        s.stderr_text()
+    );
+    assert!(s.is_running(), "SIGHUP must not end the process");
+    assert_eq!(
+        reqwest::get(s.url("/healthz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
