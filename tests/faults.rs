@@ -1,0 +1,349 @@
+//! Injected storage faults under load (issue 7): failing lists, a full disk, slow
+//! stores and a damaged file hit only the lists concerned, with typed errors, and
+//! the system recovers when the fault clears. Slow-store tests use paused time
+//! over the memory backend; the others real time over files.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use sluicegate::config::{AckMode, Config};
+use sluicegate::runtime::SupervisorEvent;
+use sluicegate::storage::{FaultConfig, FaultHandle, FaultyStorage, FileStorage, MemoryStorage};
+use sluicegate::todo::database::StoreError;
+use sluicegate::todo::{ListName, TodoSystem, TodoSystemError, WriteOutcome};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()
+}
+
+fn name(s: &str) -> ListName {
+    ListName::new(s).unwrap()
+}
+
+fn config() -> Config {
+    let mut c = Config::builtin();
+    c.system.call_timeout = PATIENCE;
+    c
+}
+
+async fn start_files(dir: &std::path::Path) -> (TodoSystem, FaultHandle) {
+    let (faulty, handle) =
+        FaultyStorage::new(FileStorage::open(dir).unwrap(), FaultConfig::default(), 7);
+    let sys = TodoSystem::start_with_storage(&config(), Arc::new(faulty))
+        .await
+        .unwrap();
+    (sys, handle)
+}
+
+fn only(lists: &[&ListName]) -> Option<HashSet<ListName>> {
+    Some(lists.iter().map(|l| (*l).clone()).collect())
+}
+
+/// Writes from many tasks to every list; returns per list the results in order.
+async fn load(
+    sys: &TodoSystem,
+    lists: &[ListName],
+    ack: AckMode,
+    tag: &str,
+) -> Vec<(ListName, Result<WriteOutcome, TodoSystemError>)> {
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (sys, lists, tag) = (sys.clone(), lists.to_vec(), tag.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for (i, l) in lists.iter().enumerate() {
+                let r = sys
+                    .add_entry(l, day(), &format!("{tag} {t}.{i}"), Some(ack))
+                    .await;
+                out.push((l.clone(), r));
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_lists_get_not_durable_others_unaffected_then_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sys, faults) = start_files(dir.path()).await;
+    let (sick, cold) = (name("sick"), name("cold"));
+    let healthy: Vec<ListName> = (0..4).map(|i| name(&format!("healthy-{i}"))).collect();
+    let mut lists = healthy.clone();
+    lists.push(sick.clone());
+    for l in &lists {
+        sys.add_entry(l, day(), "before", Some(AckMode::Durable))
+            .await
+            .unwrap();
+    }
+    faults.set(FaultConfig {
+        error_rate: 1.0,
+        fail_lists: only(&[&sick, &cold]),
+        ..FaultConfig::default()
+    });
+
+    for (l, r) in load(&sys, &lists, AckMode::Durable, "during").await {
+        if l == sick {
+            match r {
+                Err(TodoSystemError::NotDurable(StoreError::Storage(msg))) => {
+                    assert!(
+                        msg.contains("\"sick\"") && msg.contains("injected"),
+                        "{msg}"
+                    );
+                }
+                other => panic!("sick list: {other:?}"),
+            }
+        } else {
+            assert!(matches!(r, Ok(WriteOutcome::Done(_))), "{l}: {r:?}");
+        }
+    }
+    // `applied` promises only memory: it is answered, and reads are served.
+    let r = sys
+        .add_entry(&sick, day(), "applied", Some(AckMode::Applied))
+        .await;
+    assert!(matches!(r, Ok(WriteOutcome::Done(_))), "{r:?}");
+    assert_eq!(sys.entries(&sick, None).await.unwrap().len(), 1 + 8 + 1);
+    // A list that is not live yet cannot be loaded: a clear error, for it alone.
+    match sys.entries(&cold, None).await {
+        Err(TodoSystemError::Unavailable(msg)) => {
+            assert!(
+                msg.contains("\"cold\"") && msg.contains("injected"),
+                "{msg}"
+            )
+        }
+        other => panic!("cold list: {other:?}"),
+    }
+    assert!(sys.entries(&healthy[0], None).await.is_ok());
+    // Coalesced stores of the sick list fail together; the cold list's load fails.
+    assert!(faults.injected() >= 2);
+
+    // The fault clears: both lists accept durable writes again.
+    faults.clear();
+    for l in [&sick, &cold] {
+        let r = sys
+            .add_entry(l, day(), "after", Some(AckMode::Durable))
+            .await;
+        assert!(matches!(r, Ok(WriteOutcome::Done(_))), "{l}: {r:?}");
+    }
+    sys.shutdown().await;
+    drop(sys);
+    // Writes refused as not durable stayed applied; the next good store kept them.
+    let (sys, _) = start_files(dir.path()).await;
+    assert_eq!(sys.entries(&sick, None).await.unwrap().len(), 1 + 8 + 1 + 1);
+    assert_eq!(sys.entries(&cold, None).await.unwrap().len(), 1);
+    for l in &healthy {
+        assert_eq!(sys.entries(l, None).await.unwrap().len(), 1 + 8);
+    }
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_space_fails_durable_writes_clearly_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sys, faults) = start_files(dir.path()).await;
+    let lists: Vec<ListName> = (0..3).map(|i| name(&format!("l{i}"))).collect();
+    for l in &lists {
+        sys.add_entry(l, day(), "before", None).await.unwrap();
+    }
+    faults.set(FaultConfig {
+        out_of_space: true,
+        ..FaultConfig::default()
+    });
+    for (l, r) in load(&sys, &lists, AckMode::Durable, "full").await {
+        match r {
+            Err(e @ TodoSystemError::NotDurable(StoreError::Storage(_))) => {
+                let msg = e.to_string();
+                assert!(msg.contains("no space left"), "{msg}");
+                assert!(msg.contains(&format!("\"{l}\"")), "{msg}");
+                assert!(msg.contains("not durable"), "{msg}");
+            }
+            other => panic!("{l}: {other:?}"),
+        }
+    }
+    // Reads and loads need no space: live lists and new ones are served.
+    assert_eq!(sys.entries(&lists[0], None).await.unwrap().len(), 9);
+    assert!(sys.entries(&name("new"), None).await.unwrap().is_empty());
+
+    faults.clear();
+    let r = sys
+        .add_entry(&lists[0], day(), "after", Some(AckMode::Durable))
+        .await;
+    assert!(matches!(r, Ok(WriteOutcome::Done(_))), "{r:?}");
+    // The durable answer means the stored list holds every earlier write too.
+    let stored = sys
+        .database()
+        .storage()
+        .load(&lists[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.len(), 10);
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_file_fails_its_list_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lists: Vec<ListName> = ["ok-1", "broken", "ok-2"].into_iter().map(name).collect();
+    {
+        let (sys, _) = start_files(dir.path()).await;
+        for l in &lists {
+            sys.add_entry(l, day(), "x", Some(AckMode::Durable))
+                .await
+                .unwrap();
+        }
+        sys.shutdown().await;
+    }
+    let path = FileStorage::open(dir.path()).unwrap().path_of(&lists[1]);
+    std::fs::write(&path, b"{\"format\":1,\"name\":\"broken\",\"list\":{\"nex").unwrap();
+    let damaged = std::fs::read(&path).unwrap();
+
+    let (sys, _) = start_files(dir.path()).await;
+    let mut events = sys.supervisor().subscribe();
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (sys, lists) = (sys.clone(), lists.clone());
+        tasks.push(tokio::spawn(async move {
+            for l in &lists {
+                let r = sys
+                    .add_entry(l, day(), &format!("t{t}"), Some(AckMode::Durable))
+                    .await;
+                if l.as_str() == "broken" {
+                    match r {
+                        Err(TodoSystemError::Unavailable(msg)) => assert!(
+                            msg.contains("\"broken\"") && msg.contains("damaged"),
+                            "{msg}"
+                        ),
+                        other => panic!("broken: {other:?}"),
+                    }
+                } else {
+                    assert!(matches!(r, Ok(WriteOutcome::Done(_))), "{l}: {r:?}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(matches!(
+        sys.entries(&lists[1], None).await,
+        Err(TodoSystemError::Unavailable(_))
+    ));
+    for l in [&lists[0], &lists[2]] {
+        assert_eq!(sys.entries(l, None).await.unwrap().len(), 7);
+    }
+    // No database worker died of it, and the damaged file was left as it was.
+    while let Ok(ev) = events.try_recv() {
+        if let SupervisorEvent::Restarted { role, .. } | SupervisorEvent::Escalated { role, .. } =
+            &ev
+        {
+            assert_ne!(*role, "database_worker", "{ev:?}");
+        }
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), damaged);
+    sys.shutdown().await;
+}
+
+async fn start_memory(fault: FaultConfig, call_timeout: Duration) -> (TodoSystem, FaultHandle) {
+    let (faulty, handle) = FaultyStorage::new(MemoryStorage::new(), fault, 11);
+    let mut c = Config::builtin();
+    c.system.call_timeout = call_timeout;
+    let sys = TodoSystem::start_with_storage(&c, Arc::new(faulty))
+        .await
+        .unwrap();
+    (sys, handle)
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_stores_delay_only_durable_answers_and_coalesce() {
+    let (sys, _faults) = start_memory(
+        FaultConfig {
+            latency: Duration::from_secs(2),
+            ..FaultConfig::default()
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    let (hot, other) = (name("hot"), name("other"));
+    sys.entries(&hot, None).await.unwrap();
+    sys.entries(&other, None).await.unwrap();
+
+    // A durable write waits for its store...
+    let t0 = tokio::time::Instant::now();
+    let pending = {
+        let (sys, l) = (sys.clone(), hot.clone());
+        tokio::spawn(async move { sys.add_entry(&l, day(), "d", Some(AckMode::Durable)).await })
+    };
+    let server = sys.registry().get(&hot).unwrap();
+    while server.stats().sent < 2 {
+        tokio::task::yield_now().await;
+    }
+    // ...while reads of that list and others, and applied writes, need no disk.
+    assert_eq!(sys.entries(&hot, None).await.unwrap().len(), 1);
+    sys.add_entry(&other, day(), "a", Some(AckMode::Applied))
+        .await
+        .unwrap();
+    assert_eq!(tokio::time::Instant::now(), t0, "no virtual time passed");
+    assert!(!pending.is_finished());
+    assert!(matches!(pending.await.unwrap(), Ok(WriteOutcome::Done(_))));
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+
+    // A burst of durable writes to one hot list: all answered, stores coalesced.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (sys, l) = (sys.clone(), hot.clone());
+        tasks.push(tokio::spawn(async move {
+            sys.add_entry(&l, day(), &format!("burst {i}"), Some(AckMode::Durable))
+                .await
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Ok(WriteOutcome::Done(_))));
+    }
+    let workers = sys
+        .mailbox_stats()
+        .into_iter()
+        .find(|r| r.role == "database_worker")
+        .unwrap();
+    assert!(
+        workers.outcomes["coalesced"] > 0,
+        "a burst on one list should coalesce its stores: {workers:?}"
+    );
+    let stored = sys.database().storage().load(&hot).await.unwrap().unwrap();
+    assert_eq!(stored.len(), 41);
+    sys.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_slower_than_the_call_timeout_times_out_then_lands() {
+    let (sys, faults) = start_memory(FaultConfig::default(), Duration::from_secs(5)).await;
+    let l = name("slow");
+    sys.entries(&l, None).await.unwrap();
+    faults.set(FaultConfig {
+        latency: Duration::from_secs(8),
+        ..FaultConfig::default()
+    });
+    let r = sys
+        .add_entry(&l, day(), "late", Some(AckMode::Durable))
+        .await;
+    assert_eq!(r, Err(TodoSystemError::Timeout));
+    // Timed out is not refused: the write is applied and its store still lands.
+    assert_eq!(sys.entries(&l, None).await.unwrap().len(), 1);
+    faults.clear();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stored = sys.database().storage().load(&l).await.unwrap().unwrap();
+    assert_eq!(stored.len(), 1);
+    let r = sys
+        .add_entry(&l, day(), "fast", Some(AckMode::Durable))
+        .await;
+    assert!(matches!(r, Ok(WriteOutcome::Done(_))), "{r:?}");
+    sys.shutdown().await;
+}
