@@ -251,3 +251,37 @@ async fn every_metric_in_the_dashboard_is_exported_by_a_running_service() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn restart_and_escalation_counters_start_at_zero_for_every_role() {
+    // A separate process: this binary's in-process service has crashed servers.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = serve_support::Serve::start(&[
+        "--config",
+        crate_file("policies/book.toml").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let text = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (samples, _) = parse_metrics(&text);
+    // The book routes through a `database` router, so all three roles exist.
+    for role in ["todo_server", "database_worker", "database"] {
+        for name in [
+            "sluicegate_server_restarts_total",
+            "sluicegate_server_escalations_total",
+        ] {
+            let found = serve_support::find(&samples, name, &[("role", role)]);
+            assert_eq!(found.len(), 1, "{name}{{role={role:?}}} missing:\n{text}");
+            assert_eq!(found[0].value, 0.0);
+        }
+    }
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}

@@ -118,6 +118,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
     let system = TodoSystem::start(&opts.config, &opts.data_dir)
         .await
         .map_err(|e| e.to_string())?;
+    zero_rare_event_counters(&opts.config);
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
@@ -151,6 +152,25 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         shutdown: tx,
         task,
     })
+}
+
+/// Exports the restart and escalation counters of every role at 0 from the start.
+///
+/// Prometheus computes `increase()` and `rate()` from samples it has seen, so a
+/// counter series that first appears with the value 1 shows no increase at all:
+/// without this, the dashboard's restarts panel would never show a role's first
+/// restart, nor (usually the only) escalation.
+fn zero_rare_event_counters(config: &Config) {
+    use crate::runtime::metrics::{ESCALATIONS, RESTARTS};
+    use crate::todo::database::{ROUTER_ROLE, WORKER_ROLE};
+    let mut roles = vec![crate::todo::server::ROLE, WORKER_ROLE];
+    if config.database.routing == crate::config::Routing::Routed {
+        roles.push(ROUTER_ROLE);
+    }
+    for role in roles {
+        metrics::counter!(RESTARTS, "role" => role).increment(0);
+        metrics::counter!(ESCALATIONS, "role" => role).increment(0);
+    }
 }
 
 /// Re-reads the config file and applies its mailbox policies to the live system.
