@@ -231,12 +231,17 @@ impl Config {
         }
     }
 
-    /// Parses and validates a config text.
+    /// Parses and validates a config text. Every key is checked against the
+    /// schema first, so a mistake is reported with its dotted key, its value and
+    /// what is allowed (see [`check_schema`]).
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: None,
             message: e.to_string(),
-        })?;
+        };
+        let table: toml::Table = text.parse().map_err(parse_error)?;
+        check_schema(&table)?;
+        let config: Config = toml::from_str(text).map_err(parse_error)?;
         config.validate()?;
         Ok(config)
     }
@@ -351,6 +356,297 @@ impl Config {
         }
         s
     }
+}
+
+/// The policies a mailbox section may name, with the parameters each takes
+/// (`true`: required).
+const POLICIES: [(&str, &[ParamSpec]); 6] = [
+    ("unbounded", &[]),
+    ("drop_newest", &[("capacity", Param::Capacity, true)]),
+    ("drop_oldest", &[("capacity", Param::Capacity, true)]),
+    (
+        "block",
+        &[
+            ("capacity", Param::Capacity, true),
+            ("send_timeout", Param::Duration, false),
+        ],
+    ),
+    (
+        "codel",
+        &[
+            ("capacity", Param::Capacity, true),
+            ("target", Param::Duration, true),
+            ("interval", Param::Duration, true),
+        ],
+    ),
+    ("coalesce", &[("capacity", Param::Capacity, true)]),
+];
+
+/// The mailbox roles, each a required `[mailbox.<role>]` section.
+const ROLES: [&str; 3] = ["todo_server", "database", "database_worker"];
+
+/// A policy parameter: its key, kind and whether it is required.
+type ParamSpec = (&'static str, Param, bool);
+
+#[derive(Clone, Copy)]
+enum Param {
+    Capacity,
+    Duration,
+}
+
+/// A value as written in TOML, shortened for messages.
+fn shown(v: &toml::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: None,
+        key: key.to_string(),
+        message,
+    }
+}
+
+fn dotted(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Refuses keys of `t` outside `allowed`; `context` ends the message.
+fn only_keys(
+    t: &toml::Table,
+    prefix: &str,
+    allowed: &[&str],
+    context: &str,
+) -> Result<(), ConfigError> {
+    for key in t.keys() {
+        if !allowed.contains(&key.as_str()) {
+            let allowed = if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(invalid(
+                &dotted(prefix, key),
+                format!("unknown key{context}; allowed keys: {allowed}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn section<'a>(
+    t: &'a toml::Table,
+    prefix: &str,
+    key: &str,
+) -> Result<&'a toml::Table, ConfigError> {
+    let k = dotted(prefix, key);
+    match t.get(key) {
+        Some(toml::Value::Table(inner)) => Ok(inner),
+        Some(v) => Err(invalid(
+            &k,
+            format!("{} is not a section; expected a [{k}] table", shown(v)),
+        )),
+        None => Err(invalid(&k, format!("missing; add a [{k}] section"))),
+    }
+}
+
+fn missing(key: &str, what: &str) -> ConfigError {
+    invalid(key, format!("missing; expected {what}"))
+}
+
+/// A string naming one of `allowed` (`what`: "a storage backend", ...).
+fn one_of(
+    t: &toml::Table,
+    prefix: &str,
+    key: &str,
+    what: &str,
+    allowed: &[&str],
+) -> Result<(), ConfigError> {
+    let k = dotted(prefix, key);
+    let expected = format!("one of {}", allowed.join(", "));
+    match t.get(key) {
+        None => Err(missing(&k, &format!("{what}: {expected}"))),
+        Some(toml::Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
+        Some(v) => Err(invalid(
+            &k,
+            format!(
+                "{} is not a {what}; expected {expected} (a quoted string)",
+                shown(v)
+            ),
+        )),
+    }
+}
+
+const DURATION_HINT: &str = "a quoted number with a unit, e.g. \"250ms\", \"5s\", \"2m\"";
+
+fn duration(t: &toml::Table, prefix: &str, key: &str, required: bool) -> Result<(), ConfigError> {
+    let k = dotted(prefix, key);
+    match t.get(key) {
+        None if required => Err(missing(&k, &format!("a duration: {DURATION_HINT}"))),
+        None => Ok(()),
+        Some(toml::Value::String(s)) => humantime::parse_duration(s).map(|_| ()).map_err(|e| {
+            invalid(
+                &k,
+                format!(
+                    "\"{}\" is not a duration ({e}); expected {DURATION_HINT}",
+                    s.chars().take(40).collect::<String>()
+                ),
+            )
+        }),
+        Some(v) => Err(invalid(
+            &k,
+            format!("{} is not a duration; expected {DURATION_HINT}", shown(v)),
+        )),
+    }
+}
+
+/// A whole number from `min` to `max`; `what` says what it counts.
+fn count(
+    t: &toml::Table,
+    prefix: &str,
+    key: &str,
+    required: bool,
+    min: i64,
+    max: Option<i64>,
+) -> Result<(), ConfigError> {
+    let k = dotted(prefix, key);
+    let range = match max {
+        Some(max) => format!("a whole number from {min} to {max}"),
+        None => format!("a whole number, at least {min}"),
+    };
+    match t.get(key) {
+        None if required => Err(missing(&k, &range)),
+        None => Ok(()),
+        Some(toml::Value::Integer(n)) if *n >= min && max.is_none_or(|m| *n <= m) => Ok(()),
+        Some(v @ toml::Value::Integer(_)) => Err(invalid(
+            &k,
+            format!("{} is out of range; expected {range}", shown(v)),
+        )),
+        Some(v) => Err(invalid(
+            &k,
+            format!("{} is not a whole number; expected {range}", shown(v)),
+        )),
+    }
+}
+
+/// Checks a parsed config file against the schema: every section present, no
+/// unknown key, every value of the right kind. Each error names the dotted key,
+/// the value and what is allowed. Ranges that code-built configs can also break
+/// are checked again by [`Config::validate`].
+pub fn check_schema(root: &toml::Table) -> Result<(), ConfigError> {
+    only_keys(
+        root,
+        "",
+        &["storage", "system", "database", "mailbox"],
+        " at the top level",
+    )?;
+
+    let storage = section(root, "", "storage")?;
+    only_keys(
+        storage,
+        "storage",
+        &["backend", "data_dir"],
+        " in [storage]",
+    )?;
+    one_of(
+        storage,
+        "storage",
+        "backend",
+        "a storage backend",
+        &["files", "sqlite", "memory"],
+    )?;
+    if let Some(v) = storage.get("data_dir") {
+        if !v.is_str() {
+            return Err(invalid(
+                "storage.data_dir",
+                format!(
+                    "{} is not a path; expected a quoted directory path, e.g. \"./data\"",
+                    shown(v)
+                ),
+            ));
+        }
+    }
+
+    let system = section(root, "", "system")?;
+    only_keys(
+        system,
+        "system",
+        &[
+            "default_ack",
+            "call_timeout",
+            "idle_timeout",
+            "max_live_servers",
+        ],
+        " in [system]",
+    )?;
+    one_of(
+        system,
+        "system",
+        "default_ack",
+        "an ack mode",
+        &["none", "applied", "durable"],
+    )?;
+    duration(system, "system", "call_timeout", true)?;
+    duration(system, "system", "idle_timeout", true)?;
+    count(system, "system", "max_live_servers", false, 1, None)?;
+
+    let database = section(root, "", "database")?;
+    only_keys(
+        database,
+        "database",
+        &["workers", "routing"],
+        " in [database]",
+    )?;
+    count(database, "database", "workers", true, 1, Some(1024))?;
+    one_of(
+        database,
+        "database",
+        "routing",
+        "a routing mode",
+        &["routed", "direct"],
+    )?;
+
+    let mailbox = section(root, "", "mailbox")?;
+    only_keys(
+        mailbox,
+        "mailbox",
+        &ROLES,
+        " in [mailbox]: it names no mailbox role",
+    )?;
+    let names: Vec<&str> = POLICIES.iter().map(|(n, _)| *n).collect();
+    for role in ROLES {
+        let prefix = format!("mailbox.{role}");
+        let t = section(mailbox, "mailbox", role)?;
+        one_of(t, &prefix, "policy", "a policy", &names)?;
+        let policy = t.get("policy").and_then(|v| v.as_str()).unwrap_or_default();
+        let Some((_, params)) = POLICIES.iter().find(|(n, _)| *n == policy) else {
+            continue;
+        };
+        let mut allowed = vec!["policy"];
+        allowed.extend(params.iter().map(|(p, _, _)| *p));
+        let context = if params.is_empty() {
+            format!(" for policy \"{policy}\", which takes no parameters")
+        } else {
+            format!(" for policy \"{policy}\"")
+        };
+        only_keys(t, &prefix, &allowed, &context)?;
+        for (param, kind, required) in params.iter() {
+            match kind {
+                Param::Capacity => count(t, &prefix, param, *required, 1, None)?,
+                Param::Duration => duration(t, &prefix, param, *required)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
