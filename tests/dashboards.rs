@@ -285,3 +285,64 @@ async fn restart_and_escalation_counters_start_at_zero_for_every_role() {
     s.signal("TERM");
     assert!(s.wait_exit().success(), "{}", s.stderr_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_errors_are_counted_with_their_status_and_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = service::start(ServeOptions {
+        config: Config::builtin(),
+        config_path: None,
+        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.addr);
+    let c = reqwest::Client::new();
+    // Over the body limit, announced by Content-Length: refused before any handler.
+    let resp = c
+        .post(format!("{base}/lists/big/entries"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; service::BODY_LIMIT + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A method the route does not have.
+    let resp = c
+        .put(format!("{base}/lists/big/entries"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // No such route.
+    let resp = c.get(format!("{base}/nowhere")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (samples, _) = parse_metrics(&text);
+    for (method, route, status) in [
+        ("POST", "/lists/{list}/entries", "413"),
+        ("PUT", "/lists/{list}/entries", "405"),
+        ("GET", "unmatched", "404"),
+    ] {
+        let found = serve_support::find(
+            &samples,
+            service::HTTP_REQUESTS,
+            &[("method", method), ("route", route), ("status", status)],
+        );
+        assert_eq!(
+            found.len(),
+            1,
+            "{method} {route} {status} not counted; HTTP series: {:#?}",
+            serve_support::find(&samples, service::HTTP_REQUESTS, &[])
+        );
+        assert!(found[0].value >= 1.0);
+    }
+    running.shutdown().await.unwrap();
+}

@@ -11,7 +11,9 @@ pub const HTTP_REQUESTS: &str = "sluicegate_http_requests_total";
 /// Request latency in seconds by `method` and `route`.
 pub const HTTP_DURATION: &str = "sluicegate_http_request_duration_seconds";
 
-/// Records one request's status and latency.
+/// Records one request's status and latency. Layer it outside the body limit and the
+/// timeout, so the 413s and 408s those answer themselves are counted too; the matched
+/// route template is known there already (axum sets it before any route layer runs).
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req

@@ -39,13 +39,14 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             }
         })
         .with_state(state)
-        .layer(middleware::from_fn(http_metrics::track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
         .layer(middleware::map_response(json_errors))
+        // Outside the body limit and the timeout, so their 413s and 408s are counted.
+        .layer(middleware::from_fn(http_metrics::track))
         .layer(TraceLayer::new_for_http())
 }
 
