@@ -18,13 +18,13 @@ use sluicegate::todo::ListName;
 
 const SKIP_VAR: &str = "SLUICEGATE_SKIP_PROMETHEUS";
 
-/// The path of a program on `PATH`, or `None`.
+/// The path of a program on `PATH` (or in /usr/bin, where Debian puts it), or `None`.
 fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    })
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// The program, or `None` when it is absent and the skip variable is set; fails
