@@ -60,11 +60,19 @@ impl From<TodoSystemError> for ApiError {
 }
 
 /// Turns any error response that is not JSON yet (axum's 405, tower-http's 413 and
-/// 408) into the API's JSON error shape, keeping its status and headers.
-pub async fn json_errors(resp: Response) -> Response {
+/// 408) into the API's JSON error shape, keeping its status and headers; a 413 also
+/// closes the connection.
+pub async fn json_errors(mut resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is never read, so hyper closes the connection after this
+        // answer; say so, or a keep-alive client reuses the dead connection and its next
+        // request fails with a broken pipe.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let is_json = resp
         .headers()

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
@@ -39,6 +41,8 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             }
         })
         .with_state(state)
+        .layer(middleware::from_fn(strict_percent_encoding))
+        .layer(middleware::from_fn(read_body_first))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -48,6 +52,58 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
         // Outside the body limit and the timeout, so their 413s and 408s are counted.
         .layer(middleware::from_fn(http_metrics::track))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Reads the whole request body (within the body limit) before any handler runs, so that
+/// routes which ignore the body (reads, deletes, 404s, 405s) still consume it and the
+/// connection stays usable for the client's next request: an unread body makes hyper
+/// close a keep-alive connection after answering, which a client that reuses it sees as a
+/// broken pipe.
+async fn read_body_first(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match Bytes::from_request(Request::new(body), &()).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: TOO_LARGE.into(),
+        }
+        .into_response(),
+        Err(e) => ApiError::bad_request(format!("body: {}", e.body_text())).into_response(),
+    }
+}
+
+/// Message of every 413.
+const TOO_LARGE: &str = "body: request body too large: the limit is 64 KiB";
+
+/// Rejects a path with a `%` not followed by two hex digits. Path extraction would
+/// otherwise keep such text literally and, for instance, accept `a%ZZ` as a list name.
+async fn strict_percent_encoding(req: Request, next: Next) -> Response {
+    match bad_percent_escape(req.uri().path()) {
+        Some((at, text)) => ApiError::bad_request(format!(
+            "path: invalid percent-encoding \"{text}\" at byte {at}; \"%\" must be followed by two hex digits"
+        ))
+        .into_response(),
+        None => next.run(req).await,
+    }
+}
+
+/// The byte offset and text of the first malformed `%` escape in `path`.
+fn bad_percent_escape(path: &str) -> Option<(usize, String)> {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            i += 1;
+        } else if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
+            i += 3;
+        } else {
+            return Some((i, path[i..].chars().take(3).collect()));
+        }
+    }
+    None
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -90,9 +146,12 @@ fn path_list_id(
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match body {
         Ok(Json(v)) => Ok(v),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: TOO_LARGE.into(),
+        }),
         Err(e) => Err(ApiError {
             status: match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 _ => StatusCode::BAD_REQUEST,
             },
