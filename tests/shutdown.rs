@@ -253,3 +253,21 @@ async fn a_request_in_flight_at_sigterm_completes() {
     .into();
     assert_all_found(&expected, &found);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_shuts_down_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = serve_on(dir.path());
+    let c = Client::new();
+    let entry = add(&c, &s.url(""), "list-3", "before ctrl-c")
+        .await
+        .expect("answered");
+    s.signal("INT");
+    let status = s.wait_exit();
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        s.stderr_text()
+    );
+    assert_all_found(&[entry].into(), &read_back(dir.path()).await);
+}
