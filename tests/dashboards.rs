@@ -346,3 +346,58 @@ async fn http_errors_are_counted_with_their_status_and_route() {
     }
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_timeout_is_counted_as_408() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::builtin();
+    // The request timeout is the call timeout plus one second.
+    config.system.call_timeout = std::time::Duration::from_millis(200);
+    let running = service::start(ServeOptions {
+        config,
+        config_path: None,
+        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+    })
+    .await
+    .unwrap();
+    let addr = running.addr;
+    // A body that never finishes arriving: the request times out.
+    let response = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(serve_support::PATIENCE))
+            .unwrap();
+        write!(
+            conn,
+            "POST /lists/slow/entries HTTP/1.1\r\nhost: {addr}\r\n\
+             content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"date\""
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (samples, _) = parse_metrics(&text);
+    let found = serve_support::find(
+        &samples,
+        service::HTTP_REQUESTS,
+        &[
+            ("method", "POST"),
+            ("route", "/lists/{list}/entries"),
+            ("status", "408"),
+        ],
+    );
+    assert_eq!(found.len(), 1, "408 not counted:\n{text}");
+    running.shutdown().await.unwrap();
+}
