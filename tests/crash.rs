@@ -277,6 +277,11 @@ async fn sigkill_never_loses_a_durably_acknowledged_write() {
         server = start_server(&config, &data, &log).await;
     }
     server.child.kill().await.unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !logged.contains("panicked"),
+        "the server panicked (seed {seed}):\n{logged}"
+    );
 
     let distinct: usize = acked.iter().map(|m| m.len()).sum();
     println!(
