@@ -656,6 +656,78 @@ async fn reload_policies_loses_no_accepted_message(backend: StorageBackend) {
     sys.shutdown().await;
 }
 
+async fn shutdown_under_load_keeps_every_acknowledged_write(backend: StorageBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = start(backend, dir.path()).await;
+    let lists: Vec<ListName> = (0..6).map(|i| name(&format!("s{i}"))).collect();
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..12 {
+        let (sys, lists, count) = (sys.clone(), lists.clone(), acked_so_far.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..400 {
+                let l = &lists[(t + i) % lists.len()];
+                let ack = if i % 2 == 0 {
+                    AckMode::Durable
+                } else {
+                    AckMode::Applied
+                };
+                match sys
+                    .add_entry(l, day(6), &format!("{t}-{i}"), Some(ack))
+                    .await
+                {
+                    Ok(o) => {
+                        let e = done(o);
+                        acked.push((l.clone(), e.id, e.title));
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Once shutdown begins, requests are refused, nothing else.
+                    Err(TodoSystemError::Unavailable(msg)) => {
+                        assert!(msg.contains("shut down"), "{msg}");
+                        break;
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            acked
+        }));
+    }
+    eventually("writes are acknowledged", || {
+        acked_so_far.load(Ordering::SeqCst) >= 100
+    })
+    .await;
+    sys.shutdown().await;
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    // After shutdown nothing is acknowledged that could not be stored.
+    assert!(matches!(
+        sys.add_entry(&lists[0], day(6), "late", Some(AckMode::Applied))
+            .await,
+        Err(TodoSystemError::Unavailable(_))
+    ));
+    assert!(matches!(
+        sys.entries(&lists[0], None).await,
+        Err(TodoSystemError::Unavailable(_))
+    ));
+    drop(sys);
+    let sys = start(backend, dir.path()).await;
+    let mut stored = BTreeMap::new();
+    for l in &lists {
+        let entries = sys.entries(l, None).await.unwrap();
+        stored.insert(l.clone(), entries);
+    }
+    for (l, id, title) in &acked {
+        assert!(
+            stored[l].iter().any(|e| e.id == *id && &e.title == title),
+            "{l:?}: acknowledged entry {id} ({title}) lost at shutdown"
+        );
+    }
+    sys.shutdown().await;
+}
+
 macro_rules! backend_suite {
     ($($module:ident => $backend:expr),* $(,)?) => {$(
         mod $module {
@@ -688,6 +760,10 @@ macro_rules! backend_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn ack_modes_behave_as_documented() {
                 super::ack_modes_behave_as_documented($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn shutdown_under_load_keeps_every_acknowledged_write() {
+                super::shutdown_under_load_keeps_every_acknowledged_write($backend).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reload_policies_loses_no_accepted_message() {

@@ -118,6 +118,11 @@ struct Inner {
     call_timeout: Duration,
     /// Reloadable settings.
     live: Arc<RwLock<Live>>,
+    /// `true` once shutdown began. Every request holds a read guard while it
+    /// runs, so shutdown (taking the write guard) waits for requests in flight
+    /// and no request reaches a list server after it: none can start a server
+    /// that shutdown would miss or have a write acknowledged that is never stored.
+    closed: tokio::sync::RwLock<bool>,
 }
 
 /// The to-do system: cheap to clone, one per process.
@@ -210,11 +215,24 @@ impl TodoSystem {
                 default_ack: config.system.default_ack,
                 call_timeout,
                 live,
+                closed: tokio::sync::RwLock::new(false),
             }),
         })
     }
 
+    /// Admits a request unless shutdown began; hold the guard while it runs.
+    async fn admit(&self) -> Result<tokio::sync::RwLockReadGuard<'_, bool>, TodoSystemError> {
+        let guard = self.inner.closed.read().await;
+        if *guard {
+            return Err(TodoSystemError::Unavailable(
+                "the to-do system is shut down".into(),
+            ));
+        }
+        Ok(guard)
+    }
+
     async fn call(&self, list: &ListName, call: ListCall) -> Result<ListReply, TodoSystemError> {
+        let _admitted = self.admit().await?;
         let reply = self
             .inner
             .registry
@@ -231,6 +249,7 @@ impl TodoSystem {
     ) -> Result<WriteOutcome, TodoSystemError> {
         let ack = ack.unwrap_or(self.inner.default_ack);
         if ack == AckMode::None {
+            let _admitted = self.admit().await?;
             let cast = tokio::time::timeout(
                 self.inner.call_timeout,
                 self.inner.registry.cast(list, write),
@@ -381,10 +400,13 @@ impl TodoSystem {
         &self.inner.supervisor
     }
 
-    /// Graceful shutdown: every list server stops taking messages and handles what
-    /// it has queued (writes already acknowledged `applied` included), then the
-    /// database writes every queued store and stops.
+    /// Graceful shutdown: new requests are refused (`Unavailable`), requests in
+    /// flight finish (each within the call timeout), every list server stops
+    /// taking messages and handles what it has queued (writes already
+    /// acknowledged `applied` included), then the database writes every queued
+    /// store and stops.
     pub async fn shutdown(&self) {
+        *self.inner.closed.write().await = true;
         self.inner.registry.stop_all(true).await;
         self.inner.db.stop().await;
     }
