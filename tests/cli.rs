@@ -466,3 +466,160 @@ async fn sighup_without_a_config_file_does_not_stop_the_service() {
     s.signal("TERM");
     assert!(s.wait_exit().success(), "{}", s.stderr_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_under_write_load_lose_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "", "");
+    let original = std::fs::read_to_string(&config).unwrap();
+    // The same roles with other policies, roomy enough that nothing is refused.
+    let other = original
+        .replace(
+            "[mailbox.database_worker]\npolicy = \"coalesce\"\ncapacity = 4096",
+            "[mailbox.database_worker]\npolicy = \"unbounded\"",
+        )
+        .replace(
+            "[mailbox.todo_server]\npolicy = \"drop_newest\"\ncapacity = 1024",
+            "[mailbox.todo_server]\npolicy = \"unbounded\"",
+        );
+    assert_ne!(other, original);
+    let mut s = Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let base = s.url("");
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                let mut acked = Vec::new();
+                for n in 0..150 {
+                    let list = format!("reload-{}", n % 4);
+                    let title = format!("w{w} n{n}");
+                    let resp = c
+                        .post(format!("{base}/lists/{list}/entries?ack=applied"))
+                        .json(&json!({"date": "2026-11-27", "title": title}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), StatusCode::CREATED, "{title}");
+                    let id = resp.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+                    acked.push((list, id, title));
+                }
+                acked
+            })
+        })
+        .collect();
+    for round in 1..=6 {
+        let text = if round % 2 == 1 { &other } else { &original };
+        std::fs::write(&config, text).unwrap();
+        s.signal("HUP");
+        assert!(
+            s.wait_for_stderr("mailbox policies reloaded", round),
+            "{}",
+            s.stderr_text()
+        );
+    }
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert_eq!(acked.len(), 8 * 150);
+    let c = reqwest::Client::new();
+    let mut found = std::collections::BTreeSet::new();
+    for i in 0..4 {
+        let list = format!("reload-{i}");
+        let entries: Vec<Value> = c
+            .get(s.url(&format!("/lists/{list}/entries")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for e in entries {
+            found.insert((
+                list.clone(),
+                e["id"].as_u64().unwrap(),
+                e["title"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let missing: Vec<_> = acked.iter().filter(|a| !found.contains(*a)).collect();
+    assert!(missing.is_empty(), "lost across reloads: {missing:?}");
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_against_a_running_serve_reports_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let target = s.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        run(&[
+            "load",
+            "--target",
+            &target,
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--lists",
+            "5",
+        ])
+    })
+    .await
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("requests: 100 "), "{stdout}");
+    // Writes answer 201 and reads 200; nothing else at this rate.
+    let statuses = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("statuses:"))
+        .expect("a statuses line");
+    let total: u64 = statuses
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            assert!(
+                k == "200" || k == "201",
+                "unexpected status {kv} in {stdout}"
+            );
+            v.parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(total, 100, "{stdout}");
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+#[test]
+fn load_refuses_a_bad_rate() {
+    let out = run(&[
+        "load",
+        "--target",
+        "http://127.0.0.1:9",
+        "--rate",
+        "0",
+        "--duration",
+        "1s",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--rate"),
+        "{}",
+        text(&out.stderr)
+    );
+}
