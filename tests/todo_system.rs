@@ -728,6 +728,78 @@ async fn shutdown_under_load_keeps_every_acknowledged_write(backend: StorageBack
     sys.shutdown().await;
 }
 
+async fn durable_waiters_of_a_replaced_store_are_answered(backend: StorageBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = storage::open(kind_of(backend), dir.path()).unwrap();
+    let (gated, gate) = gate(backing.clone());
+    let sys = TodoSystem::start_with_storage(&config(backend), gated)
+        .await
+        .unwrap();
+    let l = name("coalesced");
+    sys.entries(&l, None).await.unwrap();
+    gate.close();
+    let write = |i: usize| {
+        let (sys, l) = (sys.clone(), l.clone());
+        tokio::spawn(async move {
+            sys.add_entry(&l, day(7), &format!("d{i}"), Some(AckMode::Durable))
+                .await
+        })
+    };
+    // The first store is taken by the worker and held at the gate...
+    let first = write(0);
+    eventually("the first store is held", || gate.waiting() == 1).await;
+    // ...so the next ten queue on the worker, each replacing the one before.
+    let rest: Vec<_> = (1..=10).map(write).collect();
+    let coalesced = |sys: &TodoSystem| {
+        sys.mailbox_stats()
+            .into_iter()
+            .find(|r| r.role == "database_worker")
+            .map_or(0, |r| r.outcomes["coalesced"])
+    };
+    eventually("ten stores coalesce into one", || coalesced(&sys) == 9).await;
+    assert!(!first.is_finished() && rest.iter().all(|t| !t.is_finished()));
+    gate.open();
+    for (i, t) in std::iter::once(first).chain(rest).enumerate() {
+        let e = done(
+            tokio::time::timeout(PATIENCE, t)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+        assert_eq!(e.title, format!("d{i}"));
+    }
+    // Two stores reached the backend, the second holding all eleven writes.
+    assert_eq!(backing.load(&l).await.unwrap().unwrap().len(), 11);
+    assert_eq!(coalesced(&sys), 9);
+    sys.shutdown().await;
+}
+
+async fn idle_list_servers_stop_and_come_back_with_their_list(backend: StorageBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(backend);
+    cfg.system.idle_timeout = Duration::from_millis(50);
+    let sys = TodoSystem::start(&cfg, dir.path()).await.unwrap();
+    let l = name("sleepy");
+    for round in 0..3 {
+        // `applied`: the store may still be queued when the server idles out.
+        sys.add_entry(&l, day(8), &format!("r{round}"), Some(AckMode::Applied))
+            .await
+            .unwrap();
+        eventually("the idle list server stops", || sys.live_lists() == 0).await;
+        let titles: Vec<String> = sys
+            .entries(&l, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.title)
+            .collect();
+        let want: Vec<String> = (0..=round).map(|r| format!("r{r}")).collect();
+        assert_eq!(titles, want);
+    }
+    sys.shutdown().await;
+}
+
 macro_rules! backend_suite {
     ($($module:ident => $backend:expr),* $(,)?) => {$(
         mod $module {
@@ -764,6 +836,14 @@ macro_rules! backend_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn shutdown_under_load_keeps_every_acknowledged_write() {
                 super::shutdown_under_load_keeps_every_acknowledged_write($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn durable_waiters_of_a_replaced_store_are_answered() {
+                super::durable_waiters_of_a_replaced_store_are_answered($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn idle_list_servers_stop_and_come_back_with_their_list() {
+                super::idle_list_servers_stop_and_come_back_with_their_list($backend).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reload_policies_loses_no_accepted_message() {

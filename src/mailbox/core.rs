@@ -162,7 +162,7 @@ impl<T> Core<T> {
             self.peak = self.queue.len();
         }
         if let Some(m) = &self.metrics {
-            m.depth.increment(1.0);
+            m.depth_changed(1);
         }
         if fx.wake_rx.is_none() {
             fx.wake_rx = self.rx_waker.take();
@@ -188,7 +188,7 @@ impl<T> Core<T> {
             self.with_deadline -= 1;
         }
         if let Some(m) = &self.metrics {
-            m.depth.decrement(1.0);
+            m.depth_changed(-1);
         }
     }
 
@@ -222,7 +222,7 @@ impl<T> Core<T> {
                 self.with_deadline += 1;
             }
             if let Some(m) = &self.metrics {
-                m.depth.increment(1.0);
+                m.depth_changed(1);
             }
             self.queue.push_back(slot);
         }
@@ -489,7 +489,7 @@ impl<T> Core<T> {
         if let Some(m) = self.metrics.take() {
             m.retire(self.queue.len());
             let fresh = Handles::new(self.role, policy.name(), policy.capacity());
-            fresh.depth.increment(self.queue.len() as f64);
+            fresh.depth_changed(self.queue.len() as i64);
             self.metrics = Some(fresh);
         }
         if matches!(policy, Policy::Codel { .. }) {

@@ -1,5 +1,10 @@
-//! Metric handles of one mailbox, registered once through the `metrics` facade
-//! and labelled by role (`mailbox`) and `policy`, so the hot path only touches atomics.
+//! Metric handles of one mailbox, registered once through the `metrics` facade and
+//! labelled by role (`mailbox`) and `policy`. Counts and depth changes are batched in
+//! the mailbox and published every [`FLUSH_EVERY`] events, when the receiver goes idle,
+//! and by [`flush_all`] (which `/metrics` calls before rendering), so scrapes are exact.
+
+use std::cell::Cell;
+use std::sync::{Mutex, OnceLock, Weak};
 
 use metrics::{Counter, Gauge, Histogram};
 
@@ -21,13 +26,27 @@ pub const SEND_WAIT: &str = "sluicegate_mailbox_send_wait_seconds";
 /// Every metric a mailbox exports, for documentation and dashboard checks.
 pub const ALL: [&str; 6] = [MAILBOXES, DEPTH, CAPACITY, MESSAGES, SOJOURN, SEND_WAIT];
 
-/// Handles bound to the recorder that was installed when the mailbox was built.
+/// Events (counts and depth changes) a mailbox batches before publishing them.
+///
+/// Publishing touches atomics shared by every mailbox of a role and by the threads
+/// of both sides; batching keeps those cache lines from bouncing on every message.
+pub const FLUSH_EVERY: u32 = 64;
+
+/// Handles bound to the recorder that was installed when the mailbox was built,
+/// and the changes not yet published to them. Lives inside the mailbox's lock; the
+/// `Cell`s let the hot path batch through a shared reference.
 pub(crate) struct Handles {
     live: Gauge,
-    pub(crate) depth: Gauge,
-    pub(crate) outcomes: [Counter; 9],
+    depth: Gauge,
+    outcomes: [Counter; 9],
     pub(crate) sojourn: Histogram,
     pub(crate) send_wait: Histogram,
+    /// Depth change not yet added to the `depth` gauge.
+    pending_depth: Cell<i64>,
+    /// Per-outcome counts not yet added to the `outcomes` counters.
+    pending: [Cell<u64>; 9],
+    /// Events batched since the last flush; at [`FLUSH_EVERY`] they are published.
+    events: Cell<u32>,
 }
 
 impl Handles {
@@ -45,18 +64,106 @@ impl Handles {
             outcomes,
             sojourn: metrics::histogram!(SOJOURN, &labels),
             send_wait: metrics::histogram!(SEND_WAIT, &labels),
+            pending_depth: Cell::new(0),
+            pending: Default::default(),
+            events: Cell::new(0),
         }
     }
 
-    /// Called when the mailbox goes away or moves to another policy label.
+    /// Called when the mailbox goes away or moves to another policy label: publishes
+    /// what is batched and takes this mailbox's remaining `depth` out of the gauge.
     pub(crate) fn retire(&self, depth: usize) {
+        self.flush();
         self.live.decrement(1.0);
         self.depth.decrement(depth as f64);
     }
 
+    /// Counts `n` messages with `outcome` (published in batches).
     #[inline]
     pub(crate) fn count(&self, outcome: Outcome, n: u64) {
-        self.outcomes[outcome.index()].increment(n);
+        let cell = &self.pending[outcome.index()];
+        cell.set(cell.get() + n);
+        self.event();
+    }
+
+    /// Records a change of the queue's length (published in batches).
+    #[inline]
+    pub(crate) fn depth_changed(&self, by: i64) {
+        self.pending_depth.set(self.pending_depth.get() + by);
+        self.event();
+    }
+
+    #[inline]
+    fn event(&self) {
+        let n = self.events.get() + 1;
+        if n >= FLUSH_EVERY {
+            self.flush();
+        } else {
+            self.events.set(n);
+        }
+    }
+
+    /// Publishes every batched count and depth change.
+    pub(crate) fn flush(&self) {
+        self.events.set(0);
+        let d = self.pending_depth.replace(0);
+        if d != 0 {
+            self.depth.increment(d as f64);
+        }
+        for (cell, counter) in self.pending.iter().zip(&self.outcomes) {
+            let n = cell.replace(0);
+            if n != 0 {
+                counter.increment(n);
+            }
+        }
+    }
+}
+
+/// Something holding batched metrics: a mailbox, seen through its shared state.
+pub(crate) trait Flush: Send + Sync {
+    /// Publishes what the mailbox has batched.
+    fn flush(&self);
+}
+
+/// Every mailbox built with metrics on, so that [`flush_all`] can reach it.
+/// Dead entries are pruned whenever the list has doubled since the last prune.
+struct Registry {
+    live: Vec<Weak<dyn Flush>>,
+    prune_at: usize,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        Mutex::new(Registry {
+            live: Vec::new(),
+            prune_at: 64,
+        })
+    })
+}
+
+/// Adds a mailbox to the ones [`flush_all`] publishes.
+pub(crate) fn register(mailbox: Weak<dyn Flush>) {
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    reg.live.push(mailbox);
+    if reg.live.len() >= reg.prune_at {
+        reg.live.retain(|w| w.strong_count() > 0);
+        reg.prune_at = (reg.live.len() * 2).max(64);
+    }
+}
+
+/// Publishes the batched counts and depth changes of every live mailbox, so the
+/// recorder holds exact figures. `sluicegate serve` calls it before rendering
+/// `/metrics`; call it yourself before reading a recorder in tests.
+pub fn flush_all() {
+    let live: Vec<_> = {
+        let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+        reg.live.retain(|w| w.strong_count() > 0);
+        reg.live.clone()
+    };
+    // Outside the registry lock: each flush takes that mailbox's own lock.
+    for mailbox in live.iter().filter_map(Weak::upgrade) {
+        mailbox.flush();
     }
 }
 

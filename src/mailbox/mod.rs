@@ -166,6 +166,14 @@ impl<T> Shared<T> {
     }
 }
 
+impl<T: Send> metrics::Flush for Shared<T> {
+    fn flush(&self) {
+        if let Some(m) = &self.lock().metrics {
+            m.flush();
+        }
+    }
+}
+
 /// Builds a mailbox with a role name, metrics switch and eviction hooks.
 ///
 /// ```
@@ -240,6 +248,10 @@ impl<T: Send + 'static> Builder<T> {
             )),
             on_evict: self.on_evict,
         });
+        if self.metrics {
+            let weak: std::sync::Weak<dyn metrics::Flush> = Arc::downgrade(&shared) as _;
+            metrics::register(weak);
+        }
         Ok((
             Sender {
                 shared: shared.clone(),
@@ -511,6 +523,10 @@ impl<T: Send + 'static> Receiver<T> {
             }
             None if core.closed || core.senders == 0 => Poll::Ready(None),
             None => {
+                // Going idle: publish the batched metrics so a quiet mailbox reads true.
+                if let Some(m) = &core.metrics {
+                    m.flush();
+                }
                 match &core.rx_waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => core.rx_waker = Some(cx.waker().clone()),

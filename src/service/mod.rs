@@ -31,16 +31,33 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
 
 static PROMETHEUS: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Installs the process-wide Prometheus recorder (once; later calls return the same
 /// handle). Must run before mailboxes are built so their metric handles bind to it.
+///
+/// The recorder keeps raw histogram samples until they are folded into buckets,
+/// which a scrape does; so that an unscraped process does not grow without bound,
+/// a background thread (`prometheus-upkeep`) folds them every [`UPKEEP_EVERY`].
 pub fn install_prometheus() -> Result<PrometheusHandle, String> {
     PROMETHEUS
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
                 .map_err(|e| e.to_string())?
                 .install_recorder()
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("prometheus-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    crate::mailbox::metrics::flush_all();
+                    upkeep.run_upkeep();
+                })
+                .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
+            Ok(handle)
         })
         .clone()
 }

@@ -107,6 +107,8 @@ fn bad_percent_escape(path: &str) -> Option<(usize, String)> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Mailboxes publish counts in batches; publish them all so the scrape is exact.
+    crate::mailbox::metrics::flush_all();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),

@@ -26,7 +26,7 @@ impl FileStorage {
     /// Opens (creating) `data_dir/lists` and removes temp files a crash left behind.
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
         let root = data_dir.join("lists");
-        fs::create_dir_all(&root).map_err(|e| StorageError::io(None, e))?;
+        create_dirs_durably(&root).map_err(|e| StorageError::io(None, e))?;
         remove_temp_files(&root);
         Ok(FileStorage {
             root: Arc::new(root),
@@ -68,9 +68,26 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Creates `dir` and its missing ancestors, and fsyncs the parent of each one
+/// created, so that a file renamed into a new directory (a long name's
+/// `d…` components) is still reachable after a power loss.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_atomically(path: &Path, tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_dirs_durably(dir)?;
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
         f.write_all(bytes)?;

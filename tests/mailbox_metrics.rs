@@ -1,0 +1,170 @@
+//! Mailbox metrics as a Prometheus scrape sees them: batched on the hot path, yet
+//! exact after `flush_all` (what `/metrics` calls) and when the receiver goes idle.
+
+use futures::FutureExt;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use sluicegate::mailbox::{metrics::flush_all, Builder, Policy, Receiver, Sender};
+
+/// Builds a mailbox whose metric handles bind to `recorder` (a local one, so tests
+/// running in parallel in this binary do not see each other's figures).
+fn mailbox(recorder: &PrometheusRecorder, policy: Policy) -> (Sender<u64>, Receiver<u64>) {
+    metrics::with_local_recorder(recorder, || {
+        Builder::new(policy)
+            .role("metrics_test")
+            .build()
+            .expect("valid policy")
+    })
+}
+
+/// The value of the sample `name{...labels}` whose labels include `with`.
+fn sample(text: &str, name: &str, with: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(with))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn counts_and_depth_are_exact_after_flush_all() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let (tx, mut rx) = mailbox(&recorder, Policy::DropOldest { capacity: 4 });
+    for i in 0..10 {
+        tx.send(i).await.unwrap();
+    }
+    // Fewer events than one batch: nothing is published until a flush.
+    flush_all();
+    let text = handle.render();
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_messages_total",
+            "outcome=\"dropped_oldest\""
+        ),
+        Some(6.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_depth",
+            "mailbox=\"metrics_test\""
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    for _ in 0..4 {
+        rx.recv().await.unwrap();
+    }
+    flush_all();
+    let text = handle.render();
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_messages_total",
+            "outcome=\"delivered\""
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_depth",
+            "mailbox=\"metrics_test\""
+        ),
+        Some(0.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_receiver_publishes_without_a_flush() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let (tx, mut rx) = mailbox(&recorder, Policy::Unbounded);
+    for i in 0..5 {
+        tx.send(i).await.unwrap();
+    }
+    for _ in 0..5 {
+        rx.recv().await.unwrap();
+    }
+    // The queue is empty: this receive parks, and parking publishes the batch.
+    assert!(rx.recv().now_or_never().is_none());
+    let text = handle.render();
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_messages_total",
+            "outcome=\"delivered\""
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_depth",
+            "mailbox=\"metrics_test\""
+        ),
+        Some(0.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn many_batches_add_up_to_the_stats() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let (tx, mut rx) = mailbox(&recorder, Policy::DropNewest { capacity: 100 });
+    let mut got = 0u64;
+    for round in 0..37u64 {
+        // Offer 150 (50 refused), then take 90: counts cross many batch boundaries.
+        for i in 0..150 {
+            let _ = tx.try_send(round * 1000 + i);
+        }
+        for _ in 0..90 {
+            rx.try_recv().unwrap();
+            got += 1;
+        }
+    }
+    flush_all();
+    let stats = rx.stats();
+    let text = handle.render();
+    assert_eq!(stats.delivered, got);
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_messages_total",
+            "outcome=\"delivered\""
+        ),
+        Some(stats.delivered as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_messages_total",
+            "outcome=\"rejected\""
+        ),
+        Some(stats.rejected as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sluicegate_mailbox_depth",
+            "mailbox=\"metrics_test\""
+        ),
+        Some(stats.depth as f64),
+        "{text}"
+    );
+    drop(tx);
+    drop(rx);
+    let text = handle.render();
+    assert_eq!(
+        sample(&text, "sluicegate_mailboxes", "mailbox=\"metrics_test\""),
+        Some(0.0),
+        "a dropped mailbox leaves the live gauge: {text}"
+    );
+}
