@@ -24,6 +24,16 @@ fn sample(text: &str, name: &str, with: &str) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Asserts that the sample `name` with labels including `with` has `value`.
+#[track_caller]
+fn expect(text: &str, name: &str, with: &str, value: f64) {
+    assert_eq!(
+        sample(text, name, with),
+        Some(value),
+        "{name} {with} in:\n{text}"
+    );
+}
+
 #[tokio::test]
 async fn counts_and_depth_are_exact_after_flush_all() {
     let recorder = PrometheusBuilder::new().build_recorder();
@@ -35,46 +45,34 @@ async fn counts_and_depth_are_exact_after_flush_all() {
     // Fewer events than one batch: nothing is published until a flush.
     flush_all();
     let text = handle.render();
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_messages_total",
-            "outcome=\"dropped_oldest\""
-        ),
-        Some(6.0),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_messages_total",
+        "outcome=\"dropped_oldest\"",
+        6.0,
     );
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_depth",
-            "mailbox=\"metrics_test\""
-        ),
-        Some(4.0),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_depth",
+        "mailbox=\"metrics_test\"",
+        4.0,
     );
     for _ in 0..4 {
         rx.recv().await.unwrap();
     }
     flush_all();
     let text = handle.render();
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_messages_total",
-            "outcome=\"delivered\""
-        ),
-        Some(4.0),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_messages_total",
+        "outcome=\"delivered\"",
+        4.0,
     );
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_depth",
-            "mailbox=\"metrics_test\""
-        ),
-        Some(0.0),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_depth",
+        "mailbox=\"metrics_test\"",
+        0.0,
     );
 }
 
@@ -92,23 +90,17 @@ async fn an_idle_receiver_publishes_without_a_flush() {
     // The queue is empty: this receive parks, and parking publishes the batch.
     assert!(rx.recv().now_or_never().is_none());
     let text = handle.render();
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_messages_total",
-            "outcome=\"delivered\""
-        ),
-        Some(5.0),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_messages_total",
+        "outcome=\"delivered\"",
+        5.0,
     );
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_depth",
-            "mailbox=\"metrics_test\""
-        ),
-        Some(0.0),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_depth",
+        "mailbox=\"metrics_test\"",
+        0.0,
     );
 }
 
@@ -132,32 +124,23 @@ async fn many_batches_add_up_to_the_stats() {
     let stats = rx.stats();
     let text = handle.render();
     assert_eq!(stats.delivered, got);
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_messages_total",
-            "outcome=\"delivered\""
-        ),
-        Some(stats.delivered as f64),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_messages_total",
+        "outcome=\"delivered\"",
+        stats.delivered as f64,
     );
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_messages_total",
-            "outcome=\"rejected\""
-        ),
-        Some(stats.rejected as f64),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_messages_total",
+        "outcome=\"rejected\"",
+        stats.rejected as f64,
     );
-    assert_eq!(
-        sample(
-            &text,
-            "sluicegate_mailbox_depth",
-            "mailbox=\"metrics_test\""
-        ),
-        Some(stats.depth as f64),
-        "{text}"
+    expect(
+        &text,
+        "sluicegate_mailbox_depth",
+        "mailbox=\"metrics_test\"",
+        stats.depth as f64,
     );
     drop(tx);
     drop(rx);
