@@ -901,3 +901,29 @@ fn invalid_names_are_refused_with_a_clear_error() {
     assert!(serde_json::from_str::<ListName>("\"\"").is_err());
     assert!(serde_json::from_str::<ListName>("\"a\\u0000\"").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_policy_file_keeps_acknowledged_writes_across_a_restart() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let lists: Vec<ListName> = ["x", "y", "z"].into_iter().map(name).collect();
+    for f in files {
+        let data = tempfile::tempdir().unwrap();
+        let mut cfg = Config::load(&f).unwrap();
+        cfg.system.call_timeout = PATIENCE;
+        let sys = TodoSystem::start(&cfg, data.path()).await.unwrap();
+        let durable = concurrent_writes(&sys, &lists, AckMode::Durable).await;
+        let applied = concurrent_writes(&sys, &lists, AckMode::Applied).await;
+        sys.shutdown().await;
+        drop(sys);
+        let sys = TodoSystem::start(&cfg, data.path()).await.unwrap();
+        assert_all_present(&sys, &durable).await;
+        assert_all_present(&sys, &applied).await;
+        sys.shutdown().await;
+    }
+}
