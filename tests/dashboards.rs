@@ -401,3 +401,50 @@ async fn a_request_timeout_is_counted_as_408() {
     assert_eq!(found.len(), 1, "408 not counted:\n{text}");
     running.shutdown().await.unwrap();
 }
+
+#[test]
+fn the_dashboard_is_well_formed_for_grafana() {
+    let text = std::fs::read_to_string(crate_file("dashboards/sluicegate.json")).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(d["title"].is_string() && d["uid"].is_string());
+    let variables: BTreeSet<String> = d["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str().map(|n| format!("${{{n}}}")))
+        .collect();
+    let panels = d["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut boxes: Vec<(String, [i64; 4])> = Vec::new();
+    for p in panels {
+        let title = p["title"].as_str().expect("every panel has a title");
+        assert!(
+            ids.insert(p["id"].as_i64().expect("numeric id")),
+            "{title}: duplicate id"
+        );
+        let g = &p["gridPos"];
+        let b = ["x", "y", "w", "h"].map(|k| g[k].as_i64().expect("gridPos"));
+        assert!(b[0] >= 0 && b[2] > 0 && b[0] + b[2] <= 24, "{title}: {g}");
+        for (other, o) in &boxes {
+            let apart = b[0] + b[2] <= o[0]
+                || o[0] + o[2] <= b[0]
+                || b[1] + b[3] <= o[1]
+                || o[1] + o[3] <= b[1];
+            assert!(apart, "{title} overlaps {other}");
+        }
+        boxes.push((title.to_string(), b));
+        let mut refs = BTreeSet::new();
+        for t in p["targets"].as_array().expect("targets") {
+            assert!(refs.insert(t["refId"].as_str().expect("refId")), "{title}");
+            for ds in [&p["datasource"], &t["datasource"]] {
+                if let Some(uid) = ds["uid"].as_str() {
+                    assert_eq!(ds["type"], "prometheus", "{title}");
+                    assert!(
+                        !uid.starts_with('$') || variables.contains(uid),
+                        "{title}: datasource {uid} is not a dashboard variable"
+                    );
+                }
+            }
+        }
+    }
+}
