@@ -902,6 +902,39 @@ fn invalid_names_are_refused_with_a_clear_error() {
     assert!(serde_json::from_str::<ListName>("\"a\\u0000\"").is_err());
 }
 
+/// Like [`concurrent_writes`], but a write may be refused as overload (bounded
+/// and shedding policies refuse or shed by design): only `Done` answers count.
+async fn concurrent_writes_under_policy(
+    sys: &TodoSystem,
+    lists: &[ListName],
+    ack: AckMode,
+) -> Acked {
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (sys, lists) = (sys.clone(), lists.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..12 {
+                let l = &lists[(t + i) % lists.len()];
+                let title = format!("task {t} write {i}");
+                match sys.add_entry(l, day(27), &title, Some(ack)).await {
+                    Ok(o) => acked.push((l.clone(), done(o).id, title)),
+                    Err(TodoSystemError::Overloaded(_) | TodoSystemError::NotDurable(_)) => {}
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = Acked::new();
+    for t in tasks {
+        for (l, id, title) in t.await.unwrap() {
+            acked.entry(l).or_default().insert(id, title);
+        }
+    }
+    acked
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_policy_file_keeps_acknowledged_writes_across_a_restart() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -917,8 +950,8 @@ async fn every_policy_file_keeps_acknowledged_writes_across_a_restart() {
         let mut cfg = Config::load(&f).unwrap();
         cfg.system.call_timeout = PATIENCE;
         let sys = TodoSystem::start(&cfg, data.path()).await.unwrap();
-        let durable = concurrent_writes(&sys, &lists, AckMode::Durable).await;
-        let applied = concurrent_writes(&sys, &lists, AckMode::Applied).await;
+        let durable = concurrent_writes_under_policy(&sys, &lists, AckMode::Durable).await;
+        let applied = concurrent_writes_under_policy(&sys, &lists, AckMode::Applied).await;
         sys.shutdown().await;
         drop(sys);
         let sys = TodoSystem::start(&cfg, data.path()).await.unwrap();
