@@ -251,9 +251,13 @@ async fn a_damaged_file_fails_its_list_alone() {
 }
 
 async fn start_memory(fault: FaultConfig, call_timeout: Duration) -> (TodoSystem, FaultHandle) {
-    let (faulty, handle) = FaultyStorage::new(MemoryStorage::new(), fault, 11);
     let mut c = Config::builtin();
     c.system.call_timeout = call_timeout;
+    start_memory_with(fault, c).await
+}
+
+async fn start_memory_with(fault: FaultConfig, c: Config) -> (TodoSystem, FaultHandle) {
+    let (faulty, handle) = FaultyStorage::new(MemoryStorage::new(), fault, 11);
     let sys = TodoSystem::start_with_storage(&c, Arc::new(faulty))
         .await
         .unwrap();
@@ -344,4 +348,69 @@ async fn a_store_slower_than_the_call_timeout_times_out_then_lands() {
         .await;
     assert!(matches!(r, Ok(WriteOutcome::Done(_))), "{r:?}");
     sys.shutdown().await;
+}
+
+fn titles(entries: Vec<sluicegate::todo::Entry>) -> Vec<String> {
+    entries.into_iter().map(|e| e.title).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_stop_while_stores_fail_keeps_applied_writes() {
+    let mut c = Config::builtin();
+    c.system.idle_timeout = Duration::from_secs(1);
+    let (sys, faults) = start_memory_with(FaultConfig::default(), c).await;
+    let (l, other) = (name("idle"), name("other"));
+    sys.add_entry(&l, day(), "stored", None).await.unwrap();
+    faults.set(FaultConfig {
+        error_rate: 1.0,
+        fail_lists: only(&[&l]),
+        ..FaultConfig::default()
+    });
+    sys.add_entry(
+        &l,
+        day(),
+        "applied during the fault",
+        Some(AckMode::Applied),
+    )
+    .await
+    .unwrap();
+    // The list server idles out; its final store fails too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sys.live_lists(), 0);
+    // While the fault lasts the list still reads back whole (from the database's memory).
+    assert_eq!(
+        titles(sys.entries(&l, None).await.unwrap()),
+        ["stored", "applied during the fault"]
+    );
+    faults.clear();
+    // Once it clears, the next database activity stores what was left unsaved.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sys.add_entry(&other, day(), "traffic", None).await.unwrap();
+    let stored = sys.database().storage().load(&l).await.unwrap().unwrap();
+    assert_eq!(stored.len(), 2);
+    sys.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_while_stores_fail_keeps_applied_writes() {
+    let (sys, faults) = start_memory(FaultConfig::default(), Duration::from_secs(5)).await;
+    let l = name("crashy");
+    sys.add_entry(&l, day(), "stored", None).await.unwrap();
+    faults.set(FaultConfig {
+        out_of_space: true,
+        ..FaultConfig::default()
+    });
+    sys.add_entry(&l, day(), "applied while full", Some(AckMode::Applied))
+        .await
+        .unwrap();
+    sys.inject_panic(&l).await.unwrap();
+    assert_eq!(
+        titles(sys.entries(&l, None).await.unwrap()),
+        ["stored", "applied while full"]
+    );
+    faults.clear();
+    sys.shutdown().await;
+    // Shutdown stores what was left unsaved.
+    let stored = sys.database().storage().load(&l).await.unwrap().unwrap();
+    assert_eq!(stored.len(), 2);
 }

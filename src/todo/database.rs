@@ -1,6 +1,7 @@
 //! The database: a keyed pool of worker servers (a list always goes to the same
 //! worker) that load and store whole lists through a storage backend.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,61 @@ pub struct Store {
 /// One database worker.
 pub struct DbWorker {
     storage: Arc<dyn Storage>,
+    /// The newest version of each list whose store failed. Loads are answered
+    /// from here, and it is stored again on later activity and at stop, so a list
+    /// server that idles out or crashes while storage fails loses no applied write
+    /// (as long as the process lives).
+    unsaved: HashMap<ListName, TodoList>,
+    /// When the unsaved lists were last tried again.
+    last_retry: Option<tokio::time::Instant>,
+}
+
+/// Least time between two retries of unsaved lists.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+impl DbWorker {
+    fn new(storage: Arc<dyn Storage>) -> Self {
+        DbWorker {
+            storage,
+            unsaved: HashMap::new(),
+            last_retry: None,
+        }
+    }
+
+    fn mark_unsaved(&mut self, name: ListName, list: TodoList) {
+        if self.unsaved.insert(name, list).is_none() {
+            metrics::gauge!(UNSAVED_LISTS).increment(1.0);
+        }
+    }
+
+    fn mark_saved(&mut self, name: &ListName) {
+        if self.unsaved.remove(name).is_some() {
+            metrics::gauge!(UNSAVED_LISTS).decrement(1.0);
+        }
+    }
+
+    /// Stores again every unsaved list (at most once per [`RETRY_EVERY`] unless `now`).
+    async fn retry_unsaved(&mut self, now: bool) {
+        if self.unsaved.is_empty()
+            || (!now && self.last_retry.is_some_and(|t| t.elapsed() < RETRY_EVERY))
+        {
+            return;
+        }
+        self.last_retry = Some(tokio::time::Instant::now());
+        let names: Vec<ListName> = self.unsaved.keys().cloned().collect();
+        for name in names {
+            let Some(list) = self.unsaved.get(&name) else {
+                continue;
+            };
+            match self.storage.store(&name, list).await {
+                Ok(()) => {
+                    self.mark_saved(&name);
+                    tracing::info!(list = %name, "unsaved list stored");
+                }
+                Err(e) => tracing::warn!(list = %name, error = %e, "unsaved list still not stored"),
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -79,23 +135,42 @@ impl Server for DbWorker {
 
     async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
         match request {
-            DbCall::Load(name) => reply.send(self.storage.load(&name).await.map_err(Arc::new)),
+            DbCall::Load(name) => {
+                self.retry_unsaved(false).await;
+                // A version that could not be stored is newer than the stored one.
+                if let Some(list) = self.unsaved.get(&name) {
+                    return reply.send(Ok(Some(list.clone())));
+                }
+                reply.send(self.storage.load(&name).await.map_err(Arc::new))
+            }
         }
     }
 
     async fn handle_cast(&mut self, store: Store) {
         let result = self.storage.store(&store.name, &store.list).await;
         let answer = match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.mark_saved(&store.name);
+                Ok(())
+            }
             Err(e) => {
                 tracing::warn!(list = %store.name, error = %e, "store failed");
                 metrics::counter!(STORE_ERRORS).increment(1);
+                self.mark_unsaved(store.name.clone(), store.list);
                 Err(StoreError::Storage(e.to_string()))
             }
         };
         metrics::counter!(STORES).increment(1);
         for w in store.waiters {
             let _ = w.send(answer.clone());
+        }
+        self.retry_unsaved(false).await;
+    }
+
+    async fn terminate(&mut self, _reason: &crate::runtime::ExitReason) {
+        self.retry_unsaved(true).await;
+        for name in self.unsaved.keys() {
+            tracing::error!(list = %name, "list could not be stored before stopping; its latest writes are lost");
         }
     }
 
@@ -122,6 +197,9 @@ fn fail_waiters(store: Store, err: StoreError) {
 pub const STORES: &str = "sluicegate_db_stores_total";
 /// Stores that failed in the backend.
 pub const STORE_ERRORS: &str = "sluicegate_db_store_errors_total";
+/// Lists held in the database workers' memory because their store failed
+/// (0 when storage is healthy).
+pub const UNSAVED_LISTS: &str = "sluicegate_db_unsaved_lists";
 
 /// The database: a keyed pool of [`DbWorker`]s in front of one storage backend.
 #[derive(Clone)]
@@ -151,7 +229,7 @@ impl Database {
                 router_policy,
             },
             supervisor,
-            move |_| DbWorker { storage: s.clone() },
+            move |_| DbWorker::new(s.clone()),
         )
         .await?;
         Ok(Database { pool, storage })
