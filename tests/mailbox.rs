@@ -436,3 +436,69 @@ async fn a_waiter_let_in_after_expiry_is_received_at_once() {
     assert_eq!((s.expired, s.delivered), (1, 1));
     assert!(s.is_balanced());
 }
+
+#[tokio::test(start_paused = true)]
+async fn coalesce_newcomer_never_overtakes_a_waiting_sender_with_the_same_key() {
+    // Regression (found by the model test): a keyed newcomer used to replace the queued
+    // message with its key while an older send with the same key was still waiting, so
+    // the older content was delivered after the newer one.
+    let (tx, mut rx) = channel::<u32>(Policy::Coalesce { capacity: 1 });
+    tx.send(0).await.unwrap();
+    let mut waiters = Vec::new();
+    for (msg, key) in [(1, Some("k")), (2, None), (3, Some("k"))] {
+        let tx = tx.clone();
+        let meta = Meta {
+            key: key.map(Into::into),
+            deadline: None,
+        };
+        waiters.push(tokio::spawn(async move { tx.send_with(msg, meta).await }));
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(rx.recv().await, Some(0)); // 1 ("k") moves in; 2 and 3 ("k") still wait
+    assert_eq!(rx.stats().waiting_senders, 2);
+    let tx4 = tx.clone();
+    waiters.push(tokio::spawn(async move {
+        tx4.send_with(4, Meta::keyed("k")).await
+    }));
+    tokio::task::yield_now().await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(rx.recv().await.unwrap());
+    }
+    // 4 queues behind 3 and then replaces it: the newest "k" content is delivered last.
+    assert_eq!(got, vec![1, 2, 4]);
+    for w in waiters {
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    let s = rx.stats();
+    assert_eq!((s.sent, s.delivered, s.coalesced), (5, 4, 1));
+    assert!(s.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn coalescing_onto_an_expired_message_counts_it_as_expired_not_merged() {
+    // Regression (found by the model test): a keyed message replaced a queued message
+    // whose deadline had passed, counting it as coalesced and merging it into the new
+    // one (so the runtime would answer a caller that had given up), instead of expiring it.
+    let evicted = Arc::new(Mutex::new(Vec::new()));
+    let merged = Arc::new(Mutex::new(Vec::new()));
+    let (ev, mg) = (evicted.clone(), merged.clone());
+    let (tx, mut rx) = Builder::new(Policy::Coalesce { capacity: 4 })
+        .on_evict(move |m: u32, why| ev.lock().unwrap().push((m, why)))
+        .on_coalesce(move |old, new: &mut u32| mg.lock().unwrap().push((old, *new)))
+        .build()
+        .unwrap();
+    let soon = Instant::now() + Duration::from_millis(5);
+    tx.send_with(1, Meta::keyed("k").with_deadline(soon))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_millis(10)).await;
+    tx.send_with(2, Meta::keyed("k")).await.unwrap();
+    assert_eq!(*evicted.lock().unwrap(), vec![(1, Eviction::Expired)]);
+    assert!(merged.lock().unwrap().is_empty());
+    assert_eq!(drain(&mut rx), vec![2]);
+    let s = rx.stats();
+    assert_eq!((s.sent, s.expired, s.coalesced, s.delivered), (2, 1, 0, 1));
+    assert!(s.is_balanced());
+}

@@ -233,12 +233,22 @@ impl<T> Core<T> {
 
     /// Replaces the queued message with the same key, if any; the queued slot keeps
     /// its place and enqueue time and takes the new content and deadline.
-    /// Returns the slot back when no message with its key is queued.
+    /// Returns the slot back when no message with its key is queued, or when that
+    /// message's deadline has passed: an expired message is never replaced (that
+    /// would count it as coalesced and hand it to the merge hook); it is purged as
+    /// expired with every other expired message, which frees room.
     fn try_coalesce(&mut self, slot: Slot<T>, fx: &mut Effects<T>) -> Result<(), Slot<T>> {
         let Some(&seq) = slot.key.as_ref().and_then(|k| self.keys.get(k)) else {
             return Err(slot);
         };
         let idx = (seq - self.head_seq) as usize;
+        if let Some(deadline) = self.queue[idx].deadline {
+            let now = Instant::now();
+            if deadline <= now {
+                self.purge_expired(now, fx);
+                return Err(slot);
+            }
+        }
         let queued = &mut self.queue[idx];
         let old = std::mem::replace(&mut queued.msg, slot.msg);
         let had_deadline = queued.deadline.is_some();
@@ -257,6 +267,11 @@ impl<T> Core<T> {
         Ok(())
     }
 
+    /// Whether a parked sender carries the same coalescing key as `slot`.
+    fn key_waits(&self, slot: &Slot<T>) -> bool {
+        slot.key.is_some() && self.waiting.iter().any(|w| w.slot.key == slot.key)
+    }
+
     /// Offers a message under the policy. `may_wait` is false for `try_send`.
     pub(crate) fn offer(&mut self, slot: Slot<T>, may_wait: bool, fx: &mut Effects<T>) -> Push<T> {
         if self.closed {
@@ -264,15 +279,23 @@ impl<T> Core<T> {
             self.count(Outcome::Closed);
             return Push::Closed(slot);
         }
+        // A keyed message replaces the queued one with its key, unless a sender with
+        // that key is still waiting: its older content must not land after this newer
+        // one, so the newcomer queues behind it instead.
         let slot = match self.policy {
-            Policy::Coalesce { .. } => match self.try_coalesce(slot, fx) {
-                Ok(()) => return Push::Accepted,
-                Err(slot) => slot,
-            },
+            Policy::Coalesce { .. } if !self.key_waits(&slot) => {
+                match self.try_coalesce(slot, fx) {
+                    Ok(()) => return Push::Accepted,
+                    Err(slot) => slot,
+                }
+            }
             _ => slot,
         };
-        let must_queue_behind = !self.waiting.is_empty();
-        if !self.is_full() && !must_queue_behind {
+        if !self.waiting.is_empty() && !self.is_full() {
+            // Room freed by the purge of an expired coalesce target: waiters go first.
+            self.fill_from_waiting(fx);
+        }
+        if !self.is_full() && self.waiting.is_empty() {
             self.push_back(slot, fx);
             return Push::Accepted;
         }

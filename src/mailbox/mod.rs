@@ -12,6 +12,10 @@
 //! `coalesce`) parks its message *inside* the mailbox, in a FIFO of waiting senders,
 //! and the receiver moves it into the queue as soon as a slot frees: waiting senders
 //! are served strictly in arrival order and a newcomer never overtakes them.
+//! Under `coalesce`, a keyed message replaces the queued message with its key in
+//! place, except when that message's deadline has passed (it is purged as expired
+//! and the newcomer is queued normally) or a sender with the same key is still
+//! waiting (the newcomer queues behind it, so older content never lands after newer).
 //!
 //! When full, the policy decides (see [`Policy`]). Before it does, messages whose
 //! deadline has passed are purged, since they would never be delivered anyway.
