@@ -271,3 +271,47 @@ async fn sigint_shuts_down_like_sigterm() {
     );
     assert_all_found(&[entry].into(), &read_back(dir.path()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_does_not_hold_back_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    // A short call timeout keeps the grace period (request timeout + 1 s) short.
+    let shipped =
+        std::fs::read_to_string(serve_support::crate_file("policies/coalesce.toml")).unwrap();
+    assert!(shipped.contains("call_timeout = \"5s\""));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        shipped.replace("call_timeout = \"5s\"", "call_timeout = \"500ms\""),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut s = Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let entry = add(&Client::new(), &s.url(""), "list-1", "before the stall")
+        .await
+        .expect("answered");
+    // Half a request head, never finished.
+    let mut stalled = TcpStream::connect(s.addr).unwrap();
+    write!(stalled, "GET /healthz HTTP/1.1\r\nhost: x\r\n").unwrap();
+    stalled.flush().unwrap();
+    // Give the server a moment to accept it and read what there is.
+    std::thread::sleep(Duration::from_millis(200));
+
+    s.signal("TERM");
+    let status = s.wait_exit();
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        s.stderr_text()
+    );
+    assert!(s.stderr_text().contains("shutdown complete"));
+    drop(stalled);
+    assert_all_found(&[entry].into(), &read_back(&data).await);
+}

@@ -5,6 +5,7 @@ mod error;
 mod http_metrics;
 mod routes;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -148,16 +149,27 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         },
         request_timeout,
     );
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let system_handle = system.clone();
+    let grace = shutdown_grace(request_timeout);
     let task = tokio::spawn(async move {
-        let stop = async move {
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(|e| e.to_string());
+        let server = axum::serve(listener, app).with_graceful_shutdown(stopped(rx.clone()));
+        // Every request a handler has started ends within the request timeout; a
+        // connection that never completes its request head is not waited for past
+        // the grace period, so it cannot hold back the drain below.
+        let served = tokio::select! {
+            served = server.into_future() => served.map_err(|e| e.to_string()),
+            () = async {
+                stopped(rx).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "connections still open after the grace period: not waiting for them");
+                Ok(())
+            }
+        };
         tracing::info!("HTTP server stopped; draining mailboxes to storage");
         system.shutdown().await;
         tracing::info!("shutdown complete");
@@ -169,6 +181,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         shutdown: tx,
         task,
     })
+}
+
+/// How long shutdown waits for open connections: the request timeout (which ends
+/// every request a handler has started) and one second more to write the answers.
+fn shutdown_grace(request_timeout: Duration) -> Duration {
+    request_timeout + Duration::from_secs(1)
 }
 
 /// Exports the restart and escalation counters of every role at 0 from the start.
