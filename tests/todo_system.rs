@@ -800,6 +800,48 @@ async fn idle_list_servers_stop_and_come_back_with_their_list(backend: StorageBa
     sys.shutdown().await;
 }
 
+async fn a_list_that_keeps_crashing_is_given_up_then_started_afresh(backend: StorageBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = start(backend, dir.path()).await;
+    let l = name("fragile");
+    sys.add_entry(&l, day(9), "kept", Some(AckMode::Durable))
+        .await
+        .unwrap();
+    let mut events = sys.supervisor().subscribe();
+    // More crashes than the restart intensity (3 in 5 s) allows. A crash fails the
+    // calls queued behind it ("list server stopped"), so panic until given up.
+    let mut escalated = false;
+    for _ in 0..20 {
+        match sys.inject_panic(&l).await {
+            Ok(()) | Err(TodoSystemError::Unavailable(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        while let Ok(ev) = events.try_recv() {
+            escalated |=
+                matches!(&ev, SupervisorEvent::Escalated { name, .. } if name == "fragile");
+        }
+        if escalated {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(escalated, "the supervisor never gave up on the list server");
+    // The next request starts a fresh server, which loads the list.
+    let titles: Vec<String> = sys
+        .entries(&l, None)
+        .await
+        .expect("a request after the escalation")
+        .into_iter()
+        .map(|e| e.title)
+        .collect();
+    assert_eq!(titles, ["kept"]);
+    sys.add_entry(&l, day(9), "again", Some(AckMode::Durable))
+        .await
+        .unwrap();
+    assert_eq!(sys.live_lists(), 1);
+    sys.shutdown().await;
+}
+
 macro_rules! backend_suite {
     ($($module:ident => $backend:expr),* $(,)?) => {$(
         mod $module {
@@ -844,6 +886,10 @@ macro_rules! backend_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn idle_list_servers_stop_and_come_back_with_their_list() {
                 super::idle_list_servers_stop_and_come_back_with_their_list($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_list_that_keeps_crashing_is_given_up_then_started_afresh() {
+                super::a_list_that_keeps_crashing_is_given_up_then_started_afresh($backend).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reload_policies_loses_no_accepted_message() {
