@@ -414,3 +414,34 @@ async fn a_crash_while_stores_fail_keeps_applied_writes() {
     let stored = sys.database().storage().load(&l).await.unwrap().unwrap();
     assert_eq!(stored.len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_write_causes_no_store() {
+    let mut c = Config::builtin();
+    c.system.idle_timeout = Duration::from_secs(1);
+    let (sys, faults) = start_memory_with(FaultConfig::default(), c).await;
+    let l = name("quiet");
+    sys.add_entry(&l, day(), "stored", Some(AckMode::Durable))
+        .await
+        .unwrap();
+    // Let the server idle out, so the next one starts clean.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sys.live_lists(), 0);
+    // Every store from now on would count as an injected fault.
+    faults.set(FaultConfig {
+        out_of_space: true,
+        ..FaultConfig::default()
+    });
+    assert_eq!(
+        sys.delete_entry(&l, 42, Some(AckMode::Applied)).await,
+        Err(TodoSystemError::NotFound(42))
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sys.live_lists(), 0, "the server idled out again");
+    assert_eq!(
+        faults.injected(),
+        0,
+        "a write that changed nothing was stored"
+    );
+    sys.shutdown().await;
+}

@@ -97,12 +97,14 @@ impl ListServer {
     }
 
     fn apply(&mut self, write: Write) -> Result<Entry, TodoError> {
-        self.dirty = true;
-        match write {
+        let applied = match write {
             Write::Add { date, title } => self.list.add_entry(date, &title),
             Write::Update { id, update } => self.list.update_entry(id, update),
             Write::Delete { id } => self.list.delete_entry(id),
-        }
+        };
+        // A refused write changes nothing: no store for it.
+        self.dirty |= applied.is_ok();
+        applied
     }
 
     fn store(&self, waiters: Vec<oneshot::Sender<Result<(), StoreError>>>) -> Store {
