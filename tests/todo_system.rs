@@ -435,7 +435,17 @@ async fn injected_panic_restarts_one_list_with_its_list_reloaded(backend: Storag
             }
         })
     };
+    // Readers of the victim itself, queued around the crash, are all answered.
+    let readers: Vec<_> = (0..20)
+        .map(|_| {
+            let (sys, l) = (sys.clone(), victim.clone());
+            tokio::spawn(async move { sys.entries(&l, None).await })
+        })
+        .collect();
     sys.inject_panic(&victim).await.unwrap();
+    for r in readers {
+        assert_eq!(r.await.unwrap().as_ref(), Ok(&before));
+    }
     let ev = tokio::time::timeout(PATIENCE, events.recv())
         .await
         .unwrap()
@@ -1004,5 +1014,187 @@ async fn every_policy_file_keeps_acknowledged_writes_across_a_restart() {
         assert_all_present(&sys, &durable).await;
         assert_all_present(&sys, &applied).await;
         sys.shutdown().await;
+    }
+}
+
+/// Model-based property test of the whole system (files and sqlite): random
+/// writes, reads, list-server crashes and system restarts against a plain model.
+mod model {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+    use sluicegate::config::{AckMode, Config, StorageBackend};
+    use sluicegate::todo::{EntryUpdate, ListName, TodoSystem, TodoSystemError, WriteOutcome};
+
+    type Row = (u64, NaiveDate, String);
+
+    /// Per list: the next id and the rows in id order.
+    #[derive(Default)]
+    struct Model {
+        lists: BTreeMap<usize, (u64, Vec<Row>)>,
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Add(usize, u32, String, AckMode),
+        Update(usize, u64, Option<u32>, Option<String>),
+        Delete(usize, u64),
+        Entries(usize, Option<u32>),
+        Crash(usize),
+        Restart,
+    }
+
+    const NAMES: [&str; 3] = ["a", "../b", "日本"];
+
+    fn date(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let list = 0usize..NAMES.len();
+        let title = prop_oneof!["[a-z ]{1,8}", Just(String::new()), Just("x".repeat(1025))];
+        let ack = prop_oneof![Just(AckMode::Applied), Just(AckMode::Durable)];
+        prop_oneof![
+            5 => (list.clone(), 1u32..4, title.clone(), ack).prop_map(|(l, d, t, a)| Op::Add(l, d, t, a)),
+            2 => (list.clone(), 0u64..6, prop::option::of(1u32..4), prop::option::of(title))
+                .prop_map(|(l, i, d, t)| Op::Update(l, i, d, t)),
+            2 => (list.clone(), 0u64..6).prop_map(|(l, i)| Op::Delete(l, i)),
+            2 => (list.clone(), prop::option::of(1u32..4)).prop_map(|(l, d)| Op::Entries(l, d)),
+            1 => list.prop_map(Op::Crash),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    fn title_ok(t: &str) -> bool {
+        (1..=1024).contains(&t.chars().count())
+    }
+
+    fn rows(entries: Vec<sluicegate::todo::Entry>) -> Vec<Row> {
+        entries
+            .into_iter()
+            .map(|e| (e.id, e.date, e.title))
+            .collect()
+    }
+
+    async fn start(backend: StorageBackend, dir: &Path) -> TodoSystem {
+        let mut c = Config::builtin();
+        c.storage.backend = backend;
+        c.system.call_timeout = Duration::from_secs(30);
+        TodoSystem::start(&c, dir).await.unwrap()
+    }
+
+    fn done(r: Result<WriteOutcome, TodoSystemError>) -> Result<Row, TodoSystemError> {
+        match r? {
+            WriteOutcome::Done(e) => Ok((e.id, e.date, e.title)),
+            WriteOutcome::Accepted => panic!("Accepted under an applied or durable ack"),
+        }
+    }
+
+    async fn run(backend: StorageBackend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<ListName> = NAMES.iter().map(|n| ListName::new(*n).unwrap()).collect();
+        let mut sys = start(backend, dir.path()).await;
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::Add(l, d, t, ack) => {
+                    let got = done(sys.add_entry(&names[l], date(d), &t, Some(ack)).await);
+                    if title_ok(&t) {
+                        let (next, rows) = model.lists.entry(l).or_insert((1, Vec::new()));
+                        let row = (*next, date(d), t);
+                        *next += 1;
+                        rows.push(row.clone());
+                        prop_assert_eq!(got, Ok(row));
+                    } else {
+                        prop_assert!(matches!(got, Err(TodoSystemError::Invalid(_))));
+                    }
+                }
+                Op::Update(l, id, d, t) => {
+                    let update = EntryUpdate {
+                        date: d.map(date),
+                        title: t.clone(),
+                    };
+                    let got = done(sys.update_entry(&names[l], id, update, None).await);
+                    let rows = &mut model.lists.entry(l).or_insert((1, Vec::new())).1;
+                    if !t.as_deref().is_none_or(title_ok) {
+                        prop_assert!(matches!(got, Err(TodoSystemError::Invalid(_))));
+                    } else if let Some(row) = rows.iter_mut().find(|r| r.0 == id) {
+                        if let Some(d) = d {
+                            row.1 = date(d);
+                        }
+                        if let Some(t) = t {
+                            row.2 = t;
+                        }
+                        prop_assert_eq!(got, Ok(row.clone()));
+                    } else {
+                        prop_assert_eq!(got, Err(TodoSystemError::NotFound(id)));
+                    }
+                }
+                Op::Delete(l, id) => {
+                    let got = done(sys.delete_entry(&names[l], id, None).await);
+                    let rows = &mut model.lists.entry(l).or_insert((1, Vec::new())).1;
+                    match rows.iter().position(|r| r.0 == id) {
+                        Some(p) => prop_assert_eq!(got, Ok(rows.remove(p))),
+                        None => prop_assert_eq!(got, Err(TodoSystemError::NotFound(id))),
+                    }
+                }
+                Op::Entries(l, d) => {
+                    let got = rows(sys.entries(&names[l], d.map(date)).await.unwrap());
+                    let want: Vec<Row> = model
+                        .lists
+                        .get(&l)
+                        .map(|(_, rows)| {
+                            rows.iter()
+                                .filter(|r| d.is_none_or(|d| r.1 == date(d)))
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    prop_assert_eq!(got, want);
+                }
+                Op::Crash(l) => {
+                    // The crash itself may be refused while a previous one is handled.
+                    let _ = sys.inject_panic(&names[l]).await;
+                }
+                Op::Restart => {
+                    sys.shutdown().await;
+                    sys = start(backend, dir.path()).await;
+                }
+            }
+        }
+        // Finally everything is there after one more restart.
+        sys.shutdown().await;
+        let sys = start(backend, dir.path()).await;
+        for (l, (_, want)) in &model.lists {
+            let got = rows(sys.entries(&names[*l], None).await.unwrap());
+            prop_assert_eq!(&got, want);
+        }
+        sys.shutdown().await;
+        Ok(())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn files_system_behaves_like_the_model(ops in prop::collection::vec(op(), 1..30)) {
+            runtime().block_on(run(StorageBackend::Files, ops))?;
+        }
+
+        #[test]
+        fn sqlite_system_behaves_like_the_model(ops in prop::collection::vec(op(), 1..30)) {
+            runtime().block_on(run(StorageBackend::Sqlite, ops))?;
+        }
     }
 }

@@ -40,7 +40,7 @@ pub enum Write {
 }
 
 /// Requests a list server answers.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum ListCall {
     /// Apply a write, answering after `ack` (`applied` or `durable`).
     Write(Write, AckMode),

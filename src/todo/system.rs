@@ -99,6 +99,9 @@ pub enum WriteOutcome {
     Done(Entry),
 }
 
+/// How many times a call its server never handled is sent (see `TodoSystem::call`).
+const CALL_TRIES: u32 = 3;
+
 /// Settings that may change while running (policy reload).
 struct Live {
     /// Policies per role; new list servers read theirs here.
@@ -231,13 +234,26 @@ impl TodoSystem {
         Ok(guard)
     }
 
+    /// Calls the list's server. A call its server never handled (it was queued
+    /// when the server crashed or was given up, and answered `Stopped`) is sent
+    /// again, to the restarted or a fresh server, within the same call timeout:
+    /// requests queued behind a crashing one do not fail with it.
     async fn call(&self, list: &ListName, call: ListCall) -> Result<ListReply, TodoSystemError> {
         let _admitted = self.admit().await?;
-        let reply = self
-            .inner
-            .registry
-            .call(list, call, self.inner.call_timeout)
-            .await?;
+        let deadline = tokio::time::Instant::now() + self.inner.call_timeout;
+        let mut tries = 0;
+        let reply = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tries += 1;
+            match self.inner.registry.call(list, call.clone(), left).await {
+                Err(RegistryCallError::Call(CallError::Stopped))
+                    if tries < CALL_TRIES && !left.is_zero() =>
+                {
+                    tokio::task::yield_now().await;
+                }
+                other => break other?,
+            }
+        };
         Ok(reply?)
     }
 
