@@ -445,3 +445,59 @@ async fn a_refused_write_causes_no_store() {
     );
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_store_failures_answer_every_durable_write_truthfully() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sys, faults) = start_files(dir.path()).await;
+    let lists: Vec<ListName> = (0..5).map(|i| name(&format!("r{i}"))).collect();
+    for l in &lists {
+        sys.entries(l, None).await.unwrap();
+    }
+    faults.set(FaultConfig {
+        error_rate: 0.3,
+        ..FaultConfig::default()
+    });
+    let mut durable = Vec::new();
+    let mut refused = 0;
+    for round in 0..3 {
+        for (l, r) in load(&sys, &lists, AckMode::Durable, &format!("round {round}")).await {
+            match r {
+                Ok(WriteOutcome::Done(e)) => durable.push((l, e.id, e.title)),
+                // Every other answer is the typed "not durable" error.
+                Err(TodoSystemError::NotDurable(StoreError::Storage(msg))) => {
+                    assert!(msg.contains(&format!("\"{l}\"")), "{msg}");
+                    refused += 1;
+                }
+                other => panic!("{l}: {other:?}"),
+            }
+        }
+    }
+    assert!(
+        faults.injected() > 0 && refused > 0,
+        "no fault was injected"
+    );
+    // What was answered durable is in storage now.
+    faults.clear();
+    for (l, id, title) in &durable {
+        let stored = sys.database().storage().load(l).await.unwrap().unwrap();
+        assert!(
+            stored.get(*id).is_some_and(|e| &e.title == title),
+            "{l}: durable entry {id} not stored"
+        );
+    }
+    sys.shutdown().await;
+    drop(sys);
+    // After recovery and a restart every write is back, the refused ones too
+    // (they stayed applied and a later store carried them).
+    let (sys, _) = start_files(dir.path()).await;
+    let total: usize = {
+        let mut n = 0;
+        for l in &lists {
+            n += sys.entries(l, None).await.unwrap().len();
+        }
+        n
+    };
+    assert_eq!(total, 3 * 8 * lists.len());
+    sys.shutdown().await;
+}
