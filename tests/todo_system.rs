@@ -1198,3 +1198,33 @@ mod model {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_live_list_cap_refuses_a_new_list_until_one_idles_out() {
+    let mut cfg = config(StorageBackend::Memory);
+    cfg.system.max_live_servers = Some(2);
+    cfg.system.idle_timeout = Duration::from_secs(10);
+    let sys = TodoSystem::start(&cfg, Path::new("unused")).await.unwrap();
+    let (a, b, c) = (name("a"), name("b"), name("c"));
+    sys.add_entry(&a, day(10), "a", None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    sys.add_entry(&b, day(10), "b", None).await.unwrap();
+    match sys.entries(&c, None).await {
+        Err(TodoSystemError::Unavailable(msg)) => {
+            assert!(
+                msg.contains("too many live servers") && msg.contains('2'),
+                "{msg}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Live lists are still served.
+    assert_eq!(sys.entries(&b, None).await.unwrap().len(), 1);
+    // `a` idles out first, which makes room for `c`; `a` comes back with its list later.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(sys.live_lists(), 1);
+    sys.add_entry(&c, day(10), "c", None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(sys.entries(&a, None).await.unwrap().len(), 1);
+    sys.shutdown().await;
+}
