@@ -329,3 +329,39 @@ async fn shutdown_drains_applied_writes_to_disk() {
     assert_eq!(total, 200);
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_share_one_metrics_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let resp = c
+            .request(method, url(&r, "/lists/a/entries"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = c
+        .get(url(&r, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("MADEUP"), "a raw method became a label");
+    let other = text
+        .lines()
+        .find(|l| {
+            l.starts_with("sluicegate_http_requests_total{")
+                && l.contains("method=\"OTHER\"")
+                && l.contains("status=\"405\"")
+        })
+        .unwrap_or_else(|| panic!("no OTHER/405 series in:\n{text}"));
+    let n: f64 = other.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 50.0, "{other}");
+    r.shutdown().await.unwrap();
+}
