@@ -127,6 +127,7 @@ pub(crate) trait Flush: Send + Sync {
 
 /// Every mailbox built with metrics on, so that [`flush_all`] can reach it.
 /// Dead entries are pruned whenever the list has doubled since the last prune.
+#[cfg_attr(sluicegate_loom, allow(dead_code))]
 struct Registry {
     live: Vec<Weak<dyn Flush>>,
     prune_at: usize,
@@ -143,6 +144,8 @@ fn registry() -> &'static Mutex<Registry> {
 }
 
 /// Adds a mailbox to the ones [`flush_all`] publishes.
+// Unused in loom builds (tests/loom_mailbox.rs), whose mailboxes are not registered.
+#[cfg_attr(sluicegate_loom, allow(dead_code))]
 pub(crate) fn register(mailbox: Weak<dyn Flush>) {
     let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
     reg.live.push(mailbox);
