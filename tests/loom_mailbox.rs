@@ -12,7 +12,7 @@
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use sluicegate::mailbox::{Builder, Eviction, Meta, Policy, Stats};
+use sluicegate::mailbox::{Builder, Eviction, Meta, Policy, SendError, Stats};
 
 /// (sender, sequence number within that sender)
 type Msg = (u8, u8);
@@ -27,14 +27,19 @@ struct Run {
     stats: Stats,
 }
 
-/// Explores the interleavings with a preemption bound (default 2; the environment
-/// variable `LOOM_MAX_PREEMPTIONS` overrides it) and checks each run with `check`.
-fn explore(policy: Policy, keyed: bool, check: fn(&Run)) {
+/// A loom model with a preemption bound (default 2; the environment variable
+/// `LOOM_MAX_PREEMPTIONS` overrides it).
+fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(2);
     }
-    builder.check(move || {
+    builder.check(f);
+}
+
+/// Explores the interleavings of the 2-senders, 1-receiver run and checks each with `check`.
+fn explore(policy: Policy, keyed: bool, check: fn(&Run)) {
+    model(move || {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
         let (tx, mut rx) = Builder::new(policy.clone())
@@ -156,5 +161,65 @@ fn loom_coalesce_keeps_the_newest_content_per_key() {
         for s in 0..SENDERS {
             assert!(run.delivered.contains(&(s, PER_SENDER - 1)), "{:?}", run);
         }
+    });
+}
+
+#[test]
+fn loom_block_close_wakes_waiting_senders_and_drains_what_was_accepted() {
+    // The receiver takes one message, closes, then drains: a sender waiting for space
+    // at the close must be woken with its message back, and everything accepted before
+    // is still delivered.
+    model(|| {
+        let (tx, mut rx) = Builder::new(Policy::Block {
+            capacity: 1,
+            send_timeout: None,
+        })
+        .metrics(false)
+        .build()
+        .unwrap();
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|s| {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    loom::future::block_on(async move {
+                        let mut accepted = Vec::new();
+                        for i in 0..PER_SENDER {
+                            match tx.send((s, i)).await {
+                                Ok(()) => accepted.push((s, i)),
+                                Err(SendError::Closed(m)) => assert_eq!(m, (s, i)),
+                                Err(e) => panic!("unexpected {e:?}"),
+                            }
+                        }
+                        accepted
+                    })
+                })
+            })
+            .collect();
+        drop(tx);
+        let delivered = loom::future::block_on(async {
+            let mut got = vec![rx.recv().await.expect("a first message")];
+            rx.close();
+            while let Some(m) = rx.recv().await {
+                got.push(m);
+            }
+            got
+        });
+        let mut accepted: Vec<Msg> = senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        accepted.sort();
+        let mut sorted = delivered.clone();
+        sorted.sort();
+        assert_eq!(sorted, accepted, "delivered exactly what was accepted");
+        for s in 0..SENDERS {
+            let mine: Vec<u8> = delivered.iter().filter(|m| m.0 == s).map(|m| m.1).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{delivered:?}");
+        }
+        let st = rx.stats();
+        assert!(st.is_balanced(), "{st:?}");
+        assert_eq!(st.sent, u64::from(SENDERS * PER_SENDER), "{st:?}");
+        assert_eq!(st.closed, st.sent - accepted.len() as u64, "{st:?}");
+        assert_eq!((st.depth, st.waiting_senders), (0, 0), "{st:?}");
     });
 }
