@@ -231,6 +231,8 @@ struct Model {
     merge: bool,
     /// (old, new) merges expected from the current step.
     merged: Vec<(u64, u64)>,
+    /// Every sender handle is gone.
+    senders_gone: bool,
 }
 
 impl Model {
@@ -248,6 +250,7 @@ impl Model {
             first_above: None,
             merge,
             merged: Vec::new(),
+            senders_gone: false,
         }
     }
 
@@ -625,31 +628,31 @@ impl Wake for Flag {
     }
 }
 
-type SendFut<'a> = Pin<Box<dyn Future<Output = Result<(), SendError<u64>>> + 'a>>;
+type SendFut = Pin<Box<dyn Future<Output = Result<(), SendError<u64>>>>>;
 
 /// A send that is waiting for space, polled by hand.
-struct Parked<'a> {
+struct Parked {
     id: u64,
-    fut: SendFut<'a>,
+    fut: SendFut,
     flag: Arc<Flag>,
 }
 
-fn poll_once(fut: &mut SendFut<'_>, flag: &Arc<Flag>) -> Poll<Result<(), SendError<u64>>> {
+fn poll_once(fut: &mut SendFut, flag: &Arc<Flag>) -> Poll<Result<(), SendError<u64>>> {
     flag.0.store(false, Ordering::SeqCst);
     let waker = Waker::from(flag.clone());
     fut.as_mut().poll(&mut Context::from_waker(&waker))
 }
 
-fn run_case(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
+fn run_case(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bool, ops: Vec<Op>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
-    rt.block_on(run(policy, metrics, merge, ops));
+    rt.block_on(run(policy, metrics, merge, drop_senders_at_end, ops));
 }
 
-async fn run(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
+async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bool, ops: Vec<Op>) {
     let log: Arc<Mutex<Vec<(u64, Eviction)>>> = Arc::default();
     let merges: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
     let l = log.clone();
@@ -662,21 +665,54 @@ async fn run(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
             builder.on_coalesce(move |old, new: &mut u64| mg.lock().unwrap().push((old, *new)));
     }
     let (tx, rx) = builder.build().unwrap();
+    let monitor = tx.monitor();
+    let mut tx = Some(tx);
     let mut rx = Some(rx);
     let mut model = Model::new(policy, metrics, merge);
     // The receiver's recording waker, and whether its last poll was pending.
     let rx_flag = Arc::new(Flag::default());
     let mut rx_pending = false;
-    let mut parked: Vec<Parked<'_>> = Vec::new();
+    let mut parked: Vec<Parked> = Vec::new();
     let mut next_id = 0u64;
     let mut prev_depth = 0usize;
+    let len = ops.len();
     let ops = ops.into_iter().map(Some).chain(std::iter::once(None));
     for (step, op) in ops.enumerate() {
         let now = Instant::now();
         let mut resized = false;
         match (op, rx.as_mut()) {
+            (None, Some(rx_end)) if drop_senders_at_end => {
+                // The end, first way: every sender goes (parked sends are abandoned);
+                // the receiver is woken, drains what is queued, then sees the end.
+                for p in parked.drain(..) {
+                    model.cancel(p.id);
+                }
+                drop(tx.take());
+                model.senders_gone = true;
+                assert!(
+                    !rx_pending || rx_flag.0.load(Ordering::SeqCst),
+                    "the pending receiver was not woken when the last sender went"
+                );
+                loop {
+                    let got = rx_end.try_recv();
+                    let shed: Vec<u64> = log
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|(_, why)| *why == Eviction::Shed)
+                        .map(|(m, _)| *m)
+                        .collect();
+                    let want = model
+                        .take(now, &|id| shed.contains(&id))
+                        .ok_or(TryRecvError::Disconnected);
+                    assert_eq!(got, want, "step {step}: try_recv after the senders went");
+                    if got.is_err() {
+                        break;
+                    }
+                }
+            }
             (None, _) | (Some(_), None) => {
-                // The end: drop the receiver.
+                // The end, second way: drop the receiver.
                 drop(rx.take());
                 model.close();
                 model.discard(now);
@@ -696,7 +732,7 @@ async fn run(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
                     enq: model.stamp.then_some(now),
                 };
                 if let SendKind::Try = kind {
-                    let got = tx.try_send_with(id, meta);
+                    let got = tx.as_ref().unwrap().try_send_with(id, meta);
                     match (model.offer(slot, false, now, None), got) {
                         (Offer::Accepted, Ok(())) => {}
                         (Offer::Full, Err(TrySendError::Full(m)))
@@ -710,17 +746,19 @@ async fn run(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
                         Policy::Block { send_timeout, .. } => send_timeout,
                         _ => None,
                     };
-                    let (mut fut, limit): (SendFut<'_>, _) = match kind {
+                    // Each send future owns a sender handle, as a task would.
+                    let sender = tx.as_ref().unwrap().clone();
+                    let (mut fut, limit): (SendFut, _) = match kind {
                         SendKind::Timeout(t) => (
-                            Box::pin(tokio::task::unconstrained(tx.send_timeout_with(
-                                id,
-                                meta,
-                                ms(t),
-                            ))),
+                            Box::pin(tokio::task::unconstrained(async move {
+                                sender.send_timeout_with(id, meta, ms(t)).await
+                            })),
                             Some(policy_timeout.map_or(ms(t), |p| p.min(ms(t)))),
                         ),
                         _ => (
-                            Box::pin(tokio::task::unconstrained(tx.send_with(id, meta))),
+                            Box::pin(tokio::task::unconstrained(async move {
+                                sender.send_with(id, meta).await
+                            })),
                             policy_timeout,
                         ),
                     };
@@ -751,7 +789,7 @@ async fn run(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
                 let want = model.take(now, &|id| shed.contains(&id));
                 let want = match want {
                     Some(id) => Ok(id),
-                    None if model.closed => Err(TryRecvError::Disconnected),
+                    None if model.closed || model.senders_gone => Err(TryRecvError::Disconnected),
                     None => Err(TryRecvError::Empty),
                 };
                 assert_eq!(got, want, "step {step}: try_recv");
@@ -860,7 +898,7 @@ async fn run(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
             );
         }
 
-        let stats = tx.stats();
+        let stats = monitor.stats();
         model.check_stats(&stats);
         let cap = model.cap();
         assert!(
@@ -873,7 +911,7 @@ async fn run(policy: Policy, metrics: bool, merge: bool, ops: Vec<Op>) {
             "step {step}: a sender waits while there is room"
         );
         prev_depth = stats.depth;
-        if rx.is_none() {
+        if step == len {
             break;
         }
     }
@@ -900,57 +938,57 @@ proptest! {
 
     #[test]
     fn unbounded_matches_the_model(
-        p in policy_of(Kind::Unbounded), metrics in any::<bool>(), merge in any::<bool>(),
+        p in policy_of(Kind::Unbounded), metrics in any::<bool>(), merge in any::<bool>(), drop_senders_at_end in any::<bool>(),
         ops in vec(op(Kind::Unbounded), 1..60),
     ) {
-        run_case(p, metrics, merge, ops);
+        run_case(p, metrics, merge, drop_senders_at_end, ops);
     }
 
     #[test]
     fn drop_newest_matches_the_model(
-        p in policy_of(Kind::DropNewest), metrics in any::<bool>(), merge in any::<bool>(),
+        p in policy_of(Kind::DropNewest), metrics in any::<bool>(), merge in any::<bool>(), drop_senders_at_end in any::<bool>(),
         ops in vec(op(Kind::DropNewest), 1..60),
     ) {
-        run_case(p, metrics, merge, ops);
+        run_case(p, metrics, merge, drop_senders_at_end, ops);
     }
 
     #[test]
     fn drop_oldest_matches_the_model(
-        p in policy_of(Kind::DropOldest), metrics in any::<bool>(), merge in any::<bool>(),
+        p in policy_of(Kind::DropOldest), metrics in any::<bool>(), merge in any::<bool>(), drop_senders_at_end in any::<bool>(),
         ops in vec(op(Kind::DropOldest), 1..60),
     ) {
-        run_case(p, metrics, merge, ops);
+        run_case(p, metrics, merge, drop_senders_at_end, ops);
     }
 
     #[test]
     fn block_matches_the_model(
-        p in policy_of(Kind::Block), metrics in any::<bool>(), merge in any::<bool>(),
+        p in policy_of(Kind::Block), metrics in any::<bool>(), merge in any::<bool>(), drop_senders_at_end in any::<bool>(),
         ops in vec(op(Kind::Block), 1..60),
     ) {
-        run_case(p, metrics, merge, ops);
+        run_case(p, metrics, merge, drop_senders_at_end, ops);
     }
 
     #[test]
     fn block_with_send_timeout_matches_the_model(
-        p in policy_of(Kind::BlockTimeout), metrics in any::<bool>(), merge in any::<bool>(),
+        p in policy_of(Kind::BlockTimeout), metrics in any::<bool>(), merge in any::<bool>(), drop_senders_at_end in any::<bool>(),
         ops in vec(op(Kind::BlockTimeout), 1..60),
     ) {
-        run_case(p, metrics, merge, ops);
+        run_case(p, metrics, merge, drop_senders_at_end, ops);
     }
 
     #[test]
     fn codel_matches_the_model(
-        p in policy_of(Kind::Codel), metrics in any::<bool>(), merge in any::<bool>(),
+        p in policy_of(Kind::Codel), metrics in any::<bool>(), merge in any::<bool>(), drop_senders_at_end in any::<bool>(),
         ops in vec(op(Kind::Codel), 1..60),
     ) {
-        run_case(p, metrics, merge, ops);
+        run_case(p, metrics, merge, drop_senders_at_end, ops);
     }
 
     #[test]
     fn coalesce_matches_the_model(
-        p in policy_of(Kind::Coalesce), metrics in any::<bool>(), merge in any::<bool>(),
+        p in policy_of(Kind::Coalesce), metrics in any::<bool>(), merge in any::<bool>(), drop_senders_at_end in any::<bool>(),
         ops in vec(op(Kind::Coalesce), 1..60),
     ) {
-        run_case(p, metrics, merge, ops);
+        run_case(p, metrics, merge, drop_senders_at_end, ops);
     }
 }
