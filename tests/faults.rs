@@ -501,3 +501,81 @@ async fn random_store_failures_answer_every_durable_write_truthfully() {
     assert_eq!(total, 3 * 8 * lists.len());
     sys.shutdown().await;
 }
+
+/// Shedding policies on the database workers may drop a store in flight, but the
+/// final store of each list at shutdown is the last copy of its applied writes:
+/// shutdown must not shed it (found by `sluicegate experiment mixed` under codel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_under_shedding_database_policies_keeps_applied_writes() {
+    for file in ["codel.toml", "drop-oldest.toml", "drop-newest.toml"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("policies")
+                .join(file),
+        )
+        .unwrap();
+        c.system.call_timeout = PATIENCE;
+        c.database.workers = 1;
+        // A slow disk and a tiny queue make the database shed or drop stores.
+        c.mailbox.database_worker = match c.mailbox.database_worker {
+            sluicegate::mailbox::Policy::Codel { .. } => sluicegate::mailbox::Policy::Codel {
+                capacity: 4,
+                target: Duration::from_millis(1),
+                interval: Duration::from_millis(2),
+            },
+            sluicegate::mailbox::Policy::DropOldest { .. } => {
+                sluicegate::mailbox::Policy::DropOldest { capacity: 2 }
+            }
+            _ => sluicegate::mailbox::Policy::DropNewest { capacity: 2 },
+        };
+        let slow = FaultConfig {
+            latency: Duration::from_millis(2),
+            ..FaultConfig::default()
+        };
+        let (faulty, _faults) = FaultyStorage::new(FileStorage::open(dir.path()).unwrap(), slow, 3);
+        let sys = TodoSystem::start_with_storage(&c, Arc::new(faulty))
+            .await
+            .unwrap();
+        let lists: Vec<ListName> = (0..40).map(|i| name(&format!("l{i}"))).collect();
+        let results = load(&sys, &lists, AckMode::Applied, "w").await;
+        let stats = sys.mailbox_stats();
+        sys.shutdown().await;
+
+        let lossy: u64 = stats
+            .iter()
+            .filter(|r| r.role.starts_with("database"))
+            .map(|r| {
+                ["shed", "dropped_oldest", "rejected"]
+                    .iter()
+                    .map(|o| r.outcomes.get(*o).copied().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .sum();
+        assert!(
+            lossy > 0,
+            "{file}: the database never lost a store: {stats:?}"
+        );
+
+        let sys = TodoSystem::start_with_storage(
+            &config(),
+            Arc::new(FileStorage::open(dir.path()).unwrap()),
+        )
+        .await
+        .unwrap();
+        let mut missing = Vec::new();
+        for (list, r) in &results {
+            if let Ok(WriteOutcome::Done(entry)) = r {
+                let got = sys.entries(list, None).await.unwrap();
+                if !got.contains(entry) {
+                    missing.push((list.clone(), entry.clone()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{file}: applied writes lost at shutdown: {missing:?}"
+        );
+        sys.shutdown().await;
+    }
+}

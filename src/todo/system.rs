@@ -11,6 +11,7 @@ use super::database::{Database, StoreError};
 use super::server::{ListCall, ListError, ListReply, ListServer, Write, ROLE};
 use super::{validate_title, Entry, EntryUpdate, ListName, TodoError};
 use crate::config::{AckMode, Config, MailboxConfig};
+use crate::mailbox::Policy;
 use crate::runtime::{
     CallError, Registry, RegistryCallError, RegistryConfig, Restart, Routing, Spec, StartError,
     Supervisor,
@@ -374,6 +375,42 @@ impl TodoSystem {
         Ok(())
     }
 
+    /// Switches the database's mailboxes from a policy that may lose a store
+    /// (`drop_newest`, `drop_oldest`, `codel`, `block` with a send timeout) to
+    /// `unbounded`, keeping everything queued. Used at shutdown, when memory is
+    /// bounded by the number of live lists and losing a store would lose writes.
+    fn make_database_lossless(&self) {
+        let lossy = |p: &Policy| {
+            matches!(
+                p,
+                Policy::DropNewest { .. }
+                    | Policy::DropOldest { .. }
+                    | Policy::Codel { .. }
+                    | Policy::Block {
+                        send_timeout: Some(_),
+                        ..
+                    }
+            )
+        };
+        let pool = self.inner.db.pool();
+        let mut mailboxes: Vec<(Policy, Box<dyn Fn(Policy) -> _>)> = Vec::new();
+        for w in pool.workers() {
+            let w = w.clone();
+            mailboxes.push((w.stats().policy, Box::new(move |p| w.set_policy(p))));
+        }
+        if let Some(r) = pool.router() {
+            let r = r.clone();
+            mailboxes.push((r.stats().policy, Box::new(move |p| r.set_policy(p))));
+        }
+        for (policy, set) in mailboxes {
+            if lossy(&policy) {
+                if let Err(e) = set(Policy::Unbounded) {
+                    tracing::error!(error = %e, "could not make the database lossless for shutdown");
+                }
+            }
+        }
+    }
+
     /// Number of live list servers.
     pub fn live_lists(&self) -> usize {
         self.inner.registry.len()
@@ -423,6 +460,9 @@ impl TodoSystem {
     /// store and stops.
     pub async fn shutdown(&self) {
         *self.inner.closed.write().await = true;
+        // Every store from here on (the list servers' final ones) may be the last
+        // copy of applied writes: the database must not drop, shed or refuse it.
+        self.make_database_lossless();
         self.inner.registry.stop_all(true).await;
         self.inner.db.stop().await;
     }
