@@ -393,7 +393,7 @@ impl TodoSystem {
             )
         };
         let pool = self.inner.db.pool();
-        let mut mailboxes: Vec<(Policy, Box<dyn Fn(Policy) -> _>)> = Vec::new();
+        let mut mailboxes: Vec<(Policy, SetPolicy)> = Vec::new();
         for w in pool.workers() {
             let w = w.clone();
             mailboxes.push((w.stats().policy, Box::new(move |p| w.set_policy(p))));
@@ -467,6 +467,9 @@ impl TodoSystem {
         self.inner.db.stop().await;
     }
 }
+
+/// Sets the policy of one database mailbox (a worker's or the router's).
+type SetPolicy = Box<dyn Fn(Policy) -> Result<(), crate::mailbox::InvalidPolicy>>;
 
 /// Accounting of every mailbox of one role, summed (peak depth: the largest).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
