@@ -124,6 +124,9 @@ impl ListServer {
     }
 }
 
+/// Pause before a list server asks again for a final store the database dropped.
+const FINAL_STORE_RETRY: Duration = Duration::from_millis(20);
+
 /// Stores a list server could not hand to the database (the write stays in memory
 /// and goes out with the list's next store).
 pub const STORES_NOT_QUEUED: &str = "sluicegate_todo_stores_not_queued_total";
@@ -190,16 +193,28 @@ impl Server for ListServer {
         if !self.dirty {
             return;
         }
-        let (tx, rx) = oneshot::channel();
-        let stored = match self.db.store(self.store(vec![tx])).await {
-            Ok(()) => tokio::time::timeout(self.load_timeout, rx).await,
-            Err(e) => Ok(Ok(Err(e))),
-        };
-        match stored {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(list = %self.name, error = %e, "final store failed"),
-            Ok(Err(_)) => tracing::error!(list = %self.name, "final store dropped"),
-            Err(_) => tracing::error!(list = %self.name, "final store timed out"),
+        // This store is the last copy of the applied writes: an overloaded database
+        // that drops, sheds or refuses it is asked again until `load_timeout`.
+        let deadline = tokio::time::Instant::now() + self.load_timeout;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            let stored = match self.db.store(self.store(vec![tx])).await {
+                Ok(()) => tokio::time::timeout_at(deadline, rx).await,
+                Err(e) => Ok(Ok(Err(e))),
+            };
+            match stored {
+                Ok(Ok(Ok(()))) => return,
+                Ok(Ok(Err(StoreError::Dropped | StoreError::Rejected)))
+                    if tokio::time::Instant::now() + FINAL_STORE_RETRY < deadline =>
+                {
+                    tokio::time::sleep(FINAL_STORE_RETRY).await;
+                }
+                Ok(Ok(Err(e))) => {
+                    return tracing::error!(list = %self.name, error = %e, "final store failed")
+                }
+                Ok(Err(_)) => return tracing::error!(list = %self.name, "final store dropped"),
+                Err(_) => return tracing::error!(list = %self.name, "final store timed out"),
+            }
         }
     }
 
