@@ -151,3 +151,35 @@ async fn many_batches_add_up_to_the_stats() {
         "a dropped mailbox leaves the live gauge: {text}"
     );
 }
+
+#[tokio::test]
+async fn sojourn_is_sampled_one_in_sixteen_and_every_one_under_codel() {
+    use sluicegate::mailbox::SOJOURN_SAMPLE_EVERY;
+    let n = 10 * SOJOURN_SAMPLE_EVERY as u64;
+    for (policy, expected) in [
+        (Policy::Unbounded, n / SOJOURN_SAMPLE_EVERY as u64),
+        (
+            Policy::Codel {
+                capacity: 10_000,
+                target: std::time::Duration::from_secs(1),
+                interval: std::time::Duration::from_secs(10),
+            },
+            n,
+        ),
+    ] {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let (tx, mut rx) = mailbox(&recorder, policy);
+        for i in 0..n {
+            tx.send(i).await.unwrap();
+            rx.recv().await.unwrap();
+        }
+        let text = handle.render();
+        expect(
+            &text,
+            "sluicegate_mailbox_sojourn_seconds_count",
+            "mailbox=\"metrics_test\"",
+            expected as f64,
+        );
+    }
+}

@@ -18,7 +18,7 @@ pub(crate) struct Slot<T> {
     pub(crate) msg: T,
     pub(crate) key: Option<Key>,
     pub(crate) deadline: Option<Instant>,
-    /// Set when sojourn time is needed (metrics on, or CoDel).
+    /// Enqueue time, when stamped (see `Core::stamp_next`).
     pub(crate) enqueued: Option<Instant>,
 }
 
@@ -83,8 +83,11 @@ pub(crate) struct Core<T> {
     peak: usize,
     /// Queued slots that carry a deadline: purging is skipped while zero.
     with_deadline: usize,
-    /// Whether messages are stamped with their enqueue time.
+    /// Whether every message is stamped with its enqueue time (CoDel needs every
+    /// sojourn). Otherwise, with metrics on, one in [`SOJOURN_SAMPLE_EVERY`] is.
     pub(crate) stamp: bool,
+    /// Messages offered since the last sampled stamp.
+    sample_tick: u32,
     pub(crate) closed: bool,
     pub(crate) senders: usize,
     pub(crate) rx_waker: Option<Waker>,
@@ -92,6 +95,10 @@ pub(crate) struct Core<T> {
     pub(crate) role: &'static str,
     pub(crate) on_coalesce: Option<CoalesceHook<T>>,
 }
+
+/// With metrics on (and no CoDel), one message in this many is stamped for the
+/// sojourn histogram; counts stay exact.
+pub const SOJOURN_SAMPLE_EVERY: u32 = 16;
 
 impl<T> Core<T> {
     pub(crate) fn new(
@@ -101,7 +108,7 @@ impl<T> Core<T> {
         on_coalesce: Option<CoalesceHook<T>>,
     ) -> Self {
         let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
-        let stamp = metrics || matches!(policy, Policy::Codel { .. });
+        let stamp = matches!(policy, Policy::Codel { .. });
         Core {
             queue: VecDeque::with_capacity(policy.capacity().unwrap_or(0).min(1024)),
             policy,
@@ -115,6 +122,7 @@ impl<T> Core<T> {
             peak: 0,
             with_deadline: 0,
             stamp,
+            sample_tick: 0,
             closed: false,
             senders: 1,
             rx_waker: None,
@@ -126,6 +134,25 @@ impl<T> Core<T> {
 
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Whether the next message gets an enqueue time: always under CoDel; with
+    /// metrics on, one message in [`SOJOURN_SAMPLE_EVERY`], so the sojourn histogram
+    /// is a systematic sample and the hot path reads the clock rarely.
+    pub(crate) fn stamp_next(&mut self) -> bool {
+        if self.stamp {
+            return true;
+        }
+        if self.metrics.is_none() {
+            return false;
+        }
+        self.sample_tick += 1;
+        if self.sample_tick >= SOJOURN_SAMPLE_EVERY {
+            self.sample_tick = 0;
+            true
+        } else {
+            false
+        }
     }
 
     fn capacity(&self) -> usize {
@@ -450,10 +477,11 @@ impl<T> Core<T> {
                     continue;
                 }
             }
-            let sojourn = match (slot.enqueued, now) {
-                (Some(at), Some(now)) => Some(now.saturating_duration_since(at)),
-                _ => None,
-            };
+            // A sampled stamp without CoDel or deadlines reads the clock only here.
+            let sojourn = slot.enqueued.map(|at| {
+                now.unwrap_or_else(Instant::now)
+                    .saturating_duration_since(at)
+            });
             if let (
                 Policy::Codel {
                     target, interval, ..

@@ -18,7 +18,8 @@ pub const DEPTH: &str = "sluicegate_mailbox_depth";
 pub const CAPACITY: &str = "sluicegate_mailbox_capacity";
 /// Messages by outcome.
 pub const MESSAGES: &str = "sluicegate_mailbox_messages_total";
-/// Time from enqueue to delivery, in seconds.
+/// Time from enqueue to delivery, in seconds, of one message in
+/// [`SOJOURN_SAMPLE_EVERY`](super::SOJOURN_SAMPLE_EVERY) (of every one under CoDel).
 pub const SOJOURN: &str = "sluicegate_mailbox_sojourn_seconds";
 /// Time senders spent waiting for space (only sends that waited), in seconds.
 pub const SEND_WAIT: &str = "sluicegate_mailbox_send_wait_seconds";

@@ -5,8 +5,9 @@
 //!
 //! A mailbox is one `Mutex`-guarded [`VecDeque`](std::collections::VecDeque) of
 //! slots shared by every [`Sender`] and the one [`Receiver`]. Each slot holds the
-//! message, an optional coalescing [`Key`], an optional deadline, and (when metrics
-//! are on, or under CoDel) its enqueue time. The queue's buffer is allocated up front
+//! message, an optional coalescing [`Key`], an optional deadline, and its enqueue
+//! time when needed: always under CoDel, and with metrics on for one message in
+//! [`SOJOURN_SAMPLE_EVERY`] (the sojourn histogram is a sample; counts are exact). The queue's buffer is allocated up front
 //! for bounded policies (up to 1024 slots) and grows like any `VecDeque` beyond that;
 //! sending allocates nothing else on the fast path. A sender that must wait (`block`,
 //! `coalesce`) parks its message *inside* the mailbox, in a FIFO of waiting senders,
@@ -26,7 +27,8 @@
 //!
 //! Every resolved send lands in exactly one [`Outcome`]; [`Stats`] is a snapshot
 //! taken under the lock, so the identity in [`Stats::is_balanced`] holds at every
-//! instant. The same counts go to the `metrics` facade (see [`metrics`](self::metrics)).
+//! instant. The same counts go to the `metrics` facade (see [`metrics`](self::metrics)),
+//! batched so that the hot path touches no shared atomic for most messages.
 //!
 //! `recv` and `send` take part in tokio's cooperative budget: a consumer that always
 //! finds a message still yields to the scheduler now and then.
@@ -66,6 +68,7 @@ use tokio::time::Instant;
 
 use self::core::{CoalesceHook, Core, Effects, Push, Resolved, Slot};
 use self::sync::{Mutex, MutexGuard};
+pub use core::SOJOURN_SAMPLE_EVERY;
 pub use error::{SendError, TryRecvError, TrySendError};
 pub use policy::{InvalidPolicy, Policy};
 pub use stats::{Eviction, Outcome, Stats};
@@ -218,7 +221,7 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Whether to export metrics and stamp messages for sojourn time (default on).
+    /// Whether to export metrics and sample sojourn times (default on).
     /// Accounting in [`Stats`] is always on.
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
@@ -372,7 +375,7 @@ impl<T: Send + 'static> Sender<T> {
         let mut fx = Effects::default();
         let res = {
             let mut core = self.shared.lock();
-            let slot = make_slot(&core, msg, meta);
+            let slot = make_slot(&mut core, msg, meta);
             core.offer(slot, false, &mut fx)
         };
         self.shared.apply(fx);
@@ -394,7 +397,7 @@ impl<T: Send + 'static> Sender<T> {
         let mut fx = Effects::default();
         let (res, policy_timeout) = {
             let mut core = self.shared.lock();
-            let slot = make_slot(&core, msg, meta);
+            let slot = make_slot(&mut core, msg, meta);
             let t = match core.policy {
                 Policy::Block { send_timeout, .. } => send_timeout,
                 _ => None,
@@ -468,12 +471,12 @@ fn resolved_to_result<T>(r: Resolved<T>) -> Result<(), SendError<T>> {
     }
 }
 
-fn make_slot<T>(core: &Core<T>, msg: T, meta: Meta) -> Slot<T> {
+fn make_slot<T>(core: &mut Core<T>, msg: T, meta: Meta) -> Slot<T> {
     Slot {
         msg,
         key: meta.key,
         deadline: meta.deadline,
-        enqueued: core.stamp.then(Instant::now),
+        enqueued: core.stamp_next().then(Instant::now),
     }
 }
 
