@@ -423,7 +423,15 @@ async fn poison(system: TodoSystem, quick: bool) -> BTreeMap<String, f64> {
 /// A backlog of queued stores, then the first request to a new list and a read
 /// of an existing one.
 async fn cold(name: String, config: &Config, scale: &Scale) -> Result<RunReport, String> {
-    let backlog_lists = if scale.quick { 1_000 } else { 10_000 };
+    // The writers pile stores onto the database; the probe goes in once the backlog
+    // reaches `backlog` queued stores (only policies that queue that much get there:
+    // coalesce holds one store per list, bounded ones stop at their capacity) or
+    // after `patience`.
+    let (backlog, lists, per_client, patience) = if scale.quick {
+        (1_000, 200, 50, Duration::from_secs(3))
+    } else {
+        (10_000, 1_000, 200, Duration::from_secs(10))
+    };
     let clients = 100;
     let side: SideTask = Box::new(move |system: TodoSystem| {
         tokio::spawn(async move {
@@ -435,7 +443,7 @@ async fn cold(name: String, config: &Config, scale: &Scale) -> Result<RunReport,
             // Wait until the database backlog stands (or the writers are done).
             let started = Instant::now();
             let mut peak = 0usize;
-            while started.elapsed() < Duration::from_secs(30) {
+            loop {
                 let depth: usize = system
                     .mailbox_stats()
                     .iter()
@@ -443,7 +451,7 @@ async fn cold(name: String, config: &Config, scale: &Scale) -> Result<RunReport,
                     .map(|r| r.depth)
                     .sum();
                 peak = peak.max(depth);
-                if depth >= backlog_lists / 2 || started.elapsed() > Duration::from_secs(5) {
+                if depth >= backlog || started.elapsed() > patience {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -471,9 +479,9 @@ async fn cold(name: String, config: &Config, scale: &Scale) -> Result<RunReport,
         })
     });
     let w = Workload {
-        lists: backlog_lists,
+        lists,
         clients,
-        ops_per_client: backlog_lists / clients,
+        ops_per_client: per_client,
         write_share: 1.0,
         dates: 1,
         prefix: "backlog-",
