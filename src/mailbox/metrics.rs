@@ -1,7 +1,7 @@
 //! Metric handles of one mailbox, registered once through the `metrics` facade and
 //! labelled by role (`mailbox`) and `policy`. Counts and depth changes are batched in
-//! the mailbox and published every [`FLUSH_EVERY`] events, when the receiver goes idle,
-//! and by [`flush_all`] (which `/metrics` calls before rendering), so scrapes are exact.
+//! the mailbox and published every [`FLUSH_EVERY`] events and by [`flush_all`] (which
+//! `/metrics` calls before rendering, and `sluicegate serve` every 5 s), so scrapes are exact.
 
 use std::cell::Cell;
 use std::sync::{Mutex, OnceLock, Weak};

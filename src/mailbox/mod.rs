@@ -534,10 +534,6 @@ impl<T: Send + 'static> Receiver<T> {
             }
             None if core.closed || core.senders == 0 => Poll::Ready(None),
             None => {
-                // Going idle: publish the batched metrics so a quiet mailbox reads true.
-                if let Some(m) = &core.metrics {
-                    m.flush();
-                }
                 match &core.rx_waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => core.rx_waker = Some(cx.waker().clone()),
