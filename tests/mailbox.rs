@@ -502,3 +502,29 @@ async fn coalescing_onto_an_expired_message_counts_it_as_expired_not_merged() {
     assert_eq!((s.sent, s.expired, s.coalesced, s.delivered), (2, 1, 0, 1));
     assert!(s.is_balanced());
 }
+
+#[test]
+fn never_drops_names_exactly_the_lossless_policies() {
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    assert!(Policy::Unbounded.never_drops());
+    assert!(Policy::Coalesce { capacity: 4 }.never_drops());
+    assert!(Policy::Block {
+        capacity: 4,
+        send_timeout: None
+    }
+    .never_drops());
+    assert!(!Policy::Block {
+        capacity: 4,
+        send_timeout: Some(ms(5))
+    }
+    .never_drops());
+    assert!(!Policy::DropNewest { capacity: 4 }.never_drops());
+    assert!(!Policy::DropOldest { capacity: 4 }.never_drops());
+    assert!(!Policy::Codel {
+        capacity: 4,
+        target: ms(5),
+        interval: ms(100)
+    }
+    .never_drops());
+}

@@ -90,6 +90,22 @@ impl Policy {
         }
     }
 
+    /// Whether every message offered is eventually delivered or merged into a newer
+    /// one with its key: never refused, dropped, shed or timed out by the policy
+    /// (`unbounded`, `block` without a send timeout, `coalesce`). Deadlines still
+    /// expire messages under any policy.
+    pub fn never_drops(&self) -> bool {
+        matches!(
+            self,
+            Policy::Unbounded
+                | Policy::Block {
+                    send_timeout: None,
+                    ..
+                }
+                | Policy::Coalesce { .. }
+        )
+    }
+
     /// Checks the parameters: capacity at least 1, CoDel durations non-zero.
     /// The error names the parameter, its value and what is allowed.
     pub fn validate(&self) -> Result<(), InvalidPolicy> {

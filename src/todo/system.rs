@@ -376,38 +376,21 @@ impl TodoSystem {
     }
 
     /// Switches the database's mailboxes from a policy that may lose a store
-    /// (`drop_newest`, `drop_oldest`, `codel`, `block` with a send timeout) to
-    /// `unbounded`, keeping everything queued. Used at shutdown, when memory is
-    /// bounded by the number of live lists and losing a store would lose writes.
+    /// (see [`Policy::never_drops`]) to `unbounded`, keeping everything queued. Used
+    /// at shutdown, when memory is bounded by the number of live lists and losing a
+    /// store would lose writes.
     fn make_database_lossless(&self) {
-        let lossy = |p: &Policy| {
-            matches!(
-                p,
-                Policy::DropNewest { .. }
-                    | Policy::DropOldest { .. }
-                    | Policy::Codel { .. }
-                    | Policy::Block {
-                        send_timeout: Some(_),
-                        ..
-                    }
-            )
-        };
-        let pool = self.inner.db.pool();
-        let mut mailboxes: Vec<(Policy, SetPolicy)> = Vec::new();
-        for w in pool.workers() {
-            let w = w.clone();
-            mailboxes.push((w.stats().policy, Box::new(move |p| w.set_policy(p))));
-        }
-        if let Some(r) = pool.router() {
-            let r = r.clone();
-            mailboxes.push((r.stats().policy, Box::new(move |p| r.set_policy(p))));
-        }
-        for (policy, set) in mailboxes {
-            if lossy(&policy) {
-                if let Err(e) = set(Policy::Unbounded) {
+        fn lossless<S: crate::runtime::Server>(server: &crate::runtime::ServerRef<S>) {
+            if !server.stats().policy.never_drops() {
+                if let Err(e) = server.set_policy(Policy::Unbounded) {
                     tracing::error!(error = %e, "could not make the database lossless for shutdown");
                 }
             }
+        }
+        let pool = self.inner.db.pool();
+        pool.workers().iter().for_each(lossless);
+        if let Some(router) = pool.router() {
+            lossless(router);
         }
     }
 
@@ -467,9 +450,6 @@ impl TodoSystem {
         self.inner.db.stop().await;
     }
 }
-
-/// Sets the policy of one database mailbox (a worker's or the router's).
-type SetPolicy = Box<dyn Fn(Policy) -> Result<(), crate::mailbox::InvalidPolicy>>;
 
 /// Accounting of every mailbox of one role, summed (peak depth: the largest).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
