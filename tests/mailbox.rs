@@ -528,3 +528,33 @@ fn never_drops_names_exactly_the_lossless_policies() {
     }
     .never_drops());
 }
+
+#[tokio::test(start_paused = true)]
+async fn recv_many_takes_up_to_the_limit_in_order_and_lets_waiting_senders_in() {
+    let (tx, mut rx) = channel::<u32>(Policy::Block {
+        capacity: 3,
+        send_timeout: None,
+    });
+    for i in 0..3 {
+        tx.send(i).await.unwrap();
+    }
+    // Two more senders wait for space.
+    let tx2 = tx.clone();
+    let waiter = tokio::spawn(async move {
+        tx2.send(3).await.unwrap();
+        tx2.send(4).await.unwrap();
+    });
+    tokio::task::yield_now().await;
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv_many(&mut buf, 2).await, 2);
+    assert_eq!(buf, vec![0, 1]);
+    waiter.await.unwrap();
+    assert_eq!(rx.recv_many(&mut buf, 10).await, 3);
+    assert_eq!(buf, vec![0, 1, 2, 3, 4]);
+    assert_eq!(rx.recv_many(&mut buf, 0).await, 0);
+    drop(tx);
+    assert_eq!(rx.recv_many(&mut buf, 10).await, 0, "ended");
+    let s = rx.stats();
+    assert_eq!((s.sent, s.delivered, s.depth), (5, 5, 0));
+    assert!(s.is_balanced());
+}

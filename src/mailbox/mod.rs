@@ -546,6 +546,57 @@ impl<T: Send + 'static> Receiver<T> {
         poll
     }
 
+    /// Receives up to `limit` messages into `buf` under one lock, waiting while none
+    /// is queued; returns how many were appended, and 0 only once the mailbox has
+    /// ended (closed or every sender gone, and drained) or when `limit` is 0.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: messages are moved into `buf` only in the poll that returns them.
+    pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
+        poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await
+    }
+
+    /// Polls for up to `limit` messages (see [`recv_many`](Self::recv_many)).
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<T>,
+        limit: usize,
+    ) -> Poll<usize> {
+        if limit == 0 {
+            return Poll::Ready(0);
+        }
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let mut fx = Effects::default();
+        let mut core = self.shared.lock();
+        let mut n = 0;
+        while n < limit {
+            let Some((msg, sojourn)) = core.take(&mut fx) else {
+                break;
+            };
+            if let (Some(m), Some(s)) = (&core.metrics, sojourn) {
+                m.sojourn.record(s.as_secs_f64());
+            }
+            buf.push(msg);
+            n += 1;
+        }
+        let poll = if n > 0 {
+            coop.made_progress();
+            Poll::Ready(n)
+        } else if core.closed || core.senders == 0 {
+            Poll::Ready(0)
+        } else {
+            match &core.rx_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => core.rx_waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        };
+        drop(core);
+        self.shared.apply(fx);
+        poll
+    }
+
     /// Takes a message if one is ready, never waiting.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut fx = Effects::default();
