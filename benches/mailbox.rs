@@ -1,33 +1,44 @@
-//! Mailbox throughput: SPSC and MPSC (4 producers) of `u64` through every policy,
-//! beside `tokio::sync::mpsc` (bounded 1024 and unbounded) and `tokio::sync::broadcast`
-//! (1024) in the same run, and every policy again with metrics into a Prometheus recorder.
+//! Mailbox throughput beside the fastest async channels, in one run: every policy
+//! (metrics off and on) against kanal `bounded_async`, flume, async-channel, and
+//! tokio's mpsc (bounded and unbounded) and broadcast, SPSC and with 4 producers.
 //!
-//! Each iteration pushes [`MESSAGES`] messages through a fresh channel on a 2-worker
-//! tokio runtime: producers send as fast as they can (taking part in tokio's
-//! cooperative budget, like a real server loop), one consumer receives until the
-//! channel ends. Throughput counts messages *offered*; under drop_oldest, codel and
-//! broadcast a fast producer makes the consumer miss some, which is the policy at work.
-//! Capacity is 1024 for every bounded variant. Without `_metrics` a mailbox is built
-//! with `metrics(false)`; with it, metrics go to the global Prometheus recorder that
-//! `sluicegate serve` installs.
+//! Each measurement pushes `MESSAGES` `u64`s through a fresh channel on a 2-worker
+//! tokio runtime: producers send as fast as they can and yield every 1024 messages
+//! (so a producer and its consumer cannot starve each other on one worker, whatever
+//! the channel does about tokio's cooperative budget); one consumer receives until
+//! the channel ends. Every variant runs once per round, in an order rotated each
+//! round, so the machine's drift hits all of them alike; the table gives medians over
+//! the rounds, and ratios are taken within a round, then their median.
 //!
-//! `cargo bench --bench mailbox -- --list` lists the names: `spsc/<variant>`, `mpsc4/<variant>`.
+//! Reported per variant: delivered and offered M msg/s, ns per offered message, and
+//! the ratio to kanal, to tokio bounded and to tokio broadcast (lossless variants on delivered rate,
+//! lossy ones on offered rate, with the delivered share).
+//!
+//! `cargo bench --bench mailbox` runs it (about 2 minutes with the defaults);
+//! `cargo bench --bench mailbox -- spsc codel` keeps only variants whose name contains
+//! every word given. Environment: `MAILBOX_BENCH_MESSAGES` (default 2,000,000),
+//! `MAILBOX_BENCH_ROUNDS` (default 3), `MAILBOX_BENCH_CAPACITY` (default 1024).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluicegate::mailbox::{Builder, Policy};
+use sluicegate::mailbox::{Builder, Meta, Policy};
 use tokio::sync::{broadcast, mpsc};
 
-/// Messages offered per iteration, split evenly among the producers.
-const MESSAGES: u64 = 16 * 1024;
-/// Capacity of every bounded variant.
-const CAPACITY: usize = 1024;
-
-/// What is measured: a sluicegate policy (with or without metrics) or a tokio baseline.
-#[derive(Clone)]
+/// What is measured.
+#[derive(Clone, Debug)]
 enum Variant {
-    Policy { policy: Policy, metrics: bool },
+    /// A sluicegate mailbox; `keys` > 0 sends each message keyed by `value % keys`.
+    Policy {
+        policy: Policy,
+        metrics: bool,
+        keys: u64,
+    },
+    Kanal,
+    /// kanal with both sides charging tokio's cooperative budget once per operation,
+    /// as tokio's mpsc and sluicegate do (kanal itself never yields to the scheduler).
+    KanalCoop,
+    Flume,
+    AsyncChannel,
     TokioBounded,
     TokioUnbounded,
     Broadcast,
@@ -36,57 +47,89 @@ enum Variant {
 impl Variant {
     fn name(&self) -> String {
         match self {
-            Variant::Policy { policy, metrics } => {
-                let base = format!("sluicegate_{}", policy.name());
-                if *metrics {
-                    format!("{base}_metrics")
-                } else {
-                    base
+            Variant::Policy {
+                policy,
+                metrics,
+                keys,
+            } => {
+                let mut s = format!("sluicegate_{}", policy.name());
+                if *keys > 0 {
+                    s.push_str(&format!("_keyed{keys}"));
                 }
+                if *metrics {
+                    s.push_str("_metrics");
+                }
+                s
             }
+            Variant::Kanal => "kanal_bounded_async".into(),
+            Variant::KanalCoop => "kanal_bounded_async_coop".into(),
+            Variant::Flume => "flume_bounded".into(),
+            Variant::AsyncChannel => "async_channel_bounded".into(),
             Variant::TokioBounded => "tokio_mpsc_bounded".into(),
             Variant::TokioUnbounded => "tokio_mpsc_unbounded".into(),
             Variant::Broadcast => "tokio_broadcast".into(),
         }
     }
+
+    /// Whether the variant may lose messages by design (rated on offered messages).
+    fn lossy(&self) -> bool {
+        match self {
+            Variant::Policy { policy, keys, .. } => !policy.never_drops() || *keys > 0,
+            Variant::Broadcast => true,
+            _ => false,
+        }
+    }
 }
 
-fn policies() -> Vec<Policy> {
+fn policies(capacity: usize) -> Vec<Policy> {
     vec![
         Policy::Unbounded,
-        Policy::DropNewest { capacity: CAPACITY },
-        Policy::DropOldest { capacity: CAPACITY },
+        Policy::DropNewest { capacity },
+        Policy::DropOldest { capacity },
         Policy::Block {
-            capacity: CAPACITY,
+            capacity,
             send_timeout: None,
         },
         Policy::Codel {
-            capacity: CAPACITY,
+            capacity,
             target: Duration::from_millis(5),
             interval: Duration::from_millis(100),
         },
-        Policy::Coalesce { capacity: CAPACITY },
+        Policy::Coalesce { capacity },
     ]
 }
 
-fn variants() -> Vec<Variant> {
+fn variants(capacity: usize) -> Vec<Variant> {
     let mut v = vec![
+        Variant::Kanal,
+        Variant::KanalCoop,
         Variant::TokioBounded,
         Variant::TokioUnbounded,
         Variant::Broadcast,
+        Variant::Flume,
+        Variant::AsyncChannel,
     ];
     for metrics in [false, true] {
-        v.extend(
-            policies()
-                .into_iter()
-                .map(|policy| Variant::Policy { policy, metrics }),
-        );
+        for policy in policies(capacity) {
+            v.push(Variant::Policy {
+                policy,
+                metrics,
+                keys: 0,
+            });
+        }
+        v.push(Variant::Policy {
+            policy: Policy::Coalesce { capacity },
+            metrics,
+            keys: 64,
+        });
     }
     v
 }
 
-/// Spawns a consumer that receives with `$recv` (yielding `Option<u64>`) until the end
-/// and counts what it got.
+/// Producers yield to the scheduler once per this many messages.
+const YIELD_EVERY: u64 = 1024;
+
+/// Spawns a consumer that receives with `$recv` (an `Option<u64>`) until the end.
 macro_rules! consume {
     ($rx:ident, $recv:expr) => {
         tokio::spawn(async move {
@@ -100,20 +143,22 @@ macro_rules! consume {
     };
 }
 
-/// Spawns `$producers` tasks that each offer their share of [`MESSAGES`] with
-/// `$send` (using `$tx` and the value `$v`), drops the original sender, waits for
-/// the producers, and returns what `$consumer` received.
+/// Spawns `$producers` tasks offering `$total` messages in all with `$send`, drops
+/// the original sender, and returns what `$consumer` received.
 macro_rules! produce {
-    ($tx:ident, $producers:expr, $consumer:expr, |$v:ident| $send:expr) => {{
-        let per = MESSAGES / $producers;
+    ($tx:ident $(, $extra:ident)*; $producers:expr, $total:expr, $consumer:expr, |$v:ident| $send:expr) => {{
+        let per = $total / $producers;
         let mut tasks = Vec::new();
         for p in 0..$producers {
             let $tx = $tx.clone();
+            $(let $extra = $extra.clone();)*
             tasks.push(tokio::spawn(async move {
                 for i in 0..per {
                     let $v = p * per + i;
                     $send;
-                    tokio::task::consume_budget().await;
+                    if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                        tokio::task::yield_now().await;
+                    }
                 }
             }));
         }
@@ -125,26 +170,83 @@ macro_rules! produce {
     }};
 }
 
-/// One iteration: `producers` tasks offer `MESSAGES` in all; one consumer drains.
-/// Returns how many messages the consumer received.
-async fn run(variant: &Variant, producers: u64) -> u64 {
-    match variant {
-        Variant::Policy { policy, metrics } => {
+/// One measurement: returns messages received and the time taken.
+async fn run(variant: &Variant, producers: u64, total: u64, capacity: usize) -> (u64, Duration) {
+    let started = Instant::now();
+    let got = match variant {
+        Variant::Policy {
+            policy,
+            metrics,
+            keys,
+        } => {
             let (tx, mut rx) = Builder::<u64>::new(policy.clone())
                 .role("bench")
                 .metrics(*metrics)
                 .build()
                 .expect("valid policy");
             let consumer = consume!(rx, rx.recv().await);
-            // Refusals (drop_newest, codel at capacity) are the policy at work.
-            produce!(tx, producers, consumer, |v| {
-                let _ = tx.send(v).await;
+            let keys = *keys;
+            if keys == 0 {
+                // Refusals (drop_newest, codel at capacity) are the policy at work.
+                produce!(tx; producers, total, consumer, |v| {
+                    let _ = tx.send(v).await;
+                })
+            } else {
+                let names: Vec<sluicegate::mailbox::Key> = (0..keys).map(Into::into).collect();
+                let names = std::sync::Arc::new(names);
+                produce!(tx, names; producers, total, consumer, |v| {
+                    let key = names[(v % keys) as usize].clone();
+                    let _ = tx
+                        .send_with(
+                            v,
+                            Meta {
+                                key: Some(key),
+                                deadline: None,
+                            },
+                        )
+                        .await;
+                })
+            }
+        }
+        Variant::Kanal => {
+            let (tx, rx) = kanal::bounded_async::<u64>(capacity);
+            let consumer = consume!(rx, rx.recv().await.ok());
+            produce!(tx; producers, total, consumer, |v| tx
+                .send(v)
+                .await
+                .expect("receiver alive"))
+        }
+        Variant::KanalCoop => {
+            let (tx, rx) = kanal::bounded_async::<u64>(capacity);
+            let consumer = consume!(rx, {
+                tokio::task::consume_budget().await;
+                rx.recv().await.ok()
+            });
+            produce!(tx; producers, total, consumer, |v| {
+                tokio::task::consume_budget().await;
+                tx.send(v).await.expect("receiver alive")
             })
         }
+        Variant::Flume => {
+            let (tx, rx) = flume::bounded::<u64>(capacity);
+            let consumer = consume!(rx, rx.recv_async().await.ok());
+            produce!(tx; producers, total, consumer, |v| tx
+                .send_async(v)
+                .await
+                .expect("receiver alive"))
+        }
+        Variant::AsyncChannel => {
+            let (tx, rx) = async_channel::bounded::<u64>(capacity);
+            let consumer = consume!(rx, rx.recv().await.ok());
+            produce!(tx; producers, total, consumer, |v| tx
+                .send(v)
+                .await
+                .expect("receiver alive"))
+        }
         Variant::TokioBounded => {
-            let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
+            let (tx, mut rx) = mpsc::channel::<u64>(capacity);
             let consumer = consume!(rx, rx.recv().await);
-            produce!(tx, producers, consumer, |v| tx
+            produce!(tx; producers, total, consumer, |v| tx
                 .send(v)
                 .await
                 .expect("receiver alive"))
@@ -152,12 +254,12 @@ async fn run(variant: &Variant, producers: u64) -> u64 {
         Variant::TokioUnbounded => {
             let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
             let consumer = consume!(rx, rx.recv().await);
-            produce!(tx, producers, consumer, |v| tx
+            produce!(tx; producers, total, consumer, |v| tx
                 .send(v)
                 .expect("receiver alive"))
         }
         Variant::Broadcast => {
-            let (tx, mut rx) = broadcast::channel::<u64>(CAPACITY);
+            let (tx, mut rx) = broadcast::channel::<u64>(capacity);
             // A lagging receiver skips what was overwritten, like drop_oldest.
             let consumer = consume!(
                 rx,
@@ -170,38 +272,139 @@ async fn run(variant: &Variant, producers: u64) -> u64 {
                 }
             );
             // Only fails with no receiver, which cannot happen here.
-            produce!(tx, producers, consumer, |v| {
+            produce!(tx; producers, total, consumer, |v| {
                 let _ = tx.send(v);
             })
+        }
+    };
+    (got, started.elapsed())
+}
+
+/// One result of one variant in one round.
+#[derive(Clone, Copy)]
+struct Sample {
+    offered_per_s: f64,
+    delivered_per_s: f64,
+    delivered_share: f64,
+}
+
+impl Sample {
+    /// The rate a variant is rated on: delivered for lossless, offered for lossy.
+    fn rated(&self, lossy: bool) -> f64 {
+        if lossy {
+            self.offered_per_s
+        } else {
+            self.delivered_per_s
         }
     }
 }
 
-fn throughput(c: &mut Criterion) {
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("{name}={v:?} is not a whole number; using {default}");
+            default
+        }),
+        Err(_) => default,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; every other argument is a filter word.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let total = env_or("MAILBOX_BENCH_MESSAGES", 2_000_000);
+    let rounds = env_or("MAILBOX_BENCH_ROUNDS", 3).max(1) as usize;
+    let capacity = env_or("MAILBOX_BENCH_CAPACITY", 1024).max(1) as usize;
+
     let _handle = sluicegate::service::install_prometheus().expect("prometheus recorder");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
+
+    let machine = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "mailbox bench: {total} u64 per measurement, capacity {capacity}, {rounds} rounds, \
+         tokio multi-thread 2 workers, {machine} CPUs"
+    );
+
     for (group, producers) in [("spsc", 1u64), ("mpsc4", 4)] {
-        let mut g = c.benchmark_group(group);
-        g.throughput(Throughput::Elements(MESSAGES));
-        for variant in variants() {
-            g.bench_function(variant.name(), |b| {
-                b.to_async(&rt).iter(|| run(&variant, producers))
-            });
+        let all: Vec<Variant> = variants(capacity)
+            .into_iter()
+            .filter(|v| {
+                let name = format!("{group}/{}", v.name());
+                filters.iter().all(|f| name.contains(f.as_str()))
+            })
+            .collect();
+        if all.is_empty() {
+            continue;
         }
-        g.finish();
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); all.len()];
+        let total = total / producers * producers;
+        for round in 0..rounds {
+            for k in 0..all.len() {
+                let i = (k + round) % all.len();
+                let (got, took) = rt.block_on(run(&all[i], producers, total, capacity));
+                let secs = took.as_secs_f64();
+                samples[i].push(Sample {
+                    offered_per_s: total as f64 / secs,
+                    delivered_per_s: got as f64 / secs,
+                    delivered_share: got as f64 / total as f64,
+                });
+            }
+        }
+        let find = |name: &str| all.iter().position(|v| v.name() == name);
+        let kanal = find("kanal_bounded_async");
+        let tokio_b = find("tokio_mpsc_bounded");
+        let bcast = find("tokio_broadcast");
+        let ratio_to = |i: usize, base: Option<usize>| -> Option<f64> {
+            let b = base?;
+            let lossy = all[i].lossy();
+            Some(median(
+                (0..rounds)
+                    .map(|r| samples[i][r].rated(lossy) / samples[b][r].rated(all[b].lossy()))
+                    .collect(),
+            ))
+        };
+        println!();
+        println!("## {group} ({producers} producer(s))");
+        println!(
+            "| variant | delivered M/s | offered M/s | delivered share | ns/msg | x kanal | x tokio bounded | x broadcast |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for (i, v) in all.iter().enumerate() {
+            let s = &samples[i];
+            let delivered = median(s.iter().map(|x| x.delivered_per_s).collect()) / 1e6;
+            let offered = median(s.iter().map(|x| x.offered_per_s).collect()) / 1e6;
+            let share = median(s.iter().map(|x| x.delivered_share).collect());
+            let fmt_ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
+            println!(
+                "| {}{} | {delivered:.1} | {offered:.1} | {:.0} % | {:.1} | {} | {} | {} |",
+                v.name(),
+                if v.lossy() { " (rated offered)" } else { "" },
+                share * 100.0,
+                1e3 / offered,
+                fmt_ratio(ratio_to(i, kanal)),
+                fmt_ratio(ratio_to(i, tokio_b)),
+                fmt_ratio(ratio_to(i, bcast)),
+            );
+        }
     }
 }
-
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20);
-    targets = throughput
-}
-criterion_main!(benches);

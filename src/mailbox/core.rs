@@ -2,7 +2,6 @@
 //! senders and exact accounting. Synchronous; `chan` wraps it with locking and wake-ups.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use tokio::time::Instant;
 use super::codel::Codel;
 use super::metrics::Handles;
 use super::stats::{Counts, Eviction, Outcome, Stats};
+use super::sync::{Arc, AtomicU8, Mutex, Ordering};
 use super::{Key, Policy};
 
 /// A queued message with what the policies need to know about it.
@@ -25,9 +25,9 @@ pub(crate) struct Slot<T> {
 /// A sender waiting for space, with its message parked here so that the receiver
 /// can hand it the freed slot directly (strict FIFO among waiters).
 struct Waiting<T> {
-    ticket: u64,
+    cell: Arc<WaitCell<T>>,
     slot: Slot<T>,
-    waker: Option<Waker>,
+    waker: Waker,
 }
 
 /// How a parked send ended while its sender was away.
@@ -37,8 +37,64 @@ pub(crate) enum Resolved<T> {
     Rejected(T),
 }
 
+/// Where a parked sender learns how its send ended, without taking the mailbox lock:
+/// the side that resolves it (the receiver, a close, a policy change) stores the
+/// outcome with `Release` after putting a refused message in `back`, then wakes the
+/// sender; the sender reads `state` with `Acquire`. Cells are recycled through
+/// `Core::spare`, so a wait allocates only while the pool grows.
+pub(crate) struct WaitCell<T> {
+    state: AtomicU8,
+    back: Mutex<Option<T>>,
+}
+
+const WAITING: u8 = 0;
+const ACCEPTED: u8 = 1;
+const CLOSED: u8 = 2;
+const REJECTED: u8 = 3;
+
+impl<T> WaitCell<T> {
+    fn new() -> Self {
+        WaitCell {
+            state: AtomicU8::new(WAITING),
+            back: Mutex::new(None),
+        }
+    }
+
+    /// The outcome, once resolved; lock-free while still waiting or accepted.
+    pub(crate) fn resolved(&self) -> Option<Resolved<T>> {
+        match self.state.load(Ordering::Acquire) {
+            WAITING => None,
+            ACCEPTED => Some(Resolved::Accepted),
+            st => {
+                let msg = self.back.lock().take()?;
+                Some(if st == CLOSED {
+                    Resolved::Closed(msg)
+                } else {
+                    Resolved::Rejected(msg)
+                })
+            }
+        }
+    }
+
+    /// Resolves the wait (under the mailbox lock; the caller wakes the sender after).
+    fn resolve(&self, outcome: Resolved<T>) {
+        let st = match outcome {
+            Resolved::Accepted => ACCEPTED,
+            Resolved::Closed(m) => {
+                *self.back.lock() = Some(m);
+                CLOSED
+            }
+            Resolved::Rejected(m) => {
+                *self.back.lock() = Some(m);
+                REJECTED
+            }
+        };
+        self.state.store(st, Ordering::Release);
+    }
+}
+
 /// Hook that merges a replaced message into its replacement (coalesce).
-pub(crate) type CoalesceHook<T> = Arc<dyn Fn(T, &mut T) + Send + Sync>;
+pub(crate) type CoalesceHook<T> = std::sync::Arc<dyn Fn(T, &mut T) + Send + Sync>;
 
 /// Things to do once the lock is released: wake-ups and evicted messages.
 pub(crate) struct Effects<T> {
@@ -63,8 +119,9 @@ pub(crate) enum Push<T> {
     /// Full and the policy refuses.
     Full(Slot<T>),
     Closed(Slot<T>),
-    /// Full and the policy makes the sender wait: the message is parked under this ticket.
-    Parked(u64),
+    /// Full and the policy makes the sender wait: the message is parked; the cell
+    /// says how it ends.
+    Parked(Arc<WaitCell<T>>),
 }
 
 pub(crate) struct Core<T> {
@@ -75,9 +132,8 @@ pub(crate) struct Core<T> {
     /// Coalesce index: key -> sequence number of the queued slot with that key.
     keys: HashMap<Key, u64>,
     waiting: VecDeque<Waiting<T>>,
-    /// Parked sends resolved while their sender was not looking.
-    resolved: HashMap<u64, Resolved<T>>,
-    next_ticket: u64,
+    /// Wait cells of resolved sends, reused once their sender has let go.
+    spare: Vec<Arc<WaitCell<T>>>,
     codel: Codel,
     counts: Counts,
     peak: usize,
@@ -115,8 +171,7 @@ impl<T> Core<T> {
             head_seq: 0,
             keys: HashMap::new(),
             waiting: VecDeque::new(),
-            resolved: HashMap::new(),
-            next_ticket: 0,
+            spare: Vec::new(),
             codel: Codel::default(),
             counts: Counts::default(),
             peak: 0,
@@ -299,8 +354,23 @@ impl<T> Core<T> {
         slot.key.is_some() && self.waiting.iter().any(|w| w.slot.key == slot.key)
     }
 
-    /// Offers a message under the policy. `may_wait` is false for `try_send`.
-    pub(crate) fn offer(&mut self, slot: Slot<T>, may_wait: bool, fx: &mut Effects<T>) -> Push<T> {
+    /// Offers a message under the policy. `waker` is `None` for `try_send` (which
+    /// never waits); a sender that must wait is parked with it.
+    pub(crate) fn offer(
+        &mut self,
+        slot: Slot<T>,
+        waker: Option<&Waker>,
+        fx: &mut Effects<T>,
+    ) -> Push<T> {
+        // Fast path: open, room, nobody waiting, nothing to coalesce with.
+        if !self.closed
+            && self.waiting.is_empty()
+            && self.queue.len() < self.capacity()
+            && (slot.key.is_none() || !matches!(self.policy, Policy::Coalesce { .. }))
+        {
+            self.push_back(slot, fx);
+            return Push::Accepted;
+        }
         if self.closed {
             self.count_sent();
             self.count(Outcome::Closed);
@@ -355,15 +425,14 @@ impl<T> Core<T> {
                 Push::Full(slot)
             }
             Policy::Block { .. } | Policy::Coalesce { .. } => {
-                if may_wait {
-                    let ticket = self.next_ticket;
-                    self.next_ticket += 1;
+                if let Some(waker) = waker {
+                    let cell = self.wait_cell();
                     self.waiting.push_back(Waiting {
-                        ticket,
+                        cell: cell.clone(),
                         slot,
-                        waker: None,
+                        waker: waker.clone(),
                     });
-                    Push::Parked(ticket)
+                    Push::Parked(cell)
                 } else {
                     self.count_sent();
                     self.count(Outcome::Rejected);
@@ -403,42 +472,73 @@ impl<T> Core<T> {
                 }
                 self.push_back(slot, fx);
             }
-            self.resolved.insert(w.ticket, Resolved::Accepted);
-            if let Some(waker) = w.waker {
-                fx.wake_senders.push(waker);
-            }
+            self.finish_wait(w.cell, w.waker, Resolved::Accepted, fx);
         }
     }
 
-    /// A parked sender checks on its message: `Some` once resolved.
-    pub(crate) fn poll_parked(&mut self, ticket: u64, waker: &Waker) -> Option<Resolved<T>> {
-        if let Some(r) = self.resolved.remove(&ticket) {
+    /// A wait cell for a sender about to park: a spare one its last sender has let
+    /// go of, or a new one.
+    fn wait_cell(&mut self) -> Arc<WaitCell<T>> {
+        while let Some(cell) = self.spare.pop() {
+            if Arc::strong_count(&cell) == 1 {
+                cell.state.store(WAITING, Ordering::Relaxed);
+                *cell.back.lock() = None;
+                return cell;
+            }
+            // Its sender has not read it yet; drop our handle, the sender frees it.
+        }
+        Arc::new(WaitCell::new())
+    }
+
+    /// Resolves a parked send, queues its wake-up and keeps the cell for reuse.
+    fn finish_wait(
+        &mut self,
+        cell: Arc<WaitCell<T>>,
+        waker: Waker,
+        outcome: Resolved<T>,
+        fx: &mut Effects<T>,
+    ) {
+        cell.resolve(outcome);
+        fx.wake_senders.push(waker);
+        if self.spare.len() < 64 {
+            self.spare.push(cell);
+        }
+    }
+
+    /// A parked sender polled again before it was resolved, maybe from another task:
+    /// its waker is replaced when it would not wake the same task. `Some` if the send
+    /// was resolved in the meantime.
+    pub(crate) fn repark(&mut self, cell: &Arc<WaitCell<T>>, waker: &Waker) -> Option<Resolved<T>> {
+        if let Some(r) = cell.resolved() {
             return Some(r);
         }
-        if let Some(w) = self.waiting.iter_mut().find(|w| w.ticket == ticket) {
-            match &w.waker {
-                Some(old) if old.will_wake(waker) => {}
-                _ => w.waker = Some(waker.clone()),
+        if let Some(w) = self.waiting.iter_mut().find(|w| Arc::ptr_eq(&w.cell, cell)) {
+            if !w.waker.will_wake(waker) {
+                w.waker = waker.clone();
             }
         }
         None
     }
 
-    /// A parked sender gives up (timeout or dropped future). Returns its message
-    /// if it was still parked; `timed_out` says whether to count it.
+    /// A parked sender gives up (timeout or dropped future). Returns how its send
+    /// ended: its message back if it was still parked (`timed_out` says whether to
+    /// count it as timed out), or the outcome if it was resolved meanwhile.
     pub(crate) fn cancel_parked(
         &mut self,
-        ticket: u64,
+        cell: &Arc<WaitCell<T>>,
         timed_out: bool,
     ) -> Option<Result<(), crate::mailbox::SendError<T>>> {
-        if let Some(r) = self.resolved.remove(&ticket) {
+        if let Some(r) = cell.resolved() {
             return Some(match r {
                 Resolved::Accepted => Ok(()),
                 Resolved::Closed(m) => Err(crate::mailbox::SendError::Closed(m)),
                 Resolved::Rejected(m) => Err(crate::mailbox::SendError::Rejected(m)),
             });
         }
-        let pos = self.waiting.iter().position(|w| w.ticket == ticket)?;
+        let pos = self
+            .waiting
+            .iter()
+            .position(|w| Arc::ptr_eq(&w.cell, cell))?;
         let w = self.waiting.remove(pos)?;
         if timed_out {
             self.count_sent();
@@ -513,10 +613,7 @@ impl<T> Core<T> {
         while let Some(w) = self.waiting.pop_front() {
             self.count_sent();
             self.count(Outcome::Closed);
-            self.resolved.insert(w.ticket, Resolved::Closed(w.slot.msg));
-            if let Some(waker) = w.waker {
-                fx.wake_senders.push(waker);
-            }
+            self.finish_wait(w.cell, w.waker, Resolved::Closed(w.slot.msg), fx);
         }
     }
 
@@ -583,11 +680,7 @@ impl<T> Core<T> {
             while let Some(w) = self.waiting.pop_front() {
                 self.count_sent();
                 self.count(Outcome::Rejected);
-                self.resolved
-                    .insert(w.ticket, Resolved::Rejected(w.slot.msg));
-                if let Some(waker) = w.waker {
-                    fx.wake_senders.push(waker);
-                }
+                self.finish_wait(w.cell, w.waker, Resolved::Rejected(w.slot.msg), fx);
             }
         }
     }

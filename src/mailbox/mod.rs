@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use self::core::{CoalesceHook, Core, Effects, Push, Resolved, Slot};
+use self::core::{CoalesceHook, Core, Effects, Push, Resolved, Slot, WaitCell};
 use self::sync::{Mutex, MutexGuard};
 pub use core::SOJOURN_SAMPLE_EVERY;
 pub use error::{SendError, TryRecvError, TrySendError};
@@ -141,9 +141,7 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, Core<T>> {
-        // A panic inside a hook must not wedge the mailbox: the core's invariants
-        // are restored before any hook runs, so a poisoned lock is still sound.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+        self.core.lock()
     }
 
     /// Runs the effects gathered under the lock, after it is released.
@@ -321,24 +319,70 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
-/// Removes a parked message if its send future is dropped before it resolved.
+/// Takes a parked message back if its send future is dropped before it resolved.
 struct ParkGuard<'a, T> {
     shared: &'a Shared<T>,
-    ticket: Option<u64>,
+    cell: Option<sync::Arc<WaitCell<T>>>,
 }
 
 impl<T> Drop for ParkGuard<'_, T> {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket {
-            let dropped = self.shared.lock().cancel_parked(ticket, false);
-            drop(dropped);
+        if let Some(cell) = self.cell.take() {
+            // Accepted meanwhile: the message is queued and stays. Still parked: it
+            // was never accepted and goes with the future. Refused: dropped here.
+            let outcome = self.shared.lock().cancel_parked(&cell, false);
+            drop(outcome);
         }
+    }
+}
+
+/// Mailbox operations charge tokio's cooperative budget one unit per this many
+/// (counted per thread), so a task that always finds room or a message still yields
+/// to the scheduler, after `128 * COOP_EVERY` operations at most; charging every
+/// single one made producer and consumer yield so often that they spread over the
+/// workers and fought over the lock (see benches/mailbox.rs).
+pub const COOP_EVERY: u32 = 8;
+
+thread_local! {
+    static COOP_CREDIT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes part in tokio's cooperative budget (see [`COOP_EVERY`]): `Pending` when the
+/// task has used its budget (it is woken at once to run again later), otherwise a
+/// guard to mark progress with.
+fn poll_coop(cx: &mut Context<'_>) -> Poll<Option<tokio::task::coop::RestoreOnPending>> {
+    let due = COOP_CREDIT.with(|c| {
+        let n = c.get();
+        if n == 0 {
+            true
+        } else {
+            c.set(n - 1);
+            false
+        }
+    });
+    if !due {
+        return Poll::Ready(None);
+    }
+    let guard = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    COOP_CREDIT.with(|c| c.set(COOP_EVERY - 1));
+    Poll::Ready(Some(guard))
+}
+
+fn made_progress(coop: Option<tokio::task::coop::RestoreOnPending>) {
+    if let Some(c) = coop {
+        c.made_progress();
     }
 }
 
 impl<T: Send + 'static> Sender<T> {
     /// Sends a message under the policy: may wait for space (`block`, `coalesce`,
     /// up to the policy's `send_timeout`), otherwise resolves at once.
+    ///
+    /// # Cancel safety
+    /// Dropping the future never loses or duplicates an accepted message: once
+    /// accepted, the message is in the mailbox whatever happens to the future; a
+    /// message still parked when the future is dropped was never accepted (not
+    /// counted as sent) and is dropped with it.
     pub async fn send(&self, msg: T) -> Result<(), SendError<T>> {
         self.send_inner(msg, Meta::default(), None).await
     }
@@ -376,7 +420,7 @@ impl<T: Send + 'static> Sender<T> {
         let res = {
             let mut core = self.shared.lock();
             let slot = make_slot(&mut core, msg, meta);
-            core.offer(slot, false, &mut fx)
+            core.offer(slot, None, &mut fx)
         };
         self.shared.apply(fx);
         match res {
@@ -393,35 +437,57 @@ impl<T: Send + 'static> Sender<T> {
         meta: Meta,
         timeout: Option<Duration>,
     ) -> Result<(), SendError<T>> {
-        tokio::task::coop::consume_budget().await;
-        let mut fx = Effects::default();
-        let (res, policy_timeout) = {
-            let mut core = self.shared.lock();
-            let slot = make_slot(&mut core, msg, meta);
-            let t = match core.policy {
-                Policy::Block { send_timeout, .. } => send_timeout,
-                _ => None,
+        // First poll: charge the budget, then offer under one lock, parking with
+        // this task's waker if the policy makes the sender wait.
+        let mut pending = Some((msg, meta));
+        let (res, policy_timeout) = poll_fn(|cx| {
+            let coop = std::task::ready!(poll_coop(cx));
+            let Some((msg, meta)) = pending.take() else {
+                unreachable!("polled after completion")
             };
-            (core.offer(slot, true, &mut fx), t)
-        };
-        self.shared.apply(fx);
-        let ticket = match res {
+            let mut fx = Effects::default();
+            let out = {
+                let mut core = self.shared.lock();
+                let slot = make_slot(&mut core, msg, meta);
+                let t = match core.policy {
+                    Policy::Block { send_timeout, .. } => send_timeout,
+                    _ => None,
+                };
+                (core.offer(slot, Some(cx.waker()), &mut fx), t)
+            };
+            self.shared.apply(fx);
+            made_progress(coop);
+            Poll::Ready(out)
+        })
+        .await;
+        let cell = match res {
             Push::Accepted => return Ok(()),
             Push::Full(s) => return Err(SendError::Rejected(s.msg)),
             Push::Closed(s) => return Err(SendError::Closed(s.msg)),
-            Push::Parked(ticket) => ticket,
+            Push::Parked(cell) => cell,
         };
         let started = Instant::now();
         let mut guard = ParkGuard {
             shared: &self.shared,
-            ticket: Some(ticket),
+            cell: Some(cell.clone()),
         };
         let limit = match (timeout, policy_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // The resolving side stores the outcome in the cell before waking this task,
+        // so a wake-up is answered without the mailbox lock; only a poll that finds
+        // the send still unresolved locks, to keep the waker current.
+        let mut first = true;
         let wait = poll_fn(|cx: &mut Context<'_>| {
-            match self.shared.lock().poll_parked(ticket, cx.waker()) {
+            if let Some(r) = cell.resolved() {
+                return Poll::Ready(r);
+            }
+            if std::mem::take(&mut first) {
+                // Parked with this waker a moment ago, in the same poll.
+                return Poll::Pending;
+            }
+            match self.shared.lock().repark(&cell, cx.waker()) {
                 Some(r) => Poll::Ready(r),
                 None => Poll::Pending,
             }
@@ -431,17 +497,15 @@ impl<T: Send + 'static> Sender<T> {
             Some(limit) => match tokio::time::timeout(limit, wait).await {
                 Ok(r) => resolved_to_result(r),
                 Err(_) => {
-                    let r = self.shared.lock().cancel_parked(ticket, true);
+                    let r = self.shared.lock().cancel_parked(&cell, true);
                     r.unwrap_or(Ok(()))
                 }
             },
         };
-        guard.ticket = None;
-        let core = self.shared.lock();
-        if let Some(m) = &core.metrics {
+        guard.cell = None;
+        if let Some(m) = &self.shared.lock().metrics {
             m.send_wait.record(started.elapsed().as_secs_f64());
         }
-        drop(core);
         outcome
     }
 
@@ -520,7 +584,7 @@ impl<T: Send + 'static> Receiver<T> {
     /// Polls for the next message (see [`recv`](Self::recv)); consumes tokio's
     /// cooperative budget for each message.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let coop = std::task::ready!(poll_coop(cx));
         let mut fx = Effects::default();
         let mut core = self.shared.lock();
         let got = core.take(&mut fx);
@@ -529,7 +593,7 @@ impl<T: Send + 'static> Receiver<T> {
                 if let (Some(m), Some(s)) = (&core.metrics, sojourn) {
                     m.sojourn.record(s.as_secs_f64());
                 }
-                coop.made_progress();
+                made_progress(coop);
                 Poll::Ready(Some(msg))
             }
             None if core.closed || core.senders == 0 => Poll::Ready(None),
@@ -566,7 +630,7 @@ impl<T: Send + 'static> Receiver<T> {
         if limit == 0 {
             return Poll::Ready(0);
         }
-        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let coop = std::task::ready!(poll_coop(cx));
         let mut fx = Effects::default();
         let mut core = self.shared.lock();
         let mut n = 0;
@@ -581,7 +645,7 @@ impl<T: Send + 'static> Receiver<T> {
             n += 1;
         }
         let poll = if n > 0 {
-            coop.made_progress();
+            made_progress(coop);
             Poll::Ready(n)
         } else if core.closed || core.senders == 0 {
             Poll::Ready(0)

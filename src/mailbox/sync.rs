@@ -1,7 +1,33 @@
-//! The synchronisation the mailbox core uses: std's `Arc` and `Mutex` normally, loom's
-//! under `RUSTFLAGS="--cfg sluicegate_loom"` so tests/loom_mailbox.rs can model-check it.
+//! The synchronisation the mailbox core uses: `parking_lot`'s spin-then-park `Mutex`
+//! and std's `Arc` normally, loom's under `RUSTFLAGS="--cfg sluicegate_loom"` so that
+//! tests/loom_mailbox.rs can model-check it. Both lock without poisoning: the core
+//! restores its invariants before any user hook runs, so a panic never wedges it.
+
+#[cfg(not(sluicegate_loom))]
+pub(crate) use parking_lot::{Mutex, MutexGuard};
+#[cfg(not(sluicegate_loom))]
+pub(crate) use std::sync::{
+    atomic::{AtomicU8, Ordering},
+    Arc,
+};
 
 #[cfg(sluicegate_loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
-#[cfg(not(sluicegate_loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use loom::sync::{
+    atomic::{AtomicU8, Ordering},
+    Arc, MutexGuard,
+};
+
+/// loom's `Mutex` behind `parking_lot`'s signature (`lock` returns the guard).
+#[cfg(sluicegate_loom)]
+pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+#[cfg(sluicegate_loom)]
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(loom::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
