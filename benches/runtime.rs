@@ -1,5 +1,5 @@
 //! Runtime benches: call round trip against a raw tokio mpsc + oneshot round trip
-//! in the same run, cast throughput, and a keyed pool routed vs direct under 64
+//! in the same run, with 1 and 64 clients as tasks inside the runtime, cast throughput, and a keyed pool routed vs direct under 64
 //! concurrent clients. Multi-thread tokio runtime with 2 workers throughout.
 
 use std::time::Duration;
@@ -37,45 +37,84 @@ fn rt() -> tokio::runtime::Runtime {
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Runs `iters` round trips spread over `clients` tasks spawned inside the runtime
+/// (so neither side sits on criterion's `block_on` thread) and returns the time taken.
+async fn inside_runtime<F, Fut>(iters: u64, clients: u64, one: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = std::time::Instant::now();
+    let per = iters.div_ceil(clients);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let one = one.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                one().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed()
+}
+
 fn call_round_trip(c: &mut Criterion) {
     let rt = rt();
-    let mut g = c.benchmark_group("call_round_trip");
-    g.throughput(Throughput::Elements(1));
-    // Baseline: what a hand-written actor costs: mpsc of (request, oneshot reply).
-    let raw = rt.block_on(async {
-        let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
-        tokio::spawn(async move {
-            while let Some((n, reply)) = rx.recv().await {
-                let _ = reply.send(n);
-            }
+    for clients in [1u64, 64] {
+        let mut g = c.benchmark_group(format!("call_round_trip_{clients}_clients"));
+        g.throughput(Throughput::Elements(1));
+        // Baseline: what a hand-written actor costs: mpsc of (request, oneshot reply).
+        let raw = rt.block_on(async {
+            let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
+            tokio::spawn(async move {
+                while let Some((n, reply)) = rx.recv().await {
+                    let _ = reply.send(n);
+                }
+            });
+            tx
         });
-        tx
-    });
-    g.bench_function("raw_mpsc_oneshot", |b| {
-        b.to_async(&rt).iter(|| async {
-            let (otx, orx) = oneshot::channel();
-            raw.send((1, otx)).await.unwrap();
-            orx.await.unwrap()
-        })
-    });
-    for policy in [
-        Policy::Unbounded,
-        Policy::Block {
-            capacity: 1024,
-            send_timeout: None,
-        },
-        Policy::DropNewest { capacity: 1024 },
-    ] {
-        let name = policy.name();
-        let server = rt
-            .block_on(start(Spec::new("bench", policy, || Echo)))
-            .unwrap();
-        g.bench_function(BenchmarkId::new("server_call", name), |b| {
-            b.to_async(&rt)
-                .iter(|| async { server.call(1, TIMEOUT).await.unwrap() })
+        g.bench_function("raw_mpsc_oneshot", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let raw = raw.clone();
+                inside_runtime(iters, clients, move || {
+                    let raw = raw.clone();
+                    async move {
+                        let (otx, orx) = oneshot::channel();
+                        raw.send((1, otx)).await.unwrap();
+                        std::hint::black_box(orx.await.unwrap());
+                    }
+                })
+            })
         });
+        for policy in [
+            Policy::Unbounded,
+            Policy::Block {
+                capacity: 1024,
+                send_timeout: None,
+            },
+            Policy::DropNewest { capacity: 1024 },
+        ] {
+            let name = policy.name();
+            let server = rt
+                .block_on(start(Spec::new("bench", policy, || Echo)))
+                .unwrap();
+            g.bench_function(BenchmarkId::new("server_call", name), |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let server = server.clone();
+                    inside_runtime(iters, clients, move || {
+                        let server = server.clone();
+                        async move {
+                            std::hint::black_box(server.call(1, TIMEOUT).await.unwrap());
+                        }
+                    })
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 fn cast_throughput(c: &mut Criterion) {

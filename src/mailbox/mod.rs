@@ -3,16 +3,21 @@
 //!
 //! # Behaviour
 //!
-//! A mailbox is one `Mutex`-guarded [`VecDeque`](std::collections::VecDeque) of
-//! slots shared by every [`Sender`] and the one [`Receiver`]. Each slot holds the
-//! message, an optional coalescing [`Key`], an optional deadline, and its enqueue
-//! time when needed: always under CoDel, and with metrics on for one message in
-//! [`SOJOURN_SAMPLE_EVERY`] (the sojourn histogram is a sample; counts are exact). The queue's buffer is allocated up front
-//! for bounded policies (up to 1024 slots) and grows like any `VecDeque` beyond that;
-//! sending allocates nothing else on the fast path. A sender that must wait (`block`,
-//! `coalesce`) parks its message *inside* the mailbox, in a FIFO of waiting senders,
-//! and the receiver moves it into the queue as soon as a slot frees: waiting senders
-//! are served strictly in arrival order and a newcomer never overtakes them.
+//! A mailbox is one [`VecDeque`](std::collections::VecDeque) of slots behind one
+//! `parking_lot` mutex (it spins briefly before parking the thread), shared by every
+//! [`Sender`] and the one [`Receiver`]. Each slot holds the message, an optional
+//! coalescing [`Key`], an optional deadline, and its enqueue time when needed: always
+//! under CoDel, and with metrics on for one message in [`SOJOURN_SAMPLE_EVERY`] (the
+//! sojourn histogram is a sample; counts are exact). The queue's buffer is allocated
+//! up front for bounded policies (up to 1024 slots) and grows like any `VecDeque`
+//! beyond that; a send or receive that does not wait allocates nothing and takes the
+//! lock once. A sender that must wait (`block`, `coalesce`) parks its message *inside*
+//! the mailbox, in a FIFO of waiting senders, in the same lock round as its offer; the
+//! receiver moves it into the queue as soon as a slot frees and records the outcome
+//! in the sender's wait cell (an atomic state, recycled from a small pool, so a wait
+//! allocates only while the pool grows), then wakes it: the woken sender returns
+//! without taking the lock again. Waiting senders are served strictly in arrival
+//! order and a newcomer never overtakes them.
 //! Under `coalesce`, a keyed message replaces the queued message with its key in
 //! place, except when that message's deadline has passed (it is purged as expired
 //! and the newcomer is queued normally) or a sender with the same key is still
@@ -30,8 +35,17 @@
 //! instant. The same counts go to the `metrics` facade (see [`metrics`](self::metrics)),
 //! batched so that the hot path touches no shared atomic for most messages.
 //!
-//! `recv` and `send` take part in tokio's cooperative budget: a consumer that always
-//! finds a message still yields to the scheduler now and then.
+//! `recv`, `recv_many` and `send` take part in tokio's cooperative budget inside
+//! `poll`, one unit per [`COOP_EVERY`] operations: a consumer that always finds a
+//! message, or a producer that always finds room, still yields to the scheduler.
+//!
+//! # Cancel safety
+//! `recv` and `recv_many` are cancel safe: a message leaves the queue only in the poll
+//! that returns it. `send` is cancel safe in the sense that matters for accounting:
+//! dropping its future never loses or duplicates an accepted message (a parked message
+//! not yet accepted goes with the future and is not counted as sent). Tested by
+//! tests/mailbox_cancel.rs (`tokio::select!` against a timer, every policy) and, for
+//! the hand-off between a parked sender and the receiver, tests/loom_mailbox.rs.
 //!
 //! # Example
 //!
