@@ -33,6 +33,8 @@ enum Variant {
         metrics: bool,
         keys: u64,
     },
+    /// A sluicegate mailbox whose consumer drains with `recv_many` (up to 64 a lock).
+    RecvMany(Policy),
     Kanal,
     /// kanal with both sides charging tokio's cooperative budget once per operation,
     /// as tokio's mpsc and sluicegate do (kanal itself never yields to the scheduler).
@@ -61,6 +63,7 @@ impl Variant {
                 }
                 s
             }
+            Variant::RecvMany(p) => format!("sluicegate_{}_recv_many64", p.name()),
             Variant::Kanal => "kanal_bounded_async".into(),
             Variant::KanalCoop => "kanal_bounded_async_coop".into(),
             Variant::Flume => "flume_bounded".into(),
@@ -75,6 +78,7 @@ impl Variant {
     fn lossy(&self) -> bool {
         match self {
             Variant::Policy { policy, keys, .. } => !policy.never_drops() || *keys > 0,
+            Variant::RecvMany(p) => !p.never_drops(),
             Variant::Broadcast => true,
             _ => false,
         }
@@ -123,6 +127,11 @@ fn variants(capacity: usize) -> Vec<Variant> {
             keys: 64,
         });
     }
+    v.push(Variant::RecvMany(Policy::Block {
+        capacity,
+        send_timeout: None,
+    }));
+    v.push(Variant::RecvMany(Policy::Unbounded));
     v
 }
 
@@ -207,6 +216,27 @@ async fn run(variant: &Variant, producers: u64, total: u64, capacity: usize) -> 
                         .await;
                 })
             }
+        }
+        Variant::RecvMany(policy) => {
+            let (tx, mut rx) = Builder::<u64>::new(policy.clone())
+                .role("bench")
+                .metrics(false)
+                .build()
+                .expect("valid policy");
+            let consumer = tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(64);
+                let mut n = 0u64;
+                while rx.recv_many(&mut buf, 64).await > 0 {
+                    for m in buf.drain(..) {
+                        std::hint::black_box(m);
+                        n += 1;
+                    }
+                }
+                n
+            });
+            produce!(tx; producers, total, consumer, |v| {
+                let _ = tx.send(v).await;
+            })
         }
         Variant::Kanal => {
             let (tx, rx) = kanal::bounded_async::<u64>(capacity);
