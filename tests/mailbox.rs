@@ -558,3 +558,23 @@ async fn recv_many_takes_up_to_the_limit_in_order_and_lets_waiting_senders_in() 
     assert_eq!((s.sent, s.delivered, s.depth), (5, 5, 0));
     assert!(s.is_balanced());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_already_past_when_the_mailbox_was_built_expires_the_message() {
+    let past = Instant::now();
+    tokio::time::advance(Duration::from_millis(5)).await;
+    let (tx, mut rx) = channel::<u32>(Policy::Unbounded);
+    tx.send_with(1, Meta::default().with_deadline(past))
+        .await
+        .unwrap();
+    tx.send_with(
+        2,
+        Meta::default().with_deadline(Instant::now() + Duration::from_millis(1)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rx.try_recv().ok(), Some(2));
+    let s = rx.stats();
+    assert_eq!((s.expired, s.delivered), (1, 1));
+    assert!(s.is_balanced());
+}

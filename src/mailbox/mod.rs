@@ -80,7 +80,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use self::core::{CoalesceHook, Core, Effects, Push, Resolved, Slot, WaitCell};
+use self::core::{CoalesceHook, Core, Effects, Push, Resolved, Slot, Stamp, WaitCell};
 use self::sync::{Mutex, MutexGuard};
 pub use core::SOJOURN_SAMPLE_EVERY;
 pub use error::{SendError, TryRecvError, TrySendError};
@@ -90,8 +90,10 @@ pub use stats::{Eviction, Outcome, Stats};
 /// A coalescing key: under [`Policy::Coalesce`], a message with a key replaces the
 /// queued message with an equal key. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Key(Arc<str>);
+pub struct Key(Arc<String>);
 
+// One pointer wide (not a fat `Arc<str>`), so an `Option<Key>` in every queued slot
+// costs 8 bytes.
 impl Key {
     /// The key's text.
     pub fn as_str(&self) -> &str {
@@ -101,19 +103,19 @@ impl Key {
 
 impl From<&str> for Key {
     fn from(s: &str) -> Self {
-        Key(Arc::from(s))
+        Key(Arc::new(s.to_owned()))
     }
 }
 
 impl From<String> for Key {
     fn from(s: String) -> Self {
-        Key(Arc::from(s))
+        Key(Arc::new(s))
     }
 }
 
 impl From<u64> for Key {
     fn from(n: u64) -> Self {
-        Key(Arc::from(n.to_string()))
+        Key(Arc::new(n.to_string()))
     }
 }
 
@@ -553,8 +555,12 @@ fn make_slot<T>(core: &mut Core<T>, msg: T, meta: Meta) -> Slot<T> {
     Slot {
         msg,
         key: meta.key,
-        deadline: meta.deadline,
-        enqueued: core.stamp_next().then(Instant::now),
+        deadline: meta.deadline.map_or(Stamp::NONE, |d| core.stamp(d)),
+        enqueued: if core.stamp_next() {
+            core.stamp(Instant::now())
+        } else {
+            Stamp::NONE
+        },
     }
 }
 
