@@ -89,6 +89,21 @@ fn call_round_trip(c: &mut Criterion) {
                 })
             })
         });
+        // The same with the caller's timeout as a tokio timer, as `call` has.
+        g.bench_function("raw_mpsc_oneshot_timeout", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let raw = raw.clone();
+                inside_runtime(iters, clients, move || {
+                    let raw = raw.clone();
+                    async move {
+                        let (otx, orx) = oneshot::channel();
+                        raw.send((1, otx)).await.unwrap();
+                        let r = tokio::time::timeout(TIMEOUT, orx).await;
+                        std::hint::black_box(r.unwrap().unwrap());
+                    }
+                })
+            })
+        });
         for policy in [
             Policy::Unbounded,
             Policy::Block {
