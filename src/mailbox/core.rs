@@ -1,5 +1,15 @@
 //! The queue under the mailbox lock: policy decisions, the coalesce index, waiting
-//! senders and exact accounting. Synchronous; `chan` wraps it with locking and wake-ups.
+//! senders and exact accounting. Synchronous; `mod.rs` wraps it with locking and
+//! wake-ups, and reaches it only through the methods here (no field is visible).
+//!
+//! Every method leaves the invariants listed at [`Core::check_invariants`] true before
+//! it returns, so the lock never exposes a half-done change; debug builds check them
+//! after each operation. Work that must not run under the lock (wake-ups, eviction
+//! hooks, dropping refused messages) is handed back in [`Effects`].
+//!
+//! Longer than 500 lines on purpose: it is one state machine whose invariants tie the
+//! queue, the coalesce index, the waiting senders and the counters together, and they
+//! are easier to check when every place that changes them is in one file.
 
 use std::collections::{HashMap, VecDeque};
 use std::task::Waker;
@@ -9,8 +19,10 @@ use tokio::time::Instant;
 
 use super::codel::Codel;
 use super::metrics::Handles;
+use super::policy::{Behaviour, WhenFull};
 use super::stats::{Counts, Eviction, Outcome, Stats};
-use super::sync::{Arc, AtomicU8, Mutex, Ordering};
+use super::sync::{Arc, Ordering};
+pub(crate) use super::wait::{Resolved, WaitCell, WAITING};
 use super::{Key, Policy};
 
 /// A queued message with what the policies need to know about it.
@@ -43,69 +55,6 @@ struct Waiting<T> {
     cell: Arc<WaitCell<T>>,
     slot: Slot<T>,
     waker: Waker,
-}
-
-/// How a parked send ended while its sender was away.
-pub(crate) enum Resolved<T> {
-    Accepted,
-    Closed(T),
-    Rejected(T),
-}
-
-/// Where a parked sender learns how its send ended, without taking the mailbox lock:
-/// the side that resolves it (the receiver, a close, a policy change) stores the
-/// outcome with `Release` after putting a refused message in `back`, then wakes the
-/// sender; the sender reads `state` with `Acquire`. Cells are recycled through
-/// `Core::spare`, so a wait allocates only while the pool grows.
-pub(crate) struct WaitCell<T> {
-    state: AtomicU8,
-    back: Mutex<Option<T>>,
-}
-
-const WAITING: u8 = 0;
-const ACCEPTED: u8 = 1;
-const CLOSED: u8 = 2;
-const REJECTED: u8 = 3;
-
-impl<T> WaitCell<T> {
-    fn new() -> Self {
-        WaitCell {
-            state: AtomicU8::new(WAITING),
-            back: Mutex::new(None),
-        }
-    }
-
-    /// The outcome, once resolved; lock-free while still waiting or accepted.
-    pub(crate) fn resolved(&self) -> Option<Resolved<T>> {
-        match self.state.load(Ordering::Acquire) {
-            WAITING => None,
-            ACCEPTED => Some(Resolved::Accepted),
-            st => {
-                let msg = self.back.lock().take()?;
-                Some(if st == CLOSED {
-                    Resolved::Closed(msg)
-                } else {
-                    Resolved::Rejected(msg)
-                })
-            }
-        }
-    }
-
-    /// Resolves the wait (under the mailbox lock; the caller wakes the sender after).
-    fn resolve(&self, outcome: Resolved<T>) {
-        let st = match outcome {
-            Resolved::Accepted => ACCEPTED,
-            Resolved::Closed(m) => {
-                *self.back.lock() = Some(m);
-                CLOSED
-            }
-            Resolved::Rejected(m) => {
-                *self.back.lock() = Some(m);
-                REJECTED
-            }
-        };
-        self.state.store(st, Ordering::Release);
-    }
 }
 
 /// Hook that merges a replaced message into its replacement (coalesce).
@@ -142,7 +91,9 @@ pub(crate) enum Push<T> {
 pub(crate) struct Core<T> {
     /// Origin of every [`Stamp`] of this mailbox.
     base: Instant,
-    pub(crate) policy: Policy,
+    policy: Policy,
+    /// What the policy does at each decision (derived from `policy`).
+    b: Behaviour,
     queue: VecDeque<Slot<T>>,
     /// Sequence number of the queue's front; slot `i` has number `head_seq + i`.
     head_seq: u64,
@@ -158,15 +109,15 @@ pub(crate) struct Core<T> {
     with_deadline: usize,
     /// Whether every message is stamped with its enqueue time (CoDel needs every
     /// sojourn). Otherwise, with metrics on, one in [`SOJOURN_SAMPLE_EVERY`] is.
-    pub(crate) stamp: bool,
+    stamp: bool,
     /// Messages offered since the last sampled stamp.
     sample_tick: u32,
-    pub(crate) closed: bool,
-    pub(crate) senders: usize,
-    pub(crate) rx_waker: Option<Waker>,
-    pub(crate) metrics: Option<Handles>,
-    pub(crate) role: &'static str,
-    pub(crate) on_coalesce: Option<CoalesceHook<T>>,
+    closed: bool,
+    senders: usize,
+    rx_waker: Option<Waker>,
+    metrics: Option<Handles>,
+    role: &'static str,
+    on_coalesce: Option<CoalesceHook<T>>,
 }
 
 /// With metrics on (and no CoDel), one message in this many is stamped for the
@@ -181,9 +132,11 @@ impl<T> Core<T> {
         on_coalesce: Option<CoalesceHook<T>>,
     ) -> Self {
         let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
-        let stamp = matches!(policy, Policy::Codel { .. });
+        let b = policy.behaviour();
+        let stamp = b.codel.is_some();
         Core {
             base: Instant::now(),
+            b,
             queue: VecDeque::with_capacity(policy.capacity().unwrap_or(0).min(1024)),
             policy,
             head_seq: 0,
@@ -223,7 +176,7 @@ impl<T> Core<T> {
     /// Whether the next message gets an enqueue time: always under CoDel; with
     /// metrics on, one message in [`SOJOURN_SAMPLE_EVERY`], so the sojourn histogram
     /// is a systematic sample and the hot path reads the clock rarely.
-    pub(crate) fn stamp_next(&mut self) -> bool {
+    fn stamp_next(&mut self) -> bool {
         if self.stamp {
             return true;
         }
@@ -240,7 +193,7 @@ impl<T> Core<T> {
     }
 
     fn capacity(&self) -> usize {
-        self.policy.capacity().unwrap_or(usize::MAX)
+        self.b.capacity
     }
 
     fn is_full(&self) -> bool {
@@ -260,7 +213,7 @@ impl<T> Core<T> {
     }
 
     fn push_back(&mut self, slot: Slot<T>, fx: &mut Effects<T>) {
-        if let (Policy::Coalesce { .. }, Some(key)) = (&self.policy, &slot.key) {
+        if let (true, Some(key)) = (self.b.coalesces, &slot.key) {
             self.keys
                 .insert(key.clone(), self.head_seq + self.queue.len() as u64);
         }
@@ -325,7 +278,7 @@ impl<T> Core<T> {
         }
         // Re-enqueue the survivors in order; rebuild their bookkeeping.
         for slot in kept {
-            if let (Policy::Coalesce { .. }, Some(key)) = (&self.policy, &slot.key) {
+            if let (true, Some(key)) = (self.b.coalesces, &slot.key) {
                 self.keys
                     .insert(key.clone(), self.head_seq + self.queue.len() as u64);
             }
@@ -392,11 +345,22 @@ impl<T> Core<T> {
         waker: Option<&Waker>,
         fx: &mut Effects<T>,
     ) -> Push<T> {
+        let out = self.offer_unchecked(slot, waker, fx);
+        self.debug_check();
+        out
+    }
+
+    fn offer_unchecked(
+        &mut self,
+        slot: Slot<T>,
+        waker: Option<&Waker>,
+        fx: &mut Effects<T>,
+    ) -> Push<T> {
         // Fast path: open, room, nobody waiting, nothing to coalesce with.
         if !self.closed
             && self.waiting.is_empty()
             && self.queue.len() < self.capacity()
-            && (slot.key.is_none() || !matches!(self.policy, Policy::Coalesce { .. }))
+            && (slot.key.is_none() || !self.b.coalesces)
         {
             self.push_back(slot, fx);
             return Push::Accepted;
@@ -409,14 +373,13 @@ impl<T> Core<T> {
         // A keyed message replaces the queued one with its key, unless a sender with
         // that key is still waiting: its older content must not land after this newer
         // one, so the newcomer queues behind it instead.
-        let slot = match self.policy {
-            Policy::Coalesce { .. } if !self.key_waits(&slot) => {
-                match self.try_coalesce(slot, fx) {
-                    Ok(()) => return Push::Accepted,
-                    Err(slot) => slot,
-                }
+        let slot = if self.b.coalesces && !self.key_waits(&slot) {
+            match self.try_coalesce(slot, fx) {
+                Ok(()) => return Push::Accepted,
+                Err(slot) => slot,
             }
-            _ => slot,
+        } else {
+            slot
         };
         if !self.waiting.is_empty() && !self.is_full() {
             // Room freed by the purge of an expired coalesce target: waiters go first.
@@ -437,24 +400,24 @@ impl<T> Core<T> {
                 }
             }
         }
-        match self.policy {
-            Policy::Unbounded => {
+        match self.b.when_full {
+            WhenFull::Grow => {
                 self.push_back(slot, fx);
                 Push::Accepted
             }
-            Policy::DropOldest { .. } => {
+            WhenFull::EvictOldest => {
                 if let Some(oldest) = self.pop_front() {
                     self.evict(oldest, Eviction::DroppedOldest, fx);
                 }
                 self.push_back(slot, fx);
                 Push::Accepted
             }
-            Policy::DropNewest { .. } | Policy::Codel { .. } => {
+            WhenFull::Refuse => {
                 self.count_sent();
                 self.count(Outcome::Rejected);
                 Push::Full(slot)
             }
-            Policy::Block { .. } | Policy::Coalesce { .. } => {
+            WhenFull::Wait => {
                 if let Some(waker) = waker {
                     let cell = self.wait_cell();
                     self.waiting.push_back(Waiting {
@@ -476,8 +439,8 @@ impl<T> Core<T> {
     fn fill_from_waiting(&mut self, fx: &mut Effects<T>) {
         while let Some(front) = self.waiting.front() {
             let fits = !self.is_full()
-                || matches!(self.policy, Policy::Unbounded | Policy::DropOldest { .. })
-                || (matches!(self.policy, Policy::Coalesce { .. })
+                || matches!(self.b.when_full, WhenFull::Grow | WhenFull::EvictOldest)
+                || (self.b.coalesces
                     && front
                         .slot
                         .key
@@ -489,9 +452,10 @@ impl<T> Core<T> {
             let Some(w) = self.waiting.pop_front() else {
                 break;
             };
-            let slot = match self.policy {
-                Policy::Coalesce { .. } => self.try_coalesce(w.slot, fx).err(),
-                _ => Some(w.slot),
+            let slot = if self.b.coalesces {
+                self.try_coalesce(w.slot, fx).err()
+            } else {
+                Some(w.slot)
             };
             if let Some(slot) = slot {
                 if self.is_full() {
@@ -579,7 +543,99 @@ impl<T> Core<T> {
 
     /// Takes the next deliverable message, applying expiry and CoDel at dequeue.
     /// Returns the message and its sojourn time when stamped.
-    pub(crate) fn take(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
+    /// Takes the next deliverable message, applying expiry and CoDel at dequeue, and
+    /// records its sojourn when it was stamped and metrics are on.
+    pub(crate) fn take(&mut self, fx: &mut Effects<T>) -> Option<T> {
+        let out = self.take_unchecked(fx);
+        self.debug_check();
+        let (msg, sojourn) = out?;
+        if let (Some(m), Some(s)) = (&self.metrics, sojourn) {
+            m.sojourn.record(s.as_secs_f64());
+        }
+        Some(msg)
+    }
+
+    /// Builds the slot for a message about to be offered.
+    pub(crate) fn make_slot(&mut self, msg: T, meta: super::Meta) -> Slot<T> {
+        let deadline = meta.deadline.map_or(Stamp::NONE, |d| self.stamp(d));
+        let enqueued = if self.stamp_next() {
+            self.stamp(Instant::now())
+        } else {
+            Stamp::NONE
+        };
+        Slot {
+            msg,
+            key: meta.key,
+            deadline,
+            enqueued,
+        }
+    }
+
+    /// How long a sender may wait for space under the policy (`block`'s `send_timeout`).
+    pub(crate) fn send_timeout(&self) -> Option<Duration> {
+        match self.policy {
+            Policy::Block { send_timeout, .. } => send_timeout,
+            _ => None,
+        }
+    }
+
+    /// A sender handle was cloned.
+    pub(crate) fn add_sender(&mut self) {
+        self.senders += 1;
+    }
+
+    /// A sender handle was dropped; the receiver's waker when it was the last one,
+    /// so the receiver sees the end.
+    pub(crate) fn drop_sender(&mut self) -> Option<Waker> {
+        self.senders -= 1;
+        if self.senders == 0 {
+            self.rx_waker.take()
+        } else {
+            None
+        }
+    }
+
+    /// Whether the receiver has seen everything it will get: closed, or every sender
+    /// gone (the caller checks that nothing is queued).
+    pub(crate) fn ended(&self) -> bool {
+        self.closed || self.senders == 0
+    }
+
+    /// Whether the mailbox refuses new messages.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The receiver waits: it is woken by the next push, a close or the last sender's drop.
+    pub(crate) fn park_receiver(&mut self, waker: &Waker) {
+        match &self.rx_waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.rx_waker = Some(waker.clone()),
+        }
+    }
+
+    /// Records how long a sender waited for space (metrics on only).
+    pub(crate) fn record_send_wait(&self, waited: Duration) {
+        if let Some(m) = &self.metrics {
+            m.send_wait.record(waited.as_secs_f64());
+        }
+    }
+
+    /// Publishes the batched metrics.
+    pub(crate) fn flush_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            m.flush();
+        }
+    }
+
+    /// Takes this mailbox's series out of the metrics (the receiver is gone).
+    pub(crate) fn retire_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            m.retire(0);
+        }
+    }
+
+    fn take_unchecked(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
         loop {
             let out = self.take_one(fx);
             if !self.waiting.is_empty() {
@@ -613,15 +669,8 @@ impl<T> Core<T> {
                 let now = now.unwrap_or_else(|| self.now());
                 Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0))
             });
-            if let (
-                Policy::Codel {
-                    target, interval, ..
-                },
-                Some(now),
-            ) = (&self.policy, now_instant)
-            {
+            if let (Some((target, interval)), Some(now)) = (self.b.codel, now_instant) {
                 let standing = !self.queue.is_empty();
-                let (target, interval) = (*target, *interval);
                 if self.codel.should_shed(
                     now,
                     sojourn.unwrap_or_default(),
@@ -646,6 +695,7 @@ impl<T> Core<T> {
             self.count(Outcome::Closed);
             self.finish_wait(w.cell, w.waker, Resolved::Closed(w.slot.msg), fx);
         }
+        self.debug_check();
     }
 
     /// Takes every queued message out, counted as discarded.
@@ -657,6 +707,7 @@ impl<T> Core<T> {
         }
         self.codel.reset();
         self.fill_from_waiting(fx);
+        self.debug_check();
         out
     }
 
@@ -671,14 +722,15 @@ impl<T> Core<T> {
             fresh.depth_changed(self.queue.len() as i64);
             self.metrics = Some(fresh);
         }
-        if matches!(policy, Policy::Codel { .. }) {
+        self.b = policy.behaviour();
+        if self.b.codel.is_some() {
             self.stamp = true;
         }
         self.policy = policy;
         self.codel.reset();
         // Rebuild the coalesce index for the new policy.
         self.keys.clear();
-        if matches!(self.policy, Policy::Coalesce { .. }) {
+        if self.b.coalesces {
             for (i, slot) in self.queue.iter().enumerate() {
                 if let Some(k) = &slot.key {
                     self.keys.insert(k.clone(), self.head_seq + i as u64);
@@ -686,15 +738,15 @@ impl<T> Core<T> {
             }
         }
         let cap = self.capacity();
-        match self.policy {
-            Policy::DropOldest { .. } => {
+        match self.b.when_full {
+            WhenFull::EvictOldest => {
                 while self.queue.len() > cap {
                     if let Some(slot) = self.pop_front() {
                         self.evict(slot, Eviction::DroppedOldest, fx);
                     }
                 }
             }
-            Policy::DropNewest { .. } | Policy::Codel { .. } => {
+            WhenFull::Refuse => {
                 while self.queue.len() > cap {
                     if let Some(slot) = self.queue.pop_back() {
                         let seq = self.head_seq + self.queue.len() as u64;
@@ -703,16 +755,72 @@ impl<T> Core<T> {
                     }
                 }
             }
-            _ => {}
+            WhenFull::Grow | WhenFull::Wait => {}
         }
         self.fill_from_waiting(fx);
         // Parked senders the new policy would not make wait are refused.
-        if !matches!(self.policy, Policy::Block { .. } | Policy::Coalesce { .. }) {
+        if self.b.when_full != WhenFull::Wait {
             while let Some(w) = self.waiting.pop_front() {
                 self.count_sent();
                 self.count(Outcome::Rejected);
                 self.finish_wait(w.cell, w.waker, Resolved::Rejected(w.slot.msg), fx);
             }
+        }
+        self.debug_check();
+    }
+
+    /// Checks, in debug builds, the invariants every operation restores before the
+    /// lock is released (see the list in [`check_invariants`](Self::check_invariants)).
+    #[inline]
+    fn debug_check(&self) {
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
+    /// The core's invariants, checked after every operation in debug builds; the
+    /// parts that walk the queue only while it holds at most 256 slots.
+    ///
+    /// 1. Accounting: `sent` equals the sum of every outcome plus the depth.
+    /// 2. `peak_depth` is at least the depth.
+    /// 3. Only a waiting policy has parked senders, and a closed mailbox has none.
+    /// 4. A policy that evicts or refuses when full never holds more than its capacity.
+    /// 5. `with_deadline` counts exactly the queued slots that carry a deadline.
+    /// 6. The coalesce index is empty unless the policy coalesces, and then maps each
+    ///    key to a queued slot that carries that key.
+    #[cfg(debug_assertions)]
+    pub(crate) fn check_invariants(&self) {
+        let st = self.stats();
+        assert!(
+            st.is_balanced(),
+            "mailbox accounting out of balance: {st:?}"
+        );
+        assert!(self.peak >= self.queue.len(), "peak below depth");
+        assert!(
+            self.waiting.is_empty() || (self.b.when_full == WhenFull::Wait && !self.closed),
+            "parked senders under {} (closed: {})",
+            self.policy,
+            self.closed
+        );
+        if matches!(self.b.when_full, WhenFull::EvictOldest | WhenFull::Refuse) {
+            assert!(self.queue.len() <= self.b.capacity, "over capacity");
+        }
+        if !self.b.coalesces {
+            assert!(self.keys.is_empty(), "coalesce index without coalesce");
+        }
+        if self.queue.len() > 256 {
+            return;
+        }
+        let with_deadline = self.queue.iter().filter(|s| s.deadline.is_some()).count();
+        assert_eq!(self.with_deadline, with_deadline, "deadline count");
+        for (key, &seq) in &self.keys {
+            let idx = seq
+                .checked_sub(self.head_seq)
+                .map(|i| i as usize)
+                .filter(|&i| i < self.queue.len());
+            let Some(idx) = idx else {
+                panic!("coalesce index points outside the queue for {key:?}");
+            };
+            assert_eq!(self.queue[idx].key.as_ref(), Some(key), "coalesce index");
         }
     }
 

@@ -170,6 +170,57 @@ impl fmt::Display for Policy {
     }
 }
 
+/// What a policy does when the queue is full: the one decision where policies differ
+/// in kind (see [`Behaviour`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Never full (`unbounded`).
+    Grow,
+    /// Evict the oldest queued message (`drop_oldest`).
+    EvictOldest,
+    /// Refuse the newcomer (`drop_newest`, `codel`).
+    Refuse,
+    /// Park the sender until a slot frees (`block`, `coalesce`).
+    Wait,
+}
+
+/// A policy as the mailbox core consults it: derived once from a [`Policy`] (and
+/// again on a live change), so that the core asks these few fields instead of
+/// matching on the policy at every decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Behaviour {
+    /// Most messages queued at once (`usize::MAX` when unbounded).
+    pub(crate) capacity: usize,
+    /// What happens to a message that finds the queue full.
+    pub(crate) when_full: WhenFull,
+    /// Whether a keyed message replaces the queued one with its key.
+    pub(crate) coalesces: bool,
+    /// CoDel's `(target, interval)`: then every message is stamped and CoDel runs at
+    /// dequeue.
+    pub(crate) codel: Option<(Duration, Duration)>,
+}
+
+impl Policy {
+    /// The policy's [`Behaviour`].
+    pub(crate) fn behaviour(&self) -> Behaviour {
+        let (when_full, codel) = match *self {
+            Policy::Unbounded => (WhenFull::Grow, None),
+            Policy::DropOldest { .. } => (WhenFull::EvictOldest, None),
+            Policy::DropNewest { .. } => (WhenFull::Refuse, None),
+            Policy::Codel {
+                target, interval, ..
+            } => (WhenFull::Refuse, Some((target, interval))),
+            Policy::Block { .. } | Policy::Coalesce { .. } => (WhenFull::Wait, None),
+        };
+        Behaviour {
+            capacity: self.capacity().unwrap_or(usize::MAX),
+            when_full,
+            coalesces: matches!(self, Policy::Coalesce { .. }),
+            codel,
+        }
+    }
+}
+
 /// A policy whose parameters are out of range; the message names the parameter,
 /// its value and what is allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]

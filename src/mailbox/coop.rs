@@ -1,0 +1,42 @@
+//! Taking part in tokio's cooperative budget from inside `poll`, one unit per
+//! [`COOP_EVERY`] mailbox operations on a thread.
+
+use std::task::{Context, Poll};
+
+/// Mailbox operations charge tokio's cooperative budget one unit per this many
+/// (counted per thread), so a task that always finds room or a message still yields
+/// to the scheduler, after `128 * COOP_EVERY` operations at most; charging every
+/// single one made producer and consumer yield so often that they spread over the
+/// workers and fought over the lock (see benches/mailbox.rs).
+pub const COOP_EVERY: u32 = 8;
+
+thread_local! {
+    static COOP_CREDIT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes part in tokio's cooperative budget (see [`COOP_EVERY`]): `Pending` when the
+/// task has used its budget (it is woken at once to run again later), otherwise a
+/// guard to mark progress with.
+pub(crate) fn poll_coop(cx: &mut Context<'_>) -> Poll<Option<tokio::task::coop::RestoreOnPending>> {
+    let due = COOP_CREDIT.with(|c| {
+        let n = c.get();
+        if n == 0 {
+            true
+        } else {
+            c.set(n - 1);
+            false
+        }
+    });
+    if !due {
+        return Poll::Ready(None);
+    }
+    let guard = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    COOP_CREDIT.with(|c| c.set(COOP_EVERY - 1));
+    Poll::Ready(Some(guard))
+}
+
+pub(crate) fn made_progress(coop: Option<tokio::task::coop::RestoreOnPending>) {
+    if let Some(c) = coop {
+        c.made_progress();
+    }
+}

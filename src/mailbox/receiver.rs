@@ -1,0 +1,172 @@
+//! The receiving half: takes messages under the lock (one, or up to N with
+//! `recv_many`), waits when none is queued, and closes the mailbox when dropped.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+
+use super::coop::{made_progress, poll_coop};
+use super::core::Effects;
+use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
+
+/// The receiving half. Dropping it closes the mailbox: waiting senders get their
+/// messages back as `Closed`, queued messages are counted as discarded.
+pub struct Receiver<T> {
+    pub(super) shared: sync::Arc<Shared<T>>,
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut fx = Effects::default();
+        let left = {
+            let mut core = self.shared.lock();
+            core.close(&mut fx);
+            let left = core.discard_all(&mut fx);
+            core.retire_metrics();
+            left
+        };
+        drop(left);
+        // Evicted messages at this point go to the hook like any other.
+        self.shared.apply(fx);
+    }
+}
+
+impl<T: Send + 'static> Receiver<T> {
+    /// Receives the next message; `None` once the mailbox is closed or every sender
+    /// is gone, and everything queued has been received.
+    pub async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next message (see [`recv`](Self::recv)); consumes tokio's
+    /// cooperative budget for each message.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let coop = std::task::ready!(poll_coop(cx));
+        let mut fx = Effects::default();
+        let mut core = self.shared.lock();
+        let poll = match core.take(&mut fx) {
+            Some(msg) => {
+                made_progress(coop);
+                Poll::Ready(Some(msg))
+            }
+            None if core.ended() => Poll::Ready(None),
+            None => {
+                core.park_receiver(cx.waker());
+                Poll::Pending
+            }
+        };
+        drop(core);
+        self.shared.apply(fx);
+        poll
+    }
+
+    /// Receives up to `limit` messages into `buf` under one lock, waiting while none
+    /// is queued; returns how many were appended, and 0 only once the mailbox has
+    /// ended (closed or every sender gone, and drained) or when `limit` is 0.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: messages are moved into `buf` only in the poll that returns them.
+    pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
+        poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await
+    }
+
+    /// Polls for up to `limit` messages (see [`recv_many`](Self::recv_many)).
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<T>,
+        limit: usize,
+    ) -> Poll<usize> {
+        if limit == 0 {
+            return Poll::Ready(0);
+        }
+        let coop = std::task::ready!(poll_coop(cx));
+        let mut fx = Effects::default();
+        let mut core = self.shared.lock();
+        let mut n = 0;
+        while n < limit {
+            let Some(msg) = core.take(&mut fx) else {
+                break;
+            };
+            buf.push(msg);
+            n += 1;
+        }
+        let poll = if n > 0 {
+            made_progress(coop);
+            Poll::Ready(n)
+        } else if core.ended() {
+            Poll::Ready(0)
+        } else {
+            core.park_receiver(cx.waker());
+            Poll::Pending
+        };
+        drop(core);
+        self.shared.apply(fx);
+        poll
+    }
+
+    /// Takes a message if one is ready, never waiting.
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        let mut fx = Effects::default();
+        let mut core = self.shared.lock();
+        let res = match core.take(&mut fx) {
+            Some(msg) => Ok(msg),
+            None if core.ended() => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        };
+        drop(core);
+        self.shared.apply(fx);
+        res
+    }
+
+    /// Refuses new messages (senders get `Closed`, waiting senders get their message
+    /// back) and lets the receiver drain what is queued: graceful shutdown.
+    pub fn close(&mut self) {
+        let mut fx = Effects::default();
+        self.shared.lock().close(&mut fx);
+        self.shared.apply(fx);
+    }
+
+    /// Takes every queued message out without delivering it, counted as
+    /// [`Outcome::Discarded`]; for an owner that will not process them (a crashed
+    /// server answers each queued call with an error).
+    pub fn discard_queued(&mut self) -> Vec<T> {
+        let mut fx = Effects::default();
+        let out = self.shared.lock().discard_all(&mut fx);
+        self.shared.apply(fx);
+        out
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// Whether nothing is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the mailbox's accounting.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Switches the policy on the live mailbox (see [`Monitor::set_policy`]).
+    pub fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
+        self.shared.set_policy(policy)
+    }
+
+    /// A handle for stats and policy changes that does not keep the mailbox open.
+    pub fn monitor(&self) -> Monitor<T> {
+        Monitor {
+            shared: self.shared.clone(),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The sending half: offers a message under one lock round and, where the policy
+//! makes it wait, parks it in the mailbox and waits on its wait cell.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::coop::{made_progress, poll_coop};
+use super::core::{Effects, Push, Resolved, WaitCell};
+use super::{sync, Meta, Monitor, SendError, Shared, Stats, TrySendError};
+
+/// The sending half; cheap to clone. The mailbox stays open while any sender lives.
+pub struct Sender<T> {
+    pub(super) shared: sync::Arc<Shared<T>>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.lock().add_sender();
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let waker = { self.shared.lock().drop_sender() };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+/// Takes a parked message back if its send future is dropped before it resolved.
+struct ParkGuard<'a, T> {
+    shared: &'a Shared<T>,
+    cell: Option<sync::Arc<WaitCell<T>>>,
+}
+
+impl<T> Drop for ParkGuard<'_, T> {
+    fn drop(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            // Accepted meanwhile: the message is queued and stays. Still parked: it
+            // was never accepted and goes with the future. Refused: dropped here.
+            let outcome = self.shared.lock().cancel_parked(&cell, false);
+            drop(outcome);
+        }
+    }
+}
+
+impl<T: Send + 'static> Sender<T> {
+    /// Sends a message under the policy: may wait for space (`block`, `coalesce`,
+    /// up to the policy's `send_timeout`), otherwise resolves at once.
+    ///
+    /// # Cancel safety
+    /// Dropping the future never loses or duplicates an accepted message: once
+    /// accepted, the message is in the mailbox whatever happens to the future; a
+    /// message still parked when the future is dropped was never accepted (not
+    /// counted as sent) and is dropped with it.
+    pub async fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        self.send_inner(msg, Meta::default(), None).await
+    }
+
+    /// [`send`](Self::send) with a coalescing key and/or deadline.
+    pub async fn send_with(&self, msg: T, meta: Meta) -> Result<(), SendError<T>> {
+        self.send_inner(msg, meta, None).await
+    }
+
+    /// Like [`send`](Self::send), but waits for space at most `timeout`
+    /// (or the policy's `send_timeout`, whichever is shorter).
+    pub async fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.send_inner(msg, Meta::default(), Some(timeout)).await
+    }
+
+    /// [`send_timeout`](Self::send_timeout) with a coalescing key and/or deadline.
+    pub async fn send_timeout_with(
+        &self,
+        msg: T,
+        meta: Meta,
+        timeout: Duration,
+    ) -> Result<(), SendError<T>> {
+        self.send_inner(msg, meta, Some(timeout)).await
+    }
+
+    /// Sends without ever waiting: where the policy would make the sender wait, the
+    /// message is refused as `Full` (and counted as rejected).
+    pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        self.try_send_with(msg, Meta::default())
+    }
+
+    /// [`try_send`](Self::try_send) with a coalescing key and/or deadline.
+    pub fn try_send_with(&self, msg: T, meta: Meta) -> Result<(), TrySendError<T>> {
+        let mut fx = Effects::default();
+        let res = {
+            let mut core = self.shared.lock();
+            let slot = core.make_slot(msg, meta);
+            core.offer(slot, None, &mut fx)
+        };
+        self.shared.apply(fx);
+        match res {
+            Push::Accepted => Ok(()),
+            Push::Full(s) => Err(TrySendError::Full(s.msg)),
+            Push::Closed(s) => Err(TrySendError::Closed(s.msg)),
+            Push::Parked(_) => unreachable!("try_send never parks"),
+        }
+    }
+
+    async fn send_inner(
+        &self,
+        msg: T,
+        meta: Meta,
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError<T>> {
+        // First poll: charge the budget, then offer under one lock, parking with
+        // this task's waker if the policy makes the sender wait.
+        let mut pending = Some((msg, meta));
+        let (res, policy_timeout) = poll_fn(|cx| {
+            let coop = std::task::ready!(poll_coop(cx));
+            let Some((msg, meta)) = pending.take() else {
+                unreachable!("polled after completion")
+            };
+            let mut fx = Effects::default();
+            let out = {
+                let mut core = self.shared.lock();
+                let slot = core.make_slot(msg, meta);
+                let t = core.send_timeout();
+                (core.offer(slot, Some(cx.waker()), &mut fx), t)
+            };
+            self.shared.apply(fx);
+            made_progress(coop);
+            Poll::Ready(out)
+        })
+        .await;
+        let cell = match res {
+            Push::Accepted => return Ok(()),
+            Push::Full(s) => return Err(SendError::Rejected(s.msg)),
+            Push::Closed(s) => return Err(SendError::Closed(s.msg)),
+            Push::Parked(cell) => cell,
+        };
+        let started = Instant::now();
+        let mut guard = ParkGuard {
+            shared: &self.shared,
+            cell: Some(cell.clone()),
+        };
+        let limit = match (timeout, policy_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // The resolving side stores the outcome in the cell before waking this task,
+        // so a wake-up is answered without the mailbox lock; only a poll that finds
+        // the send still unresolved locks, to keep the waker current.
+        let mut first = true;
+        let wait = poll_fn(|cx: &mut Context<'_>| {
+            if let Some(r) = cell.resolved() {
+                return Poll::Ready(r);
+            }
+            if std::mem::take(&mut first) {
+                // Parked with this waker a moment ago, in the same poll.
+                return Poll::Pending;
+            }
+            match self.shared.lock().repark(&cell, cx.waker()) {
+                Some(r) => Poll::Ready(r),
+                None => Poll::Pending,
+            }
+        });
+        let outcome = match limit {
+            None => resolved_to_result(wait.await),
+            Some(limit) => match tokio::time::timeout(limit, wait).await {
+                Ok(r) => resolved_to_result(r),
+                Err(_) => {
+                    let r = self.shared.lock().cancel_parked(&cell, true);
+                    r.unwrap_or(Ok(()))
+                }
+            },
+        };
+        guard.cell = None;
+        self.shared.lock().record_send_wait(started.elapsed());
+        outcome
+    }
+
+    /// A snapshot of the mailbox's accounting.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Whether the receiver is gone or closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().is_closed()
+    }
+
+    /// A handle for stats and policy changes that does not keep the mailbox open.
+    pub fn monitor(&self) -> Monitor<T> {
+        Monitor {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+fn resolved_to_result<T>(r: Resolved<T>) -> Result<(), SendError<T>> {
+    match r {
+        Resolved::Accepted => Ok(()),
+        Resolved::Closed(m) => Err(SendError::Closed(m)),
+        Resolved::Rejected(m) => Err(SendError::Rejected(m)),
+    }
+}

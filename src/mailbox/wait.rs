@@ -1,0 +1,68 @@
+//! The hand-off between a parked sender and whoever resolves its send (the receiver
+//! freeing a slot, a close, a policy change): a small cell the sender reads without
+//! taking the mailbox lock.
+
+use super::sync::{AtomicU8, Mutex, Ordering};
+
+/// How a parked send ended while its sender was away.
+pub(crate) enum Resolved<T> {
+    Accepted,
+    Closed(T),
+    Rejected(T),
+}
+
+/// Where a parked sender learns how its send ended, without taking the mailbox lock:
+/// the side that resolves it (the receiver, a close, a policy change) stores the
+/// outcome with `Release` after putting a refused message in `back`, then wakes the
+/// sender; the sender reads `state` with `Acquire`. Cells are recycled through
+/// `Core::spare`, so a wait allocates only while the pool grows.
+pub(crate) struct WaitCell<T> {
+    pub(crate) state: AtomicU8,
+    pub(crate) back: Mutex<Option<T>>,
+}
+
+pub(crate) const WAITING: u8 = 0;
+const ACCEPTED: u8 = 1;
+const CLOSED: u8 = 2;
+const REJECTED: u8 = 3;
+
+impl<T> WaitCell<T> {
+    pub(crate) fn new() -> Self {
+        WaitCell {
+            state: AtomicU8::new(WAITING),
+            back: Mutex::new(None),
+        }
+    }
+
+    /// The outcome, once resolved; lock-free while still waiting or accepted.
+    pub(crate) fn resolved(&self) -> Option<Resolved<T>> {
+        match self.state.load(Ordering::Acquire) {
+            WAITING => None,
+            ACCEPTED => Some(Resolved::Accepted),
+            st => {
+                let msg = self.back.lock().take()?;
+                Some(if st == CLOSED {
+                    Resolved::Closed(msg)
+                } else {
+                    Resolved::Rejected(msg)
+                })
+            }
+        }
+    }
+
+    /// Resolves the wait (under the mailbox lock; the caller wakes the sender after).
+    pub(crate) fn resolve(&self, outcome: Resolved<T>) {
+        let st = match outcome {
+            Resolved::Accepted => ACCEPTED,
+            Resolved::Closed(m) => {
+                *self.back.lock() = Some(m);
+                CLOSED
+            }
+            Resolved::Rejected(m) => {
+                *self.back.lock() = Some(m);
+                REJECTED
+            }
+        };
+        self.state.store(st, Ordering::Release);
+    }
+}
