@@ -223,3 +223,48 @@ fn loom_block_close_wakes_waiting_senders_and_drains_what_was_accepted() {
         assert_eq!((st.depth, st.waiting_senders), (0, 0), "{st:?}");
     });
 }
+
+#[test]
+fn loom_a_parked_send_dropped_while_the_receiver_lets_it_in_is_delivered_once_or_never() {
+    // Capacity 1, one message queued. A second sender parks, then drops its send
+    // future (`now_or_never` polls it once and drops it), while the receiver takes the
+    // first message and hands the freed slot to the parked one. Whichever wins, the
+    // parked message is delivered exactly once if it was accepted and never if not,
+    // and the accounting says which.
+    use futures::FutureExt;
+    model(|| {
+        let (tx, mut rx) = Builder::new(Policy::Block {
+            capacity: 1,
+            send_timeout: None,
+        })
+        .metrics(false)
+        .build()
+        .unwrap();
+        loom::future::block_on(tx.send((0, 0))).unwrap();
+        let tx2 = tx.clone();
+        let sender = thread::spawn(move || {
+            let first_poll = tx2.send((1, 0)).now_or_never();
+            drop(tx2);
+            first_poll
+        });
+        drop(tx);
+        let delivered = loom::future::block_on(async {
+            let mut got = Vec::new();
+            while let Some(m) = rx.recv().await {
+                got.push(m);
+            }
+            got
+        });
+        let first_poll = sender.join().unwrap();
+        assert_eq!(delivered.first(), Some(&(0, 0)), "{delivered:?}");
+        let st = rx.stats();
+        assert!(st.is_balanced(), "{st:?}");
+        assert_eq!(st.sent, delivered.len() as u64, "{st:?} {delivered:?}");
+        assert!(delivered.len() <= 2, "{delivered:?}");
+        if let Some(r) = first_poll {
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!(delivered.len(), 2, "accepted at once, so delivered");
+        }
+        assert_eq!((st.depth, st.waiting_senders), (0, 0), "{st:?}");
+    });
+}
