@@ -16,8 +16,9 @@
 //!
 //! `cargo bench --bench mailbox` runs it (about 2 minutes with the defaults);
 //! `cargo bench --bench mailbox -- spsc codel` keeps only variants whose name contains
-//! every word given. Environment: `MAILBOX_BENCH_MESSAGES` (default 2,000,000),
-//! `MAILBOX_BENCH_ROUNDS` (default 3), `MAILBOX_BENCH_CAPACITY` (default 1024).
+//! every word given (`=spsc/sluicegate_block` keeps exactly that one). Environment: `MAILBOX_BENCH_MESSAGES` (default 5,000,000),
+//! `MAILBOX_BENCH_ROUNDS` (default 3), `MAILBOX_BENCH_CAPACITY` (default 1024),
+//! `MAILBOX_BENCH_RUNTIME=current_thread` (one thread instead of two workers).
 
 use std::time::{Duration, Instant};
 
@@ -358,21 +359,38 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let total = env_or("MAILBOX_BENCH_MESSAGES", 2_000_000);
+    let total = env_or("MAILBOX_BENCH_MESSAGES", 5_000_000);
     let rounds = env_or("MAILBOX_BENCH_ROUNDS", 3).max(1) as usize;
     let capacity = env_or("MAILBOX_BENCH_CAPACITY", 1024).max(1) as usize;
 
     let _handle = sluicegate::service::install_prometheus().expect("prometheus recorder");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // MAILBOX_BENCH_RUNTIME=current_thread puts both sides on one thread: no cache
+    // line moves between cores, so what remains is each channel's own path length
+    // (useful under valgrind's instruction counts, which a noisy machine cannot skew).
+    let current_thread =
+        std::env::var("MAILBOX_BENCH_RUNTIME").is_ok_and(|v| v == "current_thread");
+    let rt = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
 
     let machine = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "mailbox bench: {total} u64 per measurement, capacity {capacity}, {rounds} rounds, \
-         tokio multi-thread 2 workers, {machine} CPUs"
+         tokio {}, {machine} CPUs",
+        if current_thread {
+            "current-thread"
+        } else {
+            "multi-thread 2 workers"
+        }
     );
 
     for (group, producers) in [("spsc", 1u64), ("mpsc4", 4)] {
@@ -380,7 +398,10 @@ fn main() {
             .into_iter()
             .filter(|v| {
                 let name = format!("{group}/{}", v.name());
-                filters.iter().all(|f| name.contains(f.as_str()))
+                filters.iter().all(|f| match f.strip_prefix('=') {
+                    Some(exact) => name == exact,
+                    None => name.contains(f.as_str()),
+                })
             })
             .collect();
         if all.is_empty() {

@@ -165,14 +165,31 @@ impl<T> Shared<T> {
     }
 
     /// Runs the effects gathered under the lock, after it is released.
+    #[inline]
     fn apply(&self, fx: Effects<T>) {
-        if let Some(w) = fx.wake_rx {
+        let Effects {
+            wake_rx,
+            wake_senders,
+            evicted,
+        } = fx;
+        if let Some(w) = wake_rx {
             w.wake();
         }
-        for w in fx.wake_senders {
-            w.wake();
+        // Most operations have nothing else to do: skip building the iterators.
+        if !wake_senders.is_empty() {
+            for w in wake_senders {
+                w.wake();
+            }
         }
-        for (msg, why) in fx.evicted {
+        if !evicted.is_empty() {
+            self.evicted(evicted);
+        }
+    }
+
+    /// Hands evicted messages to the eviction hook (or drops them).
+    #[cold]
+    fn evicted(&self, evicted: Vec<(T, Eviction)>) {
+        for (msg, why) in evicted {
             match &self.on_evict {
                 Some(hook) => hook(msg, why),
                 None => drop(msg),
