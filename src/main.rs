@@ -27,8 +27,10 @@ enum Command {
         /// Config file (TOML); default: the built-in recommended config (policies/coalesce.toml).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Address to listen on; port 0 picks a free one.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address to listen on, HOST:PORT (an IP or a host name such as localhost;
+        /// a name resolving to several addresses binds its first IPv4 one); port 0
+        /// picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
         /// Data directory; overrides the config's storage.data_dir (default ./data).
         #[arg(long)]
@@ -192,10 +194,12 @@ fn main() -> ExitCode {
             policy,
             data_dir,
             seed,
-        } => match runtime().and_then(|rt| {
-            rt.block_on(sluicegate::experiment::crash_writer(
-                &policy, &data_dir, seed,
-            ))
+        } => match sluicegate::service::DataDirLock::acquire(&data_dir).and_then(|_lock| {
+            runtime().and_then(|rt| {
+                rt.block_on(sluicegate::experiment::crash_writer(
+                    &policy, &data_dir, seed,
+                ))
+            })
         }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -259,6 +263,32 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Resolves `--listen`: a socket address, or HOST:PORT with a host name.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(format!(
+            "expected HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080), got {text:?}"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -259,6 +259,32 @@ fn a_bad_listen_address_fails_with_a_message() {
 }
 
 #[test]
+fn serve_listens_on_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Serve::start(&[
+        "--listen",
+        "localhost:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(s.addr.ip().is_loopback(), "{}", s.first_line);
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+#[test]
+fn a_listen_address_without_a_port_or_with_an_unknown_host_fails_with_a_message() {
+    for bad in ["localhost", "localhost:99999", "no-such-host.invalid:8080"] {
+        let out = run(&["serve", "--listen", bad]);
+        assert!(!out.status.success(), "{bad}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("--listen"), "{bad}: {stderr}");
+        assert!(stderr.contains(bad), "{bad}: {stderr}");
+        assert!(text(&out.stdout).is_empty());
+    }
+}
+
+#[test]
 fn serve_on_a_taken_port_fails_with_a_message() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

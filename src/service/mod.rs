@@ -3,6 +3,7 @@
 
 mod error;
 mod http_metrics;
+mod lock;
 mod routes;
 
 use std::future::IntoFuture;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use http_metrics::{HTTP_DURATION, HTTP_REQUESTS};
+pub use lock::{DataDirLock, LOCK_FILE};
 
 use crate::config::Config;
 use crate::todo::TodoSystem;
@@ -124,15 +126,13 @@ impl Running {
 }
 
 /// Starts the to-do system and the HTTP server; returns once it is listening.
+///
+/// Takes the data directory's [`DataDirLock`] first (held until the service has
+/// drained to storage), so a second server on the same directory fails here.
 pub async fn start(opts: ServeOptions) -> Result<Running, String> {
     let prometheus = install_prometheus()?;
     http_metrics::describe();
-    std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
-        format!(
-            "cannot create data directory {}: {e}",
-            opts.data_dir.display()
-        )
-    })?;
+    let lock = DataDirLock::acquire(&opts.data_dir)?;
     let system = TodoSystem::start(&opts.config, &opts.data_dir)
         .await
         .map_err(|e| e.to_string())?;
@@ -172,6 +172,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         };
         tracing::info!("HTTP server stopped; draining mailboxes to storage");
         system.shutdown().await;
+        drop(lock);
         tracing::info!("shutdown complete");
         served
     });
