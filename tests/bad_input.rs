@@ -229,6 +229,20 @@ fn table() -> Vec<Row> {
             r#"{"date":"2026-11-23","title":"x","title":"y"}"#,
         )
         .expect(400, &["title"]),
+        post(
+            "an id in a new entry",
+            r#"{"date":"2026-12-02","title":"x","id":1}"#,
+        )
+        .expect(400, &["unknown field", "id"]),
+        post(
+            "a positional JSON array",
+            r#"["2026-12-02","positional",null]"#,
+        )
+        .expect(400, &["body", "object"]),
+        post("a one-element JSON array", r#"["2026-12-02"]"#).expect(400, &["body", "object"]),
+        post("a title of only spaces", entry("2026-12-02", "   "))
+            .expect(400, &["title", "whitespace"]),
+        post("a title of only a tab", entry("2026-12-02", "\t")).expect(400, &["title"]),
         row("no content type", "POST", ENTRIES)
             .json(GOOD)
             .content_type("text/plain")
@@ -319,6 +333,26 @@ fn table() -> Vec<Row> {
         row("patch with an unknown field", "PATCH", "/lists/a/entries/1")
             .json(r#"{"title":"x","done":true}"#)
             .expect(400, &["done"]),
+        row(
+            "patch with a null title",
+            "PATCH",
+            "/lists/a/entries/1?ack=none",
+        )
+        .json(r#"{"title":null}"#)
+        .expect(400, &["title", "null"]),
+        row("patch with a null date", "PATCH", "/lists/a/entries/1")
+            .json(r#"{"date":null,"title":"x"}"#)
+            .expect(400, &["date", "null"]),
+        row(
+            "patch with a title of only spaces",
+            "PATCH",
+            "/lists/a/entries/1",
+        )
+        .json(r#"{"title":"  "}"#)
+        .expect(400, &["title", "whitespace"]),
+        row("patch with a JSON array", "PATCH", "/lists/a/entries/1")
+            .json(r#"["2026-12-02","x"]"#)
+            .expect(400, &["body", "object"]),
         row("patch with malformed JSON", "PATCH", "/lists/a/entries/1")
             .json("{")
             .expect(400, &["body"]),
@@ -424,6 +458,33 @@ fn table() -> Vec<Row> {
             .json(r#"{"title":"x"}"#)
             .expect(400, &["ack"]),
         row(
+            "unknown query parameter (GET)",
+            "GET",
+            "/lists/a/entries?colour=red",
+        )
+        .expect(400, &["query", "colour"]),
+        row("ack on a read", "GET", "/lists/a/entries?ack=none").expect(400, &["query", "ack"]),
+        row(
+            "unknown query parameter (POST)",
+            "POST",
+            "/lists/a/entries?acks=none",
+        )
+        .json(GOOD)
+        .expect(400, &["query", "acks"]),
+        row(
+            "unknown query parameter (PATCH)",
+            "PATCH",
+            "/lists/a/entries/1?force=1",
+        )
+        .json(r#"{"title":"x"}"#)
+        .expect(400, &["query", "force"]),
+        row(
+            "unknown query parameter (DELETE)",
+            "DELETE",
+            "/lists/a/entries/1?force=1",
+        )
+        .expect(400, &["query", "force"]),
+        row(
             "impossible date query",
             "GET",
             "/lists/a/entries?date=2026-02-30",
@@ -490,6 +551,19 @@ async fn every_hostile_request_gets_its_documented_status_and_a_json_error() {
                 });
             match message {
                 Some(m) if is_json => {
+                    // No Rust type names from serde ("expected struct NewEntry with 3 elements").
+                    for leak in [
+                        "struct",
+                        "NewEntry",
+                        "EntryPatch",
+                        "AckQuery",
+                        "ReadQuery",
+                        "Failed to deserialize",
+                    ] {
+                        if m.contains(leak) {
+                            problems.push(format!("error leaks {leak:?}"));
+                        }
+                    }
                     for want in &row.mentions {
                         if !m.to_lowercase().contains(&want.to_lowercase()) {
                             problems.push(format!("error does not mention {want:?}"));

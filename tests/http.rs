@@ -52,9 +52,19 @@ async fn every_route_works_and_survives_a_restart() {
         json!({"id": 1, "date": "2026-11-23", "title": "Dentist"})
     );
 
+    // The list assigns ids: a body carrying one is refused, naming the field.
     let resp = c
         .post(url(&r, "/lists/bob/entries?ack=durable"))
         .json(&json!({"date": "2026-11-24", "title": "Shopping", "id": 77}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let err = resp.json::<Value>().await.unwrap()["error"].to_string();
+    assert!(err.contains("unknown field `id`"), "{err}");
+    let resp = c
+        .post(url(&r, "/lists/bob/entries?ack=durable"))
+        .json(&json!({"date": "2026-11-24", "title": "Shopping"}))
         .send()
         .await
         .unwrap();
@@ -68,6 +78,11 @@ async fn every_route_works_and_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // It says what was accepted (the id is assigned when the list applies it).
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"status": "accepted", "list": "bob", "date": "2026-11-23", "title": "Movies"})
+    );
 
     let day: Value = c
         .get(url(&r, "/lists/bob/entries?date=2026-11-23"))

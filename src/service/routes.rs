@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -145,36 +145,81 @@ fn path_list_id(
     Ok((list, id))
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match body {
+/// A JSON body as `T`: only an object is accepted (serde would also take an array
+/// as a positional struct), and the message names the field without serde's type names.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "body: expected a request with `Content-Type: application/json`".into(),
+        });
+    }
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::bad_request(
+            "body: expected a JSON object, e.g. {\"date\": \"2026-11-23\", \"title\": \"Dentist\"}",
+        )),
+        None => return Err(ApiError::bad_request("body: empty; expected a JSON object")),
+    }
+    match Json::<T>::from_bytes(body) {
         Ok(Json(v)) => Ok(v),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: TOO_LARGE.into(),
-        }),
-        Err(e) => Err(ApiError {
-            status: match e.status() {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                _ => StatusCode::BAD_REQUEST,
-            },
-            message: format!("body: {}", e.body_text()),
-        }),
+        Err(e) => {
+            let text = e.body_text();
+            let detail = text
+                .split_once(": ")
+                .filter(|(head, _)| head.starts_with("Failed to"))
+                .map_or(text.as_str(), |(_, rest)| rest);
+            Err(ApiError::bad_request(format!("body: {detail}")))
+        }
     }
 }
 
+/// A query string as `T` (unknown parameters refused, by name).
+fn query<T: serde::de::DeserializeOwned>(
+    q: Result<Query<T>, QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| {
+        let text = e.body_text();
+        let detail = text
+            .split_once(": ")
+            .filter(|(head, _)| head.starts_with("Failed to"))
+            .map_or(text.as_str(), |(_, rest)| rest);
+        ApiError::bad_request(format!("query: {detail}"))
+    })
+}
+
+/// Deserializes a present field that must not be `null` (absent stays `None`
+/// through `#[serde(default)]`).
+fn not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AckQuery {
     ack: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReadQuery {
     date: Option<String>,
 }
 
 fn ack(q: Result<Query<AckQuery>, QueryRejection>) -> Result<Option<AckMode>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
-    q.ack
+    query(q)?
+        .ack
         .map(|a| {
             a.parse::<AckMode>()
                 .map_err(|e| ApiError::bad_request(format!("ack: {e}")))
@@ -191,23 +236,32 @@ fn date_field(field: &str, value: &str) -> Result<chrono::NaiveDate, ApiError> {
 struct NewEntry {
     date: String,
     title: String,
-    /// Accepted and ignored: the list assigns ids.
-    #[allow(dead_code)]
-    id: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EntryPatch {
+    #[serde(default, deserialize_with = "not_null")]
     date: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     title: Option<String>,
 }
 
-fn written(outcome: WriteOutcome, done: StatusCode) -> Response {
+/// Refuses a title that is only whitespace (the list checks length and control characters).
+fn title_field(title: &str) -> Result<(), ApiError> {
+    if !title.is_empty() && title.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "title: only whitespace; give a title with visible text",
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to a write: `done` with the entry, or `202` with what was accepted
+/// (`accepted`: the write as queued; a new entry's id is not known until applied).
+fn written(outcome: WriteOutcome, done: StatusCode, accepted: serde_json::Value) -> Response {
     match outcome {
-        WriteOutcome::Accepted => {
-            (StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))).into_response()
-        }
+        WriteOutcome::Accepted => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
         WriteOutcome::Done(entry) if done == StatusCode::NO_CONTENT => {
             let _ = entry;
             StatusCode::NO_CONTENT.into_response()
@@ -220,18 +274,26 @@ async fn add_entry(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
-    body: Result<Json<NewEntry>, JsonRejection>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
     let ack = ack(query)?;
-    let body = json_body(body)?;
+    let body: NewEntry = json_body(&headers, &body)?;
     let date = date_field("date", &body.date)?;
+    title_field(&body.title)?;
     let outcome = state
         .system
         .add_entry(&list, date, &body.title, ack)
         .await
         .map_err(|e| prefix_invalid(e, "title"))?;
-    Ok(written(outcome, StatusCode::CREATED))
+    let accepted = json!({
+        "status": "accepted",
+        "list": list.as_str(),
+        "date": body.date,
+        "title": body.title,
+    });
+    Ok(written(outcome, StatusCode::CREATED, accepted))
 }
 
 /// Names the field for the only input the system itself validates.
@@ -250,7 +312,7 @@ async fn list_entries(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let q: ReadQuery = self::query(query)?;
     let date = q
         .date
         .as_deref()
@@ -264,11 +326,12 @@ async fn update_entry(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
-    body: Result<Json<EntryPatch>, JsonRejection>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let (list, id) = path_list_id(path)?;
     let ack = ack(query)?;
-    let body = json_body(body)?;
+    let body: EntryPatch = json_body(&headers, &body)?;
     if body.date.is_none() && body.title.is_none() {
         return Err(ApiError::bad_request(
             "body: give \"date\" and/or \"title\" to change",
@@ -279,6 +342,16 @@ async fn update_entry(
         .as_deref()
         .map(|d| date_field("date", d))
         .transpose()?;
+    if let Some(title) = &body.title {
+        title_field(title)?;
+    }
+    let mut accepted = json!({ "status": "accepted", "list": list.as_str(), "id": id });
+    if let Some(d) = &body.date {
+        accepted["date"] = json!(d);
+    }
+    if let Some(t) = &body.title {
+        accepted["title"] = json!(t);
+    }
     let update = EntryUpdate {
         date,
         title: body.title,
@@ -288,7 +361,7 @@ async fn update_entry(
         .update_entry(&list, id, update, ack)
         .await
         .map_err(|e| prefix_invalid(e, "title"))?;
-    Ok(written(outcome, StatusCode::OK))
+    Ok(written(outcome, StatusCode::OK, accepted))
 }
 
 async fn delete_entry(
@@ -299,5 +372,6 @@ async fn delete_entry(
     let (list, id) = path_list_id(path)?;
     let ack = ack(query)?;
     let outcome = state.system.delete_entry(&list, id, ack).await?;
-    Ok(written(outcome, StatusCode::NO_CONTENT))
+    let accepted = json!({ "status": "accepted", "list": list.as_str(), "id": id });
+    Ok(written(outcome, StatusCode::NO_CONTENT, accepted))
 }
