@@ -106,6 +106,14 @@ enum Command {
         /// Requests in flight at most.
         #[arg(long, default_value_t = 64)]
         connections: usize,
+        /// Name prefix of the lists written and read: `PREFIX0`, `PREFIX1`, ... They are
+        /// real lists in the target's data (default: load-0, load-1, ...).
+        #[arg(long, default_value = sluicegate::load::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Exit 1 when more than this share (0 to 1) of requests fail (transport error
+        /// or non-2xx answer); 1 never fails the run.
+        #[arg(long, default_value_t = sluicegate::load::DEFAULT_MAX_FAILURE_SHARE)]
+        max_failure_share: f64,
     },
 }
 
@@ -214,6 +222,8 @@ fn main() -> ExitCode {
             lists,
             write_pct,
             connections,
+            prefix,
+            max_failure_share,
         } => {
             let opts = sluicegate::load::LoadOptions {
                 target,
@@ -223,14 +233,29 @@ fn main() -> ExitCode {
                 write_pct,
                 connections,
                 seed: 42,
+                prefix,
+                max_failure_share,
             };
-            let total = (rate.max(0.0) * duration.as_secs_f64()).round() as u64;
-            let bar = indicatif::ProgressBar::new(total);
+            if let Err(e) = opts.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            let bar = indicatif::ProgressBar::new(opts.total());
             let b2 = bar.clone();
             let result = runtime()
                 .and_then(|rt| rt.block_on(sluicegate::load::run(&opts, move || b2.inc(1))));
             bar.finish_and_clear();
             match result {
+                Ok(report) if report.failure_share() > max_failure_share => {
+                    print!("{}", report.summary());
+                    eprintln!(
+                        "error: {} of {} requests failed ({:.1} %), more than --max-failure-share {max_failure_share}",
+                        report.failed(),
+                        report.sent,
+                        report.failure_share() * 100.0
+                    );
+                    ExitCode::FAILURE
+                }
                 Ok(report) => {
                     print!("{}", report.summary());
                     ExitCode::SUCCESS
