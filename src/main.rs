@@ -20,6 +20,15 @@ struct Cli {
     command: Command,
 }
 
+/// How `serve` writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the to-do HTTP service.
@@ -35,6 +44,10 @@ enum Command {
         /// Data directory; overrides the config's storage.data_dir (default ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Log lines on stderr as text or as one JSON object per line. RUST_LOG
+        /// filters them (default: info), e.g. RUST_LOG=debug or RUST_LOG=sluicegate=debug.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate a config file and print the effective settings.
     CheckConfig {
@@ -270,8 +283,9 @@ fn main() -> ExitCode {
             config,
             listen,
             data_dir,
+            log_format,
         } => {
-            init_tracing();
+            init_tracing(log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -320,14 +334,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 async fn serve(

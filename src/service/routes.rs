@@ -18,6 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::error::{json_errors, ApiError};
+use super::refusals::{self, RefusalLog};
 use super::{http_metrics, AppState, BODY_LIMIT};
 use crate::config::AckMode;
 use crate::todo::{parse_date, EntryUpdate, ListName, WriteOutcome};
@@ -34,12 +35,11 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
-        .fallback(|| async {
-            ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: "no such route".into(),
-            }
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .route_layer(middleware::from_fn_with_state(
+            RefusalLog::start(),
+            refusals::log_refusals,
+        ))
         .with_state(state)
         .layer(middleware::from_fn(strict_percent_encoding))
         .layer(middleware::from_fn(read_body_first))
@@ -51,7 +51,9 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(middleware::map_response(json_errors))
         // Outside the body limit and the timeout, so their 413s and 408s are counted.
         .layer(middleware::from_fn(http_metrics::track))
-        .layer(TraceLayer::new_for_http())
+        // A span per request; failures are logged by `refusals::log_refusals`, rate-limited
+        // and with their cause, not once per 5xx here.
+        .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
 /// Reads the whole request body (within the body limit) before any handler runs, so that
@@ -66,11 +68,9 @@ async fn read_body_first(req: Request, next: Next) -> Response {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: TOO_LARGE.into(),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE).into_response()
         }
-        .into_response(),
         Err(e) => ApiError::bad_request(format!("body: {}", e.body_text())).into_response(),
     }
 }
@@ -160,10 +160,10 @@ fn json_body<T: serde::de::DeserializeOwned>(
             v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
         });
     if !is_json {
-        return Err(ApiError {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            message: "body: expected a request with `Content-Type: application/json`".into(),
-        });
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "body: expected a request with `Content-Type: application/json`",
+        ));
     }
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
