@@ -418,16 +418,35 @@ fn table() -> Vec<Row> {
         // Routes and methods.
         row("unknown route", "GET", "/nowhere").expect(404, &["route"]),
         row("root", "GET", "/").expect(404, &["route"]),
-        row("lists without a name", "GET", "/lists").expect(404, &["route"]),
+        row("lists with a trailing slash", "GET", "/lists/").expect(404, &["route"]),
         row("empty list name", "GET", "/lists//entries").expect(400, &["list", "empty"]),
-        row("list without entries", "GET", "/lists/a").expect(404, &["route"]),
+        row("list with a trailing slash", "GET", "/lists/a/").expect(404, &["route"]),
+        row("POST on a list", "POST", "/lists/a")
+            .json(GOOD)
+            .expect(405, &["method"]),
+        row("PUT on lists", "PUT", "/lists")
+            .json(GOOD)
+            .expect(405, &["method"]),
         row("trailing slash", "GET", "/lists/a/entries/").expect(404, &["route"]),
         row("too deep", "GET", "/lists/a/entries/1/x").expect(404, &["route"]),
         row("PUT on entries", "PUT", ENTRIES)
             .json(GOOD)
             .expect(405, &["method"]),
         row("DELETE on entries", "DELETE", ENTRIES).expect(405, &["method"]),
-        row("GET on an entry", "GET", "/lists/a/entries/1").expect(405, &["method"]),
+        row("PUT on an entry", "PUT", "/lists/a/entries/1")
+            .json(GOOD)
+            .expect(405, &["method"]),
+        row("GET of an unknown entry", "GET", "/lists/a/entries/99").expect(404, &["99"]),
+        row("GET of entry 0", "GET", "/lists/a/entries/0").expect(400, &["id", "0"]),
+        row(
+            "GET of an entry with a query",
+            "GET",
+            "/lists/a/entries/1?ack=none",
+        )
+        .expect(400, &["query", "ack"]),
+        row("GET /lists with a query", "GET", "/lists?limit=1").expect(400, &["query", "limit"]),
+        row("GET a list with a query", "GET", "/lists/a?x=1").expect(400, &["query", "x"]),
+        row("GET a list with a bad name", "GET", "/lists/a%00").expect(400, &["list", "control"]),
         row("POST on an entry", "POST", "/lists/a/entries/1")
             .json(GOOD)
             .expect(405, &["method"]),
@@ -484,6 +503,26 @@ fn table() -> Vec<Row> {
             "/lists/a/entries/1?force=1",
         )
         .expect(400, &["query", "force"]),
+        row("zero limit", "GET", "/lists/a/entries?limit=0").expect(400, &["limit", "0"]),
+        row("limit over 1000", "GET", "/lists/a/entries?limit=1001")
+            .expect(400, &["limit", "1001"]),
+        row("word limit", "GET", "/lists/a/entries?limit=all").expect(400, &["limit", "all"]),
+        row("negative after", "GET", "/lists/a/entries?after=-1").expect(400, &["after", "-1"]),
+        row("bad from", "GET", "/lists/a/entries?from=2026-02-30")
+            .expect(400, &["from", "2026-02-30"]),
+        row("bad to", "GET", "/lists/a/entries?to=soon").expect(400, &["to", "soon"]),
+        row(
+            "from after to",
+            "GET",
+            "/lists/a/entries?from=2026-12-05&to=2026-12-01",
+        )
+        .expect(400, &["from", "2026-12-05"]),
+        row(
+            "date and from",
+            "GET",
+            "/lists/a/entries?date=2026-12-05&from=2026-12-01",
+        )
+        .expect(400, &["date", "from"]),
         row(
             "impossible date query",
             "GET",

@@ -25,10 +25,12 @@ use crate::todo::{parse_date, EntryUpdate, ListName, WriteOutcome};
 
 pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
+        .route("/lists", get(all_lists))
+        .route("/lists/{list}", get(one_list))
         .route("/lists/{list}/entries", get(list_entries).post(add_entry))
         .route(
             "/lists/{list}/entries/{id}",
-            axum::routing::patch(update_entry).delete(delete_entry),
+            get(get_entry).patch(update_entry).delete(delete_entry),
         )
         .route("/metrics", get(metrics))
         .route(
@@ -215,6 +217,33 @@ struct AckQuery {
 #[serde(deny_unknown_fields)]
 struct ReadQuery {
     date: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// A route without query parameters: any one given is refused by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+/// Most entries one page holds (`limit` defaults to all).
+pub const MAX_PAGE: usize = 1000;
+
+/// What a list name escapes in a URL path segment: all but RFC 3986's unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The path of a list's entries, percent-encoded.
+fn entries_path(list: &ListName) -> String {
+    format!(
+        "/lists/{}/entries",
+        percent_encoding::utf8_percent_encode(list.as_str(), PATH_SEGMENT)
+    )
 }
 
 fn ack(q: Result<Query<AckQuery>, QueryRejection>) -> Result<Option<AckMode>, ApiError> {
@@ -287,6 +316,14 @@ async fn add_entry(
         .add_entry(&list, date, &body.title, ack)
         .await
         .map_err(|e| prefix_invalid(e, "title"))?;
+    if let WriteOutcome::Done(entry) = &outcome {
+        let location = format!("{}/{}", entries_path(&list), entry.id);
+        let mut resp = (StatusCode::CREATED, Json(entry)).into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(resp);
+    }
     let accepted = json!({
         "status": "accepted",
         "list": list.as_str(),
@@ -313,13 +350,146 @@ async fn list_entries(
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
     let q: ReadQuery = self::query(query)?;
-    let date = q
-        .date
-        .as_deref()
-        .map(|d| date_field("date", d))
-        .transpose()?;
-    let entries = state.system.entries(&list, date).await?;
-    Ok(Json(entries).into_response())
+    let parse =
+        |field: &str, v: &Option<String>| v.as_deref().map(|d| date_field(field, d)).transpose();
+    let (date, from, to) = (
+        parse("date", &q.date)?,
+        parse("from", &q.from)?,
+        parse("to", &q.to)?,
+    );
+    if date.is_some() && (from.is_some() || to.is_some()) {
+        return Err(ApiError::bad_request(
+            "date: give either date or a from/to range, not both",
+        ));
+    }
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::bad_request(format!(
+                "from: {f} is after to {t}; the range is empty"
+            )));
+        }
+    }
+    let limit = match q.limit.as_deref() {
+        None => None,
+        Some(l) => Some(
+            l.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "limit: \"{}\" is not a page size (a whole number from 1 to {MAX_PAGE})",
+                        l.chars().take(64).collect::<String>()
+                    ))
+                })?,
+        ),
+    };
+    let after = match q.after.as_deref() {
+        None => 0,
+        Some(a) => a.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "after: \"{}\" is not an entry id (a whole number from 0 to {})",
+                a.chars().take(64).collect::<String>(),
+                u64::MAX
+            ))
+        })?,
+    };
+    let mut entries: Vec<_> = state
+        .system
+        .entries(&list, date)
+        .await?
+        .into_iter()
+        .filter(|e| from.is_none_or(|f| e.date >= f) && to.is_none_or(|t| e.date <= t))
+        .filter(|e| e.id > after)
+        .collect();
+    let mut next = None;
+    if let Some(limit) = limit {
+        if entries.len() > limit {
+            entries.truncate(limit);
+            let last = entries.last().map_or(after, |e| e.id);
+            let mut params = Vec::new();
+            for (k, v) in [("date", &q.date), ("from", &q.from), ("to", &q.to)] {
+                if let Some(v) = v {
+                    params.push(format!("{k}={v}"));
+                }
+            }
+            params.push(format!("limit={limit}"));
+            params.push(format!("after={last}"));
+            next = Some(format!(
+                "<{}?{}>; rel=\"next\"",
+                entries_path(&list),
+                params.join("&")
+            ));
+        }
+    }
+    let mut resp = Json(entries).into_response();
+    if let Some(link) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, link);
+    }
+    Ok(resp)
+}
+
+async fn get_entry(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (list, id) = path_list_id(path)?;
+    let NoQuery {} = self::query(query)?;
+    let entries = state.system.entries(&list, None).await?;
+    match entries.into_iter().find(|e| e.id == id) {
+        Some(e) => Ok(Json(e).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no entry with id {id}"),
+        )),
+    }
+}
+
+/// Every list the service knows (stored or live), by name, with its entry count.
+async fn all_lists(
+    State(state): State<AppState>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let NoQuery {} = self::query(query)?;
+    let mut names = state
+        .system
+        .database()
+        .storage()
+        .list_names()
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("cannot list the stored lists: {e}"),
+            reason: Some("unavailable"),
+        })?;
+    names.extend(state.system.registry().live_names());
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push(list_summary(&state, &name).await);
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `{"name", "entries"}`, or `{"name", "entries": null, "error"}` when it cannot be read.
+async fn list_summary(state: &AppState, name: &ListName) -> serde_json::Value {
+    match state.system.entries(name, None).await {
+        Ok(entries) => json!({ "name": name.as_str(), "entries": entries.len() }),
+        Err(e) => json!({ "name": name.as_str(), "entries": null, "error": e.to_string() }),
+    }
+}
+
+/// One list's name and entry count (an unknown list is empty: 0).
+async fn one_list(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let NoQuery {} = self::query(query)?;
+    let entries = state.system.entries(&list, None).await?;
+    Ok(Json(json!({ "name": list.as_str(), "entries": entries.len() })).into_response())
 }
 
 async fn update_entry(
