@@ -4,6 +4,7 @@
 mod error;
 mod http_metrics;
 mod lock;
+pub mod openapi;
 mod refusals;
 mod routes;
 

@@ -32,6 +32,10 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             "/lists/{list}/entries/{id}",
             get(get_entry).patch(update_entry).delete(delete_entry),
         )
+        .route(
+            "/openapi.json",
+            get(|| async { Json(super::openapi::document()) }),
+        )
         .route("/metrics", get(metrics))
         .route(
             "/healthz",
@@ -209,13 +213,13 @@ fn not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D:
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AckQuery {
+pub(super) struct AckQuery {
     ack: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReadQuery {
+pub(super) struct ReadQuery {
     date: Option<String>,
     from: Option<String>,
     to: Option<String>,
@@ -226,7 +230,7 @@ struct ReadQuery {
 /// A route without query parameters: any one given is refused by name.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoQuery {}
+pub(super) struct NoQuery {}
 
 /// Most entries one page holds (`limit` defaults to all).
 pub const MAX_PAGE: usize = 1000;
@@ -299,7 +303,11 @@ fn written(outcome: WriteOutcome, done: StatusCode, accepted: serde_json::Value)
     }
 }
 
-async fn add_entry(
+#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("ack" = Option<String>, Query, description = "none, applied or durable (default from config)")),
+    request_body = super::openapi::NewEntryDoc,
+    responses((status = 201, description = "Added", body = super::openapi::EntryDoc, headers(("Location" = String, description = "The new entry's path"))),
+        (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
+pub(super) async fn add_entry(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
@@ -343,7 +351,16 @@ fn prefix_invalid(e: crate::todo::TodoSystemError, field: &str) -> ApiError {
     }
 }
 
-async fn list_entries(
+#[utoipa::path(get, path = "/lists/{list}/entries", tag = "entries",
+    params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"),
+        ("date" = Option<String>, Query, format = Date, description = "Only this date (not with from/to)"),
+        ("from" = Option<String>, Query, format = Date, description = "From this date, inclusive"),
+        ("to" = Option<String>, Query, format = Date, description = "To this date, inclusive"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many entries"),
+        ("after" = Option<u64>, Query, description = "Only ids above this one")),
+    responses((status = 200, description = "Entries in id order; a Link rel=next header when a page follows", body = [super::openapi::EntryDoc],
+        headers(("Link" = String, description = "The next page, when limit cut the answer"))), super::openapi::ApiErrors))]
+pub(super) async fn list_entries(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ReadQuery>, QueryRejection>,
@@ -428,7 +445,9 @@ async fn list_entries(
     Ok(resp)
 }
 
-async fn get_entry(
+#[utoipa::path(get, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("id" = u64, Path, minimum = 1, description = "The entry id")),
+    responses((status = 200, description = "The entry", body = super::openapi::EntryDoc), super::openapi::ApiErrors))]
+pub(super) async fn get_entry(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<NoQuery>, QueryRejection>,
@@ -446,7 +465,9 @@ async fn get_entry(
 }
 
 /// Every list the service knows (stored or live), by name, with its entry count.
-async fn all_lists(
+#[utoipa::path(get, path = "/lists", tag = "lists",
+    responses((status = 200, description = "Every list by name with its entry count", body = [super::openapi::ListSummaryDoc]), super::openapi::ApiErrors))]
+pub(super) async fn all_lists(
     State(state): State<AppState>,
     query: Result<Query<NoQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -481,7 +502,9 @@ async fn list_summary(state: &AppState, name: &ListName) -> serde_json::Value {
 }
 
 /// One list's name and entry count (an unknown list is empty: 0).
-async fn one_list(
+#[utoipa::path(get, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded")),
+    responses((status = 200, description = "The list's name and entry count (an unknown list: 0)", body = super::openapi::ListSummaryDoc), super::openapi::ApiErrors))]
+pub(super) async fn one_list(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<NoQuery>, QueryRejection>,
@@ -492,7 +515,11 @@ async fn one_list(
     Ok(Json(json!({ "name": list.as_str(), "entries": entries.len() })).into_response())
 }
 
-async fn update_entry(
+#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("id" = u64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<String>, Query, description = "none, applied or durable (default from config)")),
+    request_body = super::openapi::EntryPatchDoc,
+    responses((status = 200, description = "Changed", body = super::openapi::EntryDoc),
+        (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
+pub(super) async fn update_entry(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
@@ -534,7 +561,10 @@ async fn update_entry(
     Ok(written(outcome, StatusCode::OK, accepted))
 }
 
-async fn delete_entry(
+#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("id" = u64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<String>, Query, description = "none, applied or durable (default from config)")),
+    responses((status = 204, description = "Deleted"),
+        (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
+pub(super) async fn delete_entry(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
