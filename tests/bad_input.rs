@@ -311,9 +311,21 @@ fn table() -> Vec<Row> {
         row(
             "largest id, unknown (DELETE)",
             "DELETE",
-            "/lists/a/entries/18446744073709551615",
+            "/lists/a/entries/9223372036854775807",
         )
-        .expect(404, &["18446744073709551615"]),
+        .expect(404, &["9223372036854775807"]),
+        row(
+            "id over int64 (DELETE)",
+            "DELETE",
+            "/lists/a/entries/9223372036854775808",
+        )
+        .expect(400, &["id", "9223372036854775808"]),
+        row(
+            "after over int64",
+            "GET",
+            "/lists/a/entries?after=9223372036854775808",
+        )
+        .expect(400, &["after", "9223372036854775808"]),
         row("empty patch", "PATCH", "/lists/a/entries/1")
             .json("{}")
             .expect(400, &["date", "title"]),
@@ -511,18 +523,6 @@ fn table() -> Vec<Row> {
         row("bad from", "GET", "/lists/a/entries?from=2026-02-30")
             .expect(400, &["from", "2026-02-30"]),
         row("bad to", "GET", "/lists/a/entries?to=soon").expect(400, &["to", "soon"]),
-        row(
-            "from after to",
-            "GET",
-            "/lists/a/entries?from=2026-12-05&to=2026-12-01",
-        )
-        .expect(400, &["from", "2026-12-05"]),
-        row(
-            "date and from",
-            "GET",
-            "/lists/a/entries?date=2026-12-05&from=2026-12-01",
-        )
-        .expect(400, &["date", "from"]),
         row(
             "impossible date query",
             "GET",

@@ -450,6 +450,13 @@ async fn lists_entries_by_id_location_date_ranges_and_pages() {
     assert_eq!(ids(&v), [4, 5]);
     let (_, v) = get_json(&c, &r, &format!("{e}?to=2026-12-01")).await;
     assert_eq!(ids(&v), [1]);
+    // The filters combine; a range from after to is empty.
+    let (_, v) = get_json(&c, &r, &format!("{e}?date=2026-12-03&from=2026-12-01")).await;
+    assert_eq!(ids(&v), [3]);
+    let (_, v) = get_json(&c, &r, &format!("{e}?date=2026-12-03&to=2026-12-02")).await;
+    assert_eq!(ids(&v), Vec::<u64>::new());
+    let (status, v) = get_json(&c, &r, &format!("{e}?from=2026-12-05&to=2026-12-01")).await;
+    assert_eq!((status, ids(&v)), (StatusCode::OK, vec![]));
 
     // Pages of 2 by following Link rel="next" until there is none.
     let mut next = Some(format!("{e}?from=2026-12-02&limit=2"));

@@ -71,6 +71,29 @@ async fn the_document_covers_every_route_and_each_operation_answers_as_documente
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // Every $ref points at a schema the document holds.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in &all {
+        let name = r.strip_prefix("#/components/schemas/").expect(r);
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling {r}"
+        );
+    }
 
     let mut operations = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -93,6 +116,18 @@ async fn the_document_covers_every_route_and_each_operation_answers_as_documente
     .map(|(p, m)| (p.to_string(), m.to_string()))
     .collect();
     assert_eq!(operations, want);
+    // The PATCH body needs date and/or title; the list name has no control characters.
+    assert_eq!(
+        doc["components"]["schemas"]["EntryPatch"]["minProperties"],
+        1
+    );
+    assert!(doc["components"]["schemas"]["EntryPatch"]
+        .get("maxProperties")
+        .is_none());
+    assert_eq!(
+        doc["components"]["schemas"]["Ack"]["enum"],
+        json!(["none", "applied", "durable"])
+    );
 
     // Entry 1 exists for the reads, patch and delete below (delete last).
     let order = [

@@ -3,6 +3,23 @@
 
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
+/// No control characters (C0, DEL, C1); for list names and titles.
+pub const NO_CONTROL: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
+
+/// `?ack=`: when a write is answered.
+#[derive(ToSchema)]
+#[schema(as = Ack)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum AckDoc {
+    /// Queued to the list server (202).
+    None,
+    /// Applied in memory (201/200/204).
+    Applied,
+    /// Applied and fsynced (201/200/204).
+    Durable,
+}
+
 /// A to-do entry as the API answers it.
 #[derive(ToSchema)]
 #[schema(as = Entry)]
@@ -14,8 +31,14 @@ pub struct EntryDoc {
     /// The day it is due.
     #[schema(format = Date, example = "2026-11-23")]
     date: String,
-    /// What to do: 1 to 1024 bytes, not only whitespace, no control characters.
-    #[schema(min_length = 1, max_length = 1024, example = "Dentist")]
+    /// What to do: 1 to 1024 bytes of UTF-8 (multi-byte characters reach the limit
+    /// sooner than `maxLength` says), not only whitespace, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "Dentist"
+    )]
     title: String,
 }
 
@@ -28,8 +51,14 @@ pub struct NewEntryDoc {
     /// The day it is due.
     #[schema(format = Date, example = "2026-11-23")]
     date: String,
-    /// What to do: 1 to 1024 bytes, not only whitespace, no control characters.
-    #[schema(min_length = 1, max_length = 1024, example = "Dentist")]
+    /// What to do: 1 to 1024 bytes of UTF-8 (multi-byte characters reach the limit
+    /// sooner than `maxLength` says), not only whitespace, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "Dentist"
+    )]
     title: String,
 }
 
@@ -149,6 +178,7 @@ pub enum ApiErrors {
         super::routes::delete_entry,
     ),
     components(schemas(
+        AckDoc,
         EntryDoc,
         NewEntryDoc,
         EntryPatchDoc,
@@ -159,7 +189,35 @@ pub enum ApiErrors {
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI 3.1 document as JSON.
+/// The OpenAPI 3.1 document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    use utoipa::openapi::{RefOr, Schema};
+    let mut doc = ApiDoc::openapi();
+    // utoipa 5.5 renders `#[schema(min_properties = 1)]` as `maxProperties`, so the
+    // PATCH body's "at least one of date and title" is set here.
+    if let Some(RefOr::T(Schema::Object(patch))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("EntryPatch"))
+    {
+        patch.min_properties = Some(1);
+    }
+    // utoipa drops `pattern` on `Option<String>` fields: the PATCH body's fields take
+    // the same constraints as the POST body's.
+    let new_entry = doc
+        .components
+        .as_ref()
+        .and_then(|c| match c.schemas.get("NewEntry") {
+            Some(RefOr::T(Schema::Object(o))) => Some(o.properties.clone()),
+            _ => None,
+        });
+    if let (Some(props), Some(RefOr::T(Schema::Object(patch)))) = (
+        new_entry,
+        doc.components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("EntryPatch")),
+    ) {
+        patch.properties = props;
+    }
+    doc
 }

@@ -140,12 +140,11 @@ fn path_list_id(
     let id = id
         .parse::<u64>()
         .ok()
-        .filter(|id| *id >= 1)
+        .filter(|id| (1..=MAX_ID).contains(id))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "id: \"{}\" is not an entry id (a whole number from 1 to {})",
+                "id: \"{}\" is not an entry id (a whole number from 1 to {MAX_ID})",
                 id.chars().take(64).collect::<String>(),
-                u64::MAX
             ))
         })?;
     Ok((list, id))
@@ -232,6 +231,11 @@ pub(super) struct ReadQuery {
 #[serde(deny_unknown_fields)]
 pub(super) struct NoQuery {}
 
+/// The largest entry id the API takes: OpenAPI's `int64` maximum (2^63-1), which JSON
+/// clients and schema tools handle; a list assigns ids from 1 upwards and never
+/// reaches it.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
 /// Most entries one page holds (`limit` defaults to all).
 pub const MAX_PAGE: usize = 1000;
 
@@ -303,7 +307,7 @@ fn written(outcome: WriteOutcome, done: StatusCode, accepted: serde_json::Value)
     }
 }
 
-#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("ack" = Option<String>, Query, description = "none, applied or durable (default from config)")),
+#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
     request_body = super::openapi::NewEntryDoc,
     responses((status = 201, description = "Added", body = super::openapi::EntryDoc, headers(("Location" = String, description = "The new entry's path"))),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
@@ -352,12 +356,12 @@ fn prefix_invalid(e: crate::todo::TodoSystemError, field: &str) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/lists/{list}/entries", tag = "entries",
-    params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"),
-        ("date" = Option<String>, Query, format = Date, description = "Only this date (not with from/to)"),
+    params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"),
+        ("date" = Option<String>, Query, format = Date, description = "Only this date (combines with from/to)"),
         ("from" = Option<String>, Query, format = Date, description = "From this date, inclusive"),
         ("to" = Option<String>, Query, format = Date, description = "To this date, inclusive"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many entries"),
-        ("after" = Option<u64>, Query, description = "Only ids above this one")),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Only ids above this one")),
     responses((status = 200, description = "Entries in id order; a Link rel=next header when a page follows", body = [super::openapi::EntryDoc],
         headers(("Link" = String, description = "The next page, when limit cut the answer"))), super::openapi::ApiErrors))]
 pub(super) async fn list_entries(
@@ -374,18 +378,7 @@ pub(super) async fn list_entries(
         parse("from", &q.from)?,
         parse("to", &q.to)?,
     );
-    if date.is_some() && (from.is_some() || to.is_some()) {
-        return Err(ApiError::bad_request(
-            "date: give either date or a from/to range, not both",
-        ));
-    }
-    if let (Some(f), Some(t)) = (from, to) {
-        if f > t {
-            return Err(ApiError::bad_request(format!(
-                "from: {f} is after to {t}; the range is empty"
-            )));
-        }
-    }
+    // The filters combine: `date` and a range both apply; `from` after `to` is empty.
     let limit = match q.limit.as_deref() {
         None => None,
         Some(l) => Some(
@@ -402,13 +395,16 @@ pub(super) async fn list_entries(
     };
     let after = match q.after.as_deref() {
         None => 0,
-        Some(a) => a.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "after: \"{}\" is not an entry id (a whole number from 0 to {})",
-                a.chars().take(64).collect::<String>(),
-                u64::MAX
-            ))
-        })?,
+        Some(a) => a
+            .parse::<u64>()
+            .ok()
+            .filter(|a| *a <= MAX_ID)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "after: \"{}\" is not an entry id (a whole number from 0 to {MAX_ID})",
+                    a.chars().take(64).collect::<String>(),
+                ))
+            })?,
     };
     let mut entries: Vec<_> = state
         .system
@@ -445,7 +441,7 @@ pub(super) async fn list_entries(
     Ok(resp)
 }
 
-#[utoipa::path(get, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("id" = u64, Path, minimum = 1, description = "The entry id")),
+#[utoipa::path(get, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id")),
     responses((status = 200, description = "The entry", body = super::openapi::EntryDoc), super::openapi::ApiErrors))]
 pub(super) async fn get_entry(
     State(state): State<AppState>,
@@ -502,7 +498,7 @@ async fn list_summary(state: &AppState, name: &ListName) -> serde_json::Value {
 }
 
 /// One list's name and entry count (an unknown list is empty: 0).
-#[utoipa::path(get, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded")),
+#[utoipa::path(get, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded")),
     responses((status = 200, description = "The list's name and entry count (an unknown list: 0)", body = super::openapi::ListSummaryDoc), super::openapi::ApiErrors))]
 pub(super) async fn one_list(
     State(state): State<AppState>,
@@ -515,7 +511,7 @@ pub(super) async fn one_list(
     Ok(Json(json!({ "name": list.as_str(), "entries": entries.len() })).into_response())
 }
 
-#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("id" = u64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<String>, Query, description = "none, applied or durable (default from config)")),
+#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
     request_body = super::openapi::EntryPatchDoc,
     responses((status = 200, description = "Changed", body = super::openapi::EntryDoc),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
@@ -561,7 +557,7 @@ pub(super) async fn update_entry(
     Ok(written(outcome, StatusCode::OK, accepted))
 }
 
-#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, description = "The list name, 1 to 256 bytes of UTF-8 without control characters, percent-encoded"), ("id" = u64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<String>, Query, description = "none, applied or durable (default from config)")),
+#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
     responses((status = 204, description = "Deleted"),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
 pub(super) async fn delete_entry(
