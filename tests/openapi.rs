@@ -71,6 +71,18 @@ async fn the_document_covers_every_route_and_each_operation_answers_as_documente
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // /docs is an HTML page rendering this document.
+    let docs = c.get(format!("{base}/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(docs
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"spec-url="/openapi.json""#));
     // Every $ref points at a schema the document holds.
     fn refs(v: &Value, out: &mut Vec<String>) {
         match v {

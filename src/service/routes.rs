@@ -36,6 +36,10 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             "/openapi.json",
             get(|| async { Json(super::openapi::document()) }),
         )
+        .route(
+            "/docs",
+            get(|| async { axum::response::Html(super::openapi::DOCS_PAGE) }),
+        )
         .route("/metrics", get(metrics))
         .route(
             "/healthz",
