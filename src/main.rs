@@ -20,6 +20,15 @@ struct Cli {
     command: Command,
 }
 
+/// How `serve` writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the to-do HTTP service.
@@ -27,12 +36,18 @@ enum Command {
         /// Config file (TOML); default: the built-in recommended config (policies/coalesce.toml).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Address to listen on; port 0 picks a free one.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address to listen on, HOST:PORT (an IP or a host name such as localhost;
+        /// a name resolving to several addresses binds its first IPv4 one); port 0
+        /// picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
         /// Data directory; overrides the config's storage.data_dir (default ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Log lines on stderr as text or as one JSON object per line. RUST_LOG
+        /// filters them (default: info), e.g. RUST_LOG=debug or RUST_LOG=sluicegate=debug.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate a config file and print the effective settings.
     CheckConfig {
@@ -104,6 +119,14 @@ enum Command {
         /// Requests in flight at most.
         #[arg(long, default_value_t = 64)]
         connections: usize,
+        /// Name prefix of the lists written and read: `PREFIX0`, `PREFIX1`, ... They are
+        /// real lists in the target's data (default: load-0, load-1, ...).
+        #[arg(long, default_value = sluicegate::load::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Exit 1 when more than this share (0 to 1) of requests fail (transport error
+        /// or non-2xx answer); 1 never fails the run.
+        #[arg(long, default_value_t = sluicegate::load::DEFAULT_MAX_FAILURE_SHARE)]
+        max_failure_share: f64,
     },
 }
 
@@ -192,10 +215,12 @@ fn main() -> ExitCode {
             policy,
             data_dir,
             seed,
-        } => match runtime().and_then(|rt| {
-            rt.block_on(sluicegate::experiment::crash_writer(
-                &policy, &data_dir, seed,
-            ))
+        } => match sluicegate::service::DataDirLock::acquire(&data_dir).and_then(|_lock| {
+            runtime().and_then(|rt| {
+                rt.block_on(sluicegate::experiment::crash_writer(
+                    &policy, &data_dir, seed,
+                ))
+            })
         }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -210,6 +235,8 @@ fn main() -> ExitCode {
             lists,
             write_pct,
             connections,
+            prefix,
+            max_failure_share,
         } => {
             let opts = sluicegate::load::LoadOptions {
                 target,
@@ -219,14 +246,29 @@ fn main() -> ExitCode {
                 write_pct,
                 connections,
                 seed: 42,
+                prefix,
+                max_failure_share,
             };
-            let total = (rate.max(0.0) * duration.as_secs_f64()).round() as u64;
-            let bar = indicatif::ProgressBar::new(total);
+            if let Err(e) = opts.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            let bar = indicatif::ProgressBar::new(opts.total());
             let b2 = bar.clone();
             let result = runtime()
                 .and_then(|rt| rt.block_on(sluicegate::load::run(&opts, move || b2.inc(1))));
             bar.finish_and_clear();
             match result {
+                Ok(report) if report.failure_share() > max_failure_share => {
+                    print!("{}", report.summary());
+                    eprintln!(
+                        "error: {} of {} requests failed ({:.1} %), more than --max-failure-share {max_failure_share}",
+                        report.failed(),
+                        report.sent,
+                        report.failure_share() * 100.0
+                    );
+                    ExitCode::FAILURE
+                }
                 Ok(report) => {
                     print!("{}", report.summary());
                     ExitCode::SUCCESS
@@ -241,8 +283,9 @@ fn main() -> ExitCode {
             config,
             listen,
             data_dir,
+            log_format,
         } => {
-            init_tracing();
+            init_tracing(log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -261,18 +304,48 @@ fn main() -> ExitCode {
     }
 }
 
+/// Resolves `--listen`: a socket address, or HOST:PORT with a host name.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(format!(
+            "expected HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080), got {text:?}"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 async fn serve(

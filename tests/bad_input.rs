@@ -229,6 +229,20 @@ fn table() -> Vec<Row> {
             r#"{"date":"2026-11-23","title":"x","title":"y"}"#,
         )
         .expect(400, &["title"]),
+        post(
+            "an id in a new entry",
+            r#"{"date":"2026-12-02","title":"x","id":1}"#,
+        )
+        .expect(400, &["unknown field", "id"]),
+        post(
+            "a positional JSON array",
+            r#"["2026-12-02","positional",null]"#,
+        )
+        .expect(400, &["body", "object"]),
+        post("a one-element JSON array", r#"["2026-12-02"]"#).expect(400, &["body", "object"]),
+        post("a title of only spaces", entry("2026-12-02", "   "))
+            .expect(400, &["title", "whitespace"]),
+        post("a title of only a tab", entry("2026-12-02", "\t")).expect(400, &["title"]),
         row("no content type", "POST", ENTRIES)
             .json(GOOD)
             .content_type("text/plain")
@@ -297,9 +311,21 @@ fn table() -> Vec<Row> {
         row(
             "largest id, unknown (DELETE)",
             "DELETE",
-            "/lists/a/entries/18446744073709551615",
+            "/lists/a/entries/9223372036854775807",
         )
-        .expect(404, &["18446744073709551615"]),
+        .expect(404, &["9223372036854775807"]),
+        row(
+            "id over int64 (DELETE)",
+            "DELETE",
+            "/lists/a/entries/9223372036854775808",
+        )
+        .expect(400, &["id", "9223372036854775808"]),
+        row(
+            "after over int64",
+            "GET",
+            "/lists/a/entries?after=9223372036854775808",
+        )
+        .expect(400, &["after", "9223372036854775808"]),
         row("empty patch", "PATCH", "/lists/a/entries/1")
             .json("{}")
             .expect(400, &["date", "title"]),
@@ -319,6 +345,26 @@ fn table() -> Vec<Row> {
         row("patch with an unknown field", "PATCH", "/lists/a/entries/1")
             .json(r#"{"title":"x","done":true}"#)
             .expect(400, &["done"]),
+        row(
+            "patch with a null title",
+            "PATCH",
+            "/lists/a/entries/1?ack=none",
+        )
+        .json(r#"{"title":null}"#)
+        .expect(400, &["title", "null"]),
+        row("patch with a null date", "PATCH", "/lists/a/entries/1")
+            .json(r#"{"date":null,"title":"x"}"#)
+            .expect(400, &["date", "null"]),
+        row(
+            "patch with a title of only spaces",
+            "PATCH",
+            "/lists/a/entries/1",
+        )
+        .json(r#"{"title":"  "}"#)
+        .expect(400, &["title", "whitespace"]),
+        row("patch with a JSON array", "PATCH", "/lists/a/entries/1")
+            .json(r#"["2026-12-02","x"]"#)
+            .expect(400, &["body", "object"]),
         row("patch with malformed JSON", "PATCH", "/lists/a/entries/1")
             .json("{")
             .expect(400, &["body"]),
@@ -384,16 +430,35 @@ fn table() -> Vec<Row> {
         // Routes and methods.
         row("unknown route", "GET", "/nowhere").expect(404, &["route"]),
         row("root", "GET", "/").expect(404, &["route"]),
-        row("lists without a name", "GET", "/lists").expect(404, &["route"]),
+        row("lists with a trailing slash", "GET", "/lists/").expect(404, &["route"]),
         row("empty list name", "GET", "/lists//entries").expect(400, &["list", "empty"]),
-        row("list without entries", "GET", "/lists/a").expect(404, &["route"]),
+        row("list with a trailing slash", "GET", "/lists/a/").expect(404, &["route"]),
+        row("POST on a list", "POST", "/lists/a")
+            .json(GOOD)
+            .expect(405, &["method"]),
+        row("PUT on lists", "PUT", "/lists")
+            .json(GOOD)
+            .expect(405, &["method"]),
         row("trailing slash", "GET", "/lists/a/entries/").expect(404, &["route"]),
         row("too deep", "GET", "/lists/a/entries/1/x").expect(404, &["route"]),
         row("PUT on entries", "PUT", ENTRIES)
             .json(GOOD)
             .expect(405, &["method"]),
         row("DELETE on entries", "DELETE", ENTRIES).expect(405, &["method"]),
-        row("GET on an entry", "GET", "/lists/a/entries/1").expect(405, &["method"]),
+        row("PUT on an entry", "PUT", "/lists/a/entries/1")
+            .json(GOOD)
+            .expect(405, &["method"]),
+        row("GET of an unknown entry", "GET", "/lists/a/entries/99").expect(404, &["99"]),
+        row("GET of entry 0", "GET", "/lists/a/entries/0").expect(400, &["id", "0"]),
+        row(
+            "GET of an entry with a query",
+            "GET",
+            "/lists/a/entries/1?ack=none",
+        )
+        .expect(400, &["query", "ack"]),
+        row("GET /lists with a query", "GET", "/lists?limit=1").expect(400, &["query", "limit"]),
+        row("GET a list with a query", "GET", "/lists/a?x=1").expect(400, &["query", "x"]),
+        row("GET a list with a bad name", "GET", "/lists/a%00").expect(400, &["list", "control"]),
         row("POST on an entry", "POST", "/lists/a/entries/1")
             .json(GOOD)
             .expect(405, &["method"]),
@@ -423,6 +488,41 @@ fn table() -> Vec<Row> {
         row("bad ack on PATCH", "PATCH", "/lists/a/entries/1?ack=1")
             .json(r#"{"title":"x"}"#)
             .expect(400, &["ack"]),
+        row(
+            "unknown query parameter (GET)",
+            "GET",
+            "/lists/a/entries?colour=red",
+        )
+        .expect(400, &["query", "colour"]),
+        row("ack on a read", "GET", "/lists/a/entries?ack=none").expect(400, &["query", "ack"]),
+        row(
+            "unknown query parameter (POST)",
+            "POST",
+            "/lists/a/entries?acks=none",
+        )
+        .json(GOOD)
+        .expect(400, &["query", "acks"]),
+        row(
+            "unknown query parameter (PATCH)",
+            "PATCH",
+            "/lists/a/entries/1?force=1",
+        )
+        .json(r#"{"title":"x"}"#)
+        .expect(400, &["query", "force"]),
+        row(
+            "unknown query parameter (DELETE)",
+            "DELETE",
+            "/lists/a/entries/1?force=1",
+        )
+        .expect(400, &["query", "force"]),
+        row("zero limit", "GET", "/lists/a/entries?limit=0").expect(400, &["limit", "0"]),
+        row("limit over 1000", "GET", "/lists/a/entries?limit=1001")
+            .expect(400, &["limit", "1001"]),
+        row("word limit", "GET", "/lists/a/entries?limit=all").expect(400, &["limit", "all"]),
+        row("negative after", "GET", "/lists/a/entries?after=-1").expect(400, &["after", "-1"]),
+        row("bad from", "GET", "/lists/a/entries?from=2026-02-30")
+            .expect(400, &["from", "2026-02-30"]),
+        row("bad to", "GET", "/lists/a/entries?to=soon").expect(400, &["to", "soon"]),
         row(
             "impossible date query",
             "GET",
@@ -490,6 +590,19 @@ async fn every_hostile_request_gets_its_documented_status_and_a_json_error() {
                 });
             match message {
                 Some(m) if is_json => {
+                    // No Rust type names from serde ("expected struct NewEntry with 3 elements").
+                    for leak in [
+                        "struct",
+                        "NewEntry",
+                        "EntryPatch",
+                        "AckQuery",
+                        "ReadQuery",
+                        "Failed to deserialize",
+                    ] {
+                        if m.contains(leak) {
+                            problems.push(format!("error leaks {leak:?}"));
+                        }
+                    }
                     for want in &row.mentions {
                         if !m.to_lowercase().contains(&want.to_lowercase()) {
                             problems.push(format!("error does not mention {want:?}"));

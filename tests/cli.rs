@@ -259,6 +259,32 @@ fn a_bad_listen_address_fails_with_a_message() {
 }
 
 #[test]
+fn serve_listens_on_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Serve::start(&[
+        "--listen",
+        "localhost:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(s.addr.ip().is_loopback(), "{}", s.first_line);
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+#[test]
+fn a_listen_address_without_a_port_or_with_an_unknown_host_fails_with_a_message() {
+    for bad in ["localhost", "localhost:99999", "no-such-host.invalid:8080"] {
+        let out = run(&["serve", "--listen", bad]);
+        assert!(!out.status.success(), "{bad}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("--listen"), "{bad}: {stderr}");
+        assert!(stderr.contains(bad), "{bad}: {stderr}");
+        assert!(text(&out.stdout).is_empty());
+    }
+}
+
+#[test]
 fn serve_on_a_taken_port_fails_with_a_message() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -622,4 +648,116 @@ fn load_refuses_a_bad_rate() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A local port nothing listens on (bound, then released).
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+#[test]
+fn load_exits_non_zero_when_requests_fail_and_counts_the_reasons() {
+    let target = closed_port_url();
+    let args = [
+        "load",
+        "--target",
+        target.as_str(),
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+    ];
+    let out = run(&args);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("failures: 20 of 20 (100.0 %)"), "{stdout}");
+    assert!(stdout.contains("  connect: 20  e.g. "), "{stdout}");
+    assert!(stderr.contains("--max-failure-share 0.01"), "{stderr}");
+    // A share that allows every failure: the same run passes.
+    let mut lenient = args.to_vec();
+    lenient.extend(["--max-failure-share", "1"]);
+    let out = run(&lenient);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("  connect: 20"));
+}
+
+#[test]
+fn load_refuses_arguments_that_make_no_run() {
+    let target = closed_port_url();
+    for (flag, value) in [
+        ("--lists", "0"),
+        ("--duration", "0s"),
+        ("--max-failure-share", "1.5"),
+        ("--prefix", "bad\u{1}"),
+    ] {
+        let out = run(&["load", "--target", &target, flag, value]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        assert!(!text(&out.stdout).contains("requests:"), "{flag}: it ran");
+    }
+}
+
+#[test]
+fn load_help_says_it_writes_prefixed_lists_into_the_target() {
+    let out = run(&["load", "--help"]);
+    let help = text(&out.stdout);
+    assert!(help.contains("--prefix"), "{help}");
+    assert!(help.contains("real lists in the target's data"), "{help}");
+    assert!(help.contains("[default: load-]"), "{help}");
+    assert!(help.contains("--max-failure-share"), "{help}");
+    assert!(help.contains("[default: 0.01]"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_writes_only_lists_with_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let target = s.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        run(&[
+            "load",
+            "--target",
+            &target,
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+            "--lists",
+            "2",
+            "--write-pct",
+            "100",
+            "--prefix",
+            "mine/",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut written = 0;
+    for list in ["mine%2F0", "mine%2F1", "load-0", "load-1"] {
+        let entries: Value = reqwest::get(s.url(&format!("/lists/{list}/entries")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let n = entries.as_array().unwrap().len();
+        if list.starts_with("load-") {
+            assert_eq!(n, 0, "{list}");
+        }
+        written += n;
+    }
+    assert_eq!(written, 40);
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
 }

@@ -52,9 +52,19 @@ async fn every_route_works_and_survives_a_restart() {
         json!({"id": 1, "date": "2026-11-23", "title": "Dentist"})
     );
 
+    // The list assigns ids: a body carrying one is refused, naming the field.
     let resp = c
         .post(url(&r, "/lists/bob/entries?ack=durable"))
         .json(&json!({"date": "2026-11-24", "title": "Shopping", "id": 77}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let err = resp.json::<Value>().await.unwrap()["error"].to_string();
+    assert!(err.contains("unknown field `id`"), "{err}");
+    let resp = c
+        .post(url(&r, "/lists/bob/entries?ack=durable"))
+        .json(&json!({"date": "2026-11-24", "title": "Shopping"}))
         .send()
         .await
         .unwrap();
@@ -68,6 +78,11 @@ async fn every_route_works_and_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // It says what was accepted (the id is assigned when the list applies it).
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"status": "accepted", "list": "bob", "date": "2026-11-23", "title": "Movies"})
+    );
 
     let day: Value = c
         .get(url(&r, "/lists/bob/entries?date=2026-11-23"))
@@ -363,5 +378,102 @@ async fn made_up_methods_share_one_metrics_label() {
         .unwrap_or_else(|| panic!("no OTHER/405 series in:\n{text}"));
     let n: f64 = other.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 50.0, "{other}");
+    r.shutdown().await.unwrap();
+}
+
+async fn get_json(c: &Client, r: &Running, path: &str) -> (StatusCode, Value) {
+    let resp = c.get(url(r, path)).send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_entries_by_id_location_date_ranges_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+    // Entries 1..=5 of "a b/c" on 2026-12-01..=05; one entry in "z".
+    for day in 1..=5 {
+        let resp = c
+            .post(url(&r, "/lists/a%20b%2Fc/entries"))
+            .json(&json!({"date": format!("2026-12-0{day}"), "title": format!("d{day}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        assert_eq!(location, format!("/lists/a%20b%2Fc/entries/{day}"));
+        // The Location is where the entry is.
+        let (status, entry) = get_json(&c, &r, &location).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            entry,
+            json!({"id": day, "date": format!("2026-12-0{day}"), "title": format!("d{day}")})
+        );
+    }
+    let resp = c
+        .post(url(&r, "/lists/z/entries?ack=durable"))
+        .json(&json!({"date": "2026-12-01", "title": "z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let (status, err) = get_json(&c, &r, "/lists/z/entries/2").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+
+    // GET /lists: every list with its count, by name; GET /lists/{list}: one.
+    let (status, lists) = get_json(&c, &r, "/lists").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        lists,
+        json!([{"name": "a b/c", "entries": 5}, {"name": "z", "entries": 1}])
+    );
+    let (_, one) = get_json(&c, &r, "/lists/a%20b%2Fc").await;
+    assert_eq!(one, json!({"name": "a b/c", "entries": 5}));
+    let (_, unknown) = get_json(&c, &r, "/lists/nobody").await;
+    assert_eq!(unknown, json!({"name": "nobody", "entries": 0}));
+
+    // from/to, inclusive, alone or together.
+    let e = "/lists/a%20b%2Fc/entries";
+    let (_, v) = get_json(&c, &r, &format!("{e}?from=2026-12-02&to=2026-12-04")).await;
+    assert_eq!(ids(&v), [2, 3, 4]);
+    let (_, v) = get_json(&c, &r, &format!("{e}?from=2026-12-04")).await;
+    assert_eq!(ids(&v), [4, 5]);
+    let (_, v) = get_json(&c, &r, &format!("{e}?to=2026-12-01")).await;
+    assert_eq!(ids(&v), [1]);
+    // The filters combine; a range from after to is empty.
+    let (_, v) = get_json(&c, &r, &format!("{e}?date=2026-12-03&from=2026-12-01")).await;
+    assert_eq!(ids(&v), [3]);
+    let (_, v) = get_json(&c, &r, &format!("{e}?date=2026-12-03&to=2026-12-02")).await;
+    assert_eq!(ids(&v), Vec::<u64>::new());
+    let (status, v) = get_json(&c, &r, &format!("{e}?from=2026-12-05&to=2026-12-01")).await;
+    assert_eq!((status, ids(&v)), (StatusCode::OK, vec![]));
+
+    // Pages of 2 by following Link rel="next" until there is none.
+    let mut next = Some(format!("{e}?from=2026-12-02&limit=2"));
+    let mut pages = Vec::new();
+    while let Some(path) = next.take() {
+        let resp = c.get(url(&r, &path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        next = resp.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            assert!(l.ends_with(r#">; rel="next""#), "{l}");
+            l[1..l.find('>').unwrap()].to_string()
+        });
+        pages.push(ids(&resp.json::<Value>().await.unwrap()));
+        assert!(pages.len() < 10, "pagination does not end: {pages:?}");
+    }
+    assert_eq!(pages, vec![vec![2, 3], vec![4, 5]]);
+    let (_, v) = get_json(&c, &r, &format!("{e}?after=3")).await;
+    assert_eq!(ids(&v), [4, 5]);
     r.shutdown().await.unwrap();
 }

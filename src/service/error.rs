@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::refusals::Refusal;
 use crate::runtime::CallError;
 use crate::todo::TodoSystemError;
 
@@ -16,24 +17,49 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What is wrong, for the JSON body.
     pub message: String,
+    /// For a refusal by the system (5xx): its short reason, logged by
+    /// `refusals::log_refusals` (`rejected`, `timeout`, `damaged`, ...).
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
-    /// A 400 naming the bad field.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    /// An error with this status and message (no refusal reason).
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
+            reason: None,
         }
     }
+
+    /// A 400 naming the bad field.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// Whether an unavailable list's cause is damaged stored data, which retrying
+/// cannot fix. The storage layer's only non-transient error
+/// (`StorageError::Corrupt`, "stored list ... is damaged: ...") reaches this
+/// layer as text inside `TodoSystemError::Unavailable`.
+fn is_damaged_data(message: &str) -> bool {
+    message.contains("is damaged")
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let refusal = self.reason.map(|reason| Refusal {
+            reason,
+            message: self.message.clone(),
+        });
         let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
+        // Only a 503 is temporary; a damaged list answers 500 and no Retry-After.
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(refusal) = refusal {
+            resp.extensions_mut().insert(refusal);
         }
         resp
     }
@@ -41,20 +67,28 @@ impl IntoResponse for ApiError {
 
 impl From<TodoSystemError> for ApiError {
     fn from(e: TodoSystemError) -> Self {
-        let status = match &e {
-            TodoSystemError::Invalid(_) => StatusCode::BAD_REQUEST,
-            TodoSystemError::NotFound(_) => StatusCode::NOT_FOUND,
+        let (status, reason) = match &e {
+            TodoSystemError::Invalid(_) => (StatusCode::BAD_REQUEST, None),
+            TodoSystemError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             TodoSystemError::Overloaded(CallError::Timeout) | TodoSystemError::Timeout => {
-                StatusCode::GATEWAY_TIMEOUT
+                (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
             }
-            TodoSystemError::Overloaded(_)
-            | TodoSystemError::Unavailable(_)
-            | TodoSystemError::NotDurable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            TodoSystemError::Crashed => StatusCode::INTERNAL_SERVER_ERROR,
+            TodoSystemError::Overloaded(c) => (StatusCode::SERVICE_UNAVAILABLE, Some(c.label())),
+            TodoSystemError::Unavailable(m) if is_damaged_data(m) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Some("damaged"))
+            }
+            TodoSystemError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+            }
+            TodoSystemError::NotDurable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some("not_durable"))
+            }
+            TodoSystemError::Crashed => (StatusCode::INTERNAL_SERVER_ERROR, Some("crashed")),
         };
         ApiError {
             status,
             message: e.to_string(),
+            reason,
         }
     }
 }

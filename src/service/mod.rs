@@ -3,6 +3,9 @@
 
 mod error;
 mod http_metrics;
+mod lock;
+pub mod openapi;
+mod refusals;
 mod routes;
 
 use std::future::IntoFuture;
@@ -17,6 +20,7 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use http_metrics::{HTTP_DURATION, HTTP_REQUESTS};
+pub use lock::{DataDirLock, LOCK_FILE};
 
 use crate::config::Config;
 use crate::todo::TodoSystem;
@@ -124,15 +128,13 @@ impl Running {
 }
 
 /// Starts the to-do system and the HTTP server; returns once it is listening.
+///
+/// Takes the data directory's [`DataDirLock`] first (held until the service has
+/// drained to storage), so a second server on the same directory fails here.
 pub async fn start(opts: ServeOptions) -> Result<Running, String> {
     let prometheus = install_prometheus()?;
     http_metrics::describe();
-    std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
-        format!(
-            "cannot create data directory {}: {e}",
-            opts.data_dir.display()
-        )
-    })?;
+    let lock = DataDirLock::acquire(&opts.data_dir)?;
     let system = TodoSystem::start(&opts.config, &opts.data_dir)
         .await
         .map_err(|e| e.to_string())?;
@@ -141,6 +143,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    log_startup_summary(&opts, addr);
     let request_timeout = opts.config.system.call_timeout + Duration::from_secs(1);
     let app = router(
         AppState {
@@ -172,6 +175,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         };
         tracing::info!("HTTP server stopped; draining mailboxes to storage");
         system.shutdown().await;
+        drop(lock);
         tracing::info!("shutdown complete");
         served
     });
@@ -181,6 +185,38 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         shutdown: tx,
         task,
     })
+}
+
+/// One `info` line with what this server runs: config file, storage, acks, policies.
+fn log_startup_summary(opts: &ServeOptions, addr: SocketAddr) {
+    let c = &opts.config;
+    let config = opts
+        .config_path
+        .as_ref()
+        .map_or_else(|| "built-in".to_string(), |p| p.display().to_string());
+    tracing::info!(
+        listen = %addr,
+        config = %config,
+        backend = %config_name(&c.storage.backend),
+        data_dir = %opts.data_dir.display(),
+        default_ack = %config_name(&c.system.default_ack),
+        call_timeout = %humantime::format_duration(c.system.call_timeout),
+        database_workers = c.database.workers,
+        routing = %config_name(&c.database.routing),
+        todo_server = %c.mailbox.todo_server,
+        database = %c.mailbox.database,
+        database_worker = %c.mailbox.database_worker,
+        "serving"
+    );
+}
+
+/// A config enum as written in the file (`files`, `applied`, `direct`).
+fn config_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("?({e})"),
+    }
 }
 
 /// How long shutdown waits for open connections: the request timeout (which ends
