@@ -300,7 +300,10 @@ impl<T: Send + 'static> Builder<T> {
             Sender {
                 shared: shared.clone(),
             },
-            Receiver { shared },
+            Receiver {
+                shared,
+                coop: Default::default(),
+            },
         ))
     }
 }

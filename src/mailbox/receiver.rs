@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::task::{Context, Poll};
 
-use super::coop::{made_progress, poll_coop};
+use super::coop::{made_progress, Credit};
 use super::core::Effects;
 use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
 
@@ -13,6 +13,8 @@ use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
 /// messages back as `Closed`, queued messages are counted as discarded.
 pub struct Receiver<T> {
     pub(super) shared: sync::Arc<Shared<T>>,
+    /// This receiver's share of tokio's cooperative budget.
+    pub(super) coop: Credit,
 }
 
 impl<T> fmt::Debug for Receiver<T> {
@@ -47,7 +49,7 @@ impl<T: Send + 'static> Receiver<T> {
     /// Polls for the next message (see [`recv`](Self::recv)); consumes tokio's
     /// cooperative budget for each message.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let coop = std::task::ready!(poll_coop(cx));
+        let coop = std::task::ready!(self.coop.poll(cx));
         let mut fx = Effects::default();
         let mut core = self.shared.lock();
         let poll = match core.take(&mut fx) {
@@ -86,7 +88,7 @@ impl<T: Send + 'static> Receiver<T> {
         if limit == 0 {
             return Poll::Ready(0);
         }
-        let coop = std::task::ready!(poll_coop(cx));
+        let coop = std::task::ready!(self.coop.poll(cx));
         let mut fx = Effects::default();
         let mut core = self.shared.lock();
         let mut n = 0;
