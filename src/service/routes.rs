@@ -30,6 +30,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             axum::routing::patch(update_entry).delete(delete_entry),
         )
         .route("/metrics", get(metrics))
+        .merge(super::dashboard::routes())
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
