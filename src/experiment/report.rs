@@ -112,7 +112,7 @@ pub const COLUMNS: [Column; 18] = [
     Column { name: "lost@restart", key: "acknowledged writes missing after shutdown (SIGKILL for crash) and a restart on the same data" },
     Column { name: "unreadable", key: "lists that could not be read back after the restart" },
     Column { name: "RYW viol.", key: "reads that missed the reader's own earlier acknowledged write" },
-    Column { name: "durable after ms", key: "ms from the end of the workload until every acknowledged write was in storage; empty: not reached within the limit (10 s quick, 60 s full)" },
+    Column { name: "durable after ms", key: "ms from the end of the workload until every acknowledged write was in storage; empty: not reached within the limit (2 s quick, 60 s full)" },
     Column { name: "srv peak", key: "most messages queued at once in one to-do server mailbox" },
     Column { name: "db peak", key: "most messages queued at once in one database mailbox (worker or router)" },
     Column { name: "srv refused/dropped", key: "messages the to-do server mailboxes refused, dropped, shed, expired or timed out" },
