@@ -50,8 +50,8 @@ enum Command {
         /// Also write report.html, Markdown, CSV and SVG plots here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// A small version, about a minute for everything: smaller workloads, durability
-        /// awaited at most 2 s, the crash runs of all policies at once (its figures are counts).
+        /// A small version: smaller workloads, durability awaited at most 2 s, the crash
+        /// runs of all policies at once (its figures are counts), the rest one at a time.
         #[arg(long)]
         quick: bool,
         /// Minutes of the soak scenario.
