@@ -62,10 +62,11 @@ enum Command {
         /// Policy files (default: every file in policies/).
         #[arg(long, num_args = 1..)]
         policies: Vec<PathBuf>,
-        /// Also write Markdown, CSV and SVG plots here.
+        /// Also write report.html, Markdown, CSV and SVG plots here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// A small version that finishes in seconds.
+        /// A small version: smaller workloads, durability awaited at most 2 s, the crash
+        /// runs of all policies at once (its figures are counts), the rest one at a time.
         #[arg(long)]
         quick: bool,
         /// Minutes of the soak scenario.

@@ -3,13 +3,15 @@
 //!
 //! Each (scenario, policy) runs in its own child process (`sluicegate
 //! experiment-run`), so peak memory is per run and a crash can be a real SIGKILL.
+//! `--quick` shrinks the workloads and runs the policies of `crash` at once (see [`parallel_runs`]).
 
+mod html;
 mod plot;
 mod report;
 pub mod workload;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-pub use report::{csv, markdown_table, text_table, RunReport, Sample};
+pub use report::{csv, markdown, markdown_table, text_table, Column, RunReport, Sample, COLUMNS};
 use workload::{Acked, Recorder, Workload};
 
 use crate::config::{AckMode, Config, Routing};
@@ -184,11 +186,12 @@ fn proc_status_kib(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Samples depth and latency every 100 ms while a workload runs.
+/// Samples depth and latency every `period` while a workload runs.
 fn spawn_sampler(
     system: TodoSystem,
     rec: Arc<Recorder>,
     started: Instant,
+    period: Duration,
 ) -> (
     tokio::task::JoinHandle<Vec<Sample>>,
     tokio::sync::watch::Sender<bool>,
@@ -196,7 +199,7 @@ fn spawn_sampler(
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let mut out = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -212,6 +215,16 @@ fn spawn_sampler(
         out
     });
     (task, stop_tx)
+}
+
+/// How long a quick run waits for every acknowledged write to be durable before it
+/// reports "not reached" (a full run waits 60 s).
+pub const QUICK_DURABLE_LIMIT: Duration = Duration::from_secs(2);
+
+/// How often depth and latency are sampled: every 20 ms in a quick run (whose
+/// workloads last about a second), every 100 ms otherwise.
+fn sample_every(scale: &Scale) -> Duration {
+    Duration::from_millis(if scale.quick { 20 } else { 100 })
 }
 
 /// A task run beside the workload; its figures land in the report's `extra`.
@@ -244,7 +257,7 @@ async fn measure(
         .map_err(|e| e.to_string())?;
     let rec = Arc::new(Recorder::default());
     let started = Instant::now();
-    let (sampler, stop) = spawn_sampler(system.clone(), rec.clone(), started);
+    let (sampler, stop) = spawn_sampler(system.clone(), rec.clone(), started, sample_every(scale));
     let side = during.map(|f| f(system.clone()));
     workload::run(&system, w, &rec, || {}).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -259,7 +272,7 @@ async fn measure(
     let (lost_at_end, _) = check_storage(storage.as_ref(), &acked).await;
     // How long until everything acknowledged is durable (bounded wait).
     let limit = if scale.quick {
-        Duration::from_secs(10)
+        QUICK_DURABLE_LIMIT
     } else {
         Duration::from_secs(60)
     };
@@ -338,18 +351,28 @@ pub async fn run_one(
     let config = Config::load(policy).map_err(|e| e.to_string())?;
     let name = stem(policy);
     match scenario {
-        "mixed" | "slow-disk" => Ok(vec![
+        "mixed" => Ok(vec![
             measure(scenario, name, &config, &mixed(&scale), &scale, None).await?,
         ]),
+        "slow-disk" => {
+            // Every store waits ~4 ms: a quarter of the mixed workload when quick.
+            let mut w = mixed(&scale);
+            if scale.quick {
+                w.ops_per_client /= 4;
+            }
+            Ok(vec![
+                measure(scenario, name, &config, &w, &scale, None).await?,
+            ])
+        }
         "overload" => Ok(vec![
             measure(scenario, name, &config, &overload(&scale), &scale, None).await?,
         ]),
         "bottleneck" => {
             let mut out = Vec::new();
             let mut w = mixed(&scale);
-            if !scale.quick {
-                w.ops_per_client = 200;
-            }
+            // Three database variants per policy (one of them a single worker): 15% of
+            // the mixed workload each when quick.
+            w.ops_per_client = if scale.quick { 15 } else { 200 };
             for (workers, routing) in [
                 (1, Routing::Routed),
                 (3, Routing::Routed),
@@ -428,7 +451,7 @@ async fn cold(name: String, config: &Config, scale: &Scale) -> Result<RunReport,
     // coalesce holds one store per list, bounded ones stop at their capacity) or
     // after `patience`.
     let (backlog, lists, per_client, patience) = if scale.quick {
-        (1_000, 200, 50, Duration::from_secs(3))
+        (300, 100, 10, Duration::from_secs(1))
     } else {
         (10_000, 1_000, 200, Duration::from_secs(10))
     };
@@ -692,61 +715,198 @@ pub fn run_all(opts: &ExperimentOptions) -> Result<Vec<(String, Vec<RunReport>)>
             .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bar = indicatif::ProgressBar::new((scenarios.len() * policies.len()) as u64);
+    let total = scenarios.len() * policies.len();
+    // A bar on a terminal; plain progress lines otherwise (logs, CI, pipes).
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        indicatif::ProgressBar::new(total as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let params = parameters(opts, &scenarios, &policies);
+    let started = Instant::now();
+    let mut done = 0usize;
     let mut all = Vec::new();
     for scenario in &scenarios {
+        let jobs = parallel_runs(scenario, opts.scale.quick, policies.len());
         let mut runs = Vec::new();
-        for policy in &policies {
-            bar.set_message(format!("{scenario} / {}", stem(policy)));
-            let mut cmd = Command::new(&exe);
-            cmd.arg("experiment-run")
-                .arg("--scenario")
-                .arg(scenario)
-                .arg("--policy")
-                .arg(policy)
-                .arg("--seed")
-                .arg(opts.scale.seed.to_string())
-                .arg("--minutes")
-                .arg(opts.scale.soak_minutes.to_string());
-            if opts.scale.quick {
-                cmd.arg("--quick");
+        for group in policies.chunks(jobs) {
+            let names: Vec<String> = group.iter().map(|p| stem(p)).collect();
+            bar.set_message(format!("{scenario} / {}", names.join(", ")));
+            if !tty {
+                eprintln!(
+                    "experiment: [{}/{total}] {scenario}: starting {} ({:.0} s elapsed)",
+                    done + 1,
+                    names.join(", "),
+                    started.elapsed().as_secs_f64()
+                );
             }
-            let output = cmd
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| format!("cannot run {scenario} under {}: {e}", policy.display()))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "{scenario} under {} failed: {}",
-                    policy.display(),
-                    output.status
-                ));
+            let results: Vec<Result<(Vec<RunReport>, f64), String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = group
+                    .iter()
+                    .map(|policy| s.spawn(|| run_child(&exe, scenario, policy, &opts.scale)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("a run's thread panicked".to_string()))
+                    })
+                    .collect()
+            });
+            for (policy, result) in group.iter().zip(results) {
+                let (reports, secs) = result?;
+                runs.extend(reports);
+                done += 1;
+                bar.inc(1);
+                if !tty {
+                    eprintln!(
+                        "experiment: [{done}/{total}] {scenario} / {} done in {secs:.1} s",
+                        stem(policy)
+                    );
+                }
             }
-            let text = String::from_utf8_lossy(&output.stdout);
-            let reports: Vec<RunReport> = serde_json::from_str(text.trim())
-                .map_err(|e| format!("bad report from {scenario}/{}: {e}", policy.display()))?;
-            runs.extend(reports);
-            bar.inc(1);
         }
         bar.suspend(|| {
             println!("\n## {scenario}\n");
             print!("{}", text_table(&runs));
         });
         if let Some(out) = &opts.out {
-            let write = |name: String, body: String| {
-                std::fs::write(out.join(&name), body)
-                    .map_err(|e| format!("cannot write {}: {e}", out.join(&name).display()))
-            };
-            write(format!("{scenario}.md"), markdown_table(&runs))?;
-            write(format!("{scenario}.csv"), csv(&runs))?;
+            write_file(
+                out,
+                &format!("{scenario}.md"),
+                report::markdown(&runs, &params),
+            )?;
+            write_file(out, &format!("{scenario}.csv"), csv(&runs))?;
             plot::write_plots(out, scenario, &runs)?;
         }
         all.push((scenario.clone(), runs));
     }
     bar.finish_and_clear();
+    let mut params = params;
+    params.push((
+        "wall time".into(),
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
+    ));
+    if let Some(out) = &opts.out {
+        let page = html::report(&all, &params, &html::machine(), out);
+        write_file(out, "report.html", page)?;
+        if !tty {
+            eprintln!("experiment: wrote {}", out.join("report.html").display());
+        }
+    }
+    if !tty {
+        eprintln!(
+            "experiment: {done} runs in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(all)
+}
+
+/// How many policies of `scenario` run at the same time: in a quick run, every policy
+/// of `crash` at once; otherwise one at a time.
+///
+/// Each run is its own process with its own data directory, and what `crash` reports
+/// are counts (acknowledged, lost, unreadable after a SIGKILL at a fixed moment), which
+/// mean the same when runs share the CPU. Scenarios whose throughput and latency are the
+/// point run alone: side by side on a small machine they would time each other out.
+pub fn parallel_runs(scenario: &str, quick: bool, policies: usize) -> usize {
+    if quick && scenario == "crash" {
+        policies.max(1)
+    } else {
+        1
+    }
+}
+
+/// Runs one scenario under one policy in a child process; its reports and wall time.
+fn run_child(
+    exe: &Path,
+    scenario: &str,
+    policy: &Path,
+    scale: &Scale,
+) -> Result<(Vec<RunReport>, f64), String> {
+    let started = Instant::now();
+    let mut cmd = Command::new(exe);
+    cmd.arg("experiment-run")
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--policy")
+        .arg(policy)
+        .arg("--seed")
+        .arg(scale.seed.to_string())
+        .arg("--minutes")
+        .arg(scale.soak_minutes.to_string());
+    if scale.quick {
+        cmd.arg("--quick");
+    }
+    let output = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {scenario} under {}: {e}", policy.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{scenario} under {} failed: {}",
+            policy.display(),
+            output.status
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let reports: Vec<RunReport> = serde_json::from_str(text.trim())
+        .map_err(|e| format!("bad report from {scenario}/{}: {e}", policy.display()))?;
+    Ok((reports, started.elapsed().as_secs_f64()))
+}
+
+/// The parameters of a run of `experiment`, for the Markdown files and `report.html`.
+fn parameters(
+    opts: &ExperimentOptions,
+    scenarios: &[String],
+    policies: &[PathBuf],
+) -> Vec<(String, String)> {
+    vec![
+        (
+            "size".into(),
+            if opts.scale.quick {
+                format!(
+                    "quick: small workloads, durability awaited at most {} s, crash runs every policy at once",
+                    QUICK_DURABLE_LIMIT.as_secs()
+                )
+            } else {
+                "full: durability awaited at most 60 s, one run at a time".into()
+            },
+        ),
+        ("seed".into(), opts.scale.seed.to_string()),
+        ("soak minutes".into(), opts.scale.soak_minutes.to_string()),
+        ("scenarios".into(), scenarios.join(", ")),
+        (
+            "policy files".into(),
+            policies
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        (
+            "sampling".into(),
+            format!(
+                "depth and p99 every {} ms",
+                sample_every(&opts.scale).as_millis()
+            ),
+        ),
+        (
+            "started".into(),
+            chrono::Utc::now()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+        ),
+    ]
+}
+
+fn write_file(out: &Path, name: &str, body: String) -> Result<(), String> {
+    std::fs::write(out.join(name), body)
+        .map_err(|e| format!("cannot write {}: {e}", out.join(name).display()))
 }

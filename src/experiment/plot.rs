@@ -1,4 +1,5 @@
-//! SVG plots (plotters): mailbox depth and call latency over time, one line per policy.
+//! SVG plots (plotters): mailbox depth and call latency over time, one line per policy;
+//! a plot without samples says so in words instead of showing empty axes.
 
 use std::path::Path;
 
@@ -32,6 +33,9 @@ fn plot(
     value: impl Fn(&super::report::Sample) -> f64,
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+    if runs.iter().all(|r| r.series.is_empty()) {
+        return no_data(path, title, runs);
+    }
     let max_t = runs
         .iter()
         .flat_map(|r| r.series.iter().map(|s| s.t_ms))
@@ -62,6 +66,13 @@ fn plot(
                 r.series.iter().map(|s| (s.t_ms / 1000.0, value(s))),
                 color.stroke_width(2),
             ))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(
+                r.series
+                    .iter()
+                    .map(|s| Circle::new((s.t_ms / 1000.0, value(s)), 2, color.filled())),
+            )
             .map_err(|e| err(&e))?
             .label(r.policy.clone())
             .legend(move |(x, y)| {
@@ -74,5 +85,37 @@ fn plot(
         .background_style(WHITE.mix(0.8))
         .draw()
         .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+/// Why a scenario has no time series, in words for the plot.
+fn why_empty(runs: &[RunReport]) -> String {
+    match runs.first().map(|r| r.scenario.as_str()) {
+        Some("crash") => "No samples: crash runs its writer in a separate process and kills it \
+                          with SIGKILL; only the counts after the restart are measured (see the table)."
+            .into(),
+        None => "No samples: no run finished.".into(),
+        Some(_) => "No samples: every run ended before the first sampling tick.".into(),
+    }
+}
+
+/// A plot with no data: its title and, where the axes would be, why there is nothing.
+fn no_data(path: &Path, title: &str, runs: &[RunReport]) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+    let root = SVGBackend::new(path, (900, 240)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 20))
+        .map_err(|e| err(&e))?;
+    let style = ("sans-serif", 16).into_font().color(&BLACK);
+    let policies: Vec<&str> = runs.iter().map(|r| r.policy.as_str()).collect();
+    let lines = [
+        why_empty(runs),
+        format!("Policies run: {}.", policies.join(", ")),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        root.draw_text(line, &style, (20, 60 + 30 * i as i32))
+            .map_err(|e| err(&e))?;
+    }
     root.present().map_err(|e| err(&e))
 }

@@ -1,6 +1,8 @@
 //! The HTTP service: the to-do API as JSON over axum, Prometheus `/metrics`,
-//! `/healthz`, and graceful shutdown that drains acknowledged writes to storage.
+//! `/healthz`, the live `/dashboard` with `/api/stats`, and graceful shutdown that
+//! drains acknowledged writes to storage.
 
+pub mod dashboard;
 mod error;
 mod http_metrics;
 mod lock;
@@ -139,6 +141,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         .await
         .map_err(|e| e.to_string())?;
     zero_rare_event_counters(&opts.config);
+    dashboard::start_sampler(prometheus.clone())?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;

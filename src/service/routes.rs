@@ -41,6 +41,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             get(|| async { axum::response::Html(super::openapi::DOCS_PAGE) }),
         )
         .route("/metrics", get(metrics))
+        .merge(super::dashboard::routes())
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
