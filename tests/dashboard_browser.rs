@@ -1,7 +1,7 @@
 //! Renders `/dashboard` of a real `sluicegate serve` under load in headless Chromium and
 //! checks the DOM: every role shown, numbers that change between renders, the refusing
 //! mailbox highlighted; saves a screenshot. Needs Debian's `chromium` (see
-//! `scripts/need-chromium.sh`); without it the test fails and names the package.
+//! `scripts/test`); without it the test fails and names the package.
 
 mod serve_support;
 
@@ -67,7 +67,7 @@ fn chromium() -> PathBuf {
     panic!(
         "no Chromium found (tried $SLUICEGATE_CHROMIUM and {names:?} on PATH): this test needs the \
          Debian package `chromium`; install it with `apt-get install -y chromium` or \
-         `bash scripts/need-chromium.sh`, or set SLUICEGATE_CHROMIUM to a Chromium binary"
+         `scripts/test` (it installs the package), or set SLUICEGATE_CHROMIUM to a Chromium binary"
     );
 }
 
