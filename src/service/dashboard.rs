@@ -92,11 +92,10 @@ async fn stats() -> Response {
             json.to_string(),
         )
             .into_response(),
-        None => ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "stats are not sampled yet: the first sample is taken when the service starts"
-                .into(),
-        }
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stats are not sampled yet: the first sample is taken when the service starts",
+        )
         .into_response(),
     }
 }
