@@ -45,6 +45,21 @@ pub trait Server: Send + Sized + 'static {
     /// Handles one cast.
     async fn handle_cast(&mut self, _message: Self::Cast) {}
 
+    /// Most messages the runtime takes from the mailbox at once (one lock, with
+    /// `recv_many`). Above 1, consecutive casts among them are handed together to
+    /// [`handle_casts`](Self::handle_casts); calls are still handled one by one, in
+    /// mailbox order. A stop request is seen after the batch in hand.
+    const MAX_BATCH: usize = 1;
+
+    /// Handles consecutive casts taken from the mailbox together (at most
+    /// [`MAX_BATCH`](Self::MAX_BATCH)), e.g. to commit them as one batch. The
+    /// default hands them to [`handle_cast`](Self::handle_cast) one by one.
+    async fn handle_casts(&mut self, messages: Vec<Self::Cast>) {
+        for m in messages {
+            self.handle_cast(m).await;
+        }
+    }
+
     /// Runs once when this instance ends, whatever the reason (not after a panic).
     async fn terminate(&mut self, _reason: &ExitReason) {}
 
@@ -618,6 +633,8 @@ async fn run_instance<S: Server>(
 ) -> ExitReason {
     let mut draining = false;
     let mut idle_stop = false;
+    // Messages taken from the mailbox in one go (one, unless `S::MAX_BATCH` > 1).
+    let mut buf: Vec<Envelope<S>> = Vec::with_capacity(S::MAX_BATCH.clamp(1, 1024));
     loop {
         let idle = async {
             match idle_timeout {
@@ -625,7 +642,7 @@ async fn run_instance<S: Server>(
                 _ => std::future::pending().await,
             }
         };
-        let env = tokio::select! {
+        let received = tokio::select! {
             biased;
             c = control.recv(), if !draining => match c {
                 Some(Control::Stop { drain: true }) | None => {
@@ -641,11 +658,7 @@ async fn run_instance<S: Server>(
                     return ExitReason::Normal;
                 }
             },
-            env = rx.recv() => match env {
-                Some(env) => env,
-                None if idle_stop => return ExitReason::Idle,
-                None => return ExitReason::Normal,
-            },
+            n = rx.recv_many(&mut buf, S::MAX_BATCH.max(1)) => n,
             () = idle => {
                 if on_idle.is_none_or(|hook| hook()) {
                     // Anything that slipped in before the close is still handled.
@@ -656,24 +669,56 @@ async fn run_instance<S: Server>(
                 continue;
             }
         };
-        let outcome = match env {
-            Envelope::Call(req, reply) => {
-                if reply.is_abandoned() {
-                    m::call_abandoned(role);
-                    continue;
+        if received == 0 {
+            return if idle_stop {
+                ExitReason::Idle
+            } else {
+                ExitReason::Normal
+            };
+        }
+        let mut taken = buf.drain(..).peekable();
+        while let Some(env) = taken.next() {
+            let outcome = match env {
+                Envelope::Call(req, reply) => {
+                    if reply.is_abandoned() {
+                        m::call_abandoned(role);
+                        continue;
+                    }
+                    AssertUnwindSafe(state.handle_call(req, reply))
+                        .catch_unwind()
+                        .await
                 }
-                AssertUnwindSafe(state.handle_call(req, reply))
-                    .catch_unwind()
-                    .await
+                Envelope::Cast(msg) if S::MAX_BATCH <= 1 => {
+                    AssertUnwindSafe(state.handle_cast(msg))
+                        .catch_unwind()
+                        .await
+                }
+                Envelope::Cast(msg) => {
+                    let mut casts = vec![msg];
+                    while let Some(Envelope::Cast(_)) = taken.peek() {
+                        if let Some(Envelope::Cast(m)) = taken.next() {
+                            casts.push(m);
+                        }
+                    }
+                    AssertUnwindSafe(state.handle_casts(casts))
+                        .catch_unwind()
+                        .await
+                }
+            };
+            if let Err(p) = outcome {
+                // What was taken with the panicking message is answered like the queue.
+                let mut casts = 0u64;
+                for env in taken {
+                    match env {
+                        Envelope::Call(_, reply) => reply.fail(CallError::Stopped),
+                        Envelope::Cast(_) => casts += 1,
+                    }
+                }
+                if casts > 0 {
+                    m::casts_crashed(role, casts);
+                }
+                return ExitReason::Panicked(panic_message(&*p));
             }
-            Envelope::Cast(msg) => {
-                AssertUnwindSafe(state.handle_cast(msg))
-                    .catch_unwind()
-                    .await
-            }
-        };
-        if let Err(p) = outcome {
-            return ExitReason::Panicked(panic_message(&*p));
         }
     }
 }

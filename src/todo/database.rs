@@ -1,5 +1,5 @@
 //! The database: a keyed pool of worker servers (a list always goes to the same
-//! worker) that load and store whole lists through a storage backend.
+//! worker) that load lists and group-commit what is queued through the storage port.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
+use super::port::{Change, ListWrite, Storage, StorageError};
 use super::{ListName, TodoList};
 use crate::mailbox::{Eviction, Key, Meta, Policy};
 use crate::runtime::{
     CallError, CastError, Envelope, KeyedPool, PoolSpec, ReplyTo, Routing, Server, StartError,
     Supervisor,
 };
-use crate::storage::{Storage, StorageError};
 
 /// Role of the database workers (metric label).
 pub const WORKER_ROLE: &str = "database_worker";
@@ -52,19 +52,53 @@ pub type DurableWaiter = oneshot::Sender<Result<(), StoreError>>;
 
 /// A database request that expects an answer.
 pub enum DbCall {
-    /// Load one list.
-    Load(ListName),
+    /// Load one list for the list server of incarnation `epoch` (see [`Version`]).
+    Load(ListName, u64),
 }
 
-/// A write of a whole list. Under `coalesce` a queued store of the same list is
-/// replaced by a newer one, whose waiters then include the replaced one's.
+/// A version of a list as one list server incarnation numbers them: `epoch` is
+/// unique per list server instance in the process, `seq` counts its stores (0: as loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The list server instance.
+    pub epoch: u64,
+    /// Its store count.
+    pub seq: u64,
+}
+
+/// A write of a list: its new version (an O(1) snapshot) and the change since the
+/// version `base`. Under `coalesce` a queued store of the same list is replaced by
+/// a newer one, which then carries the replaced one's change and waiters too.
 pub struct Store {
     /// Which list.
     pub name: ListName,
     /// The whole list as it is after the write.
     pub list: TodoList,
+    /// The version this store's `change` builds on (`None`: unknown).
+    pub base: Option<Version>,
+    /// The version of `list`.
+    pub version: Version,
+    /// What changed since `base`.
+    pub change: Change,
     /// Callers waiting for durability (ack `durable`).
     pub waiters: Vec<DurableWaiter>,
+}
+
+impl Store {
+    /// Folds a newer store of the same list into this one: the newer list wins, the
+    /// changes compose when the newer one builds on this one (else the base is
+    /// unknown and the list is written whole), and the waiters add up.
+    pub fn absorb(&mut self, newer: Store) {
+        if newer.base == Some(self.version) {
+            self.change.then(newer.change);
+        } else {
+            self.base = None;
+            self.change = Change::default();
+        }
+        self.list = newer.list;
+        self.version = newer.version;
+        self.waiters.extend(newer.waiters);
+    }
 }
 
 /// One database worker.
@@ -77,7 +111,13 @@ pub struct DbWorker {
     unsaved: HashMap<ListName, TodoList>,
     /// When the unsaved lists were last tried again.
     last_retry: Option<tokio::time::Instant>,
+    /// The version the backend holds of each list this worker loaded or stored,
+    /// so a store building on it writes only its change.
+    known: HashMap<ListName, Version>,
 }
+
+/// Most stores a worker commits in one batch.
+pub const MAX_BATCH: usize = 512;
 
 /// Least time between two retries of unsaved lists.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -88,6 +128,7 @@ impl DbWorker {
             storage,
             unsaved: HashMap::new(),
             last_retry: None,
+            known: HashMap::new(),
         }
     }
 
@@ -135,35 +176,92 @@ impl Server for DbWorker {
 
     async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
         match request {
-            DbCall::Load(name) => {
+            DbCall::Load(name, epoch) => {
                 self.retry_unsaved(false).await;
                 // A version that could not be stored is newer than the stored one.
                 if let Some(list) = self.unsaved.get(&name) {
+                    self.known.remove(&name);
                     return reply.send(Ok(Some(list.clone())));
                 }
-                reply.send(self.storage.load(&name).await.map_err(Arc::new))
+                let loaded = self.storage.load(&name).await;
+                match &loaded {
+                    Ok(_) => {
+                        self.known.insert(name, Version { epoch, seq: 0 });
+                    }
+                    Err(_) => {
+                        self.known.remove(&name);
+                    }
+                }
+                reply.send(loaded.map_err(Arc::new))
             }
         }
     }
 
     async fn handle_cast(&mut self, store: Store) {
-        let result = self.storage.store(&store.name, &store.list).await;
-        let answer = match result {
-            Ok(()) => {
-                self.mark_saved(&store.name);
-                Ok(())
+        self.handle_casts(vec![store]).await;
+    }
+
+    const MAX_BATCH: usize = MAX_BATCH;
+
+    /// Group commit: every store drained from the mailbox goes to the backend in
+    /// one batch (stores of the same list folded into the newest), and each
+    /// waiter is answered once its list's write is on stable storage.
+    async fn handle_casts(&mut self, stores: Vec<Store>) {
+        let started = std::time::Instant::now();
+        let count = stores.len();
+        let mut index: HashMap<ListName, usize> = HashMap::with_capacity(count);
+        let mut batch: Vec<Store> = Vec::with_capacity(count);
+        for store in stores {
+            match index.get(&store.name) {
+                Some(&i) => batch[i].absorb(store),
+                None => {
+                    index.insert(store.name.clone(), batch.len());
+                    batch.push(store);
+                }
             }
-            Err(e) => {
-                tracing::warn!(list = %store.name, error = %e, "store failed");
-                metrics::counter!(STORE_ERRORS).increment(1);
-                self.mark_unsaved(store.name.clone(), store.list);
-                Err(StoreError::Storage(e.to_string()))
-            }
-        };
-        metrics::counter!(STORES).increment(1);
-        for w in store.waiters {
-            let _ = w.send(answer.clone());
         }
+        let writes: Vec<ListWrite> = batch
+            .iter()
+            .map(|s| {
+                let builds_on_stored =
+                    s.base.is_some() && self.known.get(&s.name) == s.base.as_ref();
+                ListWrite {
+                    name: s.name.clone(),
+                    list: s.list.clone(),
+                    change: builds_on_stored.then(|| s.change.clone()),
+                }
+            })
+            .collect();
+        let results = self.storage.store_batch(&writes).await;
+        metrics::histogram!(COMMIT_WRITES).record(count as f64);
+        metrics::histogram!(COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        let mut results = results.into_iter();
+        for store in batch {
+            let result = results.next().unwrap_or_else(|| {
+                Err(StorageError::Io {
+                    list: Some(store.name.clone()),
+                    source: std::io::Error::other("the backend gave no result for this list"),
+                })
+            });
+            let answer = match result {
+                Ok(()) => {
+                    self.mark_saved(&store.name);
+                    self.known.insert(store.name.clone(), store.version);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(list = %store.name, error = %e, "store failed");
+                    metrics::counter!(STORE_ERRORS).increment(1);
+                    self.known.remove(&store.name);
+                    self.mark_unsaved(store.name.clone(), store.list);
+                    Err(StoreError::Storage(e.to_string()))
+                }
+            };
+            for w in store.waiters {
+                let _ = w.send(answer.clone());
+            }
+        }
+        metrics::counter!(STORES).increment(count as u64);
         self.retry_unsaved(false).await;
     }
 
@@ -176,7 +274,12 @@ impl Server for DbWorker {
 
     fn coalesce(old: Envelope<Self>, new: &mut Envelope<Self>) {
         match (old, new) {
-            (Envelope::Cast(old), Envelope::Cast(new)) => new.waiters.extend(old.waiters),
+            (Envelope::Cast(mut old), Envelope::Cast(new)) => {
+                // The newer store takes the older one's place, carrying its change.
+                let newer = std::mem::replace(new, placeholder(&old));
+                old.absorb(newer);
+                *new = old;
+            }
             (Envelope::Call(_, reply), _) => reply.fail(CallError::Dropped),
             (Envelope::Cast(old), Envelope::Call(..)) => fail_waiters(old, StoreError::Dropped),
         }
@@ -184,6 +287,18 @@ impl Server for DbWorker {
 
     fn evicted_cast(store: Store, _why: Eviction) {
         fail_waiters(store, StoreError::Dropped);
+    }
+}
+
+/// A cheap stand-in while two stores are folded into one.
+fn placeholder(like: &Store) -> Store {
+    Store {
+        name: like.name.clone(),
+        list: TodoList::new(),
+        base: None,
+        version: like.version,
+        change: Change::default(),
+        waiters: Vec::new(),
     }
 }
 
@@ -200,6 +315,30 @@ pub const STORE_ERRORS: &str = "sluicegate_db_store_errors_total";
 /// Lists held in the database workers' memory because their store failed
 /// (0 when storage is healthy).
 pub const UNSAVED_LISTS: &str = "sluicegate_db_unsaved_lists";
+/// Stores made durable by one commit (one batch, one sync where the backend can).
+pub const COMMIT_WRITES: &str = "sluicegate_db_commit_writes";
+/// How long one commit (a batch of stores) took.
+pub const COMMIT_SECONDS: &str = "sluicegate_db_commit_duration_seconds";
+
+/// Describes the database's metrics to the installed recorder.
+pub fn describe() {
+    metrics::describe_counter!(STORES, "Stores completed (ok or not).");
+    metrics::describe_counter!(STORE_ERRORS, "Stores that failed in the backend.");
+    metrics::describe_gauge!(
+        UNSAVED_LISTS,
+        "Lists held in memory because their store failed (0 when storage is healthy)."
+    );
+    metrics::describe_histogram!(
+        COMMIT_WRITES,
+        metrics::Unit::Count,
+        "Stores made durable by one commit (group commit batch size)."
+    );
+    metrics::describe_histogram!(
+        COMMIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of one commit of a batch of stores."
+    );
+}
 
 /// The database: a keyed pool of [`DbWorker`]s in front of one storage backend.
 #[derive(Clone)]
@@ -235,15 +374,17 @@ impl Database {
         Ok(Database { pool, storage })
     }
 
-    /// Loads a list (behind any store of it already queued on its worker).
+    /// Loads a list (behind any store of it already queued on its worker) for the
+    /// list server incarnation `epoch`, whose stores then build on what was loaded.
     pub async fn load(
         &self,
         name: &ListName,
+        epoch: u64,
         timeout: Duration,
     ) -> Result<Option<TodoList>, LoadError> {
         match self
             .pool
-            .call(name, DbCall::Load(name.clone()), timeout, None)
+            .call(name, DbCall::Load(name.clone(), epoch), timeout, None)
             .await
         {
             Ok(Ok(list)) => Ok(list),
@@ -252,7 +393,7 @@ impl Database {
         }
     }
 
-    /// Queues a store of a whole list on its worker, keyed by the list name so a
+    /// Queues a store of a list on its worker, keyed by the list name so a
     /// `coalesce` mailbox keeps only the newest version. Waits only if the worker's
     /// policy makes senders wait.
     pub async fn store(&self, store: Store) -> Result<(), StoreError> {
