@@ -117,6 +117,27 @@ fn collect_names(root: &Path, dir: &Path, out: &mut Vec<ListName>) -> std::io::R
     Ok(())
 }
 
+/// Every list stored under `data_dir/lists/` by this backend, read without a
+/// runtime (for the import into SQLite); `Ok(None)` when there is no such directory.
+/// A file that cannot be read back is an error naming it: nothing is skipped.
+pub(crate) fn read_all(data_dir: &Path) -> Result<Option<Vec<(ListName, TodoList)>>, StorageError> {
+    let root = data_dir.join("lists");
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    collect_names(&root, &root, &mut names).map_err(|e| StorageError::io(None, e))?;
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let path = root.join(encode_path(&name));
+        let bytes = fs::read(&path).map_err(|e| StorageError::io(Some(&name), e))?;
+        let list = decode(&name, &bytes)?;
+        out.push((name, list));
+    }
+    Ok(Some(out))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {

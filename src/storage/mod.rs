@@ -28,10 +28,67 @@ pub const FORMAT: u32 = 1;
 pub enum BackendKind {
     /// One crash-safe JSON file per list.
     Files,
-    /// One SQLite database (WAL), one row per list.
+    /// One SQLite database (WAL, synchronous = FULL), entries as rows; the default.
     Sqlite,
     /// In memory only; lost at exit.
     Memory,
+}
+
+/// Key in SQLite's `meta` table set once a data dir's `files` lists are imported.
+const FILES_IMPORTED: &str = "files_imported";
+
+/// Imports, once, the lists a `files` backend left in `data_dir/lists/` into the
+/// SQLite database open on `conn`, in one transaction. A list SQLite already holds
+/// is kept as it is (it was written later, through SQLite). The files stay where
+/// they are (nothing is deleted), so `backend = "files"` still reads them. A file
+/// that cannot be read back stops the import with an error naming it, and the
+/// import runs again at the next open: nothing stored is skipped silently.
+/// Returns how many lists were imported.
+pub fn import_files(
+    data_dir: &Path,
+    conn: &mut rusqlite::Connection,
+) -> Result<usize, StorageError> {
+    let sql = |e: rusqlite::Error| StorageError::Sqlite {
+        list: None,
+        detail: e.to_string(),
+    };
+    let done: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [FILES_IMPORTED],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(sql(e)),
+        })?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    let Some(lists) = files::read_all(data_dir)? else {
+        return Ok(0);
+    };
+    let mut fresh = Vec::new();
+    for (name, list) in lists {
+        if !sqlite::has_list(conn, &name)? {
+            fresh.push((name, list));
+        }
+    }
+    sqlite::store_whole(conn, &fresh)?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+        rusqlite::params![FILES_IMPORTED, format!("{} lists", fresh.len())],
+    )
+    .map_err(sql)?;
+    if !fresh.is_empty() {
+        tracing::info!(
+            lists = fresh.len(),
+            dir = %data_dir.display(),
+            "imported the lists of the files backend into sqlite"
+        );
+    }
+    Ok(fresh.len())
 }
 
 /// Opens a backend in `data_dir` (created if missing).
