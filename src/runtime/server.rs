@@ -46,17 +46,21 @@ pub trait Server: Send + Sized + 'static {
     async fn handle_cast(&mut self, _message: Self::Cast) {}
 
     /// Most messages the runtime takes from the mailbox at once (one lock, with
-    /// `recv_many`). Above 1, consecutive casts among them are handed together to
-    /// [`handle_casts`](Self::handle_casts); calls are still handled one by one, in
-    /// mailbox order. A stop request is seen after the batch in hand.
+    /// `recv_many`). Above 1, what is taken goes to [`handle_batch`](Self::handle_batch)
+    /// in one piece. A stop request is seen after the batch in hand.
     const MAX_BATCH: usize = 1;
 
-    /// Handles consecutive casts taken from the mailbox together (at most
-    /// [`MAX_BATCH`](Self::MAX_BATCH)), e.g. to commit them as one batch. The
-    /// default hands them to [`handle_cast`](Self::handle_cast) one by one.
-    async fn handle_casts(&mut self, messages: Vec<Self::Cast>) {
-        for m in messages {
-            self.handle_cast(m).await;
+    /// Handles the messages taken from the mailbox together (at most
+    /// [`MAX_BATCH`](Self::MAX_BATCH), in mailbox order, calls whose caller gave up
+    /// already left out), e.g. to commit many writes as one. An implementation may
+    /// reorder messages that do not depend on each other. The default handles them
+    /// one by one, in order.
+    async fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) {
+        for env in batch {
+            match env {
+                Envelope::Call(req, reply) => self.handle_call(req, reply).await,
+                Envelope::Cast(msg) => self.handle_cast(msg).await,
+            }
         }
     }
 
@@ -676,8 +680,24 @@ async fn run_instance<S: Server>(
                 ExitReason::Normal
             };
         }
-        let mut taken = buf.drain(..).peekable();
-        while let Some(env) = taken.next() {
+        if S::MAX_BATCH > 1 {
+            let mut batch = Vec::with_capacity(buf.len());
+            for env in buf.drain(..) {
+                match env {
+                    Envelope::Call(_, reply) if reply.is_abandoned() => m::call_abandoned(role),
+                    env => batch.push(env),
+                }
+            }
+            let outcome = AssertUnwindSafe(state.handle_batch(batch))
+                .catch_unwind()
+                .await;
+            if let Err(p) = outcome {
+                // Calls of the batch get an error as the batch is dropped.
+                return ExitReason::Panicked(panic_message(&*p));
+            }
+            continue;
+        }
+        for env in buf.drain(..) {
             let outcome = match env {
                 Envelope::Call(req, reply) => {
                     if reply.is_abandoned() {
@@ -688,35 +708,13 @@ async fn run_instance<S: Server>(
                         .catch_unwind()
                         .await
                 }
-                Envelope::Cast(msg) if S::MAX_BATCH <= 1 => {
-                    AssertUnwindSafe(state.handle_cast(msg))
-                        .catch_unwind()
-                        .await
-                }
                 Envelope::Cast(msg) => {
-                    let mut casts = vec![msg];
-                    while let Some(Envelope::Cast(_)) = taken.peek() {
-                        if let Some(Envelope::Cast(m)) = taken.next() {
-                            casts.push(m);
-                        }
-                    }
-                    AssertUnwindSafe(state.handle_casts(casts))
+                    AssertUnwindSafe(state.handle_cast(msg))
                         .catch_unwind()
                         .await
                 }
             };
             if let Err(p) = outcome {
-                // What was taken with the panicking message is answered like the queue.
-                let mut casts = 0u64;
-                for env in taken {
-                    match env {
-                        Envelope::Call(_, reply) => reply.fail(CallError::Stopped),
-                        Envelope::Cast(_) => casts += 1,
-                    }
-                }
-                if casts > 0 {
-                    m::casts_crashed(role, casts);
-                }
                 return ExitReason::Panicked(panic_message(&*p));
             }
         }

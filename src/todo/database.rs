@@ -166,47 +166,11 @@ impl DbWorker {
             }
         }
     }
-}
-
-#[async_trait]
-impl Server for DbWorker {
-    type Call = DbCall;
-    type Reply = Result<Option<TodoList>, Arc<StorageError>>;
-    type Cast = Store;
-
-    async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
-        match request {
-            DbCall::Load(name, epoch) => {
-                self.retry_unsaved(false).await;
-                // A version that could not be stored is newer than the stored one.
-                if let Some(list) = self.unsaved.get(&name) {
-                    self.known.remove(&name);
-                    return reply.send(Ok(Some(list.clone())));
-                }
-                let loaded = self.storage.load(&name).await;
-                match &loaded {
-                    Ok(_) => {
-                        self.known.insert(name, Version { epoch, seq: 0 });
-                    }
-                    Err(_) => {
-                        self.known.remove(&name);
-                    }
-                }
-                reply.send(loaded.map_err(Arc::new))
-            }
-        }
-    }
-
-    async fn handle_cast(&mut self, store: Store) {
-        self.handle_casts(vec![store]).await;
-    }
-
-    const MAX_BATCH: usize = MAX_BATCH;
 
     /// Group commit: every store drained from the mailbox goes to the backend in
     /// one batch (stores of the same list folded into the newest), and each
     /// waiter is answered once its list's write is on stable storage.
-    async fn handle_casts(&mut self, stores: Vec<Store>) {
+    async fn commit(&mut self, stores: Vec<Store>) {
         let started = std::time::Instant::now();
         let count = stores.len();
         let mut index: HashMap<ListName, usize> = HashMap::with_capacity(count);
@@ -263,6 +227,70 @@ impl Server for DbWorker {
         }
         metrics::counter!(STORES).increment(count as u64);
         self.retry_unsaved(false).await;
+    }
+}
+
+#[async_trait]
+impl Server for DbWorker {
+    type Call = DbCall;
+    type Reply = Result<Option<TodoList>, Arc<StorageError>>;
+    type Cast = Store;
+
+    async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
+        match request {
+            DbCall::Load(name, epoch) => {
+                self.retry_unsaved(false).await;
+                // A version that could not be stored is newer than the stored one.
+                if let Some(list) = self.unsaved.get(&name) {
+                    self.known.remove(&name);
+                    return reply.send(Ok(Some(list.clone())));
+                }
+                let loaded = self.storage.load(&name).await;
+                match &loaded {
+                    Ok(_) => {
+                        self.known.insert(name, Version { epoch, seq: 0 });
+                    }
+                    Err(_) => {
+                        self.known.remove(&name);
+                    }
+                }
+                reply.send(loaded.map_err(Arc::new))
+            }
+        }
+    }
+
+    async fn handle_cast(&mut self, store: Store) {
+        self.commit(vec![store]).await;
+    }
+
+    const MAX_BATCH: usize = MAX_BATCH;
+
+    /// What the mailbox held at once: loads of lists with no store among it are
+    /// answered first (they do not depend on the commit), then every store is
+    /// committed as one batch, then the loads of lists that were being stored.
+    async fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) {
+        let mut stores = Vec::new();
+        let mut loads = Vec::new();
+        for env in batch {
+            match env {
+                Envelope::Cast(store) => stores.push(store),
+                Envelope::Call(call, reply) => loads.push((call, reply)),
+            }
+        }
+        let stored: std::collections::HashSet<ListName> =
+            stores.iter().map(|s| s.name.clone()).collect();
+        let (after, before): (Vec<_>, Vec<_>) = loads
+            .into_iter()
+            .partition(|(DbCall::Load(name, _), _)| stored.contains(name));
+        for (call, reply) in before {
+            self.handle_call(call, reply).await;
+        }
+        if !stores.is_empty() {
+            self.commit(stores).await;
+        }
+        for (call, reply) in after {
+            self.handle_call(call, reply).await;
+        }
     }
 
     async fn terminate(&mut self, _reason: &crate::runtime::ExitReason) {
