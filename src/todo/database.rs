@@ -471,3 +471,54 @@ impl std::fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn store(list: &TodoList, base: Option<u64>, seq: u64, touched: &[u64]) -> Store {
+        let mut change = Change::default();
+        for id in touched {
+            change.touch(list, *id);
+        }
+        Store {
+            name: ListName::new("l").unwrap(),
+            list: list.clone(),
+            base: base.map(|seq| Version { epoch: 1, seq }),
+            version: Version { epoch: 1, seq },
+            change,
+            waiters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_newer_store_building_on_the_older_composes_their_changes() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let mut l = TodoList::new();
+        l.add_entry(d, "a").unwrap();
+        let mut older = store(&l, Some(0), 1, &[1]);
+        l.add_entry(d, "b").unwrap();
+        l.delete_entry(1).unwrap();
+        older.absorb(store(&l, Some(1), 2, &[1, 2]));
+        assert_eq!(older.base, Some(Version { epoch: 1, seq: 0 }));
+        assert_eq!(older.version, Version { epoch: 1, seq: 2 });
+        assert_eq!(older.list, l);
+        assert_eq!(older.change.entries.len(), 2);
+        assert_eq!(older.change.entries[&1], None, "the later delete wins");
+        assert_eq!(older.change.entries[&2].as_ref().unwrap().title, "b");
+    }
+
+    #[test]
+    fn a_gap_between_two_stores_makes_the_base_unknown() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let mut l = TodoList::new();
+        l.add_entry(d, "a").unwrap();
+        let mut older = store(&l, Some(0), 1, &[1]);
+        l.add_entry(d, "b").unwrap();
+        // Store 2 never reached the database; store 3 builds on it.
+        older.absorb(store(&l, Some(2), 3, &[2]));
+        assert_eq!(older.base, None, "written whole, not as a change");
+        assert_eq!(older.list, l);
+    }
+}
