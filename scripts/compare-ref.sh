@@ -51,23 +51,42 @@ for round in $(seq 1 "$ROUNDS"); do
         run new "$policy" "$round" | tee -a "$TMP/runs.jsonl"
     done
 done
+echo
 python3 - "$TMP/runs.jsonl" <<'PY'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
+import json, statistics, sys, math
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+def vals(side, policy, key):
+    return [r[key] for r in runs if r["side"] == side and r["policy"] == policy]
 def med(side, policy, key):
-    v = [r[key] for r in runs if r["side"] == side and r["policy"] == policy]
+    v = [x for x in vals(side, policy, key) if not math.isnan(x)]
     return statistics.median(v) if v else float("nan")
-print("\n| policy | ref client ops/s | new client ops/s | x ref | ref end-to-end | new end-to-end | x ref | ref flush s | new flush s | ref peak MiB | new peak MiB | new lost |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+def never(side, policy):
+    return sum(1 for x in vals(side, policy, "flush_s") if math.isnan(x))
+print("| policy | runs | ref client ops/s | new client ops/s | x ref | ref end-to-end ops/s | new end-to-end ops/s | x ref | ref flush s | new flush s | ref peak MiB | new peak MiB | new lost after restart |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for p in ["book", "coalesce", "coalesce-durable", "book-files", "coalesce-files", "coalesce-durable-files"]:
-    # The new binary on files is compared with the reference on the same policy.
     q = p.replace("-files", "")
+    n = len(vals("new", p, "client_ops_s"))
+    if n == 0: continue
     rc, nc = med("ref", q, "client_ops_s"), med("new", p, "client_ops_s")
     re, ne = med("ref", q, "end_to_end_ops_s"), med("new", p, "end_to_end_ops_s")
-    lost = sum(r["lost_after_restart"] for r in runs if r["side"] == "new" and r["policy"] == p)
-    print(f"| {p} | {rc:,.0f} | {nc:,.0f} | {nc/rc:.2f} | {re:,.0f} | {ne:,.0f} | {ne/re:.2f} | "
-          f"{med('ref', q, 'flush_s'):.2f} | {med('new', p, 'flush_s'):.2f} | "
-          f"{med('ref', q, 'peak_rss_mib'):.0f} | {med('new', p, 'peak_rss_mib'):.0f} | {lost} |")
-rcd = med("ref", "coalesce-durable", "end_to_end_ops_s")
-print(f"\nnew coalesce-durable end-to-end / ref coalesce-durable end-to-end: {med('new', 'coalesce-durable', 'end_to_end_ops_s') / rcd:.2f}")
+    lost = sum(vals("new", p, "lost_after_restart"))
+    def fl(side, pol):
+        k = never(side, pol)
+        m = med(side, pol, "flush_s")
+        return f"{m:.2f}" + (f" ({k} never)" if k else "")
+    def e2e(side, pol, v):
+        k = never(side, pol)
+        return "< 2,000 (flush > 60 s)" if math.isnan(v) else f"{v:,.0f}" + (f" ({k} never)" if k else "")
+    ratio_e = "-" if math.isnan(re) or math.isnan(ne) else f"{ne/re:.1f}"
+    print(f"| {p} | {n} | {rc:,.0f} | {nc:,.0f} | {nc/rc:.1f} | {e2e('ref', q, re)} | {e2e('new', p, ne)} | {ratio_e} | {fl('ref', q)} | {fl('new', p)} | {med('ref', q, 'peak_rss_mib'):.0f} | {med('new', p, 'peak_rss_mib'):.0f} | {lost} |")
+# per-round paired ratios
+print()
+for p in ["book", "coalesce", "coalesce-durable"]:
+    rs = []
+    for rnd in sorted({r["round"] for r in runs}):
+        a = [r for r in runs if r["side"] == "ref" and r["policy"] == p and r["round"] == rnd]
+        b = [r for r in runs if r["side"] == "new" and r["policy"] == p and r["round"] == rnd]
+        if a and b: rs.append(b[0]["client_ops_s"] / a[0]["client_ops_s"])
+    print(p, "paired client ratios per round:", ", ".join(f"{x:.1f}" for x in rs))
 PY
