@@ -39,9 +39,9 @@ pub struct StorageConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageBackend {
-    /// One crash-safe JSON file per list.
+    /// One crash-safe JSON file per list, rewritten whole on every store (the book's design).
     Files,
-    /// SQLite (WAL), one row per list.
+    /// SQLite (WAL, synchronous = FULL), entries as rows, group commit; the default.
     Sqlite,
     /// Memory only.
     Memory,

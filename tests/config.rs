@@ -131,7 +131,7 @@ fn wrong_type() {
     let text = format!(
         "storage = \"files\"\n{}",
         edit(
-            "[storage]\nbackend = \"files\"\ndata_dir = \"./data\"\n",
+            "[storage]\nbackend = \"sqlite\"\ndata_dir = \"./data\"\n",
             ""
         )
     );
@@ -224,7 +224,7 @@ fn unknown_ack_mode() {
 
 #[test]
 fn unknown_backend() {
-    let msg = refused(&edit("backend = \"files\"", "backend = \"postgres\""));
+    let msg = refused(&edit("backend = \"sqlite\"", "backend = \"postgres\""));
     names(
         &msg,
         &["storage.backend", "\"postgres\"", "files, sqlite, memory"],

@@ -48,11 +48,21 @@ struct Server {
     base: String,
 }
 
-/// Copies the recommended policy set with `default_ack` switched to `durable`.
-fn durable_config(dir: &Path) -> std::path::PathBuf {
+/// Copies the recommended policy set with `default_ack` switched to `durable`, on
+/// `backend` (`None`: the file's own, the default backend).
+fn durable_config(dir: &Path, backend: Option<&str>) -> std::path::PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/coalesce.toml");
     let text = std::fs::read_to_string(&src).unwrap();
-    let changed = text.replace("default_ack = \"applied\"", "default_ack = \"durable\"");
+    let mut changed = text.replace("default_ack = \"applied\"", "default_ack = \"durable\"");
+    if let Some(b) = backend {
+        let mut lines: Vec<String> = changed.lines().map(str::to_string).collect();
+        let line = lines
+            .iter_mut()
+            .find(|l| l.starts_with("backend = "))
+            .expect("policies/coalesce.toml names a backend");
+        *line = format!("backend = \"{b}\"");
+        changed = lines.join("\n") + "\n";
+    }
     assert_ne!(
         text, changed,
         "policies/coalesce.toml no longer sets default_ack = \"applied\""
@@ -176,6 +186,17 @@ async fn read_all(client: &Client, base: &str) -> Vec<Vec<Entry>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_never_loses_a_durably_acknowledged_write() {
+    sigkill_rounds(None).await;
+}
+
+/// The same rounds on the book's store (one file per list), which the experiments
+/// still compare against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_never_loses_a_durably_acknowledged_write_on_files() {
+    sigkill_rounds(Some("files")).await;
+}
+
+async fn sigkill_rounds(backend: Option<&str>) {
     let rounds: usize = std::env::var("SLUICEGATE_CRASH_ROUNDS")
         .ok()
         .map(|v| v.parse().expect("SLUICEGATE_CRASH_ROUNDS is a number"))
@@ -192,7 +213,7 @@ async fn sigkill_never_loses_a_durably_acknowledged_write() {
     println!("crash test: {rounds} rounds, seed {seed} (replay with SLUICEGATE_CRASH_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
-    let config = durable_config(tmp.path());
+    let config = durable_config(tmp.path(), backend);
     let data = tmp.path().join("data");
     let log = tmp.path().join("server.log");
     let client = Client::builder()

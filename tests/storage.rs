@@ -382,3 +382,179 @@ async fn sqlite_damaged_row_fails_only_its_list() {
         Some(list_with(&["x"]))
     );
 }
+
+/// Entries touched between two versions of a list, as the list server records them.
+fn change_between(old: &TodoList, new: &TodoList) -> storage::Change {
+    let mut c = storage::Change::default();
+    let ids: BTreeSet<u64> = old
+        .all_entries()
+        .iter()
+        .chain(new.all_entries().iter())
+        .map(|e| e.id)
+        .collect();
+    for id in ids {
+        if old.get(id) != new.get(id) {
+            c.touch(new, id);
+        }
+    }
+    c
+}
+
+#[tokio::test]
+async fn sqlite_stores_a_change_as_rows_and_reads_back_the_whole_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let n = name("rows");
+    let v1 = list_with(&["a", "b", "c"]);
+    s.store(&n, &v1).await.unwrap();
+    let mut v2 = v1.clone();
+    let d = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+    v2.delete_entry(2).unwrap();
+    v2.update_entry(
+        3,
+        sluicegate::todo::EntryUpdate {
+            date: Some(d),
+            title: Some("c2".into()),
+        },
+    )
+    .unwrap();
+    v2.add_entry(d, "d").unwrap();
+    let change = change_between(&v1, &v2);
+    assert_eq!(change.entries.len(), 3);
+    let results = s
+        .store_batch(&[storage::ListWrite {
+            name: n.clone(),
+            list: v2.clone(),
+            change: Some(change),
+        }])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(s.load(&n).await.unwrap(), Some(v2.clone()));
+    // Entries are rows: the change touched three of them.
+    let c = rusqlite::Connection::open(dir.path().join("sluicegate.sqlite3")).unwrap();
+    let rows: i64 = c
+        .query_row(
+            "SELECT count(*) FROM entries WHERE list = 'rows'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 3);
+    // Reopened, the id counter survives: a deleted id is never handed out again.
+    drop(s);
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let mut back = s.load(&n).await.unwrap().unwrap();
+    assert_eq!(back.add_entry(d, "e").unwrap().id, 5);
+}
+
+#[tokio::test]
+async fn sqlite_commits_many_lists_in_one_batch_each_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let writes: Vec<storage::ListWrite> = (0..50)
+        .map(|i| storage::ListWrite {
+            name: name(&format!("l{i}")),
+            list: list_with(&[&format!("t{i}")]),
+            change: None,
+        })
+        .collect();
+    let results = s.store_batch(&writes).await;
+    assert_eq!(results.len(), 50);
+    assert!(results.iter().all(Result::is_ok));
+    for w in &writes {
+        assert_eq!(s.load(&w.name).await.unwrap().as_ref(), Some(&w.list));
+    }
+}
+
+#[tokio::test]
+async fn sqlite_reads_lists_in_the_earlier_one_row_format_and_converts_them_on_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = name("old");
+    let old = list_with(&["x", "y"]);
+    {
+        // The schema and row 821fe1d's sqlite backend wrote: the whole list as JSON.
+        let c = rusqlite::Connection::open(dir.path().join("sluicegate.sqlite3")).unwrap();
+        c.execute(
+            "CREATE TABLE lists (name TEXT PRIMARY KEY, format INTEGER NOT NULL, body BLOB NOT NULL)",
+            [],
+        )
+        .unwrap();
+        let body = serde_json::json!({"format": 1, "name": "old", "list": old});
+        c.execute(
+            "INSERT INTO lists (name, format, body) VALUES ('old', 1, ?1)",
+            [serde_json::to_vec(&body).unwrap()],
+        )
+        .unwrap();
+    }
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    assert_eq!(s.load(&n).await.unwrap(), Some(old.clone()));
+    // A change against a list not yet in rows is written whole.
+    let mut new = old.clone();
+    new.add_entry(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(), "z")
+        .unwrap();
+    let change = change_between(&old, &new);
+    let r = s
+        .store_batch(&[storage::ListWrite {
+            name: n.clone(),
+            list: new.clone(),
+            change: Some(change),
+        }])
+        .await;
+    assert!(r[0].is_ok(), "{r:?}");
+    assert_eq!(s.load(&n).await.unwrap(), Some(new));
+}
+
+#[tokio::test]
+async fn sqlite_imports_a_files_data_dir_once_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = Vec::new();
+    {
+        let files = storage::open(BackendKind::Files, dir.path()).unwrap();
+        for (i, n) in hostile_names().into_iter().enumerate() {
+            let titles: Vec<String> = (0..=i).map(|j| format!("t{j}")).collect();
+            let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+            let mut l = list_with(&refs);
+            l.delete_entry(1).unwrap();
+            files.store(&n, &l).await.unwrap();
+            want.push((n, l));
+        }
+    }
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let mut names: Vec<ListName> = want.iter().map(|(n, _)| n.clone()).collect();
+    names.sort();
+    assert_eq!(s.list_names().await.unwrap(), names);
+    for (n, l) in &want {
+        assert_eq!(s.load(n).await.unwrap().as_ref(), Some(l), "{n:?}");
+    }
+    // Written through sqlite after the import, a list is not overwritten by the
+    // files at the next open; the files themselves are left in place.
+    let (first, _) = &want[0];
+    let newer = list_with(&["newer"]);
+    s.store(first, &newer).await.unwrap();
+    drop(s);
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    assert_eq!(s.load(first).await.unwrap(), Some(newer));
+    let files = storage::open(BackendKind::Files, dir.path()).unwrap();
+    assert_eq!(files.list_names().await.unwrap(), names);
+}
+
+#[tokio::test]
+async fn sqlite_refuses_to_open_over_a_damaged_files_list_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FileStorage::open(dir.path()).unwrap();
+    fs.store(&name("good"), &list_with(&["x"])).await.unwrap();
+    fs.store(&name("bad"), &list_with(&["x"])).await.unwrap();
+    std::fs::write(fs.path_of(&name("bad")), b"{{").unwrap();
+    let err = match storage::open(BackendKind::Sqlite, dir.path()) {
+        Ok(_) => panic!("opened over a damaged list"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, StorageError::Corrupt { list, .. } if list.as_str() == "bad"),
+        "{err:?}"
+    );
+    // Repaired, the next open imports both.
+    std::fs::remove_file(fs.path_of(&name("bad"))).unwrap();
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    assert_eq!(s.list_names().await.unwrap(), vec![name("good")]);
+}

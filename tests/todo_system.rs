@@ -1228,3 +1228,103 @@ async fn the_live_list_cap_refuses_a_new_list_until_one_idles_out() {
     assert_eq!(sys.entries(&a, None).await.unwrap().len(), 1);
     sys.shutdown().await;
 }
+
+/// A storage wrapper that holds every batch at a gate and records each batch's size.
+struct Batches {
+    inner: Arc<dyn Storage>,
+    open: watch::Receiver<bool>,
+    waiting: Arc<AtomicUsize>,
+    sizes: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+#[async_trait]
+impl Storage for Batches {
+    async fn load(&self, name: &ListName) -> Result<Option<TodoList>, StorageError> {
+        self.inner.load(name).await
+    }
+    async fn store(&self, name: &ListName, list: &TodoList) -> Result<(), StorageError> {
+        self.inner.store(name, list).await
+    }
+    async fn store_batch(&self, writes: &[storage::ListWrite]) -> Vec<Result<(), StorageError>> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|o| *o).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.sizes.lock().unwrap().push(writes.len());
+        self.inner.store_batch(writes).await
+    }
+    async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
+        self.inner.list_names().await
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_commit_makes_many_durable_writes_durable_and_none_is_answered_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (open_tx, open_rx) = watch::channel(true);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let batches = Batches {
+        inner: storage::open(BackendKind::Sqlite, dir.path()).unwrap(),
+        open: open_rx,
+        waiting: waiting.clone(),
+        sizes: sizes.clone(),
+    };
+    let mut cfg = config(StorageBackend::Sqlite);
+    cfg.database.workers = 1;
+    let sys = TodoSystem::start_with_storage(&cfg, Arc::new(batches))
+        .await
+        .unwrap();
+    let lists: Vec<ListName> = (0..40).map(|i| name(&format!("gc-{i}"))).collect();
+    for l in &lists {
+        sys.entries(l, None).await.unwrap();
+    }
+    open_tx.send_replace(false);
+    let write = |l: ListName| {
+        let sys = sys.clone();
+        tokio::spawn(async move {
+            sys.add_entry(&l, day(9), &format!("in {l}"), Some(AckMode::Durable))
+                .await
+        })
+    };
+    // The first store is held at the gate; the other 39 queue behind it.
+    let first = write(lists[0].clone());
+    eventually("the first batch is held", || {
+        waiting.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let rest: Vec<_> = lists[1..].iter().cloned().map(write).collect();
+    let queued = |sys: &TodoSystem| {
+        sys.mailbox_stats()
+            .into_iter()
+            .find(|r| r.role == "database_worker")
+            .map_or(0, |r| r.depth)
+    };
+    eventually("39 stores queue on the worker", || queued(&sys) == 39).await;
+    assert!(
+        !first.is_finished() && rest.iter().all(|t| !t.is_finished()),
+        "a durable write was answered before its batch reached storage"
+    );
+    open_tx.send_replace(true);
+    for t in std::iter::once(first).chain(rest) {
+        done(
+            tokio::time::timeout(PATIENCE, t)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    // The 39 queued stores went to storage as one batch (one transaction).
+    assert_eq!(*sizes.lock().unwrap(), vec![1, 39]);
+    // And every acknowledged write is on disk, read by a fresh backend.
+    let fresh = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    for l in &lists {
+        let stored = fresh.load(l).await.unwrap().expect("stored list");
+        assert_eq!(stored.all_entries()[0].title, format!("in {l}"));
+    }
+    sys.shutdown().await;
+}

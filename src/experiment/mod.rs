@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,12 +133,84 @@ impl Storage for ArcStorage {
     ) -> Result<(), crate::storage::StorageError> {
         self.0.store(name, list).await
     }
+    async fn store_batch(
+        &self,
+        writes: &[crate::storage::ListWrite],
+    ) -> Vec<Result<(), crate::storage::StorageError>> {
+        self.0.store_batch(writes).await
+    }
     async fn list_names(&self) -> Result<Vec<ListName>, crate::storage::StorageError> {
         self.0.list_names().await
     }
     fn kind(&self) -> &'static str {
         self.0.kind()
     }
+}
+
+/// Counts writes handed to a backend and finished, so the harness can tell when
+/// the database is idle without reloading lists while it works.
+struct Counting {
+    inner: Arc<dyn Storage>,
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Counting {
+    fn wrap(inner: Arc<dyn Storage>) -> Arc<Self> {
+        Arc::new(Counting {
+            inner,
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+        })
+    }
+
+    /// Writes handed to the backend and not finished yet.
+    fn in_flight(&self) -> u64 {
+        let finished = self.finished.load(Ordering::SeqCst);
+        self.started.load(Ordering::SeqCst).saturating_sub(finished)
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for Counting {
+    async fn load(
+        &self,
+        name: &ListName,
+    ) -> Result<Option<crate::todo::TodoList>, crate::storage::StorageError> {
+        self.inner.load(name).await
+    }
+    async fn store(
+        &self,
+        name: &ListName,
+        list: &crate::todo::TodoList,
+    ) -> Result<(), crate::storage::StorageError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let r = self.inner.store(name, list).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        r
+    }
+    async fn store_batch(
+        &self,
+        writes: &[crate::storage::ListWrite],
+    ) -> Vec<Result<(), crate::storage::StorageError>> {
+        let n = writes.len() as u64;
+        self.started.fetch_add(n, Ordering::SeqCst);
+        let r = self.inner.store_batch(writes).await;
+        self.finished.fetch_add(n, Ordering::SeqCst);
+        r
+    }
+    async fn list_names(&self) -> Result<Vec<ListName>, crate::storage::StorageError> {
+        self.inner.list_names().await
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+/// Whether nothing is queued in any mailbox and no store is in flight: every
+/// write handed to the database so far has reached the backend.
+fn quiescent(system: &TodoSystem, counting: &Counting) -> bool {
+    counting.in_flight() == 0 && system.mailbox_stats().iter().all(|r| r.depth == 0)
 }
 
 /// Acknowledged writes missing from storage, and lists that could not be read.
@@ -252,7 +324,8 @@ async fn measure(
 ) -> Result<RunReport, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let storage = open_storage(config, dir.path(), disk_latency(scenario))?;
-    let system = TodoSystem::start_with_storage(config, storage.clone())
+    let counting = Counting::wrap(storage.clone());
+    let system = TodoSystem::start_with_storage(config, counting.clone())
         .await
         .map_err(|e| e.to_string())?;
     let rec = Arc::new(Recorder::default());
@@ -276,6 +349,11 @@ async fn measure(
     } else {
         Duration::from_secs(60)
     };
+    // The poll does not reload lists while the database works (that would compete
+    // with the workers it times): it waits until no mailbox holds a message and no
+    // store is in flight (cheap counters), then checks storage. Writes still
+    // missing then (dropped or failed stores, or a write a list server was still
+    // applying) are checked again at the next quiet moment, 20 ms on.
     let waited = Instant::now();
     let mut durable_after_ms = None;
     let mut missing = lost_at_end;
@@ -284,8 +362,17 @@ async fn measure(
             durable_after_ms = Some(waited.elapsed().as_secs_f64() * 1000.0);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !quiescent(&system, &counting) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let quiet_at = waited.elapsed();
         missing = check_storage(storage.as_ref(), &acked).await.0;
+        if missing == 0 {
+            durable_after_ms = Some(quiet_at.as_secs_f64() * 1000.0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     system.shutdown().await;
     // Restart: a fresh backend object on the same data directory.

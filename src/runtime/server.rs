@@ -45,6 +45,25 @@ pub trait Server: Send + Sized + 'static {
     /// Handles one cast.
     async fn handle_cast(&mut self, _message: Self::Cast) {}
 
+    /// Most messages the runtime takes from the mailbox at once (one lock, with
+    /// `recv_many`). Above 1, what is taken goes to [`handle_batch`](Self::handle_batch)
+    /// in one piece. A stop request is seen after the batch in hand.
+    const MAX_BATCH: usize = 1;
+
+    /// Handles the messages taken from the mailbox together (at most
+    /// [`MAX_BATCH`](Self::MAX_BATCH), in mailbox order, calls whose caller gave up
+    /// already left out), e.g. to commit many writes as one. An implementation may
+    /// reorder messages that do not depend on each other. The default handles them
+    /// one by one, in order.
+    async fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) {
+        for env in batch {
+            match env {
+                Envelope::Call(req, reply) => self.handle_call(req, reply).await,
+                Envelope::Cast(msg) => self.handle_cast(msg).await,
+            }
+        }
+    }
+
     /// Runs once when this instance ends, whatever the reason (not after a panic).
     async fn terminate(&mut self, _reason: &ExitReason) {}
 
@@ -618,6 +637,8 @@ async fn run_instance<S: Server>(
 ) -> ExitReason {
     let mut draining = false;
     let mut idle_stop = false;
+    // Messages taken from the mailbox in one go (one, unless `S::MAX_BATCH` > 1).
+    let mut buf: Vec<Envelope<S>> = Vec::with_capacity(S::MAX_BATCH.clamp(1, 1024));
     loop {
         let idle = async {
             match idle_timeout {
@@ -625,7 +646,7 @@ async fn run_instance<S: Server>(
                 _ => std::future::pending().await,
             }
         };
-        let env = tokio::select! {
+        let received = tokio::select! {
             biased;
             c = control.recv(), if !draining => match c {
                 Some(Control::Stop { drain: true }) | None => {
@@ -641,11 +662,7 @@ async fn run_instance<S: Server>(
                     return ExitReason::Normal;
                 }
             },
-            env = rx.recv() => match env {
-                Some(env) => env,
-                None if idle_stop => return ExitReason::Idle,
-                None => return ExitReason::Normal,
-            },
+            n = rx.recv_many(&mut buf, S::MAX_BATCH.max(1)) => n,
             () = idle => {
                 if on_idle.is_none_or(|hook| hook()) {
                     // Anything that slipped in before the close is still handled.
@@ -656,24 +673,50 @@ async fn run_instance<S: Server>(
                 continue;
             }
         };
-        let outcome = match env {
-            Envelope::Call(req, reply) => {
-                if reply.is_abandoned() {
-                    m::call_abandoned(role);
-                    continue;
+        if received == 0 {
+            return if idle_stop {
+                ExitReason::Idle
+            } else {
+                ExitReason::Normal
+            };
+        }
+        if S::MAX_BATCH > 1 {
+            let mut batch = Vec::with_capacity(buf.len());
+            for env in buf.drain(..) {
+                match env {
+                    Envelope::Call(_, reply) if reply.is_abandoned() => m::call_abandoned(role),
+                    env => batch.push(env),
                 }
-                AssertUnwindSafe(state.handle_call(req, reply))
-                    .catch_unwind()
-                    .await
             }
-            Envelope::Cast(msg) => {
-                AssertUnwindSafe(state.handle_cast(msg))
-                    .catch_unwind()
-                    .await
+            let outcome = AssertUnwindSafe(state.handle_batch(batch))
+                .catch_unwind()
+                .await;
+            if let Err(p) = outcome {
+                // Calls of the batch get an error as the batch is dropped.
+                return ExitReason::Panicked(panic_message(&*p));
             }
-        };
-        if let Err(p) = outcome {
-            return ExitReason::Panicked(panic_message(&*p));
+            continue;
+        }
+        for env in buf.drain(..) {
+            let outcome = match env {
+                Envelope::Call(req, reply) => {
+                    if reply.is_abandoned() {
+                        m::call_abandoned(role);
+                        continue;
+                    }
+                    AssertUnwindSafe(state.handle_call(req, reply))
+                        .catch_unwind()
+                        .await
+                }
+                Envelope::Cast(msg) => {
+                    AssertUnwindSafe(state.handle_cast(msg))
+                        .catch_unwind()
+                        .await
+                }
+            };
+            if let Err(p) = outcome {
+                return ExitReason::Panicked(panic_message(&*p));
+            }
         }
     }
 }

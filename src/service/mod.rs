@@ -36,6 +36,11 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     1.0, 5.0, 30.0,
 ];
 
+/// Buckets of the group commit size histogram (stores per commit).
+const COMMIT_WRITES_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
 static PROMETHEUS: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
@@ -52,6 +57,11 @@ pub fn install_prometheus() -> Result<PrometheusHandle, String> {
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .map_err(|e| e.to_string())?
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::todo::database::COMMIT_WRITES.into()),
+                    &COMMIT_WRITES_BUCKETS,
+                )
                 .map_err(|e| e.to_string())?
                 .install_recorder()
                 .map_err(|e| e.to_string())?;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Storage, StorageError};
+use super::{ListWrite, Storage, StorageError};
 use crate::todo::{ListName, TodoList};
 
 /// What to inject.
@@ -141,6 +141,46 @@ impl<S: Storage> Storage for FaultyStorage<S> {
             Some(e) => Err(e),
             None => self.inner.store(name, list).await,
         }
+    }
+
+    /// Rolls a fault per list; the lists spared go to the inner backend as one
+    /// batch, after the longest delay rolled.
+    async fn store_batch(&self, writes: &[ListWrite]) -> Vec<Result<(), StorageError>> {
+        let mut delay = Duration::ZERO;
+        let mut out: Vec<Option<Result<(), StorageError>>> = Vec::with_capacity(writes.len());
+        let mut spared = Vec::new();
+        for w in writes {
+            let (d, fault) = self.roll(&w.name, true);
+            delay = delay.max(d);
+            match fault {
+                Some(e) => out.push(Some(Err(e))),
+                None => {
+                    out.push(None);
+                    spared.push(w.clone());
+                }
+            }
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut inner = if spared.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.store_batch(&spared).await
+        }
+        .into_iter();
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    inner.next().unwrap_or_else(|| {
+                        Err(StorageError::Io {
+                            list: None,
+                            source: std::io::Error::other("the backend gave no result"),
+                        })
+                    })
+                })
+            })
+            .collect()
     }
 
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{decode, encode, Storage, StorageError};
+use super::{decode, encode, ListWrite, Storage, StorageError};
 use crate::todo::{decode_path, encode_path, ListName, TodoList};
 
 /// One JSON file per list under `data_dir/lists/`.
@@ -21,6 +21,9 @@ pub struct FileStorage {
 }
 
 const TMP_SUFFIX: &str = ".tmp";
+
+/// Most list files one batch writes at the same time.
+pub const PARALLEL_WRITES: usize = 16;
 
 impl FileStorage {
     /// Opens (creating) `data_dir/lists` and removes temp files a crash left behind.
@@ -117,6 +120,27 @@ fn collect_names(root: &Path, dir: &Path, out: &mut Vec<ListName>) -> std::io::R
     Ok(())
 }
 
+/// Every list stored under `data_dir/lists/` by this backend, read without a
+/// runtime (for the import into SQLite); `Ok(None)` when there is no such directory.
+/// A file that cannot be read back is an error naming it: nothing is skipped.
+pub(crate) fn read_all(data_dir: &Path) -> Result<Option<Vec<(ListName, TodoList)>>, StorageError> {
+    let root = data_dir.join("lists");
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    collect_names(&root, &root, &mut names).map_err(|e| StorageError::io(None, e))?;
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let path = root.join(encode_path(&name));
+        let bytes = fs::read(&path).map_err(|e| StorageError::io(Some(&name), e))?;
+        let list = decode(&name, &bytes)?;
+        out.push((name, list));
+    }
+    Ok(Some(out))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -153,6 +177,29 @@ impl Storage for FileStorage {
                 .map_err(|e| StorageError::io(Some(&name), e))
         })
         .await
+    }
+
+    /// Writes the batch's lists up to [`PARALLEL_WRITES`] at a time, each whole and
+    /// crash-safe as [`store`](Storage::store) does, so their fsyncs overlap instead
+    /// of queueing one behind the other. A batch naming a list twice is written in
+    /// order, one list at a time, so the later version is the one that stays.
+    async fn store_batch(&self, writes: &[ListWrite]) -> Vec<Result<(), StorageError>> {
+        let distinct: std::collections::HashSet<&ListName> =
+            writes.iter().map(|w| &w.name).collect();
+        let parallel = if distinct.len() == writes.len() {
+            PARALLEL_WRITES
+        } else {
+            1
+        };
+        let mut out = Vec::with_capacity(writes.len());
+        for chunk in writes.chunks(parallel) {
+            let stores: Vec<_> = chunk
+                .iter()
+                .map(|w| self.store(&w.name, &w.list))
+                .collect();
+            out.extend(futures::future::join_all(stores).await);
+        }
+        out
     }
 
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {

@@ -1,5 +1,5 @@
-//! Storage backends for whole lists, behind one trait: crash-safe files (the
-//! default), SQLite, memory, and a fault-injecting wrapper for tests and experiments.
+//! Storage backends implementing the to-do domain's port ([`Storage`]): SQLite
+//! (the default), the book's one file per list, memory, and a fault-injecting wrapper.
 
 mod fault;
 mod files;
@@ -9,7 +9,6 @@ mod sqlite;
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use fault::{FaultConfig, FaultHandle, FaultyStorage};
@@ -17,119 +16,11 @@ pub use files::FileStorage;
 pub use memory::MemoryStorage;
 pub use sqlite::SqliteStorage;
 
+pub use crate::todo::port::{Change, ListWrite, Storage, StorageError};
 use crate::todo::{ListName, TodoList};
 
 /// Format version written with every stored list.
 pub const FORMAT: u32 = 1;
-
-/// Where lists live.
-#[async_trait]
-pub trait Storage: Send + Sync + 'static {
-    /// Loads one list; `Ok(None)` when it was never stored.
-    async fn load(&self, name: &ListName) -> Result<Option<TodoList>, StorageError>;
-    /// Stores one list durably: `Ok` means it is on stable storage.
-    async fn store(&self, name: &ListName, list: &TodoList) -> Result<(), StorageError>;
-    /// Stores several lists; backends that can do it in one transaction do.
-    /// The default stores them one by one and stops at the first error.
-    async fn store_many(&self, lists: &[(ListName, TodoList)]) -> Result<(), StorageError> {
-        for (name, list) in lists {
-            self.store(name, list).await?;
-        }
-        Ok(())
-    }
-    /// Every stored list's name.
-    async fn list_names(&self) -> Result<Vec<ListName>, StorageError>;
-    /// Short backend name for logs ("files", "sqlite", "memory").
-    fn kind(&self) -> &'static str;
-}
-
-/// Why storage failed; the message names the list where there is one.
-#[derive(Debug)]
-pub enum StorageError {
-    /// An I/O error.
-    Io {
-        /// The list concerned, if any.
-        list: Option<ListName>,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The stored list cannot be read back (damaged, wrong format, wrong name).
-    Corrupt {
-        /// The list concerned.
-        list: ListName,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The disk is full.
-    OutOfSpace {
-        /// The list that could not be written.
-        list: ListName,
-    },
-    /// A fault injected by [`FaultyStorage`].
-    Injected {
-        /// The list concerned.
-        list: ListName,
-        /// Which fault.
-        what: String,
-    },
-    /// An SQLite error.
-    Sqlite {
-        /// The list concerned, if any.
-        list: Option<ListName>,
-        /// SQLite's message.
-        detail: String,
-    },
-}
-
-impl std::fmt::Display for StorageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StorageError::Io {
-                list: Some(l),
-                source,
-            } => write!(f, "storage I/O error for list \"{l}\": {source}"),
-            StorageError::Io { list: None, source } => write!(f, "storage I/O error: {source}"),
-            StorageError::Corrupt { list, detail } => {
-                write!(f, "stored list \"{list}\" is damaged: {detail}")
-            }
-            StorageError::OutOfSpace { list } => {
-                write!(
-                    f,
-                    "no space left on the storage device to write list \"{list}\""
-                )
-            }
-            StorageError::Injected { list, what } => {
-                write!(f, "injected storage fault for list \"{list}\": {what}")
-            }
-            StorageError::Sqlite {
-                list: Some(l),
-                detail,
-            } => write!(f, "sqlite error for list \"{l}\": {detail}"),
-            StorageError::Sqlite { list: None, detail } => write!(f, "sqlite error: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for StorageError {}
-
-impl StorageError {
-    /// Whether trying again may succeed (I/O hiccups, full disk, injected faults),
-    /// as opposed to damaged data.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, StorageError::Corrupt { .. })
-    }
-
-    pub(crate) fn io(list: Option<&ListName>, source: std::io::Error) -> Self {
-        match (list, source.raw_os_error()) {
-            // ENOSPC / EDQUOT
-            (Some(l), Some(28 | 122)) => StorageError::OutOfSpace { list: l.clone() },
-            _ => StorageError::Io {
-                list: list.cloned(),
-                source,
-            },
-        }
-    }
-}
 
 /// The backends a config can choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,10 +28,67 @@ impl StorageError {
 pub enum BackendKind {
     /// One crash-safe JSON file per list.
     Files,
-    /// One SQLite database (WAL), one row per list.
+    /// One SQLite database (WAL, synchronous = FULL), entries as rows; the default.
     Sqlite,
     /// In memory only; lost at exit.
     Memory,
+}
+
+/// Key in SQLite's `meta` table set once a data dir's `files` lists are imported.
+const FILES_IMPORTED: &str = "files_imported";
+
+/// Imports, once, the lists a `files` backend left in `data_dir/lists/` into the
+/// SQLite database open on `conn`, in one transaction. A list SQLite already holds
+/// is kept as it is (it was written later, through SQLite). The files stay where
+/// they are (nothing is deleted), so `backend = "files"` still reads them. A file
+/// that cannot be read back stops the import with an error naming it, and the
+/// import runs again at the next open: nothing stored is skipped silently.
+/// Returns how many lists were imported.
+pub fn import_files(
+    data_dir: &Path,
+    conn: &mut rusqlite::Connection,
+) -> Result<usize, StorageError> {
+    let sql = |e: rusqlite::Error| StorageError::Sqlite {
+        list: None,
+        detail: e.to_string(),
+    };
+    let done: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [FILES_IMPORTED],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(sql(e)),
+        })?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    let Some(lists) = files::read_all(data_dir)? else {
+        return Ok(0);
+    };
+    let mut fresh = Vec::new();
+    for (name, list) in lists {
+        if !sqlite::has_list(conn, &name)? {
+            fresh.push((name, list));
+        }
+    }
+    sqlite::store_whole(conn, &fresh)?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+        rusqlite::params![FILES_IMPORTED, format!("{} lists", fresh.len())],
+    )
+    .map_err(sql)?;
+    if !fresh.is_empty() {
+        tracing::info!(
+            lists = fresh.len(),
+            dir = %data_dir.display(),
+            "imported the lists of the files backend into sqlite"
+        );
+    }
+    Ok(fresh.len())
 }
 
 /// Opens a backend in `data_dir` (created if missing).

@@ -1,5 +1,5 @@
 //! The database: a keyed pool of worker servers (a list always goes to the same
-//! worker) that load and store whole lists through a storage backend.
+//! worker) that load lists and group-commit what is queued through the storage port.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
+use super::port::{Change, ListWrite, Storage, StorageError};
 use super::{ListName, TodoList};
 use crate::mailbox::{Eviction, Key, Meta, Policy};
 use crate::runtime::{
     CallError, CastError, Envelope, KeyedPool, PoolSpec, ReplyTo, Routing, Server, StartError,
     Supervisor,
 };
-use crate::storage::{Storage, StorageError};
 
 /// Role of the database workers (metric label).
 pub const WORKER_ROLE: &str = "database_worker";
@@ -52,19 +52,53 @@ pub type DurableWaiter = oneshot::Sender<Result<(), StoreError>>;
 
 /// A database request that expects an answer.
 pub enum DbCall {
-    /// Load one list.
-    Load(ListName),
+    /// Load one list for the list server of incarnation `epoch` (see [`Version`]).
+    Load(ListName, u64),
 }
 
-/// A write of a whole list. Under `coalesce` a queued store of the same list is
-/// replaced by a newer one, whose waiters then include the replaced one's.
+/// A version of a list as one list server incarnation numbers them: `epoch` is
+/// unique per list server instance in the process, `seq` counts its stores (0: as loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The list server instance.
+    pub epoch: u64,
+    /// Its store count.
+    pub seq: u64,
+}
+
+/// A write of a list: its new version (an O(1) snapshot) and the change since the
+/// version `base`. Under `coalesce` a queued store of the same list is replaced by
+/// a newer one, which then carries the replaced one's change and waiters too.
 pub struct Store {
     /// Which list.
     pub name: ListName,
     /// The whole list as it is after the write.
     pub list: TodoList,
+    /// The version this store's `change` builds on (`None`: unknown).
+    pub base: Option<Version>,
+    /// The version of `list`.
+    pub version: Version,
+    /// What changed since `base`.
+    pub change: Change,
     /// Callers waiting for durability (ack `durable`).
     pub waiters: Vec<DurableWaiter>,
+}
+
+impl Store {
+    /// Folds a newer store of the same list into this one: the newer list wins, the
+    /// changes compose when the newer one builds on this one (else the base is
+    /// unknown and the list is written whole), and the waiters add up.
+    pub fn absorb(&mut self, newer: Store) {
+        if newer.base == Some(self.version) {
+            self.change.then(newer.change);
+        } else {
+            self.base = None;
+            self.change = Change::default();
+        }
+        self.list = newer.list;
+        self.version = newer.version;
+        self.waiters.extend(newer.waiters);
+    }
 }
 
 /// One database worker.
@@ -77,7 +111,13 @@ pub struct DbWorker {
     unsaved: HashMap<ListName, TodoList>,
     /// When the unsaved lists were last tried again.
     last_retry: Option<tokio::time::Instant>,
+    /// The version the backend holds of each list this worker loaded or stored,
+    /// so a store building on it writes only its change.
+    known: HashMap<ListName, Version>,
 }
+
+/// Most stores a worker commits in one batch.
+pub const MAX_BATCH: usize = 512;
 
 /// Least time between two retries of unsaved lists.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -88,6 +128,7 @@ impl DbWorker {
             storage,
             unsaved: HashMap::new(),
             last_retry: None,
+            known: HashMap::new(),
         }
     }
 
@@ -125,6 +166,68 @@ impl DbWorker {
             }
         }
     }
+
+    /// Group commit: every store drained from the mailbox goes to the backend in
+    /// one batch (stores of the same list folded into the newest), and each
+    /// waiter is answered once its list's write is on stable storage.
+    async fn commit(&mut self, stores: Vec<Store>) {
+        let started = std::time::Instant::now();
+        let count = stores.len();
+        let mut index: HashMap<ListName, usize> = HashMap::with_capacity(count);
+        let mut batch: Vec<Store> = Vec::with_capacity(count);
+        for store in stores {
+            match index.get(&store.name) {
+                Some(&i) => batch[i].absorb(store),
+                None => {
+                    index.insert(store.name.clone(), batch.len());
+                    batch.push(store);
+                }
+            }
+        }
+        let writes: Vec<ListWrite> = batch
+            .iter()
+            .map(|s| {
+                let builds_on_stored =
+                    s.base.is_some() && self.known.get(&s.name) == s.base.as_ref();
+                ListWrite {
+                    name: s.name.clone(),
+                    list: s.list.clone(),
+                    change: builds_on_stored.then(|| s.change.clone()),
+                }
+            })
+            .collect();
+        let results = self.storage.store_batch(&writes).await;
+        metrics::histogram!(COMMIT_WRITES).record(count as f64);
+        metrics::histogram!(COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        let mut results = results.into_iter();
+        for store in batch {
+            let result = results.next().unwrap_or_else(|| {
+                Err(StorageError::Io {
+                    list: Some(store.name.clone()),
+                    source: std::io::Error::other("the backend gave no result for this list"),
+                })
+            });
+            let answer = match result {
+                Ok(()) => {
+                    self.mark_saved(&store.name);
+                    self.known.insert(store.name.clone(), store.version);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(list = %store.name, error = %e, "store failed");
+                    metrics::counter!(STORE_ERRORS).increment(1);
+                    self.known.remove(&store.name);
+                    self.mark_unsaved(store.name.clone(), store.list);
+                    Err(StoreError::Storage(e.to_string()))
+                }
+            };
+            for w in store.waiters {
+                let _ = w.send(answer.clone());
+            }
+        }
+        metrics::counter!(STORES).increment(count as u64);
+        self.retry_unsaved(false).await;
+    }
 }
 
 #[async_trait]
@@ -135,36 +238,59 @@ impl Server for DbWorker {
 
     async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
         match request {
-            DbCall::Load(name) => {
+            DbCall::Load(name, epoch) => {
                 self.retry_unsaved(false).await;
                 // A version that could not be stored is newer than the stored one.
                 if let Some(list) = self.unsaved.get(&name) {
+                    self.known.remove(&name);
                     return reply.send(Ok(Some(list.clone())));
                 }
-                reply.send(self.storage.load(&name).await.map_err(Arc::new))
+                let loaded = self.storage.load(&name).await;
+                match &loaded {
+                    Ok(_) => {
+                        self.known.insert(name, Version { epoch, seq: 0 });
+                    }
+                    Err(_) => {
+                        self.known.remove(&name);
+                    }
+                }
+                reply.send(loaded.map_err(Arc::new))
             }
         }
     }
 
     async fn handle_cast(&mut self, store: Store) {
-        let result = self.storage.store(&store.name, &store.list).await;
-        let answer = match result {
-            Ok(()) => {
-                self.mark_saved(&store.name);
-                Ok(())
+        self.commit(vec![store]).await;
+    }
+
+    const MAX_BATCH: usize = MAX_BATCH;
+
+    /// What the mailbox held at once: loads of lists with no store among it are
+    /// answered first (they do not depend on the commit), then every store is
+    /// committed as one batch, then the loads of lists that were being stored.
+    async fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) {
+        let mut stores = Vec::new();
+        let mut loads = Vec::new();
+        for env in batch {
+            match env {
+                Envelope::Cast(store) => stores.push(store),
+                Envelope::Call(call, reply) => loads.push((call, reply)),
             }
-            Err(e) => {
-                tracing::warn!(list = %store.name, error = %e, "store failed");
-                metrics::counter!(STORE_ERRORS).increment(1);
-                self.mark_unsaved(store.name.clone(), store.list);
-                Err(StoreError::Storage(e.to_string()))
-            }
-        };
-        metrics::counter!(STORES).increment(1);
-        for w in store.waiters {
-            let _ = w.send(answer.clone());
         }
-        self.retry_unsaved(false).await;
+        let stored: std::collections::HashSet<ListName> =
+            stores.iter().map(|s| s.name.clone()).collect();
+        let (after, before): (Vec<_>, Vec<_>) = loads
+            .into_iter()
+            .partition(|(DbCall::Load(name, _), _)| stored.contains(name));
+        for (call, reply) in before {
+            self.handle_call(call, reply).await;
+        }
+        if !stores.is_empty() {
+            self.commit(stores).await;
+        }
+        for (call, reply) in after {
+            self.handle_call(call, reply).await;
+        }
     }
 
     async fn terminate(&mut self, _reason: &crate::runtime::ExitReason) {
@@ -176,7 +302,12 @@ impl Server for DbWorker {
 
     fn coalesce(old: Envelope<Self>, new: &mut Envelope<Self>) {
         match (old, new) {
-            (Envelope::Cast(old), Envelope::Cast(new)) => new.waiters.extend(old.waiters),
+            (Envelope::Cast(mut old), Envelope::Cast(new)) => {
+                // The newer store takes the older one's place, carrying its change.
+                let newer = std::mem::replace(new, placeholder(&old));
+                old.absorb(newer);
+                *new = old;
+            }
             (Envelope::Call(_, reply), _) => reply.fail(CallError::Dropped),
             (Envelope::Cast(old), Envelope::Call(..)) => fail_waiters(old, StoreError::Dropped),
         }
@@ -184,6 +315,18 @@ impl Server for DbWorker {
 
     fn evicted_cast(store: Store, _why: Eviction) {
         fail_waiters(store, StoreError::Dropped);
+    }
+}
+
+/// A cheap stand-in while two stores are folded into one.
+fn placeholder(like: &Store) -> Store {
+    Store {
+        name: like.name.clone(),
+        list: TodoList::new(),
+        base: None,
+        version: like.version,
+        change: Change::default(),
+        waiters: Vec::new(),
     }
 }
 
@@ -200,6 +343,30 @@ pub const STORE_ERRORS: &str = "sluicegate_db_store_errors_total";
 /// Lists held in the database workers' memory because their store failed
 /// (0 when storage is healthy).
 pub const UNSAVED_LISTS: &str = "sluicegate_db_unsaved_lists";
+/// Stores made durable by one commit (one batch, one sync where the backend can).
+pub const COMMIT_WRITES: &str = "sluicegate_db_commit_writes";
+/// How long one commit (a batch of stores) took.
+pub const COMMIT_SECONDS: &str = "sluicegate_db_commit_duration_seconds";
+
+/// Describes the database's metrics to the installed recorder.
+pub fn describe() {
+    metrics::describe_counter!(STORES, "Stores completed (ok or not).");
+    metrics::describe_counter!(STORE_ERRORS, "Stores that failed in the backend.");
+    metrics::describe_gauge!(
+        UNSAVED_LISTS,
+        "Lists held in memory because their store failed (0 when storage is healthy)."
+    );
+    metrics::describe_histogram!(
+        COMMIT_WRITES,
+        metrics::Unit::Count,
+        "Stores made durable by one commit (group commit batch size)."
+    );
+    metrics::describe_histogram!(
+        COMMIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of one commit of a batch of stores."
+    );
+}
 
 /// The database: a keyed pool of [`DbWorker`]s in front of one storage backend.
 #[derive(Clone)]
@@ -235,15 +402,17 @@ impl Database {
         Ok(Database { pool, storage })
     }
 
-    /// Loads a list (behind any store of it already queued on its worker).
+    /// Loads a list (behind any store of it already queued on its worker) for the
+    /// list server incarnation `epoch`, whose stores then build on what was loaded.
     pub async fn load(
         &self,
         name: &ListName,
+        epoch: u64,
         timeout: Duration,
     ) -> Result<Option<TodoList>, LoadError> {
         match self
             .pool
-            .call(name, DbCall::Load(name.clone()), timeout, None)
+            .call(name, DbCall::Load(name.clone(), epoch), timeout, None)
             .await
         {
             Ok(Ok(list)) => Ok(list),
@@ -252,7 +421,7 @@ impl Database {
         }
     }
 
-    /// Queues a store of a whole list on its worker, keyed by the list name so a
+    /// Queues a store of a list on its worker, keyed by the list name so a
     /// `coalesce` mailbox keeps only the newest version. Waits only if the worker's
     /// policy makes senders wait.
     pub async fn store(&self, store: Store) -> Result<(), StoreError> {
@@ -302,3 +471,54 @@ impl std::fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn store(list: &TodoList, base: Option<u64>, seq: u64, touched: &[u64]) -> Store {
+        let mut change = Change::default();
+        for id in touched {
+            change.touch(list, *id);
+        }
+        Store {
+            name: ListName::new("l").unwrap(),
+            list: list.clone(),
+            base: base.map(|seq| Version { epoch: 1, seq }),
+            version: Version { epoch: 1, seq },
+            change,
+            waiters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_newer_store_building_on_the_older_composes_their_changes() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let mut l = TodoList::new();
+        l.add_entry(d, "a").unwrap();
+        let mut older = store(&l, Some(0), 1, &[1]);
+        l.add_entry(d, "b").unwrap();
+        l.delete_entry(1).unwrap();
+        older.absorb(store(&l, Some(1), 2, &[1, 2]));
+        assert_eq!(older.base, Some(Version { epoch: 1, seq: 0 }));
+        assert_eq!(older.version, Version { epoch: 1, seq: 2 });
+        assert_eq!(older.list, l);
+        assert_eq!(older.change.entries.len(), 2);
+        assert_eq!(older.change.entries[&1], None, "the later delete wins");
+        assert_eq!(older.change.entries[&2].as_ref().unwrap().title, "b");
+    }
+
+    #[test]
+    fn a_gap_between_two_stores_makes_the_base_unknown() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let mut l = TodoList::new();
+        l.add_entry(d, "a").unwrap();
+        let mut older = store(&l, Some(0), 1, &[1]);
+        l.add_entry(d, "b").unwrap();
+        // Store 2 never reached the database; store 3 builds on it.
+        older.absorb(store(&l, Some(2), 3, &[2]));
+        assert_eq!(older.base, None, "written whole, not as a change");
+        assert_eq!(older.list, l);
+    }
+}

@@ -1,8 +1,8 @@
 //! The pure to-do list: entries with id, date and title; no I/O, no concurrency.
-
-use std::collections::BTreeMap;
+//! Entries live in a persistent map, so a clone (a snapshot for storage) is O(1).
 
 use chrono::NaiveDate;
+use rpds::RedBlackTreeMapSync;
 use serde::{Deserialize, Serialize};
 
 /// Most characters a title may have.
@@ -90,13 +90,16 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, TodoError> {
 }
 
 /// A to-do list. Ids start at 1 and are never reused, even after a delete.
+///
+/// Cloning is O(1): entries are held in a persistent (structurally shared) map,
+/// so a write changes O(log n) nodes and a snapshot handed to storage shares the rest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "StoredList", into = "StoredList")]
 pub struct TodoList {
     /// The id the next entry gets.
     next_id: u64,
     /// Entries by id (so id order is iteration order).
-    entries: BTreeMap<u64, Entry>,
+    entries: RedBlackTreeMapSync<u64, Entry>,
 }
 
 impl Default for TodoList {
@@ -117,23 +120,7 @@ impl TryFrom<StoredList> for TodoList {
     type Error = String;
 
     fn try_from(s: StoredList) -> Result<Self, String> {
-        let mut entries = BTreeMap::new();
-        for e in s.entries {
-            if e.id == 0 || e.id >= s.next_id {
-                return Err(format!(
-                    "entry id {} is out of range (next_id is {})",
-                    e.id, s.next_id
-                ));
-            }
-            validate_title(&e.title).map_err(|err| format!("entry {}: {err}", e.id))?;
-            if entries.insert(e.id, e).is_some() {
-                return Err("duplicate entry id".into());
-            }
-        }
-        Ok(TodoList {
-            next_id: s.next_id.max(1),
-            entries,
-        })
+        TodoList::from_parts(s.next_id, s.entries)
     }
 }
 
@@ -141,7 +128,7 @@ impl From<TodoList> for StoredList {
     fn from(l: TodoList) -> Self {
         StoredList {
             next_id: l.next_id,
-            entries: l.entries.into_values().collect(),
+            entries: l.entries.values().cloned().collect(),
         }
     }
 }
@@ -151,8 +138,39 @@ impl TodoList {
     pub fn new() -> Self {
         TodoList {
             next_id: 1,
-            entries: BTreeMap::new(),
+            entries: RedBlackTreeMapSync::new_sync(),
         }
+    }
+
+    /// Rebuilds a stored list, checking it so damaged data cannot make ids reused:
+    /// every id is in `1..next_id`, unique, and every title valid.
+    pub fn from_parts(
+        next_id: u64,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Self, String> {
+        let mut map = RedBlackTreeMapSync::new_sync();
+        for e in entries {
+            if e.id == 0 || e.id >= next_id {
+                return Err(format!(
+                    "entry id {} is out of range (next_id is {next_id})",
+                    e.id
+                ));
+            }
+            validate_title(&e.title).map_err(|err| format!("entry {}: {err}", e.id))?;
+            if map.contains_key(&e.id) {
+                return Err("duplicate entry id".into());
+            }
+            map.insert_mut(e.id, e);
+        }
+        Ok(TodoList {
+            next_id: next_id.max(1),
+            entries: map,
+        })
+    }
+
+    /// The id the next added entry gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
     }
 
     /// Adds an entry and returns it with its new id.
@@ -164,7 +182,7 @@ impl TodoList {
             title: title.to_string(),
         };
         self.next_id += 1;
-        self.entries.insert(entry.id, entry.clone());
+        self.entries.insert_mut(entry.id, entry.clone());
         Ok(entry)
     }
 
@@ -192,24 +210,35 @@ impl TodoList {
         if let Some(t) = &update.title {
             validate_title(t)?;
         }
-        let entry = self.entries.get_mut(&id).ok_or(TodoError::NotFound(id))?;
+        let mut entry = self
+            .entries
+            .get(&id)
+            .ok_or(TodoError::NotFound(id))?
+            .clone();
         if let Some(d) = update.date {
             entry.date = d;
         }
         if let Some(t) = update.title {
             entry.title = t;
         }
-        Ok(entry.clone())
+        self.entries.insert_mut(id, entry.clone());
+        Ok(entry)
     }
 
     /// Deletes an entry; returns it.
     pub fn delete_entry(&mut self, id: u64) -> Result<Entry, TodoError> {
-        self.entries.remove(&id).ok_or(TodoError::NotFound(id))
+        let entry = self
+            .entries
+            .get(&id)
+            .ok_or(TodoError::NotFound(id))?
+            .clone();
+        self.entries.remove_mut(&id);
+        Ok(entry)
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.size()
     }
 
     /// Whether there is no entry.

@@ -4,6 +4,7 @@
 pub mod database;
 mod list;
 mod name;
+pub mod port;
 pub mod server;
 mod system;
 

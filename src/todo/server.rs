@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use tokio::sync::oneshot;
 
-use super::database::{Database, LoadError, Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::database::{Database, LoadError, Store, StoreError, Version};
+use super::port::Change;
 use super::{Entry, EntryUpdate, ListName, TodoError, TodoList};
 use crate::config::AckMode;
 use crate::runtime::{BoxError, ReplyTo, Server};
@@ -82,7 +85,16 @@ pub struct ListServer {
     /// once more and waits for it, so a store the database dropped, shed or failed
     /// is not lost at an idle stop or a graceful shutdown.
     dirty: bool,
+    /// This instance's unique number: its stores' versions are `(epoch, seq)`.
+    epoch: u64,
+    /// Stores handed out so far (0: the list as loaded).
+    seq: u64,
+    /// Entries touched since the last store was handed out.
+    change: Change,
 }
+
+/// Source of list server epochs (unique within the process).
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 impl ListServer {
     /// A server for `name`, loading from `db` in `init`.
@@ -93,6 +105,9 @@ impl ListServer {
             db,
             load_timeout,
             dirty: false,
+            epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
+            seq: 0,
+            change: Change::default(),
         }
     }
 
@@ -103,21 +118,39 @@ impl ListServer {
             Write::Delete { id } => self.list.delete_entry(id),
         };
         // A refused write changes nothing: no store for it.
-        self.dirty |= applied.is_ok();
+        if let Ok(entry) = &applied {
+            self.dirty = true;
+            self.change.touch(&self.list, entry.id);
+        }
         applied
     }
 
-    fn store(&self, waiters: Vec<oneshot::Sender<Result<(), StoreError>>>) -> Store {
+    /// The next store: an O(1) snapshot of the list and the entries touched since
+    /// the previous store. A store that never reaches the backend (refused, dropped)
+    /// breaks the chain of versions, so the next one is written whole.
+    fn store(&mut self, waiters: Vec<oneshot::Sender<Result<(), StoreError>>>) -> Store {
+        let base = Version {
+            epoch: self.epoch,
+            seq: self.seq,
+        };
+        self.seq += 1;
         Store {
             name: self.name.clone(),
             list: self.list.clone(),
+            base: Some(base),
+            version: Version {
+                epoch: self.epoch,
+                seq: self.seq,
+            },
+            change: std::mem::take(&mut self.change),
             waiters,
         }
     }
 
     /// Hands the new version to the database without waiting for it to be durable.
-    async fn persist(&self) {
-        if let Err(e) = self.db.store(self.store(Vec::new())).await {
+    async fn persist(&mut self) {
+        let store = self.store(Vec::new());
+        if let Err(e) = self.db.store(store).await {
             tracing::warn!(list = %self.name, error = %e, "store not queued");
             metrics::counter!(STORES_NOT_QUEUED).increment(1);
         }
@@ -138,7 +171,11 @@ impl Server for ListServer {
     type Cast = Write;
 
     async fn init(&mut self) -> Result<(), BoxError> {
-        match self.db.load(&self.name, self.load_timeout).await {
+        match self
+            .db
+            .load(&self.name, self.epoch, self.load_timeout)
+            .await
+        {
             Ok(list) => {
                 self.list = list.unwrap_or_default();
                 Ok(())
@@ -169,7 +206,8 @@ impl Server for ListServer {
                     }
                     AckMode::Durable => {
                         let (tx, rx) = oneshot::channel();
-                        if let Err(e) = self.db.store(self.store(vec![tx])).await {
+                        let store = self.store(vec![tx]);
+                        if let Err(e) = self.db.store(store).await {
                             return reply.send(Err(ListError::NotDurable(e)));
                         }
                         // Answer when the store (or a newer one that replaced it) is
@@ -198,7 +236,8 @@ impl Server for ListServer {
         let deadline = tokio::time::Instant::now() + self.load_timeout;
         loop {
             let (tx, rx) = oneshot::channel();
-            let stored = match self.db.store(self.store(vec![tx])).await {
+            let store = self.store(vec![tx]);
+            let stored = match self.db.store(store).await {
                 Ok(()) => tokio::time::timeout_at(deadline, rx).await,
                 Err(e) => Ok(Ok(Err(e))),
             };

@@ -169,6 +169,7 @@ impl TodoSystem {
     ) -> Result<Self, StartSystemError> {
         crate::mailbox::metrics::describe();
         crate::runtime::metrics::describe();
+        super::database::describe();
         let supervisor = Supervisor::default();
         let routing = match config.database.routing {
             crate::config::Routing::Routed => Routing::Routed,

@@ -1,0 +1,174 @@
+//! The storage port of the to-do domain: what the database workers need from a
+//! durable store (`Storage`), in the domain's own types. `crate::storage` implements it.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use super::{Entry, ListName, TodoList};
+
+/// What changed in a list since the version a store builds on: each touched
+/// entry as it is now (`Some`), or `None` where it was deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Touched entries by id.
+    pub entries: BTreeMap<u64, Option<Entry>>,
+}
+
+impl Change {
+    /// Records the entry `id` as it is in `list` now (gone: deleted).
+    pub fn touch(&mut self, list: &TodoList, id: u64) {
+        self.entries.insert(id, list.get(id).cloned());
+    }
+
+    /// Folds a later change on top of this one (the later value of an entry wins).
+    pub fn then(&mut self, later: Change) {
+        self.entries.extend(later.entries);
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One list to write in a batch: its new version, and optionally how it differs
+/// from the version the backend holds, so a backend that stores entries as rows
+/// writes only those (one that stores whole lists ignores it).
+#[derive(Clone, Debug)]
+pub struct ListWrite {
+    /// Which list.
+    pub name: ListName,
+    /// The whole list after the write (an O(1) snapshot).
+    pub list: TodoList,
+    /// The change relative to what the backend holds now; `None`: unknown, write it whole.
+    pub change: Option<Change>,
+}
+
+/// Where lists live: the port the to-do domain's database workers write through.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Loads one list; `Ok(None)` when it was never stored.
+    async fn load(&self, name: &ListName) -> Result<Option<TodoList>, StorageError>;
+    /// Stores one list durably: `Ok` means it is on stable storage.
+    async fn store(&self, name: &ListName, list: &TodoList) -> Result<(), StorageError>;
+    /// Stores several lists; backends that can do it in one transaction do.
+    /// The default stores them one by one and stops at the first error.
+    async fn store_many(&self, lists: &[(ListName, TodoList)]) -> Result<(), StorageError> {
+        for (name, list) in lists {
+            self.store(name, list).await?;
+        }
+        Ok(())
+    }
+    /// Group commit: makes every write of the batch durable, one result per write
+    /// in order (`Ok`: that list is on stable storage). Backends that can commit
+    /// many lists with one sync do; the default stores them one by one.
+    async fn store_batch(&self, writes: &[ListWrite]) -> Vec<Result<(), StorageError>> {
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            out.push(self.store(&w.name, &w.list).await);
+        }
+        out
+    }
+    /// Every stored list's name.
+    async fn list_names(&self) -> Result<Vec<ListName>, StorageError>;
+    /// Short backend name for logs ("files", "sqlite", "memory").
+    fn kind(&self) -> &'static str;
+}
+
+/// Why storage failed; the message names the list where there is one.
+#[derive(Debug)]
+pub enum StorageError {
+    /// An I/O error.
+    Io {
+        /// The list concerned, if any.
+        list: Option<ListName>,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The stored list cannot be read back (damaged, wrong format, wrong name).
+    Corrupt {
+        /// The list concerned.
+        list: ListName,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The disk is full.
+    OutOfSpace {
+        /// The list that could not be written.
+        list: ListName,
+    },
+    /// A fault injected by a fault-injecting backend.
+    Injected {
+        /// The list concerned.
+        list: ListName,
+        /// Which fault.
+        what: String,
+    },
+    /// An SQLite error.
+    Sqlite {
+        /// The list concerned, if any.
+        list: Option<ListName>,
+        /// SQLite's message.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::Io {
+                list: Some(l),
+                source,
+            } => write!(f, "storage I/O error for list \"{l}\": {source}"),
+            StorageError::Io { list: None, source } => write!(f, "storage I/O error: {source}"),
+            StorageError::Corrupt { list, detail } => {
+                write!(f, "stored list \"{list}\" is damaged: {detail}")
+            }
+            StorageError::OutOfSpace { list } => {
+                write!(
+                    f,
+                    "no space left on the storage device to write list \"{list}\""
+                )
+            }
+            StorageError::Injected { list, what } => {
+                write!(f, "injected storage fault for list \"{list}\": {what}")
+            }
+            StorageError::Sqlite {
+                list: Some(l),
+                detail,
+            } => write!(f, "sqlite error for list \"{l}\": {detail}"),
+            StorageError::Sqlite { list: None, detail } => write!(f, "sqlite error: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl StorageError {
+    /// Whether trying again may succeed (I/O hiccups, full disk, injected faults),
+    /// as opposed to damaged data.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, StorageError::Corrupt { .. })
+    }
+
+    /// An I/O error for `list`, told apart as [`StorageError::OutOfSpace`] when the
+    /// device is full.
+    pub fn io(list: Option<&ListName>, source: std::io::Error) -> Self {
+        match (list, source.raw_os_error()) {
+            // ENOSPC / EDQUOT
+            (Some(l), Some(28 | 122)) => StorageError::OutOfSpace { list: l.clone() },
+            _ => StorageError::Io {
+                list: list.cloned(),
+                source,
+            },
+        }
+    }
+}
