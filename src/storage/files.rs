@@ -193,10 +193,7 @@ impl Storage for FileStorage {
         };
         let mut out = Vec::with_capacity(writes.len());
         for chunk in writes.chunks(parallel) {
-            let stores: Vec<_> = chunk
-                .iter()
-                .map(|w| self.store(&w.name, &w.list))
-                .collect();
+            let stores: Vec<_> = chunk.iter().map(|w| self.store(&w.name, &w.list)).collect();
             out.extend(futures::future::join_all(stores).await);
         }
         out
