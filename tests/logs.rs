@@ -141,7 +141,17 @@ async fn a_damaged_list_answers_500_without_retry_after_and_logs_at_error_once()
         .join(sluicegate::todo::encode_path(&name));
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, b"{ not a list").unwrap();
+    // The files backend reads each list when its server starts (the SQLite default
+    // would refuse to import a damaged file at open instead).
+    let default = std::fs::read_to_string(serve_support::crate_file("policies/block.toml"))
+        .unwrap()
+        .replace("backend = \"sqlite\"", "backend = \"files\"");
+    assert!(default.contains("backend = \"files\""), "{default}");
+    let config = dir.path().join("files.toml");
+    std::fs::write(&config, default).unwrap();
     let mut s = Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
@@ -205,7 +215,7 @@ fn startup_logs_one_summary_line_of_the_effective_settings() {
         line.contains(&format!("data_dir={}", data.display())),
         "{line}"
     );
-    assert!(line.contains("backend=files"), "{line}");
+    assert!(line.contains("backend=sqlite"), "{line}");
     assert!(line.contains("default_ack=applied"), "{line}");
     assert!(line.contains("todo_server=block(capacity=256"), "{line}");
     assert!(line.contains(&format!("listen={}", s.addr)), "{line}");
