@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //!
-//! Dependencies point down this list, never up:
+//! The layers, lowest first; each uses only those listed before it, except that
+//! [`todo`] still takes its settings types from [`config`] and opens the configured
+//! backend from [`storage`] (open work):
 //!
 //! - [`mailbox`]: the core. A multi-producer, single-consumer async queue whose
 //!   behaviour when full is a [`mailbox::Policy`]: unbounded, drop-oldest,
@@ -11,13 +13,15 @@
 //! - [`runtime`]: GenServer-like servers on mailboxes (call/cast, typed errors),
 //!   one-for-one supervision with restart limits, a registry of named servers
 //!   (get-or-start, idle stop), keyed worker pools (routed or direct).
-//! - [`storage`]: where lists live: crash-safe files, SQLite, memory, and a
-//!   fault-injecting wrapper.
 //! - [`todo`]: the chapter 7 domain: the pure to-do list, list names, the list
-//!   server, the database pool, and [`todo::TodoSystem`] that ties them together.
+//!   server, the database pool (group commit), [`todo::TodoSystem`] that ties them
+//!   together, and the storage port it needs ([`todo::port`]).
+//! - [`storage`]: the port's backends: SQLite (default), the book's crash-safe
+//!   files, memory, and a fault-injecting wrapper.
 //! - [`config`]: the TOML file that picks storage, acks, timeouts and a mailbox
 //!   policy per role (`policies/*.toml` are ready-made ones).
-//! - [`service`]: the HTTP API (axum), Prometheus `/metrics`, graceful shutdown.
+//! - [`service`]: the HTTP API (axum, OpenAPI), Prometheus `/metrics`, the live
+//!   `/dashboard`, graceful shutdown; [`experiment`] and [`load`] drive it.
 //!
 //! # Graceful shutdown
 //!
