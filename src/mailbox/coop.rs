@@ -20,21 +20,12 @@ thread_local! {
 /// task has used its budget (it is woken at once to run again later), otherwise a
 /// guard to mark progress with.
 pub(crate) fn poll_coop(cx: &mut Context<'_>) -> Poll<Option<tokio::task::coop::RestoreOnPending>> {
-    let due = COOP_CREDIT.with(|c| {
-        let n = c.get();
-        if n == 0 {
-            true
-        } else {
-            c.set(n - 1);
-            false
-        }
-    });
-    if !due {
-        return Poll::Ready(None);
-    }
-    let guard = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-    COOP_CREDIT.with(|c| c.set(COOP_EVERY - 1));
-    Poll::Ready(Some(guard))
+    COOP_CREDIT.with(|cell| {
+        let mut credit = Credit(cell.get());
+        let poll = credit.poll(cx);
+        cell.set(credit.0);
+        poll
+    })
 }
 
 /// A budget counter owned by one handle (the receiver, reached through `&mut`), so

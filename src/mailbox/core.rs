@@ -523,11 +523,7 @@ impl<T> Core<T> {
         timed_out: bool,
     ) -> Option<Result<(), crate::mailbox::SendError<T>>> {
         if let Some(r) = cell.resolved() {
-            return Some(match r {
-                Resolved::Accepted => Ok(()),
-                Resolved::Closed(m) => Err(crate::mailbox::SendError::Closed(m)),
-                Resolved::Rejected(m) => Err(crate::mailbox::SendError::Rejected(m)),
-            });
+            return Some(r.into_result());
         }
         let pos = self
             .waiting

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::coop::{made_progress, poll_coop};
-use super::core::{Effects, Push, Resolved, WaitCell};
+use super::core::{Effects, Push, WaitCell};
 use super::{sync, Meta, Monitor, SendError, Shared, Stats, TrySendError};
 
 /// The sending half; cheap to clone. The mailbox stays open while any sender lives.
@@ -174,9 +174,9 @@ impl<T: Send + 'static> Sender<T> {
             }
         });
         let outcome = match limit {
-            None => resolved_to_result(wait.await),
+            None => wait.await.into_result(),
             Some(limit) => match tokio::time::timeout(limit, wait).await {
-                Ok(r) => resolved_to_result(r),
+                Ok(r) => r.into_result(),
                 Err(_) => {
                     let r = self.shared.lock().cancel_parked(&cell, true);
                     r.unwrap_or(Ok(()))
@@ -203,13 +203,5 @@ impl<T: Send + 'static> Sender<T> {
         Monitor {
             shared: self.shared.clone(),
         }
-    }
-}
-
-fn resolved_to_result<T>(r: Resolved<T>) -> Result<(), SendError<T>> {
-    match r {
-        Resolved::Accepted => Ok(()),
-        Resolved::Closed(m) => Err(SendError::Closed(m)),
-        Resolved::Rejected(m) => Err(SendError::Rejected(m)),
     }
 }

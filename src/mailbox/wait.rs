@@ -3,12 +3,24 @@
 //! taking the mailbox lock.
 
 use super::sync::{AtomicU8, Mutex, Ordering};
+use super::SendError;
 
 /// How a parked send ended while its sender was away.
 pub(crate) enum Resolved<T> {
     Accepted,
     Closed(T),
     Rejected(T),
+}
+
+impl<T> Resolved<T> {
+    /// What the sender's `send` returns for this outcome.
+    pub(crate) fn into_result(self) -> Result<(), SendError<T>> {
+        match self {
+            Resolved::Accepted => Ok(()),
+            Resolved::Closed(m) => Err(SendError::Closed(m)),
+            Resolved::Rejected(m) => Err(SendError::Rejected(m)),
+        }
+    }
 }
 
 /// Where a parked sender learns how its send ended, without taking the mailbox lock:
