@@ -32,6 +32,7 @@
 //! finally the database workers write every queued store before they stop.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod experiment;
 pub mod load;

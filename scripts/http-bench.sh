@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# HTTP throughput of `sluicegate serve` on the embedded default config beside a bare
+# axum server answering the same routes with fixed JSON (examples/bare_axum.rs), in
+# the same run: wrk -c64 for POST (ack applied, the default), POST ?ack=durable and
+# GET (a ten-entry list), the two servers interleaved, ROUNDS rounds (default 3).
+# Prints one line per wrk run, then per case the median requests/s of each side and
+# the ratio sluicegate / bare, and the non-2xx answers seen (any fail the case).
+#
+#   apt-get install wrk        # Debian's package
+#   scripts/http-bench.sh [ROUNDS] [SECONDS]
+set -euo pipefail
+ROUNDS=${1:-3}
+SECONDS_PER_RUN=${2:-10}
+CONNECTIONS=${WRK_CONNECTIONS:-64}
+THREADS=${WRK_THREADS:-2}
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "http-bench: wrk not found; install Debian's package wrk" >&2; exit 1; }
+cargo build --release --quiet --bin sluicegate --example bare_axum
+BIN=${SLUICEGATE_BIN:-target/release/sluicegate}
+BARE=target/release/examples/bare_axum
+TMP=$(mktemp -d)
+SG_PORT=${SG_PORT:-18180}
+BARE_PORT=${BARE_PORT:-18181}
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+RUST_LOG=warn "$BIN" serve --data-dir "$TMP/data" --listen "127.0.0.1:$SG_PORT" 2>"$TMP/sg.log" &
+pids+=($!)
+"$BARE" "127.0.0.1:$BARE_PORT" 2>"$TMP/bare.log" &
+pids+=($!)
+for url in "http://127.0.0.1:$SG_PORT/healthz" "http://127.0.0.1:$BARE_PORT/lists/x/entries"; do
+    for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
+    curl -sf -o /dev/null "$url" || { echo "http-bench: $url does not answer" >&2; cat "$TMP"/*.log >&2; exit 1; }
+done
+# The read lists: read-0 .. read-99, ten entries each, durable before the clock starts.
+for l in $(seq 0 99); do
+    for i in $(seq 10); do
+        echo "url = \"http://127.0.0.1:$SG_PORT/lists/read-$l/entries?ack=durable\""
+        echo 'data = "{\"date\":\"2026-12-02\",\"title\":\"Dentist\"}"'
+        echo 'header = "Content-Type: application/json"'
+        echo 'output = /dev/null'
+    done
+done > "$TMP/curl.cfg"
+curl -sf --parallel --parallel-max 16 -K "$TMP/curl.cfg" || { echo "http-bench: writing the read lists failed" >&2; exit 1; }
+
+run() { # side case round
+    local port=$SG_PORT script=post.lua query=""
+    [ "$1" = bare ] && port=$BARE_PORT
+    case "$2" in
+        get) script=get.lua ;;
+        post_durable) query="?ack=durable" ;;
+    esac
+    local out
+    out=$(WRK_QUERY=$query wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
+        -s "scripts/wrk/$script" "http://127.0.0.1:$port")
+    local rps non2xx errors
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+    errors=$(awk '/Socket errors:/ {sub(/^ *Socket errors: */, ""); print}' <<<"$out")
+    echo "{\"side\":\"$1\",\"case\":\"$2\",\"round\":$3,\"requests_s\":$rps,\"non_2xx\":${non2xx:-0},\"socket_errors\":\"${errors:-none}\"}"
+}
+for round in $(seq "$ROUNDS"); do
+    for case in post post_durable get; do
+        # Alternate which side goes first, so drift in the machine's load hits both.
+        if [ $((round % 2)) = 1 ]; then order="bare sluicegate"; else order="sluicegate bare"; fi
+        for side in $order; do run "$side" "$case" "$round"; done
+    done
+done | tee "$TMP/runs.jsonl"
+python3 - "$TMP/runs.jsonl" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+print(f"\n{'case':<14}{'bare req/s':>12}{'sluicegate':>12}{'ratio':>8}  non-2xx  ratios per round")
+bad = False
+for case in ["post", "post_durable", "get"]:
+    side = lambda s: [r for r in runs if r["case"] == case and r["side"] == s]
+    b, g = side("bare"), side("sluicegate")
+    per_round = [gr["requests_s"] / br["requests_s"] for br, gr in zip(sorted(b, key=lambda r: r["round"]), sorted(g, key=lambda r: r["round"]))]
+    non2xx = sum(r["non_2xx"] for r in g)
+    bad |= non2xx > 0
+    mb, mg = statistics.median(r["requests_s"] for r in b), statistics.median(r["requests_s"] for r in g)
+    print(f"{case:<14}{mb:>12.0f}{mg:>12.0f}{statistics.median(per_round):>8.2f}  {non2xx:>7}  {' '.join(f'{x:.2f}' for x in per_round)}")
+sys.exit(1 if bad else 0)
+PY
