@@ -342,8 +342,19 @@ fn table() -> Vec<Row> {
         )
         .json(r#"{"title":5}"#)
         .expect(400, &["title"]),
+        // (`done` was this row's unknown field until entries got the done flag.)
         row("patch with an unknown field", "PATCH", "/lists/a/entries/1")
-            .json(r#"{"title":"x","done":true}"#)
+            .json(r#"{"title":"x","priority":1}"#)
+            .expect(400, &["priority"]),
+        row(
+            "patch with a done flag of wrong type",
+            "PATCH",
+            "/lists/a/entries/1",
+        )
+        .json(r#"{"done":"yes"}"#)
+        .expect(400, &["done"]),
+        row("patch with a null done flag", "PATCH", "/lists/a/entries/1")
+            .json(r#"{"done":null}"#)
             .expect(400, &["done"]),
         row(
             "patch with a null title",
@@ -523,6 +534,14 @@ fn table() -> Vec<Row> {
         row("bad from", "GET", "/lists/a/entries?from=2026-02-30")
             .expect(400, &["from", "2026-02-30"]),
         row("bad to", "GET", "/lists/a/entries?to=soon").expect(400, &["to", "soon"]),
+        row(
+            "done filter not a flag",
+            "GET",
+            "/lists/a/entries?done=maybe",
+        )
+        .expect(400, &["done", "maybe"]),
+        row("list delete with a query", "DELETE", "/lists/a?ack=durable")
+            .expect(400, &["query", "ack"]),
         row(
             "impossible date query",
             "GET",
@@ -994,7 +1013,7 @@ async fn random_hostile_requests_never_get_a_500_and_leave_the_server_serving() 
         .unwrap();
     assert_eq!(
         back,
-        json!([{"id": 1, "date": "2026-11-23", "title": "still here"}])
+        json!([{"id": 1, "date": "2026-11-23", "title": "still here", "done": false}])
     );
     r.shutdown().await.unwrap();
 

@@ -49,7 +49,7 @@ async fn every_route_works_and_survives_a_restart() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"id": 1, "date": "2026-11-23", "title": "Dentist"})
+        json!({"id": 1, "date": "2026-11-23", "title": "Dentist", "done": false})
     );
 
     // The list assigns ids: a body carrying one is refused, naming the field.
@@ -109,7 +109,7 @@ async fn every_route_works_and_survives_a_restart() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         resp.json::<Value>().await.unwrap(),
-        json!({"id": 2, "date": "2026-11-24", "title": "Groceries"})
+        json!({"id": 2, "date": "2026-11-24", "title": "Groceries", "done": false})
     );
     let resp = c
         .delete(url(&r, "/lists/bob/entries/1?ack=durable"))
@@ -171,8 +171,8 @@ async fn every_route_works_and_survives_a_restart() {
     assert_eq!(
         all,
         json!([
-            {"id": 2, "date": "2026-11-24", "title": "Groceries"},
-            {"id": 3, "date": "2026-11-23", "title": "Movies"}
+            {"id": 2, "date": "2026-11-24", "title": "Groceries", "done": false},
+            {"id": 3, "date": "2026-11-23", "title": "Movies", "done": false}
         ])
     );
     r.shutdown().await.unwrap();
@@ -416,7 +416,7 @@ async fn lists_entries_by_id_location_date_ranges_and_pages() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             entry,
-            json!({"id": day, "date": format!("2026-12-0{day}"), "title": format!("d{day}")})
+            json!({"id": day, "date": format!("2026-12-0{day}"), "title": format!("d{day}"), "done": false})
         );
     }
     let resp = c
@@ -475,5 +475,88 @@ async fn lists_entries_by_id_location_date_ranges_and_pages() {
     assert_eq!(pages, vec![vec![2, 3], vec![4, 5]]);
     let (_, v) = get_json(&c, &r, &format!("{e}?after=3")).await;
     assert_eq!(ids(&v), [4, 5]);
+    r.shutdown().await.unwrap();
+}
+
+/// Issue 14, problem 3: the done flag (PATCH, `?done=`) and `DELETE /lists/{list}`
+/// (204, gone from `GET /lists` and from disk, a fresh list after; 404 with a JSON
+/// body for an unknown list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn done_flag_and_deleting_a_whole_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+    for t in ["a", "b", "c"] {
+        let resp = c
+            .post(url(&r, "/lists/chores/entries"))
+            .json(&json!({"date": "2026-12-02", "title": t}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let resp = c
+        .patch(url(&r, "/lists/chores/entries/2"))
+        .json(&json!({"done": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"id": 2, "date": "2026-12-02", "title": "b", "done": true})
+    );
+    let (_, v) = get_json(&c, &r, "/lists/chores/entries?done=true").await;
+    assert_eq!(ids(&v), [2]);
+    let (_, v) = get_json(&c, &r, "/lists/chores/entries?done=false").await;
+    assert_eq!(ids(&v), [1, 3]);
+    let resp = c
+        .get(url(&r, "/lists/chores/entries?done=yes"))
+        .send()
+        .await
+        .unwrap();
+    let (status, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("done") && msg.contains("\"yes\""), "{msg}");
+    let resp = c
+        .patch(url(&r, "/lists/chores/entries/2"))
+        .json(&json!({"done": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // Another list stays.
+    let resp = c
+        .post(url(&r, "/lists/kept/entries"))
+        .json(&json!({"date": "2026-12-02", "title": "k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = c.delete(url(&r, "/lists/chores")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (_, lists) = get_json(&c, &r, "/lists").await;
+    assert_eq!(lists, json!([{"name": "kept", "entries": 1}]));
+    let resp = c.delete(url(&r, "/lists/chores")).send().await.unwrap();
+    let (status, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(msg.contains("chores"), "{msg}");
+    let resp = c.delete(url(&r, "/lists/chores?x=1")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // The name's next write starts a fresh list.
+    let resp = c
+        .post(url(&r, "/lists/chores/entries"))
+        .json(&json!({"date": "2026-12-03", "title": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["id"], 1);
+    r.shutdown().await.unwrap();
+    // After a restart: the fresh list only.
+    let r = serve(Config::builtin(), dir.path()).await;
+    let (_, v) = get_json(&c, &r, "/lists/chores/entries").await;
+    assert_eq!(ids(&v), [1]);
+    assert_eq!(v[0]["title"], "again");
     r.shutdown().await.unwrap();
 }

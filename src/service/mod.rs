@@ -210,26 +210,17 @@ fn log_startup_summary(opts: &ServeOptions, addr: SocketAddr) {
     tracing::info!(
         listen = %addr,
         config = %config,
-        backend = %config_name(&c.storage.backend),
+        backend = %crate::config::name_of(&c.storage.backend),
         data_dir = %opts.data_dir.display(),
-        default_ack = %config_name(&c.system.default_ack),
+        default_ack = %crate::config::name_of(&c.system.default_ack),
         call_timeout = %humantime::format_duration(c.system.call_timeout),
         database_workers = c.database.workers,
-        routing = %config_name(&c.database.routing),
+        routing = %crate::config::routing_name(c.database.routing),
         todo_server = %c.mailbox.todo_server,
         database = %c.mailbox.database,
         database_worker = %c.mailbox.database_worker,
         "serving"
     );
-}
-
-/// A config enum as written in the file (`files`, `applied`, `direct`).
-fn config_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(e) => format!("?({e})"),
-    }
 }
 
 /// How long shutdown waits for open connections: the request timeout (which ends
@@ -248,7 +239,7 @@ fn zero_rare_event_counters(config: &Config) {
     use crate::runtime::metrics::{ESCALATIONS, RESTARTS};
     use crate::todo::database::{ROUTER_ROLE, WORKER_ROLE};
     let mut roles = vec![crate::todo::server::ROLE, WORKER_ROLE];
-    if config.database.routing == crate::config::Routing::Routed {
+    if config.database.routing == crate::runtime::Routing::Routed {
         roles.push(ROUTER_ROLE);
     }
     for role in roles {
