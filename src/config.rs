@@ -310,6 +310,43 @@ impl Config {
             .map(|(_, p)| p)
     }
 
+    /// The settings a running `serve` applies on SIGHUP; every other one takes
+    /// effect at the next start.
+    pub const LIVE_SETTINGS: [&'static str; 4] = [
+        "system.default_ack",
+        "mailbox.todo_server",
+        "mailbox.database",
+        "mailbox.database_worker",
+    ];
+
+    /// Each setting whose value differs in `new`, as `(key, old, new)`, in the
+    /// order of [`Config::effective_settings`].
+    pub fn changes(&self, new: &Config) -> Vec<(String, String, String)> {
+        let split = |line: &str| {
+            line.split_once(" = ")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        };
+        let theirs: std::collections::HashMap<String, String> =
+            new.effective_settings().lines().filter_map(split).collect();
+        self.effective_settings()
+            .lines()
+            .filter_map(split)
+            .filter_map(|(k, old)| {
+                let new = theirs.get(&k)?;
+                (new != &old).then(|| (k, old, new.clone()))
+            })
+            .collect()
+    }
+
+    /// `self` with the settings of `new` that can change live ([`Config::LIVE_SETTINGS`]):
+    /// what a running `serve` runs after a reload.
+    pub fn with_live_settings_of(&self, new: &Config) -> Config {
+        let mut c = self.clone();
+        c.system.default_ack = new.system.default_ack;
+        c.mailbox = new.mailbox.clone();
+        c
+    }
+
     /// One `key = value` line per setting, for `sluicegate check-config`.
     pub fn effective_settings(&self) -> String {
         let mut s = String::new();

@@ -437,6 +437,110 @@ async fn sighup_reloads_the_policies_and_the_service_keeps_serving() {
     assert!(s.wait_exit().success(), "{}", s.stderr_text());
 }
 
+/// Issue 14, problem 6: SIGHUP applies `default_ack` live, names at `warn` each
+/// changed setting that needs a restart (and applies none of them), and the old
+/// `policy` label's series are no longer exported (a real process, a real signal,
+/// real scrapes).
+#[tokio::test]
+async fn sighup_applies_default_ack_names_restart_settings_and_drops_stale_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "", "");
+    let mut s = Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    let post = |title: &'static str| {
+        c.post(s.url("/lists/bob/entries"))
+            .json(&json!({"date": "2026-11-23", "title": title}))
+            .send()
+    };
+    assert_eq!(post("before").await.unwrap().status(), StatusCode::CREATED);
+    let samples = metrics(&s).await;
+    let todo = |m: &[serve_support::Sample], policy: &str| {
+        find(
+            m,
+            "sluicegate_mailbox_capacity",
+            &[("mailbox", "todo_server"), ("policy", policy)],
+        )
+        .len()
+    };
+    assert_eq!(todo(&samples, "drop_newest"), 1, "{samples:#?}");
+
+    let original = std::fs::read_to_string(&config).unwrap();
+    let rewritten = original
+        .replace("default_ack = \"applied\"", "default_ack = \"none\"")
+        .replace("workers = 3", "workers = 2")
+        .replace(
+            "[mailbox.todo_server]\npolicy = \"drop_newest\"\ncapacity = 1024",
+            "[mailbox.todo_server]\npolicy = \"block\"\ncapacity = 8",
+        );
+    assert_eq!(
+        rewritten.matches("none").count(),
+        1 + original.matches("none").count()
+    );
+    assert!(rewritten.contains("workers = 2") && rewritten.contains("\"block\""));
+    std::fs::write(&config, rewritten).unwrap();
+    s.signal("HUP");
+    assert!(
+        s.wait_for_stderr("mailbox policies reloaded", 1),
+        "{}",
+        s.stderr_text()
+    );
+
+    // The setting that needs a restart is named, at warn, and not applied.
+    let stderr = s.stderr_text();
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("restart"))
+        .collect();
+    assert!(
+        warned.iter().any(|l| l.contains("database.workers")),
+        "no warning names database.workers:\n{stderr}"
+    );
+    assert!(
+        !warned
+            .iter()
+            .any(|l| l.contains("default_ack") || l.contains("mailbox.")),
+        "a live setting was reported as needing a restart:\n{stderr}"
+    );
+    let samples = metrics(&s).await;
+    let workers = find(
+        &samples,
+        "sluicegate_mailboxes",
+        &[("mailbox", "database_worker")],
+    );
+    assert_eq!(
+        workers.iter().map(|w| w.value).sum::<f64>(),
+        3.0,
+        "still 3 workers until a restart"
+    );
+    // default_ack is live: a write naming no ack is now cast (202).
+    assert_eq!(post("after").await.unwrap().status(), StatusCode::ACCEPTED);
+    // The old policy label's series are gone; the new one's are there.
+    assert_eq!(todo(&samples, "drop_newest"), 0, "stale series exported");
+    assert_eq!(todo(&samples, "block"), 1, "{samples:#?}");
+    let text = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("mailbox=\"todo_server\"") && l.contains("policy=\"drop_newest\"")),
+        "{text}"
+    );
+
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
 #[tokio::test]
 async fn sighup_with_a_broken_file_keeps_the_policies_and_serving() {
     let dir = tempfile::tempdir().unwrap();

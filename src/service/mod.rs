@@ -248,10 +248,25 @@ fn zero_rare_event_counters(config: &Config) {
     }
 }
 
-/// Re-reads the config file and applies its mailbox policies to the live system.
-pub fn reload(system: &TodoSystem, path: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    system
-        .reload_policies(&config.mailbox)
-        .map_err(|e| e.to_string())
+/// Re-reads the config file and applies to the live system what can change while
+/// running ([`Config::LIVE_SETTINGS`]: mailbox policies, `system.default_ack`); each
+/// other setting that differs from `running` is logged by name at `warn`, as
+/// taking effect only after a restart. Returns the config now in force (`running`
+/// with the live settings of the file); on an error nothing changed.
+pub fn reload(system: &TodoSystem, path: &Path, running: &Config) -> Result<Config, String> {
+    let new = Config::load(path).map_err(|e| e.to_string())?;
+    system.reload(&new).map_err(|e| e.to_string())?;
+    for (key, old, value) in running.changes(&new) {
+        if Config::LIVE_SETTINGS.contains(&key.as_str()) {
+            tracing::info!(setting = %key, old = %old, new = %value, "SIGHUP: applied {key}");
+        } else {
+            tracing::warn!(
+                setting = %key,
+                old = %old,
+                new = %value,
+                "SIGHUP: {key} changed in the file; it needs a restart to take effect (still {old})"
+            );
+        }
+    }
+    Ok(running.with_live_settings_of(&new))
 }

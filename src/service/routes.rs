@@ -120,11 +120,44 @@ fn bad_percent_escape(path: &str) -> Option<(usize, String)> {
 async fn metrics(State(state): State<AppState>) -> Response {
     // Mailboxes publish counts in batches; publish them all so the scrape is exact.
     crate::mailbox::metrics::flush_all();
+    let policies = state.system.policies();
+    let current = [
+        ("todo_server", policies.todo_server.name()),
+        ("database", policies.database.name()),
+        ("database_worker", policies.database_worker.name()),
+    ];
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.prometheus.render(),
+        without_stale_policies(&state.prometheus.render(), &current),
     )
         .into_response()
+}
+
+/// The exposition without the series of a mailbox role labelled with a policy the
+/// role no longer has. A reload (SIGHUP) changes a role's `policy` label; the
+/// recorder cannot forget a series, so the old label's series (frozen at their
+/// last values) are left out here and Prometheus sees them end.
+pub(super) fn without_stale_policies(text: &str, current: &[(&str, &str)]) -> String {
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(line[start..start + len].to_string())
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let stale = !line.starts_with('#')
+            && match (label(line, "mailbox"), label(line, "policy")) {
+                (Some(role), Some(policy)) => current
+                    .iter()
+                    .any(|(r, p)| *r == role.as_str() && *p != policy.as_str()),
+                _ => false,
+            };
+        if !stale {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn list_name(raw: &str) -> Result<ListName, ApiError> {

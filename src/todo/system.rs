@@ -108,10 +108,12 @@ pub enum WriteOutcome {
 /// How many times a call its server never handled is sent (see `TodoSystem::call`).
 const CALL_TRIES: u32 = 3;
 
-/// Settings that may change while running (policy reload).
+/// Settings that may change while running (SIGHUP reload).
 struct Live {
     /// Policies per role; new list servers read theirs here.
     mailbox: MailboxConfig,
+    /// Ack used when a request names none.
+    default_ack: AckMode,
 }
 
 struct Inner {
@@ -121,8 +123,6 @@ struct Inner {
     db: Database,
     /// Supervises list servers and database workers.
     supervisor: Supervisor,
-    /// Ack used when a request names none.
-    default_ack: AckMode,
     /// Timeout of every call, end to end.
     call_timeout: Duration,
     /// Reloadable settings.
@@ -183,6 +183,7 @@ impl TodoSystem {
         .map_err(|e| StartSystemError(e.to_string()))?;
         let live = Arc::new(RwLock::new(Live {
             mailbox: config.mailbox.clone(),
+            default_ack: config.system.default_ack,
         }));
         let call_timeout = config.system.call_timeout;
         let (db2, live2) = (db.clone(), live.clone());
@@ -213,7 +214,6 @@ impl TodoSystem {
                 registry,
                 db,
                 supervisor,
-                default_ack: config.system.default_ack,
                 call_timeout,
                 live,
                 closed: tokio::sync::RwLock::new(false),
@@ -261,7 +261,7 @@ impl TodoSystem {
         write: Write,
         ack: Option<AckMode>,
     ) -> Result<WriteOutcome, TodoSystemError> {
-        let ack = ack.unwrap_or(self.inner.default_ack);
+        let ack = ack.unwrap_or_else(|| self.default_ack());
         if ack == AckMode::None {
             let _admitted = self.admit().await?;
             let cast = tokio::time::timeout(
@@ -365,6 +365,38 @@ impl TodoSystem {
             Err(e) => Err(e),
             Ok(_) => unreachable!("the panic request never returns"),
         }
+    }
+
+    /// The ack used when a request names none (changes on reload).
+    pub fn default_ack(&self) -> AckMode {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .default_ack
+    }
+
+    /// The mailbox policies in force (changes on reload).
+    pub fn policies(&self) -> MailboxConfig {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .mailbox
+            .clone()
+    }
+
+    /// Applies what of `config` can change while running: the mailbox policies
+    /// (see [`TodoSystem::reload_policies`]) and `system.default_ack`. The rest
+    /// (storage, workers, routing, timeouts, the live-server cap) is fixed at start.
+    pub fn reload(&self, config: &Config) -> Result<(), crate::mailbox::InvalidPolicy> {
+        self.reload_policies(&config.mailbox)?;
+        self.inner
+            .live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .default_ack = config.system.default_ack;
+        Ok(())
     }
 
     /// Applies new mailbox policies to every live mailbox (and to servers started
