@@ -3,19 +3,10 @@
 
 mod serve_support;
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_support::{crate_file, find, parse_metrics, Serve, BIN, PATIENCE};
+use serve_support::{crate_file, find, parse_metrics, run, Serve, PATIENCE};
 use sluicegate::config::Config;
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run sluicegate")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -1,36 +1,22 @@
-//! End to end over loopback with a real HTTP client: every route, every error
-//! status, restart and read back, and graceful shutdown draining applied writes.
+//! End to end over loopback with a real HTTP client against a real `serve`
+//! process: every route, every error status, restart and read back, and graceful
+//! shutdown draining applied writes.
 
-use std::net::SocketAddr;
+mod serve_support;
+
 use std::path::Path;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
+use serve_support::{error_of, Serve};
 use sluicegate::config::Config;
-use sluicegate::service::{self, Running, ServeOptions};
 
-async fn serve(config: Config, data_dir: &Path) -> Running {
-    service::start(ServeOptions {
-        config,
-        config_path: None,
-        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-        data_dir: data_dir.to_path_buf(),
-    })
-    .await
-    .unwrap()
+async fn serve(config: Config, data_dir: &Path) -> Serve {
+    Serve::with_config(&config, data_dir)
 }
 
-fn url(r: &Running, path: &str) -> String {
-    format!("http://{}{}", r.addr, path)
-}
-
-async fn error_of(resp: reqwest::Response) -> (StatusCode, String) {
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("error bodies are JSON");
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_string(),
-    )
+fn url(r: &Serve, path: &str) -> String {
+    r.url(path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +142,7 @@ async fn every_route_works_and_survives_a_restart() {
     assert!(metrics.contains("sluicegate_mailbox_messages_total"));
     assert!(metrics.contains("sluicegate_http_requests_total"));
 
-    r.shutdown().await.unwrap();
+    r.shutdown();
 
     // Restart on the same data dir: everything acknowledged is back.
     let r = serve(Config::builtin(), dir.path()).await;
@@ -175,7 +161,7 @@ async fn every_route_works_and_survives_a_restart() {
             {"id": 3, "date": "2026-11-23", "title": "Movies", "done": false}
         ])
     );
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +289,7 @@ async fn every_error_status_is_json_and_names_the_problem() {
         .unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED, "{name}");
     }
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +313,7 @@ async fn shutdown_drains_applied_writes_to_disk() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::CREATED);
     }
-    r.shutdown().await.unwrap();
+    r.shutdown();
     let r = serve(Config::builtin(), dir.path()).await;
     let mut total = 0;
     for l in 0..10 {
@@ -342,7 +328,7 @@ async fn shutdown_drains_applied_writes_to_disk() {
         total += all.as_array().unwrap().len();
     }
     assert_eq!(total, 200);
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,13 +364,11 @@ async fn made_up_methods_share_one_metrics_label() {
         .unwrap_or_else(|| panic!("no OTHER/405 series in:\n{text}"));
     let n: f64 = other.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 50.0, "{other}");
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
-async fn get_json(c: &Client, r: &Running, path: &str) -> (StatusCode, Value) {
-    let resp = c.get(url(r, path)).send().await.unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
+async fn get_json(c: &Client, r: &Serve, path: &str) -> (StatusCode, Value) {
+    serve_support::get_json(c, &r.url(path)).await
 }
 
 fn ids(v: &Value) -> Vec<u64> {
@@ -475,7 +459,7 @@ async fn lists_entries_by_id_location_date_ranges_and_pages() {
     assert_eq!(pages, vec![vec![2, 3], vec![4, 5]]);
     let (_, v) = get_json(&c, &r, &format!("{e}?after=3")).await;
     assert_eq!(ids(&v), [4, 5]);
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 /// Issue 14, problem 3: the done flag (PATCH, `?done=`) and `DELETE /lists/{list}`
@@ -552,11 +536,11 @@ async fn done_flag_and_deleting_a_whole_list() {
         .await
         .unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["id"], 1);
-    r.shutdown().await.unwrap();
+    r.shutdown();
     // After a restart: the fresh list only.
     let r = serve(Config::builtin(), dir.path()).await;
     let (_, v) = get_json(&c, &r, "/lists/chores/entries").await;
     assert_eq!(ids(&v), [1]);
     assert_eq!(v[0]["title"], "again");
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
