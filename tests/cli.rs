@@ -175,6 +175,35 @@ fn check_config_prints_the_values_of_the_file() {
     }
 }
 
+/// Issue 14, problem 7, as a user meets it: a file holding only what it changes is
+/// valid (the rest is the built-in default), and a typo in it names the key, not
+/// a missing section.
+#[test]
+fn check_config_takes_a_file_of_one_change_and_names_a_typo_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.toml");
+    std::fs::write(&path, "[system]\ndefault_ack = \"durable\"\n").unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "system.default_ack = durable",
+        "storage.backend = sqlite",
+        "mailbox.todo_server = drop_newest(capacity=1024)",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} missing:\n{stdout}"
+        );
+    }
+    std::fs::write(&path, "[system]\ndefault_ak = \"durable\"\n").unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("system.default_ak"), "{stderr}");
+    assert!(!stderr.contains("storage"), "{stderr}");
+}
+
 /// A copy of policies/coalesce.toml with one substitution, in a temp dir.
 fn edited_config(dir: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
     let original = std::fs::read_to_string(crate_file("policies/coalesce.toml")).unwrap();

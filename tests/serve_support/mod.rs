@@ -12,9 +12,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The binary under test: `$SLUICEGATE_BIN` if set, else the one cargo built.
+/// The binary under test: `$SLUICEGATE_BIN` if set and not empty, else the one
+/// cargo built.
 pub fn bin() -> PathBuf {
     std::env::var_os("SLUICEGATE_BIN")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluicegate")))
 }
