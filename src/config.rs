@@ -1,5 +1,6 @@
 //! The configuration file: storage, acknowledgement, timeouts, the database pool
-//! and one mailbox policy per role, validated with errors that name key and value.
+//! and one mailbox policy per role. A file is laid over the built-in defaults, and
+//! its schema is the serde description of the types below; errors name key and value.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::mailbox::Policy;
+use crate::runtime::Routing;
+pub use crate::storage::BackendKind;
 
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,23 +31,11 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The backend.
-    pub backend: StorageBackend,
+    /// The backend ([`BackendKind`]: `files`, `sqlite`, `memory`).
+    pub backend: BackendKind,
     /// Data directory (the CLI's `--data-dir` overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-}
-
-/// Storage backends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StorageBackend {
-    /// One crash-safe JSON file per list, rewritten whole on every store (the book's design).
-    Files,
-    /// SQLite (WAL, synchronous = FULL), entries as rows, group commit; the default.
-    Sqlite,
-    /// Memory only.
-    Memory,
 }
 
 /// When a write is acknowledged.
@@ -103,28 +94,10 @@ pub struct SystemConfig {
     /// A list server with no traffic for this long stops.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Cap on live list servers (absent: none).
+    /// Cap on live list servers (`None`, in code only: no cap; a file that leaves it
+    /// out keeps the built-in 100000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_live_servers: Option<usize>,
-}
-
-/// How database requests reach a worker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Routing {
-    /// Through one router process (the book's first design).
-    Routed,
-    /// Straight to the list's worker.
-    Direct,
-}
-
-impl std::fmt::Display for Routing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Routing::Routed => "routed",
-            Routing::Direct => "direct",
-        })
-    }
 }
 
 /// `[database]`.
@@ -132,10 +105,15 @@ impl std::fmt::Display for Routing {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Number of workers (1 to 1024).
+    #[serde(deserialize_with = "schema::workers")]
     pub workers: usize,
-    /// Routed or direct.
+    /// Routed or direct (the runtime's [`Routing`], written `routed` or `direct`).
+    #[serde(with = "schema::routing")]
     pub routing: Routing,
 }
+
+/// Most database workers a config may ask for.
+pub const MAX_WORKERS: usize = 1024;
 
 /// `[mailbox.*]`: one policy per role.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,17 +209,28 @@ impl Config {
         }
     }
 
-    /// Parses and validates a config text. Every key is checked against the
-    /// schema first, so a mistake is reported with its dotted key, its value and
-    /// what is allowed (see [`check_schema`]).
+    /// Parses and validates a config text, laid over the built-in default
+    /// ([`Config::DEFAULT_TOML`]): a key the text leaves out keeps its built-in value,
+    /// and a `[mailbox.<role>]` section replaces that role's policy whole (a
+    /// policy's parameters belong to it). The schema is the serde description of
+    /// these types (unknown keys refused); a mistake is reported with its dotted
+    /// key, its value and what is allowed.
+    ///
+    /// ```
+    /// use sluicegate::config::{AckMode, Config};
+    /// let c = Config::from_toml_str("[system]\ndefault_ack = \"durable\"").unwrap();
+    /// assert_eq!(c.system.default_ack, AckMode::Durable);
+    /// assert_eq!(c.database, Config::builtin().database);
+    /// ```
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: None,
             message: e.to_string(),
         };
-        let table: toml::Table = text.parse().map_err(parse_error)?;
-        check_schema(&table)?;
-        let config: Config = toml::from_str(text).map_err(parse_error)?;
+        let file: toml::Table = text.parse().map_err(parse_error)?;
+        let mut table: toml::Table = Self::DEFAULT_TOML.parse().map_err(parse_error)?;
+        schema::overlay(&mut table, file);
+        let config = schema::deserialize(&table)?;
         config.validate()?;
         Ok(config)
     }
@@ -262,11 +251,11 @@ impl Config {
             key: key.to_string(),
             message,
         };
-        if !(1..=1024).contains(&self.database.workers) {
+        if !(1..=MAX_WORKERS).contains(&self.database.workers) {
             return Err(invalid(
                 "database.workers",
                 format!(
-                    "{} is out of range; it must be from 1 to 1024",
+                    "{} is out of range; it must be from 1 to {MAX_WORKERS}",
                     self.database.workers
                 ),
             ));
@@ -285,10 +274,19 @@ impl Config {
         if self.system.max_live_servers == Some(0) {
             return Err(invalid(
                 "system.max_live_servers",
-                "0 is not allowed; it must be at least 1 (or absent for no cap)".into(),
+                "0 is not allowed; it must be at least 1".into(),
             ));
         }
         for (role, p) in self.policies() {
+            if p.capacity() == Some(0) {
+                return Err(invalid(
+                    &format!("mailbox.{role}.capacity"),
+                    format!(
+                        "0 is not allowed for policy \"{}\"; it must be at least 1",
+                        p.name()
+                    ),
+                ));
+            }
             p.validate()
                 .map_err(|e| invalid(&format!("mailbox.{role}"), e.to_string()))?;
         }
@@ -312,15 +310,47 @@ impl Config {
             .map(|(_, p)| p)
     }
 
+    /// The settings a running `serve` applies on SIGHUP; every other one takes
+    /// effect at the next start.
+    pub const LIVE_SETTINGS: [&'static str; 4] = [
+        "system.default_ack",
+        "mailbox.todo_server",
+        "mailbox.database",
+        "mailbox.database_worker",
+    ];
+
+    /// Each setting whose value differs in `new`, as `(key, old, new)`, in the
+    /// order of [`Config::effective_settings`].
+    pub fn changes(&self, new: &Config) -> Vec<(String, String, String)> {
+        let split = |line: &str| {
+            line.split_once(" = ")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        };
+        let theirs: std::collections::HashMap<String, String> =
+            new.effective_settings().lines().filter_map(split).collect();
+        self.effective_settings()
+            .lines()
+            .filter_map(split)
+            .filter_map(|(k, old)| {
+                let new = theirs.get(&k)?;
+                (new != &old).then(|| (k, old, new.clone()))
+            })
+            .collect()
+    }
+
+    /// `self` with the settings of `new` that can change live ([`Config::LIVE_SETTINGS`]):
+    /// what a running `serve` runs after a reload.
+    pub fn with_live_settings_of(&self, new: &Config) -> Config {
+        let mut c = self.clone();
+        c.system.default_ack = new.system.default_ack;
+        c.mailbox = new.mailbox.clone();
+        c
+    }
+
     /// One `key = value` line per setting, for `sluicegate check-config`.
     pub fn effective_settings(&self) -> String {
         let mut s = String::new();
-        let b = match self.storage.backend {
-            StorageBackend::Files => "files",
-            StorageBackend::Sqlite => "sqlite",
-            StorageBackend::Memory => "memory",
-        };
-        let _ = writeln!(s, "storage.backend = {b}");
+        let _ = writeln!(s, "storage.backend = {}", name_of(&self.storage.backend));
         let _ = writeln!(
             s,
             "storage.data_dir = {}",
@@ -350,7 +380,11 @@ impl Config {
                 .unwrap_or_else(|| "none".into())
         );
         let _ = writeln!(s, "database.workers = {}", self.database.workers);
-        let _ = writeln!(s, "database.routing = {}", self.database.routing);
+        let _ = writeln!(
+            s,
+            "database.routing = {}",
+            routing_name(self.database.routing)
+        );
         for (role, p) in self.policies() {
             let _ = writeln!(s, "mailbox.{role} = {p}");
         }
@@ -358,296 +392,21 @@ impl Config {
     }
 }
 
-/// The policies a mailbox section may name, with the parameters each takes
-/// (`true`: required).
-const POLICIES: [(&str, &[ParamSpec]); 6] = [
-    ("unbounded", &[]),
-    ("drop_newest", &[("capacity", Param::Capacity, true)]),
-    ("drop_oldest", &[("capacity", Param::Capacity, true)]),
-    (
-        "block",
-        &[
-            ("capacity", Param::Capacity, true),
-            ("send_timeout", Param::Duration, false),
-        ],
-    ),
-    (
-        "codel",
-        &[
-            ("capacity", Param::Capacity, true),
-            ("target", Param::Duration, true),
-            ("interval", Param::Duration, true),
-        ],
-    ),
-    ("coalesce", &[("capacity", Param::Capacity, true)]),
-];
-
-/// The mailbox roles, each a required `[mailbox.<role>]` section.
-const ROLES: [&str; 3] = ["todo_server", "database", "database_worker"];
-
-/// A policy parameter: its key, kind and whether it is required.
-type ParamSpec = (&'static str, Param, bool);
-
-#[derive(Clone, Copy)]
-enum Param {
-    Capacity,
-    Duration,
+/// The name of a routing mode as the file writes it (`routed`, `direct`).
+pub fn routing_name(routing: Routing) -> &'static str {
+    schema::routing::name(routing)
 }
 
-/// A value as written in TOML, shortened for messages.
-fn shown(v: &toml::Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 60 {
-        format!("{}...", s.chars().take(60).collect::<String>())
-    } else {
-        s
+/// A config enum's name as written in the file (`sqlite`, `applied`).
+pub fn name_of<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("?({e})"),
     }
 }
 
-fn invalid(key: &str, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        path: None,
-        key: key.to_string(),
-        message,
-    }
-}
-
-fn dotted(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-/// Refuses keys of `t` outside `allowed`; `context` ends the message.
-fn only_keys(
-    t: &toml::Table,
-    prefix: &str,
-    allowed: &[&str],
-    context: &str,
-) -> Result<(), ConfigError> {
-    for key in t.keys() {
-        if !allowed.contains(&key.as_str()) {
-            let allowed = if allowed.is_empty() {
-                "none".to_string()
-            } else {
-                allowed.join(", ")
-            };
-            return Err(invalid(
-                &dotted(prefix, key),
-                format!("unknown key{context}; allowed keys: {allowed}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn section<'a>(
-    t: &'a toml::Table,
-    prefix: &str,
-    key: &str,
-) -> Result<&'a toml::Table, ConfigError> {
-    let k = dotted(prefix, key);
-    match t.get(key) {
-        Some(toml::Value::Table(inner)) => Ok(inner),
-        Some(v) => Err(invalid(
-            &k,
-            format!("{} is not a section; expected a [{k}] table", shown(v)),
-        )),
-        None => Err(invalid(&k, format!("missing; add a [{k}] section"))),
-    }
-}
-
-fn missing(key: &str, what: &str) -> ConfigError {
-    invalid(key, format!("missing; expected {what}"))
-}
-
-/// A string naming one of `allowed` (`what`: "a storage backend", ...).
-fn one_of(
-    t: &toml::Table,
-    prefix: &str,
-    key: &str,
-    what: &str,
-    allowed: &[&str],
-) -> Result<(), ConfigError> {
-    let k = dotted(prefix, key);
-    let expected = format!("one of {}", allowed.join(", "));
-    match t.get(key) {
-        None => Err(missing(&k, &format!("{what}: {expected}"))),
-        Some(toml::Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
-        Some(v) => Err(invalid(
-            &k,
-            format!(
-                "{} is not a {what}; expected {expected} (a quoted string)",
-                shown(v)
-            ),
-        )),
-    }
-}
-
-const DURATION_HINT: &str = "a quoted number with a unit, e.g. \"250ms\", \"5s\", \"2m\"";
-
-fn duration(t: &toml::Table, prefix: &str, key: &str, required: bool) -> Result<(), ConfigError> {
-    let k = dotted(prefix, key);
-    match t.get(key) {
-        None if required => Err(missing(&k, &format!("a duration: {DURATION_HINT}"))),
-        None => Ok(()),
-        Some(toml::Value::String(s)) => humantime::parse_duration(s).map(|_| ()).map_err(|e| {
-            invalid(
-                &k,
-                format!(
-                    "\"{}\" is not a duration ({e}); expected {DURATION_HINT}",
-                    s.chars().take(40).collect::<String>()
-                ),
-            )
-        }),
-        Some(v) => Err(invalid(
-            &k,
-            format!("{} is not a duration; expected {DURATION_HINT}", shown(v)),
-        )),
-    }
-}
-
-/// A whole number from `min` to `max`; `what` says what it counts.
-fn count(
-    t: &toml::Table,
-    prefix: &str,
-    key: &str,
-    required: bool,
-    min: i64,
-    max: Option<i64>,
-) -> Result<(), ConfigError> {
-    let k = dotted(prefix, key);
-    let range = match max {
-        Some(max) => format!("a whole number from {min} to {max}"),
-        None => format!("a whole number, at least {min}"),
-    };
-    match t.get(key) {
-        None if required => Err(missing(&k, &range)),
-        None => Ok(()),
-        Some(toml::Value::Integer(n)) if *n >= min && max.is_none_or(|m| *n <= m) => Ok(()),
-        Some(v @ toml::Value::Integer(_)) => Err(invalid(
-            &k,
-            format!("{} is out of range; expected {range}", shown(v)),
-        )),
-        Some(v) => Err(invalid(
-            &k,
-            format!("{} is not a whole number; expected {range}", shown(v)),
-        )),
-    }
-}
-
-/// Checks a parsed config file against the schema: every section present, no
-/// unknown key, every value of the right kind. Each error names the dotted key,
-/// the value and what is allowed. Ranges that code-built configs can also break
-/// are checked again by [`Config::validate`].
-pub fn check_schema(root: &toml::Table) -> Result<(), ConfigError> {
-    only_keys(
-        root,
-        "",
-        &["storage", "system", "database", "mailbox"],
-        " at the top level",
-    )?;
-
-    let storage = section(root, "", "storage")?;
-    only_keys(
-        storage,
-        "storage",
-        &["backend", "data_dir"],
-        " in [storage]",
-    )?;
-    one_of(
-        storage,
-        "storage",
-        "backend",
-        "a storage backend",
-        &["files", "sqlite", "memory"],
-    )?;
-    if let Some(v) = storage.get("data_dir") {
-        if !v.is_str() {
-            return Err(invalid(
-                "storage.data_dir",
-                format!(
-                    "{} is not a path; expected a quoted directory path, e.g. \"./data\"",
-                    shown(v)
-                ),
-            ));
-        }
-    }
-
-    let system = section(root, "", "system")?;
-    only_keys(
-        system,
-        "system",
-        &[
-            "default_ack",
-            "call_timeout",
-            "idle_timeout",
-            "max_live_servers",
-        ],
-        " in [system]",
-    )?;
-    one_of(
-        system,
-        "system",
-        "default_ack",
-        "an ack mode",
-        &["none", "applied", "durable"],
-    )?;
-    duration(system, "system", "call_timeout", true)?;
-    duration(system, "system", "idle_timeout", true)?;
-    count(system, "system", "max_live_servers", false, 1, None)?;
-
-    let database = section(root, "", "database")?;
-    only_keys(
-        database,
-        "database",
-        &["workers", "routing"],
-        " in [database]",
-    )?;
-    count(database, "database", "workers", true, 1, Some(1024))?;
-    one_of(
-        database,
-        "database",
-        "routing",
-        "a routing mode",
-        &["routed", "direct"],
-    )?;
-
-    let mailbox = section(root, "", "mailbox")?;
-    only_keys(
-        mailbox,
-        "mailbox",
-        &ROLES,
-        " in [mailbox]: it names no mailbox role",
-    )?;
-    let names: Vec<&str> = POLICIES.iter().map(|(n, _)| *n).collect();
-    for role in ROLES {
-        let prefix = format!("mailbox.{role}");
-        let t = section(mailbox, "mailbox", role)?;
-        one_of(t, &prefix, "policy", "a policy", &names)?;
-        let policy = t.get("policy").and_then(|v| v.as_str()).unwrap_or_default();
-        let Some((_, params)) = POLICIES.iter().find(|(n, _)| *n == policy) else {
-            continue;
-        };
-        let mut allowed = vec!["policy"];
-        allowed.extend(params.iter().map(|(p, _, _)| *p));
-        let context = if params.is_empty() {
-            format!(" for policy \"{policy}\", which takes no parameters")
-        } else {
-            format!(" for policy \"{policy}\"")
-        };
-        only_keys(t, &prefix, &allowed, &context)?;
-        for (param, kind, required) in params.iter() {
-            match kind {
-                Param::Capacity => count(t, &prefix, param, *required, 1, None)?,
-                Param::Duration => duration(t, &prefix, param, *required)?,
-            }
-        }
-    }
-    Ok(())
-}
+mod schema;
 
 #[cfg(test)]
 mod tests {

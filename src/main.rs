@@ -368,6 +368,7 @@ async fn serve(
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let mut in_force = config.clone();
     let running = service::start(ServeOptions {
         config,
         config_path: config_path.clone(),
@@ -392,14 +393,17 @@ async fn serve(
                 );
                 continue;
             };
-            match service::reload(&system, path) {
-                Ok(()) => tracing::info!(file = %path.display(), "mailbox policies reloaded"),
+            match service::reload(&system, path, &in_force) {
+                Ok(now) => {
+                    in_force = now;
+                    tracing::info!(file = %path.display(), "mailbox policies reloaded");
+                }
                 Err(e) => tracing::error!(error = %e, "reload failed; policies unchanged"),
             }
         }
     });
     #[cfg(not(unix))]
-    let _ = system;
+    let _ = (system, in_force);
     running.wait().await
 }
 

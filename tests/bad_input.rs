@@ -2,6 +2,8 @@
 //! documented 4xx and a JSON error naming the problem (sent as raw HTTP so nothing normalises
 //! them), and a seeded random storm of requests that must never get a 500 or kill the server.
 
+mod serve_support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -9,20 +11,14 @@ use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use serve_support::Serve;
 use sluicegate::config::Config;
-use sluicegate::service::{self, Running, ServeOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn serve(data_dir: &std::path::Path) -> Running {
-    service::start(ServeOptions {
-        config: Config::builtin(),
-        config_path: None,
-        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-        data_dir: data_dir.to_path_buf(),
-    })
-    .await
-    .unwrap()
+/// A real `serve` process on the built-in config.
+async fn serve(data_dir: &std::path::Path) -> Serve {
+    Serve::with_config(&Config::builtin(), data_dir)
 }
 
 /// A response read off the wire.
@@ -342,8 +338,19 @@ fn table() -> Vec<Row> {
         )
         .json(r#"{"title":5}"#)
         .expect(400, &["title"]),
+        // (`done` was this row's unknown field until entries got the done flag.)
         row("patch with an unknown field", "PATCH", "/lists/a/entries/1")
-            .json(r#"{"title":"x","done":true}"#)
+            .json(r#"{"title":"x","priority":1}"#)
+            .expect(400, &["priority"]),
+        row(
+            "patch with a done flag of wrong type",
+            "PATCH",
+            "/lists/a/entries/1",
+        )
+        .json(r#"{"done":"yes"}"#)
+        .expect(400, &["done"]),
+        row("patch with a null done flag", "PATCH", "/lists/a/entries/1")
+            .json(r#"{"done":null}"#)
             .expect(400, &["done"]),
         row(
             "patch with a null title",
@@ -524,6 +531,14 @@ fn table() -> Vec<Row> {
             .expect(400, &["from", "2026-02-30"]),
         row("bad to", "GET", "/lists/a/entries?to=soon").expect(400, &["to", "soon"]),
         row(
+            "done filter not a flag",
+            "GET",
+            "/lists/a/entries?done=maybe",
+        )
+        .expect(400, &["done", "maybe"]),
+        row("list delete with a query", "DELETE", "/lists/a?ack=durable")
+            .expect(400, &["query", "ack"]),
+        row(
             "impossible date query",
             "GET",
             "/lists/a/entries?date=2026-02-30",
@@ -634,7 +649,7 @@ async fn every_hostile_request_gets_its_documented_status_and_a_json_error() {
         .collect();
     assert_eq!(titles.len(), 3, "two setup entries and the 1024-char one");
     assert_eq!(&titles[..2], ["Dentist", "Dentist"]);
-    r.shutdown().await.unwrap();
+    r.shutdown();
     assert!(
         failures.is_empty(),
         "{} of {count} rows failed:\n{}",
@@ -994,9 +1009,9 @@ async fn random_hostile_requests_never_get_a_500_and_leave_the_server_serving() 
         .unwrap();
     assert_eq!(
         back,
-        json!([{"id": 1, "date": "2026-11-23", "title": "still here"}])
+        json!([{"id": 1, "date": "2026-11-23", "title": "still here", "done": false}])
     );
-    r.shutdown().await.unwrap();
+    r.shutdown();
 
     println!(
         "fuzz: {} requests in {:.1} s, statuses {by_status:?}",
@@ -1085,7 +1100,7 @@ async fn a_late_body_on_a_route_that_ignores_it_keeps_the_connection_usable() {
             first.header("connection")
         );
     }
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1135,7 +1150,7 @@ async fn requests_hyper_cannot_parse_get_its_4xx_and_a_closed_connection() {
     }
     let health = raw(r.addr, b"GET /healthz HTTP/1.1", b"", false).await;
     assert_eq!(health.status, 200);
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1177,5 +1192,5 @@ async fn an_oversized_body_is_refused_with_413_and_connection_close() {
             "{error}"
         );
     }
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }

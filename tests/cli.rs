@@ -3,19 +3,10 @@
 
 mod serve_support;
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_support::{crate_file, find, parse_metrics, Serve, BIN, PATIENCE};
+use serve_support::{crate_file, find, parse_metrics, run, Serve, PATIENCE};
 use sluicegate::config::Config;
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run sluicegate")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -182,6 +173,35 @@ fn check_config_prints_the_values_of_the_file() {
             "{line:?} missing:\n{stdout}"
         );
     }
+}
+
+/// Issue 14, problem 7, as a user meets it: a file holding only what it changes is
+/// valid (the rest is the built-in default), and a typo in it names the key, not
+/// a missing section.
+#[test]
+fn check_config_takes_a_file_of_one_change_and_names_a_typo_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.toml");
+    std::fs::write(&path, "[system]\ndefault_ack = \"durable\"\n").unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "system.default_ack = durable",
+        "storage.backend = sqlite",
+        "mailbox.todo_server = drop_newest(capacity=1024)",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} missing:\n{stdout}"
+        );
+    }
+    std::fs::write(&path, "[system]\ndefault_ak = \"durable\"\n").unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("system.default_ak"), "{stderr}");
+    assert!(!stderr.contains("storage"), "{stderr}");
 }
 
 /// A copy of policies/coalesce.toml with one substitution, in a temp dir.
@@ -432,6 +452,110 @@ async fn sighup_reloads_the_policies_and_the_service_keeps_serving() {
         .map(|e| e["title"].as_str().unwrap())
         .collect();
     assert_eq!(titles, ["Before reload", "After reload"]);
+
+    s.signal("TERM");
+    assert!(s.wait_exit().success(), "{}", s.stderr_text());
+}
+
+/// Issue 14, problem 6: SIGHUP applies `default_ack` live, names at `warn` each
+/// changed setting that needs a restart (and applies none of them), and the old
+/// `policy` label's series are no longer exported (a real process, a real signal,
+/// real scrapes).
+#[tokio::test]
+async fn sighup_applies_default_ack_names_restart_settings_and_drops_stale_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "", "");
+    let mut s = Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    let post = |title: &'static str| {
+        c.post(s.url("/lists/bob/entries"))
+            .json(&json!({"date": "2026-11-23", "title": title}))
+            .send()
+    };
+    assert_eq!(post("before").await.unwrap().status(), StatusCode::CREATED);
+    let samples = metrics(&s).await;
+    let todo = |m: &[serve_support::Sample], policy: &str| {
+        find(
+            m,
+            "sluicegate_mailbox_capacity",
+            &[("mailbox", "todo_server"), ("policy", policy)],
+        )
+        .len()
+    };
+    assert_eq!(todo(&samples, "drop_newest"), 1, "{samples:#?}");
+
+    let original = std::fs::read_to_string(&config).unwrap();
+    let rewritten = original
+        .replace("default_ack = \"applied\"", "default_ack = \"none\"")
+        .replace("workers = 3", "workers = 2")
+        .replace(
+            "[mailbox.todo_server]\npolicy = \"drop_newest\"\ncapacity = 1024",
+            "[mailbox.todo_server]\npolicy = \"block\"\ncapacity = 8",
+        );
+    assert_eq!(
+        rewritten.matches("none").count(),
+        1 + original.matches("none").count()
+    );
+    assert!(rewritten.contains("workers = 2") && rewritten.contains("\"block\""));
+    std::fs::write(&config, rewritten).unwrap();
+    s.signal("HUP");
+    assert!(
+        s.wait_for_stderr("mailbox policies reloaded", 1),
+        "{}",
+        s.stderr_text()
+    );
+
+    // The setting that needs a restart is named, at warn, and not applied.
+    let stderr = s.stderr_text();
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("restart"))
+        .collect();
+    assert!(
+        warned.iter().any(|l| l.contains("database.workers")),
+        "no warning names database.workers:\n{stderr}"
+    );
+    assert!(
+        !warned
+            .iter()
+            .any(|l| l.contains("default_ack") || l.contains("mailbox.")),
+        "a live setting was reported as needing a restart:\n{stderr}"
+    );
+    let samples = metrics(&s).await;
+    let workers = find(
+        &samples,
+        "sluicegate_mailboxes",
+        &[("mailbox", "database_worker")],
+    );
+    assert_eq!(
+        workers.iter().map(|w| w.value).sum::<f64>(),
+        3.0,
+        "still 3 workers until a restart"
+    );
+    // default_ack is live: a write naming no ack is now cast (202).
+    assert_eq!(post("after").await.unwrap().status(), StatusCode::ACCEPTED);
+    // The old policy label's series are gone; the new one's are there.
+    assert_eq!(todo(&samples, "drop_newest"), 0, "stale series exported");
+    assert_eq!(todo(&samples, "block"), 1, "{samples:#?}");
+    let text = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("mailbox=\"todo_server\"") && l.contains("policy=\"drop_newest\"")),
+        "{text}"
+    );
 
     s.signal("TERM");
     assert!(s.wait_exit().success(), "{}", s.stderr_text());

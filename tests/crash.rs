@@ -2,6 +2,8 @@
 //! seeded random moment, restart on the same data dir, and every write answered `201` must be
 //! there. `SLUICEGATE_CRASH_ROUNDS=N` runs more rounds, `SLUICEGATE_CRASH_SEED=S` replays one.
 
+mod serve_support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
@@ -78,7 +80,7 @@ async fn start_server(config: &Path, data_dir: &Path, log: &Path) -> Server {
         .append(true)
         .open(log)
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluicegate"))
+    let mut child = Command::new(serve_support::bin())
         .arg("serve")
         .arg("--config")
         .arg(config)

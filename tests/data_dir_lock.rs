@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_support::{Serve, BIN, PATIENCE};
+use serve_support::{Serve, PATIENCE};
 
 /// Runs `sluicegate <args>` to its end; fails the test if it is still running after
 /// [`PATIENCE`] (a second server that started serving instead of refusing).
 fn run_to_end(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(serve_support::bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

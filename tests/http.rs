@@ -1,36 +1,22 @@
-//! End to end over loopback with a real HTTP client: every route, every error
-//! status, restart and read back, and graceful shutdown draining applied writes.
+//! End to end over loopback with a real HTTP client against a real `serve`
+//! process: every route, every error status, restart and read back, and graceful
+//! shutdown draining applied writes.
 
-use std::net::SocketAddr;
+mod serve_support;
+
 use std::path::Path;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
+use serve_support::{error_of, Serve};
 use sluicegate::config::Config;
-use sluicegate::service::{self, Running, ServeOptions};
 
-async fn serve(config: Config, data_dir: &Path) -> Running {
-    service::start(ServeOptions {
-        config,
-        config_path: None,
-        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-        data_dir: data_dir.to_path_buf(),
-    })
-    .await
-    .unwrap()
+async fn serve(config: Config, data_dir: &Path) -> Serve {
+    Serve::with_config(&config, data_dir)
 }
 
-fn url(r: &Running, path: &str) -> String {
-    format!("http://{}{}", r.addr, path)
-}
-
-async fn error_of(resp: reqwest::Response) -> (StatusCode, String) {
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("error bodies are JSON");
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_string(),
-    )
+fn url(r: &Serve, path: &str) -> String {
+    r.url(path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +35,7 @@ async fn every_route_works_and_survives_a_restart() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"id": 1, "date": "2026-11-23", "title": "Dentist"})
+        json!({"id": 1, "date": "2026-11-23", "title": "Dentist", "done": false})
     );
 
     // The list assigns ids: a body carrying one is refused, naming the field.
@@ -109,7 +95,7 @@ async fn every_route_works_and_survives_a_restart() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         resp.json::<Value>().await.unwrap(),
-        json!({"id": 2, "date": "2026-11-24", "title": "Groceries"})
+        json!({"id": 2, "date": "2026-11-24", "title": "Groceries", "done": false})
     );
     let resp = c
         .delete(url(&r, "/lists/bob/entries/1?ack=durable"))
@@ -156,7 +142,7 @@ async fn every_route_works_and_survives_a_restart() {
     assert!(metrics.contains("sluicegate_mailbox_messages_total"));
     assert!(metrics.contains("sluicegate_http_requests_total"));
 
-    r.shutdown().await.unwrap();
+    r.shutdown();
 
     // Restart on the same data dir: everything acknowledged is back.
     let r = serve(Config::builtin(), dir.path()).await;
@@ -171,11 +157,11 @@ async fn every_route_works_and_survives_a_restart() {
     assert_eq!(
         all,
         json!([
-            {"id": 2, "date": "2026-11-24", "title": "Groceries"},
-            {"id": 3, "date": "2026-11-23", "title": "Movies"}
+            {"id": 2, "date": "2026-11-24", "title": "Groceries", "done": false},
+            {"id": 3, "date": "2026-11-23", "title": "Movies", "done": false}
         ])
     );
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +289,7 @@ async fn every_error_status_is_json_and_names_the_problem() {
         .unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED, "{name}");
     }
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +313,7 @@ async fn shutdown_drains_applied_writes_to_disk() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::CREATED);
     }
-    r.shutdown().await.unwrap();
+    r.shutdown();
     let r = serve(Config::builtin(), dir.path()).await;
     let mut total = 0;
     for l in 0..10 {
@@ -342,7 +328,7 @@ async fn shutdown_drains_applied_writes_to_disk() {
         total += all.as_array().unwrap().len();
     }
     assert_eq!(total, 200);
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,13 +364,11 @@ async fn made_up_methods_share_one_metrics_label() {
         .unwrap_or_else(|| panic!("no OTHER/405 series in:\n{text}"));
     let n: f64 = other.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 50.0, "{other}");
-    r.shutdown().await.unwrap();
+    r.shutdown();
 }
 
-async fn get_json(c: &Client, r: &Running, path: &str) -> (StatusCode, Value) {
-    let resp = c.get(url(r, path)).send().await.unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
+async fn get_json(c: &Client, r: &Serve, path: &str) -> (StatusCode, Value) {
+    serve_support::get_json(c, &r.url(path)).await
 }
 
 fn ids(v: &Value) -> Vec<u64> {
@@ -416,7 +400,7 @@ async fn lists_entries_by_id_location_date_ranges_and_pages() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             entry,
-            json!({"id": day, "date": format!("2026-12-0{day}"), "title": format!("d{day}")})
+            json!({"id": day, "date": format!("2026-12-0{day}"), "title": format!("d{day}"), "done": false})
         );
     }
     let resp = c
@@ -475,5 +459,88 @@ async fn lists_entries_by_id_location_date_ranges_and_pages() {
     assert_eq!(pages, vec![vec![2, 3], vec![4, 5]]);
     let (_, v) = get_json(&c, &r, &format!("{e}?after=3")).await;
     assert_eq!(ids(&v), [4, 5]);
-    r.shutdown().await.unwrap();
+    r.shutdown();
+}
+
+/// Issue 14, problem 3: the done flag (PATCH, `?done=`) and `DELETE /lists/{list}`
+/// (204, gone from `GET /lists` and from disk, a fresh list after; 404 with a JSON
+/// body for an unknown list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn done_flag_and_deleting_a_whole_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+    for t in ["a", "b", "c"] {
+        let resp = c
+            .post(url(&r, "/lists/chores/entries"))
+            .json(&json!({"date": "2026-12-02", "title": t}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let resp = c
+        .patch(url(&r, "/lists/chores/entries/2"))
+        .json(&json!({"done": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"id": 2, "date": "2026-12-02", "title": "b", "done": true})
+    );
+    let (_, v) = get_json(&c, &r, "/lists/chores/entries?done=true").await;
+    assert_eq!(ids(&v), [2]);
+    let (_, v) = get_json(&c, &r, "/lists/chores/entries?done=false").await;
+    assert_eq!(ids(&v), [1, 3]);
+    let resp = c
+        .get(url(&r, "/lists/chores/entries?done=yes"))
+        .send()
+        .await
+        .unwrap();
+    let (status, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("done") && msg.contains("\"yes\""), "{msg}");
+    let resp = c
+        .patch(url(&r, "/lists/chores/entries/2"))
+        .json(&json!({"done": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // Another list stays.
+    let resp = c
+        .post(url(&r, "/lists/kept/entries"))
+        .json(&json!({"date": "2026-12-02", "title": "k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = c.delete(url(&r, "/lists/chores")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (_, lists) = get_json(&c, &r, "/lists").await;
+    assert_eq!(lists, json!([{"name": "kept", "entries": 1}]));
+    let resp = c.delete(url(&r, "/lists/chores")).send().await.unwrap();
+    let (status, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(msg.contains("chores"), "{msg}");
+    let resp = c.delete(url(&r, "/lists/chores?x=1")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // The name's next write starts a fresh list.
+    let resp = c
+        .post(url(&r, "/lists/chores/entries"))
+        .json(&json!({"date": "2026-12-03", "title": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["id"], 1);
+    r.shutdown();
+    // After a restart: the fresh list only.
+    let r = serve(Config::builtin(), dir.path()).await;
+    let (_, v) = get_json(&c, &r, "/lists/chores/entries").await;
+    assert_eq!(ids(&v), [1]);
+    assert_eq!(v[0]["title"], "again");
+    r.shutdown();
 }

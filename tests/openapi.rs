@@ -118,6 +118,7 @@ async fn the_document_covers_every_route_and_each_operation_answers_as_documente
     let want: BTreeSet<(String, String)> = [
         ("/lists", "get"),
         ("/lists/{list}", "get"),
+        ("/lists/{list}", "delete"),
         ("/lists/{list}/entries", "get"),
         ("/lists/{list}/entries", "post"),
         ("/lists/{list}/entries/{id}", "get"),
@@ -136,6 +137,18 @@ async fn the_document_covers_every_route_and_each_operation_answers_as_documente
     assert!(doc["components"]["schemas"]["EntryPatch"]
         .get("maxProperties")
         .is_none());
+    // The done flag: in every entry, settable by PATCH, a filter of GET entries.
+    assert_eq!(
+        doc["components"]["schemas"]["Entry"]["properties"]["done"]["type"],
+        "boolean"
+    );
+    assert!(doc["components"]["schemas"]["EntryPatch"]["properties"]
+        .get("done")
+        .is_some());
+    let params = doc["paths"]["/lists/{list}/entries"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(params.iter().any(|p| p["name"] == "done"));
     assert_eq!(
         doc["components"]["schemas"]["Ack"]["enum"],
         json!(["none", "applied", "durable"])
@@ -150,6 +163,7 @@ async fn the_document_covers_every_route_and_each_operation_answers_as_documente
         ("/lists/{list}/entries/{id}", "get"),
         ("/lists/{list}/entries/{id}", "patch"),
         ("/lists/{list}/entries/{id}", "delete"),
+        ("/lists/{list}", "delete"),
     ];
     for (path, method) in order {
         let op = &doc["paths"][path][method];
@@ -169,7 +183,7 @@ async fn the_document_covers_every_route_and_each_operation_answers_as_documente
         );
         req = match method {
             "post" => req.json(&json!({"date": "2026-12-02", "title": "Dentist"})),
-            "patch" => req.json(&json!({"title": "Groceries"})),
+            "patch" => req.json(&json!({"title": "Groceries", "done": true})),
             _ => req,
         };
         let resp = req.send().await.unwrap();

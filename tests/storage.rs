@@ -99,6 +99,41 @@ async fn storage_suite(s: Arc<dyn Storage>) {
     for (n, l) in &batch {
         assert_eq!(s.load(n).await.unwrap().as_ref(), Some(l), "{kind}: {n}");
     }
+
+    // A done flag is stored and read back.
+    let mut flagged = list_with(&["x", "y"]);
+    flagged
+        .update_entry(
+            2,
+            sluicegate::todo::EntryUpdate {
+                done: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let f = name("flagged");
+    s.store(&f, &flagged).await.unwrap();
+    let back = s.load(&f).await.unwrap().unwrap();
+    assert_eq!(back, flagged, "{kind}: done flag");
+    assert!(back.get(2).unwrap().done && !back.get(1).unwrap().done);
+
+    // Deleting a list: gone from loads and names, only that one; a second delete
+    // and one of a list never stored find nothing.
+    let hostile = hostile_names();
+    for n in [&a, &hostile[1]] {
+        assert!(s.delete_list(n).await.unwrap(), "{kind}: delete {n:?}");
+        assert_eq!(s.load(n).await.unwrap(), None, "{kind}: deleted {n:?}");
+        assert!(!s.delete_list(n).await.unwrap(), "{kind}: second delete");
+    }
+    assert!(!s.delete_list(&name("never-stored")).await.unwrap());
+    let names: BTreeSet<ListName> = s.list_names().await.unwrap().into_iter().collect();
+    want.remove(&a);
+    want.remove(&hostile[1]);
+    want.insert(f);
+    assert_eq!(names, want, "{kind}: the others are kept");
+    // The name can be stored again, afresh.
+    s.store(&a, &list_with(&["new"])).await.unwrap();
+    assert_eq!(s.load(&a).await.unwrap(), Some(list_with(&["new"])));
 }
 
 #[tokio::test]
@@ -415,6 +450,7 @@ async fn sqlite_stores_a_change_as_rows_and_reads_back_the_whole_list() {
         sluicegate::todo::EntryUpdate {
             date: Some(d),
             title: Some("c2".into()),
+            done: Some(true),
         },
     )
     .unwrap();
@@ -502,6 +538,66 @@ async fn sqlite_reads_lists_in_the_earlier_one_row_format_and_converts_them_on_w
         .await;
     assert!(r[0].is_ok(), "{r:?}");
     assert_eq!(s.load(&n).await.unwrap(), Some(new));
+}
+
+/// Issue 14's done flag on a database written before it: the `entries` table
+/// without a `done` column gets one (default 0) when the backend opens it.
+#[tokio::test]
+async fn sqlite_adds_the_done_column_to_an_older_database_and_reads_its_entries_as_not_done() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The schema of the rows format before the done flag (557119f).
+        let c = rusqlite::Connection::open(dir.path().join("sluicegate.sqlite3")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE lists (name TEXT PRIMARY KEY, format INTEGER NOT NULL, body BLOB NOT NULL);
+             CREATE TABLE entries (
+                 list TEXT NOT NULL, id INTEGER NOT NULL, date TEXT NOT NULL, title TEXT NOT NULL,
+                 PRIMARY KEY (list, id)) WITHOUT ROWID;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO lists VALUES ('old', 2, CAST('{\"next_id\":3}' AS BLOB));
+             INSERT INTO entries VALUES ('old', 1, '2026-01-01', 'a'), ('old', 2, '2026-01-02', 'b');",
+        )
+        .unwrap();
+    }
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let n = name("old");
+    let old = s.load(&n).await.unwrap().expect("the old list");
+    assert_eq!(old.len(), 2);
+    assert!(old.all_entries().iter().all(|e| !e.done));
+    // A change to the flag is stored as a row update and read back.
+    let mut new = old.clone();
+    new.update_entry(
+        2,
+        sluicegate::todo::EntryUpdate {
+            done: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = s
+        .store_batch(&[storage::ListWrite {
+            name: n.clone(),
+            list: new.clone(),
+            change: Some(change_between(&old, &new)),
+        }])
+        .await;
+    assert!(r[0].is_ok(), "{r:?}");
+    drop(s);
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    assert_eq!(s.load(&n).await.unwrap(), Some(new));
+}
+
+/// The files format reads entries written before the done flag as not done.
+#[tokio::test]
+async fn files_reads_entries_stored_without_the_done_flag_as_not_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStorage::open(dir.path()).unwrap();
+    let n = name("old");
+    let body = r#"{"format":1,"name":"old","list":{"next_id":2,"entries":[{"id":1,"date":"2026-01-01","title":"a"}]}}"#;
+    std::fs::write(s.path_of(&n), body).unwrap();
+    let l = s.load(&n).await.unwrap().unwrap();
+    assert_eq!(l.all_entries()[0].title, "a");
+    assert!(!l.all_entries()[0].done);
 }
 
 #[tokio::test]

@@ -5,11 +5,14 @@ use chrono::NaiveDate;
 use proptest::prelude::*;
 use sluicegate::todo::{parse_date, validate_title, EntryUpdate, TodoError, TodoList};
 
-/// The reference: a vector of `(id, date, title)` in insertion (= id) order and a counter.
+/// One entry in the model: `(id, date, title, done)`.
+type Row = (u64, NaiveDate, String, bool);
+
+/// The reference: a vector of rows in insertion (= id) order and a counter.
 #[derive(Default)]
 struct Model {
     next: u64,
-    rows: Vec<(u64, NaiveDate, String)>,
+    rows: Vec<Row>,
 }
 
 /// The rule as the issue states it (1 to 1024 *characters*, not bytes), plus the
@@ -25,10 +28,11 @@ impl Model {
             return None;
         }
         self.next += 1;
-        self.rows.push((self.next, date, title.to_string()));
+        // A new entry is not done.
+        self.rows.push((self.next, date, title.to_string(), false));
         Some(self.next)
     }
-    fn entries(&self, date: NaiveDate) -> Vec<(u64, NaiveDate, String)> {
+    fn entries(&self, date: NaiveDate) -> Vec<Row> {
         self.rows.iter().filter(|r| r.1 == date).cloned().collect()
     }
 }
@@ -36,7 +40,7 @@ impl Model {
 #[derive(Clone, Debug)]
 enum Op {
     Add(NaiveDate, String),
-    Update(u64, Option<NaiveDate>, Option<String>),
+    Update(u64, Option<NaiveDate>, Option<String>, Option<bool>),
     Delete(u64),
     Entries(NaiveDate),
     All,
@@ -81,18 +85,19 @@ fn op() -> impl Strategy<Value = Op> {
     let id = 0u64..12;
     prop_oneof![
         4 => (date(), title()).prop_map(|(d, t)| Op::Add(d, t)),
-        2 => (id.clone(), prop::option::of(date()), prop::option::of(title()))
-            .prop_map(|(i, d, t)| Op::Update(i, d, t)),
+        2 => (id.clone(), prop::option::of(date()), prop::option::of(title()),
+            prop::option::of(any::<bool>()))
+            .prop_map(|(i, d, t, done)| Op::Update(i, d, t, done)),
         2 => id.prop_map(Op::Delete),
         1 => date().prop_map(Op::Entries),
         1 => Just(Op::All),
     ]
 }
 
-fn rows(entries: &[sluicegate::todo::Entry]) -> Vec<(u64, NaiveDate, String)> {
+fn rows(entries: &[sluicegate::todo::Entry]) -> Vec<Row> {
     entries
         .iter()
-        .map(|e| (e.id, e.date, e.title.clone()))
+        .map(|e| (e.id, e.date, e.title.clone(), e.done))
         .collect()
 }
 
@@ -111,13 +116,13 @@ proptest! {
                     match model.add(d, &t) {
                         Some(id) => {
                             let e = got.expect("valid add refused");
-                            prop_assert_eq!((e.id, e.date, e.title), (id, d, t));
+                            prop_assert_eq!((e.id, e.date, e.title, e.done), (id, d, t, false));
                         }
                         None => prop_assert!(matches!(got, Err(TodoError::InvalidTitle(_)))),
                     }
                 }
-                Op::Update(id, d, t) => {
-                    let got = list.update_entry(id, EntryUpdate { date: d, title: t.clone() });
+                Op::Update(id, d, t, done) => {
+                    let got = list.update_entry(id, EntryUpdate { date: d, title: t.clone(), done });
                     let title_ok = t.as_deref().is_none_or(model_title_ok);
                     let pos = model.rows.iter().position(|r| r.0 == id);
                     match (title_ok, pos) {
@@ -127,8 +132,9 @@ proptest! {
                             let row = &mut model.rows[p];
                             if let Some(d) = d { row.1 = d; }
                             if let Some(t) = t { row.2 = t; }
+                            if let Some(done) = done { row.3 = done; }
                             let e = got.expect("valid update refused");
-                            prop_assert_eq!((e.id, e.date, e.title), row.clone());
+                            prop_assert_eq!((e.id, e.date, e.title, e.done), row.clone());
                         }
                     }
                 }
@@ -139,7 +145,7 @@ proptest! {
                         Some(p) => {
                             let row = model.rows.remove(p);
                             let e = got.expect("delete of a present entry refused");
-                            prop_assert_eq!((e.id, e.date, e.title), row);
+                            prop_assert_eq!((e.id, e.date, e.title, e.done), row);
                         }
                     }
                 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use sluicegate::config::{AckMode, Config, StorageBackend};
+use sluicegate::config::{AckMode, Config};
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::SupervisorEvent;
 use sluicegate::storage::{self, BackendKind, Storage, StorageError};
@@ -31,22 +31,14 @@ fn name(s: &str) -> ListName {
     ListName::new(s).unwrap()
 }
 
-fn config(backend: StorageBackend) -> Config {
+fn config(backend: BackendKind) -> Config {
     let mut c = Config::builtin();
     c.storage.backend = backend;
     c.system.call_timeout = PATIENCE;
     c
 }
 
-fn kind_of(backend: StorageBackend) -> BackendKind {
-    match backend {
-        StorageBackend::Files => BackendKind::Files,
-        StorageBackend::Sqlite => BackendKind::Sqlite,
-        StorageBackend::Memory => BackendKind::Memory,
-    }
-}
-
-async fn start(backend: StorageBackend, dir: &Path) -> TodoSystem {
+async fn start(backend: BackendKind, dir: &Path) -> TodoSystem {
     TodoSystem::start(&config(backend), dir).await.unwrap()
 }
 
@@ -118,6 +110,9 @@ impl Storage for Gate {
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         self.inner.store(name, list).await
     }
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
+        self.inner.delete_list(name).await
+    }
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         self.inner.list_names().await
     }
@@ -149,7 +144,7 @@ fn hostile_names() -> Vec<ListName> {
 // ---------------------------------------------------------------------------
 // The suite: each fn takes the backend; the macro at the bottom instantiates it.
 
-async fn write_then_read_back(backend: StorageBackend) {
+async fn write_then_read_back(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let sys = start(backend, dir.path()).await;
     let l = name("groceries");
@@ -172,6 +167,7 @@ async fn write_then_read_back(backend: StorageBackend) {
     let upd = EntryUpdate {
         date: Some(day(25)),
         title: Some("Dentist (moved)".into()),
+        done: None,
     };
     let a2 = done(sys.update_entry(&l, 1, upd, None).await.unwrap());
     assert_eq!(
@@ -181,9 +177,22 @@ async fn write_then_read_back(backend: StorageBackend) {
     let title_only = EntryUpdate {
         date: None,
         title: Some("Dentist!".into()),
+        done: None,
     };
     let a3 = done(sys.update_entry(&l, 1, title_only, None).await.unwrap());
     assert_eq!(a3.date, day(25));
+    assert!(!a3.done, "a new entry is not done");
+    // The done flag alone, then back.
+    let mark = |done| EntryUpdate {
+        done: Some(done),
+        ..EntryUpdate::default()
+    };
+    let a4 = done(sys.update_entry(&l, 1, mark(true), None).await.unwrap());
+    assert!(a4.done);
+    assert_eq!((a4.date, a4.title.as_str()), (day(25), "Dentist!"));
+    assert!(sys.entries(&l, None).await.unwrap()[0].done);
+    let a5 = done(sys.update_entry(&l, 1, mark(false), None).await.unwrap());
+    assert!(!a5.done);
     // Delete, then unknown ids and bad input.
     assert_eq!(done(sys.delete_entry(&l, 2, None).await.unwrap()), b);
     assert_eq!(
@@ -262,7 +271,7 @@ async fn assert_all_present(sys: &TodoSystem, acked: &Acked) {
     }
 }
 
-async fn restart_keeps_every_acknowledged_write(backend: StorageBackend) {
+async fn restart_keeps_every_acknowledged_write(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let lists: Vec<ListName> = ["a", "b", "c", "d"].into_iter().map(name).collect();
     let sys = start(backend, dir.path()).await;
@@ -287,13 +296,13 @@ async fn restart_keeps_every_acknowledged_write(backend: StorageBackend) {
     sys.shutdown().await;
 }
 
-async fn durable_writes_survive_without_a_shutdown(backend: StorageBackend) {
+async fn durable_writes_survive_without_a_shutdown(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let lists: Vec<ListName> = ["p", "q", "r"].into_iter().map(name).collect();
     let sys = start(backend, dir.path()).await;
     let durable = concurrent_writes(&sys, &lists, AckMode::Durable).await;
     // No shutdown, no final flush: what a durable ack promised must already be stored.
-    let fresh = storage::open(kind_of(backend), dir.path()).unwrap();
+    let fresh = storage::open(backend, dir.path()).unwrap();
     for (l, want) in &durable {
         let list = fresh.load(l).await.unwrap().expect("list stored");
         for (id, title) in want {
@@ -305,7 +314,52 @@ async fn durable_writes_survive_without_a_shutdown(backend: StorageBackend) {
     sys.shutdown().await;
 }
 
-async fn concurrent_first_use_starts_one_server(backend: StorageBackend) {
+/// Issue 14's `DELETE /lists/{list}` in the system: the list is gone from storage
+/// when the delete returns (checked on a second handle to the data dir, with no
+/// shutdown), its server is stopped and out of the registry, the next write starts
+/// a fresh list with id 1, other lists are untouched, and an unknown list is
+/// `ListNotFound`.
+async fn delete_list_is_durable_and_the_next_write_starts_afresh(backend: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = start(backend, dir.path()).await;
+    let (gone, kept) = (name("gone"), name("kept"));
+    for t in ["a", "b", "c"] {
+        sys.add_entry(&gone, day(23), t, Some(AckMode::Applied))
+            .await
+            .unwrap();
+    }
+    // The last write only applied (its store may still be queued): the delete must
+    // not be overtaken by it.
+    sys.add_entry(&kept, day(23), "k", Some(AckMode::Durable))
+        .await
+        .unwrap();
+    assert!(sys.registry().get(&gone).is_some());
+    sys.delete_list(&gone).await.unwrap();
+    assert!(sys.registry().get(&gone).is_none(), "server stopped");
+    let fresh = storage::open(backend, dir.path()).unwrap();
+    assert_eq!(fresh.load(&gone).await.unwrap(), None, "deleted on disk");
+    assert_eq!(fresh.load(&kept).await.unwrap().unwrap().len(), 1);
+    assert!(!fresh.list_names().await.unwrap().contains(&gone));
+    drop(fresh);
+    assert_eq!(sys.entries(&gone, None).await.unwrap(), vec![]);
+    let again = done(sys.add_entry(&gone, day(24), "new", None).await.unwrap());
+    assert_eq!(again.id, 1, "a fresh list");
+    assert_eq!(
+        sys.delete_list(&name("never")).await,
+        Err(TodoSystemError::ListNotFound(name("never")))
+    );
+    // After a restart the deleted entries stay deleted; the new one is there.
+    sys.shutdown().await;
+    let sys = start(backend, dir.path()).await;
+    let entries = sys.entries(&gone, None).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.title.as_str()).collect::<Vec<_>>(),
+        ["new"]
+    );
+    sys.shutdown().await;
+}
+
+async fn concurrent_first_use_starts_one_server(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let sys = start(backend, dir.path()).await;
     let l = name("hot");
@@ -364,7 +418,7 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-async fn hostile_names_round_trip_and_stay_inside(backend: StorageBackend) {
+async fn hostile_names_round_trip_and_stay_inside(backend: BackendKind) {
     let outer = tempfile::tempdir().unwrap();
     let data = outer.path().join("data");
     let sys = start(backend, &data).await;
@@ -404,7 +458,7 @@ async fn hostile_names_round_trip_and_stay_inside(backend: StorageBackend) {
     }
 }
 
-async fn injected_panic_restarts_one_list_with_its_list_reloaded(backend: StorageBackend) {
+async fn injected_panic_restarts_one_list_with_its_list_reloaded(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let sys = start(backend, dir.path()).await;
     let (victim, bystander) = (name("victim"), name("bystander"));
@@ -470,9 +524,9 @@ async fn injected_panic_restarts_one_list_with_its_list_reloaded(backend: Storag
     sys.shutdown().await;
 }
 
-async fn ack_modes_behave_as_documented(backend: StorageBackend) {
+async fn ack_modes_behave_as_documented(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
-    let backing = storage::open(kind_of(backend), dir.path()).unwrap();
+    let backing = storage::open(backend, dir.path()).unwrap();
     let (gated, gate) = gate(backing.clone());
     let sys = TodoSystem::start_with_storage(&config(backend), gated)
         .await
@@ -552,9 +606,9 @@ async fn ack_modes_behave_as_documented(backend: StorageBackend) {
     sys.shutdown().await;
 }
 
-async fn reload_policies_loses_no_accepted_message(backend: StorageBackend) {
+async fn reload_policies_loses_no_accepted_message(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
-    let (gated, gate) = gate(storage::open(kind_of(backend), dir.path()).unwrap());
+    let (gated, gate) = gate(storage::open(backend, dir.path()).unwrap());
     let mut cfg = config(backend);
     // One worker with room for one store, list servers that make senders wait:
     // holding the store makes work pile up in every mailbox.
@@ -666,7 +720,7 @@ async fn reload_policies_loses_no_accepted_message(backend: StorageBackend) {
     sys.shutdown().await;
 }
 
-async fn shutdown_under_load_keeps_every_acknowledged_write(backend: StorageBackend) {
+async fn shutdown_under_load_keeps_every_acknowledged_write(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let sys = start(backend, dir.path()).await;
     let lists: Vec<ListName> = (0..6).map(|i| name(&format!("s{i}"))).collect();
@@ -738,9 +792,9 @@ async fn shutdown_under_load_keeps_every_acknowledged_write(backend: StorageBack
     sys.shutdown().await;
 }
 
-async fn durable_waiters_of_a_replaced_store_are_answered(backend: StorageBackend) {
+async fn durable_waiters_of_a_replaced_store_are_answered(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
-    let backing = storage::open(kind_of(backend), dir.path()).unwrap();
+    let backing = storage::open(backend, dir.path()).unwrap();
     let (gated, gate) = gate(backing.clone());
     let sys = TodoSystem::start_with_storage(&config(backend), gated)
         .await
@@ -785,7 +839,7 @@ async fn durable_waiters_of_a_replaced_store_are_answered(backend: StorageBacken
     sys.shutdown().await;
 }
 
-async fn idle_list_servers_stop_and_come_back_with_their_list(backend: StorageBackend) {
+async fn idle_list_servers_stop_and_come_back_with_their_list(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(backend);
     cfg.system.idle_timeout = Duration::from_millis(50);
@@ -810,7 +864,7 @@ async fn idle_list_servers_stop_and_come_back_with_their_list(backend: StorageBa
     sys.shutdown().await;
 }
 
-async fn a_list_that_keeps_crashing_is_given_up_then_started_afresh(backend: StorageBackend) {
+async fn a_list_that_keeps_crashing_is_given_up_then_started_afresh(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let sys = start(backend, dir.path()).await;
     let l = name("fragile");
@@ -902,6 +956,10 @@ macro_rules! backend_suite {
                 super::a_list_that_keeps_crashing_is_given_up_then_started_afresh($backend).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delete_list_is_durable_and_the_next_write_starts_afresh() {
+                super::delete_list_is_durable_and_the_next_write_starts_afresh($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reload_policies_loses_no_accepted_message() {
                 super::reload_policies_loses_no_accepted_message($backend).await;
             }
@@ -910,8 +968,8 @@ macro_rules! backend_suite {
 }
 
 backend_suite! {
-    files => StorageBackend::Files,
-    sqlite => StorageBackend::Sqlite,
+    files => BackendKind::Files,
+    sqlite => BackendKind::Sqlite,
 }
 
 #[test]
@@ -1026,10 +1084,10 @@ mod model {
 
     use chrono::NaiveDate;
     use proptest::prelude::*;
-    use sluicegate::config::{AckMode, Config, StorageBackend};
+    use sluicegate::config::{AckMode, BackendKind, Config};
     use sluicegate::todo::{EntryUpdate, ListName, TodoSystem, TodoSystemError, WriteOutcome};
 
-    type Row = (u64, NaiveDate, String);
+    type Row = (u64, NaiveDate, String, bool);
 
     /// Per list: the next id and the rows in id order.
     #[derive(Default)]
@@ -1040,8 +1098,9 @@ mod model {
     #[derive(Clone, Debug)]
     enum Op {
         Add(usize, u32, String, AckMode),
-        Update(usize, u64, Option<u32>, Option<String>),
+        Update(usize, u64, Option<u32>, Option<String>, Option<bool>),
         Delete(usize, u64),
+        DeleteList(usize),
         Entries(usize, Option<u32>),
         Crash(usize),
         Restart,
@@ -1059,9 +1118,11 @@ mod model {
         let ack = prop_oneof![Just(AckMode::Applied), Just(AckMode::Durable)];
         prop_oneof![
             5 => (list.clone(), 1u32..4, title.clone(), ack).prop_map(|(l, d, t, a)| Op::Add(l, d, t, a)),
-            2 => (list.clone(), 0u64..6, prop::option::of(1u32..4), prop::option::of(title))
-                .prop_map(|(l, i, d, t)| Op::Update(l, i, d, t)),
+            2 => (list.clone(), 0u64..6, prop::option::of(1u32..4), prop::option::of(title),
+                prop::option::of(any::<bool>()))
+                .prop_map(|(l, i, d, t, done)| Op::Update(l, i, d, t, done)),
             2 => (list.clone(), 0u64..6).prop_map(|(l, i)| Op::Delete(l, i)),
+            1 => list.clone().prop_map(Op::DeleteList),
             2 => (list.clone(), prop::option::of(1u32..4)).prop_map(|(l, d)| Op::Entries(l, d)),
             1 => list.prop_map(Op::Crash),
             1 => Just(Op::Restart),
@@ -1075,11 +1136,11 @@ mod model {
     fn rows(entries: Vec<sluicegate::todo::Entry>) -> Vec<Row> {
         entries
             .into_iter()
-            .map(|e| (e.id, e.date, e.title))
+            .map(|e| (e.id, e.date, e.title, e.done))
             .collect()
     }
 
-    async fn start(backend: StorageBackend, dir: &Path) -> TodoSystem {
+    async fn start(backend: BackendKind, dir: &Path) -> TodoSystem {
         let mut c = Config::builtin();
         c.storage.backend = backend;
         c.system.call_timeout = Duration::from_secs(30);
@@ -1088,12 +1149,12 @@ mod model {
 
     fn done(r: Result<WriteOutcome, TodoSystemError>) -> Result<Row, TodoSystemError> {
         match r? {
-            WriteOutcome::Done(e) => Ok((e.id, e.date, e.title)),
+            WriteOutcome::Done(e) => Ok((e.id, e.date, e.title, e.done)),
             WriteOutcome::Accepted => panic!("Accepted under an applied or durable ack"),
         }
     }
 
-    async fn run(backend: StorageBackend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    async fn run(backend: BackendKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<ListName> = NAMES.iter().map(|n| ListName::new(*n).unwrap()).collect();
         let mut sys = start(backend, dir.path()).await;
@@ -1104,7 +1165,7 @@ mod model {
                     let got = done(sys.add_entry(&names[l], date(d), &t, Some(ack)).await);
                     if title_ok(&t) {
                         let (next, rows) = model.lists.entry(l).or_insert((1, Vec::new()));
-                        let row = (*next, date(d), t);
+                        let row = (*next, date(d), t, false);
                         *next += 1;
                         rows.push(row.clone());
                         prop_assert_eq!(got, Ok(row));
@@ -1112,10 +1173,11 @@ mod model {
                         prop_assert!(matches!(got, Err(TodoSystemError::Invalid(_))));
                     }
                 }
-                Op::Update(l, id, d, t) => {
+                Op::Update(l, id, d, t, done_flag) => {
                     let update = EntryUpdate {
                         date: d.map(date),
                         title: t.clone(),
+                        done: done_flag,
                     };
                     let got = done(sys.update_entry(&names[l], id, update, None).await);
                     let rows = &mut model.lists.entry(l).or_insert((1, Vec::new())).1;
@@ -1127,6 +1189,9 @@ mod model {
                         }
                         if let Some(t) = t {
                             row.2 = t;
+                        }
+                        if let Some(flag) = done_flag {
+                            row.3 = flag;
                         }
                         prop_assert_eq!(got, Ok(row.clone()));
                     } else {
@@ -1140,6 +1205,18 @@ mod model {
                         Some(p) => prop_assert_eq!(got, Ok(rows.remove(p))),
                         None => prop_assert_eq!(got, Err(TodoSystemError::NotFound(id))),
                     }
+                }
+                Op::DeleteList(l) => {
+                    // A list exists once an entry was added to it (ids were used).
+                    let existed = model.lists.get(&l).is_some_and(|(next, _)| *next > 1);
+                    let got = sys.delete_list(&names[l]).await;
+                    if existed {
+                        prop_assert_eq!(got, Ok(()));
+                    } else {
+                        prop_assert_eq!(got, Err(TodoSystemError::ListNotFound(names[l].clone())));
+                    }
+                    // Gone: the next add starts at id 1 again.
+                    model.lists.remove(&l);
                 }
                 Op::Entries(l, d) => {
                     let got = rows(sys.entries(&names[l], d.map(date)).await.unwrap());
@@ -1189,19 +1266,19 @@ mod model {
 
         #[test]
         fn files_system_behaves_like_the_model(ops in prop::collection::vec(op(), 1..30)) {
-            runtime().block_on(run(StorageBackend::Files, ops))?;
+            runtime().block_on(run(BackendKind::Files, ops))?;
         }
 
         #[test]
         fn sqlite_system_behaves_like_the_model(ops in prop::collection::vec(op(), 1..30)) {
-            runtime().block_on(run(StorageBackend::Sqlite, ops))?;
+            runtime().block_on(run(BackendKind::Sqlite, ops))?;
         }
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_live_list_cap_refuses_a_new_list_until_one_idles_out() {
-    let mut cfg = config(StorageBackend::Memory);
+    let mut cfg = config(BackendKind::Memory);
     cfg.system.max_live_servers = Some(2);
     cfg.system.idle_timeout = Duration::from_secs(10);
     let sys = TodoSystem::start(&cfg, Path::new("unused")).await.unwrap();
@@ -1253,6 +1330,9 @@ impl Storage for Batches {
         self.sizes.lock().unwrap().push(writes.len());
         self.inner.store_batch(writes).await
     }
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
+        self.inner.delete_list(name).await
+    }
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         self.inner.list_names().await
     }
@@ -1273,7 +1353,7 @@ async fn one_commit_makes_many_durable_writes_durable_and_none_is_answered_befor
         waiting: waiting.clone(),
         sizes: sizes.clone(),
     };
-    let mut cfg = config(StorageBackend::Sqlite);
+    let mut cfg = config(BackendKind::Sqlite);
     cfg.database.workers = 1;
     let sys = TodoSystem::start_with_storage(&cfg, Arc::new(batches))
         .await

@@ -23,7 +23,8 @@ use rand::{Rng, SeedableRng};
 pub use report::{csv, markdown, markdown_table, text_table, Column, RunReport, Sample, COLUMNS};
 use workload::{Acked, Recorder, Workload};
 
-use crate::config::{AckMode, Config, Routing};
+use crate::config::{AckMode, Config};
+use crate::runtime::Routing;
 use crate::storage::{self, BackendKind, FaultConfig, FaultyStorage, Storage};
 use crate::todo::{ListName, TodoSystem};
 
@@ -87,11 +88,7 @@ fn overload(scale: &Scale) -> Workload {
 }
 
 fn backend(config: &Config) -> BackendKind {
-    match config.storage.backend {
-        crate::config::StorageBackend::Files => BackendKind::Files,
-        crate::config::StorageBackend::Sqlite => BackendKind::Sqlite,
-        crate::config::StorageBackend::Memory => BackendKind::Memory,
-    }
+    config.storage.backend
 }
 
 fn open_storage(
@@ -138,6 +135,9 @@ impl Storage for ArcStorage {
         writes: &[crate::storage::ListWrite],
     ) -> Vec<Result<(), crate::storage::StorageError>> {
         self.0.store_batch(writes).await
+    }
+    async fn delete_list(&self, name: &ListName) -> Result<bool, crate::storage::StorageError> {
+        self.0.delete_list(name).await
     }
     async fn list_names(&self) -> Result<Vec<ListName>, crate::storage::StorageError> {
         self.0.list_names().await
@@ -198,6 +198,9 @@ impl Storage for Counting {
         let r = self.inner.store_batch(writes).await;
         self.finished.fetch_add(n, Ordering::SeqCst);
         r
+    }
+    async fn delete_list(&self, name: &ListName) -> Result<bool, crate::storage::StorageError> {
+        self.inner.delete_list(name).await
     }
     async fn list_names(&self) -> Result<Vec<ListName>, crate::storage::StorageError> {
         self.inner.list_names().await
@@ -468,7 +471,7 @@ pub async fn run_one(
                 let mut c = config.clone();
                 c.database.workers = workers;
                 c.database.routing = routing;
-                let label = format!("{name}/{workers}-{routing}");
+                let label = format!("{name}/{workers}-{}", crate::config::routing_name(routing));
                 out.push(measure(scenario, label, &c, &w, &scale, None).await?);
             }
             Ok(out)

@@ -122,7 +122,7 @@ impl Recorder {
 pub fn error_kind(e: &TodoSystemError) -> String {
     match e {
         TodoSystemError::Invalid(_) => "invalid".into(),
-        TodoSystemError::NotFound(_) => "not_found".into(),
+        TodoSystemError::NotFound(_) | TodoSystemError::ListNotFound(_) => "not_found".into(),
         TodoSystemError::Overloaded(c) => c.label().into(),
         TodoSystemError::Timeout => "timeout".into(),
         TodoSystemError::Unavailable(_) => "unavailable".into(),

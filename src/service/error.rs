@@ -69,7 +69,9 @@ impl From<TodoSystemError> for ApiError {
     fn from(e: TodoSystemError) -> Self {
         let (status, reason) = match &e {
             TodoSystemError::Invalid(_) => (StatusCode::BAD_REQUEST, None),
-            TodoSystemError::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            TodoSystemError::NotFound(_) | TodoSystemError::ListNotFound(_) => {
+                (StatusCode::NOT_FOUND, None)
+            }
             TodoSystemError::Overloaded(CallError::Timeout) | TodoSystemError::Timeout => {
                 (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
             }

@@ -210,26 +210,17 @@ fn log_startup_summary(opts: &ServeOptions, addr: SocketAddr) {
     tracing::info!(
         listen = %addr,
         config = %config,
-        backend = %config_name(&c.storage.backend),
+        backend = %crate::config::name_of(&c.storage.backend),
         data_dir = %opts.data_dir.display(),
-        default_ack = %config_name(&c.system.default_ack),
+        default_ack = %crate::config::name_of(&c.system.default_ack),
         call_timeout = %humantime::format_duration(c.system.call_timeout),
         database_workers = c.database.workers,
-        routing = %config_name(&c.database.routing),
+        routing = %crate::config::routing_name(c.database.routing),
         todo_server = %c.mailbox.todo_server,
         database = %c.mailbox.database,
         database_worker = %c.mailbox.database_worker,
         "serving"
     );
-}
-
-/// A config enum as written in the file (`files`, `applied`, `direct`).
-fn config_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(e) => format!("?({e})"),
-    }
 }
 
 /// How long shutdown waits for open connections: the request timeout (which ends
@@ -248,7 +239,7 @@ fn zero_rare_event_counters(config: &Config) {
     use crate::runtime::metrics::{ESCALATIONS, RESTARTS};
     use crate::todo::database::{ROUTER_ROLE, WORKER_ROLE};
     let mut roles = vec![crate::todo::server::ROLE, WORKER_ROLE];
-    if config.database.routing == crate::config::Routing::Routed {
+    if config.database.routing == crate::runtime::Routing::Routed {
         roles.push(ROUTER_ROLE);
     }
     for role in roles {
@@ -257,10 +248,25 @@ fn zero_rare_event_counters(config: &Config) {
     }
 }
 
-/// Re-reads the config file and applies its mailbox policies to the live system.
-pub fn reload(system: &TodoSystem, path: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    system
-        .reload_policies(&config.mailbox)
-        .map_err(|e| e.to_string())
+/// Re-reads the config file and applies to the live system what can change while
+/// running ([`Config::LIVE_SETTINGS`]: mailbox policies, `system.default_ack`); each
+/// other setting that differs from `running` is logged by name at `warn`, as
+/// taking effect only after a restart. Returns the config now in force (`running`
+/// with the live settings of the file); on an error nothing changed.
+pub fn reload(system: &TodoSystem, path: &Path, running: &Config) -> Result<Config, String> {
+    let new = Config::load(path).map_err(|e| e.to_string())?;
+    system.reload(&new).map_err(|e| e.to_string())?;
+    for (key, old, value) in running.changes(&new) {
+        if Config::LIVE_SETTINGS.contains(&key.as_str()) {
+            tracing::info!(setting = %key, old = %old, new = %value, "SIGHUP: applied {key}");
+        } else {
+            tracing::warn!(
+                setting = %key,
+                old = %old,
+                new = %value,
+                "SIGHUP: {key} changed in the file; it needs a restart to take effect (still {old})"
+            );
+        }
+    }
+    Ok(running.with_live_settings_of(&new))
 }

@@ -41,6 +41,8 @@ pub struct EntryDoc {
         example = "Dentist"
     )]
     title: String,
+    /// Whether it is done (`false` when added).
+    done: bool,
 }
 
 /// The body of `POST /lists/{list}/entries`: a JSON object, no other fields.
@@ -63,7 +65,7 @@ pub struct NewEntryDoc {
     title: String,
 }
 
-/// The body of `PATCH /lists/{list}/entries/{id}`: `date` and/or `title`, neither `null`.
+/// The body of `PATCH /lists/{list}/entries/{id}`: `date`, `title` and/or `done`, none `null`.
 #[derive(ToSchema)]
 #[schema(as = EntryPatch)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +84,10 @@ pub struct EntryPatchDoc {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<String>,
+    /// Done or not.
+    #[schema(nullable = false, example = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    done: Option<bool>,
 }
 
 /// Every error: what is wrong, naming the field.
@@ -115,6 +121,10 @@ pub struct AcceptedDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     title: Option<String>,
+    /// The done flag written, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    done: Option<bool>,
 }
 
 /// A list and its entry count.
@@ -139,7 +149,7 @@ pub enum ApiErrors {
     /// Bad input: the message names the field (body, path, query).
     #[response(status = 400)]
     BadRequest(ErrorDoc),
-    /// No such entry (or route).
+    /// No such entry, list (to delete) or route.
     #[response(status = 404)]
     NotFound(ErrorDoc),
     /// The request took longer than the call timeout + 1 s.
@@ -172,6 +182,7 @@ pub enum ApiErrors {
     paths(
         super::routes::all_lists,
         super::routes::one_list,
+        super::routes::delete_list,
         super::routes::list_entries,
         super::routes::add_entry,
         super::routes::get_entry,
@@ -234,7 +245,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
             .as_mut()
             .and_then(|c| c.schemas.get_mut("EntryPatch")),
     ) {
-        patch.properties = props;
+        // `done` is the PATCH body's own.
+        patch.properties.extend(props);
     }
     doc
 }

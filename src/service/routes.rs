@@ -26,7 +26,7 @@ use crate::todo::{parse_date, EntryUpdate, ListName, WriteOutcome};
 pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/lists", get(all_lists))
-        .route("/lists/{list}", get(one_list))
+        .route("/lists/{list}", get(one_list).delete(delete_list))
         .route("/lists/{list}/entries", get(list_entries).post(add_entry))
         .route(
             "/lists/{list}/entries/{id}",
@@ -120,11 +120,44 @@ fn bad_percent_escape(path: &str) -> Option<(usize, String)> {
 async fn metrics(State(state): State<AppState>) -> Response {
     // Mailboxes publish counts in batches; publish them all so the scrape is exact.
     crate::mailbox::metrics::flush_all();
+    let policies = state.system.policies();
+    let current = [
+        ("todo_server", policies.todo_server.name()),
+        ("database", policies.database.name()),
+        ("database_worker", policies.database_worker.name()),
+    ];
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.prometheus.render(),
+        without_stale_policies(&state.prometheus.render(), &current),
     )
         .into_response()
+}
+
+/// The exposition without the series of a mailbox role labelled with a policy the
+/// role no longer has. A reload (SIGHUP) changes a role's `policy` label; the
+/// recorder cannot forget a series, so the old label's series (frozen at their
+/// last values) are left out here and Prometheus sees them end.
+pub(super) fn without_stale_policies(text: &str, current: &[(&str, &str)]) -> String {
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(line[start..start + len].to_string())
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let stale = !line.starts_with('#')
+            && match (label(line, "mailbox"), label(line, "policy")) {
+                (Some(role), Some(policy)) => current
+                    .iter()
+                    .any(|(r, p)| *r == role.as_str() && *p != policy.as_str()),
+                _ => false,
+            };
+        if !stale {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn list_name(raw: &str) -> Result<ListName, ApiError> {
@@ -229,6 +262,7 @@ pub(super) struct ReadQuery {
     to: Option<String>,
     limit: Option<String>,
     after: Option<String>,
+    done: Option<String>,
 }
 
 /// A route without query parameters: any one given is refused by name.
@@ -287,6 +321,13 @@ struct EntryPatch {
     date: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
     title: Option<String>,
+    #[serde(default, deserialize_with = "not_null_bool")]
+    done: Option<bool>,
+}
+
+/// As [`not_null`], for a flag.
+fn not_null_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    bool::deserialize(d).map(Some)
 }
 
 /// Refuses a title that is only whitespace (the list checks length and control characters).
@@ -366,7 +407,8 @@ fn prefix_invalid(e: crate::todo::TodoSystemError, field: &str) -> ApiError {
         ("from" = Option<String>, Query, format = Date, description = "From this date, inclusive"),
         ("to" = Option<String>, Query, format = Date, description = "To this date, inclusive"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many entries"),
-        ("after" = Option<i64>, Query, minimum = 0, description = "Only ids above this one")),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Only ids above this one"),
+        ("done" = Option<bool>, Query, description = "Only entries done (true) or not done (false)")),
     responses((status = 200, description = "Entries in id order; a Link rel=next header when a page follows", body = [super::openapi::EntryDoc],
         headers(("Link" = String, description = "The next page, when limit cut the answer"))), super::openapi::ApiErrors))]
 pub(super) async fn list_entries(
@@ -398,6 +440,17 @@ pub(super) async fn list_entries(
                 })?,
         ),
     };
+    let done = match q.done.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "done: \"{}\" is not a flag; expected true or false",
+                other.chars().take(64).collect::<String>()
+            )))
+        }
+    };
     let after = match q.after.as_deref() {
         None => 0,
         Some(a) => a
@@ -418,6 +471,7 @@ pub(super) async fn list_entries(
         .into_iter()
         .filter(|e| from.is_none_or(|f| e.date >= f) && to.is_none_or(|t| e.date <= t))
         .filter(|e| e.id > after)
+        .filter(|e| done.is_none_or(|d| e.done == d))
         .collect();
     let mut next = None;
     if let Some(limit) = limit {
@@ -425,7 +479,12 @@ pub(super) async fn list_entries(
             entries.truncate(limit);
             let last = entries.last().map_or(after, |e| e.id);
             let mut params = Vec::new();
-            for (k, v) in [("date", &q.date), ("from", &q.from), ("to", &q.to)] {
+            for (k, v) in [
+                ("date", &q.date),
+                ("from", &q.from),
+                ("to", &q.to),
+                ("done", &q.done),
+            ] {
                 if let Some(v) = v {
                     params.push(format!("{k}={v}"));
                 }
@@ -516,6 +575,20 @@ pub(super) async fn one_list(
     Ok(Json(json!({ "name": list.as_str(), "entries": entries.len() })).into_response())
 }
 
+/// Deletes a whole list, durably; the name's next write starts a fresh list.
+#[utoipa::path(delete, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded")),
+    responses((status = 204, description = "Deleted: gone from stable storage; the name's next write starts a fresh list with ids from 1"), super::openapi::ApiErrors))]
+pub(super) async fn delete_list(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let NoQuery {} = self::query(query)?;
+    state.system.delete_list(&list).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 #[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
     request_body = super::openapi::EntryPatchDoc,
     responses((status = 200, description = "Changed", body = super::openapi::EntryDoc),
@@ -530,9 +603,9 @@ pub(super) async fn update_entry(
     let (list, id) = path_list_id(path)?;
     let ack = ack(query)?;
     let body: EntryPatch = json_body(&headers, &body)?;
-    if body.date.is_none() && body.title.is_none() {
+    if body.date.is_none() && body.title.is_none() && body.done.is_none() {
         return Err(ApiError::bad_request(
-            "body: give \"date\" and/or \"title\" to change",
+            "body: give \"date\", \"title\" and/or \"done\" to change",
         ));
     }
     let date = body
@@ -550,9 +623,13 @@ pub(super) async fn update_entry(
     if let Some(t) = &body.title {
         accepted["title"] = json!(t);
     }
+    if let Some(d) = body.done {
+        accepted["done"] = json!(d);
+    }
     let update = EntryUpdate {
         date,
         title: body.title,
+        done: body.done,
     };
     let outcome = state
         .system

@@ -183,6 +183,17 @@ impl<S: Storage> Storage for FaultyStorage<S> {
             .collect()
     }
 
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
+        let (delay, fault) = self.roll(name, false);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match fault {
+            Some(e) => Err(e),
+            None => self.inner.delete_list(name).await,
+        }
+    }
+
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         self.inner.list_names().await
     }

@@ -199,6 +199,26 @@ impl Storage for FileStorage {
         out
     }
 
+    /// Removes the list's file and fsyncs its directory, so the delete survives a
+    /// power loss once answered.
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
+        let path = self.path_of(name);
+        let name = name.clone();
+        blocking(move || {
+            let removed = match fs::remove_file(&path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == ErrorKind::NotFound => false,
+                Err(e) => return Err(StorageError::io(Some(&name), e)),
+            };
+            if removed {
+                sync_dir(path.parent().unwrap_or(Path::new(".")))
+                    .map_err(|e| StorageError::io(Some(&name), e))?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         let root = self.root.clone();
         blocking(move || {

@@ -40,6 +40,15 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
+        Ok(self
+            .lists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .is_some())
+    }
+
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         let mut names: Vec<ListName> = self
             .lists

@@ -36,10 +36,19 @@ struct Header {
 
 type Results = Vec<Result<(), StorageError>>;
 
-/// A batch for the writer thread and where its results go.
-struct Job {
-    writes: Vec<ListWrite>,
-    done: oneshot::Sender<Results>,
+/// Work for the writer thread and where its results go.
+enum Job {
+    /// A batch of list writes, folded with other batches into one transaction.
+    Writes {
+        writes: Vec<ListWrite>,
+        done: oneshot::Sender<Results>,
+    },
+    /// Delete one list (its row and its entries) in a transaction of its own,
+    /// after every batch queued before it; answers whether it was stored.
+    Delete {
+        name: ListName,
+        done: oneshot::Sender<Result<bool, StorageError>>,
+    },
 }
 
 /// Lists in `data_dir/sluicegate.sqlite3`.
@@ -79,10 +88,12 @@ impl SqliteStorage {
             "CREATE TABLE IF NOT EXISTS lists (name TEXT PRIMARY KEY, format INTEGER NOT NULL, body BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS entries (
                  list TEXT NOT NULL, id INTEGER NOT NULL, date TEXT NOT NULL, title TEXT NOT NULL,
+                 done INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (list, id)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(|e| sql(None, e))?;
+        add_done_column(&conn)?;
         super::import_files(data_dir, &mut conn)?;
         let reader = connect(data_dir)?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -115,19 +126,39 @@ impl SqliteStorage {
     }
 }
 
-/// The writer thread: takes every batch waiting (up to [`MAX_BATCHES_PER_COMMIT`]),
-/// commits them in one transaction and answers each. If that transaction fails,
-/// each list is tried in a transaction of its own, so one bad list fails alone.
+/// The writer thread: takes every batch waiting (up to [`MAX_BATCHES_PER_COMMIT`],
+/// up to the next delete), commits them in one transaction and answers each. If
+/// that transaction fails, each list is tried in a transaction of its own, so one
+/// bad list fails alone. Jobs are done in the order they were queued.
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let (writes, done) = match first {
+            Job::Delete { name, done } => {
+                let _ = done.send(delete_list(&mut conn, &name));
+                continue;
+            }
+            Job::Writes { writes, done } => (writes, done),
+        };
+        let mut jobs = vec![(writes, done)];
         while jobs.len() < MAX_BATCHES_PER_COMMIT {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(Job::Writes { writes, done }) => jobs.push((writes, done)),
+                Ok(delete) => {
+                    next = Some(delete);
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let all: Vec<&ListWrite> = jobs.iter().flat_map(|j| j.writes.iter()).collect();
+        let all: Vec<&ListWrite> = jobs.iter().flat_map(|(w, _)| w.iter()).collect();
         let together = commit(&mut conn, &all);
         let mut results: Results = match together {
             Ok(()) => all.iter().map(|_| Ok(())).collect(),
@@ -136,11 +167,27 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 .map(|w| commit(&mut conn, std::slice::from_ref(w)))
                 .collect(),
         };
-        for job in jobs.into_iter().rev() {
-            let mine = results.split_off(results.len() - job.writes.len());
-            let _ = job.done.send(mine);
+        for (writes, done) in jobs.into_iter().rev() {
+            let mine = results.split_off(results.len() - writes.len());
+            let _ = done.send(mine);
         }
     }
+}
+
+/// Deletes a list's row and entries in one transaction; whether it was stored.
+fn delete_list(conn: &mut Connection, name: &ListName) -> Result<bool, StorageError> {
+    let err = |e| sql(Some(name), e);
+    let tx = conn.transaction().map_err(err)?;
+    tx.execute(
+        "DELETE FROM entries WHERE list = ?1",
+        params![name.as_str()],
+    )
+    .map_err(err)?;
+    let rows = tx
+        .execute("DELETE FROM lists WHERE name = ?1", params![name.as_str()])
+        .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(rows > 0)
 }
 
 fn commit(conn: &mut Connection, writes: &[&ListWrite]) -> Result<(), StorageError> {
@@ -150,6 +197,67 @@ fn commit(conn: &mut Connection, writes: &[&ListWrite]) -> Result<(), StorageErr
         write_list(&tx, w).map_err(|e| sql(Some(&w.name), e))?;
     }
     tx.commit().map_err(|e| sql(first.as_ref(), e))
+}
+
+/// Migration: a database written before entries had a done flag gets the column,
+/// every existing entry not done.
+fn add_done_column(conn: &Connection) -> Result<(), StorageError> {
+    let has_done = conn
+        .prepare("SELECT 1 FROM pragma_table_info('entries') WHERE name = 'done'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(|e| sql(None, e))?;
+    if !has_done {
+        conn.execute(
+            "ALTER TABLE entries ADD COLUMN done INTEGER NOT NULL DEFAULT 0",
+            [],
+        )
+        .map_err(|e| sql(None, e))?;
+        tracing::info!("sqlite: added the done column to the entries table");
+    }
+    Ok(())
+}
+
+/// The one mapping between an [`Entry`] and its row of `entries`: the statement
+/// that writes a row (insert or replace), ...
+const UPSERT_ENTRY: &str = "INSERT INTO entries (list, id, date, title, done) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT(list, id) DO UPDATE SET date = excluded.date, title = excluded.title, done = excluded.done";
+
+/// ... the columns a read selects, in the order [`entry_of_row`] takes them, ...
+const ENTRY_COLUMNS: &str = "id, date, title, done";
+
+/// ... an entry's values for [`UPSERT_ENTRY`] ...
+fn upsert_entry(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    list: &str,
+    e: &Entry,
+) -> rusqlite::Result<usize> {
+    stmt.execute(params![
+        list,
+        e.id as i64,
+        e.date.to_string(),
+        e.title,
+        e.done
+    ])
+}
+
+/// ... and an entry from the columns of [`ENTRY_COLUMNS`] (the error says what is damaged).
+fn entry_of_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Entry, String>> {
+    let (id, date, title, done): (i64, String, String, bool) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let Ok(date) = NaiveDate::parse_from_str(&date, "%Y-%m-%d") else {
+        return Ok(Err(format!(
+            "entry {id}: date \"{date}\" is not YYYY-MM-DD"
+        )));
+    };
+    let Ok(id) = u64::try_from(id) else {
+        return Ok(Err(format!("entry id {id} is negative")));
+    };
+    Ok(Ok(Entry {
+        id,
+        date,
+        title,
+        done,
+    }))
 }
 
 fn header(list: &TodoList) -> Vec<u8> {
@@ -175,11 +283,9 @@ fn write_list(tx: &Transaction<'_>, w: &ListWrite) -> rusqlite::Result<()> {
         None => {
             tx.prepare_cached("DELETE FROM entries WHERE list = ?1")?
                 .execute(params![name])?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO entries (list, id, date, title) VALUES (?1, ?2, ?3, ?4)",
-            )?;
+            let mut upsert = tx.prepare_cached(UPSERT_ENTRY)?;
             for e in w.list.all_entries() {
-                insert.execute(params![name, e.id as i64, e.date.to_string(), e.title])?;
+                upsert_entry(&mut upsert, name, &e)?;
             }
         }
     }
@@ -192,14 +298,11 @@ fn write_list(tx: &Transaction<'_>, w: &ListWrite) -> rusqlite::Result<()> {
 }
 
 fn write_change(tx: &Transaction<'_>, name: &str, change: &Change) -> rusqlite::Result<()> {
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO entries (list, id, date, title) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(list, id) DO UPDATE SET date = excluded.date, title = excluded.title",
-    )?;
+    let mut upsert = tx.prepare_cached(UPSERT_ENTRY)?;
     let mut delete = tx.prepare_cached("DELETE FROM entries WHERE list = ?1 AND id = ?2")?;
     for (id, entry) in &change.entries {
         match entry {
-            Some(e) => upsert.execute(params![name, *id as i64, e.date.to_string(), e.title])?,
+            Some(e) => upsert_entry(&mut upsert, name, e)?,
             None => delete.execute(params![name, *id as i64])?,
         };
     }
@@ -228,24 +331,16 @@ fn load_list(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, Sto
     let header: Header =
         serde_json::from_slice(&body).map_err(|e| corrupt(format!("list header: {e}")))?;
     let mut stmt = conn
-        .prepare_cached("SELECT id, date, title FROM entries WHERE list = ?1 ORDER BY id")
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE list = ?1 ORDER BY id"
+        ))
         .map_err(|e| sql(Some(name), e))?;
     let rows = stmt
-        .query_map(params![name.as_str()], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
+        .query_map(params![name.as_str()], entry_of_row)
         .map_err(|e| sql(Some(name), e))?;
     let mut entries = Vec::new();
     for row in rows {
-        let (id, date, title) = row.map_err(|e| corrupt(e.to_string()))?;
-        let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-            .map_err(|_| corrupt(format!("entry {id}: date \"{date}\" is not YYYY-MM-DD")))?;
-        let id = u64::try_from(id).map_err(|_| corrupt(format!("entry id {id} is negative")))?;
-        entries.push(Entry { id, date, title });
+        entries.push(row.map_err(|e| corrupt(e.to_string()))?.map_err(corrupt)?);
     }
     TodoList::from_parts(header.next_id, entries)
         .map(Some)
@@ -314,7 +409,7 @@ impl Storage for SqliteStorage {
             return Vec::new();
         }
         let (done, answer) = oneshot::channel();
-        let job = Job {
+        let job = Job::Writes {
             writes: writes.to_vec(),
             done,
         };
@@ -336,6 +431,26 @@ impl Storage for SqliteStorage {
             Ok(results) => results,
             Err(_) => writes.iter().map(stopped).collect(),
         }
+    }
+
+    /// Queued behind every batch already handed to the writer thread, committed
+    /// (`synchronous = FULL`) before it is answered.
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || StorageError::Sqlite {
+            list: Some(name.clone()),
+            detail: "the sqlite writer thread stopped".into(),
+        };
+        let job = Job::Delete {
+            name: name.clone(),
+            done,
+        };
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {

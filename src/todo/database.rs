@@ -54,6 +54,26 @@ pub type DurableWaiter = oneshot::Sender<Result<(), StoreError>>;
 pub enum DbCall {
     /// Load one list for the list server of incarnation `epoch` (see [`Version`]).
     Load(ListName, u64),
+    /// Delete one list from storage (after every store of it queued before).
+    Delete(ListName),
+}
+
+impl DbCall {
+    /// The list the request is about.
+    pub fn list(&self) -> &ListName {
+        match self {
+            DbCall::Load(name, _) | DbCall::Delete(name) => name,
+        }
+    }
+}
+
+/// What a database worker answers.
+#[derive(Debug)]
+pub enum DbReply {
+    /// The list as stored (`None`: never stored).
+    Loaded(Option<TodoList>),
+    /// The list is gone from storage; `true` if it was stored (or held unsaved).
+    Deleted(bool),
 }
 
 /// A version of a list as one list server incarnation numbers them: `epoch` is
@@ -233,7 +253,7 @@ impl DbWorker {
 #[async_trait]
 impl Server for DbWorker {
     type Call = DbCall;
-    type Reply = Result<Option<TodoList>, Arc<StorageError>>;
+    type Reply = Result<DbReply, Arc<StorageError>>;
     type Cast = Store;
 
     async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
@@ -243,7 +263,7 @@ impl Server for DbWorker {
                 // A version that could not be stored is newer than the stored one.
                 if let Some(list) = self.unsaved.get(&name) {
                     self.known.remove(&name);
-                    return reply.send(Ok(Some(list.clone())));
+                    return reply.send(Ok(DbReply::Loaded(Some(list.clone()))));
                 }
                 let loaded = self.storage.load(&name).await;
                 match &loaded {
@@ -254,7 +274,19 @@ impl Server for DbWorker {
                         self.known.remove(&name);
                     }
                 }
-                reply.send(loaded.map_err(Arc::new))
+                reply.send(loaded.map(DbReply::Loaded).map_err(Arc::new))
+            }
+            DbCall::Delete(name) => {
+                // Whatever the backend holds afterwards, no store builds on it.
+                self.known.remove(&name);
+                match self.storage.delete_list(&name).await {
+                    Ok(stored) => {
+                        let held = self.unsaved.contains_key(&name);
+                        self.mark_saved(&name);
+                        reply.send(Ok(DbReply::Deleted(stored || held)));
+                    }
+                    Err(e) => reply.send(Err(Arc::new(e))),
+                }
             }
         }
     }
@@ -279,9 +311,10 @@ impl Server for DbWorker {
         }
         let stored: std::collections::HashSet<ListName> =
             stores.iter().map(|s| s.name.clone()).collect();
+        // A delete waits for the stores of its list queued before it, like a load.
         let (after, before): (Vec<_>, Vec<_>) = loads
             .into_iter()
-            .partition(|(DbCall::Load(name, _), _)| stored.contains(name));
+            .partition(|(call, _)| stored.contains(call.list()));
         for (call, reply) in before {
             self.handle_call(call, reply).await;
         }
@@ -415,9 +448,31 @@ impl Database {
             .call(name, DbCall::Load(name.clone(), epoch), timeout, None)
             .await
         {
-            Ok(Ok(list)) => Ok(list),
+            Ok(Ok(DbReply::Loaded(list))) => Ok(list),
+            Ok(Ok(DbReply::Deleted(_))) => unreachable!("a load is answered with a list"),
             Ok(Err(e)) => Err(LoadError::Storage(e)),
             Err(e) => Err(LoadError::Call(e)),
+        }
+    }
+
+    /// Deletes a list from storage, behind every store of it already queued on its
+    /// worker; returns once the backend has made the delete durable, with whether
+    /// the list was stored.
+    pub async fn delete(&self, name: &ListName, timeout: Duration) -> Result<bool, StoreError> {
+        match self
+            .pool
+            .call(name, DbCall::Delete(name.clone()), timeout, None)
+            .await
+        {
+            Ok(Ok(DbReply::Deleted(stored))) => Ok(stored),
+            Ok(Ok(DbReply::Loaded(_))) => unreachable!("a delete is answered with Deleted"),
+            Ok(Err(e)) => Err(StoreError::Storage(e.to_string())),
+            Err(CallError::Rejected) => Err(StoreError::Rejected),
+            Err(CallError::Stopped) => Err(StoreError::Stopped),
+            Err(CallError::Timeout) => Err(StoreError::Storage(format!(
+                "the database did not answer the delete within {timeout:?}"
+            ))),
+            Err(_) => Err(StoreError::Dropped),
         }
     }
 

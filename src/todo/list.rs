@@ -17,6 +17,10 @@ pub struct Entry {
     pub date: NaiveDate,
     /// What to do.
     pub title: String,
+    /// Whether it is done; `false` for a new entry, and for data stored before
+    /// entries had the flag.
+    #[serde(default)]
+    pub done: bool,
 }
 
 /// A change to an entry: what is `Some` changes.
@@ -26,6 +30,15 @@ pub struct EntryUpdate {
     pub date: Option<NaiveDate>,
     /// New title.
     pub title: Option<String>,
+    /// Done or not.
+    pub done: Option<bool>,
+}
+
+impl EntryUpdate {
+    /// Whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.date.is_none() && self.title.is_none() && self.done.is_none()
+    }
 }
 
 /// Why a list operation failed.
@@ -180,6 +193,7 @@ impl TodoList {
             id: self.next_id,
             date,
             title: title.to_string(),
+            done: false,
         };
         self.next_id += 1;
         self.entries.insert_mut(entry.id, entry.clone());
@@ -205,7 +219,7 @@ impl TodoList {
         self.entries.get(&id)
     }
 
-    /// Changes an entry's date and/or title; returns the updated entry.
+    /// Changes an entry's date, title and/or done flag; returns the updated entry.
     pub fn update_entry(&mut self, id: u64, update: EntryUpdate) -> Result<Entry, TodoError> {
         if let Some(t) = &update.title {
             validate_title(t)?;
@@ -220,6 +234,9 @@ impl TodoList {
         }
         if let Some(t) = update.title {
             entry.title = t;
+        }
+        if let Some(done) = update.done {
+            entry.done = done;
         }
         self.entries.insert_mut(id, entry.clone());
         Ok(entry)
@@ -287,6 +304,26 @@ mod tests {
         assert!(validate_title("").is_err());
         assert!(validate_title(&"x".repeat(1025)).is_err());
         assert!(validate_title("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn entries_stored_without_the_done_flag_read_as_not_done() {
+        let old = r#"{"next_id":2,"entries":[{"id":1,"date":"2026-01-01","title":"x"}]}"#;
+        let l: TodoList = serde_json::from_str(old).unwrap();
+        assert!(!l.get(1).unwrap().done);
+        let mut l2 = l.clone();
+        let e = l2
+            .update_entry(
+                1,
+                EntryUpdate {
+                    done: Some(true),
+                    ..EntryUpdate::default()
+                },
+            )
+            .unwrap();
+        assert!(e.done);
+        let back: TodoList = serde_json::from_str(&serde_json::to_string(&l2).unwrap()).unwrap();
+        assert!(back.get(1).unwrap().done);
     }
 
     #[test]

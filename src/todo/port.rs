@@ -70,6 +70,9 @@ pub trait Storage: Send + Sync + 'static {
         }
         out
     }
+    /// Deletes a list durably: `Ok(true)` once it is gone from stable storage,
+    /// `Ok(false)` when none was stored under this name.
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError>;
     /// Every stored list's name.
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError>;
     /// Short backend name for logs ("files", "sqlite", "memory").

@@ -49,6 +49,9 @@ pub enum ListCall {
     Write(Write, AckMode),
     /// Entries of one date, or all, in id order.
     Entries(Option<NaiveDate>),
+    /// Delete the whole list from storage (durably) and forget it in memory;
+    /// answered [`ListReply::Deleted`] with whether there was a list.
+    DeleteList,
     /// Fault injection for tests and experiments: the handler panics.
     Panic,
 }
@@ -60,6 +63,8 @@ pub enum ListReply {
     Entry(Entry),
     /// Entries read.
     Entries(Vec<Entry>),
+    /// The list is deleted; `true` if it existed (stored or written in memory).
+    Deleted(bool),
 }
 
 /// Why a list request failed inside its server.
@@ -69,6 +74,8 @@ pub enum ListError {
     Todo(TodoError),
     /// Applied in memory, but not made durable.
     NotDurable(StoreError),
+    /// The list could not be deleted from storage (it is unchanged there).
+    NotDeleted(StoreError),
 }
 
 /// The server of one list.
@@ -221,6 +228,20 @@ impl Server for ListServer {
                             reply.send(answer);
                         });
                     }
+                }
+            }
+            ListCall::DeleteList => {
+                // Every store handed out before is queued ahead of the delete on the
+                // list's worker, so none of them can bring the list back.
+                let written = self.list.next_id() > 1 || self.dirty;
+                match self.db.delete(&self.name, self.load_timeout).await {
+                    Ok(stored) => {
+                        self.list = TodoList::new();
+                        self.dirty = false;
+                        self.change = Change::default();
+                        reply.send(Ok(ListReply::Deleted(stored || written)));
+                    }
+                    Err(e) => reply.send(Err(ListError::NotDeleted(e))),
                 }
             }
             ListCall::Panic => panic!("injected panic in list server \"{}\"", self.name),

@@ -13,8 +13,7 @@ use super::{validate_title, Entry, EntryUpdate, ListName, TodoError};
 use crate::config::{AckMode, Config, MailboxConfig};
 use crate::mailbox::Policy;
 use crate::runtime::{
-    CallError, Registry, RegistryCallError, RegistryConfig, Restart, Routing, Spec, StartError,
-    Supervisor,
+    CallError, Registry, RegistryCallError, RegistryConfig, Restart, Spec, StartError, Supervisor,
 };
 use crate::storage::{self, Storage};
 
@@ -25,6 +24,8 @@ pub enum TodoSystemError {
     Invalid(TodoError),
     /// No entry with this id: 404.
     NotFound(u64),
+    /// No list with this name (to delete): 404.
+    ListNotFound(ListName),
     /// A mailbox refused, dropped, shed or expired the request: 503.
     Overloaded(CallError),
     /// No answer within the call timeout: 504.
@@ -43,6 +44,7 @@ impl std::fmt::Display for TodoSystemError {
         match self {
             TodoSystemError::Invalid(e) => e.fmt(f),
             TodoSystemError::NotFound(id) => write!(f, "no entry with id {id}"),
+            TodoSystemError::ListNotFound(name) => write!(f, "no list named \"{name}\""),
             TodoSystemError::Overloaded(e) => write!(f, "overloaded: {e}"),
             TodoSystemError::Timeout => f.write_str("timed out"),
             TodoSystemError::Unavailable(e) => write!(f, "list unavailable: {e}"),
@@ -87,6 +89,9 @@ impl From<ListError> for TodoSystemError {
             ListError::Todo(TodoError::NotFound(id)) => TodoSystemError::NotFound(id),
             ListError::Todo(e) => TodoSystemError::Invalid(e),
             ListError::NotDurable(e) => TodoSystemError::NotDurable(e),
+            ListError::NotDeleted(e) => {
+                TodoSystemError::Unavailable(format!("the list could not be deleted: {e}"))
+            }
         }
     }
 }
@@ -103,10 +108,12 @@ pub enum WriteOutcome {
 /// How many times a call its server never handled is sent (see `TodoSystem::call`).
 const CALL_TRIES: u32 = 3;
 
-/// Settings that may change while running (policy reload).
+/// Settings that may change while running (SIGHUP reload).
 struct Live {
     /// Policies per role; new list servers read theirs here.
     mailbox: MailboxConfig,
+    /// Ack used when a request names none.
+    default_ack: AckMode,
 }
 
 struct Inner {
@@ -116,8 +123,6 @@ struct Inner {
     db: Database,
     /// Supervises list servers and database workers.
     supervisor: Supervisor,
-    /// Ack used when a request names none.
-    default_ack: AckMode,
     /// Timeout of every call, end to end.
     call_timeout: Duration,
     /// Reloadable settings.
@@ -152,13 +157,8 @@ pub struct TodoSystem {
 impl TodoSystem {
     /// Starts the system from config, opening the configured backend in `data_dir`.
     pub async fn start(config: &Config, data_dir: &Path) -> Result<Self, StartSystemError> {
-        let backend = match config.storage.backend {
-            crate::config::StorageBackend::Files => storage::BackendKind::Files,
-            crate::config::StorageBackend::Sqlite => storage::BackendKind::Sqlite,
-            crate::config::StorageBackend::Memory => storage::BackendKind::Memory,
-        };
-        let storage =
-            storage::open(backend, data_dir).map_err(|e| StartSystemError(e.to_string()))?;
+        let storage = storage::open(config.storage.backend, data_dir)
+            .map_err(|e| StartSystemError(e.to_string()))?;
         Self::start_with_storage(config, storage).await
     }
 
@@ -171,14 +171,10 @@ impl TodoSystem {
         crate::runtime::metrics::describe();
         super::database::describe();
         let supervisor = Supervisor::default();
-        let routing = match config.database.routing {
-            crate::config::Routing::Routed => Routing::Routed,
-            crate::config::Routing::Direct => Routing::Direct,
-        };
         let db = Database::start(
             storage,
             config.database.workers,
-            routing,
+            config.database.routing,
             config.mailbox.database_worker.clone(),
             config.mailbox.database.clone(),
             &supervisor,
@@ -187,6 +183,7 @@ impl TodoSystem {
         .map_err(|e| StartSystemError(e.to_string()))?;
         let live = Arc::new(RwLock::new(Live {
             mailbox: config.mailbox.clone(),
+            default_ack: config.system.default_ack,
         }));
         let call_timeout = config.system.call_timeout;
         let (db2, live2) = (db.clone(), live.clone());
@@ -217,7 +214,6 @@ impl TodoSystem {
                 registry,
                 db,
                 supervisor,
-                default_ack: config.system.default_ack,
                 call_timeout,
                 live,
                 closed: tokio::sync::RwLock::new(false),
@@ -265,7 +261,7 @@ impl TodoSystem {
         write: Write,
         ack: Option<AckMode>,
     ) -> Result<WriteOutcome, TodoSystemError> {
-        let ack = ack.unwrap_or(self.inner.default_ack);
+        let ack = ack.unwrap_or_else(|| self.default_ack());
         if ack == AckMode::None {
             let _admitted = self.admit().await?;
             let cast = tokio::time::timeout(
@@ -279,7 +275,7 @@ impl TodoSystem {
         }
         match self.call(list, ListCall::Write(write, ack)).await? {
             ListReply::Entry(e) => Ok(WriteOutcome::Done(e)),
-            ListReply::Entries(_) => unreachable!("a write is answered with its entry"),
+            _ => unreachable!("a write is answered with its entry"),
         }
     }
 
@@ -331,7 +327,34 @@ impl TodoSystem {
     ) -> Result<Vec<Entry>, TodoSystemError> {
         match self.call(list, ListCall::Entries(date)).await? {
             ListReply::Entries(e) => Ok(e),
-            ListReply::Entry(_) => unreachable!("a read is answered with entries"),
+            _ => unreachable!("a read is answered with entries"),
+        }
+    }
+
+    /// Deletes a whole list: gone from storage (durably: the backend has synced the
+    /// delete) when this returns `Ok`, and its list server stopped, so the name's
+    /// next request starts a fresh, empty list with ids from 1. A list never
+    /// written is [`TodoSystemError::ListNotFound`].
+    pub async fn delete_list(&self, list: &ListName) -> Result<(), TodoSystemError> {
+        let reply = self.call(list, ListCall::DeleteList).await;
+        // Stopped either way (for an unknown list, the server the call started),
+        // after handling anything queued behind the delete on the fresh list.
+        if let Some(server) = self.inner.registry.get(list) {
+            server.stop(true).await;
+            // The runtime reports the server ended just before its exit hook takes
+            // it out of the registry (in the same task): wait for that, so the
+            // cache entry is gone when the delete is answered.
+            for _ in 0..1000 {
+                match self.inner.registry.get(list) {
+                    Some(s) if s.id() == server.id() => tokio::task::yield_now().await,
+                    _ => break,
+                }
+            }
+        }
+        match reply? {
+            ListReply::Deleted(true) => Ok(()),
+            ListReply::Deleted(false) => Err(TodoSystemError::ListNotFound(list.clone())),
+            _ => unreachable!("a list delete is answered with Deleted"),
         }
     }
 
@@ -342,6 +365,38 @@ impl TodoSystem {
             Err(e) => Err(e),
             Ok(_) => unreachable!("the panic request never returns"),
         }
+    }
+
+    /// The ack used when a request names none (changes on reload).
+    pub fn default_ack(&self) -> AckMode {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .default_ack
+    }
+
+    /// The mailbox policies in force (changes on reload).
+    pub fn policies(&self) -> MailboxConfig {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .mailbox
+            .clone()
+    }
+
+    /// Applies what of `config` can change while running: the mailbox policies
+    /// (see [`TodoSystem::reload_policies`]) and `system.default_ack`. The rest
+    /// (storage, workers, routing, timeouts, the live-server cap) is fixed at start.
+    pub fn reload(&self, config: &Config) -> Result<(), crate::mailbox::InvalidPolicy> {
+        self.reload_policies(&config.mailbox)?;
+        self.inner
+            .live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .default_ack = config.system.default_ack;
+        Ok(())
     }
 
     /// Applies new mailbox policies to every live mailbox (and to servers started

@@ -1,5 +1,7 @@
 //! Shared by the tests that run the real `sluicegate` binary: start `serve`, read
-//! its `listening on` line, signal it, collect its output, parse `/metrics` text.
+//! its `listening on` line, signal it, collect its output, HTTP and JSON-error
+//! helpers, parse `/metrics` text. `SLUICEGATE_BIN` picks another binary to test
+//! (e.g. an older build, `scripts/against-ref.sh`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -10,8 +12,43 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_sluicegate");
+/// The binary under test: `$SLUICEGATE_BIN` if set and not empty, else the one
+/// cargo built.
+pub fn bin() -> PathBuf {
+    std::env::var_os("SLUICEGATE_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluicegate")))
+}
+
+/// Runs `sluicegate <args>` to its end.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run sluicegate")
+}
+
+/// A response's status and its JSON body.
+pub async fn get_json(c: &reqwest::Client, url: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let resp = c.get(url).send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.expect("a JSON body"))
+}
+
+/// An error response's status and the message of its `{"error": "..."}` body
+/// (panics when the body is not such JSON: every error of the API is).
+pub async fn error_of(resp: reqwest::Response) -> (reqwest::StatusCode, String) {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.expect("error bodies are JSON");
+    (
+        status,
+        body["error"]
+            .as_str()
+            .expect("an \"error\" string")
+            .to_string(),
+    )
+}
 
 /// Upper bound for anything the tests wait for; only reached when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -30,9 +67,36 @@ pub struct Serve {
     pub first_line: String,
     stdout_rest: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Holds a config file written for this server, if any.
+    _config_dir: Option<tempfile::TempDir>,
 }
 
 impl Serve {
+    /// `serve` on `data_dir` with `config` (written to a file of its own), on a free
+    /// port of 127.0.0.1.
+    pub fn with_config(config: &sluicegate::config::Config, data_dir: &Path) -> Serve {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, toml::to_string(config).expect("config as TOML")).unwrap();
+        let mut s = Serve::start(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        s._config_dir = Some(dir);
+        s
+    }
+
+    /// Graceful stop: SIGTERM, and the exit must be a success.
+    pub fn shutdown(mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit();
+        assert!(status.success(), "exit {status}: {}", self.stderr_text());
+    }
+
     /// Runs `sluicegate serve <args>` and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Serve {
         Self::start_with_env(args, &[])
@@ -40,7 +104,7 @@ impl Serve {
 
     /// Same, with extra environment variables (e.g. `RUST_LOG`).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .args(args)
             .stdin(Stdio::null())
@@ -99,6 +163,7 @@ impl Serve {
             first_line,
             stdout_rest,
             stderr,
+            _config_dir: None,
         }
     }
 
