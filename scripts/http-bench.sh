@@ -28,7 +28,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-RUST_LOG=warn "$BIN" serve --data-dir "$TMP/data" --listen "127.0.0.1:$SG_PORT" 2>"$TMP/sg.log" &
+RUST_LOG=warn "$BIN" serve >"$TMP/sg.out" --data-dir "$TMP/data" --listen "127.0.0.1:$SG_PORT" 2>"$TMP/sg.log" &
 pids+=($!)
 "$BARE" "127.0.0.1:$BARE_PORT" 2>"$TMP/bare.log" &
 pids+=($!)
@@ -37,15 +37,11 @@ for url in "http://127.0.0.1:$SG_PORT/healthz" "http://127.0.0.1:$BARE_PORT/list
     curl -sf -o /dev/null "$url" || { echo "http-bench: $url does not answer" >&2; cat "$TMP"/*.log >&2; exit 1; }
 done
 # The read lists: read-0 .. read-99, ten entries each, durable before the clock starts.
-for l in $(seq 0 99); do
-    for i in $(seq 10); do
-        echo "url = \"http://127.0.0.1:$SG_PORT/lists/read-$l/entries?ack=durable\""
-        echo 'data = "{\"date\":\"2026-12-02\",\"title\":\"Dentist\"}"'
-        echo 'header = "Content-Type: application/json"'
-        echo 'output = /dev/null'
-    done
-done > "$TMP/curl.cfg"
-curl -sf --parallel --parallel-max 16 -K "$TMP/curl.cfg" || { echo "http-bench: writing the read lists failed" >&2; exit 1; }
+for l in $(seq 0 99); do for i in $(seq 10); do echo "$l"; done; done |
+    xargs -P 16 -I{} curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
+        -d '{"date":"2026-12-02","title":"Dentist"}' \
+        "http://127.0.0.1:$SG_PORT/lists/read-{}/entries?ack=durable" ||
+    { echo "http-bench: writing the read lists failed" >&2; exit 1; }
 
 run() { # side case round
     local port=$SG_PORT script=post.lua query=""
