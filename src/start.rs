@@ -1,0 +1,62 @@
+//! Starting the to-do system from a [`Config`]: the config's sections become the
+//! todo layer's [`Settings`], and the backend the config names is opened in the
+//! data directory. This is the one place that knows all three of `config`,
+//! `storage` and `todo`, so `todo` itself names neither of the layers above it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Config, MailboxConfig, StorageBackend};
+use crate::runtime::Routing;
+use crate::storage::{self, BackendKind, Storage, StorageError};
+use crate::todo::{Policies, Settings, StartSystemError, TodoSystem};
+
+impl From<&Config> for Settings {
+    fn from(config: &Config) -> Self {
+        Settings {
+            default_ack: config.system.default_ack,
+            call_timeout: config.system.call_timeout,
+            idle_timeout: config.system.idle_timeout,
+            max_live_servers: config.system.max_live_servers,
+            database_workers: config.database.workers,
+            routing: match config.database.routing {
+                crate::config::Routing::Routed => Routing::Routed,
+                crate::config::Routing::Direct => Routing::Direct,
+            },
+            policies: Policies::from(&config.mailbox),
+        }
+    }
+}
+
+impl From<&MailboxConfig> for Policies {
+    fn from(mailbox: &MailboxConfig) -> Self {
+        Policies {
+            todo_server: mailbox.todo_server.clone(),
+            database: mailbox.database.clone(),
+            database_worker: mailbox.database_worker.clone(),
+        }
+    }
+}
+
+/// The storage backend a config's `[storage] backend` names.
+pub fn backend_kind(config: &Config) -> BackendKind {
+    match config.storage.backend {
+        StorageBackend::Files => BackendKind::Files,
+        StorageBackend::Sqlite => BackendKind::Sqlite,
+        StorageBackend::Memory => BackendKind::Memory,
+    }
+}
+
+/// Opens the backend the config names in `data_dir` (created if missing).
+pub fn open_storage(config: &Config, data_dir: &Path) -> Result<Arc<dyn Storage>, StorageError> {
+    storage::open(backend_kind(config), data_dir)
+}
+
+impl TodoSystem {
+    /// Starts the system from a config, opening the configured backend in
+    /// `data_dir` (see [`open_storage`]).
+    pub async fn start(config: &Config, data_dir: &Path) -> Result<Self, StartSystemError> {
+        let storage = open_storage(config, data_dir).map_err(StartSystemError::Storage)?;
+        Self::start_with_storage(config, storage).await
+    }
+}
