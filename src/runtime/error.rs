@@ -1,6 +1,9 @@
-//! Typed errors of the runtime: why a call, a cast or a start did not succeed.
+//! Typed errors of the runtime: why a call, a cast or a start did not succeed, and
+//! the one place a mailbox's refusal or eviction becomes a call's or cast's error.
 
 use std::fmt;
+
+use crate::mailbox::{Eviction, SendError, TrySendError};
 
 /// Why a [`call`](super::ServerRef::call) got no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +56,30 @@ impl fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
+impl<T> From<&SendError<T>> for CallError {
+    /// The mailbox refused the call: full (`Rejected`), no space in time
+    /// (`Timeout`) or closed, the server gone (`Stopped`).
+    fn from(e: &SendError<T>) -> Self {
+        match e {
+            SendError::Rejected(_) => CallError::Rejected,
+            SendError::Timeout(_) => CallError::Timeout,
+            SendError::Closed(_) => CallError::Stopped,
+        }
+    }
+}
+
+impl From<Eviction> for CallError {
+    /// A queued call left the mailbox unrun: its deadline passed (`Expired`), it
+    /// was refused on arrival (`Rejected`), or it was dropped, shed or replaced.
+    fn from(why: Eviction) -> Self {
+        match why {
+            Eviction::Expired => CallError::Expired,
+            Eviction::Rejected => CallError::Rejected,
+            _ => CallError::Dropped,
+        }
+    }
+}
+
 /// Why a [`cast`](super::ServerRef::cast) was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CastError {
@@ -86,6 +113,27 @@ impl fmt::Display for CastError {
 }
 
 impl std::error::Error for CastError {}
+
+impl<T> From<&SendError<T>> for CastError {
+    /// The mailbox refused the cast.
+    fn from(e: &SendError<T>) -> Self {
+        match e {
+            SendError::Rejected(_) => CastError::Rejected,
+            SendError::Timeout(_) => CastError::Timeout,
+            SendError::Closed(_) => CastError::Stopped,
+        }
+    }
+}
+
+impl<T> From<&TrySendError<T>> for CastError {
+    /// The mailbox refused a cast that may not wait.
+    fn from(e: &TrySendError<T>) -> Self {
+        match e {
+            TrySendError::Full(_) => CastError::Rejected,
+            TrySendError::Closed(_) => CastError::Stopped,
+        }
+    }
+}
 
 /// Why a server could not be started.
 #[derive(Clone, Debug, PartialEq, Eq)]
