@@ -26,8 +26,9 @@
 //! - [`service`]: the HTTP API (axum, OpenAPI), Prometheus `/metrics`, the live
 //!   `/dashboard`, graceful shutdown.
 //! - [`load`]: `sluicegate load`, open-loop HTTP load against a running service.
-//! - [`experiment`]: `sluicegate experiment`, scenarios x policy files run
-//!   in-process, with tables and plots.
+//! - [`experiment`]: `sluicegate experiment`, scenarios x policy files, each
+//!   run in a child process, with tables and plots (cargo feature `experiment`,
+//!   on by default; the binary needs it).
 //!
 //! # Graceful shutdown
 //!
@@ -39,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "experiment")]
 pub mod experiment;
 pub mod load;
 pub mod mailbox;

@@ -168,6 +168,17 @@ fn main() -> ExitCode {
             minutes,
             seed,
         } => {
+            let scenarios = match scenarios
+                .iter()
+                .map(|s| s.parse::<sluicegate::experiment::Scenario>())
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let opts = sluicegate::experiment::ExperimentOptions {
                 scenarios,
                 policies,
@@ -199,7 +210,9 @@ fn main() -> ExitCode {
                 seed,
             };
             let result = runtime().and_then(|rt| {
-                rt.block_on(sluicegate::experiment::run_one(&scenario, &policy, scale))
+                let scenario = scenario.parse().map_err(|e| format!("{e}"))?;
+                rt.block_on(sluicegate::experiment::run_one(scenario, &policy, scale))
+                    .map_err(|e| e.to_string())
             });
             match result.and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string())) {
                 Ok(json) => {
@@ -221,6 +234,7 @@ fn main() -> ExitCode {
                 rt.block_on(sluicegate::experiment::crash_writer(
                     &policy, &data_dir, seed,
                 ))
+                .map_err(|e| e.to_string())
             })
         }) {
             Ok(()) => ExitCode::SUCCESS,
