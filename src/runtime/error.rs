@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::mailbox::{Eviction, SendError, TrySendError};
+use crate::mailbox::{Eviction, InvalidPolicy, SendError, TrySendError};
 
 /// Why a [`call`](super::ServerRef::call) got no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,35 +136,24 @@ impl<T> From<&TrySendError<T>> for CastError {
 }
 
 /// Why a server could not be started.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StartError {
     /// `init` returned an error (its message) or panicked.
+    #[error("server failed to start: {0}")]
     Init(String),
     /// The registry already runs its maximum number of live servers.
+    #[error("too many live servers (the cap is {cap})")]
     TooManyServers {
         /// The configured cap.
         cap: usize,
     },
-    /// The mailbox policy is invalid.
-    InvalidPolicy(String),
+    /// The mailbox policy is invalid (the cause is the error's source).
+    #[error("invalid mailbox policy: {0}")]
+    InvalidPolicy(#[source] InvalidPolicy),
     /// The runtime is shutting down.
+    #[error("shutting down")]
     ShuttingDown,
 }
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Init(e) => write!(f, "server failed to start: {e}"),
-            StartError::TooManyServers { cap } => {
-                write!(f, "too many live servers (the cap is {cap})")
-            }
-            StartError::InvalidPolicy(e) => write!(f, "invalid mailbox policy: {e}"),
-            StartError::ShuttingDown => f.write_str("shutting down"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
 
 /// Error type `init` may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -29,7 +29,7 @@ pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError>
         })
         .on_coalesce(S::coalesce)
         .build()
-        .map_err(|e| StartError::InvalidPolicy(e.to_string()))?;
+        .map_err(StartError::InvalidPolicy)?;
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
     let (started_tx, started_rx) = oneshot::channel();
