@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::mailbox::Policy;
 use crate::runtime::Routing;
 pub use crate::storage::BackendKind;
+pub use crate::todo::AckMode;
 
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,50 +36,6 @@ pub struct StorageConfig {
     /// Data directory (the CLI's `--data-dir` overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-}
-
-/// When a write is acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AckMode {
-    /// The write is cast: answered as soon as it is queued (the book's behaviour).
-    None,
-    /// Answered once the list server applied it in memory; persisted afterwards.
-    Applied,
-    /// Answered once the list is stored and fsynced.
-    Durable,
-}
-
-impl AckMode {
-    /// The name used in config and `?ack=`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckMode::None => "none",
-            AckMode::Applied => "applied",
-            AckMode::Durable => "durable",
-        }
-    }
-}
-
-impl std::fmt::Display for AckMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AckMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(AckMode::None),
-            "applied" => Ok(AckMode::Applied),
-            "durable" => Ok(AckMode::Durable),
-            other => Err(format!(
-                "\"{}\" is not an ack mode; expected one of none, applied, durable",
-                other.chars().take(40).collect::<String>()
-            )),
-        }
-    }
 }
 
 /// `[system]`.

@@ -3,9 +3,8 @@
 //!
 //! # Layout
 //!
-//! The layers, lowest first; each uses only those listed before it, except that
-//! [`todo`] still takes its settings types from [`config`] and opens the configured
-//! backend from [`storage`] (open work):
+//! The layers, lowest first; each uses only those listed before it
+//! (`tests/layers.rs` fails when one names a higher one):
 //!
 //! - [`mailbox`]: the core. A multi-producer, single-consumer async queue whose
 //!   behaviour when full is a [`mailbox::Policy`]: unbounded, drop-oldest,
@@ -15,13 +14,24 @@
 //!   (get-or-start, idle stop), keyed worker pools (routed or direct).
 //! - [`todo`]: the chapter 7 domain: the pure to-do list, list names, the list
 //!   server, the database pool (group commit), [`todo::TodoSystem`] that ties them
-//!   together, and the storage port it needs ([`todo::port`]).
+//!   together, and what it needs from above as its own types: the storage port
+//!   ([`todo::port`]), the stored list format, its [`todo::Settings`] and
+//!   [`todo::AckMode`].
+//! - [`cluster`]: the rules of running on several nodes sharing PostgreSQL (in
+//!   progress): shards, leases with epochs on each node's monotonic clock, and the
+//!   fence every store of a list carries; pure code, simulated in tests.
 //! - [`storage`]: the port's backends: SQLite (default), the book's crash-safe
 //!   files, memory, and a fault-injecting wrapper.
 //! - [`config`]: the TOML file that picks storage, acks, timeouts and a mailbox
 //!   policy per role (`policies/*.toml` are ready-made ones).
+//! - [`start`]: a config into [`todo::Settings`], its backend opened:
+//!   `TodoSystem::start(&config, data_dir)`.
 //! - [`service`]: the HTTP API (axum, OpenAPI), Prometheus `/metrics`, the live
-//!   `/dashboard`, graceful shutdown; [`experiment`] and [`load`] drive it.
+//!   `/dashboard`, graceful shutdown.
+//! - [`load`]: `sluicegate load`, open-loop HTTP load against a running service.
+//! - [`experiment`]: `sluicegate experiment`, scenarios x policy files, each
+//!   run in a child process, with tables and plots (cargo feature `experiment`,
+//!   on by default; the binary needs it).
 //!
 //! # Graceful shutdown
 //!
@@ -34,11 +44,13 @@
 
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "experiment")]
 pub mod experiment;
 pub mod load;
 pub mod mailbox;
 pub mod runtime;
 pub mod service;
+pub mod start;
 pub mod storage;
 pub mod todo;
 

@@ -40,6 +40,44 @@ pub const DEFAULT_PREFIX: &str = "load-";
 /// The default `--max-failure-share`: more than 1 % failed requests fail the run.
 pub const DEFAULT_MAX_FAILURE_SHARE: f64 = 0.01;
 
+/// Why a load run could not start; the message names the flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// An option that cannot make a meaningful run (the message says which).
+    #[error("{0}")]
+    Invalid(String),
+    /// `--prefix` makes list names the service refuses.
+    #[error("--prefix {prefix:?} makes a bad list name {name:?}: {source}")]
+    Prefix {
+        /// The prefix given.
+        prefix: String,
+        /// The name it makes.
+        name: String,
+        /// Why the name is refused.
+        source: crate::todo::InvalidListName,
+    },
+    /// `--target` is no URL.
+    #[error("--target {target}: {source}")]
+    Target {
+        /// The target given.
+        target: String,
+        /// The URL parser's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] reqwest::Error),
+    /// The latency histogram could not be made.
+    #[error(transparent)]
+    Histogram(#[from] hdrhistogram::CreationError),
+}
+
+impl LoadError {
+    fn invalid(message: impl Into<String>) -> Self {
+        LoadError::Invalid(message.into())
+    }
+}
+
 impl LoadOptions {
     /// Requests the run schedules: rate x duration, rounded.
     pub fn total(&self) -> u64 {
@@ -47,50 +85,58 @@ impl LoadOptions {
     }
 
     /// Refuses options that cannot make a meaningful run, naming the flag.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LoadError> {
         if self.rate <= 0.0 || !self.rate.is_finite() {
-            return Err(format!(
+            return Err(LoadError::invalid(format!(
                 "--rate {} is not allowed: it must be above 0",
                 self.rate
-            ));
+            )));
         }
         if self.duration.is_zero() {
-            return Err("--duration 0s is not allowed: it must be above 0, e.g. 10s".into());
+            return Err(LoadError::invalid(
+                "--duration 0s is not allowed: it must be above 0, e.g. 10s",
+            ));
         }
         if self.total() == 0 {
-            return Err(format!(
+            return Err(LoadError::invalid(format!(
                 "--rate {} for --duration {} sends no request: raise either",
                 self.rate,
                 humantime::format_duration(self.duration)
-            ));
+            )));
         }
         if self.lists == 0 {
-            return Err("--lists 0 is not allowed: it must be at least 1".into());
+            return Err(LoadError::invalid(
+                "--lists 0 is not allowed: it must be at least 1",
+            ));
         }
         if self.connections == 0 {
-            return Err("--connections 0 is not allowed: it must be at least 1".into());
+            return Err(LoadError::invalid(
+                "--connections 0 is not allowed: it must be at least 1",
+            ));
         }
         if self.write_pct > 100 {
-            return Err(format!(
+            return Err(LoadError::invalid(format!(
                 "--write-pct {} is not allowed: it must be 0 to 100",
                 self.write_pct
-            ));
+            )));
         }
         if !(0.0..=1.0).contains(&self.max_failure_share) {
-            return Err(format!(
+            return Err(LoadError::invalid(format!(
                 "--max-failure-share {} is not allowed: it must be from 0 to 1",
                 self.max_failure_share
-            ));
+            )));
         }
         let last = format!("{}{}", self.prefix, self.lists - 1);
-        crate::todo::ListName::new(last.as_str()).map_err(|e| {
-            format!(
-                "--prefix {:?} makes a bad list name {last:?}: {e}",
-                self.prefix
-            )
+        crate::todo::ListName::new(last.as_str()).map_err(|source| LoadError::Prefix {
+            prefix: self.prefix.clone(),
+            name: last.clone(),
+            source,
         })?;
         let base = self.target.trim_end_matches('/');
-        reqwest::Url::parse(base).map_err(|e| format!("--target {base}: {e}"))?;
+        reqwest::Url::parse(base).map_err(|e| LoadError::Target {
+            target: base.to_string(),
+            source: Box::new(e),
+        })?;
         Ok(())
     }
 }
@@ -194,17 +240,18 @@ impl LoadReport {
 pub async fn run(
     opts: &LoadOptions,
     progress: impl Fn() + Send + Sync + 'static,
-) -> Result<LoadReport, String> {
+) -> Result<LoadReport, LoadError> {
     opts.validate()?;
     let base = opts.target.trim_end_matches('/').to_string();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.connections)
         .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let hist = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| e.to_string())?,
-    ));
+        .build()?;
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1,
+        120_000_000,
+        3,
+    )?));
     let statuses: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let failures: Arc<Mutex<BTreeMap<String, FailureKind>>> = Arc::default();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.connections));

@@ -168,6 +168,17 @@ fn main() -> ExitCode {
             minutes,
             seed,
         } => {
+            let scenarios = match scenarios
+                .iter()
+                .map(|s| s.parse::<sluicegate::experiment::Scenario>())
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let opts = sluicegate::experiment::ExperimentOptions {
                 scenarios,
                 policies,
@@ -199,7 +210,9 @@ fn main() -> ExitCode {
                 seed,
             };
             let result = runtime().and_then(|rt| {
-                rt.block_on(sluicegate::experiment::run_one(&scenario, &policy, scale))
+                let scenario = scenario.parse().map_err(|e| format!("{e}"))?;
+                rt.block_on(sluicegate::experiment::run_one(scenario, &policy, scale))
+                    .map_err(|e| e.to_string())
             });
             match result.and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string())) {
                 Ok(json) => {
@@ -216,13 +229,16 @@ fn main() -> ExitCode {
             policy,
             data_dir,
             seed,
-        } => match sluicegate::service::DataDirLock::acquire(&data_dir).and_then(|_lock| {
-            runtime().and_then(|rt| {
-                rt.block_on(sluicegate::experiment::crash_writer(
-                    &policy, &data_dir, seed,
-                ))
-            })
-        }) {
+        } => match sluicegate::service::DataDirLock::acquire(&data_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_lock| {
+                runtime().and_then(|rt| {
+                    rt.block_on(sluicegate::experiment::crash_writer(
+                        &policy, &data_dir, seed,
+                    ))
+                    .map_err(|e| e.to_string())
+                })
+            }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -256,8 +272,10 @@ fn main() -> ExitCode {
             }
             let bar = indicatif::ProgressBar::new(opts.total());
             let b2 = bar.clone();
-            let result = runtime()
-                .and_then(|rt| rt.block_on(sluicegate::load::run(&opts, move || b2.inc(1))));
+            let result = runtime().and_then(|rt| {
+                rt.block_on(sluicegate::load::run(&opts, move || b2.inc(1)))
+                    .map_err(|e| e.to_string())
+            });
             bar.finish_and_clear();
             match result {
                 Ok(report) if report.failure_share() > max_failure_share => {
@@ -375,7 +393,8 @@ async fn serve(
         listen,
         data_dir,
     })
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     println!("listening on http://{}", running.addr);
     let trigger = running.shutdown_trigger();
     let system = running.system();
@@ -404,7 +423,7 @@ async fn serve(
     });
     #[cfg(not(unix))]
     let _ = (system, in_force);
-    running.wait().await
+    running.wait().await.map_err(|e| e.to_string())
 }
 
 /// SIGTERM and Ctrl-C (SIGINT), listened for from the moment they are registered.

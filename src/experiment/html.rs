@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::report::{column_key, extra_columns, html_escape, html_table, RunReport};
+use super::scenario::Scenario;
 
 /// Facts about this machine for the report: OS, kernel, CPU, cores, memory.
 pub fn machine() -> Vec<(String, String)> {
@@ -76,7 +77,7 @@ fn pairs(title: &str, items: &[(String, String)]) -> String {
 /// (`<scenario>-depth.svg`, `<scenario>-latency.svg`) and inlined, so the page needs
 /// nothing else.
 pub fn report(
-    all: &[(String, Vec<RunReport>)],
+    all: &[(Scenario, Vec<RunReport>)],
     params: &[(String, String)],
     machine: &[(String, String)],
     out: &Path,
@@ -96,7 +97,7 @@ pub fn report(
         let _ = write!(
             s,
             "<li><a href=\"#{0}\">{0}</a></li>",
-            html_escape(scenario)
+            html_escape(scenario.name())
         );
     }
     s.push_str("</ul>\n");
@@ -104,7 +105,7 @@ pub fn report(
         let _ = writeln!(
             s,
             "<h2 id=\"{0}\">{0}</h2>\n<div class=\"scroll\">{1}</div>",
-            html_escape(scenario),
+            html_escape(scenario.name()),
             html_table(runs)
         );
         s.push_str("<div class=\"plots\">\n");

@@ -1,6 +1,9 @@
-//! Typed errors of the runtime: why a call, a cast or a start did not succeed.
+//! Typed errors of the runtime: why a call, a cast or a start did not succeed, and
+//! the one place a mailbox's refusal or eviction becomes a call's or cast's error.
 
 use std::fmt;
+
+use crate::mailbox::{Eviction, InvalidPolicy, SendError, TrySendError};
 
 /// Why a [`call`](super::ServerRef::call) got no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +56,30 @@ impl fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
+impl<T> From<&SendError<T>> for CallError {
+    /// The mailbox refused the call: full (`Rejected`), no space in time
+    /// (`Timeout`) or closed, the server gone (`Stopped`).
+    fn from(e: &SendError<T>) -> Self {
+        match e {
+            SendError::Rejected(_) => CallError::Rejected,
+            SendError::Timeout(_) => CallError::Timeout,
+            SendError::Closed(_) => CallError::Stopped,
+        }
+    }
+}
+
+impl From<Eviction> for CallError {
+    /// A queued call left the mailbox unrun: its deadline passed (`Expired`), it
+    /// was refused on arrival (`Rejected`), or it was dropped, shed or replaced.
+    fn from(why: Eviction) -> Self {
+        match why {
+            Eviction::Expired => CallError::Expired,
+            Eviction::Rejected => CallError::Rejected,
+            _ => CallError::Dropped,
+        }
+    }
+}
+
 /// Why a [`cast`](super::ServerRef::cast) was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CastError {
@@ -87,36 +114,46 @@ impl fmt::Display for CastError {
 
 impl std::error::Error for CastError {}
 
-/// Why a server could not be started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StartError {
-    /// `init` returned an error (its message) or panicked.
-    Init(String),
-    /// The registry already runs its maximum number of live servers.
-    TooManyServers {
-        /// The configured cap.
-        cap: usize,
-    },
-    /// The mailbox policy is invalid.
-    InvalidPolicy(String),
-    /// The runtime is shutting down.
-    ShuttingDown,
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Init(e) => write!(f, "server failed to start: {e}"),
-            StartError::TooManyServers { cap } => {
-                write!(f, "too many live servers (the cap is {cap})")
-            }
-            StartError::InvalidPolicy(e) => write!(f, "invalid mailbox policy: {e}"),
-            StartError::ShuttingDown => f.write_str("shutting down"),
+impl<T> From<&SendError<T>> for CastError {
+    /// The mailbox refused the cast.
+    fn from(e: &SendError<T>) -> Self {
+        match e {
+            SendError::Rejected(_) => CastError::Rejected,
+            SendError::Timeout(_) => CastError::Timeout,
+            SendError::Closed(_) => CastError::Stopped,
         }
     }
 }
 
-impl std::error::Error for StartError {}
+impl<T> From<&TrySendError<T>> for CastError {
+    /// The mailbox refused a cast that may not wait.
+    fn from(e: &TrySendError<T>) -> Self {
+        match e {
+            TrySendError::Full(_) => CastError::Rejected,
+            TrySendError::Closed(_) => CastError::Stopped,
+        }
+    }
+}
+
+/// Why a server could not be started.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// `init` returned an error (its message) or panicked.
+    #[error("server failed to start: {0}")]
+    Init(String),
+    /// The registry already runs its maximum number of live servers.
+    #[error("too many live servers (the cap is {cap})")]
+    TooManyServers {
+        /// The configured cap.
+        cap: usize,
+    },
+    /// The mailbox policy is invalid (the cause is the error's source).
+    #[error("invalid mailbox policy: {0}")]
+    InvalidPolicy(#[source] InvalidPolicy),
+    /// The runtime is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
 
 /// Error type `init` may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

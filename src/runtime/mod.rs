@@ -6,17 +6,23 @@
 //! [`CallError::Stopped`], queued casts are counted, and the supervisor builds a
 //! fresh state and runs `init` again behind the same handles.
 
+mod behaviour;
 mod error;
+mod handle;
 pub mod metrics;
 mod pool;
 mod registry;
+mod reply;
 mod server;
+mod spec;
 mod supervisor;
 
+pub use behaviour::{Envelope, ExitReason, Server};
 pub use error::{BoxError, CallError, CastError, StartError};
+pub use handle::ServerRef;
 pub use pool::{worker_index, KeyedPool, PoolSpec, Routed, Router, Routing, StableHasher};
 pub use registry::{Registry, RegistryCallError, RegistryConfig};
-pub use server::{
-    start, Envelope, ExitHook, ExitReason, IdleHook, ReplyTo, Server, ServerRef, Spec,
-};
+pub use reply::ReplyTo;
+pub use server::start;
+pub use spec::{ExitHook, IdleHook, Spec};
 pub use supervisor::{Intensity, Restart, Supervisor, SupervisorEvent};

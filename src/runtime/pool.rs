@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::error::{CallError, CastError, StartError};
-use super::server::{Envelope, ReplyTo, Server, ServerRef, Spec};
 use super::supervisor::{Restart, Supervisor};
+use super::{Envelope, ReplyTo, Server, ServerRef, Spec};
 use crate::mailbox::{Eviction, Meta, Policy};
 
 /// How requests reach a worker.

@@ -10,8 +10,8 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::error::{CallError, CastError, StartError};
 use super::metrics as m;
-use super::server::{ExitReason, Server, ServerRef, Spec};
 use super::supervisor::Supervisor;
+use super::{ExitReason, Server, ServerRef, Spec};
 use crate::mailbox::Meta;
 
 /// Registry settings.

@@ -1,12 +1,17 @@
-//! Supervision: restart kinds and limits as in OTP (one-for-one), and a supervisor
-//! that starts children under them and reports restarts and escalations upward.
+//! Supervision: restart kinds and limits as in OTP (one-for-one), the restart
+//! window that enforces the limits, and a supervisor that starts children under
+//! them and reports restarts and escalations upward.
 
 use std::time::Duration;
 
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
+use super::behaviour::{ExitReason, Server};
 use super::error::StartError;
-use super::server::{start, ExitReason, Server, ServerRef, Spec};
+use super::handle::ServerRef;
+use super::server::start;
+use super::spec::Spec;
 
 /// When a child is restarted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -38,6 +43,38 @@ impl Default for Intensity {
             max_restarts: 3,
             period: Duration::from_secs(5),
         }
+    }
+}
+
+/// One child's recent restarts: the sliding window its [`Intensity`] limits.
+/// The task running the child asks it before every restart.
+#[derive(Debug)]
+pub(crate) struct RestartWindow {
+    intensity: Intensity,
+    /// Times of the restarts within the last `intensity.period`, oldest first.
+    restarts: Vec<Instant>,
+}
+
+impl RestartWindow {
+    /// A window with no restarts yet.
+    pub(crate) fn new(intensity: Intensity) -> Self {
+        RestartWindow {
+            intensity,
+            restarts: Vec::new(),
+        }
+    }
+
+    /// Records a restart at `now` and returns `true`, or returns `false` (and
+    /// records nothing) when `max_restarts` restarts already happened within the
+    /// last `period`: the supervisor gives up on the child.
+    pub(crate) fn admit(&mut self, now: Instant) -> bool {
+        let period = self.intensity.period;
+        self.restarts.retain(|t| now.duration_since(*t) < period);
+        if self.restarts.len() >= self.intensity.max_restarts as usize {
+            return false;
+        }
+        self.restarts.push(now);
+        true
     }
 }
 
@@ -115,5 +152,28 @@ impl Supervisor {
 impl Default for Supervisor {
     fn default() -> Self {
         Supervisor::new(Intensity::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restart_window_admits_max_restarts_per_period() {
+        let mut window = RestartWindow::new(Intensity {
+            max_restarts: 2,
+            period: Duration::from_secs(5),
+        });
+        let t0 = Instant::now();
+        assert!(window.admit(t0));
+        assert!(window.admit(t0 + Duration::from_secs(1)));
+        assert!(
+            !window.admit(t0 + Duration::from_secs(2)),
+            "a third within 5 s"
+        );
+        // The first restart leaves the window 5 s after it happened.
+        assert!(window.admit(t0 + Duration::from_secs(5)));
+        assert!(!window.admit(t0 + Duration::from_secs(5)));
     }
 }

@@ -7,6 +7,7 @@ mod error;
 mod http_metrics;
 mod lock;
 pub mod openapi;
+mod prom_text;
 mod refusals;
 mod routes;
 
@@ -22,10 +23,54 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use http_metrics::{HTTP_DURATION, HTTP_REQUESTS};
-pub use lock::{DataDirLock, LOCK_FILE};
+pub use lock::{DataDirLock, LockError, LOCK_FILE};
 
-use crate::config::Config;
-use crate::todo::TodoSystem;
+use crate::config::{Config, ConfigError};
+use crate::mailbox::InvalidPolicy;
+use crate::todo::{StartSystemError, TodoSystem};
+
+/// Why the service could not start, or ended with an error; the cause is the
+/// error's [`source`](std::error::Error::source) where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The Prometheus recorder could not be installed (see [`install_prometheus`]).
+    #[error("{0}")]
+    Metrics(String),
+    /// The data directory's lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The to-do system could not start.
+    #[error(transparent)]
+    Start(#[from] StartSystemError),
+    /// The dashboard's sampling thread could not be started.
+    #[error("cannot start the dashboard sampler thread: {0}")]
+    Sampler(#[source] std::io::Error),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The server's task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why a policy reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config file cannot be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A policy the running system refuses.
+    #[error(transparent)]
+    Policy(#[from] InvalidPolicy),
+}
 
 /// Largest request body accepted (64 KiB); larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -48,6 +93,8 @@ pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same
 /// handle). Must run before mailboxes are built so their metric handles bind to it.
+/// The error is a message: the first call's result is kept for every later call,
+/// and the recorder's own error type cannot be cloned.
 ///
 /// The recorder keeps raw histogram samples until they are folded into buckets,
 /// which a scrape does; so that an unscraped process does not grow without bound,
@@ -112,20 +159,20 @@ pub struct Running {
     pub addr: SocketAddr,
     system: TodoSystem,
     shutdown: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
 impl Running {
     /// Stops accepting, finishes in-flight requests, drains the mailboxes and
     /// flushes to storage; returns once everything is written.
-    pub async fn shutdown(self) -> Result<(), String> {
+    pub async fn shutdown(self) -> Result<(), ServeError> {
         let _ = self.shutdown.send(true);
-        self.task.await.map_err(|e| e.to_string())?
+        self.task.await?
     }
 
     /// Waits until the service ends (after a shutdown signal).
-    pub async fn wait(self) -> Result<(), String> {
-        self.task.await.map_err(|e| e.to_string())?
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.task.await?
     }
 
     /// The to-do system behind the service (for policy reloads).
@@ -143,19 +190,20 @@ impl Running {
 ///
 /// Takes the data directory's [`DataDirLock`] first (held until the service has
 /// drained to storage), so a second server on the same directory fails here.
-pub async fn start(opts: ServeOptions) -> Result<Running, String> {
-    let prometheus = install_prometheus()?;
+pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
+    let prometheus = install_prometheus().map_err(ServeError::Metrics)?;
     http_metrics::describe();
     let lock = DataDirLock::acquire(&opts.data_dir)?;
-    let system = TodoSystem::start(&opts.config, &opts.data_dir)
-        .await
-        .map_err(|e| e.to_string())?;
+    let system = TodoSystem::start(&opts.config, &opts.data_dir).await?;
     zero_rare_event_counters(&opts.config);
     dashboard::start_sampler(prometheus.clone())?;
     let listener = TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
     log_startup_summary(&opts, addr);
     let request_timeout = opts.config.system.call_timeout + Duration::from_secs(1);
     let app = router(
@@ -177,7 +225,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, String> {
         // connection that never completes its request head is not waited for past
         // the grace period, so it cannot hold back the drain below.
         let served = tokio::select! {
-            served = server.into_future() => served.map_err(|e| e.to_string()),
+            served = server.into_future() => served.map_err(ServeError::Io),
             () = async {
                 stopped(rx).await;
                 tokio::time::sleep(grace).await;
@@ -253,9 +301,9 @@ fn zero_rare_event_counters(config: &Config) {
 /// other setting that differs from `running` is logged by name at `warn`, as
 /// taking effect only after a restart. Returns the config now in force (`running`
 /// with the live settings of the file); on an error nothing changed.
-pub fn reload(system: &TodoSystem, path: &Path, running: &Config) -> Result<Config, String> {
-    let new = Config::load(path).map_err(|e| e.to_string())?;
-    system.reload(&new).map_err(|e| e.to_string())?;
+pub fn reload(system: &TodoSystem, path: &Path, running: &Config) -> Result<Config, ReloadError> {
+    let new = Config::load(path)?;
+    system.reload(&new.mailbox, new.system.default_ack)?;
     for (key, old, value) in running.changes(&new) {
         if Config::LIVE_SETTINGS.contains(&key.as_str()) {
             tracing::info!(setting = %key, old = %old, new = %value, "SIGHUP: applied {key}");

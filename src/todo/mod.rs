@@ -1,15 +1,21 @@
 //! The chapter 7 to-do domain: the pure list and list names, and the system built
 //! on the runtime (one server per list, a registry as the cache, a database pool).
+//! It owns what it needs from the layers above as its own types: the storage port
+//! ([`port`]), the stored list format, and its [`Settings`] (with [`AckMode`]).
 
 pub mod database;
+mod db_metrics;
+pub(crate) mod format;
 mod list;
 mod name;
 pub mod port;
 pub mod server;
+mod settings;
 mod system;
 
 pub use list::{
     parse_date, validate_title, Entry, EntryUpdate, TodoError, TodoList, MAX_TITLE_CHARS,
 };
 pub use name::{decode_path, encode_path, InvalidListName, ListName, MAX_NAME_BYTES};
+pub use settings::{AckMode, InvalidAckMode, Policies, Settings};
 pub use system::{RoleStats, StartSystemError, TodoSystem, TodoSystemError, WriteOutcome};

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::database::{Database, LoadError, Store, StoreError, Version};
 use super::port::Change;
-use super::{Entry, EntryUpdate, ListName, TodoError, TodoList};
-use crate::config::AckMode;
+use super::{AckMode, Entry, EntryUpdate, ListName, TodoError, TodoList};
 use crate::runtime::{BoxError, ReplyTo, Server};
 
 /// Role of list servers (metric label).

@@ -1,21 +1,22 @@
-//! `TodoSystem`: the whole chapter 7 system started from one config: list servers
-//! started on first use through a registry, a database pool, and graceful shutdown.
+//! `TodoSystem`: the whole chapter 7 system started from its [`Settings`] and a
+//! storage backend: list servers started on first use through a registry, a
+//! database pool, and graceful shutdown. (Starting it from a config file, with the
+//! configured backend opened, is [`crate::start`]'s job, a layer above.)
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 
 use super::database::{Database, StoreError};
+use super::port::{Storage, StorageError};
 use super::server::{ListCall, ListError, ListReply, ListServer, Write, ROLE};
+use super::settings::{AckMode, Policies, Settings};
 use super::{validate_title, Entry, EntryUpdate, ListName, TodoError};
-use crate::config::{AckMode, Config, MailboxConfig};
 use crate::mailbox::Policy;
 use crate::runtime::{
     CallError, Registry, RegistryCallError, RegistryConfig, Restart, Spec, StartError, Supervisor,
 };
-use crate::storage::{self, Storage};
 
 /// Why a to-do request failed. Each variant maps to one HTTP status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +112,7 @@ const CALL_TRIES: u32 = 3;
 /// Settings that may change while running (SIGHUP reload).
 struct Live {
     /// Policies per role; new list servers read theirs here.
-    mailbox: MailboxConfig,
+    policies: Policies,
     /// Ack used when a request names none.
     default_ack: AckMode,
 }
@@ -155,50 +156,46 @@ pub struct TodoSystem {
 }
 
 impl TodoSystem {
-    /// Starts the system from config, opening the configured backend in `data_dir`.
-    pub async fn start(config: &Config, data_dir: &Path) -> Result<Self, StartSystemError> {
-        let storage = storage::open(config.storage.backend, data_dir)
-            .map_err(|e| StartSystemError(e.to_string()))?;
-        Self::start_with_storage(config, storage).await
-    }
-
-    /// Starts the system on a ready storage backend (e.g. a fault-injecting one).
+    /// Starts the system with `settings` (or a config, which converts into them)
+    /// on a ready storage backend (e.g. a fault-injecting one). To open the
+    /// backend a config names, see `TodoSystem::start` in [`crate::start`].
     pub async fn start_with_storage(
-        config: &Config,
+        settings: impl Into<Settings>,
         storage: Arc<dyn Storage>,
     ) -> Result<Self, StartSystemError> {
+        let settings: Settings = settings.into();
         crate::mailbox::metrics::describe();
         crate::runtime::metrics::describe();
         super::database::describe();
         let supervisor = Supervisor::default();
         let db = Database::start(
             storage,
-            config.database.workers,
-            config.database.routing,
-            config.mailbox.database_worker.clone(),
-            config.mailbox.database.clone(),
+            settings.database_workers,
+            settings.routing,
+            settings.policies.database_worker.clone(),
+            settings.policies.database.clone(),
             &supervisor,
         )
         .await
-        .map_err(|e| StartSystemError(e.to_string()))?;
+        .map_err(StartSystemError::Database)?;
         let live = Arc::new(RwLock::new(Live {
-            mailbox: config.mailbox.clone(),
-            default_ack: config.system.default_ack,
+            policies: settings.policies.clone(),
+            default_ack: settings.default_ack,
         }));
-        let call_timeout = config.system.call_timeout;
+        let call_timeout = settings.call_timeout;
         let (db2, live2) = (db.clone(), live.clone());
         let registry = Registry::new(
             ROLE,
             supervisor.clone(),
             RegistryConfig {
-                idle_timeout: Some(config.system.idle_timeout),
-                max_live: config.system.max_live_servers,
+                idle_timeout: Some(settings.idle_timeout),
+                max_live: settings.max_live_servers,
             },
             move |name: &ListName| {
                 let policy = live2
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
-                    .mailbox
+                    .policies
                     .todo_server
                     .clone();
                 let (db, name2) = (db2.clone(), name.clone());
@@ -377,56 +374,56 @@ impl TodoSystem {
     }
 
     /// The mailbox policies in force (changes on reload).
-    pub fn policies(&self) -> MailboxConfig {
+    pub fn policies(&self) -> Policies {
         self.inner
             .live
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .mailbox
+            .policies
             .clone()
     }
 
-    /// Applies what of `config` can change while running: the mailbox policies
-    /// (see [`TodoSystem::reload_policies`]) and `system.default_ack`. The rest
-    /// (storage, workers, routing, timeouts, the live-server cap) is fixed at start.
-    pub fn reload(&self, config: &Config) -> Result<(), crate::mailbox::InvalidPolicy> {
-        self.reload_policies(&config.mailbox)?;
+    /// Applies what can change while running: the mailbox policies (see
+    /// [`TodoSystem::reload_policies`]) and the default ack. The rest (storage,
+    /// workers, routing, timeouts, the live-server cap) is fixed at start.
+    pub fn reload(
+        &self,
+        policies: impl Into<Policies>,
+        default_ack: AckMode,
+    ) -> Result<(), crate::mailbox::InvalidPolicy> {
+        self.reload_policies(policies)?;
         self.inner
             .live
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .default_ack = config.system.default_ack;
+            .default_ack = default_ack;
         Ok(())
     }
 
-    /// Applies new mailbox policies to every live mailbox (and to servers started
-    /// from now on) without losing an accepted message.
+    /// Applies new mailbox policies (or a config's `[mailbox]` section, which
+    /// converts into them) to every live mailbox, and to servers started from now
+    /// on, without losing an accepted message. Invalid policies change nothing.
     pub fn reload_policies(
         &self,
-        mailbox: &MailboxConfig,
+        policies: impl Into<Policies>,
     ) -> Result<(), crate::mailbox::InvalidPolicy> {
-        for p in [
-            &mailbox.todo_server,
-            &mailbox.database,
-            &mailbox.database_worker,
-        ] {
-            p.validate()?;
-        }
+        let policies: Policies = policies.into();
+        policies.validate()?;
         self.inner
             .live
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .mailbox = mailbox.clone();
+            .policies = policies.clone();
         for name in self.inner.registry.live_names() {
             if let Some(server) = self.inner.registry.get(&name) {
-                server.set_policy(mailbox.todo_server.clone())?;
+                server.set_policy(policies.todo_server.clone())?;
             }
         }
         for w in self.inner.db.pool().workers() {
-            w.set_policy(mailbox.database_worker.clone())?;
+            w.set_policy(policies.database_worker.clone())?;
         }
         if let Some(r) = self.inner.db.pool().router() {
-            r.set_policy(mailbox.database.clone())?;
+            r.set_policy(policies.database.clone())?;
         }
         Ok(())
     }
@@ -544,14 +541,15 @@ impl RoleStats {
     }
 }
 
-/// The system could not start (storage could not be opened, bad policy).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StartSystemError(pub String);
-
-impl std::fmt::Display for StartSystemError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "could not start the to-do system: {}", self.0)
-    }
+/// The system could not start: its storage could not be opened, or its database
+/// pool could not be started (e.g. a bad policy). The cause is the error's
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+pub enum StartSystemError {
+    /// The storage backend could not be opened.
+    #[error("could not start the to-do system: {0}")]
+    Storage(#[source] StorageError),
+    /// The database pool could not be started.
+    #[error("could not start the to-do system: {0}")]
+    Database(#[source] StartError),
 }
-
-impl std::error::Error for StartSystemError {}

@@ -1,0 +1,98 @@
+//! What a server is, in OTP's terms its behaviour: the [`Server`] trait its state
+//! implements (init / handle_call / handle_cast / handle_batch / terminate), the
+//! [`Envelope`] its mailbox carries, and the [`ExitReason`] an instance ends with.
+
+use async_trait::async_trait;
+
+use super::error::{BoxError, CallError};
+use super::reply::ReplyTo;
+use crate::mailbox::Eviction;
+
+/// A server: its state is the implementing value. Calls wait for a reply; casts do not.
+///
+/// `init` runs before the first message and again after every restart (so state
+/// reloads from storage); its error reaches whoever started the server.
+#[async_trait]
+pub trait Server: Send + Sized + 'static {
+    /// Requests that expect a reply.
+    type Call: Send + 'static;
+    /// The reply to a call.
+    type Reply: Send + 'static;
+    /// Fire-and-forget messages.
+    type Cast: Send + 'static;
+
+    /// Prepares the state; an error stops the start and is reported to the starter.
+    async fn init(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Handles one call. Answer through `reply`, now or later (it may be moved into
+    /// another task, e.g. to answer once a write is durable).
+    async fn handle_call(&mut self, request: Self::Call, reply: ReplyTo<Self::Reply>);
+
+    /// Handles one cast.
+    async fn handle_cast(&mut self, _message: Self::Cast) {}
+
+    /// Most messages the runtime takes from the mailbox at once (one lock, with
+    /// `recv_many`). Above 1, what is taken goes to [`handle_batch`](Self::handle_batch)
+    /// in one piece. A stop request is seen after the batch in hand.
+    const MAX_BATCH: usize = 1;
+
+    /// Handles the messages taken from the mailbox together (at most
+    /// [`MAX_BATCH`](Self::MAX_BATCH), in mailbox order, calls whose caller gave up
+    /// already left out), e.g. to commit many writes as one. An implementation may
+    /// reorder messages that do not depend on each other. The default handles them
+    /// one by one, in order.
+    async fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) {
+        for env in batch {
+            match env {
+                Envelope::Call(req, reply) => self.handle_call(req, reply).await,
+                Envelope::Cast(msg) => self.handle_cast(msg).await,
+            }
+        }
+    }
+
+    /// Runs once when this instance ends, whatever the reason (not after a panic).
+    async fn terminate(&mut self, _reason: &ExitReason) {}
+
+    /// Under the `coalesce` policy, a keyed message replaced a queued one: let the
+    /// newer one take over what the older carried. The default fails a replaced
+    /// call with [`CallError::Dropped`].
+    fn coalesce(old: Envelope<Self>, _new: &mut Envelope<Self>) {
+        if let Envelope::Call(_, reply) = old {
+            reply.fail(CallError::Dropped);
+        }
+    }
+
+    /// A queued cast left the mailbox undelivered (dropped, shed, expired). Runs in
+    /// the sender's context. Default: drop it.
+    fn evicted_cast(_message: Self::Cast, _why: Eviction) {}
+}
+
+/// A message in a server's mailbox.
+pub enum Envelope<S: Server> {
+    /// A call and where its reply goes.
+    Call(S::Call, ReplyTo<S::Reply>),
+    /// A cast.
+    Cast(S::Cast),
+}
+
+/// Why a server instance ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// Asked to stop, or every handle was dropped.
+    Normal,
+    /// Stopped after `idle_timeout` without traffic.
+    Idle,
+    /// A handler panicked (the panic message).
+    Panicked(String),
+    /// `init` failed on a restart (its message).
+    InitFailed(String),
+}
+
+impl ExitReason {
+    /// Whether the exit is abnormal (transient children restart only then).
+    pub fn is_abnormal(&self) -> bool {
+        matches!(self, ExitReason::Panicked(_) | ExitReason::InitFailed(_))
+    }
+}

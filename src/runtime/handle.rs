@@ -1,0 +1,228 @@
+//! [`ServerRef`]: the cheap, cloneable handle to a running server. Calls wait for
+//! their reply within one timeout; casts wait only as the mailbox policy says;
+//! `try_cast` never waits; `stop` goes around the mailbox, so a full one can be stopped.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::behaviour::{Envelope, Server};
+use super::error::{CallError, CastError};
+use super::metrics as m;
+use super::reply::ReplyTo;
+use crate::mailbox::{InvalidPolicy, Meta, Monitor, Policy, Sender, Stats};
+
+/// Asks a running server's task to stop; sent around the mailbox.
+pub(super) enum Control {
+    /// Stop after the message in hand; `drain` processes what is queued first.
+    Stop { drain: bool },
+}
+
+/// The next server's id.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A cheap, cloneable handle to a running server.
+pub struct ServerRef<S: Server> {
+    tx: Sender<Envelope<S>>,
+    control: mpsc::UnboundedSender<Control>,
+    done: watch::Receiver<bool>,
+    role: &'static str,
+    id: u64,
+}
+
+impl<S: Server> Clone for ServerRef<S> {
+    fn clone(&self) -> Self {
+        ServerRef {
+            tx: self.tx.clone(),
+            control: self.control.clone(),
+            done: self.done.clone(),
+            role: self.role,
+            id: self.id,
+        }
+    }
+}
+
+impl<S: Server> fmt::Debug for ServerRef<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerRef")
+            .field("role", &self.role)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<S: Server> ServerRef<S> {
+    /// The handle of a server just built by [`start`](super::start), with a fresh id.
+    pub(super) fn new(
+        tx: Sender<Envelope<S>>,
+        control: mpsc::UnboundedSender<Control>,
+        done: watch::Receiver<bool>,
+        role: &'static str,
+    ) -> Self {
+        ServerRef {
+            tx,
+            control,
+            done,
+            role,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Sends a call and waits at most `timeout` in all (mailbox space included).
+    /// The call's deadline is its timeout: if the caller gives up, the server skips it.
+    pub async fn call(&self, request: S::Call, timeout: Duration) -> Result<S::Reply, CallError> {
+        self.call_with(request, timeout, None).await
+    }
+
+    /// [`call`](Self::call) with a coalescing key.
+    pub async fn call_with(
+        &self,
+        request: S::Call,
+        timeout: Duration,
+        key: Option<crate::mailbox::Key>,
+    ) -> Result<S::Reply, CallError> {
+        self.call_returning(request, timeout, key)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// The call itself; hands the request back when the mailbox was closed (so a
+    /// registry can retry on the server that replaced an idle one).
+    pub(crate) async fn call_returning(
+        &self,
+        request: S::Call,
+        timeout: Duration,
+        key: Option<crate::mailbox::Key>,
+    ) -> Result<S::Reply, (CallError, Option<S::Call>)> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let (reply, rx) = ReplyTo::pair();
+        let meta = Meta {
+            key,
+            deadline: Some(deadline),
+        };
+        let result = match self
+            .tx
+            .send_timeout_with(Envelope::Call(request, reply), meta, timeout)
+            .await
+        {
+            Err(e) => {
+                let err = CallError::from(&e);
+                let request = match e.into_inner() {
+                    Envelope::Call(req, reply) => {
+                        // Nobody listens on this reply handle any more.
+                        reply.disarm();
+                        Some(req)
+                    }
+                    Envelope::Cast(_) => None,
+                };
+                Err((err, request))
+            }
+            Ok(()) => match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(r)) => r.map_err(|e| (e, None)),
+                Ok(Err(_)) => Err((CallError::Stopped, None)),
+                Err(_) => Err((CallError::Timeout, None)),
+            },
+        };
+        m::call_done(
+            self.role,
+            started.elapsed(),
+            result.as_ref().err().map(|(e, _)| *e),
+        );
+        result
+    }
+
+    /// Sends a cast; waits only under the `block` and `coalesce` policies.
+    pub async fn cast(&self, message: S::Cast) -> Result<(), CastError> {
+        self.cast_with(message, Meta::default()).await
+    }
+
+    /// [`cast`](Self::cast) with a coalescing key and/or deadline.
+    pub async fn cast_with(&self, message: S::Cast, meta: Meta) -> Result<(), CastError> {
+        let r = self
+            .tx
+            .send_with(Envelope::Cast(message), meta)
+            .await
+            .map_err(|e| CastError::from(&e));
+        if let Err(e) = r {
+            m::cast_failed(self.role, e);
+        }
+        r
+    }
+
+    /// Sends a cast without ever waiting.
+    pub fn try_cast(&self, message: S::Cast, meta: Meta) -> Result<(), CastError> {
+        let r = self
+            .tx
+            .try_send_with(Envelope::Cast(message), meta)
+            .map_err(|e| CastError::from(&e));
+        if let Err(e) = r {
+            m::cast_failed(self.role, e);
+        }
+        r
+    }
+
+    /// Forwards a ready-made envelope (for routers), waiting like `send` under the
+    /// policy; a refused call is answered with the matching error.
+    pub async fn forward(&self, envelope: Envelope<S>, meta: Meta) -> Result<(), CastError> {
+        match self.tx.send_with(envelope, meta).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let (err, call_err) = (CastError::from(&e), CallError::from(&e));
+                if let Envelope::Call(_, reply) = e.into_inner() {
+                    reply.fail(call_err);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Asks the server to stop after the message in hand. With `drain`, it first
+    /// refuses new messages and processes everything already queued (graceful);
+    /// without, queued calls are answered [`CallError::Stopped`]. Control messages
+    /// bypass the mailbox, so a full mailbox can still be stopped. Waits until the
+    /// server has ended.
+    pub async fn stop(&self, drain: bool) {
+        let _ = self.control.send(Control::Stop { drain });
+        self.stopped().await;
+    }
+
+    /// Waits until the server has ended for good.
+    pub async fn stopped(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Whether the server has ended for good.
+    pub fn is_stopped(&self) -> bool {
+        *self.done.borrow() || self.control.is_closed()
+    }
+
+    /// The mailbox's accounting.
+    pub fn stats(&self) -> Stats {
+        self.tx.stats()
+    }
+
+    /// A handle to watch the mailbox and change its policy.
+    pub fn monitor(&self) -> Monitor<Envelope<S>> {
+        self.tx.monitor()
+    }
+
+    /// Switches the mailbox policy live (see [`Monitor::set_policy`]).
+    pub fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
+        self.tx.monitor().set_policy(policy)
+    }
+
+    /// A process-unique id of this server (stable across restarts).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The role name.
+    pub fn role(&self) -> &'static str {
+        self.role
+    }
+}

@@ -1,0 +1,85 @@
+//! [`Spec`]: how to start a server (role, mailbox policy, restart kind and limits,
+//! idle stop, hooks, and the factory that builds its state on every (re)start).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::behaviour::{ExitReason, Server};
+use super::supervisor::{Intensity, Restart, SupervisorLink};
+use crate::mailbox::Policy;
+
+/// Called when a server has been idle for its idle timeout; returns whether it may
+/// stop (the registry marks it stopping under its lock, so no new caller finds it).
+pub type IdleHook = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Called once when a server ends for good.
+pub type ExitHook = Box<dyn FnOnce(&ExitReason) + Send>;
+
+/// How to start a server: role, mailbox policy, restart kind and a factory for its
+/// state (called again on every restart).
+pub struct Spec<S: Server> {
+    /// Metric label and log name of the server's kind (e.g. `todo_server`).
+    pub role: &'static str,
+    /// Instance name for logs (e.g. the list name); never a metric label.
+    pub name: String,
+    /// The mailbox policy.
+    pub policy: Policy,
+    /// When to restart.
+    pub restart: Restart,
+    /// Restart limits.
+    pub intensity: Intensity,
+    /// Stop after this long without a message (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Asked before an idle stop.
+    pub on_idle: Option<IdleHook>,
+    /// Told when the server ends for good.
+    pub on_exit: Option<ExitHook>,
+    /// Builds a fresh state.
+    pub factory: Box<dyn Fn() -> S + Send + Sync>,
+    pub(crate) link: Option<SupervisorLink>,
+}
+
+impl<S: Server> Spec<S> {
+    /// A temporary (never restarted) server with default limits and no idle stop.
+    pub fn new(
+        role: &'static str,
+        policy: Policy,
+        factory: impl Fn() -> S + Send + Sync + 'static,
+    ) -> Self {
+        Spec {
+            role,
+            name: role.to_string(),
+            policy,
+            restart: Restart::Temporary,
+            intensity: Intensity::default(),
+            idle_timeout: None,
+            on_idle: None,
+            on_exit: None,
+            factory: Box::new(factory),
+            link: None,
+        }
+    }
+
+    /// Sets the instance name used in logs.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the restart kind.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the restart limits.
+    pub fn intensity(mut self, intensity: Intensity) -> Self {
+        self.intensity = intensity;
+        self
+    }
+
+    /// Stops the server after this long without a message.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
+    }
+}
