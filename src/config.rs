@@ -33,6 +33,10 @@ pub struct StorageConfig {
     /// Data directory (the CLI's `--data-dir` overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// The PostgreSQL connection URL (`backend = "postgres"` only), e.g.
+    /// `postgres://user@127.0.0.1:5432/todo` or `host=/run/postgresql user=me dbname=todo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// Storage backends.
@@ -45,6 +49,8 @@ pub enum StorageBackend {
     Sqlite,
     /// Memory only.
     Memory,
+    /// A PostgreSQL database at `storage.url`, entries as rows, group commit.
+    Postgres,
 }
 
 /// When a write is acknowledged.
@@ -262,6 +268,35 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        match (self.storage.backend, &self.storage.url) {
+            (StorageBackend::Postgres, None) => {
+                return Err(invalid(
+                    "storage.url",
+                    "missing; backend \"postgres\" needs a connection URL, e.g. \
+                     \"postgres://user@127.0.0.1:5432/todo\" or \"host=/run/postgresql dbname=todo\""
+                        .into(),
+                ))
+            }
+            (StorageBackend::Postgres, Some(url)) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    return Err(invalid(
+                        "storage.url",
+                        format!(
+                            "not a PostgreSQL connection URL ({e}); expected e.g. \
+                             \"postgres://user@127.0.0.1:5432/todo\" or \"host=/run/postgresql dbname=todo\""
+                        ),
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "storage.url",
+                    "is only used by backend \"postgres\"; remove it or set storage.backend = \"postgres\""
+                        .into(),
+                ))
+            }
+            (_, None) => {}
+        }
         if !(1..=1024).contains(&self.database.workers) {
             return Err(invalid(
                 "database.workers",
@@ -319,8 +354,19 @@ impl Config {
             StorageBackend::Files => "files",
             StorageBackend::Sqlite => "sqlite",
             StorageBackend::Memory => "memory",
+            StorageBackend::Postgres => "postgres",
         };
         let _ = writeln!(s, "storage.backend = {b}");
+        if let Some(url) = &self.storage.url {
+            let secret = url
+                .parse::<tokio_postgres::Config>()
+                .is_ok_and(|c| c.get_password().is_some());
+            if secret {
+                let _ = writeln!(s, "storage.url = (set; not shown, it holds a password)");
+            } else {
+                let _ = writeln!(s, "storage.url = {url}");
+            }
+        }
         let _ = writeln!(
             s,
             "storage.data_dir = {}",
@@ -554,7 +600,7 @@ pub fn check_schema(root: &toml::Table) -> Result<(), ConfigError> {
     only_keys(
         storage,
         "storage",
-        &["backend", "data_dir"],
+        &["backend", "data_dir", "url"],
         " in [storage]",
     )?;
     one_of(
@@ -562,7 +608,7 @@ pub fn check_schema(root: &toml::Table) -> Result<(), ConfigError> {
         "storage",
         "backend",
         "a storage backend",
-        &["files", "sqlite", "memory"],
+        &["files", "sqlite", "memory", "postgres"],
     )?;
     if let Some(v) = storage.get("data_dir") {
         if !v.is_str() {
@@ -570,6 +616,18 @@ pub fn check_schema(root: &toml::Table) -> Result<(), ConfigError> {
                 "storage.data_dir",
                 format!(
                     "{} is not a path; expected a quoted directory path, e.g. \"./data\"",
+                    shown(v)
+                ),
+            ));
+        }
+    }
+
+    if let Some(v) = storage.get("url") {
+        if !v.is_str() {
+            return Err(invalid(
+                "storage.url",
+                format!(
+                    "{} is not a connection URL; expected a quoted string, e.g. \"postgres://user@127.0.0.1:5432/todo\"",
                     shown(v)
                 ),
             ));

@@ -43,6 +43,7 @@ fn kind_of(backend: StorageBackend) -> BackendKind {
         StorageBackend::Files => BackendKind::Files,
         StorageBackend::Sqlite => BackendKind::Sqlite,
         StorageBackend::Memory => BackendKind::Memory,
+        StorageBackend::Postgres => unreachable!("these tests run on the local backends"),
     }
 }
 

@@ -24,7 +24,9 @@ pub use report::{csv, markdown, markdown_table, text_table, Column, RunReport, S
 use workload::{Acked, Recorder, Workload};
 
 use crate::config::{AckMode, Config, Routing};
-use crate::storage::{self, BackendKind, FaultConfig, FaultyStorage, Storage};
+use crate::storage::{
+    self, BackendKind, FaultConfig, FaultyStorage, PostgresOptions, PostgresStorage, Storage,
+};
 use crate::todo::{ListName, TodoSystem};
 
 /// The scenarios, in the order they run.
@@ -86,20 +88,67 @@ fn overload(scale: &Scale) -> Workload {
     }
 }
 
-fn backend(config: &Config) -> BackendKind {
+/// The local backend `config` names (`None`: PostgreSQL).
+fn backend(config: &Config) -> Option<BackendKind> {
     match config.storage.backend {
-        crate::config::StorageBackend::Files => BackendKind::Files,
-        crate::config::StorageBackend::Sqlite => BackendKind::Sqlite,
-        crate::config::StorageBackend::Memory => BackendKind::Memory,
+        crate::config::StorageBackend::Files => Some(BackendKind::Files),
+        crate::config::StorageBackend::Sqlite => Some(BackendKind::Sqlite),
+        crate::config::StorageBackend::Memory => Some(BackendKind::Memory),
+        crate::config::StorageBackend::Postgres => None,
     }
 }
 
-fn open_storage(
+/// The PostgreSQL schema of the run whose data dir is `dir`: each run starts on
+/// empty tables in the database at `storage.url`, and a run's child process
+/// (`crash`) finds the same schema from the same dir.
+fn run_schema(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    format!("sluicegate_run_{:016x}", h.finish())
+}
+
+/// Opens the backend `config` names for the run in `dir` (PostgreSQL: in the run's schema).
+async fn open_backend(config: &Config, dir: &Path) -> Result<Arc<dyn Storage>, String> {
+    match backend(config) {
+        Some(kind) => storage::open(kind, dir).map_err(|e| e.to_string()),
+        None => Ok(Arc::new(open_run_postgres(config, dir).await?)),
+    }
+}
+
+async fn open_run_postgres(config: &Config, dir: &Path) -> Result<PostgresStorage, String> {
+    let url = config.storage.url.as_deref().unwrap_or_default();
+    let options = PostgresOptions {
+        schema: run_schema(dir),
+        timeout: config.system.call_timeout,
+        ..PostgresOptions::default()
+    };
+    PostgresStorage::open(url, options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Drops what the run in `dir` left in PostgreSQL (nothing to do for local backends,
+/// whose data dir is a temporary directory).
+async fn discard_backend(config: &Config, dir: &Path) {
+    if backend(config).is_none() {
+        match open_run_postgres(config, dir).await {
+            Ok(pg) => {
+                if let Err(e) = pg.drop_schema().await {
+                    tracing::warn!(error = %e, "could not drop the run's postgres schema");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not drop the run's postgres schema"),
+        }
+    }
+}
+
+async fn open_storage(
     config: &Config,
     dir: &Path,
     latency: Duration,
 ) -> Result<Arc<dyn Storage>, String> {
-    let inner = storage::open(backend(config), dir).map_err(|e| e.to_string())?;
+    let inner = open_backend(config, dir).await?;
     if latency.is_zero() {
         return Ok(inner);
     }
@@ -323,7 +372,7 @@ async fn measure(
     during: Option<SideTask>,
 ) -> Result<RunReport, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let storage = open_storage(config, dir.path(), disk_latency(scenario))?;
+    let storage = open_storage(config, dir.path(), disk_latency(scenario)).await?;
     let counting = Counting::wrap(storage.clone());
     let system = TodoSystem::start_with_storage(config, counting.clone())
         .await
@@ -376,12 +425,14 @@ async fn measure(
     }
     system.shutdown().await;
     // Restart: a fresh backend object on the same data directory.
-    let reopened = storage::open(backend(config), dir.path()).map_err(|e| e.to_string())?;
-    let (lost_after_restart, unreadable_lists) = if backend(config) == BackendKind::Memory {
+    let reopened = open_backend(config, dir.path()).await?;
+    let (lost_after_restart, unreadable_lists) = if backend(config) == Some(BackendKind::Memory) {
         check_storage(storage.as_ref(), &acked).await
     } else {
         check_storage(reopened.as_ref(), &acked).await
     };
+    drop(reopened);
+    discard_backend(config, dir.path()).await;
     let h = rec
         .latency
         .lock()
@@ -699,8 +750,10 @@ async fn crash(
     let _ = reader.join();
     let seconds = started.elapsed().as_secs_f64();
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let reopened = storage::open(backend(config), dir.path()).map_err(|e| e.to_string())?;
+    let reopened = open_backend(config, dir.path()).await?;
     let (lost, unreadable) = check_storage(reopened.as_ref(), &acked).await;
+    drop(reopened);
+    discard_backend(config, dir.path()).await;
     let mut extra = BTreeMap::new();
     extra.insert("killed_after_ms".into(), kill_after.as_secs_f64() * 1000.0);
     Ok(RunReport {
@@ -723,7 +776,7 @@ async fn crash(
 /// (`ack\t<list>\t<title>`) the moment it is acknowledged, until killed.
 pub async fn crash_writer(policy: &Path, data_dir: &Path, seed: u64) -> Result<(), String> {
     let config = Config::load(policy).map_err(|e| e.to_string())?;
-    let storage = storage::open(backend(&config), data_dir).map_err(|e| e.to_string())?;
+    let storage = open_backend(&config, data_dir).await?;
     let system = TodoSystem::start_with_storage(&config, storage)
         .await
         .map_err(|e| e.to_string())?;

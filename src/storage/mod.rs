@@ -1,9 +1,11 @@
 //! Storage backends implementing the to-do domain's port ([`Storage`]): SQLite
-//! (the default), the book's one file per list, memory, and a fault-injecting wrapper.
+//! (the default), PostgreSQL, the book's one file per list, memory, and a
+//! fault-injecting wrapper.
 
 mod fault;
 mod files;
 mod memory;
+mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use fault::{FaultConfig, FaultHandle, FaultyStorage};
 pub use files::FileStorage;
 pub use memory::MemoryStorage;
+pub use postgres::{PostgresOptions, PostgresStorage};
 pub use sqlite::SqliteStorage;
 
 pub use crate::todo::port::{Change, ListWrite, Storage, StorageError};
@@ -98,6 +101,27 @@ pub fn open(kind: BackendKind, data_dir: &Path) -> Result<Arc<dyn Storage>, Stor
         BackendKind::Sqlite => Arc::new(SqliteStorage::open(data_dir)?),
         BackendKind::Memory => Arc::new(MemoryStorage::new()),
     })
+}
+
+/// Opens the PostgreSQL backend at `url` in the schema `sluicegate` for a system
+/// whose calls time out after `call_timeout` and which runs `workers` database
+/// workers: every operation is bounded by half the call timeout, so a database
+/// that does not answer fails the store or load with a storage error before the
+/// caller's own timeout.
+pub async fn open_postgres(
+    url: &str,
+    call_timeout: std::time::Duration,
+    workers: usize,
+) -> Result<Arc<dyn Storage>, StorageError> {
+    let defaults = PostgresOptions::default();
+    let timeout = (call_timeout / 2).max(std::time::Duration::from_millis(100));
+    let options = PostgresOptions {
+        timeout,
+        connect_timeout: defaults.connect_timeout.min(timeout),
+        max_connections: (workers + 4).max(defaults.max_connections),
+        ..defaults
+    };
+    Ok(Arc::new(PostgresStorage::open(url, options).await?))
 }
 
 /// The JSON document stored for a list (files and sqlite).

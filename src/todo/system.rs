@@ -156,6 +156,17 @@ impl TodoSystem {
             crate::config::StorageBackend::Files => storage::BackendKind::Files,
             crate::config::StorageBackend::Sqlite => storage::BackendKind::Sqlite,
             crate::config::StorageBackend::Memory => storage::BackendKind::Memory,
+            crate::config::StorageBackend::Postgres => {
+                let url = config.storage.url.as_deref().unwrap_or_default();
+                let storage = storage::open_postgres(
+                    url,
+                    config.system.call_timeout,
+                    config.database.workers,
+                )
+                .await
+                .map_err(|e| StartSystemError(e.to_string()))?;
+                return Self::start_with_storage(config, storage).await;
+            }
         };
         let storage =
             storage::open(backend, data_dir).map_err(|e| StartSystemError(e.to_string()))?;
