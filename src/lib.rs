@@ -16,8 +16,8 @@
 //! - [`todo`]: the chapter 7 domain: the pure to-do list, list names, the list
 //!   server, the database pool (group commit), [`todo::TodoSystem`] that ties them
 //!   together, and the storage port it needs ([`todo::port`]).
-//! - [`storage`]: the port's backends: SQLite (default), the book's crash-safe
-//!   files, memory, and a fault-injecting wrapper.
+//! - [`storage`]: the port's backends: SQLite (default), PostgreSQL, the book's
+//!   crash-safe files, memory, and a fault-injecting wrapper.
 //! - [`config`]: the TOML file that picks storage, acks, timeouts and a mailbox
 //!   policy per role (`policies/*.toml` are ready-made ones).
 //! - [`service`]: the HTTP API (axum, OpenAPI), Prometheus `/metrics`, the live
