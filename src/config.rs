@@ -36,6 +36,10 @@ pub struct StorageConfig {
     /// Data directory (the CLI's `--data-dir` overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// The PostgreSQL connection URL (`backend = "postgres"` only), e.g.
+    /// `postgres://user@127.0.0.1:5432/todo` or `host=/run/postgresql user=me dbname=todo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// `[system]`.
@@ -207,6 +211,35 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        match (self.storage.backend, &self.storage.url) {
+            (BackendKind::Postgres, None) => {
+                return Err(invalid(
+                    "storage.url",
+                    "missing; backend \"postgres\" needs a connection URL, e.g. \
+                     \"postgres://user@127.0.0.1:5432/todo\" or \"host=/run/postgresql dbname=todo\""
+                        .into(),
+                ))
+            }
+            (BackendKind::Postgres, Some(url)) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    return Err(invalid(
+                        "storage.url",
+                        format!(
+                            "not a PostgreSQL connection URL ({e}); expected e.g. \
+                             \"postgres://user@127.0.0.1:5432/todo\" or \"host=/run/postgresql dbname=todo\""
+                        ),
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "storage.url",
+                    "is only used by backend \"postgres\"; remove it or set storage.backend = \"postgres\""
+                        .into(),
+                ))
+            }
+            (_, None) => {}
+        }
         if !(1..=MAX_WORKERS).contains(&self.database.workers) {
             return Err(invalid(
                 "database.workers",
@@ -307,6 +340,16 @@ impl Config {
     pub fn effective_settings(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "storage.backend = {}", name_of(&self.storage.backend));
+        if let Some(url) = &self.storage.url {
+            let secret = url
+                .parse::<tokio_postgres::Config>()
+                .is_ok_and(|c| c.get_password().is_some());
+            if secret {
+                let _ = writeln!(s, "storage.url = (set; not shown, it holds a password)");
+            } else {
+                let _ = writeln!(s, "storage.url = {url}");
+            }
+        }
         let _ = writeln!(
             s,
             "storage.data_dir = {}",

@@ -20,8 +20,8 @@
 //! - [`cluster`]: the rules of running on several nodes sharing PostgreSQL (in
 //!   progress): shards, leases with epochs on each node's monotonic clock, and the
 //!   fence every store of a list carries; pure code, simulated in tests.
-//! - [`storage`]: the port's backends: SQLite (default), the book's crash-safe
-//!   files, memory, and a fault-injecting wrapper.
+//! - [`storage`]: the port's backends: SQLite (default), PostgreSQL, the book's
+//!   crash-safe files, memory, and a fault-injecting wrapper.
 //! - [`config`]: the TOML file that picks storage, acks, timeouts and a mailbox
 //!   policy per role (`policies/*.toml` are ready-made ones).
 //! - [`start`]: a config into [`todo::Settings`], its backend opened:

@@ -39,16 +39,29 @@ pub fn backend_kind(config: &Config) -> BackendKind {
     config.storage.backend
 }
 
-/// Opens the backend the config names in `data_dir` (created if missing).
-pub fn open_storage(config: &Config, data_dir: &Path) -> Result<Arc<dyn Storage>, StorageError> {
-    storage::open(backend_kind(config), data_dir)
+/// Opens the backend the config names: a local one in `data_dir` (created if
+/// missing), PostgreSQL at `storage.url` with every operation bounded by half the
+/// call timeout (see [`storage::open_postgres`]).
+pub async fn open_storage(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<Arc<dyn Storage>, StorageError> {
+    match backend_kind(config) {
+        BackendKind::Postgres => {
+            let url = config.storage.url.as_deref().unwrap_or_default();
+            storage::open_postgres(url, config.system.call_timeout, config.database.workers).await
+        }
+        kind => storage::open(kind, data_dir),
+    }
 }
 
 impl TodoSystem {
     /// Starts the system from a config, opening the configured backend in
     /// `data_dir` (see [`open_storage`]).
     pub async fn start(config: &Config, data_dir: &Path) -> Result<Self, StartSystemError> {
-        let storage = open_storage(config, data_dir).map_err(StartSystemError::Storage)?;
+        let storage = open_storage(config, data_dir)
+            .await
+            .map_err(StartSystemError::Storage)?;
         Self::start_with_storage(config, storage).await
     }
 }

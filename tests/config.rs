@@ -226,10 +226,52 @@ fn unknown_ack_mode() {
 
 #[test]
 fn unknown_backend() {
-    let msg = refused(&edit("backend = \"sqlite\"", "backend = \"postgres\""));
+    let msg = refused(&edit("backend = \"sqlite\"", "backend = \"mysql\""));
     names(
         &msg,
-        &["storage.backend", "\"postgres\"", "files, sqlite, memory"],
+        &[
+            "storage.backend",
+            "\"mysql\"",
+            "files, sqlite, memory, postgres",
+        ],
+    );
+}
+
+#[test]
+fn postgres_backend_needs_a_valid_url() {
+    let pg = |url: &str| {
+        edit(
+            "backend = \"sqlite\"",
+            &format!("backend = \"postgres\"\n{url}"),
+        )
+    };
+    let msg = refused(&pg(""));
+    names(&msg, &["storage.url", "missing", "postgres://"]);
+    let msg = refused(&pg("url = \"postgres://u@h:notaport/db\""));
+    names(&msg, &["storage.url", "not a PostgreSQL connection URL"]);
+    let msg = refused(&pg("url = 5432"));
+    names(&msg, &["storage.url", "5432", "quoted string"]);
+    let msg = refused(&edit(
+        "backend = \"sqlite\"",
+        "backend = \"sqlite\"\nurl = \"postgres://u@h/db\"",
+    ));
+    names(&msg, &["storage.url", "only used by backend \"postgres\""]);
+    for url in [
+        "postgres://user@127.0.0.1:5433/db",
+        "host=/tmp/sock port=5433 user=postgres dbname=x",
+    ] {
+        let c = Config::from_toml_str(&pg(&format!("url = \"{url}\""))).unwrap();
+        assert_eq!(c.storage.backend, BackendKind::Postgres);
+        assert_eq!(c.storage.url.as_deref(), Some(url));
+        assert!(c
+            .effective_settings()
+            .contains(&format!("storage.url = {url}")));
+    }
+    let c = Config::from_toml_str(&pg("url = \"postgres://u:secret@h/db\"")).unwrap();
+    let shown = c.effective_settings();
+    assert!(
+        !shown.contains("secret") && shown.contains("storage.url = (set"),
+        "{shown}"
     );
 }
 
@@ -424,4 +466,15 @@ fn the_builtin_default_is_policies_coalesce_toml() {
         Policy::Coalesce { capacity: 4096 }
     );
     assert_eq!(c.system.default_ack, AckMode::Applied);
+}
+
+#[test]
+fn the_postgres_example_loads() {
+    let c = Config::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/postgres.toml"
+    )))
+    .unwrap();
+    assert_eq!(c.storage.backend, BackendKind::Postgres);
+    assert!(c.storage.url.as_deref().unwrap().starts_with("postgres://"));
 }

@@ -1,6 +1,9 @@
 //! Crash safety of `sluicegate serve` with durable acks: concurrent HTTP writes, SIGKILL at a
 //! seeded random moment, restart on the same data dir, and every write answered `201` must be
-//! there. `SLUICEGATE_CRASH_ROUNDS=N` runs more rounds, `SLUICEGATE_CRASH_SEED=S` replays one.
+//! there, on sqlite, files and a real PostgreSQL (`pg_support`). `SLUICEGATE_CRASH_ROUNDS=N`
+//! runs more rounds, `SLUICEGATE_CRASH_SEED=S` replays one.
+
+mod pg_support;
 
 mod serve_support;
 
@@ -51,8 +54,9 @@ struct Server {
 }
 
 /// Copies the recommended policy set with `default_ack` switched to `durable`, on
-/// `backend` (`None`: the file's own, the default backend).
-fn durable_config(dir: &Path, backend: Option<&str>) -> std::path::PathBuf {
+/// `backend` (`None`: the file's own, the default backend) with `storage.url = url`
+/// when given.
+fn durable_config(dir: &Path, backend: Option<&str>, url: Option<&str>) -> std::path::PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/coalesce.toml");
     let text = std::fs::read_to_string(&src).unwrap();
     let mut changed = text.replace("default_ack = \"applied\"", "default_ack = \"durable\"");
@@ -63,6 +67,9 @@ fn durable_config(dir: &Path, backend: Option<&str>) -> std::path::PathBuf {
             .find(|l| l.starts_with("backend = "))
             .expect("policies/coalesce.toml names a backend");
         *line = format!("backend = \"{b}\"");
+        if let Some(url) = url {
+            line.push_str(&format!("\nurl = \"{url}\""));
+        }
         changed = lines.join("\n") + "\n";
     }
     assert_ne!(
@@ -188,17 +195,25 @@ async fn read_all(client: &Client, base: &str) -> Vec<Vec<Entry>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_never_loses_a_durably_acknowledged_write() {
-    sigkill_rounds(None).await;
+    sigkill_rounds(None, None).await;
 }
 
 /// The same rounds on the book's store (one file per list), which the experiments
 /// still compare against.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_never_loses_a_durably_acknowledged_write_on_files() {
-    sigkill_rounds(Some("files")).await;
+    sigkill_rounds(Some("files"), None).await;
 }
 
-async fn sigkill_rounds(backend: Option<&str>) {
+/// The same rounds on PostgreSQL: what it acknowledged as committed survives the
+/// kill of the process that wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_never_loses_a_durably_acknowledged_write_on_postgres() {
+    let db = pg_support::fresh_db().await;
+    sigkill_rounds(Some("postgres"), Some(&db.url)).await;
+}
+
+async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
     let rounds: usize = std::env::var("SLUICEGATE_CRASH_ROUNDS")
         .ok()
         .map(|v| v.parse().expect("SLUICEGATE_CRASH_ROUNDS is a number"))
@@ -215,7 +230,7 @@ async fn sigkill_rounds(backend: Option<&str>) {
     println!("crash test: {rounds} rounds, seed {seed} (replay with SLUICEGATE_CRASH_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
-    let config = durable_config(tmp.path(), backend);
+    let config = durable_config(tmp.path(), backend, url);
     let data = tmp.path().join("data");
     let log = tmp.path().join("server.log");
     let client = Client::builder()

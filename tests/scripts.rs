@@ -10,7 +10,8 @@ fn script() -> PathBuf {
 }
 
 /// A directory for PATH holding `bash` and `dirname` (the real ones) plus the given
-/// stand-in scripts, so the real `prometheus`, `chromium`, `sudo`, `apt-get` and `cargo` are absent.
+/// stand-in scripts, so the real `prometheus`, `chromium`, `sudo`, `apt-get` and `cargo` are absent
+/// (PostgreSQL's binaries may still be found in /usr/lib/postgresql/*/bin).
 fn fake_path(dir: &Path, fakes: &[(&str, &str)]) -> String {
     for tool in ["bash", "dirname"] {
         let real = which(tool);
@@ -70,6 +71,8 @@ fn with_everything_present_it_runs_cargo_test_no_fail_fast_with_the_extra_argume
             ("id", "echo 1000"),
             ("prometheus", "exit 0"),
             ("chromium", "exit 0"),
+            ("initdb", "exit 0"),
+            ("pg_ctl", "exit 0"),
             ("cargo", r#"echo "cargo $*"; exit 3"#),
         ],
     );

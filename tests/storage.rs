@@ -1,12 +1,17 @@
 //! The storage backends through the `Storage` trait: one suite every backend
-//! passes (files, sqlite, memory), then damage, crash leftovers and name encoding.
+//! passes (files, sqlite, postgres, memory), then damage, crash leftovers, name
+//! encoding, and group commit on a real PostgreSQL (`pg_support`).
+
+mod pg_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use sluicegate::storage::{self, BackendKind, FileStorage, Storage, StorageError};
+use sluicegate::storage::{
+    self, BackendKind, FileStorage, PostgresOptions, PostgresStorage, Storage, StorageError,
+};
 use sluicegate::todo::{decode_path, encode_path, ListName, TodoList};
 
 fn name(s: &str) -> ListName {
@@ -156,29 +161,31 @@ async fn sqlite_backend_passes_the_storage_suite() {
     assert_every_file_inside(dir.path());
 }
 
-/// What survives closing and reopening the backend on the same directory.
+/// What survives closing and reopening a local backend on the same directory.
 async fn survives_reopen(kind: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
+    survives_reopen_with(async || storage::open(kind, dir.path()).unwrap()).await;
+}
+
+/// What survives closing and reopening a backend: `open` opens it on the same data.
+async fn survives_reopen_with(open: impl AsyncFn() -> Arc<dyn Storage>) {
     let mut want = Vec::new();
-    {
-        let s = storage::open(kind, dir.path()).unwrap();
+    let kind = {
+        let s = open().await;
         for (i, n) in hostile_names().into_iter().enumerate() {
             let l = list_with(&[&format!("t{i}")]);
             s.store(&n, &l).await.unwrap();
             want.push((n, l));
         }
-    }
-    let s = storage::open(kind, dir.path()).unwrap();
+        s.kind()
+    };
+    let s = open().await;
     for (n, l) in &want {
-        assert_eq!(
-            s.load(n).await.unwrap().as_ref(),
-            Some(l),
-            "{kind:?}: {n:?}"
-        );
+        assert_eq!(s.load(n).await.unwrap().as_ref(), Some(l), "{kind}: {n:?}");
     }
     let mut names: Vec<ListName> = want.into_iter().map(|(n, _)| n).collect();
     names.sort();
-    assert_eq!(s.list_names().await.unwrap(), names, "{kind:?}");
+    assert_eq!(s.list_names().await.unwrap(), names, "{kind}");
 }
 
 #[tokio::test]
@@ -435,10 +442,14 @@ fn change_between(old: &TodoList, new: &TodoList) -> storage::Change {
     c
 }
 
-#[tokio::test]
-async fn sqlite_stores_a_change_as_rows_and_reads_back_the_whole_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+/// A change stored through `store_batch` reads back as the whole list; entries are
+/// rows (`rows` counts the stored rows of list "rows"); reopened with `open`, the id
+/// counter survives.
+async fn stores_a_change_as_rows(
+    open: impl AsyncFn() -> Arc<dyn Storage>,
+    rows: impl AsyncFn() -> i64,
+) {
+    let s = open().await;
     let n = name("rows");
     let v1 = list_with(&["a", "b", "c"]);
     s.store(&n, &v1).await.unwrap();
@@ -467,26 +478,35 @@ async fn sqlite_stores_a_change_as_rows_and_reads_back_the_whole_list() {
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(s.load(&n).await.unwrap(), Some(v2.clone()));
     // Entries are rows: the change touched three of them.
-    let c = rusqlite::Connection::open(dir.path().join("sluicegate.sqlite3")).unwrap();
-    let rows: i64 = c
-        .query_row(
-            "SELECT count(*) FROM entries WHERE list = 'rows'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(rows, 3);
+    assert_eq!(rows().await, 3);
     // Reopened, the id counter survives: a deleted id is never handed out again.
     drop(s);
-    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let s = open().await;
     let mut back = s.load(&n).await.unwrap().unwrap();
     assert_eq!(back.add_entry(d, "e").unwrap().id, 5);
 }
 
 #[tokio::test]
-async fn sqlite_commits_many_lists_in_one_batch_each_answered() {
+async fn sqlite_stores_a_change_as_rows_and_reads_back_the_whole_list() {
     let dir = tempfile::tempdir().unwrap();
-    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let db = dir.path().join("sluicegate.sqlite3");
+    stores_a_change_as_rows(
+        async || storage::open(BackendKind::Sqlite, dir.path()).unwrap(),
+        async || {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.query_row(
+                "SELECT count(*) FROM entries WHERE list = 'rows'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        },
+    )
+    .await;
+}
+
+/// 50 lists in one `store_batch`: 50 answers, every list stored.
+async fn commits_many_lists_in_one_batch(s: Arc<dyn Storage>) -> Vec<storage::ListWrite> {
     let writes: Vec<storage::ListWrite> = (0..50)
         .map(|i| storage::ListWrite {
             name: name(&format!("l{i}")),
@@ -496,10 +516,17 @@ async fn sqlite_commits_many_lists_in_one_batch_each_answered() {
         .collect();
     let results = s.store_batch(&writes).await;
     assert_eq!(results.len(), 50);
-    assert!(results.iter().all(Result::is_ok));
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
     for w in &writes {
         assert_eq!(s.load(&w.name).await.unwrap().as_ref(), Some(&w.list));
     }
+    writes
+}
+
+#[tokio::test]
+async fn sqlite_commits_many_lists_in_one_batch_each_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    commits_many_lists_in_one_batch(storage::open(BackendKind::Sqlite, dir.path()).unwrap()).await;
 }
 
 #[tokio::test]
@@ -653,4 +680,263 @@ async fn sqlite_refuses_to_open_over_a_damaged_files_list_naming_it() {
     std::fs::remove_file(fs.path_of(&name("bad"))).unwrap();
     let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
     assert_eq!(s.list_names().await.unwrap(), vec![name("good")]);
+}
+
+// PostgreSQL: the same cases on a real server (`pg_support`), then group commit,
+// damage and an unreachable database.
+
+async fn open_pg(url: &str) -> Arc<dyn Storage> {
+    Arc::new(pg(url).await)
+}
+
+async fn pg(url: &str) -> PostgresStorage {
+    PostgresStorage::open(url, PostgresOptions::default())
+        .await
+        .unwrap()
+}
+
+/// Runs `sql` on `url` and returns the first column of the first row as text.
+async fn pg_query_one(url: &str, sql: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    let row = client.query_one(sql, &[]).await.unwrap();
+    let v: String = row.get(0);
+    drop(client);
+    let _ = task.await;
+    v
+}
+
+#[tokio::test]
+async fn postgres_backend_passes_the_storage_suite() {
+    let db = pg_support::fresh_db().await;
+    storage_suite(open_pg(&db.url).await).await;
+}
+
+#[tokio::test]
+async fn postgres_backend_keeps_lists_across_a_reopen() {
+    let db = pg_support::fresh_db().await;
+    survives_reopen_with(async || open_pg(&db.url).await).await;
+}
+
+#[tokio::test]
+async fn postgres_stores_a_change_as_rows_and_reads_back_the_whole_list() {
+    let db = pg_support::fresh_db().await;
+    stores_a_change_as_rows(
+        async || open_pg(&db.url).await,
+        async || {
+            pg_query_one(
+                &db.url,
+                "SELECT count(*)::text FROM sluicegate.entries WHERE list = 'rows'",
+            )
+            .await
+            .parse()
+            .unwrap()
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_commits_many_lists_in_one_transaction_each_answered() {
+    let db = pg_support::fresh_db().await;
+    let writes = commits_many_lists_in_one_batch(open_pg(&db.url).await).await;
+    // Rows written by one transaction carry its id in `xmin`: one batch, one transaction.
+    let txs = pg_query_one(
+        &db.url,
+        "SELECT count(DISTINCT xmin::text)::text FROM sluicegate.lists",
+    )
+    .await;
+    assert_eq!(txs, "1", "50 lists of one batch in {txs} transactions");
+    let lists = pg_query_one(&db.url, "SELECT count(*)::text FROM sluicegate.lists").await;
+    assert_eq!(lists, writes.len().to_string());
+}
+
+#[tokio::test]
+async fn postgres_a_failed_batch_leaves_no_list_half_written() {
+    let db = pg_support::fresh_db().await;
+    let s = open_pg(&db.url).await;
+    let d = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+    // Version 1 of every list, stored.
+    let v1: Vec<storage::ListWrite> = (0..10)
+        .map(|i| storage::ListWrite {
+            name: name(&format!("l{i}")),
+            list: list_with(&["one", "two"]),
+            change: None,
+        })
+        .collect();
+    assert!(s.store_batch(&v1).await.iter().all(Result::is_ok));
+    // Version 2: three more entries each, as changes; list l5's last entry holds a NUL,
+    // which PostgreSQL's text refuses, after its first two new rows were sent.
+    let v2: Vec<storage::ListWrite> = v1
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut list = w.list.clone();
+            for t in ["three", "four", "five"] {
+                list.add_entry(d, t).unwrap();
+            }
+            let mut change = change_between(&w.list, &list);
+            if i == 5 {
+                let bad = change.entries.get_mut(&5).unwrap().as_mut().unwrap();
+                bad.title = "fi\0ve".into();
+            }
+            storage::ListWrite {
+                name: w.name.clone(),
+                list,
+                change: Some(change),
+            }
+        })
+        .collect();
+    let results = s.store_batch(&v2).await;
+    assert_eq!(results.len(), 10);
+    for (i, r) in results.iter().enumerate() {
+        if i == 5 {
+            let err = r.as_ref().unwrap_err();
+            assert!(
+                matches!(err, StorageError::Postgres { list: Some(l), .. } if l.as_str() == "l5"),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("\"l5\""), "{err}");
+            assert!(err.is_transient());
+        } else {
+            assert!(r.is_ok(), "l{i}: {r:?}");
+        }
+    }
+    // The bad list is exactly version 1 (none of its new rows, its old counter);
+    // every other list is exactly version 2.
+    for (i, (w1, w2)) in v1.iter().zip(&v2).enumerate() {
+        let back = s.load(&w1.name).await.unwrap().unwrap();
+        if i == 5 {
+            assert_eq!(back, w1.list, "l5 was half written");
+        } else {
+            assert_eq!(back, w2.list, "l{i}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_damaged_rows_fail_only_their_list() {
+    let db = pg_support::fresh_db().await;
+    let s = open_pg(&db.url).await;
+    s.store(&name("good"), &list_with(&["x", "y"]))
+        .await
+        .unwrap();
+    s.store(&name("bad"), &list_with(&["x", "y"]))
+        .await
+        .unwrap();
+    // next_id 2 would hand out entry 2's id again.
+    pg_support::execute(
+        &db.url,
+        "UPDATE sluicegate.lists SET next_id = 2 WHERE name = 'bad'",
+    )
+    .await;
+    let err = s.load(&name("bad")).await.unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Corrupt { list, .. } if list.as_str() == "bad"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("\"bad\""), "{err}");
+    assert_eq!(
+        s.load(&name("good")).await.unwrap(),
+        Some(list_with(&["x", "y"]))
+    );
+}
+
+#[tokio::test]
+async fn postgres_opening_twice_at_once_creates_the_schema_once() {
+    let db = pg_support::fresh_db().await;
+    let (a, b) = tokio::join!(pg(&db.url), pg(&db.url));
+    a.store(&name("x"), &list_with(&["1"])).await.unwrap();
+    assert_eq!(b.list_names().await.unwrap(), vec![name("x")]);
+    let version = pg_query_one(
+        &db.url,
+        "SELECT value FROM sluicegate.meta WHERE key = 'schema'",
+    )
+    .await;
+    assert_eq!(version, "1");
+}
+
+#[tokio::test]
+async fn postgres_unix_socket_urls_work() {
+    let db = pg_support::fresh_db().await;
+    let s = open_pg(&db.url).await;
+    s.store(&name("x"), &list_with(&["1"])).await.unwrap();
+    if std::env::var(pg_support::URL_VAR).is_ok() {
+        return; // the server's socket is not ours to know
+    }
+    // The same database through the key-value form and the socket directory.
+    let server = pg_support::PgServer::start();
+    let url = server.socket_url("postgres");
+    let s = open_pg(&url).await;
+    s.store(&name("sock"), &list_with(&["1"])).await.unwrap();
+    assert_eq!(s.list_names().await.unwrap(), vec![name("sock")]);
+}
+
+/// A server that accepts connections and never answers: every operation fails
+/// within the configured timeout, naming the list and PostgreSQL.
+#[tokio::test(start_paused = true)]
+async fn postgres_that_never_answers_fails_within_the_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let options = PostgresOptions {
+        timeout: std::time::Duration::from_secs(2),
+        connect_timeout: std::time::Duration::from_secs(1),
+        ..PostgresOptions::default()
+    };
+    let started = tokio::time::Instant::now();
+    let s = PostgresStorage::open(&format!("postgres://u@127.0.0.1:{port}/db"), options)
+        .await
+        .expect("opens although the database does not answer");
+    assert!(started.elapsed() <= std::time::Duration::from_secs(2));
+    let started = tokio::time::Instant::now();
+    let err = s.load(&name("x")).await.unwrap_err();
+    assert!(started.elapsed() <= std::time::Duration::from_secs(2));
+    let msg = err.to_string();
+    assert!(msg.contains("postgres") && msg.contains("\"x\""), "{msg}");
+    let results = s
+        .store_batch(&[storage::ListWrite {
+            name: name("y"),
+            list: list_with(&["1"]),
+            change: None,
+        }])
+        .await;
+    let msg = results[0].as_ref().unwrap_err().to_string();
+    assert!(msg.contains("postgres") && msg.contains("\"y\""), "{msg}");
+    assert!(started.elapsed() <= std::time::Duration::from_secs(4));
+}
+
+/// Nothing listens: a clear error at once, and a bad URL fails the open.
+#[tokio::test]
+async fn postgres_down_or_misnamed_gives_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = pg(&format!("postgres://u@127.0.0.1:{port}/db")).await;
+    let err = s.load(&name("x")).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("postgres storage error for list \"x\"") && msg.contains("refused"),
+        "{msg}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "keeps the source"
+    );
+    let err = match PostgresStorage::open("postgres://u@h:notaport/db", PostgresOptions::default())
+        .await
+    {
+        Ok(_) => panic!("opened a bad URL"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("bad connection URL"), "{err}");
 }

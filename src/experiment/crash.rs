@@ -16,10 +16,10 @@ use super::measure::check_storage;
 use super::procfs::peak_rss_kib;
 use super::report::RunReport;
 use super::scenario::overload;
+use super::storage::{discard_backend, open_backend};
 use super::workload::{self, Acked, Recorder};
 use super::Scale;
 use crate::config::Config;
-use crate::start::open_storage;
 use crate::todo::{ListName, TodoSystem};
 
 /// Overload in a child process killed with SIGKILL mid-way, then a restart.
@@ -74,8 +74,10 @@ pub(super) async fn crash(
     let _ = reader.join();
     let seconds = started.elapsed().as_secs_f64();
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let reopened = open_storage(config, dir.path())?;
+    let reopened = open_backend(config, dir.path()).await?;
     let (lost, unreadable) = check_storage(reopened.as_ref(), &acked).await;
+    drop(reopened);
+    discard_backend(config, dir.path()).await;
     let mut extra = BTreeMap::new();
     extra.insert("killed_after_ms".into(), kill_after.as_secs_f64() * 1000.0);
     Ok(RunReport {
@@ -102,7 +104,7 @@ pub async fn crash_writer(
     seed: u64,
 ) -> Result<(), ExperimentError> {
     let config = Config::load(policy)?;
-    let storage = open_storage(&config, data_dir)?;
+    let storage = open_backend(&config, data_dir).await?;
     let system = TodoSystem::start_with_storage(&config, storage).await?;
     let mut w = overload(&Scale {
         quick: false,

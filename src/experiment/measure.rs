@@ -11,11 +11,11 @@ use super::error::ExperimentError;
 use super::procfs::peak_rss_kib;
 use super::report::{RunReport, Sample};
 use super::scenario::Scenario;
-use super::storage::{open_with_latency, Counting};
+use super::storage::{discard_backend, open_backend, open_with_latency, Counting};
 use super::workload::{self, Acked, Recorder, Workload};
 use super::Scale;
 use crate::config::Config;
-use crate::start::{backend_kind, open_storage};
+use crate::start::backend_kind;
 use crate::storage::{BackendKind, Storage};
 use crate::todo::{ListName, TodoSystem};
 
@@ -103,7 +103,7 @@ pub(super) async fn measure(
     during: Option<SideTask>,
 ) -> Result<RunReport, ExperimentError> {
     let dir = tempfile::tempdir()?;
-    let storage = open_with_latency(config, dir.path(), scenario.disk_latency())?;
+    let storage = open_with_latency(config, dir.path(), scenario.disk_latency()).await?;
     let counting = Counting::wrap(storage.clone());
     let system = TodoSystem::start_with_storage(config, counting.clone()).await?;
     let rec = Arc::new(Recorder::default());
@@ -154,12 +154,14 @@ pub(super) async fn measure(
     }
     system.shutdown().await;
     // Restart: a fresh backend object on the same data directory.
-    let reopened = open_storage(config, dir.path())?;
+    let reopened = open_backend(config, dir.path()).await?;
     let (lost_after_restart, unreadable_lists) = if backend_kind(config) == BackendKind::Memory {
         check_storage(storage.as_ref(), &acked).await
     } else {
         check_storage(reopened.as_ref(), &acked).await
     };
+    drop(reopened);
+    discard_backend(config, dir.path()).await;
     let h = rec
         .latency
         .lock()

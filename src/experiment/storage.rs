@@ -11,18 +11,69 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::Config;
-use crate::start::open_storage;
-use crate::storage::{FaultConfig, FaultyStorage, ListWrite, Storage, StorageError};
+use crate::start::{backend_kind, open_storage};
+use crate::storage::{
+    BackendKind, FaultConfig, FaultyStorage, ListWrite, PostgresOptions, PostgresStorage, Storage,
+    StorageError,
+};
 use crate::todo::{ListName, TodoList};
+
+/// The PostgreSQL schema of the run whose data dir is `dir`: each run starts on
+/// empty tables in the database at `storage.url`, and a run's child process
+/// (`crash`) finds the same schema from the same dir.
+fn run_schema(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    format!("sluicegate_run_{:016x}", h.finish())
+}
+
+async fn open_run_postgres(config: &Config, dir: &Path) -> Result<PostgresStorage, StorageError> {
+    let url = config.storage.url.as_deref().unwrap_or_default();
+    let options = PostgresOptions {
+        schema: run_schema(dir),
+        timeout: config.system.call_timeout,
+        ..PostgresOptions::default()
+    };
+    PostgresStorage::open(url, options).await
+}
+
+/// Opens the backend `config` names for the run in `dir` (PostgreSQL: in the
+/// run's own schema, see [`discard_backend`]).
+pub(super) async fn open_backend(
+    config: &Config,
+    dir: &Path,
+) -> Result<Arc<dyn Storage>, StorageError> {
+    match backend_kind(config) {
+        BackendKind::Postgres => Ok(Arc::new(open_run_postgres(config, dir).await?)),
+        _ => open_storage(config, dir).await,
+    }
+}
+
+/// Drops what the run in `dir` left in PostgreSQL (nothing to do for local
+/// backends, whose data dir is a temporary directory).
+pub(super) async fn discard_backend(config: &Config, dir: &Path) {
+    if backend_kind(config) != BackendKind::Postgres {
+        return;
+    }
+    match open_run_postgres(config, dir).await {
+        Ok(pg) => {
+            if let Err(e) = pg.drop_schema().await {
+                tracing::warn!(error = %e, "could not drop the run's postgres schema");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not drop the run's postgres schema"),
+    }
+}
 
 /// The backend `config` names, opened in `dir`, each store delayed by about
 /// `latency` (with half of it as jitter) when it is above zero.
-pub(super) fn open_with_latency(
+pub(super) async fn open_with_latency(
     config: &Config,
     dir: &Path,
     latency: Duration,
 ) -> Result<Arc<dyn Storage>, StorageError> {
-    let inner = open_storage(config, dir)?;
+    let inner = open_backend(config, dir).await?;
     if latency.is_zero() {
         return Ok(inner);
     }

@@ -1,9 +1,11 @@
 //! Storage backends implementing the to-do domain's port ([`Storage`]): SQLite
-//! (the default), the book's one file per list, memory, and a fault-injecting wrapper.
+//! (the default), PostgreSQL, the book's one file per list, memory, and a
+//! fault-injecting wrapper.
 
 mod fault;
 mod files;
 mod memory;
+mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use fault::{FaultConfig, FaultHandle, FaultyStorage};
 pub use files::FileStorage;
 pub use memory::MemoryStorage;
+pub use postgres::{PostgresOptions, PostgresStorage};
 pub use sqlite::SqliteStorage;
 
 pub use crate::todo::format::FORMAT;
@@ -30,6 +33,9 @@ pub enum BackendKind {
     Sqlite,
     /// In memory only; lost at exit.
     Memory,
+    /// A PostgreSQL database at `storage.url`, entries as rows; opened with
+    /// [`open_postgres`] (it needs the URL and is async).
+    Postgres,
 }
 
 /// Key in SQLite's `meta` table set once a data dir's `files` lists are imported.
@@ -95,5 +101,35 @@ pub fn open(kind: BackendKind, data_dir: &Path) -> Result<Arc<dyn Storage>, Stor
         BackendKind::Files => Arc::new(FileStorage::open(data_dir)?),
         BackendKind::Sqlite => Arc::new(SqliteStorage::open(data_dir)?),
         BackendKind::Memory => Arc::new(MemoryStorage::new()),
+        BackendKind::Postgres => {
+            return Err(StorageError::Io {
+                list: None,
+                source: std::io::Error::other(
+                    "backend \"postgres\" has no data dir to open: it needs storage.url \
+                     (open it with storage::open_postgres)",
+                ),
+            })
+        }
     })
+}
+
+/// Opens the PostgreSQL backend at `url` in the schema `sluicegate` for a system
+/// whose calls time out after `call_timeout` and which runs `workers` database
+/// workers: every operation is bounded by half the call timeout, so a database
+/// that does not answer fails the store or load with a storage error before the
+/// caller's own timeout.
+pub async fn open_postgres(
+    url: &str,
+    call_timeout: std::time::Duration,
+    workers: usize,
+) -> Result<Arc<dyn Storage>, StorageError> {
+    let defaults = PostgresOptions::default();
+    let timeout = (call_timeout / 2).max(std::time::Duration::from_millis(100));
+    let options = PostgresOptions {
+        timeout,
+        connect_timeout: defaults.connect_timeout.min(timeout),
+        max_connections: (workers + 4).max(defaults.max_connections),
+        ..defaults
+    };
+    Ok(Arc::new(PostgresStorage::open(url, options).await?))
 }

@@ -75,7 +75,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError>;
     /// Every stored list's name.
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError>;
-    /// Short backend name for logs ("files", "sqlite", "memory").
+    /// Short backend name for logs ("files", "sqlite", "postgres", "memory").
     fn kind(&self) -> &'static str;
 }
 
@@ -115,6 +115,14 @@ pub enum StorageError {
         /// SQLite's message.
         detail: String,
     },
+    /// A PostgreSQL error: the database refused a statement, cannot be reached,
+    /// or did not answer in time.
+    Postgres {
+        /// The list concerned, if any.
+        list: Option<ListName>,
+        /// The driver's, the pool's or the timeout's error.
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl std::fmt::Display for StorageError {
@@ -142,14 +150,46 @@ impl std::fmt::Display for StorageError {
                 detail,
             } => write!(f, "sqlite error for list \"{l}\": {detail}"),
             StorageError::Sqlite { list: None, detail } => write!(f, "sqlite error: {detail}"),
+            StorageError::Postgres {
+                list: Some(l),
+                source,
+            } => write!(
+                f,
+                "postgres storage error for list \"{l}\": {}",
+                with_causes(source.as_ref())
+            ),
+            StorageError::Postgres { list: None, source } => {
+                write!(
+                    f,
+                    "postgres storage error: {}",
+                    with_causes(source.as_ref())
+                )
+            }
         }
     }
+}
+
+/// An error's message followed by its causes' (drivers often keep the telling part,
+/// such as "Connection refused", in a cause).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StorageError::Io { source, .. } => Some(source),
+            StorageError::Postgres { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
