@@ -214,7 +214,7 @@ impl<T> Core<T> {
     fn count(&mut self, outcome: Outcome) {
         self.counts.by_outcome[outcome.index()] += 1;
         if let Some(m) = &self.metrics {
-            m.count(outcome, 1);
+            m.count(outcome, 1, self.queue.len());
         }
     }
 
@@ -234,9 +234,6 @@ impl<T> Core<T> {
         self.count_sent();
         if self.queue.len() > self.peak {
             self.peak = self.queue.len();
-        }
-        if let Some(m) = &self.metrics {
-            m.depth_changed(1);
         }
         if fx.wake_rx.is_none() {
             fx.wake_rx = self.rx_waker.take();
@@ -260,9 +257,6 @@ impl<T> Core<T> {
         }
         if slot.deadline.is_some() {
             self.with_deadline -= 1;
-        }
-        if let Some(m) = &self.metrics {
-            m.depth_changed(-1);
         }
     }
 
@@ -294,9 +288,6 @@ impl<T> Core<T> {
             }
             if slot.deadline.is_some() {
                 self.with_deadline += 1;
-            }
-            if let Some(m) = &self.metrics {
-                m.depth_changed(1);
             }
             self.queue.push_back(slot);
         }
@@ -374,9 +365,6 @@ impl<T> Core<T> {
         if self.queue.len() > self.peak {
             self.peak = self.queue.len();
         }
-        if let Some(m) = &self.metrics {
-            m.depth_changed(1);
-        }
         let wake = self.rx_waker.take();
         self.debug_check();
         Ok(wake)
@@ -399,12 +387,10 @@ impl<T> Core<T> {
         self.head_seq += 1;
         if slot.key.is_some() {
             self.forget(&slot, seq);
-        } else if let Some(m) = &self.metrics {
-            m.depth_changed(-1);
         }
         self.counts.by_outcome[Outcome::Delivered.index()] += 1;
         if let Some(m) = &self.metrics {
-            m.count(Outcome::Delivered, 1);
+            m.count(Outcome::Delivered, 1, self.queue.len());
             if slot.enqueued.is_some() {
                 let now = self.now();
                 let sojourn = Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0));
@@ -698,14 +684,14 @@ impl<T> Core<T> {
     /// Publishes the batched metrics.
     pub(crate) fn flush_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.flush();
+            m.flush(self.queue.len());
         }
     }
 
     /// Takes this mailbox's series out of the metrics (the receiver is gone).
     pub(crate) fn retire_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.retire(0);
+            m.retire(self.queue.len());
         }
     }
 
@@ -792,9 +778,8 @@ impl<T> Core<T> {
     pub(crate) fn set_policy(&mut self, policy: Policy, fx: &mut Effects<T>) {
         if let Some(m) = self.metrics.take() {
             m.retire(self.queue.len());
-            let fresh = Handles::new(self.role, policy.name(), policy.capacity());
-            fresh.depth_changed(self.queue.len() as i64);
-            self.metrics = Some(fresh);
+            // The fresh handles publish the queue's length with their first batch.
+            self.metrics = Some(Handles::new(self.role, policy.name(), policy.capacity()));
         }
         self.b = policy.behaviour();
         if self.b.codel.is_some() {
