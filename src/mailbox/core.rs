@@ -77,6 +77,16 @@ impl<T> Default for Effects<T> {
     }
 }
 
+/// Result of [`Core::take_fast`].
+pub(crate) enum Fast<T> {
+    /// The next message, delivered.
+    Got(T),
+    /// Nothing queued.
+    Empty,
+    /// The fast path does not apply: use [`Core::take`].
+    Slow,
+}
+
 /// Result of offering a message to the queue.
 pub(crate) enum Push<T> {
     Accepted,
@@ -204,7 +214,7 @@ impl<T> Core<T> {
     fn count(&mut self, outcome: Outcome) {
         self.counts.by_outcome[outcome.index()] += 1;
         if let Some(m) = &self.metrics {
-            m.count(outcome, 1);
+            m.count(outcome, 1, self.queue.len());
         }
     }
 
@@ -224,9 +234,6 @@ impl<T> Core<T> {
         self.count_sent();
         if self.queue.len() > self.peak {
             self.peak = self.queue.len();
-        }
-        if let Some(m) = &self.metrics {
-            m.depth_changed(1);
         }
         if fx.wake_rx.is_none() {
             fx.wake_rx = self.rx_waker.take();
@@ -250,9 +257,6 @@ impl<T> Core<T> {
         }
         if slot.deadline.is_some() {
             self.with_deadline -= 1;
-        }
-        if let Some(m) = &self.metrics {
-            m.depth_changed(-1);
         }
     }
 
@@ -284,9 +288,6 @@ impl<T> Core<T> {
             }
             if slot.deadline.is_some() {
                 self.with_deadline += 1;
-            }
-            if let Some(m) = &self.metrics {
-                m.depth_changed(1);
             }
             self.queue.push_back(slot);
         }
@@ -335,6 +336,69 @@ impl<T> Core<T> {
     /// Whether a parked sender carries the same coalescing key as `slot`.
     fn key_waits(&self, slot: &Slot<T>) -> bool {
         slot.key.is_some() && self.waiting.iter().any(|w| w.slot.key == slot.key)
+    }
+
+    /// The common case of [`offer`](Self::offer), decided without building a slot or
+    /// an [`Effects`]: a message with no key and no deadline, an open mailbox with
+    /// room and nobody waiting. Does exactly what `offer` does then (queue it, count
+    /// it as sent, stamp it when [`stamp_next`](Self::stamp_next) says so) and
+    /// returns the receiver's waker to wake after the lock is released; otherwise
+    /// hands the message back untouched (nothing counted, no sample tick used), for
+    /// `offer` to decide.
+    #[inline]
+    pub(crate) fn push_fast(&mut self, msg: T) -> Result<Option<Waker>, T> {
+        if self.closed || !self.waiting.is_empty() || self.queue.len() >= self.b.capacity {
+            return Err(msg);
+        }
+        let enqueued = if self.stamp_next() {
+            self.now()
+        } else {
+            Stamp::NONE
+        };
+        self.queue.push_back(Slot {
+            msg,
+            key: None,
+            deadline: Stamp::NONE,
+            enqueued,
+        });
+        self.counts.sent += 1;
+        if self.queue.len() > self.peak {
+            self.peak = self.queue.len();
+        }
+        let wake = self.rx_waker.take();
+        self.debug_check();
+        Ok(wake)
+    }
+
+    /// The common case of [`take`](Self::take), with nothing to do but pop: no queued
+    /// deadline, no CoDel, no sender waiting (so no expiry, shedding, hand-over or
+    /// wake-up can follow). Does exactly what `take` does then; [`Fast::Slow`] when
+    /// one of those may apply, for `take` to handle.
+    #[inline]
+    pub(crate) fn take_fast(&mut self) -> Fast<T> {
+        if self.with_deadline != 0 || self.b.codel.is_some() || !self.waiting.is_empty() {
+            return Fast::Slow;
+        }
+        let Some(slot) = self.queue.pop_front() else {
+            self.codel.on_empty();
+            return Fast::Empty;
+        };
+        let seq = self.head_seq;
+        self.head_seq += 1;
+        if slot.key.is_some() {
+            self.forget(&slot, seq);
+        }
+        self.counts.by_outcome[Outcome::Delivered.index()] += 1;
+        if let Some(m) = &self.metrics {
+            m.count(Outcome::Delivered, 1, self.queue.len());
+            if slot.enqueued.is_some() {
+                let now = self.now();
+                let sojourn = Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0));
+                m.sojourn.record(sojourn.as_secs_f64());
+            }
+        }
+        self.debug_check();
+        Fast::Got(slot.msg)
     }
 
     /// Offers a message under the policy. `waker` is `None` for `try_send` (which
@@ -620,14 +684,14 @@ impl<T> Core<T> {
     /// Publishes the batched metrics.
     pub(crate) fn flush_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.flush();
+            m.flush(self.queue.len());
         }
     }
 
     /// Takes this mailbox's series out of the metrics (the receiver is gone).
     pub(crate) fn retire_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.retire(0);
+            m.retire(self.queue.len());
         }
     }
 
@@ -714,9 +778,8 @@ impl<T> Core<T> {
     pub(crate) fn set_policy(&mut self, policy: Policy, fx: &mut Effects<T>) {
         if let Some(m) = self.metrics.take() {
             m.retire(self.queue.len());
-            let fresh = Handles::new(self.role, policy.name(), policy.capacity());
-            fresh.depth_changed(self.queue.len() as i64);
-            self.metrics = Some(fresh);
+            // The fresh handles publish the queue's length with their first batch.
+            self.metrics = Some(Handles::new(self.role, policy.name(), policy.capacity()));
         }
         self.b = policy.behaviour();
         if self.b.codel.is_some() {

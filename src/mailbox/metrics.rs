@@ -1,7 +1,9 @@
 //! Metric handles of one mailbox, registered once through the `metrics` facade and
-//! labelled by role (`mailbox`) and `policy`. Counts and depth changes are batched in
-//! the mailbox and published every [`FLUSH_EVERY`] events and by [`flush_all`] (which
-//! `/metrics` calls before rendering, and `sluicegate serve` every 5 s), so scrapes are exact.
+//! labelled by role (`mailbox`) and `policy`. Counts are batched in the mailbox and
+//! published every [`FLUSH_EVERY`] events and by [`flush_all`] (which `/metrics`
+//! calls before rendering, and `sluicegate serve` every 5 s), so scrapes are exact;
+//! each publication also brings the depth gauge to the queue's length then, so the
+//! hot path records no depth change at all.
 
 use std::cell::Cell;
 use std::sync::{Mutex, OnceLock, Weak};
@@ -27,7 +29,7 @@ pub const SEND_WAIT: &str = "sluicegate_mailbox_send_wait_seconds";
 /// Every metric a mailbox exports, for documentation and dashboard checks.
 pub const ALL: [&str; 6] = [MAILBOXES, DEPTH, CAPACITY, MESSAGES, SOJOURN, SEND_WAIT];
 
-/// Events (counts and depth changes) a mailbox batches before publishing them.
+/// Counted outcomes a mailbox batches before publishing them.
 ///
 /// Publishing touches atomics shared by every mailbox of a role and by the threads
 /// of both sides; batching keeps those cache lines from bouncing on every message.
@@ -42,8 +44,8 @@ pub(crate) struct Handles {
     outcomes: [Counter; 9],
     pub(crate) sojourn: Histogram,
     pub(crate) send_wait: Histogram,
-    /// Depth change not yet added to the `depth` gauge.
-    pending_depth: Cell<i64>,
+    /// This mailbox's share of the `depth` gauge as last published.
+    published_depth: Cell<usize>,
     /// Per-outcome counts not yet added to the `outcomes` counters.
     pending: [Cell<u64>; 9],
     /// Events batched since the last flush; at [`FLUSH_EVERY`] they are published.
@@ -65,51 +67,42 @@ impl Handles {
             outcomes,
             sojourn: metrics::histogram!(SOJOURN, &labels),
             send_wait: metrics::histogram!(SEND_WAIT, &labels),
-            pending_depth: Cell::new(0),
+            published_depth: Cell::new(0),
             pending: Default::default(),
             events: Cell::new(0),
         }
     }
 
-    /// Called when the mailbox goes away or moves to another policy label: publishes
-    /// what is batched and takes this mailbox's remaining `depth` out of the gauge.
+    /// Called when the mailbox goes away or moves to another policy label, with the
+    /// queue's length now: publishes what is batched and takes this mailbox's share
+    /// out of the `depth` gauge.
     pub(crate) fn retire(&self, depth: usize) {
-        self.flush();
+        self.flush(depth);
         self.live.decrement(1.0);
-        self.depth.decrement(depth as f64);
+        self.depth.decrement(self.published_depth.replace(0) as f64);
     }
 
-    /// Counts `n` messages with `outcome` (published in batches).
+    /// Counts `n` messages with `outcome` (published in batches); `depth` is the
+    /// queue's length now, published with the batch.
     #[inline]
-    pub(crate) fn count(&self, outcome: Outcome, n: u64) {
+    pub(crate) fn count(&self, outcome: Outcome, n: u64, depth: usize) {
         let cell = &self.pending[outcome.index()];
         cell.set(cell.get() + n);
-        self.event();
-    }
-
-    /// Records a change of the queue's length (published in batches).
-    #[inline]
-    pub(crate) fn depth_changed(&self, by: i64) {
-        self.pending_depth.set(self.pending_depth.get() + by);
-        self.event();
-    }
-
-    #[inline]
-    fn event(&self) {
-        let n = self.events.get() + 1;
-        if n >= FLUSH_EVERY {
-            self.flush();
+        let events = self.events.get() + 1;
+        if events >= FLUSH_EVERY {
+            self.flush(depth);
         } else {
-            self.events.set(n);
+            self.events.set(events);
         }
     }
 
-    /// Publishes every batched count and depth change.
-    pub(crate) fn flush(&self) {
+    /// Publishes every batched count, and moves the `depth` gauge by the change of
+    /// the queue's length (`depth`) since the last publication.
+    pub(crate) fn flush(&self, depth: usize) {
         self.events.set(0);
-        let d = self.pending_depth.replace(0);
-        if d != 0 {
-            self.depth.increment(d as f64);
+        let before = self.published_depth.replace(depth);
+        if depth != before {
+            self.depth.increment(depth as f64 - before as f64);
         }
         for (cell, counter) in self.pending.iter().zip(&self.outcomes) {
             let n = cell.replace(0);
@@ -156,7 +149,7 @@ pub(crate) fn register(mailbox: Weak<dyn Flush>) {
     }
 }
 
-/// Publishes the batched counts and depth changes of every live mailbox, so the
+/// Publishes the batched counts and the depth of every live mailbox, so the
 /// recorder holds exact figures. `sluicegate serve` calls it before rendering
 /// `/metrics`; call it yourself before reading a recorder in tests.
 pub fn flush_all() {

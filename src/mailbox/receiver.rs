@@ -6,7 +6,7 @@ use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use super::coop::{made_progress, Credit};
-use super::core::Effects;
+use super::core::{Effects, Fast};
 use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
 
 /// The receiving half. Dropping it closes the mailbox: waiting senders get their
@@ -50,8 +50,21 @@ impl<T: Send + 'static> Receiver<T> {
     /// cooperative budget for each message.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
-        let mut fx = Effects::default();
         let mut core = self.shared.lock();
+        match core.take_fast() {
+            Fast::Got(msg) => {
+                drop(core);
+                made_progress(coop);
+                return Poll::Ready(Some(msg));
+            }
+            Fast::Empty if core.ended() => return Poll::Ready(None),
+            Fast::Empty => {
+                core.park_receiver(cx.waker());
+                return Poll::Pending;
+            }
+            Fast::Slow => {}
+        }
+        let mut fx = Effects::default();
         let poll = match core.take(&mut fx) {
             Some(msg) => {
                 made_progress(coop);
@@ -93,8 +106,13 @@ impl<T: Send + 'static> Receiver<T> {
         let mut core = self.shared.lock();
         let mut n = 0;
         while n < limit {
-            let Some(msg) = core.take(&mut fx) else {
-                break;
+            let msg = match core.take_fast() {
+                Fast::Got(msg) => msg,
+                Fast::Empty => break,
+                Fast::Slow => match core.take(&mut fx) {
+                    Some(msg) => msg,
+                    None => break,
+                },
             };
             buf.push(msg);
             n += 1;
@@ -115,8 +133,14 @@ impl<T: Send + 'static> Receiver<T> {
 
     /// Takes a message if one is ready, never waiting.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut fx = Effects::default();
         let mut core = self.shared.lock();
+        match core.take_fast() {
+            Fast::Got(msg) => return Ok(msg),
+            Fast::Empty if core.ended() => return Err(TryRecvError::Disconnected),
+            Fast::Empty => return Err(TryRecvError::Empty),
+            Fast::Slow => {}
+        }
+        let mut fx = Effects::default();
         let res = match core.take(&mut fx) {
             Some(msg) => Ok(msg),
             None if core.ended() => Err(TryRecvError::Disconnected),

@@ -3,13 +3,13 @@
 
 use std::fmt;
 use std::future::poll_fn;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::coop::{made_progress, poll_coop};
-use super::core::{Effects, Push, WaitCell};
+use super::core::{Core, Effects, Push, WaitCell};
 use super::{sync, Meta, Monitor, SendError, Shared, Stats, TrySendError};
 
 /// The sending half; cheap to clone. The mailbox stays open while any sender lives.
@@ -38,6 +38,18 @@ impl<T> Drop for Sender<T> {
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+/// [`Core::push_fast`] for a message without key or deadline: `Ok` with the
+/// receiver's waker to wake once the lock is released, or the message back for the
+/// full `offer`.
+#[inline]
+fn fast_offer<T>(core: &mut Core<T>, msg: T, meta: &Meta) -> Result<Option<Waker>, T> {
+    if meta.key.is_none() && meta.deadline.is_none() {
+        core.push_fast(msg)
+    } else {
+        Err(msg)
     }
 }
 
@@ -100,12 +112,21 @@ impl<T: Send + 'static> Sender<T> {
 
     /// [`try_send`](Self::try_send) with a coalescing key and/or deadline.
     pub fn try_send_with(&self, msg: T, meta: Meta) -> Result<(), TrySendError<T>> {
-        let mut fx = Effects::default();
-        let res = {
-            let mut core = self.shared.lock();
-            let slot = core.make_slot(msg, meta);
-            core.offer(slot, None, &mut fx)
+        let mut core = self.shared.lock();
+        let msg = match fast_offer(&mut core, msg, &meta) {
+            Ok(wake) => {
+                drop(core);
+                if let Some(w) = wake {
+                    w.wake();
+                }
+                return Ok(());
+            }
+            Err(msg) => msg,
         };
+        let mut fx = Effects::default();
+        let slot = core.make_slot(msg, meta);
+        let res = core.offer(slot, None, &mut fx);
+        drop(core);
         self.shared.apply(fx);
         match res {
             Push::Accepted => Ok(()),
@@ -129,13 +150,23 @@ impl<T: Send + 'static> Sender<T> {
             let Some((msg, meta)) = pending.take() else {
                 unreachable!("polled after completion")
             };
-            let mut fx = Effects::default();
-            let out = {
-                let mut core = self.shared.lock();
-                let slot = core.make_slot(msg, meta);
-                let t = core.send_timeout();
-                (core.offer(slot, Some(cx.waker()), &mut fx), t)
+            let mut core = self.shared.lock();
+            let msg = match fast_offer(&mut core, msg, &meta) {
+                Ok(wake) => {
+                    drop(core);
+                    if let Some(w) = wake {
+                        w.wake();
+                    }
+                    made_progress(coop);
+                    return Poll::Ready((Push::Accepted, None));
+                }
+                Err(msg) => msg,
             };
+            let mut fx = Effects::default();
+            let slot = core.make_slot(msg, meta);
+            let t = core.send_timeout();
+            let out = (core.offer(slot, Some(cx.waker()), &mut fx), t);
+            drop(core);
             self.shared.apply(fx);
             made_progress(coop);
             Poll::Ready(out)
