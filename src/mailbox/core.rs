@@ -1,6 +1,8 @@
 //! The queue under the mailbox lock: policy decisions, the coalesce index, waiting
 //! senders and exact accounting. Synchronous; `mod.rs` wraps it with locking and
 //! wake-ups, and reaches it only through the methods here (no field is visible).
+//! (Over 500 lines on purpose: the state, every policy's decision and the invariants
+//! that bind them live behind one lock; split, the fields would have to be shared.)
 //!
 //! Every method leaves the invariants listed at [`Core::check_invariants`] true before
 //! it returns, so the lock never exposes a half-done change; debug builds check them

@@ -1,6 +1,8 @@
 //! PostgreSQL storage (`storage.backend = "postgres"`, `storage.url`): entries as
 //! rows, a store writes its change, and a batch of any number of lists commits in
 //! one transaction on a pooled connection (`tokio-postgres` + `deadpool-postgres`).
+//! (Over 500 lines: one backend, its SQL, its row mapping and its deadlines, which
+//! only make sense together.)
 //!
 //! # Schema
 //!

@@ -1,5 +1,7 @@
 //! The database: a keyed pool of worker servers (a list always goes to the same
 //! worker) that load lists and group-commit what is queued through the storage port.
+//! (Slightly over 500 lines: the worker, its batch fold and the pool front are one
+//! protocol; its metrics are in `db_metrics.rs`.)
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! storage backend: list servers started on first use through a registry, a
 //! database pool, and graceful shutdown. (Starting it from a config file, with the
 //! configured backend opened, is [`crate::start`]'s job, a layer above.)
+//! (Slightly over 500 lines: one public method per operation of the API, each with
+//! its retry and error mapping.)
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
