@@ -494,3 +494,24 @@ fn worker_index_is_stable_fnv1a_of_the_key() {
     assert_eq!(worker_index("chores", 7), 0);
     assert_eq!(worker_index("work", 7), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_name_takes_its_server_out_of_the_registry_before_it_returns() {
+    let probe = Probe::default();
+    let reg = registry(&probe, RegistryConfig::default());
+    let name = "a".to_string();
+    assert!(!reg.stop(&name, true).await, "nothing live to stop");
+    for _ in 0..50 {
+        let first = reg.get_or_start(&name).await.unwrap();
+        assert_eq!(first.call(Req::Echo(7), T).await, Ok(7));
+        assert!(reg.stop(&name, true).await);
+        // Out at once, not when the exit hook gets to run.
+        assert!(reg.get(&name).is_none());
+        assert!(reg.live_names().is_empty());
+        assert!(first.is_stopped());
+        let second = reg.get_or_start(&name).await.unwrap();
+        assert_ne!(second.id(), first.id(), "a fresh server");
+        assert!(reg.stop(&name, true).await);
+    }
+    assert!(reg.is_empty());
+}

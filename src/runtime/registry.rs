@@ -234,6 +234,31 @@ where
         (id, fut)
     }
 
+    /// Stops the name's live server (after it handles what is queued, when `drain`)
+    /// and takes it out of the registry before returning, so the name's next lookup
+    /// starts a fresh server. `false` when no server of that name was live.
+    ///
+    /// The server's own exit hook would remove it too, but it runs after `stop`
+    /// returns; removing it here, by id, makes the order certain. The hook then finds
+    /// another id (or nothing) and leaves the entry alone.
+    pub async fn stop(&self, name: &K, drain: bool) -> bool {
+        let live = match self.lock().get(name) {
+            Some(Entry::Live { id, server }) => Some((*id, server.clone())),
+            _ => None,
+        };
+        let Some((id, server)) = live else {
+            return false;
+        };
+        server.stop(drain).await;
+        let mut entries = self.lock();
+        if entries.get(name).map(Entry::id) == Some(id) {
+            if let Some(Entry::Live { .. } | Entry::Stopping { .. }) = entries.remove(name) {
+                m::live_servers(self.inner.role, -1.0);
+            }
+        }
+        true
+    }
+
     /// The name's server if it is live now; never starts one.
     pub fn get(&self, name: &K) -> Option<ServerRef<S>> {
         match self.lock().get(name) {

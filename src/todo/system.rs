@@ -338,18 +338,7 @@ impl TodoSystem {
         let reply = self.call(list, ListCall::DeleteList).await;
         // Stopped either way (for an unknown list, the server the call started),
         // after handling anything queued behind the delete on the fresh list.
-        if let Some(server) = self.inner.registry.get(list) {
-            server.stop(true).await;
-            // The runtime reports the server ended just before its exit hook takes
-            // it out of the registry (in the same task): wait for that, so the
-            // cache entry is gone when the delete is answered.
-            for _ in 0..1000 {
-                match self.inner.registry.get(list) {
-                    Some(s) if s.id() == server.id() => tokio::task::yield_now().await,
-                    _ => break,
-                }
-            }
-        }
+        self.inner.registry.stop(list, true).await;
         match reply? {
             ListReply::Deleted(true) => Ok(()),
             ListReply::Deleted(false) => Err(TodoSystemError::ListNotFound(list.clone())),
