@@ -25,6 +25,80 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// One mailbox policy per role.
     pub mailbox: MailboxConfig,
+    /// `[cluster]`: run as one node of a cluster sharing the PostgreSQL backend;
+    /// absent: a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this node's identity and the lease terms (the same on every node).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster: 1 to 64 ASCII letters, digits, `.`,
+    /// `_` or `-` (`serve --node-id` overrides it; one of the two is required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Where the other nodes reach this one's HTTP API, e.g. `http://10.0.0.5:8080`
+    /// (`serve --advertise` overrides it); default: `http://` and the address bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Number of shards lists are grouped into (1 to 65536; every node and the
+    /// database must agree).
+    #[serde(default = "cluster_defaults::shards")]
+    pub shards: u32,
+    /// How long a shard lease lasts on the database's clock.
+    #[serde(with = "humantime_serde", default = "cluster_defaults::ttl")]
+    pub lease_ttl: Duration,
+    /// How often a node renews its leases (and reads the shard table).
+    #[serde(with = "humantime_serde", default = "cluster_defaults::renew")]
+    pub renew_every: Duration,
+    /// How long before its lease could expire a node stops serving a shard (at
+    /// least 1 % of `lease_ttl`; see `cluster::lease`).
+    #[serde(with = "humantime_serde", default = "cluster_defaults::margin")]
+    pub lease_margin: Duration,
+    /// Fault injection for tests and demonstrations: every store waits this long
+    /// after taking its list's epoch and before it reaches the database, widening
+    /// the window the fence closes. Default `0s`; never set it in production.
+    #[serde(with = "humantime_serde", default)]
+    pub store_delay: Duration,
+}
+
+mod cluster_defaults {
+    use std::time::Duration;
+
+    use crate::cluster::{LeaseTerms, ShardMap};
+
+    pub fn shards() -> u32 {
+        ShardMap::DEFAULT_SHARDS
+    }
+    pub fn ttl() -> Duration {
+        LeaseTerms::DEFAULT.ttl()
+    }
+    pub fn renew() -> Duration {
+        LeaseTerms::DEFAULT.renew_every()
+    }
+    pub fn margin() -> Duration {
+        LeaseTerms::DEFAULT.margin()
+    }
+}
+
+/// Most shards a cluster may have.
+pub const MAX_SHARDS: u32 = 65536;
+
+impl ClusterConfig {
+    /// The lease terms these settings describe (checked by [`Config::validate`]).
+    pub fn terms(&self) -> Result<crate::cluster::LeaseTerms, crate::cluster::LeaseTermsError> {
+        crate::cluster::LeaseTerms::new(self.lease_ttl, self.renew_every, self.lease_margin)
+    }
+}
+
+/// Whether `id` is a valid node id (see [`ClusterConfig::node_id`]).
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// `[storage]`.
@@ -240,6 +314,46 @@ impl Config {
             }
             (_, None) => {}
         }
+        if let Some(cluster) = &self.cluster {
+            if self.storage.backend != BackendKind::Postgres {
+                return Err(invalid(
+                    "cluster",
+                    "a cluster needs storage.backend = \"postgres\" (its nodes share that database)".into(),
+                ));
+            }
+            if let Some(id) = cluster.node_id.as_deref().filter(|id| !valid_node_id(id)) {
+                return Err(invalid(
+                    "cluster.node_id",
+                    format!("\"{id}\" is not allowed; use 1 to 64 ASCII letters, digits, '.', '_' or '-'"),
+                ));
+            }
+            if let Some(a) = cluster.advertise.as_deref() {
+                if !(a.starts_with("http://") && a.len() > "http://".len()) {
+                    return Err(invalid(
+                        "cluster.advertise",
+                        format!("\"{a}\" must be an http:// URL other nodes can reach, e.g. \"http://10.0.0.5:8080\""),
+                    ));
+                }
+            }
+            if !(1..=MAX_SHARDS).contains(&cluster.shards) {
+                return Err(invalid(
+                    "cluster.shards",
+                    format!(
+                        "{} is out of range; it must be from 1 to {MAX_SHARDS}",
+                        cluster.shards
+                    ),
+                ));
+            }
+            if let Err(e) = cluster.terms() {
+                let key = match e {
+                    crate::cluster::LeaseTermsError::MarginTooSmall { .. } => {
+                        "cluster.lease_margin"
+                    }
+                    crate::cluster::LeaseTermsError::RenewTooLate { .. } => "cluster.renew_every",
+                };
+                return Err(invalid(key, e.to_string()));
+            }
+        }
         if !(1..=MAX_WORKERS).contains(&self.database.workers) {
             return Err(invalid(
                 "database.workers",
@@ -386,6 +500,32 @@ impl Config {
         );
         for (role, p) in self.policies() {
             let _ = writeln!(s, "mailbox.{role} = {p}");
+        }
+        if let Some(c) = &self.cluster {
+            let d = |d: Duration| humantime::format_duration(d).to_string();
+            let _ = writeln!(
+                s,
+                "cluster.node_id = {}",
+                c.node_id.as_deref().unwrap_or("(from --node-id)")
+            );
+            let _ = writeln!(
+                s,
+                "cluster.advertise = {}",
+                c.advertise
+                    .as_deref()
+                    .unwrap_or("(http:// and the address bound)")
+            );
+            let _ = writeln!(s, "cluster.shards = {}", c.shards);
+            let _ = writeln!(s, "cluster.lease_ttl = {}", d(c.lease_ttl));
+            let _ = writeln!(s, "cluster.renew_every = {}", d(c.renew_every));
+            let _ = writeln!(s, "cluster.lease_margin = {}", d(c.lease_margin));
+            if !c.store_delay.is_zero() {
+                let _ = writeln!(
+                    s,
+                    "cluster.store_delay = {} (fault injection)",
+                    d(c.store_delay)
+                );
+            }
         }
         s
     }

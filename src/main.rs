@@ -48,6 +48,14 @@ enum Command {
         /// filters them (default: info), e.g. RUST_LOG=debug or RUST_LOG=sluicegate=debug.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Run as the cluster node with this id (overrides [cluster] node_id; without a
+        /// [cluster] section its defaults apply). The config's storage must be postgres.
+        #[arg(long)]
+        node_id: Option<String>,
+        /// The URL other cluster nodes reach this one at (overrides [cluster]
+        /// advertise; default: http:// and the address bound).
+        #[arg(long)]
+        advertise: Option<String>,
     },
     /// Validate a config file and print the effective settings.
     CheckConfig {
@@ -303,6 +311,8 @@ fn main() -> ExitCode {
             listen,
             data_dir,
             log_format,
+            node_id,
+            advertise,
         } => {
             init_tracing(log_format);
             let rt = match tokio::runtime::Runtime::new() {
@@ -312,7 +322,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(serve(config, listen, data_dir)) {
+            let cluster = ClusterFlags { node_id, advertise };
+            match rt.block_on(serve(config, listen, data_dir, cluster)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -367,15 +378,59 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// `serve --node-id` and `--advertise`.
+struct ClusterFlags {
+    node_id: Option<String>,
+    advertise: Option<String>,
+}
+
+impl ClusterFlags {
+    /// Lays the flags over the config's `[cluster]` section (created with its
+    /// defaults when `--node-id` asks for a cluster and the file has none), and
+    /// checks the result.
+    fn apply(self, mut config: Config) -> Result<Config, String> {
+        if self.node_id.is_none() && self.advertise.is_none() {
+            return Ok(config);
+        }
+        if config.cluster.is_none() {
+            if self.node_id.is_none() {
+                return Err("--advertise is for cluster nodes: give --node-id too, or a config with a [cluster] section".into());
+            }
+            config.cluster = Some(
+                Config::from_toml_str(
+                    "[storage]\nbackend = \"postgres\"\nurl = \"host=localhost\"\n[cluster]\n",
+                )
+                .map_err(|e| e.to_string())?
+                .cluster
+                .ok_or("the [cluster] defaults are missing")?,
+            );
+        }
+        if let Some(c) = config.cluster.as_mut() {
+            if let Some(id) = self.node_id {
+                c.node_id = Some(id);
+            }
+            if let Some(a) = self.advertise {
+                c.advertise = Some(a);
+            }
+        }
+        config
+            .validate()
+            .map_err(|e| format!("{e} (with the --node-id / --advertise flags applied)"))?;
+        Ok(config)
+    }
+}
+
 async fn serve(
     config_path: Option<PathBuf>,
     listen: SocketAddr,
     data_dir: Option<PathBuf>,
+    cluster: ClusterFlags,
 ) -> Result<(), String> {
     let config = match &config_path {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::builtin(),
     };
+    let config = cluster.apply(config)?;
     let data_dir = data_dir
         .or_else(|| config.storage.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("./data"));

@@ -16,9 +16,16 @@
 //! two committing owners.
 
 pub mod fence;
+pub mod fenced;
 pub mod lease;
+pub mod metrics;
+pub mod node;
+pub mod port;
 pub mod shard;
 
 pub use fence::{FenceRecord, Fenced};
+pub use fenced::FencedStorage;
 pub use lease::{Epoch, HeldLease, LeaseRecord, LeaseTerms, LeaseTermsError, NodeTime};
+pub use node::{ClusterView, Node, NodeSettings, Route};
+pub use port::{ClusterStore, LeaseRow, MemberRow};
 pub use shard::{NodeId, ShardId, ShardMap};

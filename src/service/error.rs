@@ -79,8 +79,14 @@ impl From<TodoSystemError> for ApiError {
             TodoSystemError::Unavailable(m) if is_damaged_data(m) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Some("damaged"))
             }
+            TodoSystemError::Unavailable(m) if m.contains("fenced: ") => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some("fenced"))
+            }
             TodoSystemError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+            }
+            TodoSystemError::NotDurable(crate::todo::database::StoreError::Fenced(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some("fenced"))
             }
             TodoSystemError::NotDurable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, Some("not_durable"))

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 mod error;
+pub mod forward;
 mod http_metrics;
 mod lock;
 pub mod openapi;
@@ -14,7 +15,7 @@ mod routes;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,8 +26,10 @@ pub use error::ApiError;
 pub use http_metrics::{HTTP_DURATION, HTTP_REQUESTS};
 pub use lock::{DataDirLock, LockError, LOCK_FILE};
 
+use crate::cluster::{ClusterStore, Node};
 use crate::config::{Config, ConfigError};
 use crate::mailbox::InvalidPolicy;
+use crate::start::StartNodeError;
 use crate::todo::{StartSystemError, TodoSystem};
 
 /// Why the service could not start, or ended with an error; the cause is the
@@ -42,6 +45,9 @@ pub enum ServeError {
     /// The to-do system could not start.
     #[error(transparent)]
     Start(#[from] StartSystemError),
+    /// The cluster node could not start.
+    #[error(transparent)]
+    Node(#[from] StartNodeError),
     /// The dashboard's sampling thread could not be started.
     #[error("cannot start the dashboard sampler thread: {0}")]
     Sampler(#[source] std::io::Error),
@@ -133,6 +139,9 @@ pub struct AppState {
     pub system: TodoSystem,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
+    /// The cluster node this service is, if it runs as one (`GET /cluster`, and
+    /// requests for lists it does not serve go to their owner).
+    pub cluster: Option<Arc<Node>>,
 }
 
 /// The API's router, with body limit, timeout, request tracing and JSON errors.
@@ -193,10 +202,6 @@ impl Running {
 pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let prometheus = install_prometheus().map_err(ServeError::Metrics)?;
     http_metrics::describe();
-    let lock = DataDirLock::acquire(&opts.data_dir)?;
-    let system = TodoSystem::start(&opts.config, &opts.data_dir).await?;
-    zero_rare_event_counters(&opts.config);
-    dashboard::start_sampler(prometheus.clone())?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -204,16 +209,39 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
             source,
         })?;
     let addr = listener.local_addr()?;
+    // A single node owns its data directory; cluster nodes share PostgreSQL, whose
+    // leases and fences keep one writer per list.
+    let (system, lock, cluster) = match &opts.config.cluster {
+        None => {
+            let lock = DataDirLock::acquire(&opts.data_dir)?;
+            let system = TodoSystem::start(&opts.config, &opts.data_dir).await?;
+            (system, Some(lock), None)
+        }
+        Some(_) => {
+            let started = crate::start::start_node(&opts.config, addr).await?;
+            (started.system, None, Some((started.node, started.store)))
+        }
+    };
+    zero_rare_event_counters(&opts.config);
+    dashboard::start_sampler(prometheus.clone())?;
     log_startup_summary(&opts, addr);
     let request_timeout = opts.config.system.call_timeout + Duration::from_secs(1);
     let app = router(
         AppState {
             system: system.clone(),
             prometheus,
+            cluster: cluster.as_ref().map(|(node, _)| node.clone()),
         },
         request_timeout,
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let keeper = cluster.as_ref().map(|(node, store)| {
+        (
+            node.spawn_keeper(store.clone(), system.clone(), rx.clone()),
+            node.clone(),
+            store.clone(),
+        )
+    });
     let system_handle = system.clone();
     let grace = shutdown_grace(request_timeout);
     let task = tokio::spawn(async move {
@@ -236,6 +264,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         };
         tracing::info!("HTTP server stopped; draining mailboxes to storage");
         system.shutdown().await;
+        if let Some((keeper, node, store)) = keeper {
+            let _ = keeper.await;
+            leave_cluster(&node, store.as_ref()).await;
+        }
         drop(lock);
         tracing::info!("shutdown complete");
         served
@@ -246,6 +278,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         shutdown: tx,
         task,
     })
+}
+
+/// Releases a node's leases and member row after its system has stored everything.
+async fn leave_cluster(node: &Node, store: &dyn ClusterStore) {
+    node.leave(store).await;
+    tracing::info!("left the cluster: leases released");
 }
 
 /// One `info` line with what this server runs: config file, storage, acks, policies.
@@ -302,7 +340,12 @@ fn zero_rare_event_counters(config: &Config) {
 /// taking effect only after a restart. Returns the config now in force (`running`
 /// with the live settings of the file); on an error nothing changed.
 pub fn reload(system: &TodoSystem, path: &Path, running: &Config) -> Result<Config, ReloadError> {
-    let new = Config::load(path)?;
+    let mut new = Config::load(path)?;
+    // A node's id and address may come from the command line, not the file.
+    if let (Some(run), Some(file)) = (&running.cluster, new.cluster.as_mut()) {
+        file.node_id = file.node_id.take().or_else(|| run.node_id.clone());
+        file.advertise = file.advertise.take().or_else(|| run.advertise.clone());
+    }
     system.reload(&new.mailbox, new.system.default_ack)?;
     for (key, old, value) in running.changes(&new) {
         if Config::LIVE_SETTINGS.contains(&key.as_str()) {

@@ -26,7 +26,13 @@ use crate::config::AckMode;
 use crate::todo::{parse_date, EntryUpdate, ListName, WriteOutcome};
 
 pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
-    Router::new()
+    let forwarder = state.cluster.clone().map(|node| {
+        std::sync::Arc::new(super::forward::Forwarder::new(
+            node,
+            request_timeout.saturating_sub(Duration::from_secs(1)),
+        ))
+    });
+    let routes = Router::new()
         .route("/lists", get(all_lists))
         .route("/lists/{list}", get(one_list).delete(delete_list))
         .route("/lists/{list}/entries", get(list_entries).post(add_entry))
@@ -43,6 +49,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             get(|| async { axum::response::Html(super::openapi::DOCS_PAGE) }),
         )
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster))
         .merge(super::dashboard::routes())
         .route(
             "/healthz",
@@ -53,7 +60,16 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             RefusalLog::start(),
             refusals::log_refusals,
         ))
-        .with_state(state)
+        .with_state(state);
+    // On a cluster node, requests for lists it does not serve go to their owner.
+    let routes = match forwarder {
+        Some(f) => routes.layer(middleware::from_fn_with_state(
+            f,
+            super::forward::route_to_owner,
+        )),
+        None => routes,
+    };
+    routes
         .layer(middleware::from_fn(strict_percent_encoding))
         .layer(middleware::from_fn(read_body_first))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -67,6 +83,18 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
         // A span per request; failures are logged by `refusals::log_refusals`, rate-limited
         // and with their cause, not once per 5xx here.
         .layer(TraceLayer::new_for_http().on_failure(()))
+}
+
+/// `GET /cluster`: the node's view of members, leases and epochs (404 on a single node).
+async fn cluster(State(state): State<AppState>) -> Response {
+    match &state.cluster {
+        Some(node) => Json(node.view()).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this server is a single node: it runs without a [cluster] section",
+        )
+        .into_response(),
+    }
 }
 
 /// Reads the whole request body (within the body limit) before any handler runs, so that

@@ -123,6 +123,16 @@ pub async fn open_postgres(
     call_timeout: std::time::Duration,
     workers: usize,
 ) -> Result<Arc<dyn Storage>, StorageError> {
+    Ok(open_postgres_store(url, call_timeout, workers).await?)
+}
+
+/// [`open_postgres`], keeping the concrete type (a cluster node also uses it as its
+/// [`crate::cluster::ClusterStore`]).
+pub async fn open_postgres_store(
+    url: &str,
+    call_timeout: std::time::Duration,
+    workers: usize,
+) -> Result<Arc<PostgresStorage>, StorageError> {
     let defaults = PostgresOptions::default();
     let timeout = (call_timeout / 2).max(std::time::Duration::from_millis(100));
     let options = PostgresOptions {

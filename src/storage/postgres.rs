@@ -48,6 +48,8 @@ use crate::todo::{Entry, ListName, TodoList};
 type Results = Vec<Result<(), StorageError>>;
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
+mod cluster;
+
 /// Settings of the PostgreSQL backend besides its URL.
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
@@ -86,6 +88,8 @@ struct Sql {
     delete_entries: String,
     upsert_entries: String,
     delete_list: String,
+    check_fences: String,
+    fences_of: String,
 }
 
 impl Sql {
@@ -100,8 +104,10 @@ impl Sql {
                      {},
                      PRIMARY KEY (list, id));
                  ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
-                 INSERT INTO {s}.meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING;",
-                EntryColumns::DEFINITION
+                 INSERT INTO {s}.meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING;
+                 {}",
+                EntryColumns::DEFINITION,
+                cluster::CREATE.replace("{s}", s)
             ),
             load: format!(
                 "SELECT l.next_id, {} FROM {s}.lists l LEFT JOIN {s}.entries e ON e.list = l.name
@@ -120,6 +126,13 @@ impl Sql {
                  WHERE e.list = d.list AND e.id = d.id"
             ),
             delete_list: format!("DELETE FROM {s}.lists WHERE name = $1"),
+            check_fences: format!(
+                "SELECT f.list FROM {s}.fences f
+                 JOIN unnest($1::text[], $2::bigint[]) AS u(list, fence)
+                   ON f.list = u.list AND f.fence = u.fence
+                 FOR SHARE OF f"
+            ),
+            fences_of: format!("SELECT list, fence FROM {s}.fences WHERE list = ANY($1)"),
             upsert_entries: format!(
                 "INSERT INTO {s}.entries (list, {}) SELECT * FROM unnest($1::text[], {})
                  ON CONFLICT (list, id) DO UPDATE SET {}",
@@ -214,12 +227,17 @@ enum Fail {
     Db(Source),
     /// Connection, pool or timeout: nothing else will succeed now.
     Down(Source),
+    /// A fenced commit found these lists' fences moved past the epochs it carried
+    /// (name, the fence now; `None`: never activated): nothing was written.
+    Fenced(Vec<(String, Option<i64>)>),
 }
 
 impl Fail {
-    fn source(&self) -> &Source {
+    /// The cause, for a log line.
+    fn source(&self) -> Source {
         match self {
-            Fail::Db(s) | Fail::Down(s) => s,
+            Fail::Db(s) | Fail::Down(s) => s.clone(),
+            Fail::Fenced(lists) => Arc::new(Failure(format!("fenced lists: {lists:?}"))),
         }
     }
 }
@@ -234,10 +252,25 @@ impl From<tokio_postgres::Error> for Fail {
     }
 }
 
-fn error(list: Option<&ListName>, source: &Source) -> StorageError {
-    StorageError::Postgres {
-        list: list.cloned(),
-        source: source.clone(),
+fn error(list: Option<&ListName>, fail: &Fail) -> StorageError {
+    match (fail, list) {
+        (Fail::Fenced(lists), Some(list)) => {
+            let current = lists
+                .iter()
+                .find(|(name, _)| name == list.as_str())
+                .and_then(|(_, fence)| *fence);
+            StorageError::Fenced {
+                list: list.clone(),
+                detail: match current {
+                    Some(f) => format!("a newer owner activated it at epoch {f}"),
+                    None => "it was not activated at this epoch".into(),
+                },
+            }
+        }
+        _ => StorageError::Postgres {
+            list: list.cloned(),
+            source: fail.source(),
+        },
     }
 }
 
@@ -248,6 +281,8 @@ pub struct PostgresStorage {
     options: PostgresOptions,
     /// Set once the schema exists (created at the first operation that reaches the database).
     schema_ready: OnceCell<()>,
+    /// Set once this process has checked the cluster's shard count and lease rows.
+    cluster_ready: std::sync::OnceLock<()>,
 }
 
 impl PostgresStorage {
@@ -308,6 +343,7 @@ impl PostgresStorage {
             sql: Sql::new(s),
             options,
             schema_ready: OnceCell::new(),
+            cluster_ready: std::sync::OnceLock::new(),
         })
     }
 
@@ -319,7 +355,7 @@ impl PostgresStorage {
     /// Drops the schema with every list in it (experiments use a schema per run).
     pub async fn drop_schema(&self) -> Result<(), StorageError> {
         let deadline = Instant::now() + self.options.timeout;
-        let fail = |f: Fail| error(None, f.source());
+        let fail = |f: Fail| error(None, &f);
         let client = self.get(deadline).await.map_err(fail)?;
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.options.schema);
         match tokio::time::timeout_at(deadline, client.batch_execute(&sql)).await {
@@ -329,6 +365,33 @@ impl PostgresStorage {
                 Err(fail(self.timed_out()))
             }
         }
+    }
+
+    /// The list in the rows of the `load` query (none: never stored).
+    fn list_from_rows(
+        &self,
+        name: &ListName,
+        rows: &[tokio_postgres::Row],
+    ) -> Result<Option<TodoList>, StorageError> {
+        let corrupt = |detail: String| StorageError::Corrupt {
+            list: name.clone(),
+            detail,
+        };
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let next_id: i64 = first.try_get(0).map_err(|e| corrupt(e.to_string()))?;
+        let next_id = u64::try_from(next_id)
+            .map_err(|_| corrupt(format!("next_id {next_id} is negative")))?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(e) = EntryColumns::from_row(row, 1).map_err(corrupt)? {
+                entries.push(e);
+            }
+        }
+        TodoList::from_parts(next_id, entries)
+            .map(Some)
+            .map_err(corrupt)
     }
 
     /// A pooled connection, once the schema exists.
@@ -396,12 +459,24 @@ impl PostgresStorage {
         }
     }
 
-    /// Commits `writes` in one transaction.
-    async fn commit(&self, writes: &[&ListWrite], deadline: Instant) -> Result<(), Fail> {
+    /// Commits `writes` in one transaction. With `fences` (one epoch per write),
+    /// the transaction first takes a share lock on each list's fence row where it
+    /// still equals the write's epoch: a list whose fence moved fails the whole
+    /// attempt with [`Fail::Fenced`] before anything is written, and a concurrent
+    /// activation waits for this commit (so it loads what this commit wrote).
+    async fn commit(
+        &self,
+        writes: &[&ListWrite],
+        fences: Option<&[i64]>,
+        deadline: Instant,
+    ) -> Result<(), Fail> {
         let mut client = self.client(deadline).await?;
         let sql = &self.sql;
         let op = async {
             let tx = client.transaction().await?;
+            if let Some(fences) = fences {
+                check_fences(&tx, sql, writes, fences).await?;
+            }
             for round in rounds(writes) {
                 write_round(&tx, sql, &round).await?;
             }
@@ -416,6 +491,118 @@ impl PostgresStorage {
             }
         }
     }
+
+    /// Group commit of `writes` (fenced when `fences` is given): one transaction;
+    /// when PostgreSQL refuses it, each list alone; when fences refuse some lists,
+    /// the others again without them.
+    async fn store_batch_with(&self, writes: &[ListWrite], fences: Option<&[i64]>) -> Results {
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<Option<Result<(), StorageError>>> = writes.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..writes.len()).collect();
+        while !pending.is_empty() {
+            let refs: Vec<&ListWrite> = pending.iter().map(|&i| &writes[i]).collect();
+            let epochs: Option<Vec<i64>> = fences.map(|f| pending.iter().map(|&i| f[i]).collect());
+            let deadline = Instant::now() + self.options.timeout;
+            match self.commit(&refs, epochs.as_deref(), deadline).await {
+                Ok(()) => {
+                    for &i in &pending {
+                        out[i] = Some(Ok(()));
+                    }
+                    pending.clear();
+                }
+                Err(f @ Fail::Fenced(_)) => {
+                    let Fail::Fenced(refused) = &f else {
+                        unreachable!()
+                    };
+                    let refused: std::collections::HashSet<&str> =
+                        refused.iter().map(|(n, _)| n.as_str()).collect();
+                    pending.retain(|&i| {
+                        let fenced = refused.contains(writes[i].name.as_str());
+                        if fenced {
+                            out[i] = Some(Err(error(Some(&writes[i].name), &f)));
+                        }
+                        !fenced
+                    });
+                }
+                Err(Fail::Db(_)) if pending.len() > 1 => {
+                    // One list's data was refused: the transaction rolled back whole;
+                    // each list on its own, so the others are still stored.
+                    for &i in &pending {
+                        let w = &writes[i];
+                        let deadline = Instant::now() + self.options.timeout;
+                        let epoch = fences.map(|f| [f[i]]);
+                        out[i] = Some(
+                            self.commit(&[w], epoch.as_ref().map(|e| &e[..]), deadline)
+                                .await
+                                .map_err(|f| error(Some(&w.name), &f)),
+                        );
+                    }
+                    pending.clear();
+                }
+                Err(f) => {
+                    for &i in &pending {
+                        out[i] = Some(Err(error(Some(&writes[i].name), &f)));
+                    }
+                    pending.clear();
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(error(
+                        None,
+                        &Fail::Down(Arc::new(Failure("no result".into()))),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The fence check of a fenced commit: share-locks each list's fence row where it
+/// equals the epoch its write carries; any list without such a row is refused.
+async fn check_fences(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &Sql,
+    writes: &[&ListWrite],
+    fences: &[i64],
+) -> Result<(), Fail> {
+    let mut names: Vec<&str> = Vec::with_capacity(writes.len());
+    let mut epochs: Vec<i64> = Vec::with_capacity(writes.len());
+    let mut seen = std::collections::HashSet::new();
+    for (w, e) in writes.iter().zip(fences) {
+        if seen.insert(w.name.as_str()) {
+            names.push(w.name.as_str());
+            epochs.push(*e);
+        }
+    }
+    let stmt = tx.prepare_cached(&sql.check_fences).await?;
+    let passed: std::collections::HashSet<String> = tx
+        .query(&stmt, &[&names, &epochs])
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    if passed.len() == names.len() {
+        return Ok(());
+    }
+    let refused: Vec<&str> = names.into_iter().filter(|n| !passed.contains(*n)).collect();
+    let stmt = tx.prepare_cached(&sql.fences_of).await?;
+    let current: std::collections::HashMap<String, i64> = tx
+        .query(&stmt, &[&refused])
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+        .collect();
+    Err(Fail::Fenced(
+        refused
+            .into_iter()
+            .map(|n| (n.to_string(), current.get(n).copied()))
+            .collect(),
+    ))
 }
 
 /// Splits a batch into rounds in which each list appears at most once, in order
@@ -522,26 +709,8 @@ impl Storage for PostgresStorage {
         let rows = self
             .load_rows(name)
             .await
-            .map_err(|f| error(Some(name), f.source()))?;
-        let corrupt = |detail: String| StorageError::Corrupt {
-            list: name.clone(),
-            detail,
-        };
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let next_id: i64 = first.try_get(0).map_err(|e| corrupt(e.to_string()))?;
-        let next_id = u64::try_from(next_id)
-            .map_err(|_| corrupt(format!("next_id {next_id} is negative")))?;
-        let mut entries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(e) = EntryColumns::from_row(row, 1).map_err(corrupt)? {
-                entries.push(e);
-            }
-        }
-        TodoList::from_parts(next_id, entries)
-            .map(Some)
-            .map_err(corrupt)
+            .map_err(|f| error(Some(name), &f))?;
+        self.list_from_rows(name, &rows)
     }
 
     async fn store(&self, name: &ListName, list: &TodoList) -> Result<(), StorageError> {
@@ -560,43 +729,18 @@ impl Storage for PostgresStorage {
             .collect();
         let refs: Vec<&ListWrite> = writes.iter().collect();
         let deadline = Instant::now() + self.options.timeout;
-        self.commit(&refs, deadline)
+        self.commit(&refs, None, deadline)
             .await
-            .map_err(|f| error(lists.first().map(|(n, _)| n), f.source()))
+            .map_err(|f| error(lists.first().map(|(n, _)| n), &f))
     }
 
     async fn store_batch(&self, writes: &[ListWrite]) -> Results {
-        if writes.is_empty() {
-            return Vec::new();
-        }
-        let refs: Vec<&ListWrite> = writes.iter().collect();
-        let deadline = Instant::now() + self.options.timeout;
-        match self.commit(&refs, deadline).await {
-            Ok(()) => writes.iter().map(|_| Ok(())).collect(),
-            Err(Fail::Db(_)) if writes.len() > 1 => {
-                // One list's data was refused: the transaction rolled back whole;
-                // each list on its own, so the others are still stored.
-                let mut out = Vec::with_capacity(writes.len());
-                for w in writes {
-                    let deadline = Instant::now() + self.options.timeout;
-                    out.push(
-                        self.commit(&[w], deadline)
-                            .await
-                            .map_err(|f| error(Some(&w.name), f.source())),
-                    );
-                }
-                out
-            }
-            Err(f) => writes
-                .iter()
-                .map(|w| Err(error(Some(&w.name), f.source())))
-                .collect(),
-        }
+        self.store_batch_with(writes, None).await
     }
 
     async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
         let deadline = Instant::now() + self.options.timeout;
-        let fail = |f: Fail| error(Some(name), f.source());
+        let fail = |f: Fail| error(Some(name), &f);
         let client = self.client(deadline).await.map_err(fail)?;
         let sql = &self.sql.delete_list;
         // One statement, committed on its own: the entries go with the list row
@@ -616,7 +760,7 @@ impl Storage for PostgresStorage {
 
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         let deadline = Instant::now() + self.options.timeout;
-        let fail = |f: Fail| error(None, f.source());
+        let fail = |f: Fail| error(None, &f);
         let client = self.client(deadline).await.map_err(fail)?;
         let sql = &self.sql.names;
         let op = async {

@@ -38,6 +38,9 @@ pub enum StoreError {
     Rejected,
     /// The database is stopped.
     Stopped,
+    /// The backend refused the write: the list has a newer owner (a cluster's
+    /// fence). Not kept for a retry here; the caller retries at the owner.
+    Fenced(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -47,6 +50,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Dropped => f.write_str("store dropped by an overloaded database worker"),
             StoreError::Rejected => f.write_str("database worker mailbox full: store rejected"),
             StoreError::Stopped => f.write_str("database stopped"),
+            StoreError::Fenced(e) => e.fmt(f),
         }
     }
 }
@@ -188,6 +192,10 @@ impl DbWorker {
                     self.mark_saved(&name);
                     tracing::info!(list = %name, "unsaved list stored");
                 }
+                Err(e) if e.is_fenced() => {
+                    self.mark_saved(&name);
+                    tracing::warn!(list = %name, error = %e, "unsaved list fenced: a newer owner holds it; dropped");
+                }
                 Err(e) => tracing::warn!(list = %name, error = %e, "unsaved list still not stored"),
             }
         }
@@ -238,6 +246,15 @@ impl DbWorker {
                     self.mark_saved(&store.name);
                     self.known.insert(store.name.clone(), store.version);
                     Ok(())
+                }
+                Err(e) if e.is_fenced() => {
+                    // The list has a newer owner: this version must never be
+                    // written, so it is not kept for a retry either.
+                    tracing::warn!(list = %store.name, error = %e, "store fenced");
+                    metrics::counter!(STORE_ERRORS).increment(1);
+                    self.known.remove(&store.name);
+                    self.mark_saved(&store.name);
+                    Err(StoreError::Fenced(e.to_string()))
                 }
                 Err(e) => {
                     tracing::warn!(list = %store.name, error = %e, "store failed");
@@ -440,6 +457,7 @@ impl Database {
         {
             Ok(Ok(DbReply::Deleted(stored))) => Ok(stored),
             Ok(Ok(DbReply::Loaded(_))) => unreachable!("a delete is answered with Deleted"),
+            Ok(Err(e)) if e.is_fenced() => Err(StoreError::Fenced(e.to_string())),
             Ok(Err(e)) => Err(StoreError::Storage(e.to_string())),
             Err(CallError::Rejected) => Err(StoreError::Rejected),
             Err(CallError::Stopped) => Err(StoreError::Stopped),

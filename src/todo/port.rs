@@ -123,6 +123,16 @@ pub enum StorageError {
         /// The driver's, the pool's or the timeout's error.
         source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// The store refused the write because the list is no longer this process's
+    /// to write: another owner has taken it over (a cluster's fence), or this node
+    /// does not hold the list's shard. Trying again here cannot succeed; the request
+    /// must go to the list's current owner.
+    Fenced {
+        /// The list concerned.
+        list: ListName,
+        /// Who holds it now, or why this process may not write it.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for StorageError {
@@ -165,6 +175,10 @@ impl std::fmt::Display for StorageError {
                     with_causes(source.as_ref())
                 )
             }
+            StorageError::Fenced { list, detail } => write!(
+                f,
+                "fenced: list \"{list}\" is not this node's to write ({detail}); retry, the request will reach its owner"
+            ),
         }
     }
 }
@@ -199,7 +213,16 @@ impl StorageError {
     /// Whether trying again may succeed (I/O hiccups, full disk, injected faults),
     /// as opposed to damaged data.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, StorageError::Corrupt { .. })
+        !matches!(
+            self,
+            StorageError::Corrupt { .. } | StorageError::Fenced { .. }
+        )
+    }
+
+    /// Whether the write was refused because another owner holds the list
+    /// ([`StorageError::Fenced`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StorageError::Fenced { .. })
     }
 
     /// An I/O error for `list`, told apart as [`StorageError::OutOfSpace`] when the
