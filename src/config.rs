@@ -551,6 +551,54 @@ mod schema;
 mod tests {
     use super::*;
 
+    const PG: &str =
+        "[storage]\nbackend = \"postgres\"\nurl = \"host=/run/postgresql dbname=todo\"\n";
+
+    fn cluster_error(text: &str) -> String {
+        match Config::from_toml_str(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_section_takes_its_defaults_and_is_shown_by_check_config() {
+        let c = Config::from_toml_str(&format!("{PG}[cluster]\nnode_id = \"n1\"\n")).unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(cluster.shards, 256);
+        assert_eq!(
+            cluster.terms().unwrap(),
+            crate::cluster::LeaseTerms::DEFAULT
+        );
+        let shown = c.effective_settings();
+        assert!(shown.contains("cluster.node_id = n1"), "{shown}");
+        assert!(shown.contains("cluster.lease_ttl = 10s"), "{shown}");
+        assert!(Config::builtin().cluster.is_none());
+    }
+
+    #[test]
+    fn a_bad_cluster_section_is_refused_naming_its_key() {
+        let e = cluster_error("[cluster]\nnode_id = \"n1\"\n");
+        assert!(e.contains("cluster") && e.contains("postgres"), "{e}");
+        let e = cluster_error(&format!("{PG}[cluster]\nnode_id = \"a b\"\n"));
+        assert!(e.contains("cluster.node_id"), "{e}");
+        let e = cluster_error(&format!(
+            "{PG}[cluster]\nlease_ttl = \"10s\"\nlease_margin = \"10ms\"\n"
+        ));
+        assert!(
+            e.contains("cluster.lease_margin") && e.contains("1 %"),
+            "{e}"
+        );
+        let e = cluster_error(&format!("{PG}[cluster]\nrenew_every = \"9s\"\n"));
+        assert!(e.contains("cluster.renew_every"), "{e}");
+        let e = cluster_error(&format!("{PG}[cluster]\nshards = 0\n"));
+        assert!(e.contains("cluster.shards"), "{e}");
+        let e = cluster_error(&format!("{PG}[cluster]\nadvertise = \"10.0.0.5:80\"\n"));
+        assert!(e.contains("cluster.advertise"), "{e}");
+        let e = cluster_error(&format!("{PG}[cluster]\nleader = true\n"));
+        assert!(e.contains("leader"), "{e}");
+    }
+
     #[test]
     fn the_builtin_config_parses() {
         let c = Config::builtin();

@@ -137,7 +137,7 @@ pub async fn start_node(
     });
     let fenced = FencedStorage::new(store.clone(), node.clone(), c.store_delay);
     let system = TodoSystem::start_with_storage(config, Arc::new(fenced)).await?;
-    node.join(store.as_ref(), &system).await;
+    node.join(&store, &system).await;
     Ok(StartedNode {
         system,
         node,

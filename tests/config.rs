@@ -478,3 +478,20 @@ fn the_postgres_example_loads() {
     assert_eq!(c.storage.backend, BackendKind::Postgres);
     assert!(c.storage.url.as_deref().unwrap().starts_with("postgres://"));
 }
+
+#[test]
+fn the_cluster_example_loads_and_needs_only_a_node_id() {
+    let c = Config::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/cluster.toml"
+    )))
+    .unwrap();
+    assert_eq!(c.storage.backend, BackendKind::Postgres);
+    let cluster = c.cluster.expect("a [cluster] section");
+    assert_eq!(
+        cluster.node_id, None,
+        "each node gives its own with --node-id"
+    );
+    assert_eq!(cluster.shards, 256);
+    assert!(cluster.terms().is_ok());
+}

@@ -1,6 +1,5 @@
-//! Several nodes sharing one PostgreSQL (issue #13, in progress): the pure rules of
-//! the protocol that keeps one writer per list. No I/O lives here; the PostgreSQL
-//! statements that will carry these rules must do exactly what these functions do.
+//! Several nodes sharing one PostgreSQL: one live server per list cluster-wide.
+//! The rules first, pure and tested on a virtual clock; then the node that runs them.
 //!
 //! - [`shard`]: which shard a list belongs to, and which live node should own it.
 //! - [`lease`]: what the coordinator grants (a shard lease with an epoch bumped on
@@ -10,10 +9,17 @@
 //!   older epoch than the list has seen, so a paused ex-owner cannot overwrite what
 //!   the new owner wrote. Leases alone cannot promise that (a process can be paused
 //!   between checking its lease and writing); the fence does, whatever the clocks do.
+//! - [`port`]: what a node needs from the coordinating database ([`ClusterStore`]);
+//!   `crate::storage`'s PostgreSQL backend implements each rule as one statement.
+//! - [`node`]: a member: leases held, the shard table for routing, and the keeper task
+//!   (heartbeat, renew, claim, hand off, stop the servers of shards it lost).
+//! - [`fenced`]: the to-do domain's storage port on a node: loads activate a list at
+//!   its shard's epoch, stores carry it.
+//! - [`metrics`]: the cluster's Prometheus names.
 //!
 //! `tests/cluster_protocol.rs` runs nodes with drifting clocks, pauses and lost
-//! renewals against these rules on a virtual clock and checks that no list ever has
-//! two committing owners.
+//! renewals against the rules on a virtual clock and checks that no list ever has two
+//! committing owners; `tests/cluster.rs` runs real node processes on PostgreSQL.
 
 pub mod fence;
 pub mod fenced;

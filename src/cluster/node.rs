@@ -295,7 +295,7 @@ impl Node {
     }
 
     /// The first tick, before the node serves: registers it and claims what it can.
-    pub async fn join(&self, store: &dyn ClusterStore, system: &TodoSystem) {
+    pub async fn join(self: &Arc<Self>, store: &Arc<dyn ClusterStore>, system: &TodoSystem) {
         self.tick(store, system).await;
     }
 
@@ -335,7 +335,7 @@ impl Node {
                     }
                     node.lose(&lost, "fenced", &system).await;
                 }
-                node.tick(store.as_ref(), &system).await;
+                node.tick(&store, &system).await;
                 // At most one tick per 50 ms, however often it is poked.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -343,17 +343,28 @@ impl Node {
     }
 
     /// Stops serving `lost` (shard, epoch) pairs that are still held at that epoch.
+    /// A pair whose shard is held at a newer epoch (the node lost it and claimed it
+    /// again) only has its list servers stopped: one of them still holds a list
+    /// activated at the older epoch, and is activated afresh at its next request.
     async fn lose(&self, lost: &[(ShardId, Epoch)], reason: &'static str, system: &TodoSystem) {
         let mut gone = Vec::new();
+        let mut stale = Vec::new();
         {
             let mut st = self.write();
             for (shard, epoch) in lost {
-                if st.held.get(shard).is_some_and(|h| h.epoch() == *epoch) {
-                    st.held.remove(shard);
-                    st.leaving.remove(shard);
-                    gone.push(*shard);
+                match st.held.get(shard).map(|h| h.epoch()) {
+                    Some(held) if held == *epoch => {
+                        st.held.remove(shard);
+                        st.leaving.remove(shard);
+                        gone.push(*shard);
+                    }
+                    Some(held) if held > *epoch => stale.push(*shard),
+                    _ => {}
                 }
             }
+        }
+        if !stale.is_empty() {
+            self.stop_servers(&stale, false, system).await;
         }
         if gone.is_empty() {
             return;
@@ -368,11 +379,14 @@ impl Node {
     async fn stop_servers(&self, shards: &[ShardId], drain: bool, system: &TodoSystem) {
         let set: HashSet<ShardId> = shards.iter().copied().collect();
         let map = self.settings.shards;
-        for name in system.registry().live_names() {
-            if set.contains(&map.shard_of(&name)) {
-                system.registry().stop(&name, drain).await;
-            }
-        }
+        let registry = system.registry();
+        let names: Vec<ListName> = registry
+            .live_names()
+            .into_iter()
+            .filter(|name| set.contains(&map.shard_of(name)))
+            .collect();
+        // All at once: each stop may wait for its server's final store.
+        futures::future::join_all(names.iter().map(|name| registry.stop(name, drain))).await;
     }
 
     fn set_gauge(&self) {
@@ -381,7 +395,7 @@ impl Node {
     }
 
     /// One keeper round (see the module comment).
-    async fn tick(&self, store: &dyn ClusterStore, system: &TodoSystem) {
+    async fn tick(self: &Arc<Self>, store: &Arc<dyn ClusterStore>, system: &TodoSystem) {
         let me = &self.settings.id;
         let terms = self.settings.terms;
         let mut errors = Vec::new();
@@ -465,8 +479,7 @@ impl Node {
                 let holding = st.held.contains_key(&row.shard);
                 if mine && !holding && row.is_free() {
                     claim.push((row.shard, row.owner.clone()));
-                } else if !mine && holding {
-                    // (Again if an earlier release failed: it stays unserved until then.)
+                } else if !mine && holding && !st.leaving.contains(&row.shard) {
                     if let Some(h) = st.held.get(&row.shard) {
                         release.push((row.shard, h.epoch()));
                     }
@@ -524,30 +537,9 @@ impl Node {
                     st.leaving.insert(*s);
                 }
             }
-            let shards: Vec<ShardId> = to_release.iter().map(|(s, _)| *s).collect();
-            self.stop_servers(&shards, true, system).await;
-            match store.release(me, &to_release).await {
-                Ok(()) => {
-                    let mut st = self.write();
-                    for (s, _) in &to_release {
-                        st.held.remove(s);
-                        st.leaving.remove(s);
-                        if let Some(row) = st.leases.get_mut(s.0 as usize) {
-                            row.owner = None;
-                            row.expires_in = None;
-                        }
-                    }
-                    metrics::counter!(HANDOFFS).increment(to_release.len() as u64);
-                    tracing::info!(
-                        released = to_release.len(),
-                        "handed shards off to their preferred owners"
-                    );
-                }
-                Err(e) => {
-                    // Still held and not served: released at a later tick, or they expire.
-                    errors.push(e.to_string());
-                }
-            }
+            // In a task of its own, so a slow drain never delays the next renewal.
+            let (node, store, system) = (Arc::clone(self), Arc::clone(store), system.clone());
+            tokio::spawn(async move { node.hand_off(to_release, store.as_ref(), &system).await });
         }
 
         self.set_gauge();
@@ -556,6 +548,59 @@ impl Node {
             tracing::warn!(error = %e, "cluster keeper: database error");
         }
         self.write().last_error = error;
+    }
+
+    /// Stops the servers of `shards` (held, marked leaving) with their stores
+    /// drained, then releases them to their preferred owners.
+    async fn hand_off(
+        &self,
+        shards: Vec<(ShardId, Epoch)>,
+        store: &dyn ClusterStore,
+        system: &TodoSystem,
+    ) {
+        let ids: Vec<ShardId> = shards.iter().map(|(s, _)| *s).collect();
+        self.stop_servers(&ids, true, system).await;
+        // Only those still leaving: the preferred owner may have gone meanwhile.
+        let shards: Vec<(ShardId, Epoch)> = {
+            let st = self.read();
+            shards
+                .into_iter()
+                .filter(|(s, e)| {
+                    st.leaving.contains(s) && st.held.get(s).is_some_and(|h| h.epoch() == *e)
+                })
+                .collect()
+        };
+        match store.release(&self.settings.id, &shards).await {
+            Ok(()) => {
+                let mut st = self.write();
+                for (s, _) in &shards {
+                    st.held.remove(s);
+                    st.leaving.remove(s);
+                    if let Some(row) = st.leases.get_mut(s.0 as usize) {
+                        row.owner = None;
+                        row.expires_in = None;
+                    }
+                }
+                drop(st);
+                metrics::counter!(HANDOFFS).increment(shards.len() as u64);
+                if !shards.is_empty() {
+                    tracing::info!(
+                        released = shards.len(),
+                        "handed shards off to their preferred owners"
+                    );
+                }
+            }
+            Err(e) => {
+                // Served again until a later tick hands them off once more.
+                let mut st = self.write();
+                for (s, _) in &shards {
+                    st.leaving.remove(s);
+                }
+                drop(st);
+                tracing::warn!(error = %e, "handoff: release failed; retried at a later tick");
+            }
+        }
+        self.set_gauge();
     }
 
     /// A clean exit: releases every lease held (after the to-do system has stored

@@ -18,10 +18,11 @@
 //!                                  PRIMARY KEY (list, id));
 //! ```
 //!
-//! One `lists` row per list holds its id counter; every store upserts it first, before
-//! any entry row, so a per-list condition (the cluster's fence epoch, issue 13: a
-//! `fence bigint` column and `... WHERE lists.fence <= $epoch`) can refuse the whole
-//! write at that one statement. A batch is a handful of statements whatever its size
+//! One `lists` row per list holds its id counter. A cluster node's stores are fenced:
+//! the transaction first share-locks each list's row in `fences` where it still
+//! equals the store's epoch, and a list whose fence moved fails before anything is
+//! written (the cluster's tables and statements are in the `cluster` submodule,
+//! `src/storage/postgres/cluster.rs`). A batch is a handful of statements whatever its size
 //! (rows go as arrays through `unnest`), inside one transaction: all its lists are
 //! committed, or none. If that transaction fails on a database error, each list is
 //! tried in a transaction of its own, so one bad list fails alone; a connection
