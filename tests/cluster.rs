@@ -11,6 +11,8 @@ mod serve_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -190,6 +192,67 @@ async fn counter_sum(
     sum
 }
 
+/// A write acknowledged `201`: list, title, when.
+type Acked = Vec<(String, String, Instant)>;
+/// Writes refused: status and body.
+type Refused = Vec<(u16, Value)>;
+
+/// Durable writers, one per node given, cycling through `lists` until
+/// [`Writers::finish`]; a writer whose node gives no answer at all panics.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(Acked, Refused)>>,
+}
+
+impl Writers {
+    fn start(c: &reqwest::Client, nodes: &[&Serve], lists: &[String]) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = nodes
+            .iter()
+            .enumerate()
+            .map(|(k, node)| {
+                let (c, url, lists, stop) = (c.clone(), node.url(""), lists.to_vec(), stop.clone());
+                tokio::spawn(async move {
+                    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let l = &lists[i % lists.len()];
+                        let title = format!("k{k}-{i}");
+                        i += 1;
+                        let resp = c
+                            .post(format!("{url}/lists/{l}/entries"))
+                            .json(&json!({"date": "2026-12-02", "title": title}))
+                            .send()
+                            .await
+                            .unwrap_or_else(|e| panic!("no answer from {url}: {e}"));
+                        let status = resp.status().as_u16();
+                        if status == 201 {
+                            acked.push((l.clone(), title, Instant::now()));
+                        } else {
+                            refused.push((status, resp.json().await.unwrap_or(Value::Null)));
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                    (acked, refused)
+                })
+            })
+            .collect();
+        Writers { stop, tasks }
+    }
+
+    /// Stops the writers; every write acknowledged and every refusal.
+    async fn finish(self) -> (Acked, Refused) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut acked, mut refused) = (Vec::new(), Vec::new());
+        for t in self.tasks {
+            let (a, r) = t.await.expect("a writer panicked");
+            acked.extend(a);
+            refused.extend(r);
+        }
+        (acked, refused)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_serve_every_durable_write_through_any_node_with_one_server_per_list() {
     let db = pg_support::fresh_db().await;
@@ -298,40 +361,8 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
     let table = owners(&c, &nodes[1]).await;
     let lists = lists_owned_by(&table, "n1", "victim", 8);
 
-    // Writers through n2 and n3 (forwarded to n1 while it lives) until told to stop.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for (k, node) in nodes.iter().enumerate().skip(1) {
-        let (c, url, lists, stop) = (c.clone(), node.url(""), lists.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut refused = Vec::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let l = &lists[i % lists.len()];
-                let title = format!("k{k}-{i}");
-                i += 1;
-                let r = c
-                    .post(format!("{url}/lists/{l}/entries"))
-                    .json(&json!({"date": "2026-12-02", "title": title}))
-                    .send()
-                    .await;
-                match r {
-                    Ok(resp) if resp.status() == 201 => {
-                        acked.push((l.clone(), title, Instant::now()))
-                    }
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        let body: Value = resp.json().await.unwrap_or(Value::Null);
-                        refused.push((status, body));
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => panic!("no answer from a live node: {e}"),
-                }
-            }
-            (acked, refused)
-        }));
-    }
+    // Writers through n2 and n3 (forwarded to n1 while it lives).
+    let writers = Writers::start(&c, &[&nodes[1], &nodes[2]], &lists);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let killed_at = Instant::now();
     signal(nodes[0].pid(), "KILL");
@@ -366,17 +397,12 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
         "failover took {failover:?}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for t in tasks {
-        let (a, refused) = t.await.unwrap();
-        for (status, body) in &refused {
-            assert!(
-                matches!(status, 503 | 504),
-                "only retryable refusals during failover: {status} {body}"
-            );
-        }
-        acked.extend(a);
+    let (acked, refused) = writers.finish().await;
+    for (status, body) in &refused {
+        assert!(
+            matches!(status, 503 | 504),
+            "only retryable refusals during failover: {status} {body}"
+        );
     }
     assert!(
         acked.iter().any(|(_, _, at)| *at < killed_at),
@@ -510,35 +536,7 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
     settle(&c, &nodes.iter().collect::<Vec<_>>(), 2).await;
     let lists: Vec<String> = (0..8).map(|i| format!("pg-{i}")).collect();
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for (k, node) in nodes.iter().enumerate() {
-        let (c, url, lists, stop) = (c.clone(), node.url(""), lists.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut acked, mut refused) = (Vec::new(), Vec::new());
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let l = &lists[i % lists.len()];
-                let title = format!("k{k}-{i}");
-                i += 1;
-                let resp = c
-                    .post(format!("{url}/lists/{l}/entries"))
-                    .json(&json!({"date": "2026-12-02", "title": title}))
-                    .send()
-                    .await
-                    .expect("a node answers");
-                let status = resp.status().as_u16();
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                if status == 201 {
-                    acked.push((l.clone(), title));
-                } else {
-                    refused.push((status, body));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            (acked, refused)
-        }));
-    }
+    let writers = Writers::start(&c, &[&nodes[0], &nodes[1]], &lists);
     tokio::time::sleep(Duration::from_secs(1)).await;
     pg.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -560,22 +558,17 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
             }
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = Vec::new();
+    let (acked, refused) = writers.finish().await;
     let mut named_storage = 0;
-    for t in tasks {
-        let (a, refused) = t.await.unwrap();
-        for (status, body) in &refused {
-            assert!(
-                matches!(status, 503 | 504),
-                "only retryable refusals: {status} {body}"
-            );
-            let msg = body["error"].as_str().unwrap_or_default();
-            if *status == 503 && msg.contains("storage") && msg.contains("postgres") {
-                named_storage += 1;
-            }
+    for (status, body) in &refused {
+        assert!(
+            matches!(status, 503 | 504),
+            "only retryable refusals: {status} {body}"
+        );
+        let msg = body["error"].as_str().unwrap_or_default();
+        if *status == 503 && msg.contains("storage") && msg.contains("postgres") {
+            named_storage += 1;
         }
-        acked.extend(a);
     }
     assert!(
         named_storage > 0,
@@ -583,7 +576,7 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
     );
     for l in &lists {
         let have = titles(&c, &nodes[0], l).await;
-        for (_, t) in acked.iter().filter(|(x, _)| x == l) {
+        for (_, t, _) in acked.iter().filter(|(x, _, _)| x == l) {
             assert!(
                 have.contains(t),
                 "acknowledged write {t} of {l} lost across the restart"

@@ -95,11 +95,7 @@ impl Storage for FencedStorage {
     }
 
     async fn store(&self, name: &ListName, list: &TodoList) -> Result<(), StorageError> {
-        let write = ListWrite {
-            name: name.clone(),
-            list: list.clone(),
-            change: None,
-        };
+        let write = ListWrite::whole(name, list);
         self.store_batch(std::slice::from_ref(&write))
             .await
             .pop()

@@ -722,11 +722,7 @@ impl Storage for PostgresStorage {
     async fn store_many(&self, lists: &[(ListName, TodoList)]) -> Result<(), StorageError> {
         let writes: Vec<ListWrite> = lists
             .iter()
-            .map(|(name, list)| ListWrite {
-                name: name.clone(),
-                list: list.clone(),
-                change: None,
-            })
+            .map(|(name, list)| ListWrite::whole(name, list))
             .collect();
         let refs: Vec<&ListWrite> = writes.iter().collect();
         let deadline = Instant::now() + self.options.timeout;

@@ -354,11 +354,7 @@ pub(super) fn store_whole(
 ) -> Result<(), StorageError> {
     let writes: Vec<ListWrite> = lists
         .iter()
-        .map(|(name, list)| ListWrite {
-            name: name.clone(),
-            list: list.clone(),
-            change: None,
-        })
+        .map(|(name, list)| ListWrite::whole(name, list))
         .collect();
     let refs: Vec<&ListWrite> = writes.iter().collect();
     commit(conn, &refs)
@@ -391,11 +387,7 @@ impl Storage for SqliteStorage {
     async fn store_many(&self, lists: &[(ListName, TodoList)]) -> Result<(), StorageError> {
         let writes: Vec<ListWrite> = lists
             .iter()
-            .map(|(name, list)| ListWrite {
-                name: name.clone(),
-                list: list.clone(),
-                change: None,
-            })
+            .map(|(name, list)| ListWrite::whole(name, list))
             .collect();
         self.store_batch(&writes)
             .await

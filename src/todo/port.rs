@@ -45,6 +45,17 @@ pub struct ListWrite {
     pub change: Option<Change>,
 }
 
+impl ListWrite {
+    /// A write of the whole list (no change known).
+    pub fn whole(name: &ListName, list: &TodoList) -> Self {
+        ListWrite {
+            name: name.clone(),
+            list: list.clone(),
+            change: None,
+        }
+    }
+}
+
 /// Where lists live: the port the to-do domain's database workers write through.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
