@@ -6,7 +6,8 @@
 # request to n1 ("forwarded"), interleaved, ROUNDS rounds; prints one JSON line per
 # run, then per case the median requests/s and the ratio forwarded / direct. Then
 # kill -9 of n1 with a durable write probing one of its lists through n2 every 50 ms:
-# prints the time until that write succeeds again (the failover time).
+# prints the time until that write succeeds again (the failover time). Also the CPU
+# each node spent per request (/proc/PID/stat) and the owner's writes per commit.
 #
 #   apt-get install wrk
 #   scripts/cluster-bench.sh postgres://postgres@127.0.0.1:5432/bench [ROUNDS] [SECONDS]
@@ -68,17 +69,27 @@ for l in ${LISTS//,/ }; do for i in $(seq 10); do echo "$l"; done; done |
         -d '{"date":"2026-12-02","title":"Dentist"}' "http://127.0.0.1:$P1/lists/{}/entries" ||
     { echo "cluster-bench: writing the lists failed" >&2; exit 1; }
 
+# CPU time (utime + stime, clock ticks) of a process.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
 run() { # side case round
     local port=$P1 method=GET query=""
     [ "$1" = forwarded ] && port=$P2
     [ "$2" = post_durable ] && method=POST && query="?ack=durable"
-    local out rps non2xx p50
+    local out rps non2xx p50 c1 c2 total
+    c1=$(cpu "${pids[0]}"); c2=$(cpu "${pids[1]}")
     out=$(WRK_LISTS=$LISTS WRK_METHOD=$method WRK_QUERY=$query wrk -t2 -c"$CONNECTIONS" \
         -d"${SECONDS_PER_RUN}s" --latency -s scripts/wrk/lists.lua "http://127.0.0.1:$port")
+    c1=$(( $(cpu "${pids[0]}") - c1 )); c2=$(( $(cpu "${pids[1]}") - c2 ))
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    echo "{\"side\":\"$1\",\"case\":\"$2\",\"round\":$3,\"requests_s\":$rps,\"p50\":\"$p50\",\"non_2xx\":${non2xx:-0}}"
+    # CPU microseconds per request of the owner (n1) and of the forwarder (n2).
+    local us1 us2
+    us1=$(python3 -c "print(round($c1 / $TICK / $total * 1e6, 1))")
+    us2=$(python3 -c "print(round($c2 / $TICK / $total * 1e6, 1))")
+    echo "{\"side\":\"$1\",\"case\":\"$2\",\"round\":$3,\"requests_s\":$rps,\"p50\":\"$p50\",\"non_2xx\":${non2xx:-0},\"owner_cpu_us\":$us1,\"forwarder_cpu_us\":$us2}"
 }
 for round in $(seq "$ROUNDS"); do
     for case in get post_durable; do
@@ -89,16 +100,28 @@ done | tee "$TMP/runs.jsonl"
 python3 - "$TMP/runs.jsonl" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-print(f"\n{'case':<14}{'direct req/s':>14}{'forwarded':>11}{'ratio':>8}  p50 direct / forwarded  non-2xx")
+print(f"\n{'case':<14}{'direct req/s':>14}{'forwarded':>11}{'ratio':>8}  {'owner CPU us/req':>17}  {'forwarder CPU us/req':>20}  p50 direct vs forwarded  non-2xx")
 for case in ["get", "post_durable"]:
     side = lambda s: sorted((r for r in runs if r["case"] == case and r["side"] == s), key=lambda r: r["round"])
     d, f = side("direct"), side("forwarded")
     ratios = [b["requests_s"] / a["requests_s"] for a, b in zip(d, f)]
-    print(f"{case:<14}{statistics.median(r['requests_s'] for r in d):>14.0f}"
-          f"{statistics.median(r['requests_s'] for r in f):>11.0f}{statistics.median(ratios):>8.2f}"
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    print(f"{case:<14}{med(d, 'requests_s'):>14.0f}{med(f, 'requests_s'):>11.0f}{statistics.median(ratios):>8.2f}"
+          f"  {med(d, 'owner_cpu_us'):>7.0f} / {med(f, 'owner_cpu_us'):<7.0f}  {med(f, 'forwarder_cpu_us'):>20.0f}"
           f"  {'/'.join(r['p50'] for r in d)} vs {'/'.join(r['p50'] for r in f)}"
           f"  {sum(r['non_2xx'] for r in d + f)}")
 PY
+
+# Writes per group commit on the owner (sluicegate_db_commit_writes: sum / count).
+curl -sf "http://127.0.0.1:$P1/metrics" | python3 -c '
+import sys
+v = {}
+for line in sys.stdin:
+    for k in ("sluicegate_db_commit_writes_sum", "sluicegate_db_commit_writes_count"):
+        if line.startswith(k + " ") or line.startswith(k + "{"):
+            v[k] = v.get(k, 0) + float(line.split()[-1])
+s, c = v.get("sluicegate_db_commit_writes_sum", 0), v.get("sluicegate_db_commit_writes_count", 0)
+print(f"owner: {c:.0f} commits, {s / c if c else 0:.1f} writes per commit on average")'
 
 # Failover: kill -9 n1, probe one of its lists through n2.
 probe=${LISTS%%,*}

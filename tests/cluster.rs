@@ -588,3 +588,60 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
         n.shutdown();
     }
 }
+
+#[test]
+fn serve_as_a_node_without_postgres_exits_naming_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = serve_support::run(&[
+        "serve",
+        "--node-id",
+        "n1",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cluster") && err.contains("backend = \"postgres\""),
+        "{err}"
+    );
+    let example = serve_support::crate_file("examples/cluster.toml");
+    let out = serve_support::run(&[
+        "serve",
+        "--config",
+        example.to_str().unwrap(),
+        "--node-id",
+        "bad id",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cluster.node_id") && err.contains("\"bad id\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_single_node_answers_get_cluster_with_a_json_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let resp = reqwest::get(node.url("/cluster")).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("single node"),
+        "{body}"
+    );
+    node.shutdown();
+}
