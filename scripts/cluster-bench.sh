@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The cost of a forward, and failover time, on a 2-node cluster sharing PostgreSQL
 # at URL (release build, 256 shards, default leases unless LEASE_TTL/RENEW/MARGIN).
-# For 20 lists owned by node n1 (ten entries each), wrk -c32 runs GET entries and
-# POST ?ack=durable straight to n1 ("direct") and through n2, which forwards every
+# For 40 lists owned by node n1 (20 to read, ten entries each; 20 to write), wrk -c32
+# runs GET entries and POST ?ack=durable straight to n1 ("direct") and through n2, which forwards every
 # request to n1 ("forwarded"), interleaved, ROUNDS rounds; prints one JSON line per
 # run, then per case the median requests/s and the ratio forwarded / direct. Then
 # kill -9 of n1 with a durable write probing one of its lists through n2 every 50 ms:
@@ -63,8 +63,12 @@ def shard(name):
         h = ((h ^ b) * 0x100000001b3) % 2**64
     return h % v["shards"]
 names = (f"fw-{i}" for i in range(100000))
-print(",".join([n for n in names if owner.get(shard(n)) == "n1"][:20]))')
-for l in ${LISTS//,/ }; do for i in $(seq 10); do echo "$l"; done; done |
+print(",".join([n for n in names if owner.get(shard(n)) == "n1"][:40]))')
+# Reads go to the first 20 (ten entries each, never written during the runs), writes
+# to the other 20, so a read's cost does not grow with the writes of earlier rounds.
+READ_LISTS=$(cut -d, -f1-20 <<<"$LISTS")
+WRITE_LISTS=$(cut -d, -f21-40 <<<"$LISTS")
+for l in ${READ_LISTS//,/ }; do for i in $(seq 10); do echo "$l"; done; done |
     xargs -P 8 -I{} curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
         -d '{"date":"2026-12-02","title":"Dentist"}' "http://127.0.0.1:$P1/lists/{}/entries" ||
     { echo "cluster-bench: writing the lists failed" >&2; exit 1; }
@@ -75,10 +79,11 @@ TICK=$(getconf CLK_TCK)
 run() { # side case round
     local port=$P1 method=GET query=""
     [ "$1" = forwarded ] && port=$P2
-    [ "$2" = post_durable ] && method=POST && query="?ack=durable"
+    local lists=$READ_LISTS
+    [ "$2" = post_durable ] && method=POST && query="?ack=durable" && lists=$WRITE_LISTS
     local out rps non2xx p50 c1 c2 total
     c1=$(cpu "${pids[0]}"); c2=$(cpu "${pids[1]}")
-    out=$(WRK_LISTS=$LISTS WRK_METHOD=$method WRK_QUERY=$query wrk -t2 -c"$CONNECTIONS" \
+    out=$(WRK_LISTS=$lists WRK_METHOD=$method WRK_QUERY=$query wrk -t2 -c"$CONNECTIONS" \
         -d"${SECONDS_PER_RUN}s" --latency -s scripts/wrk/lists.lua "http://127.0.0.1:$port")
     c1=$(( $(cpu "${pids[0]}") - c1 )); c2=$(( $(cpu "${pids[1]}") - c2 ))
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")

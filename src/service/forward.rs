@@ -2,6 +2,8 @@
 //! the list's owner over HTTP and the owner's answer comes back unchanged. Only the
 //! owner's mailboxes (and their overload policies) see the request.
 //!
+//! This layer runs ahead of every other: a forwarded request is checked, limited,
+//! timed and counted by the owner, and here only by the forward's own metrics.
 //! The owner comes from the node's shard table (read every renewal period, and at
 //! once when a forward finds it stale). A request is forwarded at most [`MAX_HOPS`]
 //! times (the `x-sluicegate-hops` header counts them); past that it is answered
@@ -97,7 +99,25 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("body: {e}")).into_response(),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                let mut resp = ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body: request body too large: the limit is 64 KiB",
+                )
+                .into_response();
+                // The rest of the body is never read: hyper closes the connection.
+                resp.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    HeaderValue::from_static("close"),
+                );
+                resp
+            } else {
+                ApiError::bad_request(format!("body: {e}")).into_response()
+            };
+        }
     };
     loop {
         match f.node.route(&list) {

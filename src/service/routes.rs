@@ -61,15 +61,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             refusals::log_refusals,
         ))
         .with_state(state);
-    // On a cluster node, requests for lists it does not serve go to their owner.
-    let routes = match forwarder {
-        Some(f) => routes.layer(middleware::from_fn_with_state(
-            f,
-            super::forward::route_to_owner,
-        )),
-        None => routes,
-    };
-    routes
+    let app = routes
         .layer(middleware::from_fn(strict_percent_encoding))
         .layer(middleware::from_fn(read_body_first))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -82,7 +74,16 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(middleware::from_fn(http_metrics::track))
         // A span per request; failures are logged by `refusals::log_refusals`, rate-limited
         // and with their cause, not once per 5xx here.
-        .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(TraceLayer::new_for_http().on_failure(()));
+    // On a cluster node, requests for lists it does not serve go to their owner, ahead
+    // of every other layer: the owner checks, limits, times and counts them.
+    match forwarder {
+        Some(f) => app.layer(middleware::from_fn_with_state(
+            f,
+            super::forward::route_to_owner,
+        )),
+        None => app,
+    }
 }
 
 /// `GET /cluster`: the node's view of members, leases and epochs (404 on a single node).
