@@ -43,6 +43,17 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
+/// MurmurHash3's 64-bit finalizer: FNV-1a of short, similar inputs (node ids that
+/// differ in one character) leaves its high bits correlated, which skews rendezvous
+/// weights; this spreads every input bit over the whole word.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 impl ShardMap {
     /// The default shard count: about ten times the most nodes a cluster is
     /// expected to run, as Akka's sharding guide advises.
@@ -66,11 +77,10 @@ impl ShardMap {
     /// The live node that should own `shard`: the one with the highest rendezvous
     /// weight; `None` when `nodes` is empty. Ties (equal hashes) go to the smaller id.
     pub fn preferred_owner<'a>(&self, shard: ShardId, nodes: &'a [NodeId]) -> Option<&'a NodeId> {
-        nodes.iter().max_by(|a, b| {
-            let wa = fnv1a(&[a.0.as_bytes(), &shard.0.to_le_bytes()]);
-            let wb = fnv1a(&[b.0.as_bytes(), &shard.0.to_le_bytes()]);
-            wa.cmp(&wb).then_with(|| b.cmp(a))
-        })
+        let weight = |n: &NodeId| mix(fnv1a(&[n.0.as_bytes(), &shard.0.to_le_bytes()]));
+        nodes
+            .iter()
+            .max_by(|a, b| weight(a).cmp(&weight(b)).then_with(|| b.cmp(a)))
     }
 }
 
@@ -121,6 +131,26 @@ mod tests {
         assert!(
             (40..130).contains(&owned_by_c),
             "c preferred for {owned_by_c} of 256"
+        );
+    }
+
+    #[test]
+    fn three_nodes_get_about_a_third_of_the_shards_each() {
+        let map = ShardMap::new(256).expect("non-zero");
+        let nodes: Vec<NodeId> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| NodeId(n.to_string()))
+            .collect();
+        let mut counts = std::collections::HashMap::new();
+        for s in 0..256 {
+            *counts
+                .entry(map.preferred_owner(ShardId(s), &nodes).expect("nodes"))
+                .or_insert(0) += 1;
+        }
+        // 85 expected; a fair split stays within about three standard deviations (7.5).
+        assert!(
+            counts.values().all(|&c| (63..=107).contains(&c)),
+            "{counts:?}"
         );
     }
 
