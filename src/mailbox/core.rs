@@ -340,15 +340,15 @@ impl<T> Core<T> {
         slot.key.is_some() && self.waiting.iter().any(|w| w.slot.key == slot.key)
     }
 
-    /// The common case of [`offer`](Self::offer), decided without building a slot or
-    /// an [`Effects`]: a message with no key and no deadline, an open mailbox with
-    /// room and nobody waiting. Does exactly what `offer` does then (queue it, count
-    /// it as sent, stamp it when [`stamp_next`](Self::stamp_next) says so) and
+    /// The common case of [`offer`](Self::offer), decided without building an
+    /// [`Effects`]: a message with no key (`deadline` may be set), an open mailbox
+    /// with room and nobody waiting. Does exactly what `offer` does then (queue it,
+    /// count it as sent, stamp it when [`stamp_next`](Self::stamp_next) says so) and
     /// returns the receiver's waker to wake after the lock is released; otherwise
     /// hands the message back untouched (nothing counted, no sample tick used), for
     /// `offer` to decide.
     #[inline]
-    pub(crate) fn push_fast(&mut self, msg: T) -> Result<Option<Waker>, T> {
+    pub(crate) fn push_fast(&mut self, msg: T, deadline: Stamp) -> Result<Option<Waker>, T> {
         if self.closed || !self.waiting.is_empty() || self.queue.len() >= self.b.capacity {
             return Err(msg);
         }
@@ -357,10 +357,13 @@ impl<T> Core<T> {
         } else {
             Stamp::NONE
         };
+        if deadline.is_some() {
+            self.with_deadline += 1;
+        }
         self.queue.push_back(Slot {
             msg,
             key: None,
-            deadline: Stamp::NONE,
+            deadline,
             enqueued,
         });
         self.counts.sent += 1;
@@ -372,29 +375,43 @@ impl<T> Core<T> {
         Ok(wake)
     }
 
-    /// The common case of [`take`](Self::take), with nothing to do but pop: no queued
-    /// deadline, no CoDel, no sender waiting (so no expiry, shedding, hand-over or
-    /// wake-up can follow). Does exactly what `take` does then; [`Fast::Slow`] when
-    /// one of those may apply, for `take` to handle.
+    /// The common case of [`take`](Self::take), with nothing to do but pop: no CoDel,
+    /// no sender waiting, and a front message that has not expired (so no expiry,
+    /// shedding, hand-over or wake-up can follow). Does exactly what `take` does
+    /// then, reading the clock only when the front message carries a deadline or an
+    /// enqueue stamp; [`Fast::Slow`] when one of those may apply, for `take` to
+    /// handle, with nothing changed.
     #[inline]
     pub(crate) fn take_fast(&mut self) -> Fast<T> {
-        if self.with_deadline != 0 || self.b.codel.is_some() || !self.waiting.is_empty() {
+        if self.b.codel.is_some() || !self.waiting.is_empty() {
             return Fast::Slow;
         }
-        let Some(slot) = self.queue.pop_front() else {
+        let Some(front) = self.queue.front() else {
             self.codel.on_empty();
+            return Fast::Empty;
+        };
+        let mut now = Stamp::NONE;
+        if front.deadline.is_some() {
+            now = self.now();
+            if front.deadline <= now {
+                return Fast::Slow;
+            }
+        }
+        let Some(slot) = self.queue.pop_front() else {
             return Fast::Empty;
         };
         let seq = self.head_seq;
         self.head_seq += 1;
-        if slot.key.is_some() {
+        if slot.key.is_some() || slot.deadline.is_some() {
             self.forget(&slot, seq);
         }
         self.counts.by_outcome[Outcome::Delivered.index()] += 1;
         if let Some(m) = &self.metrics {
             m.count(Outcome::Delivered, 1, self.queue.len());
             if slot.enqueued.is_some() {
-                let now = self.now();
+                if !now.is_some() {
+                    now = self.now();
+                }
                 let sojourn = Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0));
                 m.sojourn.record(sojourn.as_secs_f64());
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::coop::{made_progress, poll_coop};
-use super::core::{Core, Effects, Push, WaitCell};
+use super::core::{Core, Effects, Push, Stamp, WaitCell};
 use super::{sync, Meta, Monitor, SendError, Shared, Stats, TrySendError};
 
 /// The sending half; cheap to clone. The mailbox stays open while any sender lives.
@@ -41,13 +41,13 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
-/// [`Core::push_fast`] for a message without key or deadline: `Ok` with the
-/// receiver's waker to wake once the lock is released, or the message back for the
-/// full `offer`.
+/// [`Core::push_fast`] for a message without a key: `Ok` with the receiver's waker
+/// to wake once the lock is released, or the message back for the full `offer`.
 #[inline]
 fn fast_offer<T>(core: &mut Core<T>, msg: T, meta: &Meta) -> Result<Option<Waker>, T> {
-    if meta.key.is_none() && meta.deadline.is_none() {
-        core.push_fast(msg)
+    if meta.key.is_none() {
+        let deadline = meta.deadline.map_or(Stamp::NONE, |d| core.stamp(d));
+        core.push_fast(msg, deadline)
     } else {
         Err(msg)
     }

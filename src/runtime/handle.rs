@@ -31,6 +31,8 @@ pub struct ServerRef<S: Server> {
     done: watch::Receiver<bool>,
     role: &'static str,
     id: u64,
+    /// Call latency and result series, registered when the server started.
+    calls: std::sync::Arc<m::CallMetrics>,
 }
 
 impl<S: Server> Clone for ServerRef<S> {
@@ -41,6 +43,7 @@ impl<S: Server> Clone for ServerRef<S> {
             done: self.done.clone(),
             role: self.role,
             id: self.id,
+            calls: self.calls.clone(),
         }
     }
 }
@@ -68,6 +71,7 @@ impl<S: Server> ServerRef<S> {
             done,
             role,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            calls: std::sync::Arc::new(m::CallMetrics::new(role)),
         }
     }
 
@@ -127,11 +131,8 @@ impl<S: Server> ServerRef<S> {
                 Err(_) => Err((CallError::Timeout, None)),
             },
         };
-        m::call_done(
-            self.role,
-            started.elapsed(),
-            result.as_ref().err().map(|(e, _)| *e),
-        );
+        self.calls
+            .done(started.elapsed(), result.as_ref().err().map(|(e, _)| *e));
         result
     }
 

@@ -37,10 +37,35 @@ pub const ALL: [&str; 9] = [
     SERVER_STARTS,
 ];
 
-pub(crate) fn call_done(role: &'static str, took: Duration, err: Option<CallError>) {
-    metrics::histogram!(CALL_DURATION, "role" => role).record(took.as_secs_f64());
-    let result = err.map_or("ok", CallError::label);
-    metrics::counter!(CALLS, "role" => role, "result" => result).increment(1);
+/// A server's call metrics, registered once when its handle is built, so a call
+/// records through ready handles instead of looking its series up by name and
+/// labels each time (errors, rare, still go through the registry).
+#[derive(Clone)]
+pub(crate) struct CallMetrics {
+    role: &'static str,
+    duration: metrics::Histogram,
+    ok: metrics::Counter,
+}
+
+impl CallMetrics {
+    pub(crate) fn new(role: &'static str) -> Self {
+        CallMetrics {
+            role,
+            duration: metrics::histogram!(CALL_DURATION, "role" => role),
+            ok: metrics::counter!(CALLS, "role" => role, "result" => "ok"),
+        }
+    }
+
+    /// Records one finished call: its latency and its result.
+    pub(crate) fn done(&self, took: Duration, err: Option<CallError>) {
+        self.duration.record(took.as_secs_f64());
+        match err {
+            None => self.ok.increment(1),
+            Some(e) => {
+                metrics::counter!(CALLS, "role" => self.role, "result" => e.label()).increment(1)
+            }
+        }
+    }
 }
 
 pub(crate) fn cast_failed(role: &'static str, err: CastError) {

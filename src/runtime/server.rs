@@ -3,7 +3,9 @@
 //! mailbox (the receive loop, `run_instance`), restarting it under its [`Restart`]
 //! kind within its supervisor's restart window.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -178,7 +180,25 @@ fn finish_queued<S: Server>(rx: &mut Receiver<Envelope<S>>, role: &'static str) 
     }
 }
 
+/// What ended one wait of the receive loop.
+enum Woken {
+    /// `n` messages were taken into the buffer (0: the mailbox has ended).
+    Received(usize),
+    /// A control request, or `None` when every handle is gone.
+    Control(Option<Control>),
+    /// The idle timeout passed with nothing received.
+    Idle,
+}
+
 /// Runs one instance until it stops, idles out or panics.
+///
+/// The loop polls the mailbox first and looks at the control channel without
+/// waiting before each batch, so a busy server pays for neither a control-channel
+/// waker nor a timer per message; only when the mailbox has nothing does it register
+/// with the control channel and arm the idle timer. The timer is one `Sleep` for the
+/// whole instance, pushed back to `now + idle_timeout` each time the loop starts to
+/// wait: a later deadline only updates the entry (no timer-wheel insert or removal),
+/// and the timeout still counts from the moment the server ran out of work.
 async fn run_instance<S: Server>(
     state: &mut S,
     rx: &mut Receiver<Envelope<S>>,
@@ -191,31 +211,58 @@ async fn run_instance<S: Server>(
     let mut idle_stop = false;
     // Messages taken from the mailbox in one go (one, unless `S::MAX_BATCH` > 1).
     let mut buf: Vec<Envelope<S>> = Vec::with_capacity(S::MAX_BATCH.clamp(1, 1024));
+    let max = S::MAX_BATCH.max(1);
+    let mut idle_timer = idle_timeout.map(|_| Box::pin(tokio::time::sleep(Duration::ZERO)));
     loop {
-        let idle = async {
-            match idle_timeout {
-                Some(d) if !draining => tokio::time::sleep(d).await,
-                _ => std::future::pending().await,
+        let woken = match control.try_recv() {
+            _ if draining => None,
+            Ok(c) => Some(Woken::Control(Some(c))),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Woken::Control(None)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        };
+        let woken = match woken {
+            Some(w) => w,
+            None => {
+                // Set once this wait has armed the idle timer.
+                let mut armed = false;
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(n) = rx.poll_recv_many(cx, &mut buf, max) {
+                        return Poll::Ready(Woken::Received(n));
+                    }
+                    if draining {
+                        return Poll::Pending;
+                    }
+                    if let Poll::Ready(c) = control.poll_recv(cx) {
+                        return Poll::Ready(Woken::Control(c));
+                    }
+                    if let (Some(timer), Some(d)) = (idle_timer.as_mut(), idle_timeout) {
+                        if !std::mem::replace(&mut armed, true) {
+                            timer.as_mut().reset(Instant::now() + d);
+                        }
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Woken::Idle);
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
             }
         };
-        let received = tokio::select! {
-            biased;
-            c = control.recv(), if !draining => match c {
-                Some(Control::Stop { drain: true }) | None => {
-                    // Asked to drain, or every handle is gone: refuse new messages,
-                    // handle what is queued, then end.
-                    draining = true;
-                    rx.close();
-                    continue;
-                }
-                Some(Control::Stop { drain: false }) => {
-                    rx.close();
-                    finish_queued(rx, role);
-                    return ExitReason::Normal;
-                }
-            },
-            n = rx.recv_many(&mut buf, S::MAX_BATCH.max(1)) => n,
-            () = idle => {
+        let received = match woken {
+            Woken::Received(n) => n,
+            Woken::Control(Some(Control::Stop { drain: true }) | None) => {
+                // Asked to drain, or every handle is gone: refuse new messages,
+                // handle what is queued, then end.
+                draining = true;
+                rx.close();
+                continue;
+            }
+            Woken::Control(Some(Control::Stop { drain: false })) => {
+                rx.close();
+                finish_queued(rx, role);
+                return ExitReason::Normal;
+            }
+            Woken::Idle => {
                 if on_idle.is_none_or(|hook| hook()) {
                     // Anything that slipped in before the close is still handled.
                     draining = true;
