@@ -397,14 +397,9 @@ impl<T> Core<T> {
                 return Fast::Slow;
             }
         }
-        let Some(slot) = self.queue.pop_front() else {
+        let Some(slot) = self.pop_front() else {
             return Fast::Empty;
         };
-        let seq = self.head_seq;
-        self.head_seq += 1;
-        if slot.key.is_some() || slot.deadline.is_some() {
-            self.forget(&slot, seq);
-        }
         self.counts.by_outcome[Outcome::Delivered.index()] += 1;
         if let Some(m) = &self.metrics {
             m.count(Outcome::Delivered, 1, self.queue.len());

@@ -40,7 +40,6 @@ pub const ALL: [&str; 9] = [
 /// A server's call metrics, registered once when its handle is built, so a call
 /// records through ready handles instead of looking its series up by name and
 /// labels each time (errors, rare, still go through the registry).
-#[derive(Clone)]
 pub(crate) struct CallMetrics {
     role: &'static str,
     duration: metrics::Histogram,

@@ -212,7 +212,8 @@ async fn run_instance<S: Server>(
     // Messages taken from the mailbox in one go (one, unless `S::MAX_BATCH` > 1).
     let mut buf: Vec<Envelope<S>> = Vec::with_capacity(S::MAX_BATCH.clamp(1, 1024));
     let max = S::MAX_BATCH.max(1);
-    let mut idle_timer = idle_timeout.map(|_| Box::pin(tokio::time::sleep(Duration::ZERO)));
+    // The idle timeout and its one timer, armed only when a wait begins.
+    let mut idle = idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(Duration::ZERO))));
     loop {
         let woken = match control.try_recv() {
             _ if draining => None,
@@ -235,9 +236,9 @@ async fn run_instance<S: Server>(
                     if let Poll::Ready(c) = control.poll_recv(cx) {
                         return Poll::Ready(Woken::Control(c));
                     }
-                    if let (Some(timer), Some(d)) = (idle_timer.as_mut(), idle_timeout) {
+                    if let Some((d, timer)) = idle.as_mut() {
                         if !std::mem::replace(&mut armed, true) {
-                            timer.as_mut().reset(Instant::now() + d);
+                            timer.as_mut().reset(Instant::now() + *d);
                         }
                         if timer.as_mut().poll(cx).is_ready() {
                             return Poll::Ready(Woken::Idle);
