@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::behaviour::{Envelope, Server};
+use super::call_timer::{CallTimer, ReplyWait};
 use super::error::{CallError, CastError};
 use super::metrics as m;
 use super::reply::ReplyTo;
@@ -33,6 +34,8 @@ pub struct ServerRef<S: Server> {
     id: u64,
     /// Call latency and result series, registered when the server started.
     calls: std::sync::Arc<m::CallMetrics>,
+    /// The one timer of every call waiting on this server's replies.
+    timer: std::sync::Arc<CallTimer>,
 }
 
 impl<S: Server> Clone for ServerRef<S> {
@@ -44,6 +47,7 @@ impl<S: Server> Clone for ServerRef<S> {
             role: self.role,
             id: self.id,
             calls: self.calls.clone(),
+            timer: self.timer.clone(),
         }
     }
 }
@@ -72,6 +76,7 @@ impl<S: Server> ServerRef<S> {
             role,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             calls: std::sync::Arc::new(m::CallMetrics::new(role)),
+            timer: std::sync::Arc::default(),
         }
     }
 
@@ -125,10 +130,11 @@ impl<S: Server> ServerRef<S> {
                 };
                 Err((err, request))
             }
-            Ok(()) => match tokio::time::timeout_at(deadline, rx).await {
-                Ok(Ok(r)) => r.map_err(|e| (e, None)),
-                Ok(Err(_)) => Err((CallError::Stopped, None)),
-                Err(_) => Err((CallError::Timeout, None)),
+            // Timed by the server's shared call timer, not a timer entry per call.
+            Ok(()) => match ReplyWait::new(rx, deadline, &self.timer).await {
+                Some(Ok(r)) => r.map_err(|e| (e, None)),
+                Some(Err(_)) => Err((CallError::Stopped, None)),
+                None => Err((CallError::Timeout, None)),
             },
         };
         self.calls

@@ -7,6 +7,7 @@
 //! fresh state and runs `init` again behind the same handles.
 
 mod behaviour;
+mod call_timer;
 mod error;
 mod handle;
 pub mod metrics;

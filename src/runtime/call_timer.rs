@@ -1,0 +1,435 @@
+//! [`CallTimer`]: one timer per server for the timeouts of the calls waiting on its
+//! replies, instead of a tokio timer entry per call ([`ReplyWait`] is the caller's side).
+//!
+//! Calls to one server mostly carry the same timeout, so their deadlines arrive in
+//! order: a waiting call appends `(seq, deadline, waker)` to a queue kept in deadline
+//! order and removes itself when its reply comes (usually from the front, otherwise
+//! by binary search on `seq`). One task per server, spawned at the first call that
+//! waits, sleeps until the front's deadline with a single `Sleep`, wakes the callers
+//! whose deadline has passed and goes back to sleep. The task's sleep is never later
+//! than the front, so an append never has to wake it, except when the queue was
+//! empty and the new deadline is earlier than the one the task sleeps to; a wait
+//! costs two short lock rounds and a waker clone, no timer-wheel insert or removal.
+//!
+//! A deadline earlier than the queue's last by less than [`SLACK`] (calls from several
+//! threads race to append) is queued as that last deadline: its caller is woken at
+//! most `SLACK` late, within the millisecond by which tokio's own timers round up.
+//! An earlier one gives `None` from [`CallTimer::register`], and that caller keeps a
+//! tokio timer of its own. The caller decides a timeout by its own deadline, never by
+//! the queued one. The task holds the timer weakly and ends once the last
+//! [`ServerRef`](super::ServerRef) is gone; it allocates nothing per call once the
+//! queue has grown to the number of calls in flight.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+/// How much earlier than the queue's last deadline a deadline may be and still be
+/// queued (woken up to this late); anything earlier gets its own tokio timer.
+pub const SLACK: Duration = Duration::from_millis(1);
+
+/// The shared timer of one server's waiting calls.
+#[derive(Default)]
+pub(crate) struct CallTimer {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Waiting calls, in deadline order (and so in `seq` order).
+    queue: VecDeque<Entry>,
+    next_seq: u64,
+    /// When the task wakes up by itself next; `None` while it waits to be told.
+    armed: Option<Instant>,
+    /// The task's waker, to tell it of a deadline earlier than `armed`.
+    task: Option<Waker>,
+    /// Whether the task has been spawned.
+    spawned: bool,
+}
+
+struct Entry {
+    seq: u64,
+    deadline: Instant,
+    waker: Waker,
+}
+
+impl Inner {
+    fn position(&self, seq: u64) -> Option<usize> {
+        match self.queue.front() {
+            Some(e) if e.seq == seq => Some(0),
+            _ => self.queue.binary_search_by_key(&seq, |e| e.seq).ok(),
+        }
+    }
+}
+
+impl CallTimer {
+    /// Queues a waiting call; its ticket, or `None` when its deadline is too far out
+    /// of order (the caller then times itself).
+    fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Option<u64> {
+        let (seq, wake_task, spawn) = {
+            let mut g = self.inner.lock();
+            let deadline = match g.queue.back() {
+                Some(last) if deadline < last.deadline => {
+                    if last.deadline - deadline > SLACK {
+                        return None;
+                    }
+                    last.deadline
+                }
+                _ => deadline,
+            };
+            let seq = g.next_seq;
+            g.next_seq += 1;
+            g.queue.push_back(Entry {
+                seq,
+                deadline,
+                waker: waker.clone(),
+            });
+            let mut wake_task = None;
+            if g.armed.is_none_or(|a| deadline < a) {
+                // The task sleeps past this deadline, or not at all: tell it.
+                g.armed = Some(deadline);
+                wake_task = g.task.take();
+            }
+            let spawn = !std::mem::replace(&mut g.spawned, true);
+            (seq, wake_task, spawn)
+        };
+        if let Some(w) = wake_task {
+            w.wake();
+        }
+        if spawn {
+            tokio::spawn(run(Arc::downgrade(self)));
+        }
+        Some(seq)
+    }
+
+    /// Keeps a still-waiting call's waker current; `false` when the call is no longer
+    /// queued (the task has woken it for its deadline).
+    fn refresh(&self, seq: u64, waker: &Waker) -> bool {
+        let mut g = self.inner.lock();
+        let Some(i) = g.position(seq) else {
+            return false;
+        };
+        let e = &mut g.queue[i];
+        if !e.waker.will_wake(waker) {
+            e.waker = waker.clone();
+        }
+        true
+    }
+
+    /// Takes a call out of the queue (its reply came, or its caller gave up).
+    fn cancel(&self, seq: u64) {
+        let entry = {
+            let mut g = self.inner.lock();
+            g.position(seq).and_then(|i| g.queue.remove(i))
+        };
+        // The waker is dropped outside the lock.
+        drop(entry);
+    }
+
+    /// Takes out every call whose queued deadline has passed, for waking, and says
+    /// when to look again (`None`: when told); records the task's waker.
+    fn expire(&self, now: Instant, task: &Waker, due: &mut Vec<Waker>) -> Option<Instant> {
+        let mut g = self.inner.lock();
+        while g.queue.front().is_some_and(|e| e.deadline <= now) {
+            if let Some(e) = g.queue.pop_front() {
+                due.push(e.waker);
+            }
+        }
+        g.armed = g.queue.front().map(|e| e.deadline);
+        if !g.task.as_ref().is_some_and(|w| w.will_wake(task)) {
+            g.task = Some(task.clone());
+        }
+        g.armed
+    }
+}
+
+impl Drop for CallTimer {
+    fn drop(&mut self) {
+        // Lets the task see that the timer is gone and end.
+        if let Some(w) = self.inner.get_mut().task.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The timer task: sleeps to the front deadline, wakes the callers whose deadline
+/// has passed, and ends when the timer has no handle left.
+async fn run(timer: Weak<CallTimer>) {
+    let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
+    let mut due = Vec::new();
+    std::future::poll_fn(|cx| loop {
+        let Some(t) = timer.upgrade() else {
+            return Poll::Ready(());
+        };
+        let next = t.expire(Instant::now(), cx.waker(), &mut due);
+        drop(t);
+        for w in due.drain(..) {
+            w.wake();
+        }
+        let Some(at) = next else {
+            return Poll::Pending;
+        };
+        sleep.as_mut().reset(at);
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+    })
+    .await
+}
+
+/// How a waiting call is timed.
+enum Timing {
+    /// Not waited yet.
+    Unregistered,
+    /// Queued on the server's timer under this ticket.
+    Shared(u64),
+    /// Its deadline was out of order: its own tokio timer.
+    Own(Pin<Box<Sleep>>),
+    /// Done: nothing queued.
+    Finished,
+}
+
+/// A caller waiting for its reply until its deadline: resolves to the reply, or
+/// `None` once the deadline has passed. Dropping it takes the call off the timer.
+pub(crate) struct ReplyWait<'a, R> {
+    rx: oneshot::Receiver<R>,
+    deadline: Instant,
+    timer: &'a Arc<CallTimer>,
+    timing: Timing,
+}
+
+impl<'a, R> ReplyWait<'a, R> {
+    pub(crate) fn new(
+        rx: oneshot::Receiver<R>,
+        deadline: Instant,
+        timer: &'a Arc<CallTimer>,
+    ) -> Self {
+        ReplyWait {
+            rx,
+            deadline,
+            timer,
+            timing: Timing::Unregistered,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Timing::Shared(seq) = std::mem::replace(&mut self.timing, Timing::Finished) {
+            self.timer.cancel(seq);
+        }
+    }
+}
+
+impl<R> Future for ReplyWait<'_, R> {
+    /// The reply (or the reply channel's error), `None` on timeout.
+    type Output = Option<Result<R, oneshot::error::RecvError>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(r) = Pin::new(&mut this.rx).poll(cx) {
+            this.finish();
+            return Poll::Ready(Some(r));
+        }
+        let timed_out = match &mut this.timing {
+            Timing::Unregistered => {
+                match this.timer.register(this.deadline, cx.waker()) {
+                    Some(seq) => this.timing = Timing::Shared(seq),
+                    None => {
+                        let mut own = Box::pin(tokio::time::sleep_until(this.deadline));
+                        let ready = own.as_mut().poll(cx).is_ready();
+                        this.timing = Timing::Own(own);
+                        if ready {
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                    }
+                }
+                false
+            }
+            // Woken without a reply: by the timer at the deadline, or spuriously.
+            Timing::Shared(seq) => {
+                let seq = *seq;
+                Instant::now() >= this.deadline || !this.timer.refresh(seq, cx.waker())
+            }
+            Timing::Own(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            Timing::Finished => true,
+        };
+        if timed_out {
+            this.finish();
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
+
+impl<R> Drop for ReplyWait<'_, R> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn queued(t: &CallTimer) -> usize {
+        t.inner.lock().queue.len()
+    }
+
+    /// A wait on a reply that never comes (its sender is kept alive).
+    fn silent(t: &Arc<CallTimer>, deadline: Instant) -> (ReplyWait<'_, u32>, oneshot::Sender<u32>) {
+        let (tx, rx) = oneshot::channel();
+        (ReplyWait::new(rx, deadline, t), tx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_before_the_deadline_is_returned_and_leaves_nothing_queued() {
+        let t = Arc::new(CallTimer::default());
+        let (tx, rx) = oneshot::channel();
+        let wait = ReplyWait::new(rx, Instant::now() + SEC, &t);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let _ = tx.send(7u32);
+        });
+        assert_eq!(wait.await.map(Result::ok), Some(Some(7)));
+        assert_eq!(queued(&t), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_reply_the_wait_ends_exactly_at_its_deadline() {
+        let t = Arc::new(CallTimer::default());
+        let started = Instant::now();
+        let (wait, _tx) = silent(&t, started + SEC);
+        assert!(wait.await.is_none());
+        assert_eq!(started.elapsed(), SEC);
+        assert_eq!(queued(&t), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_in_deadline_order_share_the_queue_and_each_ends_at_its_own_deadline() {
+        let t = Arc::new(CallTimer::default());
+        let started = Instant::now();
+        let mut waits = Vec::new();
+        let mut senders = Vec::new();
+        for i in 1..=5u32 {
+            let (w, tx) = silent(&t, started + SEC * i);
+            waits.push(w);
+            senders.push(tx);
+        }
+        let ended = futures::future::join_all(waits.into_iter().map(|w| async move {
+            assert!(w.await.is_none());
+            started.elapsed()
+        }));
+        let (ended, ()) = tokio::join!(ended, async {
+            tokio::task::yield_now().await;
+            // Every wait is queued on the one timer, none has its own.
+            assert_eq!(queued(&t), 5);
+        });
+        assert_eq!(ended, (1..=5).map(|i| SEC * i).collect::<Vec<_>>());
+        assert_eq!(queued(&t), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_deadline_out_of_order_gets_its_own_timer_and_ends_on_time() {
+        let t = Arc::new(CallTimer::default());
+        let started = Instant::now();
+        let (long, _a) = silent(&t, started + SEC * 5);
+        let mut long = Box::pin(long);
+        assert!(futures::poll!(long.as_mut()).is_pending());
+        assert_eq!(queued(&t), 1);
+        let (early, _b) = silent(&t, started + Duration::from_millis(100));
+        let mut early = Box::pin(early);
+        assert!(futures::poll!(early.as_mut()).is_pending());
+        // Too far ahead of the queue's last deadline: not queued.
+        assert_eq!(queued(&t), 1);
+        assert!(early.await.is_none());
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert!(long.await.is_none());
+        assert_eq!(started.elapsed(), SEC * 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_within_the_slack_is_queued_and_woken_at_most_slack_late() {
+        let t = Arc::new(CallTimer::default());
+        let started = Instant::now();
+        let (first, _a) = silent(&t, started + SEC);
+        let mut first = Box::pin(first);
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        let own = started + SEC - SLACK / 2;
+        let (second, _b) = silent(&t, own);
+        let mut second = Box::pin(second);
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        assert_eq!(queued(&t), 2);
+        assert!(second.await.is_none());
+        let woke = Instant::now();
+        assert!(
+            woke >= own && woke - own <= SLACK,
+            "woken {:?} after its deadline",
+            woke - own
+        );
+        assert!(first.await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_wait_leaves_the_queue() {
+        let t = Arc::new(CallTimer::default());
+        let now = Instant::now();
+        let (a, _a) = silent(&t, now + SEC);
+        let (b, _b) = silent(&t, now + SEC * 2);
+        let (mut a, mut b) = (Box::pin(a), Box::pin(b));
+        assert!(futures::poll!(a.as_mut()).is_pending());
+        assert!(futures::poll!(b.as_mut()).is_pending());
+        assert_eq!(queued(&t), 2);
+        // From the back, then the front.
+        drop(b);
+        assert_eq!(queued(&t), 1);
+        drop(a);
+        assert_eq!(queued(&t), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_wait_after_long_ones_wakes_the_sleeping_task_early() {
+        let t = Arc::new(CallTimer::default());
+        // A long wait answered before its deadline leaves the task asleep until then.
+        let (tx, rx) = oneshot::channel();
+        let far = Instant::now() + SEC * 60;
+        let mut long = Box::pin(ReplyWait::new(rx, far, &t));
+        assert!(futures::poll!(long.as_mut()).is_pending());
+        tokio::task::yield_now().await;
+        tx.send(1u32).unwrap();
+        assert!(long.await.is_some());
+        assert_eq!(queued(&t), 0);
+        assert_eq!(t.inner.lock().armed, Some(far));
+        // A short wait now must not sleep to the long deadline.
+        let started = Instant::now();
+        let (short, _s) = silent(&t, started + Duration::from_millis(50));
+        assert!(short.await.is_none());
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_task_ends_with_the_last_handle() {
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = tasks();
+        let t = Arc::new(CallTimer::default());
+        let (wait, _tx) = silent(&t, Instant::now() + SEC);
+        assert!(wait.await.is_none());
+        assert_eq!(tasks(), before + 1);
+        drop(t);
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(tasks(), before);
+    }
+}
