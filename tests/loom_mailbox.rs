@@ -7,7 +7,9 @@
 //! and then: every accepted message was delivered exactly once or handed to the
 //! eviction handler as the policy says, each sender's delivered messages are in the
 //! order it sent them, and the accounting is balanced with nothing left queued.
-//! `send_timeout` and deadlines (tokio time) are not modelled here.
+//! Deadlines are modelled only far in the future (they never pass, so time cannot
+//! steer an interleaving): such messages take the deadline-aware fast paths that
+//! calls take. `send_timeout` and expiry (tokio time) are not modelled here.
 #![cfg(sluicegate_loom)]
 
 use loom::sync::{Arc, Mutex};
@@ -37,8 +39,25 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-/// Explores the interleavings of the 2-senders, 1-receiver run and checks each with `check`.
-fn explore(policy: Policy, keyed: bool, check: fn(&Run)) {
+/// No key, no deadline.
+fn plain(_sender: u8) -> Meta {
+    Meta::default()
+}
+
+/// Each sender's messages keyed by the sender.
+fn keyed(sender: u8) -> Meta {
+    Meta::keyed(u64::from(sender))
+}
+
+/// A deadline an hour away, as a call carries (never reached in the model).
+fn far_deadline(_sender: u8) -> Meta {
+    Meta::default()
+        .with_deadline(tokio::time::Instant::now() + std::time::Duration::from_secs(3600))
+}
+
+/// Explores the interleavings of the 2-senders, 1-receiver run and checks each with
+/// `check`; `meta` gives each sender's messages their key and deadline.
+fn explore(policy: Policy, meta: fn(u8) -> Meta, check: fn(&Run)) {
     model(move || {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
@@ -53,13 +72,8 @@ fn explore(policy: Policy, keyed: bool, check: fn(&Run)) {
                 thread::spawn(move || {
                     loom::future::block_on(async move {
                         for i in 0..PER_SENDER {
-                            let meta = if keyed {
-                                Meta::keyed(u64::from(s))
-                            } else {
-                                Meta::default()
-                            };
                             // No timeout, receiver alive: every send is accepted.
-                            tx.send_with((s, i), meta).await.unwrap();
+                            tx.send_with((s, i), meta(s)).await.unwrap();
                         }
                     })
                 })
@@ -125,7 +139,7 @@ fn loom_block_delivers_everything_once_in_order() {
             capacity: 1,
             send_timeout: None,
         },
-        false,
+        plain,
         |run| {
             check_common(run);
             assert!(run.evicted.is_empty(), "{:?}", run.evicted);
@@ -134,8 +148,39 @@ fn loom_block_delivers_everything_once_in_order() {
 }
 
 #[test]
+fn loom_block_with_deadlines_delivers_everything_once_in_order() {
+    // What calls do: every message carries a deadline, through the fast paths while
+    // there is room and the parked hand-off while full.
+    explore(
+        Policy::Block {
+            capacity: 1,
+            send_timeout: None,
+        },
+        far_deadline,
+        |run| {
+            check_common(run);
+            assert!(run.evicted.is_empty(), "{:?}", run.evicted);
+            assert_eq!(run.stats.expired, 0);
+        },
+    );
+}
+
+#[test]
+fn loom_drop_oldest_with_deadlines_delivers_or_evicts_each_message_once() {
+    explore(Policy::DropOldest { capacity: 1 }, far_deadline, |run| {
+        check_common(run);
+        assert!(run
+            .evicted
+            .iter()
+            .all(|(_, why)| *why == Eviction::DroppedOldest));
+        assert_eq!(run.stats.dropped_oldest, run.evicted.len() as u64);
+        assert!(!run.delivered.is_empty());
+    });
+}
+
+#[test]
 fn loom_drop_oldest_delivers_or_evicts_each_message_once() {
-    explore(Policy::DropOldest { capacity: 1 }, false, |run| {
+    explore(Policy::DropOldest { capacity: 1 }, plain, |run| {
         check_common(run);
         assert!(run
             .evicted
@@ -151,7 +196,7 @@ fn loom_drop_oldest_delivers_or_evicts_each_message_once() {
 fn loom_coalesce_keeps_the_newest_content_per_key() {
     // Each sender uses its own key: a replaced message is an older one of the same
     // sender, and each sender's last message is always delivered.
-    explore(Policy::Coalesce { capacity: 1 }, true, |run| {
+    explore(Policy::Coalesce { capacity: 1 }, keyed, |run| {
         check_common(run);
         assert!(run
             .evicted
