@@ -11,12 +11,13 @@
 //! empty and the new deadline is earlier than the one the task sleeps to; a wait
 //! costs two short lock rounds and a waker clone, no timer-wheel insert or removal.
 //!
-//! A deadline earlier than the queue's last by less than [`SLACK`] (calls from several
-//! threads race to append) is queued as that last deadline: its caller is woken at
-//! most `SLACK` late, within the millisecond by which tokio's own timers round up.
-//! An earlier one gives `None` from [`CallTimer::register`], and that caller keeps a
-//! tokio timer of its own. The caller decides a timeout by its own deadline, never by
-//! the queued one. The task holds the timer weakly and ends once the last
+//! A deadline earlier than the queue's last (calls from several threads race to
+//! append; a short call behind long ones) is inserted in its place, found by binary
+//! search, when at most [`MAX_INSERT_DEPTH`] entries are later; the queue is kept in
+//! `(deadline, seq)` order, and every caller is woken at its own deadline, never
+//! later. A deadline that would go deeper gives `None` from [`CallTimer::register`],
+//! and that caller keeps a tokio timer of its own (moving a long tail under the lock
+//! would cost more than the timer). The task holds the timer weakly and ends once the last
 //! [`ServerRef`](super::ServerRef) is gone; it allocates nothing per call once the
 //! queue has grown to the number of calls in flight.
 
@@ -31,9 +32,9 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-/// How much earlier than the queue's last deadline a deadline may be and still be
-/// queued (woken up to this late); anything earlier gets its own tokio timer.
-pub const SLACK: Duration = Duration::from_millis(1);
+/// How many queued entries may have a later deadline than a new one for it to be
+/// inserted in place; a deeper insert gets its own tokio timer instead.
+pub const MAX_INSERT_DEPTH: usize = 32;
 
 /// The shared timer of one server's waiting calls.
 #[derive(Default)]
@@ -43,7 +44,7 @@ pub(crate) struct CallTimer {
 
 #[derive(Default)]
 struct Inner {
-    /// Waiting calls, in deadline order (and so in `seq` order).
+    /// Waiting calls, in `(deadline, seq)` order.
     queue: VecDeque<Entry>,
     next_seq: u64,
     /// When the task wakes up by itself next; `None` while it waits to be told.
@@ -61,10 +62,14 @@ struct Entry {
 }
 
 impl Inner {
-    fn position(&self, seq: u64) -> Option<usize> {
+    /// Where the entry `(deadline, seq)` is queued, if it still is.
+    fn position(&self, deadline: Instant, seq: u64) -> Option<usize> {
         match self.queue.front() {
             Some(e) if e.seq == seq => Some(0),
-            _ => self.queue.binary_search_by_key(&seq, |e| e.seq).ok(),
+            _ => self
+                .queue
+                .binary_search_by(|e| (e.deadline, e.seq).cmp(&(deadline, seq)))
+                .ok(),
         }
     }
 }
@@ -75,22 +80,28 @@ impl CallTimer {
     fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Option<u64> {
         let (seq, wake_task, spawn) = {
             let mut g = self.inner.lock();
-            let deadline = match g.queue.back() {
+            // After every entry with the same or an earlier deadline: a new `seq` is
+            // the largest, so the queue stays in `(deadline, seq)` order.
+            let at = match g.queue.back() {
                 Some(last) if deadline < last.deadline => {
-                    if last.deadline - deadline > SLACK {
+                    let at = g.queue.partition_point(|e| e.deadline <= deadline);
+                    if g.queue.len() - at > MAX_INSERT_DEPTH {
                         return None;
                     }
-                    last.deadline
+                    at
                 }
-                _ => deadline,
+                _ => g.queue.len(),
             };
             let seq = g.next_seq;
             g.next_seq += 1;
-            g.queue.push_back(Entry {
-                seq,
-                deadline,
-                waker: waker.clone(),
-            });
+            g.queue.insert(
+                at,
+                Entry {
+                    seq,
+                    deadline,
+                    waker: waker.clone(),
+                },
+            );
             let mut wake_task = None;
             if g.armed.is_none_or(|a| deadline < a) {
                 // The task sleeps past this deadline, or not at all: tell it.
@@ -111,9 +122,9 @@ impl CallTimer {
 
     /// Keeps a still-waiting call's waker current; `false` when the call is no longer
     /// queued (the task has woken it for its deadline).
-    fn refresh(&self, seq: u64, waker: &Waker) -> bool {
+    fn refresh(&self, deadline: Instant, seq: u64, waker: &Waker) -> bool {
         let mut g = self.inner.lock();
-        let Some(i) = g.position(seq) else {
+        let Some(i) = g.position(deadline, seq) else {
             return false;
         };
         let e = &mut g.queue[i];
@@ -124,10 +135,10 @@ impl CallTimer {
     }
 
     /// Takes a call out of the queue (its reply came, or its caller gave up).
-    fn cancel(&self, seq: u64) {
+    fn cancel(&self, deadline: Instant, seq: u64) {
         let entry = {
             let mut g = self.inner.lock();
-            g.position(seq).and_then(|i| g.queue.remove(i))
+            g.position(deadline, seq).and_then(|i| g.queue.remove(i))
         };
         // The waker is dropped outside the lock.
         drop(entry);
@@ -221,7 +232,7 @@ impl<'a, R> ReplyWait<'a, R> {
 
     fn finish(&mut self) {
         if let Timing::Shared(seq) = std::mem::replace(&mut self.timing, Timing::Finished) {
-            self.timer.cancel(seq);
+            self.timer.cancel(self.deadline, seq);
         }
     }
 }
@@ -255,7 +266,8 @@ impl<R> Future for ReplyWait<'_, R> {
             // Woken without a reply: by the timer at the deadline, or spuriously.
             Timing::Shared(seq) => {
                 let seq = *seq;
-                Instant::now() >= this.deadline || !this.timer.refresh(seq, cx.waker())
+                Instant::now() >= this.deadline
+                    || !this.timer.refresh(this.deadline, seq, cx.waker())
             }
             Timing::Own(sleep) => sleep.as_mut().poll(cx).is_ready(),
             Timing::Finished => true,
@@ -338,44 +350,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_earlier_deadline_out_of_order_gets_its_own_timer_and_ends_on_time() {
+    async fn an_earlier_deadline_is_queued_in_its_place_and_ends_exactly_on_time() {
         let t = Arc::new(CallTimer::default());
         let started = Instant::now();
-        let (long, _a) = silent(&t, started + SEC * 5);
-        let mut long = Box::pin(long);
-        assert!(futures::poll!(long.as_mut()).is_pending());
-        assert_eq!(queued(&t), 1);
-        let (early, _b) = silent(&t, started + Duration::from_millis(100));
-        let mut early = Box::pin(early);
-        assert!(futures::poll!(early.as_mut()).is_pending());
-        // Too far ahead of the queue's last deadline: not queued.
-        assert_eq!(queued(&t), 1);
-        assert!(early.await.is_none());
-        assert_eq!(started.elapsed(), Duration::from_millis(100));
-        assert!(long.await.is_none());
-        assert_eq!(started.elapsed(), SEC * 5);
+        let (a, _a) = silent(&t, started + SEC * 5);
+        let (b, _b) = silent(&t, started + SEC * 2);
+        let (c, _c) = silent(&t, started + SEC * 2);
+        let (d, _d) = silent(&t, started + Duration::from_millis(100));
+        let mut waits = [Box::pin(a), Box::pin(b), Box::pin(c), Box::pin(d)];
+        for w in &mut waits {
+            assert!(futures::poll!(w.as_mut()).is_pending());
+        }
+        let order: Vec<_> = t.inner.lock().queue.iter().map(|e| e.seq).collect();
+        assert_eq!(order, [3, 1, 2, 0], "in (deadline, seq) order");
+        let [a, b, c, d] = waits;
+        for (w, at) in [
+            (d, Duration::from_millis(100)),
+            (b, SEC * 2),
+            (c, SEC * 2),
+            (a, SEC * 5),
+        ] {
+            assert!(w.await.is_none());
+            assert_eq!(started.elapsed(), at);
+        }
+        assert_eq!(queued(&t), 0);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_deadline_within_the_slack_is_queued_and_woken_at_most_slack_late() {
+    async fn a_deadline_deeper_than_the_insert_limit_gets_its_own_timer_and_ends_on_time() {
         let t = Arc::new(CallTimer::default());
         let started = Instant::now();
-        let (first, _a) = silent(&t, started + SEC);
-        let mut first = Box::pin(first);
-        assert!(futures::poll!(first.as_mut()).is_pending());
-        let own = started + SEC - SLACK / 2;
-        let (second, _b) = silent(&t, own);
-        let mut second = Box::pin(second);
-        assert!(futures::poll!(second.as_mut()).is_pending());
-        assert_eq!(queued(&t), 2);
-        assert!(second.await.is_none());
-        let woke = Instant::now();
-        assert!(
-            woke >= own && woke - own <= SLACK,
-            "woken {:?} after its deadline",
-            woke - own
-        );
-        assert!(first.await.is_none());
+        let mut long = Vec::new();
+        let mut senders = Vec::new();
+        for _ in 0..=MAX_INSERT_DEPTH {
+            let (w, tx) = silent(&t, started + SEC * 5);
+            let mut w = Box::pin(w);
+            assert!(futures::poll!(w.as_mut()).is_pending());
+            long.push(w);
+            senders.push(tx);
+        }
+        assert_eq!(queued(&t), MAX_INSERT_DEPTH + 1);
+        let (early, _e) = silent(&t, started + Duration::from_millis(100));
+        let mut early = Box::pin(early);
+        assert!(futures::poll!(early.as_mut()).is_pending());
+        // Not queued: it keeps its own timer.
+        assert_eq!(queued(&t), MAX_INSERT_DEPTH + 1);
+        assert!(early.await.is_none());
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        for w in long {
+            assert!(w.await.is_none());
+        }
+        assert_eq!(started.elapsed(), SEC * 5);
     }
 
     #[tokio::test(start_paused = true)]
