@@ -4,15 +4,12 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::{start, KeyedPool, PoolSpec, ReplyTo, Routing, Server, Spec, Supervisor};
 use tokio::sync::{mpsc, oneshot};
 
 struct Echo;
-
-#[async_trait]
 impl Server for Echo {
     type Call = u64;
     type Reply = u64;

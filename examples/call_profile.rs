@@ -6,14 +6,11 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::{start, ReplyTo, Server, Spec};
 use tokio::sync::{mpsc, oneshot};
 
 struct Echo;
-
-#[async_trait]
 impl Server for Echo {
     type Call = u64;
     type Reply = u64;

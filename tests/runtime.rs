@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::{
     start, BoxError, CallError, CastError, Intensity, KeyedPool, PoolSpec, Registry,
@@ -30,8 +29,6 @@ enum Req {
     Sleep(u32, Duration),
     Panic,
 }
-
-#[async_trait]
 impl Server for Probe {
     type Call = Req;
     type Reply = u32;
@@ -425,7 +422,6 @@ async fn pool_serves_each_key_on_one_worker(routing: Routing) {
         index: usize,
         seen: Arc<Mutex<Vec<(usize, String)>>>,
     }
-    #[async_trait]
     impl Server for Worker {
         type Call = String;
         type Reply = usize;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use proptest::prelude::*;
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::{Intensity, ReplyTo, Restart, Server, Spec, Supervisor};
@@ -23,8 +22,6 @@ enum Op {
     },
     Advance(u64),
 }
-
-#[async_trait]
 impl Server for Flaky {
     type Call = (u64, bool);
     type Reply = u64;

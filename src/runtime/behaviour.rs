@@ -2,7 +2,7 @@
 //! implements (init / handle_call / handle_cast / handle_batch / terminate), the
 //! [`Envelope`] its mailbox carries, and the [`ExitReason`] an instance ends with.
 
-use async_trait::async_trait;
+use std::future::Future;
 
 use super::error::{BoxError, CallError};
 use super::reply::ReplyTo;
@@ -12,7 +12,30 @@ use crate::mailbox::Eviction;
 ///
 /// `init` runs before the first message and again after every restart (so state
 /// reloads from storage); its error reaches whoever started the server.
-#[async_trait]
+///
+/// The handlers return futures that must be `Send` (the server runs in a spawned
+/// task); implement them with `async fn`, no macro needed, and the runtime polls
+/// them in place (no boxed future per message):
+///
+/// ```
+/// use sluicegate::runtime::{ReplyTo, Server};
+///
+/// struct Counter(u64);
+///
+/// impl Server for Counter {
+///     type Call = ();
+///     type Reply = u64;
+///     type Cast = u64;
+///
+///     async fn handle_call(&mut self, (): (), reply: ReplyTo<u64>) {
+///         reply.send(self.0)
+///     }
+///
+///     async fn handle_cast(&mut self, n: u64) {
+///         self.0 += n;
+///     }
+/// }
+/// ```
 pub trait Server: Send + Sized + 'static {
     /// Requests that expect a reply.
     type Call: Send + 'static;
@@ -22,16 +45,23 @@ pub trait Server: Send + Sized + 'static {
     type Cast: Send + 'static;
 
     /// Prepares the state; an error stops the start and is reported to the starter.
-    async fn init(&mut self) -> Result<(), BoxError> {
-        Ok(())
+    fn init(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async { Ok(()) }
     }
 
     /// Handles one call. Answer through `reply`, now or later (it may be moved into
     /// another task, e.g. to answer once a write is durable).
-    async fn handle_call(&mut self, request: Self::Call, reply: ReplyTo<Self::Reply>);
+    fn handle_call(
+        &mut self,
+        request: Self::Call,
+        reply: ReplyTo<Self::Reply>,
+    ) -> impl Future<Output = ()> + Send;
 
     /// Handles one cast.
-    async fn handle_cast(&mut self, _message: Self::Cast) {}
+    fn handle_cast(&mut self, message: Self::Cast) -> impl Future<Output = ()> + Send {
+        drop(message);
+        async {}
+    }
 
     /// Most messages the runtime takes from the mailbox at once (one lock, with
     /// `recv_many`). Above 1, what is taken goes to [`handle_batch`](Self::handle_batch)
@@ -43,17 +73,22 @@ pub trait Server: Send + Sized + 'static {
     /// already left out), e.g. to commit many writes as one. An implementation may
     /// reorder messages that do not depend on each other. The default handles them
     /// one by one, in order.
-    async fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) {
-        for env in batch {
-            match env {
-                Envelope::Call(req, reply) => self.handle_call(req, reply).await,
-                Envelope::Cast(msg) => self.handle_cast(msg).await,
+    fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) -> impl Future<Output = ()> + Send {
+        async move {
+            for env in batch {
+                match env {
+                    Envelope::Call(req, reply) => self.handle_call(req, reply).await,
+                    Envelope::Cast(msg) => self.handle_cast(msg).await,
+                }
             }
         }
     }
 
     /// Runs once when this instance ends, whatever the reason (not after a panic).
-    async fn terminate(&mut self, _reason: &ExitReason) {}
+    fn terminate(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send {
+        let _ = reason;
+        async {}
+    }
 
     /// Under the `coalesce` policy, a keyed message replaced a queued one: let the
     /// newer one take over what the older carried. The default fails a replaced

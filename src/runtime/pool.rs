@@ -5,7 +5,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::error::{CallError, CastError, StartError};
@@ -66,8 +65,6 @@ pub struct Routed<S: Server> {
 pub struct Router<S: Server> {
     workers: Arc<Vec<ServerRef<S>>>,
 }
-
-#[async_trait]
 impl<S: Server> Server for Router<S> {
     type Call = ();
     type Reply = ();

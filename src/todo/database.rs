@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::port::{Change, ListWrite, Storage, StorageError};
@@ -272,8 +271,6 @@ impl DbWorker {
         self.retry_unsaved(false).await;
     }
 }
-
-#[async_trait]
 impl Server for DbWorker {
     type Call = DbCall;
     type Reply = Result<DbReply, Arc<StorageError>>;
