@@ -6,23 +6,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluicegate::mailbox::Policy;
-use sluicegate::runtime::{start, KeyedPool, PoolSpec, ReplyTo, Routing, Server, Spec, Supervisor};
+use sluicegate::runtime::{start, KeyedPool, PoolSpec, Routing, Spec, Supervisor};
 use tokio::sync::{mpsc, oneshot};
 
-struct Echo;
-impl Server for Echo {
-    type Call = u64;
-    type Reply = u64;
-    type Cast = u64;
-
-    async fn handle_call(&mut self, n: u64, reply: ReplyTo<u64>) {
-        reply.send(n)
-    }
-
-    async fn handle_cast(&mut self, n: u64) {
-        std::hint::black_box(n);
-    }
-}
+#[path = "support/echo.rs"]
+mod echo;
+use echo::Echo;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -7,23 +7,12 @@
 use std::time::Duration;
 
 use sluicegate::mailbox::Policy;
-use sluicegate::runtime::{start, ReplyTo, Server, Spec};
+use sluicegate::runtime::{start, Spec};
 use tokio::sync::{mpsc, oneshot};
 
-struct Echo;
-impl Server for Echo {
-    type Call = u64;
-    type Reply = u64;
-    type Cast = u64;
-
-    async fn handle_call(&mut self, n: u64, reply: ReplyTo<u64>) {
-        reply.send(n)
-    }
-
-    async fn handle_cast(&mut self, n: u64) {
-        std::hint::black_box(n);
-    }
-}
+#[path = "../benches/support/echo.rs"]
+mod echo;
+use echo::Echo;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
