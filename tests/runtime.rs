@@ -200,6 +200,56 @@ async fn a_panic_answers_the_caller_and_every_queued_call_then_restarts() {
     assert!(s.is_balanced());
 }
 
+/// A server whose handlers are hand-written `fn`s that panic before they return
+/// their future (for `0`), or answer in it.
+struct EagerPanic;
+
+impl Server for EagerPanic {
+    type Call = u32;
+    type Reply = u32;
+    type Cast = u32;
+
+    #[allow(clippy::manual_async_fn)]
+    fn handle_call(
+        &mut self,
+        n: u32,
+        reply: ReplyTo<u32>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        assert_ne!(n, 0, "injected panic before the future");
+        async move { reply.send(n) }
+    }
+
+    #[allow(clippy::manual_async_fn)]
+    fn handle_cast(&mut self, n: u32) -> impl std::future::Future<Output = ()> + Send {
+        assert_ne!(n, 0, "injected panic before the future");
+        async {}
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_before_a_handler_returns_its_future_is_caught_like_any_other() {
+    let server =
+        start(Spec::new("eager", Policy::Unbounded, || EagerPanic).restart(Restart::Permanent))
+            .await
+            .unwrap();
+    assert_eq!(server.call(0, T).await, Err(CallError::Panicked));
+    assert_eq!(
+        server.call(1, T).await,
+        Ok(1),
+        "restarted behind the same handle"
+    );
+    server.cast(0).await.unwrap();
+    // Let the cast crash the instance and the supervisor restart it (a call queued
+    // behind the cast would be answered `Stopped` by the crash).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        server.call(2, T).await,
+        Ok(2),
+        "restarted after the cast's panic too"
+    );
+    assert!(!server.is_stopped());
+}
+
 #[tokio::test(start_paused = true)]
 async fn too_many_restarts_escalate_and_stop_the_child_for_good() {
     let probe = Probe::default();

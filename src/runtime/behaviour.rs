@@ -15,7 +15,9 @@ use crate::mailbox::Eviction;
 ///
 /// The handlers return futures that must be `Send` (the server runs in a spawned
 /// task); implement them with `async fn`, no macro needed, and the runtime polls
-/// them in place (no boxed future per message):
+/// them in place (no boxed future per message). A panic anywhere in a handler,
+/// including code a hand-written `fn` runs before returning its future, is caught
+/// and ends the instance as [`ExitReason::Panicked`]:
 ///
 /// ```
 /// use sluicegate::runtime::{ReplyTo, Server};
@@ -59,8 +61,8 @@ pub trait Server: Send + Sized + 'static {
 
     /// Handles one cast.
     fn handle_cast(&mut self, message: Self::Cast) -> impl Future<Output = ()> + Send {
-        drop(message);
-        async {}
+        // Dropped when polled, inside the runtime's panic guard, as an `async fn` would.
+        async move { drop(message) }
     }
 
     /// Most messages the runtime takes from the mailbox at once (one lock, with

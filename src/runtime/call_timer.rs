@@ -2,14 +2,23 @@
 //! replies, instead of a tokio timer entry per call ([`ReplyWait`] is the caller's side).
 //!
 //! Calls to one server mostly carry the same timeout, so their deadlines arrive in
-//! order: a waiting call appends `(seq, deadline, waker)` to a queue kept in deadline
-//! order and removes itself when its reply comes (usually from the front, otherwise
-//! by binary search on `seq`). One task per server, spawned at the first call that
-//! waits, sleeps until the front's deadline with a single `Sleep`, wakes the callers
-//! whose deadline has passed and goes back to sleep. The task's sleep is never later
-//! than the front, so an append never has to wake it, except when the queue was
-//! empty and the new deadline is earlier than the one the task sleeps to; a wait
-//! costs two short lock rounds and a waker clone, no timer-wheel insert or removal.
+//! order: a waiting call appends `(seq, deadline, waker)` to a queue kept in
+//! `(deadline, seq)` order and removes itself when its reply comes (usually from the
+//! front, otherwise by binary search on `(deadline, seq)`). One task per server,
+//! spawned at the first call that waits, on the runtime the server was started on,
+//! sleeps until the front's deadline with a single `Sleep`, wakes the callers whose
+//! deadline has passed and goes back to sleep. The task's sleep is never later than
+//! the front, so an append never has to wake it, except when the new deadline is
+//! earlier than the one the task sleeps to (a short call, or the first one after an
+//! idle spell); a wait costs two short lock rounds and a waker clone, no timer-wheel
+//! insert or removal.
+//!
+//! The task lives on the server's runtime, so it lasts as long as the server can
+//! answer; should it end anyway (that runtime shut down while a handle lives on
+//! elsewhere), every later caller keeps a tokio timer of its own, as it would
+//! without this module. Its `Sleep` is built before anything is queued, so a runtime
+//! without timers fails the first caller loudly (as `tokio::time::timeout` would)
+//! instead of leaving it queued on a task that cannot run.
 //!
 //! A deadline earlier than the queue's last (calls from several threads race to
 //! append; a short call behind long ones) is inserted in its place, found by binary
@@ -17,8 +26,9 @@
 //! `(deadline, seq)` order, and every caller is woken at its own deadline, never
 //! later. A deadline that would go deeper gives `None` from [`CallTimer::register`],
 //! and that caller keeps a tokio timer of its own (moving a long tail under the lock
-//! would cost more than the timer). The task holds the timer weakly and ends once the last
-//! [`ServerRef`](super::ServerRef) is gone; it allocates nothing per call once the
+//! would cost more than the timer; that timer is boxed, the one allocation a wait can
+//! make). The task holds the timer weakly and ends once the last
+//! [`ServerRef`](super::ServerRef) is gone; a shared wait allocates nothing once the
 //! queue has grown to the number of calls in flight.
 
 use std::collections::VecDeque;
@@ -37,9 +47,11 @@ use tokio::time::{Instant, Sleep};
 pub const MAX_INSERT_DEPTH: usize = 32;
 
 /// The shared timer of one server's waiting calls.
-#[derive(Default)]
 pub(crate) struct CallTimer {
     inner: Mutex<Inner>,
+    /// The runtime the task is spawned on: the server's (`None` outside any runtime,
+    /// and then every caller times itself).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 #[derive(Default)]
@@ -51,8 +63,8 @@ struct Inner {
     armed: Option<Instant>,
     /// The task's waker, to tell it of a deadline earlier than `armed`.
     task: Option<Waker>,
-    /// Whether the task has been spawned.
-    spawned: bool,
+    /// The task, once spawned.
+    handle: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Entry {
@@ -75,11 +87,33 @@ impl Inner {
 }
 
 impl CallTimer {
-    /// Queues a waiting call; its ticket, or `None` when its deadline is too far out
-    /// of order (the caller then times itself).
+    /// A timer whose task will run on the current runtime (the server's, when built
+    /// by [`start`](super::start)).
+    pub(crate) fn on_current_runtime() -> Self {
+        CallTimer {
+            inner: Mutex::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Queues a waiting call; its ticket, or `None` when the caller must time itself:
+    /// its deadline is too far out of order, or there is no task to wake it.
     fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Option<u64> {
-        let (seq, wake_task, spawn) = {
+        let (seq, wake_task) = {
             let mut g = self.inner.lock();
+            match &g.handle {
+                Some(task) if task.is_finished() => return None,
+                Some(_) => {}
+                None => {
+                    let runtime = self.runtime.as_ref()?;
+                    // Built first: without timers this panics here, with nothing queued.
+                    let sleep = {
+                        let _in_runtime = runtime.enter();
+                        Box::pin(tokio::time::sleep(Duration::ZERO))
+                    };
+                    g.handle = Some(runtime.spawn(run(Arc::downgrade(self), sleep)));
+                }
+            }
             // After every entry with the same or an earlier deadline: a new `seq` is
             // the largest, so the queue stays in `(deadline, seq)` order.
             let at = match g.queue.back() {
@@ -108,14 +142,10 @@ impl CallTimer {
                 g.armed = Some(deadline);
                 wake_task = g.task.take();
             }
-            let spawn = !std::mem::replace(&mut g.spawned, true);
-            (seq, wake_task, spawn)
+            (seq, wake_task)
         };
         if let Some(w) = wake_task {
             w.wake();
-        }
-        if spawn {
-            tokio::spawn(run(Arc::downgrade(self)));
         }
         Some(seq)
     }
@@ -172,8 +202,7 @@ impl Drop for CallTimer {
 
 /// The timer task: sleeps to the front deadline, wakes the callers whose deadline
 /// has passed, and ends when the timer has no handle left.
-async fn run(timer: Weak<CallTimer>) {
-    let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
+async fn run(timer: Weak<CallTimer>, mut sleep: Pin<Box<Sleep>>) {
     let mut due = Vec::new();
     std::future::poll_fn(|cx| loop {
         let Some(t) = timer.upgrade() else {
@@ -304,7 +333,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reply_before_the_deadline_is_returned_and_leaves_nothing_queued() {
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         let (tx, rx) = oneshot::channel();
         let wait = ReplyWait::new(rx, Instant::now() + SEC, &t);
         tokio::spawn(async move {
@@ -317,7 +346,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_a_reply_the_wait_ends_exactly_at_its_deadline() {
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         let started = Instant::now();
         let (wait, _tx) = silent(&t, started + SEC);
         assert!(wait.await.is_none());
@@ -327,7 +356,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waits_in_deadline_order_share_the_queue_and_each_ends_at_its_own_deadline() {
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         let started = Instant::now();
         let mut waits = Vec::new();
         let mut senders = Vec::new();
@@ -351,7 +380,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_earlier_deadline_is_queued_in_its_place_and_ends_exactly_on_time() {
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         let started = Instant::now();
         let (a, _a) = silent(&t, started + SEC * 5);
         let (b, _b) = silent(&t, started + SEC * 2);
@@ -378,7 +407,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_deadline_deeper_than_the_insert_limit_gets_its_own_timer_and_ends_on_time() {
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         let started = Instant::now();
         let mut long = Vec::new();
         let mut senders = Vec::new();
@@ -405,7 +434,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_wait_leaves_the_queue() {
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         let now = Instant::now();
         let (a, _a) = silent(&t, now + SEC);
         let (b, _b) = silent(&t, now + SEC * 2);
@@ -422,7 +451,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_short_wait_after_long_ones_wakes_the_sleeping_task_early() {
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         // A long wait answered before its deadline leaves the task asleep until then.
         let (tx, rx) = oneshot::channel();
         let far = Instant::now() + SEC * 60;
@@ -441,6 +470,47 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn outside_any_runtime_every_caller_times_itself() {
+        let t = Arc::new(CallTimer {
+            inner: Mutex::default(),
+            runtime: None,
+        });
+        let started = Instant::now();
+        let (wait, _tx) = silent(&t, started + SEC);
+        let mut wait = Box::pin(wait);
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+        assert_eq!(queued(&t), 0);
+        assert!(wait.await.is_none());
+        assert_eq!(started.elapsed(), SEC);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_the_task_has_ended_with_its_runtime_callers_time_themselves() {
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let t = {
+            let _in_other = other.enter();
+            Arc::new(CallTimer::on_current_runtime())
+        };
+        // The first wait spawns the task on the other runtime, which then shuts down.
+        let (first, _a) = silent(&t, Instant::now() + SEC);
+        let mut first = Box::pin(first);
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        assert_eq!(queued(&t), 1);
+        drop(first);
+        other.shutdown_background();
+        let started = Instant::now();
+        let (wait, _b) = silent(&t, started + SEC);
+        let mut wait = Box::pin(wait);
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+        assert_eq!(queued(&t), 0, "not queued on a task that is gone");
+        assert!(wait.await.is_none());
+        assert_eq!(started.elapsed(), SEC);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_timer_task_ends_with_the_last_handle() {
         let tasks = || {
             tokio::runtime::Handle::current()
@@ -448,7 +518,7 @@ mod tests {
                 .num_alive_tasks()
         };
         let before = tasks();
-        let t = Arc::new(CallTimer::default());
+        let t = Arc::new(CallTimer::on_current_runtime());
         let (wait, _tx) = silent(&t, Instant::now() + SEC);
         assert!(wait.await.is_none());
         assert_eq!(tasks(), before + 1);

@@ -76,7 +76,7 @@ impl<S: Server> ServerRef<S> {
             role,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             calls: std::sync::Arc::new(m::CallMetrics::new(role)),
-            timer: std::sync::Arc::default(),
+            timer: std::sync::Arc::new(CallTimer::on_current_runtime()),
         }
     }
 

@@ -55,7 +55,12 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 async fn run_init<S: Server>(state: &mut S) -> Result<(), String> {
-    match AssertUnwindSafe(state.init()).catch_unwind().await {
+    // The handler is called inside the guarded future, so a panic before it returns
+    // its future is caught too.
+    match AssertUnwindSafe(async { state.init().await })
+        .catch_unwind()
+        .await
+    {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(p) => Err(format!("init panicked: {}", panic_message(&*p))),
@@ -288,7 +293,7 @@ async fn run_instance<S: Server>(
                     env => batch.push(env),
                 }
             }
-            let outcome = AssertUnwindSafe(state.handle_batch(batch))
+            let outcome = AssertUnwindSafe(async { state.handle_batch(batch).await })
                 .catch_unwind()
                 .await;
             if let Err(p) = outcome {
@@ -304,12 +309,12 @@ async fn run_instance<S: Server>(
                         m::call_abandoned(role);
                         continue;
                     }
-                    AssertUnwindSafe(state.handle_call(req, reply))
+                    AssertUnwindSafe(async { state.handle_call(req, reply).await })
                         .catch_unwind()
                         .await
                 }
                 Envelope::Cast(msg) => {
-                    AssertUnwindSafe(state.handle_cast(msg))
+                    AssertUnwindSafe(async { state.handle_cast(msg).await })
                         .catch_unwind()
                         .await
                 }
