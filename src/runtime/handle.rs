@@ -6,21 +6,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::behaviour::{Envelope, Server};
 use super::call_timer::{CallTimer, ReplyWait};
+use super::control::{Control, ControlTx};
 use super::error::{CallError, CastError};
 use super::metrics as m;
 use super::reply::ReplyTo;
 use crate::mailbox::{InvalidPolicy, Meta, Monitor, Policy, Sender, Stats};
-
-/// Asks a running server's task to stop; sent around the mailbox.
-pub(super) enum Control {
-    /// Stop after the message in hand; `drain` processes what is queued first.
-    Stop { drain: bool },
-}
 
 /// The next server's id.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -28,7 +23,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// A cheap, cloneable handle to a running server.
 pub struct ServerRef<S: Server> {
     tx: Sender<Envelope<S>>,
-    control: mpsc::UnboundedSender<Control>,
+    control: ControlTx,
     done: watch::Receiver<bool>,
     role: &'static str,
     id: u64,
@@ -65,7 +60,7 @@ impl<S: Server> ServerRef<S> {
     /// The handle of a server just built by [`start`](super::start), with a fresh id.
     pub(super) fn new(
         tx: Sender<Envelope<S>>,
-        control: mpsc::UnboundedSender<Control>,
+        control: ControlTx,
         done: watch::Receiver<bool>,
         role: &'static str,
     ) -> Self {

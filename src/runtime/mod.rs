@@ -8,6 +8,7 @@
 
 mod behaviour;
 mod call_timer;
+mod control;
 mod error;
 mod handle;
 pub mod metrics;

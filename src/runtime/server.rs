@@ -9,12 +9,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::behaviour::{Envelope, ExitReason, Server};
+use super::control::{self, Control, ControlRx};
 use super::error::{CallError, StartError};
-use super::handle::{Control, ServerRef};
+use super::handle::ServerRef;
 use super::metrics as m;
 use super::spec::{IdleHook, Spec};
 use super::supervisor::{Restart, RestartWindow, SupervisorEvent};
@@ -32,7 +33,7 @@ pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError>
         .on_coalesce(S::coalesce)
         .build()
         .map_err(StartError::InvalidPolicy)?;
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (control_tx, control_rx) = control::channel();
     let (done_tx, done_rx) = watch::channel(false);
     let (started_tx, started_rx) = oneshot::channel();
     let handle = ServerRef::new(tx, control_tx, done_rx, spec.role);
@@ -72,7 +73,7 @@ async fn run_init<S: Server>(state: &mut S) -> Result<(), String> {
 async fn supervise<S: Server>(
     spec: Spec<S>,
     mut rx: Receiver<Envelope<S>>,
-    mut control: mpsc::UnboundedReceiver<Control>,
+    mut control: ControlRx,
     done: watch::Sender<bool>,
     started: oneshot::Sender<Result<(), StartError>>,
 ) {
@@ -197,9 +198,10 @@ enum Woken {
 
 /// Runs one instance until it stops, idles out or panics.
 ///
-/// The loop polls the mailbox first and looks at the control channel without
-/// waiting before each batch, so a busy server pays for neither a control-channel
-/// waker nor a timer per message; only when the mailbox has nothing does it register
+/// The loop polls the mailbox first and looks at the control channel's flag (one
+/// atomic load, see `control.rs`) before each batch, so a busy server pays for
+/// neither a control-channel look-up, a waker nor a timer per message; only when the
+/// mailbox has nothing does it register
 /// with the control channel and arm the idle timer. The timer is one `Sleep` for the
 /// whole instance, pushed back to `now + idle_timeout` each time the loop starts to
 /// wait: a later deadline only updates the entry (no timer-wheel insert or removal),
@@ -207,7 +209,7 @@ enum Woken {
 async fn run_instance<S: Server>(
     state: &mut S,
     rx: &mut Receiver<Envelope<S>>,
-    control: &mut mpsc::UnboundedReceiver<Control>,
+    control: &mut ControlRx,
     role: &'static str,
     idle_timeout: Option<Duration>,
     on_idle: Option<&IdleHook>,
@@ -220,11 +222,10 @@ async fn run_instance<S: Server>(
     // The idle timeout and its one timer, armed only when a wait begins.
     let mut idle = idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(Duration::ZERO))));
     loop {
-        let woken = match control.try_recv() {
-            _ if draining => None,
-            Ok(c) => Some(Woken::Control(Some(c))),
-            Err(mpsc::error::TryRecvError::Disconnected) => Some(Woken::Control(None)),
-            Err(mpsc::error::TryRecvError::Empty) => None,
+        let woken = if draining {
+            None
+        } else {
+            control.try_take().map(|c| Woken::Control(Some(c)))
         };
         let woken = match woken {
             Some(w) => w,
