@@ -132,6 +132,24 @@ fn check_common(run: &Run) {
     assert_eq!((st.depth, st.waiting_senders), (0, 0), "{st:?}");
 }
 
+/// `block`: the common checks, and nothing evicted.
+fn check_block(run: &Run) {
+    check_common(run);
+    assert!(run.evicted.is_empty(), "{:?}", run.evicted);
+}
+
+/// `drop_oldest`: the common checks, every eviction a dropped oldest one, counted.
+fn check_drop_oldest(run: &Run) {
+    check_common(run);
+    assert!(run
+        .evicted
+        .iter()
+        .all(|(_, why)| *why == Eviction::DroppedOldest));
+    assert_eq!(run.stats.dropped_oldest, run.evicted.len() as u64);
+    // The newest message is never evicted: nothing comes after it.
+    assert!(!run.delivered.is_empty());
+}
+
 #[test]
 fn loom_block_delivers_everything_once_in_order() {
     explore(
@@ -140,10 +158,7 @@ fn loom_block_delivers_everything_once_in_order() {
             send_timeout: None,
         },
         plain,
-        |run| {
-            check_common(run);
-            assert!(run.evicted.is_empty(), "{:?}", run.evicted);
-        },
+        check_block,
     );
 }
 
@@ -158,8 +173,7 @@ fn loom_block_with_deadlines_delivers_everything_once_in_order() {
         },
         far_deadline,
         |run| {
-            check_common(run);
-            assert!(run.evicted.is_empty(), "{:?}", run.evicted);
+            check_block(run);
             assert_eq!(run.stats.expired, 0);
         },
     );
@@ -167,29 +181,16 @@ fn loom_block_with_deadlines_delivers_everything_once_in_order() {
 
 #[test]
 fn loom_drop_oldest_with_deadlines_delivers_or_evicts_each_message_once() {
-    explore(Policy::DropOldest { capacity: 1 }, far_deadline, |run| {
-        check_common(run);
-        assert!(run
-            .evicted
-            .iter()
-            .all(|(_, why)| *why == Eviction::DroppedOldest));
-        assert_eq!(run.stats.dropped_oldest, run.evicted.len() as u64);
-        assert!(!run.delivered.is_empty());
-    });
+    explore(
+        Policy::DropOldest { capacity: 1 },
+        far_deadline,
+        check_drop_oldest,
+    );
 }
 
 #[test]
 fn loom_drop_oldest_delivers_or_evicts_each_message_once() {
-    explore(Policy::DropOldest { capacity: 1 }, plain, |run| {
-        check_common(run);
-        assert!(run
-            .evicted
-            .iter()
-            .all(|(_, why)| *why == Eviction::DroppedOldest));
-        assert_eq!(run.stats.dropped_oldest, run.evicted.len() as u64);
-        // The newest message is never evicted: nothing comes after it.
-        assert!(!run.delivered.is_empty());
-    });
+    explore(Policy::DropOldest { capacity: 1 }, plain, check_drop_oldest);
 }
 
 #[test]

@@ -29,6 +29,7 @@ enum Req {
     Sleep(u32, Duration),
     Panic,
 }
+
 impl Server for Probe {
     type Call = Req;
     type Reply = u32;
@@ -472,6 +473,7 @@ async fn pool_serves_each_key_on_one_worker(routing: Routing) {
         index: usize,
         seen: Arc<Mutex<Vec<(usize, String)>>>,
     }
+
     impl Server for Worker {
         type Call = String;
         type Reply = usize;

@@ -22,6 +22,7 @@ enum Op {
     },
     Advance(u64),
 }
+
 impl Server for Flaky {
     type Call = (u64, bool);
     type Reply = u64;

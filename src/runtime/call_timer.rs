@@ -325,6 +325,13 @@ mod tests {
         t.inner.lock().queue.len()
     }
 
+    /// Polls a wait once, which must then be waiting (registered, or on its own timer).
+    async fn parked<'a>(w: ReplyWait<'a, u32>) -> Pin<Box<ReplyWait<'a, u32>>> {
+        let mut w = Box::pin(w);
+        assert!(futures::poll!(w.as_mut()).is_pending());
+        w
+    }
+
     /// A wait on a reply that never comes (its sender is kept alive).
     fn silent(t: &Arc<CallTimer>, deadline: Instant) -> (ReplyWait<'_, u32>, oneshot::Sender<u32>) {
         let (tx, rx) = oneshot::channel();
@@ -386,10 +393,12 @@ mod tests {
         let (b, _b) = silent(&t, started + SEC * 2);
         let (c, _c) = silent(&t, started + SEC * 2);
         let (d, _d) = silent(&t, started + Duration::from_millis(100));
-        let mut waits = [Box::pin(a), Box::pin(b), Box::pin(c), Box::pin(d)];
-        for w in &mut waits {
-            assert!(futures::poll!(w.as_mut()).is_pending());
-        }
+        let waits = [
+            parked(a).await,
+            parked(b).await,
+            parked(c).await,
+            parked(d).await,
+        ];
         let order: Vec<_> = t.inner.lock().queue.iter().map(|e| e.seq).collect();
         assert_eq!(order, [3, 1, 2, 0], "in (deadline, seq) order");
         let [a, b, c, d] = waits;
@@ -413,15 +422,13 @@ mod tests {
         let mut senders = Vec::new();
         for _ in 0..=MAX_INSERT_DEPTH {
             let (w, tx) = silent(&t, started + SEC * 5);
-            let mut w = Box::pin(w);
-            assert!(futures::poll!(w.as_mut()).is_pending());
+            let w = parked(w).await;
             long.push(w);
             senders.push(tx);
         }
         assert_eq!(queued(&t), MAX_INSERT_DEPTH + 1);
         let (early, _e) = silent(&t, started + Duration::from_millis(100));
-        let mut early = Box::pin(early);
-        assert!(futures::poll!(early.as_mut()).is_pending());
+        let early = parked(early).await;
         // Not queued: it keeps its own timer.
         assert_eq!(queued(&t), MAX_INSERT_DEPTH + 1);
         assert!(early.await.is_none());
@@ -438,9 +445,7 @@ mod tests {
         let now = Instant::now();
         let (a, _a) = silent(&t, now + SEC);
         let (b, _b) = silent(&t, now + SEC * 2);
-        let (mut a, mut b) = (Box::pin(a), Box::pin(b));
-        assert!(futures::poll!(a.as_mut()).is_pending());
-        assert!(futures::poll!(b.as_mut()).is_pending());
+        let (a, b) = (parked(a).await, parked(b).await);
         assert_eq!(queued(&t), 2);
         // From the back, then the front.
         drop(b);
@@ -455,8 +460,7 @@ mod tests {
         // A long wait answered before its deadline leaves the task asleep until then.
         let (tx, rx) = oneshot::channel();
         let far = Instant::now() + SEC * 60;
-        let mut long = Box::pin(ReplyWait::new(rx, far, &t));
-        assert!(futures::poll!(long.as_mut()).is_pending());
+        let long = parked(ReplyWait::new(rx, far, &t)).await;
         tokio::task::yield_now().await;
         tx.send(1u32).unwrap();
         assert!(long.await.is_some());
@@ -477,8 +481,7 @@ mod tests {
         });
         let started = Instant::now();
         let (wait, _tx) = silent(&t, started + SEC);
-        let mut wait = Box::pin(wait);
-        assert!(futures::poll!(wait.as_mut()).is_pending());
+        let wait = parked(wait).await;
         assert_eq!(queued(&t), 0);
         assert!(wait.await.is_none());
         assert_eq!(started.elapsed(), SEC);
@@ -496,15 +499,13 @@ mod tests {
         };
         // The first wait spawns the task on the other runtime, which then shuts down.
         let (first, _a) = silent(&t, Instant::now() + SEC);
-        let mut first = Box::pin(first);
-        assert!(futures::poll!(first.as_mut()).is_pending());
+        let first = parked(first).await;
         assert_eq!(queued(&t), 1);
         drop(first);
         other.shutdown_background();
         let started = Instant::now();
         let (wait, _b) = silent(&t, started + SEC);
-        let mut wait = Box::pin(wait);
-        assert!(futures::poll!(wait.as_mut()).is_pending());
+        let wait = parked(wait).await;
         assert_eq!(queued(&t), 0, "not queued on a task that is gone");
         assert!(wait.await.is_none());
         assert_eq!(started.elapsed(), SEC);

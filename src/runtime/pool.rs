@@ -65,6 +65,7 @@ pub struct Routed<S: Server> {
 pub struct Router<S: Server> {
     workers: Arc<Vec<ServerRef<S>>>,
 }
+
 impl<S: Server> Server for Router<S> {
     type Call = ();
     type Reply = ();

@@ -55,13 +55,16 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn run_init<S: Server>(state: &mut S) -> Result<(), String> {
-    // The handler is called inside the guarded future, so a panic before it returns
-    // its future is caught too.
-    match AssertUnwindSafe(async { state.init().await })
+/// Runs a handler under the panic guard. The handler is called inside the guarded
+/// future, not before it, so a panic before it returns its future is caught too.
+async fn guarded<F: Future>(handler: impl FnOnce() -> F) -> std::thread::Result<F::Output> {
+    AssertUnwindSafe(async move { handler().await })
         .catch_unwind()
         .await
-    {
+}
+
+async fn run_init<S: Server>(state: &mut S) -> Result<(), String> {
+    match guarded(|| state.init()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(p) => Err(format!("init panicked: {}", panic_message(&*p))),
@@ -201,8 +204,8 @@ enum Woken {
 /// The loop polls the mailbox first and looks at the control channel's flag (one
 /// atomic load, see `control.rs`) before each batch, so a busy server pays for
 /// neither a control-channel look-up, a waker nor a timer per message; only when the
-/// mailbox has nothing does it register
-/// with the control channel and arm the idle timer. The timer is one `Sleep` for the
+/// mailbox has nothing does it register with the control channel and arm the idle
+/// timer. The timer is one `Sleep` for the
 /// whole instance, pushed back to `now + idle_timeout` each time the loop starts to
 /// wait: a later deadline only updates the entry (no timer-wheel insert or removal),
 /// and the timeout still counts from the moment the server ran out of work.
@@ -294,9 +297,7 @@ async fn run_instance<S: Server>(
                     env => batch.push(env),
                 }
             }
-            let outcome = AssertUnwindSafe(async { state.handle_batch(batch).await })
-                .catch_unwind()
-                .await;
+            let outcome = guarded(|| state.handle_batch(batch)).await;
             if let Err(p) = outcome {
                 // Calls of the batch get an error as the batch is dropped.
                 return ExitReason::Panicked(panic_message(&*p));
@@ -310,15 +311,9 @@ async fn run_instance<S: Server>(
                         m::call_abandoned(role);
                         continue;
                     }
-                    AssertUnwindSafe(async { state.handle_call(req, reply).await })
-                        .catch_unwind()
-                        .await
+                    guarded(|| state.handle_call(req, reply)).await
                 }
-                Envelope::Cast(msg) => {
-                    AssertUnwindSafe(async { state.handle_cast(msg).await })
-                        .catch_unwind()
-                        .await
-                }
+                Envelope::Cast(msg) => guarded(|| state.handle_cast(msg)).await,
             };
             if let Err(p) = outcome {
                 return ExitReason::Panicked(panic_message(&*p));

@@ -271,6 +271,7 @@ impl DbWorker {
         self.retry_unsaved(false).await;
     }
 }
+
 impl Server for DbWorker {
     type Call = DbCall;
     type Reply = Result<DbReply, Arc<StorageError>>;

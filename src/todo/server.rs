@@ -168,6 +168,7 @@ const FINAL_STORE_RETRY: Duration = Duration::from_millis(20);
 /// Stores a list server could not hand to the database (the write stays in memory
 /// and goes out with the list's next store).
 pub const STORES_NOT_QUEUED: &str = "sluicegate_todo_stores_not_queued_total";
+
 impl Server for ListServer {
     type Call = ListCall;
     type Reply = Result<ListReply, ListError>;
