@@ -363,7 +363,10 @@ fn main() {
     let rounds = env_or("MAILBOX_BENCH_ROUNDS", 3).max(1) as usize;
     let capacity = env_or("MAILBOX_BENCH_CAPACITY", 1024).max(1) as usize;
 
-    let _handle = sluicegate::service::install_prometheus().expect("prometheus recorder");
+    // A real recorder, as a service has, so the metrics-on rows pay what they would.
+    let _handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("prometheus recorder");
     // MAILBOX_BENCH_RUNTIME=current_thread puts both sides on one thread: no cache
     // line moves between cores, so what remains is each channel's own path length
     // (useful under valgrind's instruction counts, which a noisy machine cannot skew).

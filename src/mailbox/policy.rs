@@ -4,20 +4,26 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 /// What a mailbox does when a message arrives and the queue is full.
 ///
 /// Every bounded policy carries its `capacity` (at least 1). Durations are written
 /// in config files in humantime form (`"5ms"`, `"2s"`).
 ///
+/// With the `serde` feature a policy reads from a config file:
+///
 /// ```
+/// # #[cfg(feature = "serde")] {
 /// use sluicegate::mailbox::Policy;
 /// let p: Policy = toml::from_str("policy = \"drop_oldest\"\ncapacity = 64").unwrap();
 /// assert_eq!(p, Policy::DropOldest { capacity: 64 });
+/// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)
+)]
 pub enum Policy {
     /// Never full: every message is accepted. Memory grows with the backlog.
     Unbounded,
@@ -38,10 +44,13 @@ pub enum Policy {
         /// Most messages queued at once.
         capacity: usize,
         /// How long `send` may wait for space before giving the message back.
-        #[serde(
-            default,
-            with = "humantime_serde",
-            skip_serializing_if = "Option::is_none"
+        #[cfg_attr(
+            feature = "serde",
+            serde(
+                default,
+                with = "humantime_serde",
+                skip_serializing_if = "Option::is_none"
+            )
         )]
         send_timeout: Option<Duration>,
     },
@@ -51,10 +60,10 @@ pub enum Policy {
         /// Most messages queued at once; beyond it, new messages are refused.
         capacity: usize,
         /// Acceptable standing sojourn time.
-        #[serde(with = "humantime_serde")]
+        #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
         target: Duration,
         /// How long sojourn must stay above `target` before shedding starts.
-        #[serde(with = "humantime_serde")]
+        #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
         interval: Duration,
     },
     /// A keyed message replaces the queued message with the same key (which keeps its
@@ -238,6 +247,7 @@ impl std::error::Error for InvalidPolicy {}
 mod tests {
     use super::*;
 
+    #[cfg(feature = "serde")]
     #[test]
     fn parses_every_policy_from_toml() {
         let cases = [
@@ -270,6 +280,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn refuses_unknown_fields_and_policies() {
         let err = toml::from_str::<Policy>("policy = \"drop_newest\"\ncapacity = 3\ncapcity = 4")

@@ -264,6 +264,6 @@ impl<S: Server> KeyedPool<S> {
         if let Some(router) = &self.router {
             router.stop(drain).await;
         }
-        futures::future::join_all(self.workers.iter().map(|w| w.stop(drain))).await;
+        futures_util::future::join_all(self.workers.iter().map(|w| w.stop(drain))).await;
     }
 }

@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::error::{CallError, CastError, StartError};
 use super::metrics as m;
@@ -336,7 +336,7 @@ where
                 Entry::Starting { .. } => None,
             })
             .collect();
-        futures::future::join_all(servers.iter().map(|s| s.stop(drain))).await;
+        futures_util::future::join_all(servers.iter().map(|s| s.stop(drain))).await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures_util::FutureExt;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 

@@ -1,0 +1,569 @@
+//! The database: a keyed pool of worker servers (a list always goes to the same
+//! worker) that load lists and group-commit what is queued through the storage port.
+//! (Slightly over 500 lines: the worker, its batch fold and the pool front are one
+//! protocol; its metrics are in `db_metrics.rs`.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::port::{Change, ListWrite, Storage, StorageError};
+use super::{ListName, TodoList};
+use sluicegate::mailbox::{Eviction, Key, Meta, Policy};
+use sluicegate::runtime::{
+    CallError, CastError, Envelope, KeyedPool, PoolSpec, ReplyTo, Routing, Server, StartError,
+    Supervisor,
+};
+
+pub use super::db_metrics::{
+    describe, COMMIT_SECONDS, COMMIT_WRITES, STORES, STORE_ERRORS, UNSAVED_LISTS,
+};
+
+/// Role of the database workers (metric label).
+pub const WORKER_ROLE: &str = "database_worker";
+/// Role of the database router (metric label).
+pub const ROUTER_ROLE: &str = "database";
+
+/// Why a store did not become durable; cheap to clone to every waiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backend failed (its message names the list).
+    Storage(String),
+    /// The store was dropped, shed or expired from the worker's mailbox.
+    Dropped,
+    /// The worker's mailbox refused it.
+    Rejected,
+    /// The database is stopped.
+    Stopped,
+    /// The backend refused the write: the list has a newer owner (a cluster's
+    /// fence). Not kept for a retry here; the caller retries at the owner.
+    Fenced(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Storage(e) => write!(f, "storage failed: {e}"),
+            StoreError::Dropped => f.write_str("store dropped by an overloaded database worker"),
+            StoreError::Rejected => f.write_str("database worker mailbox full: store rejected"),
+            StoreError::Stopped => f.write_str("database stopped"),
+            StoreError::Fenced(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Answered once a store is durable (or failed).
+pub type DurableWaiter = oneshot::Sender<Result<(), StoreError>>;
+
+/// A database request that expects an answer.
+pub enum DbCall {
+    /// Load one list for the list server of incarnation `epoch` (see [`Version`]).
+    Load(ListName, u64),
+    /// Delete one list from storage (after every store of it queued before).
+    Delete(ListName),
+}
+
+impl DbCall {
+    /// The list the request is about.
+    pub fn list(&self) -> &ListName {
+        match self {
+            DbCall::Load(name, _) | DbCall::Delete(name) => name,
+        }
+    }
+}
+
+/// What a database worker answers.
+#[derive(Debug)]
+pub enum DbReply {
+    /// The list as stored (`None`: never stored).
+    Loaded(Option<TodoList>),
+    /// The list is gone from storage; `true` if it was stored (or held unsaved).
+    Deleted(bool),
+}
+
+/// A version of a list as one list server incarnation numbers them: `epoch` is
+/// unique per list server instance in the process, `seq` counts its stores (0: as loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The list server instance.
+    pub epoch: u64,
+    /// Its store count.
+    pub seq: u64,
+}
+
+/// A write of a list: its new version (an O(1) snapshot) and the change since the
+/// version `base`. Under `coalesce` a queued store of the same list is replaced by
+/// a newer one, which then carries the replaced one's change and waiters too.
+pub struct Store {
+    /// Which list.
+    pub name: ListName,
+    /// The whole list as it is after the write.
+    pub list: TodoList,
+    /// The version this store's `change` builds on (`None`: unknown).
+    pub base: Option<Version>,
+    /// The version of `list`.
+    pub version: Version,
+    /// What changed since `base`.
+    pub change: Change,
+    /// Callers waiting for durability (ack `durable`).
+    pub waiters: Vec<DurableWaiter>,
+}
+
+impl Store {
+    /// Folds a newer store of the same list into this one: the newer list wins, the
+    /// changes compose when the newer one builds on this one (else the base is
+    /// unknown and the list is written whole), and the waiters add up.
+    pub fn absorb(&mut self, newer: Store) {
+        if newer.base == Some(self.version) {
+            self.change.then(newer.change);
+        } else {
+            self.base = None;
+            self.change = Change::default();
+        }
+        self.list = newer.list;
+        self.version = newer.version;
+        self.waiters.extend(newer.waiters);
+    }
+}
+
+/// One database worker.
+pub struct DbWorker {
+    storage: Arc<dyn Storage>,
+    /// The newest version of each list whose store failed. Loads are answered
+    /// from here, and it is stored again on later activity and at stop, so a list
+    /// server that idles out or crashes while storage fails loses no applied write
+    /// (as long as the process lives).
+    unsaved: HashMap<ListName, TodoList>,
+    /// When the unsaved lists were last tried again.
+    last_retry: Option<tokio::time::Instant>,
+    /// The version the backend holds of each list this worker loaded or stored,
+    /// so a store building on it writes only its change.
+    known: HashMap<ListName, Version>,
+}
+
+/// Most stores a worker commits in one batch.
+pub const MAX_BATCH: usize = 512;
+
+/// Least time between two retries of unsaved lists.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+impl DbWorker {
+    fn new(storage: Arc<dyn Storage>) -> Self {
+        DbWorker {
+            storage,
+            unsaved: HashMap::new(),
+            last_retry: None,
+            known: HashMap::new(),
+        }
+    }
+
+    fn mark_unsaved(&mut self, name: ListName, list: TodoList) {
+        if self.unsaved.insert(name, list).is_none() {
+            metrics::gauge!(UNSAVED_LISTS).increment(1.0);
+        }
+    }
+
+    fn mark_saved(&mut self, name: &ListName) {
+        if self.unsaved.remove(name).is_some() {
+            metrics::gauge!(UNSAVED_LISTS).decrement(1.0);
+        }
+    }
+
+    /// Stores again every unsaved list (at most once per [`RETRY_EVERY`] unless `now`).
+    async fn retry_unsaved(&mut self, now: bool) {
+        if self.unsaved.is_empty()
+            || (!now && self.last_retry.is_some_and(|t| t.elapsed() < RETRY_EVERY))
+        {
+            return;
+        }
+        self.last_retry = Some(tokio::time::Instant::now());
+        let names: Vec<ListName> = self.unsaved.keys().cloned().collect();
+        for name in names {
+            let Some(list) = self.unsaved.get(&name) else {
+                continue;
+            };
+            match self.storage.store(&name, list).await {
+                Ok(()) => {
+                    self.mark_saved(&name);
+                    tracing::info!(list = %name, "unsaved list stored");
+                }
+                Err(e) if e.is_fenced() => {
+                    self.mark_saved(&name);
+                    tracing::warn!(list = %name, error = %e, "unsaved list fenced: a newer owner holds it; dropped");
+                }
+                Err(e) => tracing::warn!(list = %name, error = %e, "unsaved list still not stored"),
+            }
+        }
+    }
+
+    /// Group commit: every store drained from the mailbox goes to the backend in
+    /// one batch (stores of the same list folded into the newest), and each
+    /// waiter is answered once its list's write is on stable storage.
+    async fn commit(&mut self, stores: Vec<Store>) {
+        let started = std::time::Instant::now();
+        let count = stores.len();
+        let mut index: HashMap<ListName, usize> = HashMap::with_capacity(count);
+        let mut batch: Vec<Store> = Vec::with_capacity(count);
+        for store in stores {
+            match index.get(&store.name) {
+                Some(&i) => batch[i].absorb(store),
+                None => {
+                    index.insert(store.name.clone(), batch.len());
+                    batch.push(store);
+                }
+            }
+        }
+        let writes: Vec<ListWrite> = batch
+            .iter()
+            .map(|s| {
+                let builds_on_stored =
+                    s.base.is_some() && self.known.get(&s.name) == s.base.as_ref();
+                ListWrite {
+                    name: s.name.clone(),
+                    list: s.list.clone(),
+                    change: builds_on_stored.then(|| s.change.clone()),
+                }
+            })
+            .collect();
+        let results = self.storage.store_batch(&writes).await;
+        metrics::histogram!(COMMIT_WRITES).record(count as f64);
+        metrics::histogram!(COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        let mut results = results.into_iter();
+        for store in batch {
+            let result = results.next().unwrap_or_else(|| {
+                Err(StorageError::Io {
+                    list: Some(store.name.clone()),
+                    source: std::io::Error::other("the backend gave no result for this list"),
+                })
+            });
+            let answer = match result {
+                Ok(()) => {
+                    self.mark_saved(&store.name);
+                    self.known.insert(store.name.clone(), store.version);
+                    Ok(())
+                }
+                Err(e) if e.is_fenced() => {
+                    // The list has a newer owner: this version must never be
+                    // written, so it is not kept for a retry either.
+                    tracing::warn!(list = %store.name, error = %e, "store fenced");
+                    metrics::counter!(STORE_ERRORS).increment(1);
+                    self.known.remove(&store.name);
+                    self.mark_saved(&store.name);
+                    Err(StoreError::Fenced(e.to_string()))
+                }
+                Err(e) => {
+                    tracing::warn!(list = %store.name, error = %e, "store failed");
+                    metrics::counter!(STORE_ERRORS).increment(1);
+                    self.known.remove(&store.name);
+                    self.mark_unsaved(store.name.clone(), store.list);
+                    Err(StoreError::Storage(e.to_string()))
+                }
+            };
+            for w in store.waiters {
+                let _ = w.send(answer.clone());
+            }
+        }
+        metrics::counter!(STORES).increment(count as u64);
+        self.retry_unsaved(false).await;
+    }
+}
+
+impl Server for DbWorker {
+    type Call = DbCall;
+    type Reply = Result<DbReply, Arc<StorageError>>;
+    type Cast = Store;
+
+    async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
+        match request {
+            DbCall::Load(name, epoch) => {
+                self.retry_unsaved(false).await;
+                // A version that could not be stored is newer than the stored one.
+                if let Some(list) = self.unsaved.get(&name) {
+                    self.known.remove(&name);
+                    return reply.send(Ok(DbReply::Loaded(Some(list.clone()))));
+                }
+                let loaded = self.storage.load(&name).await;
+                match &loaded {
+                    Ok(_) => {
+                        self.known.insert(name, Version { epoch, seq: 0 });
+                    }
+                    Err(_) => {
+                        self.known.remove(&name);
+                    }
+                }
+                reply.send(loaded.map(DbReply::Loaded).map_err(Arc::new))
+            }
+            DbCall::Delete(name) => {
+                // Whatever the backend holds afterwards, no store builds on it.
+                self.known.remove(&name);
+                match self.storage.delete_list(&name).await {
+                    Ok(stored) => {
+                        let held = self.unsaved.contains_key(&name);
+                        self.mark_saved(&name);
+                        reply.send(Ok(DbReply::Deleted(stored || held)));
+                    }
+                    Err(e) => reply.send(Err(Arc::new(e))),
+                }
+            }
+        }
+    }
+
+    async fn handle_cast(&mut self, store: Store) {
+        self.commit(vec![store]).await;
+    }
+
+    const MAX_BATCH: usize = MAX_BATCH;
+
+    /// What the mailbox held at once: loads of lists with no store among it are
+    /// answered first (they do not depend on the commit), then every store is
+    /// committed as one batch, then the loads of lists that were being stored.
+    async fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) {
+        let mut stores = Vec::new();
+        let mut loads = Vec::new();
+        for env in batch {
+            match env {
+                Envelope::Cast(store) => stores.push(store),
+                Envelope::Call(call, reply) => loads.push((call, reply)),
+            }
+        }
+        let stored: std::collections::HashSet<ListName> =
+            stores.iter().map(|s| s.name.clone()).collect();
+        // A delete waits for the stores of its list queued before it, like a load.
+        let (after, before): (Vec<_>, Vec<_>) = loads
+            .into_iter()
+            .partition(|(call, _)| stored.contains(call.list()));
+        for (call, reply) in before {
+            self.handle_call(call, reply).await;
+        }
+        if !stores.is_empty() {
+            self.commit(stores).await;
+        }
+        for (call, reply) in after {
+            self.handle_call(call, reply).await;
+        }
+    }
+
+    async fn terminate(&mut self, _reason: &sluicegate::runtime::ExitReason) {
+        self.retry_unsaved(true).await;
+        for name in self.unsaved.keys() {
+            tracing::error!(list = %name, "list could not be stored before stopping; its latest writes are lost");
+        }
+    }
+
+    fn coalesce(old: Envelope<Self>, new: &mut Envelope<Self>) {
+        match (old, new) {
+            (Envelope::Cast(mut old), Envelope::Cast(new)) => {
+                // The newer store takes the older one's place, carrying its change.
+                let newer = std::mem::replace(new, placeholder(&old));
+                old.absorb(newer);
+                *new = old;
+            }
+            (Envelope::Call(_, reply), _) => reply.fail(CallError::Dropped),
+            (Envelope::Cast(old), Envelope::Call(..)) => fail_waiters(old, StoreError::Dropped),
+        }
+    }
+
+    fn evicted_cast(store: Store, _why: Eviction) {
+        fail_waiters(store, StoreError::Dropped);
+    }
+}
+
+/// A cheap stand-in while two stores are folded into one.
+fn placeholder(like: &Store) -> Store {
+    Store {
+        name: like.name.clone(),
+        list: TodoList::new(),
+        base: None,
+        version: like.version,
+        change: Change::default(),
+        waiters: Vec::new(),
+    }
+}
+
+fn fail_waiters(store: Store, err: StoreError) {
+    for w in store.waiters {
+        let _ = w.send(Err(err.clone()));
+    }
+}
+
+/// The database: a keyed pool of [`DbWorker`]s in front of one storage backend.
+#[derive(Clone)]
+pub struct Database {
+    pool: KeyedPool<DbWorker>,
+    storage: Arc<dyn Storage>,
+}
+
+impl Database {
+    /// Starts `workers` workers under `supervisor`, routed or direct.
+    pub async fn start(
+        storage: Arc<dyn Storage>,
+        workers: usize,
+        routing: Routing,
+        worker_policy: Policy,
+        router_policy: Policy,
+        supervisor: &Supervisor,
+    ) -> Result<Self, StartError> {
+        let s = storage.clone();
+        let pool = KeyedPool::start(
+            PoolSpec {
+                worker_role: WORKER_ROLE,
+                router_role: ROUTER_ROLE,
+                workers,
+                routing,
+                worker_policy,
+                router_policy,
+            },
+            supervisor,
+            move |_| DbWorker::new(s.clone()),
+        )
+        .await?;
+        Ok(Database { pool, storage })
+    }
+
+    /// Loads a list (behind any store of it already queued on its worker) for the
+    /// list server incarnation `epoch`, whose stores then build on what was loaded.
+    pub async fn load(
+        &self,
+        name: &ListName,
+        epoch: u64,
+        timeout: Duration,
+    ) -> Result<Option<TodoList>, LoadError> {
+        match self
+            .pool
+            .call(name, DbCall::Load(name.clone(), epoch), timeout, None)
+            .await
+        {
+            Ok(Ok(DbReply::Loaded(list))) => Ok(list),
+            Ok(Ok(DbReply::Deleted(_))) => unreachable!("a load is answered with a list"),
+            Ok(Err(e)) => Err(LoadError::Storage(e)),
+            Err(e) => Err(LoadError::Call(e)),
+        }
+    }
+
+    /// Deletes a list from storage, behind every store of it already queued on its
+    /// worker; returns once the backend has made the delete durable, with whether
+    /// the list was stored.
+    pub async fn delete(&self, name: &ListName, timeout: Duration) -> Result<bool, StoreError> {
+        match self
+            .pool
+            .call(name, DbCall::Delete(name.clone()), timeout, None)
+            .await
+        {
+            Ok(Ok(DbReply::Deleted(stored))) => Ok(stored),
+            Ok(Ok(DbReply::Loaded(_))) => unreachable!("a delete is answered with Deleted"),
+            Ok(Err(e)) if e.is_fenced() => Err(StoreError::Fenced(e.to_string())),
+            Ok(Err(e)) => Err(StoreError::Storage(e.to_string())),
+            Err(CallError::Rejected) => Err(StoreError::Rejected),
+            Err(CallError::Stopped) => Err(StoreError::Stopped),
+            Err(CallError::Timeout) => Err(StoreError::Storage(format!(
+                "the database did not answer the delete within {timeout:?}"
+            ))),
+            Err(_) => Err(StoreError::Dropped),
+        }
+    }
+
+    /// Queues a store of a list on its worker, keyed by the list name so a
+    /// `coalesce` mailbox keeps only the newest version. Waits only if the worker's
+    /// policy makes senders wait.
+    pub async fn store(&self, store: Store) -> Result<(), StoreError> {
+        let key = Key::from(store.name.as_str());
+        let name = store.name.clone();
+        self.pool
+            .cast(&name, store, Meta::keyed(key))
+            .await
+            .map_err(|e| match e {
+                CastError::Rejected | CastError::Timeout => StoreError::Rejected,
+                CastError::Stopped => StoreError::Stopped,
+            })
+    }
+
+    /// The pool (for stats, policy changes and benchmarks).
+    pub fn pool(&self) -> &KeyedPool<DbWorker> {
+        &self.pool
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Stops the router and workers, first writing everything queued.
+    pub async fn stop(&self) {
+        self.pool.stop(true).await;
+    }
+}
+
+/// Why a list could not be loaded.
+#[derive(Clone, Debug)]
+pub enum LoadError {
+    /// The backend failed or the stored list is damaged.
+    Storage(Arc<StorageError>),
+    /// The database did not answer.
+    Call(CallError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Storage(e) => e.fmt(f),
+            LoadError::Call(e) => write!(f, "database did not answer the load: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn store(list: &TodoList, base: Option<u64>, seq: u64, touched: &[u64]) -> Store {
+        let mut change = Change::default();
+        for id in touched {
+            change.touch(list, *id);
+        }
+        Store {
+            name: ListName::new("l").unwrap(),
+            list: list.clone(),
+            base: base.map(|seq| Version { epoch: 1, seq }),
+            version: Version { epoch: 1, seq },
+            change,
+            waiters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_newer_store_building_on_the_older_composes_their_changes() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let mut l = TodoList::new();
+        l.add_entry(d, "a").unwrap();
+        let mut older = store(&l, Some(0), 1, &[1]);
+        l.add_entry(d, "b").unwrap();
+        l.delete_entry(1).unwrap();
+        older.absorb(store(&l, Some(1), 2, &[1, 2]));
+        assert_eq!(older.base, Some(Version { epoch: 1, seq: 0 }));
+        assert_eq!(older.version, Version { epoch: 1, seq: 2 });
+        assert_eq!(older.list, l);
+        assert_eq!(older.change.entries.len(), 2);
+        assert_eq!(older.change.entries[&1], None, "the later delete wins");
+        assert_eq!(older.change.entries[&2].as_ref().unwrap().title, "b");
+    }
+
+    #[test]
+    fn a_gap_between_two_stores_makes_the_base_unknown() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let mut l = TodoList::new();
+        l.add_entry(d, "a").unwrap();
+        let mut older = store(&l, Some(0), 1, &[1]);
+        l.add_entry(d, "b").unwrap();
+        // Store 2 never reached the database; store 3 builds on it.
+        older.absorb(store(&l, Some(2), 3, &[2]));
+        assert_eq!(older.base, None, "written whole, not as a change");
+        assert_eq!(older.list, l);
+    }
+}

@@ -1,0 +1,367 @@
+//! `sluicegate load`: an open-loop HTTP load generator. Requests are scheduled at a
+//! constant rate and latency counts from each request's intended send time, so a
+//! slow server cannot hide its queueing (no coordinated omission).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Options of one load run.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Base URL of a running `sluicegate serve`, e.g. `http://127.0.0.1:8080`.
+    pub target: String,
+    /// Requests per second.
+    pub rate: f64,
+    /// How long to send.
+    pub duration: Duration,
+    /// Lists chosen from.
+    pub lists: usize,
+    /// Percent of requests that add an entry (the rest read one date).
+    pub write_pct: u8,
+    /// Requests in flight at most (connections).
+    pub connections: usize,
+    /// Seed of the request mix.
+    pub seed: u64,
+    /// Lists are named `{prefix}0`, `{prefix}1`, ... (they are real lists in the
+    /// target's data).
+    pub prefix: String,
+    /// Largest share of requests (0 to 1) that may fail before the run counts as failed.
+    pub max_failure_share: f64,
+}
+
+/// The default `--prefix`: load writes real lists `load-0`, `load-1`, ...
+pub const DEFAULT_PREFIX: &str = "load-";
+
+/// The default `--max-failure-share`: more than 1 % failed requests fail the run.
+pub const DEFAULT_MAX_FAILURE_SHARE: f64 = 0.01;
+
+/// Why a load run could not start; the message names the flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// An option that cannot make a meaningful run (the message says which).
+    #[error("{0}")]
+    Invalid(String),
+    /// `--prefix` makes list names the service refuses.
+    #[error("--prefix {prefix:?} makes a bad list name {name:?}: {source}")]
+    Prefix {
+        /// The prefix given.
+        prefix: String,
+        /// The name it makes.
+        name: String,
+        /// Why the name is refused.
+        source: crate::domain::InvalidListName,
+    },
+    /// `--target` is no URL.
+    #[error("--target {target}: {source}")]
+    Target {
+        /// The target given.
+        target: String,
+        /// The URL parser's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] reqwest::Error),
+    /// The latency histogram could not be made.
+    #[error(transparent)]
+    Histogram(#[from] hdrhistogram::CreationError),
+}
+
+impl LoadError {
+    fn invalid(message: impl Into<String>) -> Self {
+        LoadError::Invalid(message.into())
+    }
+}
+
+impl LoadOptions {
+    /// Requests the run schedules: rate x duration, rounded.
+    pub fn total(&self) -> u64 {
+        (self.rate.max(0.0) * self.duration.as_secs_f64()).round() as u64
+    }
+
+    /// Refuses options that cannot make a meaningful run, naming the flag.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        if self.rate <= 0.0 || !self.rate.is_finite() {
+            return Err(LoadError::invalid(format!(
+                "--rate {} is not allowed: it must be above 0",
+                self.rate
+            )));
+        }
+        if self.duration.is_zero() {
+            return Err(LoadError::invalid(
+                "--duration 0s is not allowed: it must be above 0, e.g. 10s",
+            ));
+        }
+        if self.total() == 0 {
+            return Err(LoadError::invalid(format!(
+                "--rate {} for --duration {} sends no request: raise either",
+                self.rate,
+                humantime::format_duration(self.duration)
+            )));
+        }
+        if self.lists == 0 {
+            return Err(LoadError::invalid(
+                "--lists 0 is not allowed: it must be at least 1",
+            ));
+        }
+        if self.connections == 0 {
+            return Err(LoadError::invalid(
+                "--connections 0 is not allowed: it must be at least 1",
+            ));
+        }
+        if self.write_pct > 100 {
+            return Err(LoadError::invalid(format!(
+                "--write-pct {} is not allowed: it must be 0 to 100",
+                self.write_pct
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.max_failure_share) {
+            return Err(LoadError::invalid(format!(
+                "--max-failure-share {} is not allowed: it must be from 0 to 1",
+                self.max_failure_share
+            )));
+        }
+        let last = format!("{}{}", self.prefix, self.lists - 1);
+        crate::domain::ListName::new(last.as_str()).map_err(|source| LoadError::Prefix {
+            prefix: self.prefix.clone(),
+            name: last.clone(),
+            source,
+        })?;
+        let base = self.target.trim_end_matches('/');
+        reqwest::Url::parse(base).map_err(|e| LoadError::Target {
+            target: base.to_string(),
+            source: Box::new(e),
+        })?;
+        Ok(())
+    }
+}
+
+/// What a list name escapes in a URL path segment: all but RFC 3986's unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Why a request failed: a transport error's kind, or the HTTP status of a non-2xx answer.
+fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "other"
+    }
+}
+
+/// Failures of one kind: how many, and the first one's message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FailureKind {
+    /// How many requests failed this way.
+    pub count: u64,
+    /// The first such failure's message (error text or answer body).
+    pub example: String,
+}
+
+/// What a load run measured.
+#[derive(Clone, Debug)]
+pub struct LoadReport {
+    /// Requests scheduled.
+    pub sent: u64,
+    /// Seconds from the first scheduled send to the last answer.
+    pub seconds: f64,
+    /// Latency from intended send time, µs.
+    pub latency: Histogram<u64>,
+    /// Answers by HTTP status (`error` for transport failures).
+    pub statuses: BTreeMap<String, u64>,
+    /// Failed requests (transport errors and non-2xx answers) by kind:
+    /// `connect`, `timeout`, `request`, `body`, `other`, or `http 503` etc.
+    pub failures: BTreeMap<String, FailureKind>,
+}
+
+impl LoadReport {
+    /// Human-readable summary.
+    pub fn summary(&self) -> String {
+        let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1000.0;
+        let mut s = format!(
+            "requests: {}  duration: {:.1} s  throughput: {:.0} req/s\n\
+             latency from intended send (ms): p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n\
+             statuses:",
+            self.sent,
+            self.seconds,
+            self.latency.len() as f64 / self.seconds.max(1e-9),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            self.latency.max() as f64 / 1000.0
+        );
+        for (k, v) in &self.statuses {
+            s.push_str(&format!(" {k}={v}"));
+        }
+        s.push('\n');
+        s.push_str(&format!(
+            "failures: {} of {} ({:.1} %)\n",
+            self.failed(),
+            self.sent,
+            self.failure_share() * 100.0
+        ));
+        for (kind, f) in &self.failures {
+            s.push_str(&format!("  {kind}: {}  e.g. {}\n", f.count, f.example));
+        }
+        s
+    }
+
+    /// Requests that failed (transport error or non-2xx answer).
+    pub fn failed(&self) -> u64 {
+        self.failures.values().map(|f| f.count).sum()
+    }
+
+    /// Failed requests as a share of those sent (0 when none were sent).
+    pub fn failure_share(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            self.failed() as f64 / self.sent as f64
+        }
+    }
+}
+
+/// Runs the load; `progress` is told of every answered request.
+pub async fn run(
+    opts: &LoadOptions,
+    progress: impl Fn() + Send + Sync + 'static,
+) -> Result<LoadReport, LoadError> {
+    opts.validate()?;
+    let base = opts.target.trim_end_matches('/').to_string();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.connections)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1,
+        120_000_000,
+        3,
+    )?));
+    let statuses: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let failures: Arc<Mutex<BTreeMap<String, FailureKind>>> = Arc::default();
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.connections));
+    let progress = Arc::new(progress);
+    let total = opts.total();
+    let names: Arc<Vec<String>> = Arc::new(
+        (0..opts.lists)
+            .map(|n| {
+                let name = format!("{}{n}", opts.prefix);
+                percent_encoding::utf8_percent_encode(&name, PATH_SEGMENT).to_string()
+            })
+            .collect(),
+    );
+    let interval = Duration::from_secs_f64(1.0 / opts.rate);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let start = tokio::time::Instant::now();
+    let wall = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(intended).await;
+        let list = rng.gen_range(0..opts.lists.max(1));
+        let day = rng.gen_range(1..=28);
+        let write = rng.gen_range(0..100) < opts.write_pct;
+        let (client, hist, statuses, failures, permits, progress, base) = (
+            client.clone(),
+            hist.clone(),
+            statuses.clone(),
+            failures.clone(),
+            permits.clone(),
+            progress.clone(),
+            base.clone(),
+        );
+        let list = names[list].clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let date = format!("2026-01-{day:02}");
+            let resp = if write {
+                client
+                    .post(format!("{base}/lists/{list}/entries"))
+                    .json(&serde_json::json!({"date": date, "title": format!("load {i}")}))
+                    .send()
+                    .await
+            } else {
+                client
+                    .get(format!("{base}/lists/{list}/entries?date={date}"))
+                    .send()
+                    .await
+            };
+            let (key, failure) = match resp {
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.bytes().await;
+                    let failure = match body {
+                        _ if !status.is_success() => Some((
+                            format!("http {}", status.as_u16()),
+                            body.map(|b| String::from_utf8_lossy(&b).chars().take(200).collect())
+                                .unwrap_or_default(),
+                        )),
+                        Err(e) => Some((transport_kind(&e).to_string(), e.to_string())),
+                        Ok(_) => None,
+                    };
+                    (status.as_u16().to_string(), failure)
+                }
+                Err(e) => (
+                    "error".to_string(),
+                    Some((transport_kind(&e).to_string(), error_chain(&e))),
+                ),
+            };
+            if let Some((kind, example)) = failure {
+                let mut f = failures.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = f.entry(kind).or_default();
+                if entry.count == 0 {
+                    entry.example = example;
+                }
+                entry.count += 1;
+            }
+            let us = intended.elapsed().as_micros().clamp(1, 120_000_000) as u64;
+            let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(us);
+            *statuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key)
+                .or_default() += 1;
+            progress();
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let latency = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(LoadReport {
+        sent: total,
+        seconds: wall.elapsed().as_secs_f64(),
+        latency,
+        statuses,
+        failures,
+    })
+}
+
+/// An error and its sources, `: `-separated (reqwest's own text hides the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,261 @@
+//! Routing on a cluster node: a request for a list this node does not serve goes to
+//! the list's owner over HTTP and the owner's answer comes back unchanged. Only the
+//! owner's mailboxes (and their overload policies) see the request.
+//!
+//! This layer runs ahead of every other: a forwarded request is checked, limited,
+//! timed and counted by the owner, and here only by the forward's own metrics.
+//! The owner comes from the node's shard table (read every renewal period, and at
+//! once when a forward finds it stale). A request is forwarded at most [`MAX_HOPS`]
+//! times (the `x-sluicegate-hops` header counts them); past that it is answered
+//! `421 Misdirected Request`. While nobody serves the list's shard (a failover or a
+//! handoff), the request waits up to half the call timeout for an owner, then gets
+//! a 503 naming the shard; a forward whose owner loses the shard before answering (a
+//! paused or partitioned node) ends with a 503 as soon as the table shows it. Every response carries `x-sluicegate-node` (who served
+//! it); a forwarded one also `x-sluicegate-forwarded-by`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::BODY_LIMIT;
+use crate::cluster::metrics::{FORWARDS, FORWARD_SECONDS};
+use crate::cluster::{Node, Route};
+use crate::domain::ListName;
+
+/// Most times one request is forwarded between nodes.
+pub const MAX_HOPS: u8 = 2;
+
+/// Counts the forwards a request has been through.
+pub const HOPS: HeaderName = HeaderName::from_static("x-sluicegate-hops");
+/// The node that answered a request.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-sluicegate-node");
+/// The node that forwarded a request to its owner.
+pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-sluicegate-forwarded-by");
+
+/// The routing layer's state: the node and an HTTP client to its peers.
+pub struct Forwarder {
+    node: Arc<Node>,
+    client: reqwest::Client,
+    /// How long a request waits for an unowned shard to get an owner.
+    wait_unowned: Duration,
+    /// Bound on one forward.
+    timeout: Duration,
+}
+
+impl Forwarder {
+    /// A forwarder for `node`, with `call_timeout` the system's call timeout.
+    pub fn new(node: Arc<Node>, call_timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        Forwarder {
+            node,
+            client,
+            wait_unowned: call_timeout / 2,
+            timeout: call_timeout + Duration::from_secs(1),
+        }
+    }
+}
+
+/// The list a path names (`/lists/{list}` and below); `None` for other paths and
+/// for names that are not valid (the route's own handler answers those).
+fn list_of(path: &str) -> Option<ListName> {
+    let rest = path.strip_prefix("/lists/")?;
+    let segment = rest.split('/').next()?;
+    let name = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?;
+    ListName::new(name.as_ref()).ok()
+}
+
+fn served_by(mut resp: Response, node: &Node) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&node.settings().id.0) {
+        resp.headers_mut().insert(SERVED_BY, v);
+    }
+    resp
+}
+
+/// The middleware: serve here, or forward to the owner.
+pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next: Next) -> Response {
+    let Some(list) = list_of(req.uri().path()) else {
+        return served_by(next.run(req).await, &f.node);
+    };
+    let hops: u8 = req
+        .headers()
+        .get(&HOPS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let give_up = Instant::now() + f.wait_unowned;
+    let mut retried = false;
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                let mut resp = ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body: request body too large: the limit is 64 KiB",
+                )
+                .into_response();
+                // The rest of the body is never read: hyper closes the connection.
+                resp.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    HeaderValue::from_static("close"),
+                );
+                resp
+            } else {
+                ApiError::bad_request(format!("body: {e}")).into_response()
+            };
+        }
+    };
+    loop {
+        match f.node.route(&list) {
+            Route::Local(_) => {
+                let req = Request::from_parts(parts, Body::from(body));
+                return served_by(next.run(req).await, &f.node);
+            }
+            Route::Remote { node, addr } => {
+                if hops >= MAX_HOPS {
+                    return ApiError::new(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        format!(
+                            "list \"{list}\" is served by node {node}, and this request was already forwarded {hops} times; retry"
+                        ),
+                    )
+                    .into_response();
+                }
+                let resp = forward(&f, &parts, body.clone(), &list, &node, &addr, hops + 1).await;
+                if resp.status() == StatusCode::MISDIRECTED_REQUEST && !retried {
+                    // The table was stale: read it again and route once more.
+                    retried = true;
+                    f.node.refresh();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                return resp;
+            }
+            Route::Unowned(shard) => {
+                f.node.refresh();
+                if Instant::now() >= give_up {
+                    return ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "no node serves shard {} of list \"{list}\" now (a failover or handoff is in progress); retry",
+                            shard.0
+                        ),
+                    )
+                    .into_response();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Sends the request to `addr` and returns the owner's answer, or a 503 naming the
+/// owner when it cannot be reached.
+async fn forward(
+    f: &Forwarder,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Bytes,
+    list: &ListName,
+    node: &crate::cluster::NodeId,
+    addr: &str,
+    hops: u8,
+) -> Response {
+    let started = Instant::now();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let url = format!("{}{path}", addr.trim_end_matches('/'));
+    let mut out = f
+        .client
+        .request(parts.method.clone(), &url)
+        .timeout(f.timeout)
+        .header(HOPS, hops.to_string())
+        .header(FORWARDED_BY, f.node.settings().id.0.as_str());
+    for name in [axum::http::header::CONTENT_TYPE, axum::http::header::ACCEPT] {
+        if let Some(v) = parts.headers.get(&name) {
+            out = out.header(name, v.clone());
+        }
+    }
+    let answer = async {
+        let resp = out.body(body).send().await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await?;
+        Ok::<_, reqwest::Error>((status, headers, bytes))
+    };
+    // A paused or partitioned owner may never answer: the forward ends as soon as
+    // the shard table stops naming it as the list's owner (its lease ran out).
+    let owner_left = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match f.node.route(list) {
+                Route::Remote { node: now, .. } if now == *node => {}
+                _ => return,
+            }
+        }
+    };
+    let answer = tokio::select! {
+        a = answer => a,
+        () = owner_left => {
+            metrics::counter!(FORWARDS, "outcome" => "error").increment(1);
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("node {node}, the owner this request was forwarded to, lost the list's shard before it answered; retry"),
+            )
+            .into_response();
+        }
+    };
+    match answer {
+        Ok((status, headers, bytes)) => {
+            metrics::counter!(FORWARDS, "outcome" => "ok").increment(1);
+            metrics::histogram!(FORWARD_SECONDS).record(started.elapsed().as_secs_f64());
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = status;
+            for (name, value) in &headers {
+                let keep = name == axum::http::header::CONTENT_TYPE
+                    || name == axum::http::header::RETRY_AFTER
+                    || name == axum::http::header::LOCATION
+                    || name == SERVED_BY;
+                if keep {
+                    resp.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(&f.node.settings().id.0) {
+                resp.headers_mut().insert(FORWARDED_BY, v);
+            }
+            resp
+        }
+        Err(e) => {
+            metrics::counter!(FORWARDS, "outcome" => "error").increment(1);
+            f.node.refresh();
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the owner of this list, node {node} at {addr}, could not be reached ({text}); retry"),
+            )
+            .into_response()
+        }
+    }
+}

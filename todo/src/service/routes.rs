@@ -1,0 +1,686 @@
+//! Routes and handlers of the to-do API; every extractor's rejection becomes a
+//! 400 (or 413) JSON error that names the bad field. (Over 500 lines: the handlers
+//! share the field checks and error wording below; moving the checks to their own
+//! file is the next split.)
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use super::error::{json_errors, ApiError};
+use super::refusals::{self, RefusalLog};
+use super::{http_metrics, AppState, BODY_LIMIT};
+use crate::config::AckMode;
+use crate::domain::{parse_date, EntryUpdate, ListName, WriteOutcome};
+
+pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
+    let forwarder = state.cluster.clone().map(|node| {
+        std::sync::Arc::new(super::forward::Forwarder::new(
+            node,
+            request_timeout.saturating_sub(Duration::from_secs(1)),
+        ))
+    });
+    let routes = Router::new()
+        .route("/lists", get(all_lists))
+        .route("/lists/{list}", get(one_list).delete(delete_list))
+        .route("/lists/{list}/entries", get(list_entries).post(add_entry))
+        .route(
+            "/lists/{list}/entries/{id}",
+            get(get_entry).patch(update_entry).delete(delete_entry),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { Json(super::openapi::document()) }),
+        )
+        .route(
+            "/docs",
+            get(|| async { axum::response::Html(super::openapi::DOCS_PAGE) }),
+        )
+        .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster))
+        .merge(super::dashboard::routes())
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .route_layer(middleware::from_fn_with_state(
+            RefusalLog::start(),
+            refusals::log_refusals,
+        ))
+        .with_state(state);
+    let app = routes
+        .layer(middleware::from_fn(strict_percent_encoding))
+        .layer(middleware::from_fn(read_body_first))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(middleware::map_response(json_errors))
+        // Outside the body limit and the timeout, so their 413s and 408s are counted.
+        .layer(middleware::from_fn(http_metrics::track))
+        // A span per request; failures are logged by `refusals::log_refusals`, rate-limited
+        // and with their cause, not once per 5xx here.
+        .layer(TraceLayer::new_for_http().on_failure(()));
+    // On a cluster node, requests for lists it does not serve go to their owner, ahead
+    // of every other layer: the owner checks, limits, times and counts them.
+    match forwarder {
+        Some(f) => app.layer(middleware::from_fn_with_state(
+            f,
+            super::forward::route_to_owner,
+        )),
+        None => app,
+    }
+}
+
+/// `GET /cluster`: the node's view of members, leases and epochs (404 on a single node).
+async fn cluster(State(state): State<AppState>) -> Response {
+    match &state.cluster {
+        Some(node) => Json(node.view()).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this server is a single node: it runs without a [cluster] section",
+        )
+        .into_response(),
+    }
+}
+
+/// Reads the whole request body (within the body limit) before any handler runs, so that
+/// routes which ignore the body (reads, deletes, 404s, 405s) still consume it and the
+/// connection stays usable for the client's next request: an unread body makes hyper
+/// close a keep-alive connection after answering, which a client that reuses it sees as a
+/// broken pipe.
+async fn read_body_first(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match Bytes::from_request(Request::new(body), &()).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE).into_response()
+        }
+        Err(e) => ApiError::bad_request(format!("body: {}", e.body_text())).into_response(),
+    }
+}
+
+/// Message of every 413.
+const TOO_LARGE: &str = "body: request body too large: the limit is 64 KiB";
+
+/// Rejects a path with a `%` not followed by two hex digits. Path extraction would
+/// otherwise keep such text literally and, for instance, accept `a%ZZ` as a list name.
+async fn strict_percent_encoding(req: Request, next: Next) -> Response {
+    match bad_percent_escape(req.uri().path()) {
+        Some((at, text)) => ApiError::bad_request(format!(
+            "path: invalid percent-encoding \"{text}\" at byte {at}; \"%\" must be followed by two hex digits"
+        ))
+        .into_response(),
+        None => next.run(req).await,
+    }
+}
+
+/// The byte offset and text of the first malformed `%` escape in `path`.
+fn bad_percent_escape(path: &str) -> Option<(usize, String)> {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            i += 1;
+        } else if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
+            i += 3;
+        } else {
+            return Some((i, path[i..].chars().take(3).collect()));
+        }
+    }
+    None
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    // Mailboxes publish counts in batches; publish them all so the scrape is exact.
+    sluicegate::mailbox::metrics::flush_all();
+    let policies = state.system.policies();
+    let current = [
+        ("todo_server", policies.todo_server.name()),
+        ("database", policies.database.name()),
+        ("database_worker", policies.database_worker.name()),
+    ];
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        without_stale_policies(&state.prometheus.render(), &current),
+    )
+        .into_response()
+}
+
+/// The exposition without the series of a mailbox role labelled with a policy the
+/// role no longer has. A reload (SIGHUP) changes a role's `policy` label; the
+/// recorder cannot forget a series, so the old label's series (frozen at their
+/// last values) are left out here and Prometheus sees them end.
+pub(super) fn without_stale_policies(text: &str, current: &[(&str, &str)]) -> String {
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(line[start..start + len].to_string())
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let stale = !line.starts_with('#')
+            && match (label(line, "mailbox"), label(line, "policy")) {
+                (Some(role), Some(policy)) => current
+                    .iter()
+                    .any(|(r, p)| *r == role.as_str() && *p != policy.as_str()),
+                _ => false,
+            };
+        if !stale {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn list_name(raw: &str) -> Result<ListName, ApiError> {
+    ListName::new(raw).map_err(|e| ApiError::bad_request(format!("list: {e}")))
+}
+
+fn path_list(path: Result<Path<String>, PathRejection>) -> Result<ListName, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::bad_request(format!("list: {}", e.body_text())))?;
+    list_name(&raw)
+}
+
+fn path_list_id(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(ListName, u64), ApiError> {
+    let Path((raw, id)) =
+        path.map_err(|e| ApiError::bad_request(format!("path: {}", e.body_text())))?;
+    let list = list_name(&raw)?;
+    let id = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| (1..=MAX_ID).contains(id))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "id: \"{}\" is not an entry id (a whole number from 1 to {MAX_ID})",
+                id.chars().take(64).collect::<String>(),
+            ))
+        })?;
+    Ok((list, id))
+}
+
+/// A JSON body as `T`: only an object is accepted (serde would also take an array
+/// as a positional struct), and the message names the field without serde's type names.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "body: expected a request with `Content-Type: application/json`",
+        ));
+    }
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::bad_request(
+            "body: expected a JSON object, e.g. {\"date\": \"2026-11-23\", \"title\": \"Dentist\"}",
+        )),
+        None => return Err(ApiError::bad_request("body: empty; expected a JSON object")),
+    }
+    match Json::<T>::from_bytes(body) {
+        Ok(Json(v)) => Ok(v),
+        Err(e) => {
+            let text = e.body_text();
+            let detail = text
+                .split_once(": ")
+                .filter(|(head, _)| head.starts_with("Failed to"))
+                .map_or(text.as_str(), |(_, rest)| rest);
+            Err(ApiError::bad_request(format!("body: {detail}")))
+        }
+    }
+}
+
+/// A query string as `T` (unknown parameters refused, by name).
+fn query<T: serde::de::DeserializeOwned>(
+    q: Result<Query<T>, QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| {
+        let text = e.body_text();
+        let detail = text
+            .split_once(": ")
+            .filter(|(head, _)| head.starts_with("Failed to"))
+            .map_or(text.as_str(), |(_, rest)| rest);
+        ApiError::bad_request(format!("query: {detail}"))
+    })
+}
+
+/// Deserializes a present field that must not be `null` (absent stays `None`
+/// through `#[serde(default)]`).
+fn not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AckQuery {
+    ack: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadQuery {
+    date: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+    done: Option<String>,
+}
+
+/// A route without query parameters: any one given is refused by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoQuery {}
+
+/// The largest entry id the API takes: OpenAPI's `int64` maximum (2^63-1), which JSON
+/// clients and schema tools handle; a list assigns ids from 1 upwards and never
+/// reaches it.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
+/// Most entries one page holds (`limit` defaults to all).
+pub const MAX_PAGE: usize = 1000;
+
+/// What a list name escapes in a URL path segment: all but RFC 3986's unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The path of a list's entries, percent-encoded.
+fn entries_path(list: &ListName) -> String {
+    format!(
+        "/lists/{}/entries",
+        percent_encoding::utf8_percent_encode(list.as_str(), PATH_SEGMENT)
+    )
+}
+
+fn ack(q: Result<Query<AckQuery>, QueryRejection>) -> Result<Option<AckMode>, ApiError> {
+    query(q)?
+        .ack
+        .map(|a| {
+            a.parse::<AckMode>()
+                .map_err(|e| ApiError::bad_request(format!("ack: {e}")))
+        })
+        .transpose()
+}
+
+fn date_field(field: &str, value: &str) -> Result<chrono::NaiveDate, ApiError> {
+    parse_date(value).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEntry {
+    date: String,
+    title: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryPatch {
+    #[serde(default, deserialize_with = "not_null")]
+    date: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    title: Option<String>,
+    #[serde(default, deserialize_with = "not_null_bool")]
+    done: Option<bool>,
+}
+
+/// As [`not_null`], for a flag.
+fn not_null_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    bool::deserialize(d).map(Some)
+}
+
+/// Refuses a title that is only whitespace (the list checks length and control characters).
+fn title_field(title: &str) -> Result<(), ApiError> {
+    if !title.is_empty() && title.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "title: only whitespace; give a title with visible text",
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to a write: `done` with the entry, or `202` with what was accepted
+/// (`accepted`: the write as queued; a new entry's id is not known until applied).
+fn written(outcome: WriteOutcome, done: StatusCode, accepted: serde_json::Value) -> Response {
+    match outcome {
+        WriteOutcome::Accepted => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        WriteOutcome::Done(entry) if done == StatusCode::NO_CONTENT => {
+            let _ = entry;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        WriteOutcome::Done(entry) => (done, Json(entry)).into_response(),
+    }
+}
+
+#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
+    request_body = super::openapi::NewEntryDoc,
+    responses((status = 201, description = "Added", body = super::openapi::EntryDoc, headers(("Location" = String, description = "The new entry's path"))),
+        (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
+pub(super) async fn add_entry(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<AckQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let ack = ack(query)?;
+    let body: NewEntry = json_body(&headers, &body)?;
+    let date = date_field("date", &body.date)?;
+    title_field(&body.title)?;
+    let outcome = state
+        .system
+        .add_entry(&list, date, &body.title, ack)
+        .await
+        .map_err(|e| prefix_invalid(e, "title"))?;
+    if let WriteOutcome::Done(entry) = &outcome {
+        let location = format!("{}/{}", entries_path(&list), entry.id);
+        let mut resp = (StatusCode::CREATED, Json(entry)).into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(resp);
+    }
+    let accepted = json!({
+        "status": "accepted",
+        "list": list.as_str(),
+        "date": body.date,
+        "title": body.title,
+    });
+    Ok(written(outcome, StatusCode::CREATED, accepted))
+}
+
+/// Names the field for the only input the system itself validates.
+fn prefix_invalid(e: crate::domain::TodoSystemError, field: &str) -> ApiError {
+    match e {
+        crate::domain::TodoSystemError::Invalid(inner) => {
+            ApiError::bad_request(format!("{field}: {inner}"))
+        }
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(get, path = "/lists/{list}/entries", tag = "entries",
+    params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"),
+        ("date" = Option<String>, Query, format = Date, description = "Only this date (combines with from/to)"),
+        ("from" = Option<String>, Query, format = Date, description = "From this date, inclusive"),
+        ("to" = Option<String>, Query, format = Date, description = "To this date, inclusive"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many entries"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Only ids above this one"),
+        ("done" = Option<bool>, Query, description = "Only entries done (true) or not done (false)")),
+    responses((status = 200, description = "Entries in id order; a Link rel=next header when a page follows", body = [super::openapi::EntryDoc],
+        headers(("Link" = String, description = "The next page, when limit cut the answer"))), super::openapi::ApiErrors))]
+pub(super) async fn list_entries(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let q: ReadQuery = self::query(query)?;
+    let parse =
+        |field: &str, v: &Option<String>| v.as_deref().map(|d| date_field(field, d)).transpose();
+    let (date, from, to) = (
+        parse("date", &q.date)?,
+        parse("from", &q.from)?,
+        parse("to", &q.to)?,
+    );
+    // The filters combine: `date` and a range both apply; `from` after `to` is empty.
+    let limit = match q.limit.as_deref() {
+        None => None,
+        Some(l) => Some(
+            l.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "limit: \"{}\" is not a page size (a whole number from 1 to {MAX_PAGE})",
+                        l.chars().take(64).collect::<String>()
+                    ))
+                })?,
+        ),
+    };
+    let done = match q.done.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "done: \"{}\" is not a flag; expected true or false",
+                other.chars().take(64).collect::<String>()
+            )))
+        }
+    };
+    let after = match q.after.as_deref() {
+        None => 0,
+        Some(a) => a
+            .parse::<u64>()
+            .ok()
+            .filter(|a| *a <= MAX_ID)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "after: \"{}\" is not an entry id (a whole number from 0 to {MAX_ID})",
+                    a.chars().take(64).collect::<String>(),
+                ))
+            })?,
+    };
+    let mut entries: Vec<_> = state
+        .system
+        .entries(&list, date)
+        .await?
+        .into_iter()
+        .filter(|e| from.is_none_or(|f| e.date >= f) && to.is_none_or(|t| e.date <= t))
+        .filter(|e| e.id > after)
+        .filter(|e| done.is_none_or(|d| e.done == d))
+        .collect();
+    let mut next = None;
+    if let Some(limit) = limit {
+        if entries.len() > limit {
+            entries.truncate(limit);
+            let last = entries.last().map_or(after, |e| e.id);
+            let mut params = Vec::new();
+            for (k, v) in [
+                ("date", &q.date),
+                ("from", &q.from),
+                ("to", &q.to),
+                ("done", &q.done),
+            ] {
+                if let Some(v) = v {
+                    params.push(format!("{k}={v}"));
+                }
+            }
+            params.push(format!("limit={limit}"));
+            params.push(format!("after={last}"));
+            next = Some(format!(
+                "<{}?{}>; rel=\"next\"",
+                entries_path(&list),
+                params.join("&")
+            ));
+        }
+    }
+    let mut resp = Json(entries).into_response();
+    if let Some(link) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, link);
+    }
+    Ok(resp)
+}
+
+#[utoipa::path(get, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id")),
+    responses((status = 200, description = "The entry", body = super::openapi::EntryDoc), super::openapi::ApiErrors))]
+pub(super) async fn get_entry(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (list, id) = path_list_id(path)?;
+    let NoQuery {} = self::query(query)?;
+    let entries = state.system.entries(&list, None).await?;
+    match entries.into_iter().find(|e| e.id == id) {
+        Some(e) => Ok(Json(e).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no entry with id {id}"),
+        )),
+    }
+}
+
+/// Every list the service knows (stored or live), by name, with its entry count.
+#[utoipa::path(get, path = "/lists", tag = "lists",
+    responses((status = 200, description = "Every list by name with its entry count", body = [super::openapi::ListSummaryDoc]), super::openapi::ApiErrors))]
+pub(super) async fn all_lists(
+    State(state): State<AppState>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let NoQuery {} = self::query(query)?;
+    let mut names = state
+        .system
+        .database()
+        .storage()
+        .list_names()
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("cannot list the stored lists: {e}"),
+            reason: Some("unavailable"),
+        })?;
+    names.extend(state.system.registry().live_names());
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push(list_summary(&state, &name).await);
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `{"name", "entries"}`, or `{"name", "entries": null, "error"}` when it cannot be read.
+async fn list_summary(state: &AppState, name: &ListName) -> serde_json::Value {
+    match state.system.entries(name, None).await {
+        Ok(entries) => json!({ "name": name.as_str(), "entries": entries.len() }),
+        Err(e) => json!({ "name": name.as_str(), "entries": null, "error": e.to_string() }),
+    }
+}
+
+/// One list's name and entry count (an unknown list is empty: 0).
+#[utoipa::path(get, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded")),
+    responses((status = 200, description = "The list's name and entry count (an unknown list: 0)", body = super::openapi::ListSummaryDoc), super::openapi::ApiErrors))]
+pub(super) async fn one_list(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let NoQuery {} = self::query(query)?;
+    let entries = state.system.entries(&list, None).await?;
+    Ok(Json(json!({ "name": list.as_str(), "entries": entries.len() })).into_response())
+}
+
+/// Deletes a whole list, durably; the name's next write starts a fresh list.
+#[utoipa::path(delete, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded")),
+    responses((status = 204, description = "Deleted: gone from stable storage; the name's next write starts a fresh list with ids from 1"), super::openapi::ApiErrors))]
+pub(super) async fn delete_list(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = path_list(path)?;
+    let NoQuery {} = self::query(query)?;
+    state.system.delete_list(&list).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
+    request_body = super::openapi::EntryPatchDoc,
+    responses((status = 200, description = "Changed", body = super::openapi::EntryDoc),
+        (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
+pub(super) async fn update_entry(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<AckQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (list, id) = path_list_id(path)?;
+    let ack = ack(query)?;
+    let body: EntryPatch = json_body(&headers, &body)?;
+    if body.date.is_none() && body.title.is_none() && body.done.is_none() {
+        return Err(ApiError::bad_request(
+            "body: give \"date\", \"title\" and/or \"done\" to change",
+        ));
+    }
+    let date = body
+        .date
+        .as_deref()
+        .map(|d| date_field("date", d))
+        .transpose()?;
+    if let Some(title) = &body.title {
+        title_field(title)?;
+    }
+    let mut accepted = json!({ "status": "accepted", "list": list.as_str(), "id": id });
+    if let Some(d) = &body.date {
+        accepted["date"] = json!(d);
+    }
+    if let Some(t) = &body.title {
+        accepted["title"] = json!(t);
+    }
+    if let Some(d) = body.done {
+        accepted["done"] = json!(d);
+    }
+    let update = EntryUpdate {
+        date,
+        title: body.title,
+        done: body.done,
+    };
+    let outcome = state
+        .system
+        .update_entry(&list, id, update, ack)
+        .await
+        .map_err(|e| prefix_invalid(e, "title"))?;
+    Ok(written(outcome, StatusCode::OK, accepted))
+}
+
+#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
+    responses((status = 204, description = "Deleted"),
+        (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
+pub(super) async fn delete_entry(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<AckQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (list, id) = path_list_id(path)?;
+    let ack = ack(query)?;
+    let outcome = state.system.delete_entry(&list, id, ack).await?;
+    let accepted = json!({ "status": "accepted", "list": list.as_str(), "id": id });
+    Ok(written(outcome, StatusCode::NO_CONTENT, accepted))
+}

@@ -1,0 +1,467 @@
+//! SQLite storage, the default (bundled SQLite, WAL, `synchronous = FULL`): entries
+//! as rows, so a write stores its change; one writer thread group-commits every
+//! batch queued by any database worker in one transaction (one sync).
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::{decode, Change, ListWrite, Storage, StorageError};
+use crate::domain::{Entry, ListName, TodoList};
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "sluicegate.sqlite3";
+
+/// `lists.format` of a list whose entries are rows of `entries` (its `body` holds
+/// the [`Header`]). Format 1 (`super::FORMAT`) rows hold the whole list as JSON in
+/// `body`, as earlier versions wrote them; they are read as they are and turned
+/// into rows at their next write.
+const ROWS_FORMAT: u32 = 2;
+
+/// Most batches the writer folds into one transaction.
+const MAX_BATCHES_PER_COMMIT: usize = 64;
+
+/// The `body` of a format-2 list row.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    next_id: u64,
+}
+
+type Results = Vec<Result<(), StorageError>>;
+
+/// Work for the writer thread and where its results go.
+enum Job {
+    /// A batch of list writes, folded with other batches into one transaction.
+    Writes {
+        writes: Vec<ListWrite>,
+        done: oneshot::Sender<Results>,
+    },
+    /// Delete one list (its row and its entries) in a transaction of its own,
+    /// after every batch queued before it; answers whether it was stored.
+    Delete {
+        name: ListName,
+        done: oneshot::Sender<Result<bool, StorageError>>,
+    },
+}
+
+/// Lists in `data_dir/sluicegate.sqlite3`.
+pub struct SqliteStorage {
+    /// Batches to the writer thread (which owns the write connection).
+    writer: Mutex<mpsc::Sender<Job>>,
+    /// The read connection (WAL: readers do not wait for the writer).
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn sql(list: Option<&ListName>, e: rusqlite::Error) -> StorageError {
+    StorageError::Sqlite {
+        list: list.cloned(),
+        detail: e.to_string(),
+    }
+}
+
+fn connect(data_dir: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open(data_dir.join(DB_FILE)).map_err(|e| sql(None, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| sql(None, e))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| sql(None, e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| sql(None, e))?;
+    Ok(conn)
+}
+
+impl SqliteStorage {
+    /// Opens (creating) the database file and starts its writer thread. A data dir
+    /// holding a `lists/` directory of the `files` backend has those lists imported
+    /// once (see [`super::import_files`]).
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io(None, e))?;
+        let mut conn = connect(data_dir)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS lists (name TEXT PRIMARY KEY, format INTEGER NOT NULL, body BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS entries (
+                 list TEXT NOT NULL, id INTEGER NOT NULL, date TEXT NOT NULL, title TEXT NOT NULL,
+                 done INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (list, id)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(|e| sql(None, e))?;
+        add_done_column(&conn)?;
+        super::import_files(data_dir, &mut conn)?;
+        let reader = connect(data_dir)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StorageError::io(None, e))?;
+        Ok(SqliteStorage {
+            writer: Mutex::new(tx),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut c)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StorageError::Sqlite {
+                list: None,
+                detail: format!("storage task failed: {e}"),
+            })
+        })
+    }
+}
+
+/// The writer thread: takes every batch waiting (up to [`MAX_BATCHES_PER_COMMIT`],
+/// up to the next delete), commits them in one transaction and answers each. If
+/// that transaction fails, each list is tried in a transaction of its own, so one
+/// bad list fails alone. Jobs are done in the order they were queued.
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let (writes, done) = match first {
+            Job::Delete { name, done } => {
+                let _ = done.send(delete_list(&mut conn, &name));
+                continue;
+            }
+            Job::Writes { writes, done } => (writes, done),
+        };
+        let mut jobs = vec![(writes, done)];
+        while jobs.len() < MAX_BATCHES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(Job::Writes { writes, done }) => jobs.push((writes, done)),
+                Ok(delete) => {
+                    next = Some(delete);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let all: Vec<&ListWrite> = jobs.iter().flat_map(|(w, _)| w.iter()).collect();
+        let together = commit(&mut conn, &all);
+        let mut results: Results = match together {
+            Ok(()) => all.iter().map(|_| Ok(())).collect(),
+            Err(_) => all
+                .iter()
+                .map(|w| commit(&mut conn, std::slice::from_ref(w)))
+                .collect(),
+        };
+        for (writes, done) in jobs.into_iter().rev() {
+            let mine = results.split_off(results.len() - writes.len());
+            let _ = done.send(mine);
+        }
+    }
+}
+
+/// Deletes a list's row and entries in one transaction; whether it was stored.
+fn delete_list(conn: &mut Connection, name: &ListName) -> Result<bool, StorageError> {
+    let err = |e| sql(Some(name), e);
+    let tx = conn.transaction().map_err(err)?;
+    tx.execute(
+        "DELETE FROM entries WHERE list = ?1",
+        params![name.as_str()],
+    )
+    .map_err(err)?;
+    let rows = tx
+        .execute("DELETE FROM lists WHERE name = ?1", params![name.as_str()])
+        .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(rows > 0)
+}
+
+fn commit(conn: &mut Connection, writes: &[&ListWrite]) -> Result<(), StorageError> {
+    let first = writes.first().map(|w| w.name.clone());
+    let tx = conn.transaction().map_err(|e| sql(first.as_ref(), e))?;
+    for w in writes {
+        write_list(&tx, w).map_err(|e| sql(Some(&w.name), e))?;
+    }
+    tx.commit().map_err(|e| sql(first.as_ref(), e))
+}
+
+/// Migration: a database written before entries had a done flag gets the column,
+/// every existing entry not done.
+fn add_done_column(conn: &Connection) -> Result<(), StorageError> {
+    let has_done = conn
+        .prepare("SELECT 1 FROM pragma_table_info('entries') WHERE name = 'done'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(|e| sql(None, e))?;
+    if !has_done {
+        conn.execute(
+            "ALTER TABLE entries ADD COLUMN done INTEGER NOT NULL DEFAULT 0",
+            [],
+        )
+        .map_err(|e| sql(None, e))?;
+        tracing::info!("sqlite: added the done column to the entries table");
+    }
+    Ok(())
+}
+
+/// The one mapping between an [`Entry`] and its row of `entries`: the statement
+/// that writes a row (insert or replace), ...
+const UPSERT_ENTRY: &str = "INSERT INTO entries (list, id, date, title, done) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT(list, id) DO UPDATE SET date = excluded.date, title = excluded.title, done = excluded.done";
+
+/// ... the columns a read selects, in the order [`entry_of_row`] takes them, ...
+const ENTRY_COLUMNS: &str = "id, date, title, done";
+
+/// ... an entry's values for [`UPSERT_ENTRY`] ...
+fn upsert_entry(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    list: &str,
+    e: &Entry,
+) -> rusqlite::Result<usize> {
+    stmt.execute(params![
+        list,
+        e.id as i64,
+        e.date.to_string(),
+        e.title,
+        e.done
+    ])
+}
+
+/// ... and an entry from the columns of [`ENTRY_COLUMNS`] (the error says what is damaged).
+fn entry_of_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Entry, String>> {
+    let (id, date, title, done): (i64, String, String, bool) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let Ok(date) = NaiveDate::parse_from_str(&date, "%Y-%m-%d") else {
+        return Ok(Err(format!(
+            "entry {id}: date \"{date}\" is not YYYY-MM-DD"
+        )));
+    };
+    let Ok(id) = u64::try_from(id) else {
+        return Ok(Err(format!("entry id {id} is negative")));
+    };
+    Ok(Ok(Entry {
+        id,
+        date,
+        title,
+        done,
+    }))
+}
+
+fn header(list: &TodoList) -> Vec<u8> {
+    serde_json::to_vec(&Header {
+        next_id: list.next_id(),
+    })
+    .unwrap_or_default()
+}
+
+/// Writes one list: its change when the stored list is in rows already, else whole.
+fn write_list(tx: &Transaction<'_>, w: &ListWrite) -> rusqlite::Result<()> {
+    let name = w.name.as_str();
+    let stored_format: Option<u32> = tx
+        .prepare_cached("SELECT format FROM lists WHERE name = ?1")?
+        .query_row(params![name], |r| r.get(0))
+        .optional()?;
+    let change = match (&w.change, stored_format) {
+        (Some(c), Some(ROWS_FORMAT)) => Some(c),
+        _ => None,
+    };
+    match change {
+        Some(change) => write_change(tx, name, change)?,
+        None => {
+            tx.prepare_cached("DELETE FROM entries WHERE list = ?1")?
+                .execute(params![name])?;
+            let mut upsert = tx.prepare_cached(UPSERT_ENTRY)?;
+            for e in w.list.all_entries() {
+                upsert_entry(&mut upsert, name, &e)?;
+            }
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO lists (name, format, body) VALUES (?1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET format = excluded.format, body = excluded.body",
+    )?
+    .execute(params![name, ROWS_FORMAT, header(&w.list)])?;
+    Ok(())
+}
+
+fn write_change(tx: &Transaction<'_>, name: &str, change: &Change) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(UPSERT_ENTRY)?;
+    let mut delete = tx.prepare_cached("DELETE FROM entries WHERE list = ?1 AND id = ?2")?;
+    for (id, entry) in &change.entries {
+        match entry {
+            Some(e) => upsert_entry(&mut upsert, name, e)?,
+            None => delete.execute(params![name, *id as i64])?,
+        };
+    }
+    Ok(())
+}
+
+/// Reads one list (either format) with `conn`.
+fn load_list(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, StorageError> {
+    let corrupt = |detail: String| StorageError::Corrupt {
+        list: name.clone(),
+        detail,
+    };
+    let row: Option<(u32, Vec<u8>)> = conn
+        .prepare_cached("SELECT format, body FROM lists WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(|e| sql(Some(name), e))?;
+    let Some((format, body)) = row else {
+        return Ok(None);
+    };
+    if format != ROWS_FORMAT {
+        return decode(name, &body).map(Some);
+    }
+    let header: Header =
+        serde_json::from_slice(&body).map_err(|e| corrupt(format!("list header: {e}")))?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE list = ?1 ORDER BY id"
+        ))
+        .map_err(|e| sql(Some(name), e))?;
+    let rows = stmt
+        .query_map(params![name.as_str()], entry_of_row)
+        .map_err(|e| sql(Some(name), e))?;
+    let mut entries = Vec::new();
+    for row in rows {
+        entries.push(row.map_err(|e| corrupt(e.to_string()))?.map_err(corrupt)?);
+    }
+    TodoList::from_parts(header.next_id, entries)
+        .map(Some)
+        .map_err(corrupt)
+}
+
+/// Whole-list writes for lists imported from another backend (used by the import).
+pub(super) fn store_whole(
+    conn: &mut Connection,
+    lists: &[(ListName, TodoList)],
+) -> Result<(), StorageError> {
+    let writes: Vec<ListWrite> = lists
+        .iter()
+        .map(|(name, list)| ListWrite::whole(name, list))
+        .collect();
+    let refs: Vec<&ListWrite> = writes.iter().collect();
+    commit(conn, &refs)
+}
+
+/// Whether `name` is stored in `conn`'s database.
+pub(super) fn has_list(conn: &Connection, name: &ListName) -> Result<bool, StorageError> {
+    conn.query_row(
+        "SELECT 1 FROM lists WHERE name = ?1",
+        params![name.as_str()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
+    .map_err(|e| sql(Some(name), e))
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn load(&self, name: &ListName) -> Result<Option<TodoList>, StorageError> {
+        let name = name.clone();
+        self.read(move |c| load_list(c, &name)).await
+    }
+
+    async fn store(&self, name: &ListName, list: &TodoList) -> Result<(), StorageError> {
+        self.store_many(&[(name.clone(), list.clone())]).await
+    }
+
+    /// One transaction: all lists are stored, or the first error is returned.
+    async fn store_many(&self, lists: &[(ListName, TodoList)]) -> Result<(), StorageError> {
+        let writes: Vec<ListWrite> = lists
+            .iter()
+            .map(|(name, list)| ListWrite::whole(name, list))
+            .collect();
+        self.store_batch(&writes)
+            .await
+            .into_iter()
+            .find(|r| r.is_err())
+            .unwrap_or(Ok(()))
+    }
+
+    async fn store_batch(&self, writes: &[ListWrite]) -> Results {
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let (done, answer) = oneshot::channel();
+        let job = Job::Writes {
+            writes: writes.to_vec(),
+            done,
+        };
+        let sent = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job);
+        let stopped = |w: &ListWrite| {
+            Err(StorageError::Sqlite {
+                list: Some(w.name.clone()),
+                detail: "the sqlite writer thread stopped".into(),
+            })
+        };
+        if sent.is_err() {
+            return writes.iter().map(stopped).collect();
+        }
+        match answer.await {
+            Ok(results) => results,
+            Err(_) => writes.iter().map(stopped).collect(),
+        }
+    }
+
+    /// Queued behind every batch already handed to the writer thread, committed
+    /// (`synchronous = FULL`) before it is answered.
+    async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || StorageError::Sqlite {
+            list: Some(name.clone()),
+            detail: "the sqlite writer thread stopped".into(),
+        };
+        let job = Job::Delete {
+            name: name.clone(),
+            done,
+        };
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT name FROM lists ORDER BY name")
+                .map_err(|e| sql(None, e))?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| sql(None, e))?
+                .filter_map(|r| r.ok())
+                .filter_map(|n| ListName::new(n).ok())
+                .collect();
+            Ok(names)
+        })
+        .await
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+}

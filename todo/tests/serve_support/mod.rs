@@ -1,0 +1,515 @@
+//! Shared by the tests that run the real `sluicegate` binary: start `serve`, read
+//! its `listening on` line, signal it, collect its output, HTTP and JSON-error
+//! helpers, parse `/metrics` text. `SLUICEGATE_BIN` picks another binary to test
+//! (e.g. an older build, `scripts/against-ref.sh`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test: `$SLUICEGATE_BIN` if set and not empty, else the one
+/// cargo built.
+pub fn bin() -> PathBuf {
+    std::env::var_os("SLUICEGATE_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluicegate")))
+}
+
+/// Runs `sluicegate <args>` to its end.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run sluicegate")
+}
+
+/// A response's status and its JSON body.
+pub async fn get_json(c: &reqwest::Client, url: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let resp = c.get(url).send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.expect("a JSON body"))
+}
+
+/// An error response's status and the message of its `{"error": "..."}` body
+/// (panics when the body is not such JSON: every error of the API is).
+pub async fn error_of(resp: reqwest::Response) -> (reqwest::StatusCode, String) {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.expect("error bodies are JSON");
+    (
+        status,
+        body["error"]
+            .as_str()
+            .expect("an \"error\" string")
+            .to_string(),
+    )
+}
+
+/// Upper bound for anything the tests wait for; only reached when something is broken.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A file of the repository (e.g. `policies/book.toml`), independent of the working
+/// directory: the service crate lives in `todo/`, one level below the workspace root.
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// A running `sluicegate serve` child; killed on drop if still running.
+pub struct Serve {
+    child: Child,
+    /// The address from its `listening on` line.
+    pub addr: SocketAddr,
+    /// The first stdout line, as printed.
+    pub first_line: String,
+    stdout_rest: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// Holds a config file written for this server, if any.
+    _config_dir: Option<tempfile::TempDir>,
+}
+
+impl Serve {
+    /// `serve` on `data_dir` with `config` (written to a file of its own), on a free
+    /// port of 127.0.0.1.
+    pub fn with_config(config: &sluicegate_todo::config::Config, data_dir: &Path) -> Serve {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, toml::to_string(config).expect("config as TOML")).unwrap();
+        let mut s = Serve::start(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        s._config_dir = Some(dir);
+        s
+    }
+
+    /// Graceful stop: SIGTERM, and the exit must be a success.
+    pub fn shutdown(mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit();
+        assert!(status.success(), "exit {status}: {}", self.stderr_text());
+    }
+
+    /// Runs `sluicegate serve <args>` and waits for its `listening on` line.
+    pub fn start(args: &[&str]) -> Serve {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Same, with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sluicegate serve");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let err_pipe = child.stderr.take().expect("stderr piped");
+        let err_lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines() {
+                let Ok(line) = line else { break };
+                err_lines.lock().unwrap().push(line);
+            }
+        });
+        let stdout_rest = Arc::new(Mutex::new(Vec::new()));
+        let out_pipe = child.stdout.take().expect("stdout piped");
+        let (first_tx, first_rx) = mpsc::channel();
+        let rest = stdout_rest.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out_pipe).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = first_tx.send(first);
+            }
+            drop(first_tx);
+            for line in lines {
+                let Ok(line) = line else { break };
+                rest.lock().unwrap().push(line);
+            }
+        });
+        let first_line = match first_rx.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "serve {args:?} printed no `listening on` line ({e}); stderr:\n{}",
+                    stderr.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let addr = first_line
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .unwrap_or_else(|| panic!("unexpected first stdout line: {first_line:?}"));
+        Serve {
+            child,
+            addr,
+            first_line,
+            stdout_rest,
+            stderr,
+            _config_dir: None,
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `INT`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        signal(self.pid(), name);
+    }
+
+    /// Waits for the process to exit (panics after [`PATIENCE`]).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "serve did not exit within {PATIENCE:?}; stderr:\n{}",
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Stdout lines after the first one.
+    pub fn stdout_rest(&self) -> Vec<String> {
+        self.stdout_rest.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` stderr lines contain `needle`; false after [`PATIENCE`].
+    pub fn wait_for_stderr(&self, needle: &str, count: usize) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            let n = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
+            if n >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends a signal by name to a process with the `kill` command.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// One sample of the Prometheus text format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Series name (with any `_bucket`/`_sum`/`_count` suffix).
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Value.
+    pub value: f64,
+}
+
+/// Parses Prometheus text exposition into samples, and `# TYPE` lines into a map
+/// from family name to type.
+pub fn parse_metrics(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
+    let mut samples = Vec::new();
+    let mut types = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                types.insert(name.to_string(), kind.to_string());
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        samples.push(parse_sample(line).unwrap_or_else(|| panic!("bad sample line {line:?}")));
+    }
+    (samples, types)
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = line[..name_end].to_string();
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(mut s) = rest.strip_prefix('{') {
+        loop {
+            s = s.trim_start_matches([',', ' ']);
+            if let Some(after) = s.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let eq = s.find('=')?;
+            let key = s[..eq].trim().to_string();
+            s = s[eq + 1..].strip_prefix('"')?;
+            let mut value = String::new();
+            let mut chars = s.char_indices();
+            let end = loop {
+                let (i, c) = chars.next()?;
+                match c {
+                    '\\' => {
+                        let (_, e) = chars.next()?;
+                        value.push(if e == 'n' { '\n' } else { e });
+                    }
+                    '"' => break i,
+                    c => value.push(c),
+                }
+            };
+            s = &s[end + 1..];
+            labels.insert(key, value);
+        }
+    }
+    let value = match rest.split_whitespace().next()? {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// The samples named `name` whose labels include every `(key, value)` of `with`.
+pub fn find<'a>(samples: &'a [Sample], name: &str, with: &[(&str, &str)]) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && with
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect()
+}
+
+/// One query of the Grafana dashboard.
+#[derive(Clone, Debug)]
+pub struct DashboardQuery {
+    /// The panel's title.
+    pub panel: String,
+    /// The PromQL expression.
+    pub expr: String,
+    /// The legend template, e.g. `{{mailbox}} {{outcome}}`.
+    pub legend: Option<String>,
+}
+
+/// Every target of every panel (rows included) of `dashboards/sluicegate.json`.
+pub fn dashboard_queries() -> Vec<DashboardQuery> {
+    let text = std::fs::read_to_string(repo_file("dashboards/sluicegate.json"))
+        .expect("read dashboards/sluicegate.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&text).expect("dashboards/sluicegate.json is JSON");
+    let mut out = Vec::new();
+    fn walk(panels: &serde_json::Value, out: &mut Vec<DashboardQuery>) {
+        for p in panels.as_array().into_iter().flatten() {
+            walk(&p["panels"], out);
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = t["expr"].as_str() {
+                    out.push(DashboardQuery {
+                        panel: p["title"].as_str().unwrap_or("?").to_string(),
+                        expr: expr.to_string(),
+                        legend: t["legendFormat"].as_str().map(str::to_string),
+                    });
+                }
+            }
+        }
+    }
+    walk(&json["panels"], &mut out);
+    out
+}
+
+/// What a PromQL expression refers to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromqlRefs {
+    /// Metric (series) names, suffixes such as `_bucket` kept.
+    pub metrics: std::collections::BTreeSet<String>,
+    /// Label names in `by (...)`, `without (...)`, `on (...)`, `ignoring (...)`.
+    pub grouping: std::collections::BTreeSet<String>,
+    /// Label names in `{...}` matchers.
+    pub matchers: std::collections::BTreeSet<String>,
+}
+
+/// Picks metric and label names out of a PromQL expression: identifiers followed by
+/// `(` are functions or aggregations, `{...}` holds matchers, `[...]` ranges, strings
+/// are skipped, and the lists after `by`/`without`/`on`/`ignoring` are label names.
+pub fn promql_refs(expr: &str) -> PromqlRefs {
+    const KEYWORDS: [&str; 8] = [
+        "bool", "and", "or", "unless", "offset", "inf", "nan", "atan2",
+    ];
+    const GROUPING: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    const AGGREGATIONS: [&str; 14] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let ident_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
+    let ident_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut refs = PromqlRefs::default();
+    let mut i = 0;
+    let skip_string = |i: &mut usize| {
+        let quote = chars[*i];
+        *i += 1;
+        while *i < chars.len() && chars[*i] != quote {
+            if chars[*i] == '\\' {
+                *i += 1;
+            }
+            *i += 1;
+        }
+        *i += 1;
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' || c == '`' {
+            skip_string(&mut i);
+        } else if c == '[' {
+            while i < chars.len() && chars[i] != ']' {
+                i += 1;
+            }
+            i += 1;
+        } else if c == '{' {
+            i += 1;
+            while i < chars.len() && chars[i] != '}' {
+                if ident_start(chars[i]) {
+                    let start = i;
+                    while i < chars.len() && ident_char(chars[i]) {
+                        i += 1;
+                    }
+                    refs.matchers.insert(chars[start..i].iter().collect());
+                } else if chars[i] == '"' || chars[i] == '\'' || chars[i] == '`' {
+                    skip_string(&mut i);
+                } else {
+                    i += 1;
+                }
+            }
+            i += 1;
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if ident_start(c) {
+            let start = i;
+            while i < chars.len() && ident_char(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut j = i;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            let call = j < chars.len() && chars[j] == '(';
+            if GROUPING.contains(&word.as_str()) {
+                if call {
+                    i = j + 1;
+                    while i < chars.len() && chars[i] != ')' {
+                        if ident_start(chars[i]) {
+                            let s = i;
+                            while i < chars.len() && ident_char(chars[i]) {
+                                i += 1;
+                            }
+                            refs.grouping.insert(chars[s..i].iter().collect());
+                        } else {
+                            i += 1;
+                        }
+                    }
+                    i += 1;
+                }
+            } else if AGGREGATIONS.contains(&word.as_str()) {
+                // `sum by (x) (...)`: an aggregation whose grouping comes first.
+            } else if !call && !KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+                refs.metrics.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    refs
+}
