@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 #[path = "support/echo.rs"]
 mod echo;
-use echo::Echo;
+use echo::{Echo, EchoCall};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -108,7 +108,9 @@ fn call_round_trip(c: &mut Criterion) {
                     inside_runtime(iters, clients, move || {
                         let server = server.clone();
                         async move {
-                            std::hint::black_box(server.call(1, TIMEOUT).await.unwrap());
+                            std::hint::black_box(
+                                server.call(|r| EchoCall(1, r), TIMEOUT).await.unwrap(),
+                            );
                         }
                     })
                 })
@@ -143,7 +145,7 @@ fn cast_throughput(c: &mut Criterion) {
                     }
                 }
                 // A call behind the casts: returns once they are all handled.
-                server.call(0, TIMEOUT).await.unwrap()
+                server.call(|r| EchoCall(0, r), TIMEOUT).await.unwrap()
             })
         });
     }
@@ -185,7 +187,9 @@ fn pool_routed_vs_direct(c: &mut Criterion) {
                         tasks.push(tokio::spawn(async move {
                             let key = format!("list-{client}");
                             for i in 0..PER_CLIENT {
-                                pool.call(&key, i as u64, TIMEOUT, None).await.unwrap();
+                                pool.call(&key, |r| EchoCall(i as u64, r), TIMEOUT)
+                                    .await
+                                    .unwrap();
                             }
                         }));
                     }

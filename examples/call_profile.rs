@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 #[path = "../benches/support/echo.rs"]
 mod echo;
-use echo::Echo;
+use echo::{Echo, EchoCall};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -42,7 +42,12 @@ fn main() {
                     .await
                     .expect("the echo server starts");
                 for i in 0..calls {
-                    std::hint::black_box(server.call(i, TIMEOUT).await.expect("a reply"));
+                    std::hint::black_box(
+                        server
+                            .call(|r| EchoCall(i, r), TIMEOUT)
+                            .await
+                            .expect("a reply"),
+                    );
                 }
             }
             "raw" | "raw_timeout" => {

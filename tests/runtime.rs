@@ -25,14 +25,23 @@ struct Probe {
 }
 
 enum Req {
-    Echo(u32),
-    Sleep(u32, Duration),
-    Panic,
+    Echo(u32, ReplyTo<u32>),
+    Sleep(u32, Duration, ReplyTo<u32>),
+    Panic(ReplyTo<u32>),
+}
+
+/// `echo(n)` as a call's request builder.
+fn echo(n: u32) -> impl FnOnce(ReplyTo<u32>) -> Req {
+    move |r| Req::Echo(n, r)
+}
+
+/// `sleep(n, d)` as a call's request builder.
+fn sleep(n: u32, d: Duration) -> impl FnOnce(ReplyTo<u32>) -> Req {
+    move |r| Req::Sleep(n, d, r)
 }
 
 impl Server for Probe {
     type Call = Req;
-    type Reply = u32;
     type Cast = u32;
 
     async fn init(&mut self) -> Result<(), BoxError> {
@@ -44,18 +53,18 @@ impl Server for Probe {
         Ok(())
     }
 
-    async fn handle_call(&mut self, request: Req, reply: ReplyTo<u32>) {
+    async fn handle_call(&mut self, request: Req) {
         match request {
-            Req::Echo(n) => {
+            Req::Echo(n, reply) => {
                 self.handled.lock().unwrap().push(n);
                 reply.send(n)
             }
-            Req::Sleep(n, d) => {
+            Req::Sleep(n, d, reply) => {
                 self.handled.lock().unwrap().push(n);
                 tokio::time::sleep(d).await;
                 reply.send(n)
             }
-            Req::Panic => panic!("injected panic"),
+            Req::Panic(_reply) => panic!("injected panic"),
         }
     }
 
@@ -80,9 +89,9 @@ async fn call_and_cast_reach_the_server_in_order() {
     let probe = Probe::default();
     let server = start(spec(&probe, Policy::Unbounded)).await.unwrap();
     server.cast(1).await.unwrap();
-    assert_eq!(server.call(Req::Echo(2), T).await, Ok(2));
+    assert_eq!(server.call(echo(2), T).await, Ok(2));
     server.cast(3).await.unwrap();
-    assert_eq!(server.call(Req::Echo(4), T).await, Ok(4));
+    assert_eq!(server.call(echo(4), T).await, Ok(4));
     assert_eq!(*probe.handled.lock().unwrap(), vec![1, 2, 3, 4]);
 }
 
@@ -103,7 +112,7 @@ async fn a_slow_call_times_out_and_the_caller_never_waits_longer() {
     let started = Instant::now();
     let r = server
         .call(
-            Req::Sleep(1, Duration::from_secs(10)),
+            sleep(1, Duration::from_secs(10)),
             Duration::from_millis(100),
         )
         .await;
@@ -117,14 +126,14 @@ async fn a_call_whose_caller_gave_up_is_never_processed() {
     let server = start(spec(&probe, Policy::Unbounded)).await.unwrap();
     let busy = {
         let s = server.clone();
-        tokio::spawn(async move { s.call(Req::Sleep(1, Duration::from_secs(1)), T * 5).await })
+        tokio::spawn(async move { s.call(sleep(1, Duration::from_secs(1)), T * 5).await })
     };
     tokio::task::yield_now().await;
     // Queued behind a 1 s call with a 100 ms timeout: it expires in the queue.
-    let r = server.call(Req::Echo(2), Duration::from_millis(100)).await;
+    let r = server.call(echo(2), Duration::from_millis(100)).await;
     assert_eq!(r, Err(CallError::Timeout));
     assert_eq!(busy.await.unwrap(), Ok(1));
-    assert_eq!(server.call(Req::Echo(3), T).await, Ok(3));
+    assert_eq!(server.call(echo(3), T).await, Ok(3));
     assert_eq!(*probe.handled.lock().unwrap(), vec![1, 3]);
     let s = server.stats();
     assert_eq!(s.expired, 1);
@@ -138,10 +147,10 @@ async fn a_full_drop_newest_mailbox_rejects_calls_and_casts() {
         .await
         .unwrap();
     let s1 = server.clone();
-    let busy = tokio::spawn(async move { s1.call(Req::Sleep(1, T), T * 5).await });
+    let busy = tokio::spawn(async move { s1.call(sleep(1, T), T * 5).await });
     tokio::task::yield_now().await;
     server.cast(2).await.unwrap(); // fills the one slot
-    assert_eq!(server.call(Req::Echo(3), T).await, Err(CallError::Rejected));
+    assert_eq!(server.call(echo(3), T).await, Err(CallError::Rejected));
     assert_eq!(server.cast(4).await, Err(CastError::Rejected));
     assert_eq!(busy.await.unwrap(), Ok(1));
 }
@@ -153,12 +162,12 @@ async fn a_dropped_call_fails_its_caller_at_once() {
         .await
         .unwrap();
     let s1 = server.clone();
-    let busy = tokio::spawn(async move { s1.call(Req::Sleep(1, T), T * 5).await });
+    let busy = tokio::spawn(async move { s1.call(sleep(1, T), T * 5).await });
     tokio::task::yield_now().await;
     let s2 = server.clone();
     let victim = tokio::spawn(async move {
         let started = Instant::now();
-        (s2.call(Req::Echo(2), T * 10).await, started.elapsed())
+        (s2.call(echo(2), T * 10).await, started.elapsed())
     });
     tokio::task::yield_now().await;
     server.cast(3).await.unwrap(); // evicts the queued call
@@ -179,7 +188,7 @@ async fn a_panic_answers_the_caller_and_every_queued_call_then_restarts() {
         .await
         .unwrap();
     let s1 = server.clone();
-    let busy = tokio::spawn(async move { s1.call(Req::Sleep(1, T), T * 5).await });
+    let busy = tokio::spawn(async move { s1.call(sleep(1, T), T * 5).await });
     tokio::task::yield_now().await;
     let s2 = server.clone();
     let panicking = tokio::spawn(async move { s2.call(Req::Panic, T * 5).await });
@@ -187,13 +196,13 @@ async fn a_panic_answers_the_caller_and_every_queued_call_then_restarts() {
     server.cast(10).await.unwrap();
     server.cast(11).await.unwrap();
     let s3 = server.clone();
-    let queued = tokio::spawn(async move { s3.call(Req::Echo(3), T * 5).await });
+    let queued = tokio::spawn(async move { s3.call(echo(3), T * 5).await });
     tokio::task::yield_now().await;
     assert_eq!(busy.await.unwrap(), Ok(1));
     assert_eq!(panicking.await.unwrap(), Err(CallError::Panicked));
     assert_eq!(queued.await.unwrap(), Err(CallError::Stopped));
     // Restarted behind the same handle, init run again.
-    assert_eq!(server.call(Req::Echo(4), T).await, Ok(4));
+    assert_eq!(server.call(echo(4), T).await, Ok(4));
     assert_eq!(probe.inits.load(Ordering::SeqCst), 2);
     assert_eq!(probe.casts.load(Ordering::SeqCst), 0);
     let s = server.stats();
@@ -205,17 +214,15 @@ async fn a_panic_answers_the_caller_and_every_queued_call_then_restarts() {
 /// their future (for `0`), or answer in it.
 struct EagerPanic;
 
+/// A number to answer with, and where.
+struct Num(u32, ReplyTo<u32>);
+
 impl Server for EagerPanic {
-    type Call = u32;
-    type Reply = u32;
+    type Call = Num;
     type Cast = u32;
 
     #[allow(clippy::manual_async_fn)]
-    fn handle_call(
-        &mut self,
-        n: u32,
-        reply: ReplyTo<u32>,
-    ) -> impl std::future::Future<Output = ()> + Send {
+    fn handle_call(&mut self, Num(n, reply): Num) -> impl std::future::Future<Output = ()> + Send {
         assert_ne!(n, 0, "injected panic before the future");
         async move { reply.send(n) }
     }
@@ -233,9 +240,12 @@ async fn a_panic_before_a_handler_returns_its_future_is_caught_like_any_other() 
         start(Spec::new("eager", Policy::Unbounded, || EagerPanic).restart(Restart::Permanent))
             .await
             .unwrap();
-    assert_eq!(server.call(0, T).await, Err(CallError::Panicked));
     assert_eq!(
-        server.call(1, T).await,
+        server.call(|r| Num(0, r), T).await,
+        Err(CallError::Panicked)
+    );
+    assert_eq!(
+        server.call(|r| Num(1, r), T).await,
         Ok(1),
         "restarted behind the same handle"
     );
@@ -244,7 +254,7 @@ async fn a_panic_before_a_handler_returns_its_future_is_caught_like_any_other() 
     // behind the cast would be answered `Stopped` by the crash).
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
-        server.call(2, T).await,
+        server.call(|r| Num(2, r), T).await,
         Ok(2),
         "restarted after the cast's panic too"
     );
@@ -267,11 +277,11 @@ async fn too_many_restarts_escalate_and_stop_the_child_for_good() {
         assert_eq!(server.call(Req::Panic, T).await, Err(CallError::Panicked));
         tokio::time::advance(Duration::from_millis(10)).await;
     }
-    assert_eq!(server.call(Req::Echo(1), T).await, Ok(1));
+    assert_eq!(server.call(echo(1), T).await, Ok(1));
     assert_eq!(server.call(Req::Panic, T).await, Err(CallError::Panicked));
     server.stopped().await;
     assert!(server.is_stopped());
-    assert_eq!(server.call(Req::Echo(2), T).await, Err(CallError::Stopped));
+    assert_eq!(server.call(echo(2), T).await, Err(CallError::Stopped));
     let mut restarted = 0;
     let mut escalated = 0;
     while let Ok(e) = events.try_recv() {
@@ -299,7 +309,7 @@ async fn restarts_spread_beyond_the_period_never_escalate() {
         assert_eq!(server.call(Req::Panic, T).await, Err(CallError::Panicked));
         tokio::time::advance(Duration::from_secs(3)).await;
     }
-    assert_eq!(server.call(Req::Echo(1), T).await, Ok(1));
+    assert_eq!(server.call(echo(1), T).await, Ok(1));
     assert_eq!(probe.inits.load(Ordering::SeqCst), 11);
 }
 
@@ -311,7 +321,7 @@ async fn a_temporary_child_is_not_restarted() {
         .unwrap();
     assert_eq!(server.call(Req::Panic, T).await, Err(CallError::Panicked));
     server.stopped().await;
-    assert_eq!(server.call(Req::Echo(1), T).await, Err(CallError::Stopped));
+    assert_eq!(server.call(echo(1), T).await, Err(CallError::Stopped));
     assert_eq!(probe.inits.load(Ordering::SeqCst), 1);
 }
 
@@ -328,7 +338,7 @@ async fn a_full_mailbox_can_still_be_stopped() {
     .await
     .unwrap();
     let s1 = server.clone();
-    let busy = tokio::spawn(async move { s1.call(Req::Sleep(1, T), T * 5).await });
+    let busy = tokio::spawn(async move { s1.call(sleep(1, T), T * 5).await });
     tokio::task::yield_now().await;
     server.cast(2).await.unwrap();
     let s2 = server.clone();
@@ -414,7 +424,7 @@ async fn a_slow_start_never_blocks_lookups_of_other_names() {
     let started = Instant::now();
     let fast_server = reg.get_or_start(&"fast".to_string()).await.unwrap();
     assert_eq!(started.elapsed(), Duration::ZERO);
-    assert_eq!(fast_server.call(Req::Echo(1), T).await, Ok(1));
+    assert_eq!(fast_server.call(echo(1), T).await, Ok(1));
     assert!(!slow_start.is_finished());
     slow_start.await.unwrap().unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(30));
@@ -431,16 +441,16 @@ async fn idle_servers_stop_and_start_again_on_the_next_lookup() {
         },
     );
     let name = "chores".to_string();
-    assert_eq!(reg.call(&name, Req::Echo(1), T).await, Ok(1));
+    assert_eq!(reg.call(&name, echo(1), T).await, Ok(1));
     let first = reg.get(&name).unwrap();
     tokio::time::advance(Duration::from_secs(30)).await;
-    assert_eq!(reg.call(&name, Req::Echo(2), T).await, Ok(2));
+    assert_eq!(reg.call(&name, echo(2), T).await, Ok(2));
     tokio::time::advance(Duration::from_secs(59)).await;
     assert!(!first.is_stopped(), "traffic resets the idle timer");
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.stopped().await;
     assert!(reg.get(&name).is_none());
-    assert_eq!(reg.call(&name, Req::Echo(3), T).await, Ok(3));
+    assert_eq!(reg.call(&name, echo(3), T).await, Ok(3));
     assert_eq!(probe.inits.load(Ordering::SeqCst), 2);
     assert_ne!(reg.get(&name).unwrap().id(), first.id());
 }
@@ -458,13 +468,13 @@ async fn the_registry_refuses_servers_beyond_its_cap() {
     reg.get_or_start(&"a".to_string()).await.unwrap();
     reg.get_or_start(&"b".to_string()).await.unwrap();
     assert_eq!(
-        reg.call(&"c".to_string(), Req::Echo(1), T).await,
+        reg.call(&"c".to_string(), echo(1), T).await,
         Err(RegistryCallError::Start(StartError::TooManyServers {
             cap: 2
         }))
     );
     // Existing names still work.
-    assert_eq!(reg.call(&"a".to_string(), Req::Echo(1), T).await, Ok(1));
+    assert_eq!(reg.call(&"a".to_string(), echo(1), T).await, Ok(1));
 }
 
 async fn pool_serves_each_key_on_one_worker(routing: Routing) {
@@ -474,11 +484,13 @@ async fn pool_serves_each_key_on_one_worker(routing: Routing) {
         seen: Arc<Mutex<Vec<(usize, String)>>>,
     }
 
+    /// A key, answered with the index of the worker that saw it.
+    struct Which(String, ReplyTo<usize>);
+
     impl Server for Worker {
-        type Call = String;
-        type Reply = usize;
+        type Call = Which;
         type Cast = String;
-        async fn handle_call(&mut self, key: String, reply: ReplyTo<usize>) {
+        async fn handle_call(&mut self, Which(key, reply): Which) {
             self.seen.lock().unwrap().push((self.index, key));
             reply.send(self.index)
         }
@@ -504,15 +516,16 @@ async fn pool_serves_each_key_on_one_worker(routing: Routing) {
     .unwrap();
     assert_eq!(pool.routing(), routing);
     assert_eq!(pool.router().is_some(), routing == Routing::Routed);
+    let mut first: Vec<usize> = Vec::new();
     for round in 0..3 {
         for k in 0..30 {
             let key = format!("list-{k}");
-            let w = pool.call(&key, key.clone(), T, None).await.unwrap();
-            assert_eq!(
-                w,
-                sluicegate::runtime::worker_index(&key, 3),
-                "round {round}"
-            );
+            let k2 = key.clone();
+            let w = pool.call(&key, |r| Which(k2, r), T).await.unwrap();
+            if round == 0 {
+                first.push(w);
+            }
+            assert_eq!(w, first[k], "key {key} moved in round {round}");
         }
     }
     let seen = seen.lock().unwrap();
@@ -530,19 +543,6 @@ async fn a_routed_pool_serves_each_key_on_one_worker() {
     pool_serves_each_key_on_one_worker(Routing::Routed).await;
 }
 
-#[test]
-fn worker_index_is_stable_fnv1a_of_the_key() {
-    // Known answers computed outside Rust (FNV-1a 64 over the str's Hash bytes:
-    // UTF-8 then 0xff): a change to the hash would move lists between workers.
-    use sluicegate::runtime::worker_index;
-    assert_eq!(worker_index("groceries", 3), 1);
-    assert_eq!(worker_index("chores", 3), 2);
-    assert_eq!(worker_index("work", 3), 1);
-    assert_eq!(worker_index("groceries", 7), 6);
-    assert_eq!(worker_index("chores", 7), 0);
-    assert_eq!(worker_index("work", 7), 4);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_name_takes_its_server_out_of_the_registry_before_it_returns() {
     let probe = Probe::default();
@@ -551,7 +551,7 @@ async fn stopping_a_name_takes_its_server_out_of_the_registry_before_it_returns(
     assert!(!reg.stop(&name, true).await, "nothing live to stop");
     for _ in 0..50 {
         let first = reg.get_or_start(&name).await.unwrap();
-        assert_eq!(first.call(Req::Echo(7), T).await, Ok(7));
+        assert_eq!(first.call(echo(7), T).await, Ok(7));
         assert!(reg.stop(&name, true).await);
         // Out at once, not when the exit hook gets to run.
         assert!(reg.get(&name).is_none());

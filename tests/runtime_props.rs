@@ -24,11 +24,10 @@ enum Op {
 }
 
 impl Server for Flaky {
-    type Call = (u64, bool);
-    type Reply = u64;
+    type Call = (u64, bool, ReplyTo<u64>);
     type Cast = bool;
 
-    async fn handle_call(&mut self, (work_ms, panic): (u64, bool), reply: ReplyTo<u64>) {
+    async fn handle_call(&mut self, (work_ms, panic, reply): Self::Call) {
         tokio::time::sleep(Duration::from_millis(work_ms)).await;
         if panic {
             panic!("injected");
@@ -97,7 +96,7 @@ proptest! {
                         let timeout = Duration::from_millis(timeout_ms);
                         calls.push((timeout, tokio::spawn(async move {
                             let started = Instant::now();
-                            let r = s.call((work_ms, panic), timeout).await;
+                            let r = s.call(|r| (work_ms, panic, r), timeout).await;
                             (r, started.elapsed())
                         })));
                     }

@@ -4,15 +4,17 @@
 
 use sluicegate::runtime::{ReplyTo, Server};
 
+/// The one call: a number and where to send it back.
+pub struct EchoCall(pub u64, pub ReplyTo<u64>);
+
 /// Answers every call with its request; casts are only looked at.
 pub struct Echo;
 
 impl Server for Echo {
-    type Call = u64;
-    type Reply = u64;
+    type Call = EchoCall;
     type Cast = u64;
 
-    async fn handle_call(&mut self, n: u64, reply: ReplyTo<u64>) {
+    async fn handle_call(&mut self, EchoCall(n, reply): EchoCall) {
         reply.send(n)
     }
 

@@ -5,10 +5,15 @@
 use std::future::Future;
 
 use super::error::{BoxError, CallError};
-use super::reply::ReplyTo;
+use super::reply::drop_failing;
 use crate::mailbox::Eviction;
 
 /// A server: its state is the implementing value. Calls wait for a reply; casts do not.
+///
+/// Each call request carries its own [`ReplyTo<T>`](super::ReplyTo) (put one in
+/// every variant of `Call`), so each request has its own reply type and the
+/// compiler checks what a caller gets back: `server.call(|r| Request::Get(k, r),
+/// timeout)` returns the `T` of `Get`'s `ReplyTo<T>`.
 ///
 /// `init` runs before the first message and again after every restart (so state
 /// reloads from storage); its error reaches whoever started the server.
@@ -24,13 +29,24 @@ use crate::mailbox::Eviction;
 ///
 /// struct Counter(u64);
 ///
+/// /// The counter's calls: each says what it answers.
+/// enum Call {
+///     Get(ReplyTo<u64>),
+///     Reset(ReplyTo<()>),
+/// }
+///
 /// impl Server for Counter {
-///     type Call = ();
-///     type Reply = u64;
+///     type Call = Call;
 ///     type Cast = u64;
 ///
-///     async fn handle_call(&mut self, (): (), reply: ReplyTo<u64>) {
-///         reply.send(self.0)
+///     async fn handle_call(&mut self, call: Call) {
+///         match call {
+///             Call::Get(reply) => reply.send(self.0),
+///             Call::Reset(reply) => {
+///                 self.0 = 0;
+///                 reply.send(())
+///             }
+///         }
 ///     }
 ///
 ///     async fn handle_cast(&mut self, n: u64) {
@@ -39,10 +55,9 @@ use crate::mailbox::Eviction;
 /// }
 /// ```
 pub trait Server: Send + Sized + 'static {
-    /// Requests that expect a reply.
+    /// Requests that expect a reply, each carrying its [`ReplyTo`](super::ReplyTo).
+    /// A request dropped without an answer answers its caller with an error.
     type Call: Send + 'static;
-    /// The reply to a call.
-    type Reply: Send + 'static;
     /// Fire-and-forget messages.
     type Cast: Send + 'static;
 
@@ -51,13 +66,9 @@ pub trait Server: Send + Sized + 'static {
         async { Ok(()) }
     }
 
-    /// Handles one call. Answer through `reply`, now or later (it may be moved into
-    /// another task, e.g. to answer once a write is durable).
-    fn handle_call(
-        &mut self,
-        request: Self::Call,
-        reply: ReplyTo<Self::Reply>,
-    ) -> impl Future<Output = ()> + Send;
+    /// Handles one call. Answer through the request's `ReplyTo`, now or later (it
+    /// may be moved elsewhere, e.g. to answer once a write is durable).
+    fn handle_call(&mut self, request: Self::Call) -> impl Future<Output = ()> + Send;
 
     /// Handles one cast.
     fn handle_cast(&mut self, message: Self::Cast) -> impl Future<Output = ()> + Send {
@@ -72,14 +83,14 @@ pub trait Server: Send + Sized + 'static {
 
     /// Handles the messages taken from the mailbox together (at most
     /// [`MAX_BATCH`](Self::MAX_BATCH), in mailbox order, calls whose caller gave up
-    /// already left out), e.g. to commit many writes as one. An implementation may
+    /// already left out when their deadline passed), e.g. to commit many writes as one. An implementation may
     /// reorder messages that do not depend on each other. The default handles them
     /// one by one, in order.
     fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) -> impl Future<Output = ()> + Send {
         async move {
             for env in batch {
                 match env {
-                    Envelope::Call(req, reply) => self.handle_call(req, reply).await,
+                    Envelope::Call(req) => self.handle_call(req).await,
                     Envelope::Cast(msg) => self.handle_cast(msg).await,
                 }
             }
@@ -96,9 +107,7 @@ pub trait Server: Send + Sized + 'static {
     /// newer one take over what the older carried. The default fails a replaced
     /// call with [`CallError::Dropped`].
     fn coalesce(old: Envelope<Self>, _new: &mut Envelope<Self>) {
-        if let Envelope::Call(_, reply) = old {
-            reply.fail(CallError::Dropped);
-        }
+        drop_failing(old, CallError::Dropped);
     }
 
     /// A queued cast left the mailbox undelivered (dropped, shed, expired). Runs in
@@ -108,8 +117,8 @@ pub trait Server: Send + Sized + 'static {
 
 /// A message in a server's mailbox.
 pub enum Envelope<S: Server> {
-    /// A call and where its reply goes.
-    Call(S::Call, ReplyTo<S::Reply>),
+    /// A call (its reply handle inside).
+    Call(S::Call),
     /// A cast.
     Cast(S::Cast),
 }

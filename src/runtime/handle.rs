@@ -14,7 +14,7 @@ use super::call_timer::{CallTimer, ReplyWait};
 use super::control::{Control, ControlTx};
 use super::error::{CallError, CastError};
 use super::metrics as m;
-use super::reply::ReplyTo;
+use super::reply::{drop_failing, ReplyRx, ReplyTo};
 use crate::mailbox::{InvalidPolicy, Meta, Monitor, Policy, Sender, Stats};
 
 /// The next server's id.
@@ -75,55 +75,86 @@ impl<S: Server> ServerRef<S> {
         }
     }
 
-    /// Sends a call and waits at most `timeout` in all (mailbox space included).
-    /// The call's deadline is its timeout: if the caller gives up, the server skips it.
-    pub async fn call(&self, request: S::Call, timeout: Duration) -> Result<S::Reply, CallError> {
-        self.call_with(request, timeout, None).await
+    /// Sends a call and waits for its reply, at most `timeout` in all (waiting for
+    /// mailbox space included). `request` builds the request around its reply
+    /// handle, usually an enum variant: `server.call(|r| Request::Get(key, r), t)`
+    /// (or just `Request::Get` for a variant holding only the handle).
+    ///
+    /// The call's deadline is its timeout: a call still queued when its caller
+    /// gives up is skipped by the server ([`CallError::Expired`] in its metrics).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] says why no reply came: the mailbox refused or dropped the
+    /// call, the timeout passed, the server stopped or panicked, or the handler
+    /// dropped the reply handle.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes withdraws the caller: a call not yet
+    /// in the mailbox is never sent; one already queued or running is still
+    /// handled, and its reply is dropped.
+    pub async fn call<R>(
+        &self,
+        request: impl FnOnce(ReplyTo<R>) -> S::Call,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        self.call_with(request, timeout, Meta::default()).await
     }
 
-    /// [`call`](Self::call) with a coalescing key.
-    pub async fn call_with(
+    /// [`call`](Self::call) with a coalescing key and/or an earlier deadline
+    /// (`meta.deadline`; the call's deadline is the earlier of it and the timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_with<R>(
         &self,
-        request: S::Call,
+        request: impl FnOnce(ReplyTo<R>) -> S::Call,
         timeout: Duration,
-        key: Option<crate::mailbox::Key>,
-    ) -> Result<S::Reply, CallError> {
-        self.call_returning(request, timeout, key)
+        meta: Meta,
+    ) -> Result<R, CallError> {
+        let (reply, rx) = ReplyTo::pair();
+        self.call_returning(request(reply), rx, timeout, meta)
             .await
             .map_err(|(e, _)| e)
     }
 
-    /// The call itself; hands the request back when the mailbox was closed (so a
-    /// registry can retry on the server that replaced an idle one).
-    pub(crate) async fn call_returning(
+    /// The call itself, its request already built around the reply handle whose
+    /// receiver is `rx`; hands both back when the mailbox was closed (so a registry
+    /// can retry on the server that replaced an idle one).
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn call_returning<R>(
         &self,
         request: S::Call,
+        rx: ReplyRx<R>,
         timeout: Duration,
-        key: Option<crate::mailbox::Key>,
-    ) -> Result<S::Reply, (CallError, Option<S::Call>)> {
+        meta: Meta,
+    ) -> Result<R, (CallError, Option<(S::Call, ReplyRx<R>)>)> {
         let started = Instant::now();
-        let deadline = started + timeout;
-        let (reply, rx) = ReplyTo::pair();
+        let by_timeout = started + timeout;
+        let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
         let meta = Meta {
-            key,
+            key: meta.key,
             deadline: Some(deadline),
         };
+        let wait = deadline.saturating_duration_since(started);
         let result = match self
             .tx
-            .send_timeout_with(Envelope::Call(request, reply), meta, timeout)
+            .send_timeout_with(Envelope::Call(request), meta, wait)
             .await
         {
             Err(e) => {
                 let err = CallError::from(&e);
-                let request = match e.into_inner() {
-                    Envelope::Call(req, reply) => {
-                        // Nobody listens on this reply handle any more.
-                        reply.disarm();
-                        Some(req)
-                    }
+                let back = match e.into_inner() {
+                    Envelope::Call(req) => Some((req, rx)),
                     Envelope::Cast(_) => None,
                 };
-                Err((err, request))
+                Err((err, back))
             }
             // Timed by the server's shared call timer, not a timer entry per call.
             Ok(()) => match ReplyWait::new(rx, deadline, &self.timer).await {
@@ -137,12 +168,32 @@ impl<S: Server> ServerRef<S> {
         result
     }
 
-    /// Sends a cast; waits only under the `block` and `coalesce` policies.
+    /// Sends a cast; waits for mailbox space only under the `block` and `coalesce`
+    /// policies (and at most a `block` policy's `send_timeout`).
+    ///
+    /// # Errors
+    ///
+    /// [`CastError`] when the mailbox refused the cast (full, no space in time) or
+    /// the server has stopped. An accepted cast may still be dropped later by the
+    /// policy (`drop_oldest`, CoDel); the mailbox's [`Stats`] count it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes means the message was
+    /// not queued (it is dropped with the future).
     pub async fn cast(&self, message: S::Cast) -> Result<(), CastError> {
         self.cast_with(message, Meta::default()).await
     }
 
     /// [`cast`](Self::cast) with a coalescing key and/or deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`cast`](Self::cast).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`cast`](Self::cast).
     pub async fn cast_with(&self, message: S::Cast, meta: Meta) -> Result<(), CastError> {
         let r = self
             .tx
@@ -156,7 +207,21 @@ impl<S: Server> ServerRef<S> {
     }
 
     /// Sends a cast without ever waiting.
-    pub fn try_cast(&self, message: S::Cast, meta: Meta) -> Result<(), CastError> {
+    ///
+    /// # Errors
+    ///
+    /// [`CastError::Rejected`] when a `block` or `coalesce` mailbox has no space
+    /// now, and as [`cast`](Self::cast) otherwise.
+    pub fn try_cast(&self, message: S::Cast) -> Result<(), CastError> {
+        self.try_cast_with(message, Meta::default())
+    }
+
+    /// [`try_cast`](Self::try_cast) with a coalescing key and/or deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_cast`](Self::try_cast).
+    pub fn try_cast_with(&self, message: S::Cast, meta: Meta) -> Result<(), CastError> {
         let r = self
             .tx
             .try_send_with(Envelope::Cast(message), meta)
@@ -169,14 +234,12 @@ impl<S: Server> ServerRef<S> {
 
     /// Forwards a ready-made envelope (for routers), waiting like `send` under the
     /// policy; a refused call is answered with the matching error.
-    pub async fn forward(&self, envelope: Envelope<S>, meta: Meta) -> Result<(), CastError> {
+    pub(crate) async fn forward(&self, envelope: Envelope<S>, meta: Meta) -> Result<(), CastError> {
         match self.tx.send_with(envelope, meta).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let (err, call_err) = (CastError::from(&e), CallError::from(&e));
-                if let Envelope::Call(_, reply) = e.into_inner() {
-                    reply.fail(call_err);
-                }
+                drop_failing(e.into_inner(), call_err);
                 Err(err)
             }
         }

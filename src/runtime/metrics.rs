@@ -13,8 +13,6 @@ pub const CALLS: &str = "sluicegate_calls_total";
 pub const CAST_ERRORS: &str = "sluicegate_cast_errors_total";
 /// Queued casts thrown away because their server crashed or stopped without draining.
 pub const CASTS_CRASHED: &str = "sluicegate_casts_crashed_total";
-/// Calls skipped because the caller had already given up.
-pub const CALLS_ABANDONED: &str = "sluicegate_calls_abandoned_total";
 /// Server restarts by the supervisor.
 pub const RESTARTS: &str = "sluicegate_server_restarts_total";
 /// Servers given up on after exceeding the restart intensity.
@@ -25,12 +23,11 @@ pub const LIVE_SERVERS: &str = "sluicegate_registry_live_servers";
 pub const SERVER_STARTS: &str = "sluicegate_registry_starts_total";
 
 /// Every runtime metric, for documentation and dashboard checks.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 8] = [
     CALL_DURATION,
     CALLS,
     CAST_ERRORS,
     CASTS_CRASHED,
-    CALLS_ABANDONED,
     RESTARTS,
     ESCALATIONS,
     LIVE_SERVERS,
@@ -75,10 +72,6 @@ pub(crate) fn casts_crashed(role: &'static str, n: u64) {
     metrics::counter!(CASTS_CRASHED, "role" => role).increment(n);
 }
 
-pub(crate) fn call_abandoned(role: &'static str) {
-    metrics::counter!(CALLS_ABANDONED, "role" => role).increment(1);
-}
-
 pub(crate) fn restarted(role: &'static str) {
     metrics::counter!(RESTARTS, "role" => role).increment(1);
 }
@@ -104,7 +97,6 @@ pub fn describe() {
         CASTS_CRASHED,
         "Queued casts thrown away when their server crashed."
     );
-    metrics::describe_counter!(CALLS_ABANDONED, "Calls skipped: the caller had given up.");
     metrics::describe_counter!(RESTARTS, "Server restarts.");
     metrics::describe_counter!(
         ESCALATIONS,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::{CallError, CastError, StartError};
+use super::reply::drop_failing;
 use super::supervisor::{Restart, Supervisor};
 use super::{Envelope, ReplyTo, Server, ServerRef, Spec};
 use crate::mailbox::{Eviction, Meta, Policy};
@@ -25,7 +26,7 @@ pub enum Routing {
 /// FNV-1a, 64 bit: a hash that stays the same across runs, builds and platforms,
 /// so a key maps to the same worker index every time.
 #[derive(Clone, Copy, Debug)]
-pub struct StableHasher(u64);
+pub(crate) struct StableHasher(u64);
 
 impl Default for StableHasher {
     fn default() -> Self {
@@ -47,13 +48,13 @@ impl Hasher for StableHasher {
 }
 
 /// The worker index of a key among `n` workers.
-pub fn worker_index<K: Hash + ?Sized>(key: &K, n: usize) -> usize {
+pub(crate) fn worker_index<K: Hash + ?Sized>(key: &K, n: usize) -> usize {
     let mut h = StableHasher::default();
     key.hash(&mut h);
     (h.finish() % n.max(1) as u64) as usize
 }
 
-/// A request on its way through the router to worker `worker`.
+/// A request on its way through a [`Router`] to one worker (opaque: the pool builds it).
 pub struct Routed<S: Server> {
     worker: usize,
     envelope: Envelope<S>,
@@ -67,12 +68,12 @@ pub struct Router<S: Server> {
 }
 
 impl<S: Server> Server for Router<S> {
-    type Call = ();
-    type Reply = ();
+    /// A router takes no calls of its own: requests reach it as casts.
+    type Call = std::convert::Infallible;
     type Cast = Routed<S>;
 
-    async fn handle_call(&mut self, _request: (), reply: ReplyTo<()>) {
-        reply.send(());
+    async fn handle_call(&mut self, request: std::convert::Infallible) {
+        match request {}
     }
 
     async fn handle_cast(&mut self, routed: Routed<S>) {
@@ -91,11 +92,7 @@ impl<S: Server> Server for Router<S> {
 
     fn evicted_cast(routed: Routed<S>, why: Eviction) {
         match routed.envelope {
-            Envelope::Call(_, reply) => reply.fail(match why {
-                Eviction::Expired => CallError::Expired,
-                Eviction::Rejected => CallError::Rejected,
-                _ => CallError::Dropped,
-            }),
+            Envelope::Call(call) => drop_failing(call, CallError::from(why)),
             Envelope::Cast(msg) => S::evicted_cast(msg, why),
         }
     }
@@ -193,53 +190,95 @@ impl<S: Server> KeyedPool<S> {
         self.router.as_ref()
     }
 
-    /// Calls the worker of `key`, through the router when routed. `meta.key` is the
-    /// coalescing key; the deadline is the timeout.
-    pub async fn call<K: Hash + ?Sized>(
+    /// Calls the worker of `key`, through the router when routed; `request` builds
+    /// the request around its reply handle, as in [`ServerRef::call`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerRef::call`]; routed, the router's mailbox may refuse it too.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ServerRef::call`].
+    pub async fn call<K: Hash + ?Sized, R>(
         &self,
         key: &K,
-        request: S::Call,
+        request: impl FnOnce(ReplyTo<R>) -> S::Call,
         timeout: Duration,
-        coalesce_key: Option<crate::mailbox::Key>,
-    ) -> Result<S::Reply, CallError> {
+    ) -> Result<R, CallError> {
+        self.call_with(key, request, timeout, Meta::default()).await
+    }
+
+    /// [`call`](Self::call) with a coalescing key and/or an earlier deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_with<K: Hash + ?Sized, R>(
+        &self,
+        key: &K,
+        request: impl FnOnce(ReplyTo<R>) -> S::Call,
+        timeout: Duration,
+        meta: Meta,
+    ) -> Result<R, CallError> {
         let worker = worker_index(key, self.workers.len());
-        match &self.router {
-            None => {
-                self.workers[worker]
-                    .call_with(request, timeout, coalesce_key)
-                    .await
-            }
-            Some(router) => {
-                let deadline = Instant::now() + timeout;
-                let (reply, rx) = ReplyTo::pair();
-                let meta = Meta {
-                    key: coalesce_key,
-                    deadline: Some(deadline),
-                };
-                let routed = Routed {
-                    worker,
-                    envelope: Envelope::Call(request, reply),
-                    meta: meta.clone(),
-                };
-                let sent = tokio::time::timeout_at(deadline, router.cast_with(routed, meta)).await;
-                match sent {
-                    Err(_) => return Err(CallError::Timeout),
-                    Ok(Err(CastError::Rejected)) => return Err(CallError::Rejected),
-                    Ok(Err(CastError::Timeout)) => return Err(CallError::Timeout),
-                    Ok(Err(CastError::Stopped)) => return Err(CallError::Stopped),
-                    Ok(Ok(())) => {}
-                }
-                match tokio::time::timeout_at(deadline, rx).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(_)) => Err(CallError::Stopped),
-                    Err(_) => Err(CallError::Timeout),
-                }
-            }
+        let Some(router) = &self.router else {
+            return self.workers[worker].call_with(request, timeout, meta).await;
+        };
+        let by_timeout = Instant::now() + timeout;
+        let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
+        let (reply, rx) = ReplyTo::pair();
+        let meta = Meta {
+            key: meta.key,
+            deadline: Some(deadline),
+        };
+        let routed = Routed {
+            worker,
+            envelope: Envelope::Call(request(reply)),
+            meta: meta.clone(),
+        };
+        let sent = tokio::time::timeout_at(deadline, router.cast_with(routed, meta)).await;
+        match sent {
+            Err(_) => return Err(CallError::Timeout),
+            Ok(Err(CastError::Rejected)) => return Err(CallError::Rejected),
+            Ok(Err(CastError::Timeout)) => return Err(CallError::Timeout),
+            Ok(Err(CastError::Stopped)) => return Err(CallError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CallError::Stopped),
+            Err(_) => Err(CallError::Timeout),
         }
     }
 
     /// Casts to the worker of `key`, through the router when routed.
-    pub async fn cast<K: Hash + ?Sized>(
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerRef::cast`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ServerRef::cast`].
+    pub async fn cast<K: Hash + ?Sized>(&self, key: &K, message: S::Cast) -> Result<(), CastError> {
+        self.cast_with(key, message, Meta::default()).await
+    }
+
+    /// [`cast`](Self::cast) with a coalescing key and/or deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerRef::cast`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ServerRef::cast`].
+    pub async fn cast_with<K: Hash + ?Sized>(
         &self,
         key: &K,
         message: S::Cast,
@@ -265,5 +304,22 @@ impl<S: Server> KeyedPool<S> {
             router.stop(drain).await;
         }
         futures_util::future::join_all(self.workers.iter().map(|w| w.stop(drain))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_index;
+
+    #[test]
+    fn worker_index_is_stable_fnv1a_of_the_key() {
+        // Known answers computed outside Rust (FNV-1a 64 over the str's Hash bytes:
+        // UTF-8 then 0xff): a change to the hash would move lists between workers.
+        assert_eq!(worker_index("groceries", 3), 1);
+        assert_eq!(worker_index("chores", 3), 2);
+        assert_eq!(worker_index("work", 3), 1);
+        assert_eq!(worker_index("groceries", 7), 6);
+        assert_eq!(worker_index("chores", 7), 0);
+        assert_eq!(worker_index("work", 7), 4);
     }
 }

@@ -11,7 +11,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use super::error::{CallError, CastError, StartError};
 use super::metrics as m;
 use super::supervisor::Supervisor;
-use super::{ExitReason, Server, ServerRef, Spec};
+use super::{ExitReason, ReplyTo, Server, ServerRef, Spec};
 use crate::mailbox::Meta;
 
 /// Registry settings.
@@ -267,27 +267,67 @@ where
         }
     }
 
-    /// Calls the name's server, starting it if needed. If the server was just
+    /// Calls the name's server, starting it if needed; `request` builds the request
+    /// around its reply handle, as in [`ServerRef::call`]. If the server was just
     /// stopping for idleness, the call goes to its successor.
-    pub async fn call(
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryCallError::Start`] when the server could not be started (its
+    /// `init` failed, the live-server cap is reached, shutdown began), and
+    /// [`RegistryCallError::Call`] as [`ServerRef::call`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ServerRef::call`]; a start under way goes on for the next caller.
+    pub async fn call<R>(
         &self,
         name: &K,
-        request: S::Call,
+        request: impl FnOnce(ReplyTo<R>) -> S::Call,
         timeout: Duration,
-    ) -> Result<S::Reply, RegistryCallError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut request = request;
+    ) -> Result<R, RegistryCallError> {
+        self.call_with(name, request, timeout, Meta::default())
+            .await
+    }
+
+    /// [`call`](Self::call) with a coalescing key and/or an earlier deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_with<R>(
+        &self,
+        name: &K,
+        request: impl FnOnce(ReplyTo<R>) -> S::Call,
+        timeout: Duration,
+        meta: Meta,
+    ) -> Result<R, RegistryCallError> {
+        let by_timeout = tokio::time::Instant::now() + timeout;
+        let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
+        let (reply, rx) = ReplyTo::pair();
+        let mut pending = (request(reply), rx);
         loop {
             let server = tokio::time::timeout_at(deadline, self.get_or_start(name))
                 .await
                 .map_err(|_| RegistryCallError::Call(CallError::Timeout))?
                 .map_err(RegistryCallError::Start)?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match server.call_returning(request, left, None).await {
+            let meta = Meta {
+                key: meta.key.clone(),
+                deadline: Some(deadline),
+            };
+            match server
+                .call_returning(pending.0, pending.1, left, meta)
+                .await
+            {
                 Ok(r) => return Ok(r),
-                Err((CallError::Stopped, Some(req))) => {
+                Err((CallError::Stopped, Some(back))) => {
                     // The server closed (idle stop or given up): let its exit hook run.
-                    request = req;
+                    pending = back;
                     tokio::task::yield_now().await;
                 }
                 Err((e, _)) => return Err(RegistryCallError::Call(e)),
@@ -296,13 +336,40 @@ where
     }
 
     /// Casts to the name's server, starting it if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryCallError::Start`] as for [`call`](Self::call), and
+    /// [`RegistryCallError::Cast`] as [`ServerRef::cast`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ServerRef::cast`].
     pub async fn cast(&self, name: &K, message: S::Cast) -> Result<(), RegistryCallError> {
+        self.cast_with(name, message, Meta::default()).await
+    }
+
+    /// [`cast`](Self::cast) with a coalescing key and/or deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`cast`](Self::cast).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`cast`](Self::cast).
+    pub async fn cast_with(
+        &self,
+        name: &K,
+        message: S::Cast,
+        meta: Meta,
+    ) -> Result<(), RegistryCallError> {
         let server = self
             .get_or_start(name)
             .await
             .map_err(RegistryCallError::Start)?;
         server
-            .cast_with(message, Meta::default())
+            .cast_with(message, meta)
             .await
             .map_err(RegistryCallError::Cast)
     }

@@ -17,6 +17,7 @@ use super::control::{self, Control, ControlRx};
 use super::error::{CallError, StartError};
 use super::handle::ServerRef;
 use super::metrics as m;
+use super::reply::drop_failing;
 use super::spec::{IdleHook, Spec};
 use super::supervisor::{Restart, RestartWindow, SupervisorEvent};
 use crate::mailbox::{Builder, Receiver};
@@ -27,7 +28,7 @@ pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError>
     let (tx, rx) = Builder::new(spec.policy.clone())
         .role(spec.role)
         .on_evict(|env: Envelope<S>, why| match env {
-            Envelope::Call(_, reply) => reply.fail(CallError::from(why)),
+            Envelope::Call(call) => drop_failing(call, CallError::from(why)),
             Envelope::Cast(msg) => S::evicted_cast(msg, why),
         })
         .on_coalesce(S::coalesce)
@@ -180,7 +181,7 @@ fn finish_queued<S: Server>(rx: &mut Receiver<Envelope<S>>, role: &'static str) 
     let mut casts = 0u64;
     for env in rx.discard_queued() {
         match env {
-            Envelope::Call(_, reply) => reply.fail(CallError::Stopped),
+            Envelope::Call(call) => drop_failing(call, CallError::Stopped),
             Envelope::Cast(_) => casts += 1,
         }
     }
@@ -290,13 +291,10 @@ async fn run_instance<S: Server>(
             };
         }
         if S::MAX_BATCH > 1 {
-            let mut batch = Vec::with_capacity(buf.len());
-            for env in buf.drain(..) {
-                match env {
-                    Envelope::Call(_, reply) if reply.is_abandoned() => m::call_abandoned(role),
-                    env => batch.push(env),
-                }
-            }
+            // The batch goes to the handler by value; the buffer starts afresh with
+            // the same capacity (one allocation per batch, as before).
+            let fresh = Vec::with_capacity(buf.capacity());
+            let batch = std::mem::replace(&mut buf, fresh);
             let outcome = guarded(|| state.handle_batch(batch)).await;
             if let Err(p) = outcome {
                 // Calls of the batch get an error as the batch is dropped.
@@ -306,13 +304,7 @@ async fn run_instance<S: Server>(
         }
         for env in buf.drain(..) {
             let outcome = match env {
-                Envelope::Call(req, reply) => {
-                    if reply.is_abandoned() {
-                        m::call_abandoned(role);
-                        continue;
-                    }
-                    guarded(|| state.handle_call(req, reply)).await
-                }
+                Envelope::Call(req) => guarded(|| state.handle_call(req)).await,
                 Envelope::Cast(msg) => guarded(|| state.handle_cast(msg)).await,
             };
             if let Err(p) = outcome {

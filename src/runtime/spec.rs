@@ -10,31 +10,57 @@ use crate::mailbox::Policy;
 
 /// Called when a server has been idle for its idle timeout; returns whether it may
 /// stop (the registry marks it stopping under its lock, so no new caller finds it).
-pub type IdleHook = Arc<dyn Fn() -> bool + Send + Sync>;
+pub(crate) type IdleHook = Arc<dyn Fn() -> bool + Send + Sync>;
 /// Called once when a server ends for good.
-pub type ExitHook = Box<dyn FnOnce(&ExitReason) + Send>;
+pub(crate) type ExitHook = Box<dyn FnOnce(&ExitReason) + Send>;
 
 /// How to start a server: role, mailbox policy, restart kind and a factory for its
-/// state (called again on every restart).
+/// state (called again on every restart). Built with [`Spec::new`] and its
+/// builder methods, then passed to [`start`](super::start),
+/// [`Supervisor::start`](super::Supervisor::start) or a [`Registry`](super::Registry).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluicegate::mailbox::Policy;
+/// use sluicegate::runtime::{Intensity, Restart, Server, Spec};
+///
+/// struct Worker;
+/// impl Server for Worker {
+///     type Call = std::convert::Infallible;
+///     type Cast = String;
+///     async fn handle_call(&mut self, call: Self::Call) {
+///         match call {}
+///     }
+/// }
+///
+/// let spec = Spec::new("worker", Policy::DropOldest { capacity: 128 }, || Worker)
+///     .name("worker-1")
+///     .restart(Restart::Permanent)
+///     .intensity(Intensity { max_restarts: 3, period: Duration::from_secs(5) })
+///     .idle_timeout(Duration::from_secs(60))
+///     .on_exit(|reason| eprintln!("worker-1 ended: {reason:?}"));
+/// ```
 pub struct Spec<S: Server> {
     /// Metric label and log name of the server's kind (e.g. `todo_server`).
-    pub role: &'static str,
+    pub(crate) role: &'static str,
     /// Instance name for logs (e.g. the list name); never a metric label.
-    pub name: String,
+    pub(crate) name: String,
     /// The mailbox policy.
-    pub policy: Policy,
+    pub(crate) policy: Policy,
     /// When to restart.
-    pub restart: Restart,
+    pub(crate) restart: Restart,
     /// Restart limits.
-    pub intensity: Intensity,
+    pub(crate) intensity: Intensity,
     /// Stop after this long without a message (`None`: never).
-    pub idle_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
     /// Asked before an idle stop.
-    pub on_idle: Option<IdleHook>,
+    pub(crate) on_idle: Option<IdleHook>,
     /// Told when the server ends for good.
-    pub on_exit: Option<ExitHook>,
+    pub(crate) on_exit: Option<ExitHook>,
     /// Builds a fresh state.
-    pub factory: Box<dyn Fn() -> S + Send + Sync>,
+    pub(crate) factory: Box<dyn Fn() -> S + Send + Sync>,
     pub(crate) link: Option<SupervisorLink>,
 }
 
@@ -80,6 +106,13 @@ impl<S: Server> Spec<S> {
     /// Stops the server after this long without a message.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Runs `hook` once when the server ends for good (after its last restart),
+    /// with the reason it ended.
+    pub fn on_exit(mut self, hook: impl FnOnce(&ExitReason) + Send + 'static) -> Self {
+        self.on_exit = Some(Box::new(hook));
         self
     }
 }

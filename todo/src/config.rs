@@ -59,7 +59,10 @@ pub struct ClusterConfig {
     pub lease_margin: Duration,
     /// Fault injection for tests and demonstrations: every store waits this long
     /// after taking its list's epoch and before it reaches the database, widening
-    /// the window the fence closes. Default `0s`; never set it in production.
+    /// the window the fence closes. Default `0s`; never set it in production
+    /// (only with cargo feature `fault-injection`; a config naming it is refused
+    /// without it).
+    #[cfg(feature = "fault-injection")]
     #[serde(with = "humantime_serde", default)]
     pub store_delay: Duration,
 }
@@ -519,6 +522,7 @@ impl Config {
             let _ = writeln!(s, "cluster.lease_ttl = {}", d(c.lease_ttl));
             let _ = writeln!(s, "cluster.renew_every = {}", d(c.renew_every));
             let _ = writeln!(s, "cluster.lease_margin = {}", d(c.lease_margin));
+            #[cfg(feature = "fault-injection")]
             if !c.store_delay.is_zero() {
                 let _ = writeln!(
                     s,

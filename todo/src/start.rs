@@ -135,7 +135,10 @@ pub async fn start_node(
         shards,
         terms,
     });
+    #[cfg(feature = "fault-injection")]
     let fenced = FencedStorage::new(store.clone(), node.clone(), c.store_delay);
+    #[cfg(not(feature = "fault-injection"))]
+    let fenced = FencedStorage::new(store.clone(), node.clone(), std::time::Duration::ZERO);
     let system = TodoSystem::start_with_storage(config, Arc::new(fenced)).await?;
     node.join(&store, &system).await;
     Ok(StartedNode {

@@ -13,8 +13,8 @@ use super::port::{Change, ListWrite, Storage, StorageError};
 use super::{ListName, TodoList};
 use sluicegate::mailbox::{Eviction, Key, Meta, Policy};
 use sluicegate::runtime::{
-    CallError, CastError, Envelope, KeyedPool, PoolSpec, ReplyTo, Routing, Server, StartError,
-    Supervisor,
+    fail_call, CallError, CastError, Envelope, KeyedPool, PoolSpec, ReplyTo, Routing, Server,
+    StartError, Supervisor,
 };
 
 pub use super::db_metrics::{
@@ -56,33 +56,74 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// Answered once a store is durable (or failed).
-pub type DurableWaiter = oneshot::Sender<Result<(), StoreError>>;
+/// Told once a store is durable (or failed): a list server answers its durable
+/// writes' callers from here, in the database worker's task, with no task of its
+/// own per write. Dropped untold (the store was discarded unwritten), it is told
+/// [`StoreError::Dropped`].
+pub struct DurableWaiter(Option<Then>);
 
-/// A database request that expects an answer.
+/// What a [`DurableWaiter`] runs with the store's outcome.
+type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+impl DurableWaiter {
+    /// A waiter that runs `then` with the store's outcome.
+    pub fn new(then: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> Self {
+        DurableWaiter(Some(Box::new(then)))
+    }
+
+    /// A waiter and the receiver its outcome arrives on.
+    pub fn channel() -> (Self, oneshot::Receiver<Result<(), StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            DurableWaiter::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+            rx,
+        )
+    }
+
+    /// Tells the waiter the store's outcome.
+    pub fn finish(mut self, outcome: Result<(), StoreError>) {
+        if let Some(then) = self.0.take() {
+            then(outcome);
+        }
+    }
+}
+
+impl Drop for DurableWaiter {
+    fn drop(&mut self) {
+        if let Some(then) = self.0.take() {
+            then(Err(StoreError::Dropped));
+        }
+    }
+}
+
+impl std::fmt::Debug for DurableWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DurableWaiter")
+    }
+}
+
+/// What a storage failure answers a database call with (cheap to clone to callers).
+pub type DbResult<T> = Result<T, Arc<StorageError>>;
+
+/// A database request that expects an answer, with where the answer goes.
 pub enum DbCall {
-    /// Load one list for the list server of incarnation `epoch` (see [`Version`]).
-    Load(ListName, u64),
-    /// Delete one list from storage (after every store of it queued before).
-    Delete(ListName),
+    /// Load one list for the list server of incarnation `epoch` (see [`Version`]):
+    /// the list as stored (`None`: never stored).
+    Load(ListName, u64, ReplyTo<DbResult<Option<TodoList>>>),
+    /// Delete one list from storage (after every store of it queued before):
+    /// `true` if it was stored (or held unsaved).
+    Delete(ListName, ReplyTo<DbResult<bool>>),
 }
 
 impl DbCall {
     /// The list the request is about.
     pub fn list(&self) -> &ListName {
         match self {
-            DbCall::Load(name, _) | DbCall::Delete(name) => name,
+            DbCall::Load(name, ..) | DbCall::Delete(name, _) => name,
         }
     }
-}
-
-/// What a database worker answers.
-#[derive(Debug)]
-pub enum DbReply {
-    /// The list as stored (`None`: never stored).
-    Loaded(Option<TodoList>),
-    /// The list is gone from storage; `true` if it was stored (or held unsaved).
-    Deleted(bool),
 }
 
 /// A version of a list as one list server incarnation numbers them: `epoch` is
@@ -264,7 +305,7 @@ impl DbWorker {
                 }
             };
             for w in store.waiters {
-                let _ = w.send(answer.clone());
+                w.finish(answer.clone());
             }
         }
         metrics::counter!(STORES).increment(count as u64);
@@ -274,17 +315,16 @@ impl DbWorker {
 
 impl Server for DbWorker {
     type Call = DbCall;
-    type Reply = Result<DbReply, Arc<StorageError>>;
     type Cast = Store;
 
-    async fn handle_call(&mut self, request: DbCall, reply: ReplyTo<Self::Reply>) {
+    async fn handle_call(&mut self, request: DbCall) {
         match request {
-            DbCall::Load(name, epoch) => {
+            DbCall::Load(name, epoch, reply) => {
                 self.retry_unsaved(false).await;
                 // A version that could not be stored is newer than the stored one.
                 if let Some(list) = self.unsaved.get(&name) {
                     self.known.remove(&name);
-                    return reply.send(Ok(DbReply::Loaded(Some(list.clone()))));
+                    return reply.send(Ok(Some(list.clone())));
                 }
                 let loaded = self.storage.load(&name).await;
                 match &loaded {
@@ -295,16 +335,16 @@ impl Server for DbWorker {
                         self.known.remove(&name);
                     }
                 }
-                reply.send(loaded.map(DbReply::Loaded).map_err(Arc::new))
+                reply.send(loaded.map_err(Arc::new))
             }
-            DbCall::Delete(name) => {
+            DbCall::Delete(name, reply) => {
                 // Whatever the backend holds afterwards, no store builds on it.
                 self.known.remove(&name);
                 match self.storage.delete_list(&name).await {
                     Ok(stored) => {
                         let held = self.unsaved.contains_key(&name);
                         self.mark_saved(&name);
-                        reply.send(Ok(DbReply::Deleted(stored || held)));
+                        reply.send(Ok(stored || held));
                     }
                     Err(e) => reply.send(Err(Arc::new(e))),
                 }
@@ -327,7 +367,7 @@ impl Server for DbWorker {
         for env in batch {
             match env {
                 Envelope::Cast(store) => stores.push(store),
-                Envelope::Call(call, reply) => loads.push((call, reply)),
+                Envelope::Call(call) => loads.push(call),
             }
         }
         let stored: std::collections::HashSet<ListName> =
@@ -335,15 +375,15 @@ impl Server for DbWorker {
         // A delete waits for the stores of its list queued before it, like a load.
         let (after, before): (Vec<_>, Vec<_>) = loads
             .into_iter()
-            .partition(|(call, _)| stored.contains(call.list()));
-        for (call, reply) in before {
-            self.handle_call(call, reply).await;
+            .partition(|call| stored.contains(call.list()));
+        for call in before {
+            self.handle_call(call).await;
         }
         if !stores.is_empty() {
             self.commit(stores).await;
         }
-        for (call, reply) in after {
-            self.handle_call(call, reply).await;
+        for call in after {
+            self.handle_call(call).await;
         }
     }
 
@@ -362,7 +402,7 @@ impl Server for DbWorker {
                 old.absorb(newer);
                 *new = old;
             }
-            (Envelope::Call(_, reply), _) => reply.fail(CallError::Dropped),
+            (Envelope::Call(call), _) => fail_call(call, CallError::Dropped),
             (Envelope::Cast(old), Envelope::Call(..)) => fail_waiters(old, StoreError::Dropped),
         }
     }
@@ -386,7 +426,7 @@ fn placeholder(like: &Store) -> Store {
 
 fn fail_waiters(store: Store, err: StoreError) {
     for w in store.waiters {
-        let _ = w.send(Err(err.clone()));
+        w.finish(Err(err.clone()));
     }
 }
 
@@ -434,11 +474,10 @@ impl Database {
     ) -> Result<Option<TodoList>, LoadError> {
         match self
             .pool
-            .call(name, DbCall::Load(name.clone(), epoch), timeout, None)
+            .call(name, |r| DbCall::Load(name.clone(), epoch, r), timeout)
             .await
         {
-            Ok(Ok(DbReply::Loaded(list))) => Ok(list),
-            Ok(Ok(DbReply::Deleted(_))) => unreachable!("a load is answered with a list"),
+            Ok(Ok(list)) => Ok(list),
             Ok(Err(e)) => Err(LoadError::Storage(e)),
             Err(e) => Err(LoadError::Call(e)),
         }
@@ -450,11 +489,10 @@ impl Database {
     pub async fn delete(&self, name: &ListName, timeout: Duration) -> Result<bool, StoreError> {
         match self
             .pool
-            .call(name, DbCall::Delete(name.clone()), timeout, None)
+            .call(name, |r| DbCall::Delete(name.clone(), r), timeout)
             .await
         {
-            Ok(Ok(DbReply::Deleted(stored))) => Ok(stored),
-            Ok(Ok(DbReply::Loaded(_))) => unreachable!("a delete is answered with Deleted"),
+            Ok(Ok(stored)) => Ok(stored),
             Ok(Err(e)) if e.is_fenced() => Err(StoreError::Fenced(e.to_string())),
             Ok(Err(e)) => Err(StoreError::Storage(e.to_string())),
             Err(CallError::Rejected) => Err(StoreError::Rejected),
@@ -473,7 +511,7 @@ impl Database {
         let key = Key::from(store.name.as_str());
         let name = store.name.clone();
         self.pool
-            .cast(&name, store, Meta::keyed(key))
+            .cast_with(&name, store, Meta::keyed(key))
             .await
             .map_err(|e| match e {
                 CastError::Rejected | CastError::Timeout => StoreError::Rejected,

@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use tokio::sync::oneshot;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::database::{Database, LoadError, Store, StoreError, Version};
+use super::database::{Database, DurableWaiter, LoadError, Store, StoreError, Version};
 use super::port::Change;
 use super::{AckMode, Entry, EntryUpdate, ListName, TodoError, TodoList};
 use sluicegate::runtime::{BoxError, ReplyTo, Server};
@@ -40,29 +38,20 @@ pub enum Write {
     },
 }
 
-/// Requests a list server answers.
-#[derive(Clone, Debug)]
+/// Requests a list server answers, each with where its answer goes.
+#[derive(Debug)]
 pub enum ListCall {
-    /// Apply a write, answering after `ack` (`applied` or `durable`).
-    Write(Write, AckMode),
+    /// Apply a write, answering after `ack` (`applied` or `durable`) with the
+    /// entry written (for a delete: the entry removed).
+    Write(Write, AckMode, ReplyTo<Result<Entry, ListError>>),
     /// Entries of one date, or all, in id order.
-    Entries(Option<NaiveDate>),
+    Entries(Option<NaiveDate>, ReplyTo<Vec<Entry>>),
     /// Delete the whole list from storage (durably) and forget it in memory;
-    /// answered [`ListReply::Deleted`] with whether there was a list.
-    DeleteList,
+    /// answered with whether there was a list (stored or written in memory).
+    DeleteList(ReplyTo<Result<bool, ListError>>),
     /// Fault injection for tests and experiments: the handler panics.
-    Panic,
-}
-
-/// What a list server answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListReply {
-    /// The entry written (for a delete: the entry removed).
-    Entry(Entry),
-    /// Entries read.
-    Entries(Vec<Entry>),
-    /// The list is deleted; `true` if it existed (stored or written in memory).
-    Deleted(bool),
+    #[cfg(feature = "fault-injection")]
+    Panic(ReplyTo<()>),
 }
 
 /// Why a list request failed inside its server.
@@ -133,7 +122,7 @@ impl ListServer {
     /// The next store: an O(1) snapshot of the list and the entries touched since
     /// the previous store. A store that never reaches the backend (refused, dropped)
     /// breaks the chain of versions, so the next one is written whole.
-    fn store(&mut self, waiters: Vec<oneshot::Sender<Result<(), StoreError>>>) -> Store {
+    fn store(&mut self, waiters: Vec<DurableWaiter>) -> Store {
         let base = Version {
             epoch: self.epoch,
             seq: self.seq,
@@ -171,7 +160,6 @@ pub const STORES_NOT_QUEUED: &str = "sluicegate_todo_stores_not_queued_total";
 
 impl Server for ListServer {
     type Call = ListCall;
-    type Reply = Result<ListReply, ListError>;
     type Cast = Write;
 
     async fn init(&mut self) -> Result<(), BoxError> {
@@ -189,45 +177,42 @@ impl Server for ListServer {
         }
     }
 
-    async fn handle_call(&mut self, request: ListCall, reply: ReplyTo<Self::Reply>) {
+    async fn handle_call(&mut self, request: ListCall) {
         match request {
-            ListCall::Entries(date) => {
+            ListCall::Entries(date, reply) => {
                 let entries = match date {
                     Some(d) => self.list.entries(d),
                     None => self.list.all_entries(),
                 };
-                reply.send(Ok(ListReply::Entries(entries)));
+                reply.send(entries);
             }
-            ListCall::Write(write, ack) => {
+            ListCall::Write(write, ack, reply) => {
                 let entry = match self.apply(write) {
                     Ok(e) => e,
                     Err(e) => return reply.send(Err(ListError::Todo(e))),
                 };
                 match ack {
                     AckMode::None | AckMode::Applied => {
-                        reply.send(Ok(ListReply::Entry(entry)));
+                        reply.send(Ok(entry));
                         self.persist().await;
                     }
                     AckMode::Durable => {
-                        let (tx, rx) = oneshot::channel();
-                        let store = self.store(vec![tx]);
-                        if let Err(e) = self.db.store(store).await {
-                            return reply.send(Err(ListError::NotDurable(e)));
-                        }
-                        // Answer when the store (or a newer one that replaced it) is
-                        // durable, without holding up this list's next messages.
-                        tokio::spawn(async move {
-                            let answer = match rx.await {
-                                Ok(Ok(())) => Ok(ListReply::Entry(entry)),
-                                Ok(Err(e)) => Err(ListError::NotDurable(e)),
-                                Err(_) => Err(ListError::NotDurable(StoreError::Dropped)),
-                            };
-                            reply.send(answer);
+                        // Answered by the database worker once the store (or a newer
+                        // one that replaced it) is durable, without holding up this
+                        // list's next messages and with no task per write.
+                        let waiter = DurableWaiter::new(move |outcome| {
+                            reply.send(outcome.map(|()| entry).map_err(ListError::NotDurable))
                         });
+                        let store = self.store(vec![waiter]);
+                        // A store the database refused drops its waiter, which then
+                        // answers `NotDurable(Dropped)`; the error says more.
+                        if let Err(e) = self.db.store(store).await {
+                            tracing::debug!(list = %self.name, error = %e, "durable store not queued");
+                        }
                     }
                 }
             }
-            ListCall::DeleteList => {
+            ListCall::DeleteList(reply) => {
                 // Every store handed out before is queued ahead of the delete on the
                 // list's worker, so none of them can bring the list back.
                 let written = self.list.next_id() > 1 || self.dirty;
@@ -236,12 +221,13 @@ impl Server for ListServer {
                         self.list = TodoList::new();
                         self.dirty = false;
                         self.change = Change::default();
-                        reply.send(Ok(ListReply::Deleted(stored || written)));
+                        reply.send(Ok(stored || written));
                     }
                     Err(e) => reply.send(Err(ListError::NotDeleted(e))),
                 }
             }
-            ListCall::Panic => panic!("injected panic in list server \"{}\"", self.name),
+            #[cfg(feature = "fault-injection")]
+            ListCall::Panic(_reply) => panic!("injected panic in list server \"{}\"", self.name),
         }
     }
 
@@ -253,8 +239,8 @@ impl Server for ListServer {
         // that drops, sheds or refuses it is asked again until `load_timeout`.
         let deadline = tokio::time::Instant::now() + self.load_timeout;
         loop {
-            let (tx, rx) = oneshot::channel();
-            let store = self.store(vec![tx]);
+            let (waiter, rx) = DurableWaiter::channel();
+            let store = self.store(vec![waiter]);
             let stored = match self.db.store(store).await {
                 Ok(()) => tokio::time::timeout_at(deadline, rx).await,
                 Err(e) => Ok(Ok(Err(e))),
