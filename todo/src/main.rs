@@ -1,5 +1,7 @@
-//! The `sluicegate` command: `serve` runs the to-do service, `check-config`
-//! validates a policy file and prints the effective settings.
+//! The `sluicegate` command, one function per subcommand: `serve` runs the to-do
+//! service, `check-config` validates a policy file and prints the effective
+//! settings, `load` sends open-loop HTTP load, `experiment` compares policy files
+//! under the scenarios (with two hidden subcommands for its child processes).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,58 +34,14 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the to-do HTTP service.
-    Serve {
-        /// Config file (TOML); default: the built-in recommended config (policies/coalesce.toml).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Address to listen on, HOST:PORT (an IP or a host name such as localhost;
-        /// a name resolving to several addresses binds its first IPv4 one); port 0
-        /// picks a free one.
-        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
-        listen: SocketAddr,
-        /// Data directory; overrides the config's storage.data_dir (default ./data).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Log lines on stderr as text or as one JSON object per line. RUST_LOG
-        /// filters them (default: info), e.g. RUST_LOG=debug or RUST_LOG=sluicegate=debug.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
-        /// Run as the cluster node with this id (overrides [cluster] node_id; without a
-        /// [cluster] section its defaults apply). The config's storage must be postgres.
-        #[arg(long)]
-        node_id: Option<String>,
-        /// The URL other cluster nodes reach this one at (overrides [cluster]
-        /// advertise; default: http:// and the address bound).
-        #[arg(long)]
-        advertise: Option<String>,
-    },
+    Serve(ServeArgs),
     /// Validate a config file and print the effective settings.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
     },
     /// Run scenarios under each policy file and compare them side by side.
-    Experiment {
-        /// Scenarios: mixed, overload, slow-disk, bottleneck, crash, poison, cold, soak
-        /// (default: all but soak).
-        scenarios: Vec<String>,
-        /// Policy files (default: every file in policies/).
-        #[arg(long, num_args = 1..)]
-        policies: Vec<PathBuf>,
-        /// Also write report.html, Markdown, CSV and SVG plots here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// A small version: smaller workloads, durability awaited at most 2 s, the crash
-        /// runs of all policies at once (its figures are counts), the rest one at a time.
-        #[arg(long)]
-        quick: bool,
-        /// Minutes of the soak scenario.
-        #[arg(long, default_value_t = 1.0)]
-        minutes: f64,
-        /// Seed of every random choice (the same for every policy).
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Experiment(ExperimentArgs),
     /// Internal: one scenario under one policy, report as JSON on stdout.
     #[command(hide = true)]
     ExperimentRun {
@@ -91,12 +49,8 @@ enum Command {
         scenario: String,
         #[arg(long)]
         policy: PathBuf,
-        #[arg(long)]
-        quick: bool,
-        #[arg(long, default_value_t = 1.0)]
-        minutes: f64,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
+        #[command(flatten)]
+        scale: ScaleArgs,
     },
     /// Internal: the writer process of the crash scenario.
     #[command(hide = true)]
@@ -109,40 +63,133 @@ enum Command {
         seed: u64,
     },
     /// Open-loop HTTP load against a running `serve`.
-    Load {
-        /// Base URL of the service.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        target: String,
-        /// Requests per second (constant arrival rate).
-        #[arg(long, default_value_t = 1000.0)]
-        rate: f64,
-        /// How long to send, e.g. 30s or 2m.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        duration: std::time::Duration,
-        /// Lists to spread requests over.
-        #[arg(long, default_value_t = 100)]
-        lists: usize,
-        /// Percent of requests that add an entry (the rest read).
-        #[arg(long, default_value_t = 80)]
-        write_pct: u8,
-        /// Requests in flight at most.
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        /// Name prefix of the lists written and read: `PREFIX0`, `PREFIX1`, ... They are
-        /// real lists in the target's data (default: load-0, load-1, ...).
-        #[arg(long, default_value = sluicegate_todo::load::DEFAULT_PREFIX)]
-        prefix: String,
-        /// Exit 1 when more than this share (0 to 1) of requests fail (transport error
-        /// or non-2xx answer); 1 never fails the run.
-        #[arg(long, default_value_t = sluicegate_todo::load::DEFAULT_MAX_FAILURE_SHARE)]
-        max_failure_share: f64,
-    },
+    Load(LoadArgs),
+}
+
+/// `sluicegate serve`.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Config file (TOML); default: the built-in recommended config (policies/coalesce.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT (an IP or a host name such as localhost;
+    /// a name resolving to several addresses binds its first IPv4 one); port 0
+    /// picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    listen: SocketAddr,
+    /// Data directory; overrides the config's storage.data_dir (default ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log lines on stderr as text or as one JSON object per line. RUST_LOG
+    /// filters them (default: info), e.g. RUST_LOG=debug or RUST_LOG=sluicegate=debug.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Run as the cluster node with this id (overrides [cluster] node_id; without a
+    /// [cluster] section its defaults apply). The config's storage must be postgres.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// The URL other cluster nodes reach this one at (overrides [cluster]
+    /// advertise; default: http:// and the address bound).
+    #[arg(long)]
+    advertise: Option<String>,
+}
+
+/// The size of an experiment run, shared by `experiment` and its child processes.
+#[derive(clap::Args)]
+struct ScaleArgs {
+    /// A small version: smaller workloads, durability awaited at most 2 s, the crash
+    /// runs of all policies at once (its figures are counts), the rest one at a time.
+    #[arg(long)]
+    quick: bool,
+    /// Minutes of the soak scenario.
+    #[arg(long, default_value_t = 1.0)]
+    minutes: f64,
+    /// Seed of every random choice (the same for every policy).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl ScaleArgs {
+    fn scale(&self) -> sluicegate_todo::experiment::Scale {
+        sluicegate_todo::experiment::Scale {
+            quick: self.quick,
+            soak_minutes: self.minutes,
+            seed: self.seed,
+        }
+    }
+}
+
+/// `sluicegate experiment`.
+#[derive(clap::Args)]
+struct ExperimentArgs {
+    /// Scenarios: mixed, overload, slow-disk, bottleneck, crash, poison, cold, soak
+    /// (default: all but soak).
+    scenarios: Vec<String>,
+    /// Policy files (default: every file in policies/).
+    #[arg(long, num_args = 1..)]
+    policies: Vec<PathBuf>,
+    /// Also write report.html, Markdown, CSV and SVG plots here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    scale: ScaleArgs,
+}
+
+/// `sluicegate load`.
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Base URL of the service.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Requests per second (constant arrival rate).
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// How long to send, e.g. 30s or 2m.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Lists to spread requests over.
+    #[arg(long, default_value_t = 100)]
+    lists: usize,
+    /// Percent of requests that add an entry (the rest read).
+    #[arg(long, default_value_t = 80)]
+    write_pct: u8,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Name prefix of the lists written and read: `PREFIX0`, `PREFIX1`, ... They are
+    /// real lists in the target's data (default: load-0, load-1, ...).
+    #[arg(long, default_value = sluicegate_todo::load::DEFAULT_PREFIX)]
+    prefix: String,
+    /// Exit 1 when more than this share (0 to 1) of requests fail (transport error
+    /// or non-2xx answer); 1 never fails the run.
+    #[arg(long, default_value_t = sluicegate_todo::load::DEFAULT_MAX_FAILURE_SHARE)]
+    max_failure_share: f64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Handler panics are caught by the runtime and reported as errors; log them
-    // as one line instead of a backtrace on stderr.
+    log_panics_as_one_line();
+    match cli.command {
+        Command::Serve(args) => serve_command(args),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Experiment(args) => experiment(args),
+        Command::ExperimentRun {
+            scenario,
+            policy,
+            scale,
+        } => experiment_run(&scenario, &policy, &scale),
+        Command::ExperimentWriter {
+            policy,
+            data_dir,
+            seed,
+        } => experiment_writer(&policy, &data_dir, seed),
+        Command::Load(args) => load(args),
+    }
+}
+
+/// Handler panics are caught by the runtime and reported as errors; log them as one
+/// line instead of a backtrace on stderr.
+fn log_panics_as_one_line() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
@@ -156,183 +203,146 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| "panic".into());
         tracing::error!(%location, "panic: {message}");
     }));
-    match cli.command {
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(config) => {
-                println!("{}: ok", file.display());
-                print!("{}", config.effective_settings());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Experiment {
-            scenarios,
-            policies,
-            out,
-            quick,
-            minutes,
-            seed,
-        } => {
-            let scenarios = match scenarios
-                .iter()
-                .map(|s| s.parse::<sluicegate_todo::experiment::Scenario>())
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let opts = sluicegate_todo::experiment::ExperimentOptions {
-                scenarios,
-                policies,
-                out,
-                scale: sluicegate_todo::experiment::Scale {
-                    quick,
-                    soak_minutes: minutes,
-                    seed,
-                },
-            };
-            match sluicegate_todo::experiment::run_all(&opts) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+}
+
+/// Prints `error: ...` and returns `code`.
+fn fail(error: impl std::fmt::Display, code: ExitCode) -> ExitCode {
+    eprintln!("error: {error}");
+    code
+}
+
+/// `check-config FILE`: exit 0 with the effective settings, 2 naming what is wrong.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => {
+            println!("{}: ok", file.display());
+            print!("{}", config.effective_settings());
+            ExitCode::SUCCESS
         }
-        Command::ExperimentRun {
+        Err(e) => fail(e, ExitCode::from(2)),
+    }
+}
+
+/// `experiment`: scenarios x policy files, each run in a child process.
+fn experiment(args: ExperimentArgs) -> ExitCode {
+    let scenarios = match args
+        .scenarios
+        .iter()
+        .map(|s| s.parse::<sluicegate_todo::experiment::Scenario>())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(s) => s,
+        Err(e) => return fail(e, ExitCode::from(2)),
+    };
+    let opts = sluicegate_todo::experiment::ExperimentOptions {
+        scenarios,
+        policies: args.policies,
+        out: args.out,
+        scale: args.scale.scale(),
+    };
+    match sluicegate_todo::experiment::run_all(&opts) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(e, ExitCode::from(2)),
+    }
+}
+
+/// The child process of `experiment`: one scenario, its report as JSON on stdout.
+fn experiment_run(scenario: &str, policy: &std::path::Path, scale: &ScaleArgs) -> ExitCode {
+    let result = runtime().and_then(|rt| {
+        let scenario = scenario.parse().map_err(|e| format!("{e}"))?;
+        rt.block_on(sluicegate_todo::experiment::run_one(
             scenario,
             policy,
-            quick,
-            minutes,
-            seed,
-        } => {
-            let scale = sluicegate_todo::experiment::Scale {
-                quick,
-                soak_minutes: minutes,
-                seed,
-            };
-            let result = runtime().and_then(|rt| {
-                let scenario = scenario.parse().map_err(|e| format!("{e}"))?;
-                rt.block_on(sluicegate_todo::experiment::run_one(
-                    scenario, &policy, scale,
+            scale.scale(),
+        ))
+        .map_err(|e| e.to_string())
+    });
+    match result.and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string())) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e, ExitCode::FAILURE),
+    }
+}
+
+/// The writer process of the crash scenario, holding the data dir's lock.
+fn experiment_writer(policy: &std::path::Path, data_dir: &std::path::Path, seed: u64) -> ExitCode {
+    let run = sluicegate_todo::service::DataDirLock::acquire(data_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|_lock| {
+            runtime().and_then(|rt| {
+                rt.block_on(sluicegate_todo::experiment::crash_writer(
+                    policy, data_dir, seed,
                 ))
                 .map_err(|e| e.to_string())
-            });
-            match result.and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string())) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::ExperimentWriter {
-            policy,
-            data_dir,
-            seed,
-        } => match sluicegate_todo::service::DataDirLock::acquire(&data_dir)
+            })
+        });
+    match run {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e, ExitCode::FAILURE),
+    }
+}
+
+/// `load`: open-loop HTTP load; exit 1 when too many requests failed, 2 on bad input.
+fn load(args: LoadArgs) -> ExitCode {
+    let max_failure_share = args.max_failure_share;
+    let opts = sluicegate_todo::load::LoadOptions {
+        target: args.target,
+        rate: args.rate,
+        duration: args.duration,
+        lists: args.lists,
+        write_pct: args.write_pct,
+        connections: args.connections,
+        seed: 42,
+        prefix: args.prefix,
+        max_failure_share,
+    };
+    if let Err(e) = opts.validate() {
+        return fail(e, ExitCode::from(2));
+    }
+    let bar = indicatif::ProgressBar::new(opts.total());
+    let b2 = bar.clone();
+    let result = runtime().and_then(|rt| {
+        rt.block_on(sluicegate_todo::load::run(&opts, move || b2.inc(1)))
             .map_err(|e| e.to_string())
-            .and_then(|_lock| {
-                runtime().and_then(|rt| {
-                    rt.block_on(sluicegate_todo::experiment::crash_writer(
-                        &policy, &data_dir, seed,
-                    ))
-                    .map_err(|e| e.to_string())
-                })
-            }) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Load {
-            target,
-            rate,
-            duration,
-            lists,
-            write_pct,
-            connections,
-            prefix,
-            max_failure_share,
-        } => {
-            let opts = sluicegate_todo::load::LoadOptions {
-                target,
-                rate,
-                duration,
-                lists,
-                write_pct,
-                connections,
-                seed: 42,
-                prefix,
-                max_failure_share,
-            };
-            if let Err(e) = opts.validate() {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            let bar = indicatif::ProgressBar::new(opts.total());
-            let b2 = bar.clone();
-            let result = runtime().and_then(|rt| {
-                rt.block_on(sluicegate_todo::load::run(&opts, move || b2.inc(1)))
-                    .map_err(|e| e.to_string())
-            });
-            bar.finish_and_clear();
-            match result {
-                Ok(report) if report.failure_share() > max_failure_share => {
-                    print!("{}", report.summary());
-                    eprintln!(
-                        "error: {} of {} requests failed ({:.1} %), more than --max-failure-share {max_failure_share}",
-                        report.failed(),
-                        report.sent,
-                        report.failure_share() * 100.0
-                    );
-                    ExitCode::FAILURE
-                }
-                Ok(report) => {
-                    print!("{}", report.summary());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(report) if report.failure_share() > max_failure_share => {
+            print!("{}", report.summary());
+            fail(
+                format!(
+                    "{} of {} requests failed ({:.1} %), more than --max-failure-share {max_failure_share}",
+                    report.failed(),
+                    report.sent,
+                    report.failure_share() * 100.0
+                ),
+                ExitCode::FAILURE,
+            )
         }
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-            log_format,
-            node_id,
-            advertise,
-        } => {
-            init_tracing(log_format);
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let cluster = ClusterFlags { node_id, advertise };
-            match rt.block_on(serve(config, listen, data_dir, cluster)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Ok(report) => {
+            print!("{}", report.summary());
+            ExitCode::SUCCESS
         }
+        Err(e) => fail(e, ExitCode::from(2)),
+    }
+}
+
+/// `serve`: runs the service until SIGTERM or Ctrl-C.
+fn serve_command(args: ServeArgs) -> ExitCode {
+    init_tracing(args.log_format);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e, ExitCode::FAILURE),
+    };
+    let cluster = ClusterFlags {
+        node_id: args.node_id,
+        advertise: args.advertise,
+    };
+    match rt.block_on(serve(args.config, args.listen, args.data_dir, cluster)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e, ExitCode::FAILURE),
     }
 }
 

@@ -45,9 +45,9 @@ pub enum ExperimentError {
     /// The crash scenario's writer process could not be started.
     #[error("cannot start the writer process: {0}")]
     Writer(#[source] std::io::Error),
-    /// A plot could not be drawn (plotters' message).
-    #[error("{0}")]
-    Plot(String),
+    /// A plot could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] super::plot::PlotError),
     /// A child run failed or answered with something that is no report.
     #[error("{0}")]
     Run(String),

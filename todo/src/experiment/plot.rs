@@ -1,14 +1,42 @@
 //! SVG plots (plotters): mailbox depth and call latency over time, one line per policy;
 //! a plot without samples says so in words instead of showing empty axes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
 use super::report::RunReport;
 
+/// A plot could not be drawn or written; the cause (plotters' error, an I/O error
+/// inside it) is the error's source.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw the plot {}", path.display())]
+pub struct PlotError {
+    /// The SVG file being written.
+    pub path: PathBuf,
+    /// What plotters reported.
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PlotError {
+    /// A closure turning plotters' error into a `PlotError` for `path`.
+    fn at<E: std::error::Error + Send + Sync + 'static>(
+        path: &Path,
+    ) -> impl Fn(E) -> PlotError + '_ {
+        move |e| PlotError {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        }
+    }
+}
+
 /// Writes `<scenario>-depth.svg` and `<scenario>-latency.svg` into `dir`.
-pub fn write_plots(dir: &Path, scenario: &str, runs: &[RunReport]) -> Result<(), String> {
+///
+/// # Errors
+///
+/// [`PlotError`] naming the file that could not be drawn or written.
+pub fn write_plots(dir: &Path, scenario: &str, runs: &[RunReport]) -> Result<(), PlotError> {
     plot(
         &dir.join(format!("{scenario}-depth.svg")),
         &format!("{scenario}: messages queued (all mailboxes)"),
@@ -31,8 +59,7 @@ fn plot(
     unit: &str,
     runs: &[RunReport],
     value: impl Fn(&super::report::Sample) -> f64,
-) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+) -> Result<(), PlotError> {
     if runs.iter().all(|r| r.series.is_empty()) {
         return no_data(path, title, runs);
     }
@@ -45,20 +72,20 @@ fn plot(
         .flat_map(|r| r.series.iter().map(&value))
         .fold(1.0, f64::max);
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
+    root.fill(&WHITE).map_err(PlotError::at(path))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..max_t / 1000.0, 0.0..max_v * 1.05)
-        .map_err(|e| err(&e))?;
+        .map_err(PlotError::at(path))?;
     chart
         .configure_mesh()
         .x_desc("seconds")
         .y_desc(unit)
         .draw()
-        .map_err(|e| err(&e))?;
+        .map_err(PlotError::at(path))?;
     for (i, r) in runs.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
@@ -66,14 +93,14 @@ fn plot(
                 r.series.iter().map(|s| (s.t_ms / 1000.0, value(s))),
                 color.stroke_width(2),
             ))
-            .map_err(|e| err(&e))?;
+            .map_err(PlotError::at(path))?;
         chart
             .draw_series(
                 r.series
                     .iter()
                     .map(|s| Circle::new((s.t_ms / 1000.0, value(s)), 2, color.filled())),
             )
-            .map_err(|e| err(&e))?
+            .map_err(PlotError::at(path))?
             .label(r.policy.clone())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
@@ -84,8 +111,8 @@ fn plot(
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+        .map_err(PlotError::at(path))?;
+    root.present().map_err(PlotError::at(path))
 }
 
 /// Why a scenario has no time series, in words for the plot.
@@ -100,13 +127,12 @@ fn why_empty(runs: &[RunReport]) -> String {
 }
 
 /// A plot with no data: its title and, where the axes would be, why there is nothing.
-fn no_data(path: &Path, title: &str, runs: &[RunReport]) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+fn no_data(path: &Path, title: &str, runs: &[RunReport]) -> Result<(), PlotError> {
     let root = SVGBackend::new(path, (900, 240)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
+    root.fill(&WHITE).map_err(PlotError::at(path))?;
     let root = root
         .titled(title, ("sans-serif", 20))
-        .map_err(|e| err(&e))?;
+        .map_err(PlotError::at(path))?;
     let style = ("sans-serif", 16).into_font().color(&BLACK);
     let policies: Vec<&str> = runs.iter().map(|r| r.policy.as_str()).collect();
     let lines = [
@@ -115,7 +141,7 @@ fn no_data(path: &Path, title: &str, runs: &[RunReport]) -> Result<(), String> {
     ];
     for (i, line) in lines.iter().enumerate() {
         root.draw_text(line, &style, (20, 60 + 30 * i as i32))
-            .map_err(|e| err(&e))?;
+            .map_err(PlotError::at(path))?;
     }
-    root.present().map_err(|e| err(&e))
+    root.present().map_err(PlotError::at(path))
 }

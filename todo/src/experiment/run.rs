@@ -130,7 +130,7 @@ pub fn run_all(
                 report::markdown(&runs, &params),
             )?;
             write_file(out, &format!("{scenario}.csv"), csv(&runs))?;
-            plot::write_plots(out, scenario.name(), &runs).map_err(ExperimentError::Plot)?;
+            plot::write_plots(out, scenario.name(), &runs)?;
         }
         all.push((scenario, runs));
     }

@@ -37,8 +37,8 @@ use sluicegate::mailbox::InvalidPolicy;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The Prometheus recorder could not be installed (see [`install_prometheus`]).
-    #[error("{0}")]
-    Metrics(String),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// The data directory's lock could not be taken.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -92,32 +92,49 @@ const COMMIT_WRITES_BUCKETS: [f64; 12] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
 
-static PROMETHEUS: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+static PROMETHEUS: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
+
+/// Why the Prometheus recorder could not be installed. Cheap to clone (the first
+/// call's result is kept for every later call); the cause is the error's source.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The recorder could not be built or installed (e.g. another recorder is
+    /// already installed in this process).
+    #[error("cannot install the Prometheus recorder")]
+    Recorder(#[source] Arc<metrics_exporter_prometheus::BuildError>),
+    /// The thread that folds histogram samples could not be started.
+    #[error("cannot start the metrics upkeep thread")]
+    Upkeep(#[source] Arc<std::io::Error>),
+}
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same
 /// handle). Must run before mailboxes are built so their metric handles bind to it.
-/// The error is a message: the first call's result is kept for every later call,
-/// and the recorder's own error type cannot be cloned.
 ///
 /// The recorder keeps raw histogram samples until they are folded into buckets,
 /// which a scrape does; so that an unscraped process does not grow without bound,
 /// a background thread (`prometheus-upkeep`) folds them every [`UPKEEP_EVERY`].
-pub fn install_prometheus() -> Result<PrometheusHandle, String> {
+///
+/// # Errors
+///
+/// [`MetricsError`] when the recorder cannot be installed or its upkeep thread
+/// cannot start; every later call returns the same error.
+pub fn install_prometheus() -> Result<PrometheusHandle, MetricsError> {
     PROMETHEUS
         .get_or_init(|| {
+            let recorder = |e| MetricsError::Recorder(Arc::new(e));
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
-                .map_err(|e| e.to_string())?
+                .map_err(recorder)?
                 .set_buckets_for_metric(
                     Matcher::Full(crate::domain::database::COMMIT_WRITES.into()),
                     &COMMIT_WRITES_BUCKETS,
                 )
-                .map_err(|e| e.to_string())?
+                .map_err(recorder)?
                 .install_recorder()
-                .map_err(|e| e.to_string())?;
+                .map_err(recorder)?;
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("prometheus-upkeep".into())
@@ -126,7 +143,7 @@ pub fn install_prometheus() -> Result<PrometheusHandle, String> {
                     sluicegate::mailbox::metrics::flush_all();
                     upkeep.run_upkeep();
                 })
-                .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
+                .map_err(|e| MetricsError::Upkeep(Arc::new(e)))?;
             Ok(handle)
         })
         .clone()
@@ -200,7 +217,7 @@ impl Running {
 /// Takes the data directory's [`DataDirLock`] first (held until the service has
 /// drained to storage), so a second server on the same directory fails here.
 pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
-    let prometheus = install_prometheus().map_err(ServeError::Metrics)?;
+    let prometheus = install_prometheus()?;
     http_metrics::describe();
     let listener = TcpListener::bind(opts.listen)
         .await
