@@ -279,6 +279,7 @@ impl Model {
             Eviction::Coalesced => self.c.coalesced += 1,
             Eviction::Expired => self.c.expired += 1,
             Eviction::Rejected => self.c.rejected += 1,
+            other => panic!("the model does not know eviction {other:?}"),
         }
         self.evicted.push((s.id, why));
     }
@@ -408,7 +409,7 @@ impl Model {
                 }
             }
         }
-        match self.policy {
+        match &self.policy {
             Policy::Unbounded => {
                 self.push(s);
                 Offer::Accepted
@@ -437,6 +438,7 @@ impl Model {
                     Offer::Full
                 }
             }
+            other => panic!("the model does not know policy {other}"),
         }
     }
 

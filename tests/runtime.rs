@@ -288,6 +288,7 @@ async fn too_many_restarts_escalate_and_stop_the_child_for_good() {
         match e {
             SupervisorEvent::Restarted { .. } => restarted += 1,
             SupervisorEvent::Escalated { .. } => escalated += 1,
+            other => panic!("unexpected event {other:?}"),
         }
     }
     assert_eq!((restarted, escalated), (3, 1));

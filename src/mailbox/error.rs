@@ -7,6 +7,7 @@ use std::fmt;
 /// [`Sender::send_timeout`](super::Sender::send_timeout) did not enqueue a message.
 /// Each variant hands the message back.
 #[derive(PartialEq, Eq, Clone, Copy)]
+#[non_exhaustive]
 pub enum SendError<T> {
     /// The policy refused the message (a full `drop_newest` or `codel` mailbox).
     Rejected(T),
@@ -50,6 +51,7 @@ impl<T> std::error::Error for SendError<T> {}
 /// Why [`Sender::try_send`](super::Sender::try_send) did not enqueue a message.
 /// Each variant hands the message back.
 #[derive(PartialEq, Eq, Clone, Copy)]
+#[non_exhaustive]
 pub enum TrySendError<T> {
     /// The mailbox is full and its policy refuses, or would have made the sender wait.
     Full(T),
@@ -88,6 +90,7 @@ impl<T> std::error::Error for TrySendError<T> {}
 
 /// Why [`Receiver::try_recv`](super::Receiver::try_recv) returned no message.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
+#[non_exhaustive]
 pub enum TryRecvError {
     /// Nothing is queued right now.
     Empty,

@@ -24,6 +24,7 @@ use std::time::Duration;
     feature = "serde",
     serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub enum Policy {
     /// Never full: every message is accepted. Memory grows with the backlog.
     Unbounded,

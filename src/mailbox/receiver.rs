@@ -41,7 +41,13 @@ impl<T> Drop for Receiver<T> {
 
 impl<T: Send + 'static> Receiver<T> {
     /// Receives the next message; `None` once the mailbox is closed or every sender
-    /// is gone, and everything queued has been received.
+    /// is gone, and everything queued has been received. Messages whose deadline
+    /// passed while queued are never returned (they go to the eviction handler).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is taken out of the mailbox only in the poll that
+    /// returns it, so dropping the future (e.g. in `tokio::select!`) loses nothing.
     pub async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -132,6 +138,10 @@ impl<T: Send + 'static> Receiver<T> {
     }
 
     /// Takes a message if one is ready, never waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError`]: nothing queued now, or the mailbox has ended.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut core = self.shared.lock();
         match core.take_fast() {

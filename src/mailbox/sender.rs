@@ -72,29 +72,77 @@ impl<T> Drop for ParkGuard<'_, T> {
 
 impl<T: Send + 'static> Sender<T> {
     /// Sends a message under the policy: may wait for space (`block`, `coalesce`,
-    /// up to the policy's `send_timeout`), otherwise resolves at once.
+    /// up to the policy's `send_timeout`), otherwise resolves at once. Under
+    /// `drop_oldest` the message is always accepted and the oldest queued one
+    /// evicted to make room.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] hands the message back: `Rejected` by a full `drop_newest` or
+    /// `codel` mailbox, `Timeout` after the policy's `send_timeout`, `Closed` once
+    /// the receiver is dropped or closed.
     ///
     /// # Cancel safety
+    ///
     /// Dropping the future never loses or duplicates an accepted message: once
     /// accepted, the message is in the mailbox whatever happens to the future; a
     /// message still parked when the future is dropped was never accepted (not
     /// counted as sent) and is dropped with it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy, SendError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::DropNewest { capacity: 1 });
+    /// tx.send("first").await.unwrap();
+    /// // Full: the newcomer is refused and handed back.
+    /// assert_eq!(tx.send("second").await, Err(SendError::Rejected("second")));
+    /// assert_eq!(rx.recv().await, Some("first"));
+    /// # }
+    /// ```
     pub async fn send(&self, msg: T) -> Result<(), SendError<T>> {
         self.send_inner(msg, Meta::default(), None).await
     }
 
     /// [`send`](Self::send) with a coalescing key and/or deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
     pub async fn send_with(&self, msg: T, meta: Meta) -> Result<(), SendError<T>> {
         self.send_inner(msg, meta, None).await
     }
 
     /// Like [`send`](Self::send), but waits for space at most `timeout`
     /// (or the policy's `send_timeout`, whichever is shorter).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); `Timeout` once `timeout` has passed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
     pub async fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendError<T>> {
         self.send_inner(msg, Meta::default(), Some(timeout)).await
     }
 
     /// [`send_timeout`](Self::send_timeout) with a coalescing key and/or deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_timeout`](Self::send_timeout).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
     pub async fn send_timeout_with(
         &self,
         msg: T,
@@ -106,11 +154,20 @@ impl<T: Send + 'static> Sender<T> {
 
     /// Sends without ever waiting: where the policy would make the sender wait, the
     /// message is refused as `Full` (and counted as rejected).
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError`] hands the message back: `Full` when the policy refuses
+    /// or would make the sender wait, `Closed` once the receiver is gone.
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.try_send_with(msg, Meta::default())
     }
 
     /// [`try_send`](Self::try_send) with a coalescing key and/or deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send).
     pub fn try_send_with(&self, msg: T, meta: Meta) -> Result<(), TrySendError<T>> {
         let mut core = self.shared.lock();
         let msg = match fast_offer(&mut core, msg, &meta) {

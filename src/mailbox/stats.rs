@@ -5,6 +5,7 @@ use super::Policy;
 
 /// Where a message that entered a mailbox's accounting ended up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Handed to the receiver.
     Delivered,
@@ -64,6 +65,7 @@ impl Outcome {
 /// Why a message that had been accepted was taken out of the queue without being
 /// delivered; given to the eviction handler together with the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Eviction {
     /// `drop_oldest` made room for a newer message.
     DroppedOldest,
@@ -97,6 +99,7 @@ impl Eviction {
 /// checks it. A send is counted once it is resolved: a sender still waiting for
 /// space is in `waiting_senders`, not in `sent`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// The policy in force.
     pub policy: Policy,

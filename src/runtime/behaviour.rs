@@ -125,6 +125,7 @@ pub enum Envelope<S: Server> {
 
 /// Why a server instance ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExitReason {
     /// Asked to stop, or every handle was dropped.
     Normal,

@@ -7,6 +7,7 @@ use crate::mailbox::{Eviction, InvalidPolicy, SendError, TrySendError};
 
 /// Why a [`call`](super::ServerRef::call) got no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CallError {
     /// No reply within the call's timeout (waiting for mailbox space included).
     Timeout,
@@ -82,6 +83,7 @@ impl From<Eviction> for CallError {
 
 /// Why a [`cast`](super::ServerRef::cast) was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CastError {
     /// The server's mailbox refused it.
     Rejected,
@@ -137,6 +139,7 @@ impl<T> From<&TrySendError<T>> for CastError {
 
 /// Why a server could not be started.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// `init` returned an error (its message) or panicked.
     #[error("server failed to start: {0}")]

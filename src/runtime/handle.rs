@@ -168,6 +168,12 @@ impl<S: Server> ServerRef<S> {
         result
     }
 
+    /// Records a call to this server made another way (through a pool's router)
+    /// in its call metrics.
+    pub(crate) fn record_call(&self, took: Duration, err: Option<CallError>) {
+        self.calls.done(took, err);
+    }
+
     /// Sends a cast; waits for mailbox space only under the `block` and `coalesce`
     /// policies (and at most a `block` policy's `send_timeout`).
     ///

@@ -229,7 +229,9 @@ impl<S: Server> KeyedPool<S> {
         let Some(router) = &self.router else {
             return self.workers[worker].call_with(request, timeout, meta).await;
         };
-        let by_timeout = Instant::now() + timeout;
+        // Routed: timed and counted as a call of the worker's role, as a direct one is.
+        let started = Instant::now();
+        let by_timeout = started + timeout;
         let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
         let (reply, rx) = ReplyTo::pair();
         let meta = Meta {
@@ -242,18 +244,19 @@ impl<S: Server> KeyedPool<S> {
             meta: meta.clone(),
         };
         let sent = tokio::time::timeout_at(deadline, router.cast_with(routed, meta)).await;
-        match sent {
-            Err(_) => return Err(CallError::Timeout),
-            Ok(Err(CastError::Rejected)) => return Err(CallError::Rejected),
-            Ok(Err(CastError::Timeout)) => return Err(CallError::Timeout),
-            Ok(Err(CastError::Stopped)) => return Err(CallError::Stopped),
-            Ok(Ok(())) => {}
-        }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(CallError::Stopped),
+        let result = match sent {
             Err(_) => Err(CallError::Timeout),
-        }
+            Ok(Err(CastError::Rejected)) => Err(CallError::Rejected),
+            Ok(Err(CastError::Timeout)) => Err(CallError::Timeout),
+            Ok(Err(_)) => Err(CallError::Stopped),
+            Ok(Ok(())) => match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(CallError::Stopped),
+                Err(_) => Err(CallError::Timeout),
+            },
+        };
+        self.workers[worker].record_call(started.elapsed(), result.as_ref().err().copied());
+        result
     }
 
     /// Casts to the worker of `key`, through the router when routed.

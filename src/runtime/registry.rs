@@ -409,6 +409,7 @@ where
 
 /// Why a registry call failed: the server could not start, or the call itself failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegistryCallError {
     /// The server could not be started.
     Start(StartError),

@@ -80,6 +80,7 @@ impl RestartWindow {
 
 /// What a supervisor reports upward.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SupervisorEvent {
     /// A child ended abnormally and was restarted.
     Restarted {

@@ -514,8 +514,9 @@ impl Database {
             .cast_with(&name, store, Meta::keyed(key))
             .await
             .map_err(|e| match e {
-                CastError::Rejected | CastError::Timeout => StoreError::Rejected,
                 CastError::Stopped => StoreError::Stopped,
+                // Rejected, or no space in time.
+                _ => StoreError::Rejected,
             })
     }
 

@@ -82,9 +82,9 @@ impl From<RegistryCallError> for TodoSystemError {
             RegistryCallError::Cast(sluicegate::runtime::CastError::Timeout) => {
                 TodoSystemError::Timeout
             }
-            RegistryCallError::Cast(sluicegate::runtime::CastError::Rejected) => {
-                TodoSystemError::Overloaded(CallError::Rejected)
-            }
+            RegistryCallError::Cast(_) => TodoSystemError::Overloaded(CallError::Rejected),
+            // A kind of failure this version does not know: the request was not done.
+            _ => TodoSystemError::Unavailable(e.to_string()),
         }
     }
 }
