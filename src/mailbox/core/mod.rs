@@ -1,17 +1,18 @@
 //! The queue under the mailbox lock: policy decisions, the coalesce index, waiting
-//! senders and exact accounting. Synchronous; `mod.rs` wraps it with locking and
-//! wake-ups, and reaches it only through the methods here (no field is visible).
-//! (Over 500 lines on purpose: the state, every policy's decision and the invariants
-//! that bind them live behind one lock; split, the fields would have to be shared.)
+//! senders and exact accounting. Synchronous; `mailbox/mod.rs` wraps it with locking
+//! and wake-ups, and reaches it only through the methods here (no field is visible
+//! outside this module).
+//!
+//! One state machine in four files, one job each: this one holds the state and the
+//! hot paths (offer, take, the fast paths, parking); `slot.rs` the values that move
+//! through it (slots, stamps, effects); `lifecycle.rs` what changes the mailbox as a
+//! whole (close, discard, a live policy change); `invariants.rs` the invariants
+//! every operation restores and the `Stats` snapshot taken from the counters.
 //!
 //! Every method leaves the invariants listed at [`Core::check_invariants`] true before
 //! it returns, so the lock never exposes a half-done change; debug builds check them
 //! after each operation. Work that must not run under the lock (wake-ups, eviction
 //! hooks, dropping refused messages) is handed back in [`Effects`].
-//!
-//! Longer than 500 lines on purpose: it is one state machine whose invariants tie the
-//! queue, the coalesce index, the waiting senders and the counters together, and they
-//! are easier to check when every place that changes them is in one file.
 
 use std::collections::{HashMap, VecDeque};
 use std::task::Waker;
@@ -22,100 +23,42 @@ use tokio::time::Instant;
 use super::codel::Codel;
 use super::metrics::Handles;
 use super::policy::{Behaviour, WhenFull};
-use super::stats::{Counts, Eviction, Outcome, Stats};
-use super::sync::{Arc, Ordering};
+use super::stats::{Counts, Eviction, Outcome};
+use super::sync::Arc;
 pub(crate) use super::wait::{Resolved, WaitCell, WAITING};
 use super::{Key, Policy};
 
-/// A queued message with what the policies need to know about it.
-pub(crate) struct Slot<T> {
-    pub(crate) msg: T,
-    pub(crate) key: Option<Key>,
-    pub(crate) deadline: Stamp,
-    /// Enqueue time, when stamped (see `Core::stamp_next`).
-    pub(crate) enqueued: Stamp,
-}
+mod invariants;
+mod lifecycle;
+mod parking;
+mod slot;
 
-/// An instant as nanoseconds since the mailbox was built, plus one; 0 means none.
-/// Eight bytes instead of sixteen for an `Option<Instant>`, and compared as integers.
-/// Instants before the mailbox was built map to 1 (the earliest), which keeps every
-/// comparison with a later instant right.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Stamp(u64);
+use slot::Waiting;
+pub(crate) use slot::{CoalesceHook, Effects, Fast, Push, Slot, Stamp};
 
-impl Stamp {
-    pub(crate) const NONE: Stamp = Stamp(0);
-
-    pub(crate) fn is_some(self) -> bool {
-        self.0 != 0
-    }
-}
-
-/// A sender waiting for space, with its message parked here so that the receiver
-/// can hand it the freed slot directly (strict FIFO among waiters).
-struct Waiting<T> {
-    cell: Arc<WaitCell<T>>,
-    slot: Slot<T>,
-    waker: Waker,
-}
-
-/// Hook that merges a replaced message into its replacement (coalesce).
-pub(crate) type CoalesceHook<T> = std::sync::Arc<dyn Fn(T, &mut T) + Send + Sync>;
-
-/// Things to do once the lock is released: wake-ups and evicted messages.
-pub(crate) struct Effects<T> {
-    pub(crate) wake_rx: Option<Waker>,
-    pub(crate) wake_senders: Vec<Waker>,
-    pub(crate) evicted: Vec<(T, Eviction)>,
-}
-
-impl<T> Default for Effects<T> {
-    fn default() -> Self {
-        Effects {
-            wake_rx: None,
-            wake_senders: Vec::new(),
-            evicted: Vec::new(),
-        }
-    }
-}
-
-/// Result of [`Core::take_fast`].
-pub(crate) enum Fast<T> {
-    /// The next message, delivered.
-    Got(T),
-    /// Nothing queued.
-    Empty,
-    /// The fast path does not apply: use [`Core::take`].
-    Slow,
-}
-
-/// Result of offering a message to the queue.
-pub(crate) enum Push<T> {
-    Accepted,
-    /// Full and the policy refuses.
-    Full(Slot<T>),
-    Closed(Slot<T>),
-    /// Full and the policy makes the sender wait: the message is parked; the cell
-    /// says how it ends.
-    Parked(Arc<WaitCell<T>>),
-}
-
+/// The mailbox's state, behind its lock.
 pub(crate) struct Core<T> {
     /// Origin of every [`Stamp`] of this mailbox.
     base: Instant,
+    /// The policy in force (changed live by `set_policy`).
     policy: Policy,
     /// What the policy does at each decision (derived from `policy`).
-    b: Behaviour,
+    behaviour: Behaviour,
+    /// The queued messages, oldest first.
     queue: VecDeque<Slot<T>>,
     /// Sequence number of the queue's front; slot `i` has number `head_seq + i`.
     head_seq: u64,
     /// Coalesce index: key -> sequence number of the queued slot with that key.
     keys: HashMap<Key, u64>,
+    /// Senders parked for space (`block`, `coalesce`), first come first served.
     waiting: VecDeque<Waiting<T>>,
     /// Wait cells of resolved sends, reused once their sender has let go.
     spare: Vec<Arc<WaitCell<T>>>,
+    /// CoDel's state (idle unless the policy is `codel`).
     codel: Codel,
+    /// Every message offered, and each one's outcome.
     counts: Counts,
+    /// The most messages queued at once.
     peak: usize,
     /// Queued slots that carry a deadline: purging is skipped while zero.
     with_deadline: usize,
@@ -124,11 +67,17 @@ pub(crate) struct Core<T> {
     stamp: bool,
     /// Messages offered since the last sampled stamp.
     sample_tick: u32,
+    /// No message is accepted any more (the receiver closed or went away).
     closed: bool,
+    /// Live `Sender` handles; at 0 the receiver sees the end once drained.
     senders: usize,
+    /// The receiver, when it waits for a message.
     rx_waker: Option<Waker>,
+    /// Metric handles, when metrics are on.
     metrics: Option<Handles>,
+    /// The role label of the mailbox's metrics and logs.
     role: &'static str,
+    /// Merges a replaced message into its replacement (coalesce).
     on_coalesce: Option<CoalesceHook<T>>,
 }
 
@@ -148,7 +97,7 @@ impl<T> Core<T> {
         let stamp = b.codel.is_some();
         Core {
             base: Instant::now(),
-            b,
+            behaviour: b,
             queue: VecDeque::with_capacity(policy.capacity().unwrap_or(0).min(1024)),
             policy,
             head_seq: 0,
@@ -205,7 +154,7 @@ impl<T> Core<T> {
     }
 
     fn capacity(&self) -> usize {
-        self.b.capacity
+        self.behaviour.capacity
     }
 
     fn is_full(&self) -> bool {
@@ -225,7 +174,7 @@ impl<T> Core<T> {
     }
 
     fn push_back(&mut self, slot: Slot<T>, fx: &mut Effects<T>) {
-        if let (true, Some(key)) = (self.b.coalesces, &slot.key) {
+        if let (true, Some(key)) = (self.behaviour.coalesces, &slot.key) {
             self.keys
                 .insert(key.clone(), self.head_seq + self.queue.len() as u64);
         }
@@ -284,7 +233,7 @@ impl<T> Core<T> {
         }
         // Re-enqueue the survivors in order; rebuild their bookkeeping.
         for slot in kept {
-            if let (true, Some(key)) = (self.b.coalesces, &slot.key) {
+            if let (true, Some(key)) = (self.behaviour.coalesces, &slot.key) {
                 self.keys
                     .insert(key.clone(), self.head_seq + self.queue.len() as u64);
             }
@@ -349,7 +298,7 @@ impl<T> Core<T> {
     /// `offer` to decide.
     #[inline]
     pub(crate) fn push_fast(&mut self, msg: T, deadline: Stamp) -> Result<Option<Waker>, T> {
-        if self.closed || !self.waiting.is_empty() || self.queue.len() >= self.b.capacity {
+        if self.closed || !self.waiting.is_empty() || self.queue.len() >= self.behaviour.capacity {
             return Err(msg);
         }
         let enqueued = if self.stamp_next() {
@@ -383,7 +332,7 @@ impl<T> Core<T> {
     /// handle, with nothing changed.
     #[inline]
     pub(crate) fn take_fast(&mut self) -> Fast<T> {
-        if self.b.codel.is_some() || !self.waiting.is_empty() {
+        if self.behaviour.codel.is_some() || !self.waiting.is_empty() {
             return Fast::Slow;
         }
         let Some(front) = self.queue.front() else {
@@ -438,7 +387,7 @@ impl<T> Core<T> {
         if !self.closed
             && self.waiting.is_empty()
             && self.queue.len() < self.capacity()
-            && (slot.key.is_none() || !self.b.coalesces)
+            && (slot.key.is_none() || !self.behaviour.coalesces)
         {
             self.push_back(slot, fx);
             return Push::Accepted;
@@ -451,7 +400,7 @@ impl<T> Core<T> {
         // A keyed message replaces the queued one with its key, unless a sender with
         // that key is still waiting: its older content must not land after this newer
         // one, so the newcomer queues behind it instead.
-        let slot = if self.b.coalesces && !self.key_waits(&slot) {
+        let slot = if self.behaviour.coalesces && !self.key_waits(&slot) {
             match self.try_coalesce(slot, fx) {
                 Ok(()) => return Push::Accepted,
                 Err(slot) => slot,
@@ -478,7 +427,7 @@ impl<T> Core<T> {
                 }
             }
         }
-        match self.b.when_full {
+        match self.behaviour.when_full {
             WhenFull::Grow => {
                 self.push_back(slot, fx);
                 Push::Accepted
@@ -513,110 +462,6 @@ impl<T> Core<T> {
         }
     }
 
-    /// Moves parked sends into free room, oldest first, and resolves them.
-    fn fill_from_waiting(&mut self, fx: &mut Effects<T>) {
-        while let Some(front) = self.waiting.front() {
-            let fits = !self.is_full()
-                || matches!(self.b.when_full, WhenFull::Grow | WhenFull::EvictOldest)
-                || (self.b.coalesces
-                    && front
-                        .slot
-                        .key
-                        .as_ref()
-                        .is_some_and(|k| self.keys.contains_key(k)));
-            if !fits {
-                break;
-            }
-            let Some(w) = self.waiting.pop_front() else {
-                break;
-            };
-            let slot = if self.b.coalesces {
-                self.try_coalesce(w.slot, fx).err()
-            } else {
-                Some(w.slot)
-            };
-            if let Some(slot) = slot {
-                if self.is_full() {
-                    // Only drop_oldest gets here when full.
-                    if let Some(oldest) = self.pop_front() {
-                        self.evict(oldest, Eviction::DroppedOldest, fx);
-                    }
-                }
-                self.push_back(slot, fx);
-            }
-            self.finish_wait(w.cell, w.waker, Resolved::Accepted, fx);
-        }
-    }
-
-    /// A wait cell for a sender about to park: a spare one its last sender has let
-    /// go of, or a new one.
-    fn wait_cell(&mut self) -> Arc<WaitCell<T>> {
-        while let Some(cell) = self.spare.pop() {
-            if Arc::strong_count(&cell) == 1 {
-                cell.state.store(WAITING, Ordering::Relaxed);
-                *cell.back.lock() = None;
-                return cell;
-            }
-            // Its sender has not read it yet; drop our handle, the sender frees it.
-        }
-        Arc::new(WaitCell::new())
-    }
-
-    /// Resolves a parked send, queues its wake-up and keeps the cell for reuse.
-    fn finish_wait(
-        &mut self,
-        cell: Arc<WaitCell<T>>,
-        waker: Waker,
-        outcome: Resolved<T>,
-        fx: &mut Effects<T>,
-    ) {
-        cell.resolve(outcome);
-        fx.wake_senders.push(waker);
-        if self.spare.len() < 64 {
-            self.spare.push(cell);
-        }
-    }
-
-    /// A parked sender polled again before it was resolved, maybe from another task:
-    /// its waker is replaced when it would not wake the same task. `Some` if the send
-    /// was resolved in the meantime.
-    pub(crate) fn repark(&mut self, cell: &Arc<WaitCell<T>>, waker: &Waker) -> Option<Resolved<T>> {
-        if let Some(r) = cell.resolved() {
-            return Some(r);
-        }
-        if let Some(w) = self.waiting.iter_mut().find(|w| Arc::ptr_eq(&w.cell, cell)) {
-            if !w.waker.will_wake(waker) {
-                w.waker = waker.clone();
-            }
-        }
-        None
-    }
-
-    /// A parked sender gives up (timeout or dropped future). Returns how its send
-    /// ended: its message back if it was still parked (`timed_out` says whether to
-    /// count it as timed out), or the outcome if it was resolved meanwhile.
-    pub(crate) fn cancel_parked(
-        &mut self,
-        cell: &Arc<WaitCell<T>>,
-        timed_out: bool,
-    ) -> Option<Result<(), crate::mailbox::SendError<T>>> {
-        if let Some(r) = cell.resolved() {
-            return Some(r.into_result());
-        }
-        let pos = self
-            .waiting
-            .iter()
-            .position(|w| Arc::ptr_eq(&w.cell, cell))?;
-        let w = self.waiting.remove(pos)?;
-        if timed_out {
-            self.count_sent();
-            self.count(Outcome::TimedOut);
-        }
-        Some(Err(crate::mailbox::SendError::Timeout(w.slot.msg)))
-    }
-
-    /// Takes the next deliverable message, applying expiry and CoDel at dequeue.
-    /// Returns the message and its sojourn time when stamped.
     /// Takes the next deliverable message, applying expiry and CoDel at dequeue, and
     /// records its sojourn when it was stamped and metrics are on.
     pub(crate) fn take(&mut self, fx: &mut Effects<T>) -> Option<T> {
@@ -743,7 +588,7 @@ impl<T> Core<T> {
                 let now = now.unwrap_or_else(|| self.now());
                 Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0))
             });
-            if let (Some((target, interval)), Some(now)) = (self.b.codel, now_instant) {
+            if let (Some((target, interval)), Some(now)) = (self.behaviour.codel, now_instant) {
                 let standing = !self.queue.is_empty();
                 if self.codel.should_shed(
                     now,
@@ -758,162 +603,6 @@ impl<T> Core<T> {
             }
             self.count(Outcome::Delivered);
             break Some((slot.msg, sojourn));
-        }
-    }
-
-    /// Refuses new messages and hands every parked message back as `Closed`.
-    pub(crate) fn close(&mut self, fx: &mut Effects<T>) {
-        self.closed = true;
-        while let Some(w) = self.waiting.pop_front() {
-            self.count_sent();
-            self.count(Outcome::Closed);
-            self.finish_wait(w.cell, w.waker, Resolved::Closed(w.slot.msg), fx);
-        }
-        self.debug_check();
-    }
-
-    /// Takes every queued message out, counted as discarded.
-    pub(crate) fn discard_all(&mut self, fx: &mut Effects<T>) -> Vec<T> {
-        let mut out = Vec::with_capacity(self.queue.len());
-        while let Some(slot) = self.pop_front() {
-            self.count(Outcome::Discarded);
-            out.push(slot.msg);
-        }
-        self.codel.reset();
-        self.fill_from_waiting(fx);
-        self.debug_check();
-        out
-    }
-
-    /// Switches policy on the live queue. What no longer fits is handled by the new
-    /// policy: evicted as oldest (`drop_oldest`), evicted as newest and counted as
-    /// rejected (`drop_newest`, `codel`), or kept (`block`, `coalesce`, `unbounded`:
-    /// nothing accepted is lost; senders wait until the queue drains below capacity).
-    pub(crate) fn set_policy(&mut self, policy: Policy, fx: &mut Effects<T>) {
-        if let Some(m) = self.metrics.take() {
-            m.retire(self.queue.len());
-            // The fresh handles publish the queue's length with their first batch.
-            self.metrics = Some(Handles::new(self.role, policy.name(), policy.capacity()));
-        }
-        self.b = policy.behaviour();
-        if self.b.codel.is_some() {
-            self.stamp = true;
-        }
-        self.policy = policy;
-        self.codel.reset();
-        // Rebuild the coalesce index for the new policy.
-        self.keys.clear();
-        if self.b.coalesces {
-            for (i, slot) in self.queue.iter().enumerate() {
-                if let Some(k) = &slot.key {
-                    self.keys.insert(k.clone(), self.head_seq + i as u64);
-                }
-            }
-        }
-        let cap = self.capacity();
-        match self.b.when_full {
-            WhenFull::EvictOldest => {
-                while self.queue.len() > cap {
-                    if let Some(slot) = self.pop_front() {
-                        self.evict(slot, Eviction::DroppedOldest, fx);
-                    }
-                }
-            }
-            WhenFull::Refuse => {
-                while self.queue.len() > cap {
-                    if let Some(slot) = self.queue.pop_back() {
-                        let seq = self.head_seq + self.queue.len() as u64;
-                        self.forget(&slot, seq);
-                        self.evict(slot, Eviction::Rejected, fx);
-                    }
-                }
-            }
-            WhenFull::Grow | WhenFull::Wait => {}
-        }
-        self.fill_from_waiting(fx);
-        // Parked senders the new policy would not make wait are refused.
-        if self.b.when_full != WhenFull::Wait {
-            while let Some(w) = self.waiting.pop_front() {
-                self.count_sent();
-                self.count(Outcome::Rejected);
-                self.finish_wait(w.cell, w.waker, Resolved::Rejected(w.slot.msg), fx);
-            }
-        }
-        self.debug_check();
-    }
-
-    /// Checks, in debug builds, the invariants every operation restores before the
-    /// lock is released (see the list in [`check_invariants`](Self::check_invariants)).
-    #[inline]
-    fn debug_check(&self) {
-        #[cfg(debug_assertions)]
-        self.check_invariants();
-    }
-
-    /// The core's invariants, checked after every operation in debug builds; the
-    /// parts that walk the queue only while it holds at most 256 slots.
-    ///
-    /// 1. Accounting: `sent` equals the sum of every outcome plus the depth.
-    /// 2. `peak_depth` is at least the depth.
-    /// 3. Only a waiting policy has parked senders, and a closed mailbox has none.
-    /// 4. A policy that evicts or refuses when full never holds more than its capacity.
-    /// 5. `with_deadline` counts exactly the queued slots that carry a deadline.
-    /// 6. The coalesce index is empty unless the policy coalesces, and then maps each
-    ///    key to a queued slot that carries that key.
-    #[cfg(debug_assertions)]
-    pub(crate) fn check_invariants(&self) {
-        let st = self.stats();
-        assert!(
-            st.is_balanced(),
-            "mailbox accounting out of balance: {st:?}"
-        );
-        assert!(self.peak >= self.queue.len(), "peak below depth");
-        assert!(
-            self.waiting.is_empty() || (self.b.when_full == WhenFull::Wait && !self.closed),
-            "parked senders under {} (closed: {})",
-            self.policy,
-            self.closed
-        );
-        if matches!(self.b.when_full, WhenFull::EvictOldest | WhenFull::Refuse) {
-            assert!(self.queue.len() <= self.b.capacity, "over capacity");
-        }
-        if !self.b.coalesces {
-            assert!(self.keys.is_empty(), "coalesce index without coalesce");
-        }
-        if self.queue.len() > 256 {
-            return;
-        }
-        let with_deadline = self.queue.iter().filter(|s| s.deadline.is_some()).count();
-        assert_eq!(self.with_deadline, with_deadline, "deadline count");
-        for (key, &seq) in &self.keys {
-            let idx = seq
-                .checked_sub(self.head_seq)
-                .map(|i| i as usize)
-                .filter(|&i| i < self.queue.len());
-            let Some(idx) = idx else {
-                panic!("coalesce index points outside the queue for {key:?}");
-            };
-            assert_eq!(self.queue[idx].key.as_ref(), Some(key), "coalesce index");
-        }
-    }
-
-    pub(crate) fn stats(&self) -> Stats {
-        let c = &self.counts.by_outcome;
-        Stats {
-            policy: self.policy.clone(),
-            sent: self.counts.sent,
-            delivered: c[Outcome::Delivered.index()],
-            rejected: c[Outcome::Rejected.index()],
-            timed_out: c[Outcome::TimedOut.index()],
-            dropped_oldest: c[Outcome::DroppedOldest.index()],
-            shed: c[Outcome::Shed.index()],
-            coalesced: c[Outcome::Coalesced.index()],
-            expired: c[Outcome::Expired.index()],
-            closed: c[Outcome::Closed.index()],
-            discarded: c[Outcome::Discarded.index()],
-            depth: self.queue.len(),
-            peak_depth: self.peak,
-            waiting_senders: self.waiting.len(),
         }
     }
 }

@@ -1,0 +1,88 @@
+//! The invariants every core operation restores before the lock is released
+//! (checked after each one in debug builds), and the [`Stats`] snapshot read from
+//! the counters.
+
+#[cfg(debug_assertions)]
+use super::super::policy::WhenFull;
+use super::super::stats::{Outcome, Stats};
+use super::Core;
+
+impl<T> Core<T> {
+    /// Checks, in debug builds, the invariants every operation restores before the
+    /// lock is released (see the list in [`check_invariants`](Self::check_invariants)).
+    #[inline]
+    pub(super) fn debug_check(&self) {
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
+    /// The core's invariants, checked after every operation in debug builds; the
+    /// parts that walk the queue only while it holds at most 256 slots.
+    ///
+    /// 1. Accounting: `sent` equals the sum of every outcome plus the depth.
+    /// 2. `peak_depth` is at least the depth.
+    /// 3. Only a waiting policy has parked senders, and a closed mailbox has none.
+    /// 4. A policy that evicts or refuses when full never holds more than its capacity.
+    /// 5. `with_deadline` counts exactly the queued slots that carry a deadline.
+    /// 6. The coalesce index is empty unless the policy coalesces, and then maps each
+    ///    key to a queued slot that carries that key.
+    #[cfg(debug_assertions)]
+    pub(crate) fn check_invariants(&self) {
+        let st = self.stats();
+        assert!(
+            st.is_balanced(),
+            "mailbox accounting out of balance: {st:?}"
+        );
+        assert!(self.peak >= self.queue.len(), "peak below depth");
+        assert!(
+            self.waiting.is_empty() || (self.behaviour.when_full == WhenFull::Wait && !self.closed),
+            "parked senders under {} (closed: {})",
+            self.policy,
+            self.closed
+        );
+        if matches!(
+            self.behaviour.when_full,
+            WhenFull::EvictOldest | WhenFull::Refuse
+        ) {
+            assert!(self.queue.len() <= self.behaviour.capacity, "over capacity");
+        }
+        if !self.behaviour.coalesces {
+            assert!(self.keys.is_empty(), "coalesce index without coalesce");
+        }
+        if self.queue.len() > 256 {
+            return;
+        }
+        let with_deadline = self.queue.iter().filter(|s| s.deadline.is_some()).count();
+        assert_eq!(self.with_deadline, with_deadline, "deadline count");
+        for (key, &seq) in &self.keys {
+            let idx = seq
+                .checked_sub(self.head_seq)
+                .map(|i| i as usize)
+                .filter(|&i| i < self.queue.len());
+            let Some(idx) = idx else {
+                panic!("coalesce index points outside the queue for {key:?}");
+            };
+            assert_eq!(self.queue[idx].key.as_ref(), Some(key), "coalesce index");
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counts.by_outcome;
+        Stats {
+            policy: self.policy.clone(),
+            sent: self.counts.sent,
+            delivered: c[Outcome::Delivered.index()],
+            rejected: c[Outcome::Rejected.index()],
+            timed_out: c[Outcome::TimedOut.index()],
+            dropped_oldest: c[Outcome::DroppedOldest.index()],
+            shed: c[Outcome::Shed.index()],
+            coalesced: c[Outcome::Coalesced.index()],
+            expired: c[Outcome::Expired.index()],
+            closed: c[Outcome::Closed.index()],
+            discarded: c[Outcome::Discarded.index()],
+            depth: self.queue.len(),
+            peak_depth: self.peak,
+            waiting_senders: self.waiting.len(),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! What changes the mailbox as a whole: closing it, discarding what is queued, and
+//! switching its policy while it runs (what no longer fits is handled by the new
+//! policy; nothing accepted is lost without being counted).
+
+use super::super::policy::WhenFull;
+use super::super::stats::{Eviction, Outcome};
+use super::super::Policy;
+use super::{Core, Effects, Handles, Resolved};
+
+impl<T> Core<T> {
+    /// Refuses new messages and hands every parked message back as `Closed`.
+    pub(crate) fn close(&mut self, fx: &mut Effects<T>) {
+        self.closed = true;
+        while let Some(w) = self.waiting.pop_front() {
+            self.count_sent();
+            self.count(Outcome::Closed);
+            self.finish_wait(w.cell, w.waker, Resolved::Closed(w.slot.msg), fx);
+        }
+        self.debug_check();
+    }
+
+    /// Takes every queued message out, counted as discarded.
+    pub(crate) fn discard_all(&mut self, fx: &mut Effects<T>) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.queue.len());
+        while let Some(slot) = self.pop_front() {
+            self.count(Outcome::Discarded);
+            out.push(slot.msg);
+        }
+        self.codel.reset();
+        self.fill_from_waiting(fx);
+        self.debug_check();
+        out
+    }
+
+    /// Switches policy on the live queue. What no longer fits is handled by the new
+    /// policy: evicted as oldest (`drop_oldest`), evicted as newest and counted as
+    /// rejected (`drop_newest`, `codel`), or kept (`block`, `coalesce`, `unbounded`:
+    /// nothing accepted is lost; senders wait until the queue drains below capacity).
+    pub(crate) fn set_policy(&mut self, policy: Policy, fx: &mut Effects<T>) {
+        if let Some(m) = self.metrics.take() {
+            m.retire(self.queue.len());
+            // The fresh handles publish the queue's length with their first batch.
+            self.metrics = Some(Handles::new(self.role, policy.name(), policy.capacity()));
+        }
+        self.behaviour = policy.behaviour();
+        if self.behaviour.codel.is_some() {
+            self.stamp = true;
+        }
+        self.policy = policy;
+        self.codel.reset();
+        // Rebuild the coalesce index for the new policy.
+        self.keys.clear();
+        if self.behaviour.coalesces {
+            for (i, slot) in self.queue.iter().enumerate() {
+                if let Some(k) = &slot.key {
+                    self.keys.insert(k.clone(), self.head_seq + i as u64);
+                }
+            }
+        }
+        let cap = self.capacity();
+        match self.behaviour.when_full {
+            WhenFull::EvictOldest => {
+                while self.queue.len() > cap {
+                    if let Some(slot) = self.pop_front() {
+                        self.evict(slot, Eviction::DroppedOldest, fx);
+                    }
+                }
+            }
+            WhenFull::Refuse => {
+                while self.queue.len() > cap {
+                    if let Some(slot) = self.queue.pop_back() {
+                        let seq = self.head_seq + self.queue.len() as u64;
+                        self.forget(&slot, seq);
+                        self.evict(slot, Eviction::Rejected, fx);
+                    }
+                }
+            }
+            WhenFull::Grow | WhenFull::Wait => {}
+        }
+        self.fill_from_waiting(fx);
+        // Parked senders the new policy would not make wait are refused.
+        if self.behaviour.when_full != WhenFull::Wait {
+            while let Some(w) = self.waiting.pop_front() {
+                self.count_sent();
+                self.count(Outcome::Rejected);
+                self.finish_wait(w.cell, w.waker, Resolved::Rejected(w.slot.msg), fx);
+            }
+        }
+        self.debug_check();
+    }
+}

@@ -1,0 +1,117 @@
+//! Senders that wait for space (`block`, `coalesce`): parking a send with its
+//! message, handing freed room to the oldest parked send (strict FIFO among
+//! waiters), re-registering a waker, and a parked send given up by its future.
+
+use std::task::Waker;
+
+use super::super::policy::WhenFull;
+use super::super::stats::{Eviction, Outcome};
+use super::super::sync::{Arc, Ordering};
+use super::{Core, Effects, Resolved, WaitCell, WAITING};
+
+impl<T> Core<T> {
+    /// Moves parked sends into free room, oldest first, and resolves them.
+    pub(super) fn fill_from_waiting(&mut self, fx: &mut Effects<T>) {
+        while let Some(front) = self.waiting.front() {
+            let fits = !self.is_full()
+                || matches!(
+                    self.behaviour.when_full,
+                    WhenFull::Grow | WhenFull::EvictOldest
+                )
+                || (self.behaviour.coalesces
+                    && front
+                        .slot
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| self.keys.contains_key(k)));
+            if !fits {
+                break;
+            }
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            let slot = if self.behaviour.coalesces {
+                self.try_coalesce(w.slot, fx).err()
+            } else {
+                Some(w.slot)
+            };
+            if let Some(slot) = slot {
+                if self.is_full() {
+                    // Only drop_oldest gets here when full.
+                    if let Some(oldest) = self.pop_front() {
+                        self.evict(oldest, Eviction::DroppedOldest, fx);
+                    }
+                }
+                self.push_back(slot, fx);
+            }
+            self.finish_wait(w.cell, w.waker, Resolved::Accepted, fx);
+        }
+    }
+
+    /// A wait cell for a sender about to park: a spare one its last sender has let
+    /// go of, or a new one.
+    pub(super) fn wait_cell(&mut self) -> Arc<WaitCell<T>> {
+        while let Some(cell) = self.spare.pop() {
+            if Arc::strong_count(&cell) == 1 {
+                cell.state.store(WAITING, Ordering::Relaxed);
+                *cell.back.lock() = None;
+                return cell;
+            }
+            // Its sender has not read it yet; drop our handle, the sender frees it.
+        }
+        Arc::new(WaitCell::new())
+    }
+
+    /// Resolves a parked send, queues its wake-up and keeps the cell for reuse.
+    pub(super) fn finish_wait(
+        &mut self,
+        cell: Arc<WaitCell<T>>,
+        waker: Waker,
+        outcome: Resolved<T>,
+        fx: &mut Effects<T>,
+    ) {
+        cell.resolve(outcome);
+        fx.wake_senders.push(waker);
+        if self.spare.len() < 64 {
+            self.spare.push(cell);
+        }
+    }
+
+    /// A parked sender polled again before it was resolved, maybe from another task:
+    /// its waker is replaced when it would not wake the same task. `Some` if the send
+    /// was resolved in the meantime.
+    pub(crate) fn repark(&mut self, cell: &Arc<WaitCell<T>>, waker: &Waker) -> Option<Resolved<T>> {
+        if let Some(r) = cell.resolved() {
+            return Some(r);
+        }
+        if let Some(w) = self.waiting.iter_mut().find(|w| Arc::ptr_eq(&w.cell, cell)) {
+            if !w.waker.will_wake(waker) {
+                w.waker = waker.clone();
+            }
+        }
+        None
+    }
+
+    /// A parked sender gives up (timeout or dropped future). Returns how its send
+    /// ended: its message back if it was still parked (`timed_out` says whether to
+    /// count it as timed out), or the outcome if it was resolved meanwhile.
+    pub(crate) fn cancel_parked(
+        &mut self,
+        cell: &Arc<WaitCell<T>>,
+        timed_out: bool,
+    ) -> Option<Result<(), crate::mailbox::SendError<T>>> {
+        if let Some(r) = cell.resolved() {
+            return Some(r.into_result());
+        }
+        let pos = self
+            .waiting
+            .iter()
+            .position(|w| Arc::ptr_eq(&w.cell, cell))?;
+        let w = self.waiting.remove(pos)?;
+        if timed_out {
+            self.count_sent();
+            self.count(Outcome::TimedOut);
+        }
+        Some(Err(crate::mailbox::SendError::Timeout(w.slot.msg)))
+    }
+}

@@ -1,0 +1,83 @@
+//! The values that move through the core: a queued [`Slot`] and its [`Stamp`]s, a
+//! parked sender ([`Waiting`]), and what an operation hands back to be done once the
+//! lock is released ([`Effects`], [`Fast`], [`Push`]).
+
+use std::task::Waker;
+
+use super::super::stats::Eviction;
+use super::super::sync::Arc;
+use super::super::wait::WaitCell;
+use super::super::Key;
+
+/// A queued message with what the policies need to know about it.
+pub(crate) struct Slot<T> {
+    pub(crate) msg: T,
+    pub(crate) key: Option<Key>,
+    pub(crate) deadline: Stamp,
+    /// Enqueue time, when stamped (see `Core::stamp_next`).
+    pub(crate) enqueued: Stamp,
+}
+
+/// An instant as nanoseconds since the mailbox was built, plus one; 0 means none.
+/// Eight bytes instead of sixteen for an `Option<Instant>`, and compared as integers.
+/// Instants before the mailbox was built map to 1 (the earliest), which keeps every
+/// comparison with a later instant right.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp(pub(super) u64);
+
+impl Stamp {
+    pub(crate) const NONE: Stamp = Stamp(0);
+
+    pub(crate) fn is_some(self) -> bool {
+        self.0 != 0
+    }
+}
+
+/// A sender waiting for space, with its message parked here so that the receiver
+/// can hand it the freed slot directly (strict FIFO among waiters).
+pub(super) struct Waiting<T> {
+    pub(super) cell: Arc<WaitCell<T>>,
+    pub(super) slot: Slot<T>,
+    pub(super) waker: Waker,
+}
+
+/// Hook that merges a replaced message into its replacement (coalesce).
+pub(crate) type CoalesceHook<T> = std::sync::Arc<dyn Fn(T, &mut T) + Send + Sync>;
+
+/// Things to do once the lock is released: wake-ups and evicted messages.
+pub(crate) struct Effects<T> {
+    pub(crate) wake_rx: Option<Waker>,
+    pub(crate) wake_senders: Vec<Waker>,
+    pub(crate) evicted: Vec<(T, Eviction)>,
+}
+
+impl<T> Default for Effects<T> {
+    fn default() -> Self {
+        Effects {
+            wake_rx: None,
+            wake_senders: Vec::new(),
+            evicted: Vec::new(),
+        }
+    }
+}
+
+/// Result of [`Core::take_fast`].
+pub(crate) enum Fast<T> {
+    /// The next message, delivered.
+    Got(T),
+    /// Nothing queued.
+    Empty,
+    /// The fast path does not apply: use [`Core::take`].
+    Slow,
+}
+
+/// Result of offering a message to the queue.
+pub(crate) enum Push<T> {
+    Accepted,
+    /// Full and the policy refuses.
+    Full(Slot<T>),
+    Closed(Slot<T>),
+    /// Full and the policy makes the sender wait: the message is parked; the cell
+    /// says how it ends.
+    Parked(Arc<WaitCell<T>>),
+}
