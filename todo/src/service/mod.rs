@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 mod error;
+mod fields;
 pub mod forward;
 mod http_metrics;
 mod lock;

@@ -1,7 +1,6 @@
-//! Routes and handlers of the to-do API; every extractor's rejection becomes a
-//! 400 (or 413) JSON error that names the bad field. (Over 500 lines: the handlers
-//! share the field checks and error wording below; moving the checks to their own
-//! file is the next split.)
+//! Routes, middleware and handlers of the to-do API. The handlers take the
+//! request's parts through `fields.rs`, where every rejection becomes a 400 (or 413)
+//! JSON error that names the bad field.
 
 use std::time::Duration;
 
@@ -13,17 +12,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::error::{json_errors, ApiError};
+use super::fields::*;
 use super::refusals::{self, RefusalLog};
 use super::{http_metrics, AppState, BODY_LIMIT};
-use crate::config::AckMode;
-use crate::domain::{parse_date, EntryUpdate, ListName, WriteOutcome};
+use crate::domain::{EntryUpdate, ListName, WriteOutcome};
 
 pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
     let forwarder = state.cluster.clone().map(|node| {
@@ -189,199 +187,6 @@ pub(super) fn without_stale_policies(text: &str, current: &[(&str, &str)]) -> St
         }
     }
     out
-}
-
-fn list_name(raw: &str) -> Result<ListName, ApiError> {
-    ListName::new(raw).map_err(|e| ApiError::bad_request(format!("list: {e}")))
-}
-
-fn path_list(path: Result<Path<String>, PathRejection>) -> Result<ListName, ApiError> {
-    let Path(raw) = path.map_err(|e| ApiError::bad_request(format!("list: {}", e.body_text())))?;
-    list_name(&raw)
-}
-
-fn path_list_id(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(ListName, u64), ApiError> {
-    let Path((raw, id)) =
-        path.map_err(|e| ApiError::bad_request(format!("path: {}", e.body_text())))?;
-    let list = list_name(&raw)?;
-    let id = id
-        .parse::<u64>()
-        .ok()
-        .filter(|id| (1..=MAX_ID).contains(id))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "id: \"{}\" is not an entry id (a whole number from 1 to {MAX_ID})",
-                id.chars().take(64).collect::<String>(),
-            ))
-        })?;
-    Ok((list, id))
-}
-
-/// A JSON body as `T`: only an object is accepted (serde would also take an array
-/// as a positional struct), and the message names the field without serde's type names.
-fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .is_some_and(|v| {
-            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
-        });
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "body: expected a request with `Content-Type: application/json`",
-        ));
-    }
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => {}
-        Some(_) => return Err(ApiError::bad_request(
-            "body: expected a JSON object, e.g. {\"date\": \"2026-11-23\", \"title\": \"Dentist\"}",
-        )),
-        None => return Err(ApiError::bad_request("body: empty; expected a JSON object")),
-    }
-    match Json::<T>::from_bytes(body) {
-        Ok(Json(v)) => Ok(v),
-        Err(e) => {
-            let text = e.body_text();
-            let detail = text
-                .split_once(": ")
-                .filter(|(head, _)| head.starts_with("Failed to"))
-                .map_or(text.as_str(), |(_, rest)| rest);
-            Err(ApiError::bad_request(format!("body: {detail}")))
-        }
-    }
-}
-
-/// A query string as `T` (unknown parameters refused, by name).
-fn query<T: serde::de::DeserializeOwned>(
-    q: Result<Query<T>, QueryRejection>,
-) -> Result<T, ApiError> {
-    q.map(|Query(v)| v).map_err(|e| {
-        let text = e.body_text();
-        let detail = text
-            .split_once(": ")
-            .filter(|(head, _)| head.starts_with("Failed to"))
-            .map_or(text.as_str(), |(_, rest)| rest);
-        ApiError::bad_request(format!("query: {detail}"))
-    })
-}
-
-/// Deserializes a present field that must not be `null` (absent stays `None`
-/// through `#[serde(default)]`).
-fn not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AckQuery {
-    ack: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ReadQuery {
-    date: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<String>,
-    after: Option<String>,
-    done: Option<String>,
-}
-
-/// A route without query parameters: any one given is refused by name.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NoQuery {}
-
-/// The largest entry id the API takes: OpenAPI's `int64` maximum (2^63-1), which JSON
-/// clients and schema tools handle; a list assigns ids from 1 upwards and never
-/// reaches it.
-pub const MAX_ID: u64 = i64::MAX as u64;
-
-/// Most entries one page holds (`limit` defaults to all).
-pub const MAX_PAGE: usize = 1000;
-
-/// What a list name escapes in a URL path segment: all but RFC 3986's unreserved characters.
-const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// The path of a list's entries, percent-encoded.
-fn entries_path(list: &ListName) -> String {
-    format!(
-        "/lists/{}/entries",
-        percent_encoding::utf8_percent_encode(list.as_str(), PATH_SEGMENT)
-    )
-}
-
-fn ack(q: Result<Query<AckQuery>, QueryRejection>) -> Result<Option<AckMode>, ApiError> {
-    query(q)?
-        .ack
-        .map(|a| {
-            a.parse::<AckMode>()
-                .map_err(|e| ApiError::bad_request(format!("ack: {e}")))
-        })
-        .transpose()
-}
-
-fn date_field(field: &str, value: &str) -> Result<chrono::NaiveDate, ApiError> {
-    parse_date(value).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewEntry {
-    date: String,
-    title: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryPatch {
-    #[serde(default, deserialize_with = "not_null")]
-    date: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
-    title: Option<String>,
-    #[serde(default, deserialize_with = "not_null_bool")]
-    done: Option<bool>,
-}
-
-/// As [`not_null`], for a flag.
-fn not_null_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    bool::deserialize(d).map(Some)
-}
-
-/// Refuses a title that is only whitespace (the list checks length and control characters).
-fn title_field(title: &str) -> Result<(), ApiError> {
-    if !title.is_empty() && title.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "title: only whitespace; give a title with visible text",
-        ));
-    }
-    Ok(())
-}
-
-/// The answer to a write: `done` with the entry, or `202` with what was accepted
-/// (`accepted`: the write as queued; a new entry's id is not known until applied).
-fn written(outcome: WriteOutcome, done: StatusCode, accepted: serde_json::Value) -> Response {
-    match outcome {
-        WriteOutcome::Accepted => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
-        WriteOutcome::Done(entry) if done == StatusCode::NO_CONTENT => {
-            let _ = entry;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        WriteOutcome::Done(entry) => (done, Json(entry)).into_response(),
-    }
 }
 
 #[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
