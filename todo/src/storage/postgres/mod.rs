@@ -1,8 +1,8 @@
 //! PostgreSQL storage (`storage.backend = "postgres"`, `storage.url`): entries as
 //! rows, a store writes its change, and a batch of any number of lists commits in
 //! one transaction on a pooled connection (`tokio-postgres` + `deadpool-postgres`).
-//! (Over 500 lines: one backend, its SQL, its row mapping and its deadlines, which
-//! only make sense together.)
+//! Its SQL text and row mapping are in `sql.rs`, the classification of its failures
+//! in `fail.rs`, the cluster's tables and statements in `cluster.rs`.
 //!
 //! # Schema
 //!
@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -50,6 +49,11 @@ type Results = Vec<Result<(), StorageError>>;
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 mod cluster;
+mod fail;
+mod sql;
+
+use fail::{error, Fail, Failure};
+use sql::{db_id, EntryColumns, Sql};
 
 /// Settings of the PostgreSQL backend besides its URL.
 #[derive(Clone, Debug)]
@@ -75,203 +79,6 @@ impl Default for PostgresOptions {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
         }
-    }
-}
-
-/// The SQL text of every statement, qualified with the schema.
-struct Sql {
-    create: String,
-    load: String,
-    names: String,
-    existing: String,
-    upsert_lists: String,
-    delete_all_entries: String,
-    delete_entries: String,
-    upsert_entries: String,
-    delete_list: String,
-    check_fences: String,
-    fences_of: String,
-}
-
-impl Sql {
-    fn new(s: &str) -> Sql {
-        Sql {
-            create: format!(
-                "CREATE SCHEMA IF NOT EXISTS {s};
-                 CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL);
-                 CREATE TABLE IF NOT EXISTS {s}.lists (name text PRIMARY KEY, next_id bigint NOT NULL);
-                 CREATE TABLE IF NOT EXISTS {s}.entries (
-                     list text NOT NULL REFERENCES {s}.lists (name) ON DELETE CASCADE,
-                     {},
-                     PRIMARY KEY (list, id));
-                 ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
-                 INSERT INTO {s}.meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING;
-                 {}",
-                EntryColumns::DEFINITION,
-                cluster::CREATE.replace("{s}", s)
-            ),
-            load: format!(
-                "SELECT l.next_id, {} FROM {s}.lists l LEFT JOIN {s}.entries e ON e.list = l.name
-                 WHERE l.name = $1 ORDER BY e.id",
-                EntryColumns::SELECT
-            ),
-            names: format!("SELECT name FROM {s}.lists"),
-            existing: format!("SELECT name FROM {s}.lists WHERE name = ANY($1)"),
-            upsert_lists: format!(
-                "INSERT INTO {s}.lists (name, next_id) SELECT * FROM unnest($1::text[], $2::bigint[])
-                 ON CONFLICT (name) DO UPDATE SET next_id = excluded.next_id"
-            ),
-            delete_all_entries: format!("DELETE FROM {s}.entries WHERE list = ANY($1)"),
-            delete_entries: format!(
-                "DELETE FROM {s}.entries e USING unnest($1::text[], $2::bigint[]) AS d(list, id)
-                 WHERE e.list = d.list AND e.id = d.id"
-            ),
-            delete_list: format!("DELETE FROM {s}.lists WHERE name = $1"),
-            check_fences: format!(
-                "SELECT f.list FROM {s}.fences f
-                 JOIN unnest($1::text[], $2::bigint[]) AS u(list, fence)
-                   ON f.list = u.list AND f.fence = u.fence
-                 FOR SHARE OF f"
-            ),
-            fences_of: format!("SELECT list, fence FROM {s}.fences WHERE list = ANY($1)"),
-            upsert_entries: format!(
-                "INSERT INTO {s}.entries (list, {}) SELECT * FROM unnest($1::text[], {})
-                 ON CONFLICT (list, id) DO UPDATE SET {}",
-                EntryColumns::NAMES,
-                EntryColumns::ARRAY_PARAMS,
-                EntryColumns::UPDATE
-            ),
-        }
-    }
-}
-
-/// The row mapping of an entry, in one place: the columns, how an [`Entry`] becomes
-/// a row of them (as one array per column, for `unnest`) and how a row becomes an
-/// [`Entry`]. A new field is one edit here.
-#[derive(Default)]
-struct EntryColumns<'a> {
-    list: Vec<&'a str>,
-    id: Vec<i64>,
-    date: Vec<NaiveDate>,
-    title: Vec<&'a str>,
-    done: Vec<bool>,
-}
-
-impl<'a> EntryColumns<'a> {
-    /// Column definitions besides `list`.
-    const DEFINITION: &'static str =
-        "id bigint NOT NULL, date date NOT NULL, title text NOT NULL, done boolean NOT NULL DEFAULT false";
-    /// Column names besides `list`.
-    const NAMES: &'static str = "id, date, title, done";
-    /// The `unnest` arguments after `$1::text[]` (the list names).
-    const ARRAY_PARAMS: &'static str = "$2::bigint[], $3::date[], $4::text[], $5::boolean[]";
-    /// The upsert's `SET` clause.
-    const UPDATE: &'static str =
-        "date = excluded.date, title = excluded.title, done = excluded.done";
-    /// The columns as selected from `entries e`; [`Self::from_row`] reads them.
-    const SELECT: &'static str = "e.id, e.date, e.title, e.done";
-
-    fn push(&mut self, list: &'a str, e: &'a Entry) -> Result<(), String> {
-        self.list.push(list);
-        self.id.push(db_id(e.id)?);
-        self.date.push(e.date);
-        self.title.push(&e.title);
-        self.done.push(e.done);
-        Ok(())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
-        [&self.list, &self.id, &self.date, &self.title, &self.done]
-    }
-
-    /// The entry in the columns from `at` on (`None`: the list has no entries: the
-    /// left join's NULLs).
-    fn from_row(row: &tokio_postgres::Row, at: usize) -> Result<Option<Entry>, String> {
-        let err = |e: tokio_postgres::Error| e.to_string();
-        let Some(id) = row.try_get::<_, Option<i64>>(at).map_err(err)? else {
-            return Ok(None);
-        };
-        let id = u64::try_from(id).map_err(|_| format!("entry id {id} is negative"))?;
-        Ok(Some(Entry {
-            id,
-            date: row.try_get(at + 1).map_err(err)?,
-            title: row.try_get(at + 2).map_err(err)?,
-            done: row.try_get(at + 3).map_err(err)?,
-        }))
-    }
-}
-
-/// An id as PostgreSQL's `bigint`.
-fn db_id(id: u64) -> Result<i64, String> {
-    i64::try_from(id).map_err(|_| format!("id {id} does not fit PostgreSQL's bigint"))
-}
-
-/// A failure of this backend that is not PostgreSQL's own (a timeout, an id out of range).
-#[derive(Debug)]
-struct Failure(String);
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-/// Why one attempt failed, before it is attached to the lists concerned.
-enum Fail {
-    /// PostgreSQL refused a statement: the others of the batch may succeed alone.
-    Db(Source),
-    /// Connection, pool or timeout: nothing else will succeed now.
-    Down(Source),
-    /// A fenced commit found these lists' fences moved past the epochs it carried
-    /// (name, the fence now; `None`: never activated): nothing was written.
-    Fenced(Vec<(String, Option<i64>)>),
-}
-
-impl Fail {
-    /// The cause, for a log line.
-    fn source(&self) -> Source {
-        match self {
-            Fail::Db(s) | Fail::Down(s) => s.clone(),
-            Fail::Fenced(lists) => Arc::new(Failure(format!("fenced lists: {lists:?}"))),
-        }
-    }
-}
-
-impl From<tokio_postgres::Error> for Fail {
-    fn from(e: tokio_postgres::Error) -> Self {
-        if e.as_db_error().is_some() {
-            Fail::Db(Arc::new(e))
-        } else {
-            Fail::Down(Arc::new(e))
-        }
-    }
-}
-
-fn error(list: Option<&ListName>, fail: &Fail) -> StorageError {
-    match (fail, list) {
-        (Fail::Fenced(lists), Some(list)) => {
-            let current = lists
-                .iter()
-                .find(|(name, _)| name == list.as_str())
-                .and_then(|(_, fence)| *fence);
-            StorageError::Fenced {
-                list: list.clone(),
-                detail: match current {
-                    Some(f) => format!("a newer owner activated it at epoch {f}"),
-                    None => "it was not activated at this epoch".into(),
-                },
-            }
-        }
-        _ => StorageError::Postgres {
-            list: list.cloned(),
-            source: fail.source(),
-        },
     }
 }
 
