@@ -12,6 +12,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sluicegate_todo::service::prom_text;
+
 /// The binary under test: `$SLUICEGATE_BIN` if set and not empty, else the one
 /// cargo built.
 pub fn bin() -> PathBuf {
@@ -269,7 +271,8 @@ pub struct Sample {
 }
 
 /// Parses Prometheus text exposition into samples, and `# TYPE` lines into a map
-/// from family name to type.
+/// from family name to type. Each sample line is read by the service's own parser
+/// ([`prom_text::parse_line`]); a line it cannot read fails the test.
 pub fn parse_metrics(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
     let mut samples = Vec::new();
     let mut types = BTreeMap::new();
@@ -288,55 +291,15 @@ pub fn parse_metrics(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
         if line.starts_with('#') {
             continue;
         }
-        samples.push(parse_sample(line).unwrap_or_else(|| panic!("bad sample line {line:?}")));
+        let (name, prom_text::Point { labels, value }) =
+            prom_text::parse_line(line).unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        samples.push(Sample {
+            name,
+            labels,
+            value,
+        });
     }
     (samples, types)
-}
-
-fn parse_sample(line: &str) -> Option<Sample> {
-    let name_end = line
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .unwrap_or(line.len());
-    let name = line[..name_end].to_string();
-    let mut rest = &line[name_end..];
-    let mut labels = BTreeMap::new();
-    if let Some(mut s) = rest.strip_prefix('{') {
-        loop {
-            s = s.trim_start_matches([',', ' ']);
-            if let Some(after) = s.strip_prefix('}') {
-                rest = after;
-                break;
-            }
-            let eq = s.find('=')?;
-            let key = s[..eq].trim().to_string();
-            s = s[eq + 1..].strip_prefix('"')?;
-            let mut value = String::new();
-            let mut chars = s.char_indices();
-            let end = loop {
-                let (i, c) = chars.next()?;
-                match c {
-                    '\\' => {
-                        let (_, e) = chars.next()?;
-                        value.push(if e == 'n' { '\n' } else { e });
-                    }
-                    '"' => break i,
-                    c => value.push(c),
-                }
-            };
-            s = &s[end + 1..];
-            labels.insert(key, value);
-        }
-    }
-    let value = match rest.split_whitespace().next()? {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some(Sample {
-        name,
-        labels,
-        value,
-    })
 }
 
 /// The samples named `name` whose labels include every `(key, value)` of `with`.
