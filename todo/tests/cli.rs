@@ -1,18 +1,20 @@
 //! The `sluicegate` command as a user runs it: `serve`'s listening line and health,
 //! `check-config` on good and bad files, argument errors, and SIGHUP policy reloads.
 
-mod serve_support;
+mod support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_support::{find, parse_metrics, repo_file, run, Serve, PATIENCE};
 use sluicegate_todo::config::Config;
+use support::eventually::PATIENCE;
+use support::prom::{find, parse_metrics};
+use support::serve::{repo_file, run, Serve};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn metrics(s: &Serve) -> Vec<serve_support::Sample> {
+async fn metrics(s: &Serve) -> Vec<support::prom::Sample> {
     let body = reqwest::get(s.url("/metrics"))
         .await
         .unwrap()
@@ -23,7 +25,7 @@ async fn metrics(s: &Serve) -> Vec<serve_support::Sample> {
 }
 
 /// Polls `/metrics` until `pred` holds; panics with the last scrape after [`PATIENCE`].
-async fn wait_for_metrics(s: &Serve, what: &str, pred: impl Fn(&[serve_support::Sample]) -> bool) {
+async fn wait_for_metrics(s: &Serve, what: &str, pred: impl Fn(&[support::prom::Sample]) -> bool) {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let samples = metrics(s).await;
@@ -481,7 +483,7 @@ async fn sighup_applies_default_ack_names_restart_settings_and_drops_stale_serie
     };
     assert_eq!(post("before").await.unwrap().status(), StatusCode::CREATED);
     let samples = metrics(&s).await;
-    let todo = |m: &[serve_support::Sample], policy: &str| {
+    let todo = |m: &[support::prom::Sample], policy: &str| {
         find(
             m,
             "sluicegate_mailbox_capacity",

@@ -1,11 +1,9 @@
 //! Crash safety of `sluicegate serve` with durable acks: concurrent HTTP writes, SIGKILL at a
 //! seeded random moment, restart on the same data dir, and every write answered `201` must be
-//! there, on sqlite, files and a real PostgreSQL (`pg_support`). `SLUICEGATE_CRASH_ROUNDS=N`
+//! there, on sqlite, files and a real PostgreSQL (`support::pg`). `SLUICEGATE_CRASH_ROUNDS=N`
 //! runs more rounds, `SLUICEGATE_CRASH_SEED=S` replays one.
 
-mod pg_support;
-
-mod serve_support;
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -87,7 +85,7 @@ async fn start_server(config: &Path, data_dir: &Path, log: &Path) -> Server {
         .append(true)
         .open(log)
         .unwrap();
-    let mut child = Command::new(serve_support::bin())
+    let mut child = Command::new(support::serve::bin())
         .arg("serve")
         .arg("--config")
         .arg(config)
@@ -209,7 +207,7 @@ async fn sigkill_never_loses_a_durably_acknowledged_write_on_files() {
 /// kill of the process that wrote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_never_loses_a_durably_acknowledged_write_on_postgres() {
-    let db = pg_support::fresh_db().await;
+    let db = support::pg::fresh_db().await;
     sigkill_rounds(Some("postgres"), Some(&db.url)).await;
 }
 

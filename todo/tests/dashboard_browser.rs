@@ -3,7 +3,7 @@
 //! mailbox highlighted; saves a screenshot. Needs Debian's `chromium` (see
 //! `scripts/test`); without it the test fails and names the package.
 
-mod serve_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use serve_support::{Serve, PATIENCE};
+use support::eventually::PATIENCE;
+use support::serve::Serve;
 
 /// Mailbox roles the config below implies (direct routing: no `database` router).
 const MAILBOX_ROLES: [&str; 2] = ["todo_server", "database_worker"];

@@ -2,19 +2,20 @@
 //! once naming the directory and the holder's pid; the first keeps serving and
 //! keeps every write; the lock is released when the holder exits (even by SIGKILL).
 
-mod serve_support;
+mod support;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_support::{Serve, PATIENCE};
+use support::eventually::PATIENCE;
+use support::serve::Serve;
 
 /// Runs `sluicegate <args>` to its end; fails the test if it is still running after
 /// [`PATIENCE`] (a second server that started serving instead of refusing).
 fn run_to_end(args: &[&str]) -> Output {
-    let mut child = Command::new(serve_support::bin())
+    let mut child = Command::new(support::serve::bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -118,7 +119,7 @@ fn the_crash_writer_takes_the_lock_too() {
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap().to_string();
     let mut holder = Serve::start(&["--listen", "127.0.0.1:0", "--data-dir", &data_arg]);
-    let policy = serve_support::repo_file("policies/coalesce.toml");
+    let policy = support::serve::repo_file("policies/coalesce.toml");
     let out = run_to_end(&[
         "experiment-writer",
         "--policy",

@@ -2,7 +2,7 @@
 //! service with the shipped scrape config, and mailbox metrics and every dashboard
 //! query are read back through its HTTP query API.
 
-mod serve_support;
+mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
-use serve_support::{dashboard_queries, repo_file, PATIENCE};
 use sluicegate_todo::config::Config;
 use sluicegate_todo::domain::ListName;
 use sluicegate_todo::service::{self, Running, ServeOptions};
+use support::dashboard::dashboard_queries;
+use support::eventually::PATIENCE;
+use support::serve::repo_file;
 
 const SKIP_VAR: &str = "SLUICEGATE_SKIP_PROMETHEUS";
 
@@ -195,7 +197,7 @@ async fn prometheus_scrapes_the_service_and_serves_its_mailbox_metrics() {
     };
     let dir = tempfile::tempdir().unwrap();
     // The real binary, as a user runs it (and apart from this process's metrics).
-    let mut serve = serve_support::Serve::start(&[
+    let mut serve = support::serve::Serve::start(&[
         "--listen",
         "127.0.0.1:0",
         "--data-dir",

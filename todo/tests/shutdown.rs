@@ -1,7 +1,7 @@
 //! Graceful shutdown of the real binary: SIGTERM lets in-flight requests finish,
 //! the process exits 0, and every write acknowledged `applied` is on disk after it.
 
-mod serve_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use serve_support::{Serve, PATIENCE};
+use support::eventually::PATIENCE;
+use support::serve::Serve;
 
 const LISTS: usize = 8;
 
@@ -277,7 +278,7 @@ async fn a_stalled_client_does_not_hold_back_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     // A short call timeout keeps the grace period (request timeout + 1 s) short.
     let shipped =
-        std::fs::read_to_string(serve_support::repo_file("policies/coalesce.toml")).unwrap();
+        std::fs::read_to_string(support::serve::repo_file("policies/coalesce.toml")).unwrap();
     assert!(shipped.contains("call_timeout = \"5s\""));
     let config = dir.path().join("config.toml");
     std::fs::write(
