@@ -2,15 +2,13 @@
 //! PostgreSQL down, a durable write is answered `503` naming storage (never a hang,
 //! never a panic), and once the database is up the same request succeeds; the same
 //! when the database stops under a running server. Needs a private server it can
-//! stop (`support::pg::PgServer`), so it never uses `SLUICEGATE_TEST_PG_URL`.
-
-mod support;
+//! stop (`crate::support::pg::PgServer`), so it never uses `SLUICEGATE_TEST_PG_URL`.
 
 use std::time::{Duration, Instant};
 
+use crate::support::eventually::PATIENCE;
+use crate::support::serve::{repo_file, Serve};
 use serde_json::{json, Value};
-use support::eventually::PATIENCE;
-use support::serve::{repo_file, Serve};
 
 /// `policies/coalesce.toml` on PostgreSQL at `url`, every write acknowledged durable.
 fn config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
@@ -81,10 +79,10 @@ async fn succeeds_once_up(client: &reqwest::Client, serve: &Serve, title: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_writes_get_503_naming_storage_while_postgres_is_down_and_succeed_after() {
-    let mut pg = tokio::task::spawn_blocking(support::pg::PgServer::start)
+    let mut pg = tokio::task::spawn_blocking(crate::support::pg::PgServer::start)
         .await
         .unwrap();
-    support::pg::execute(&pg.socket_url("postgres"), "CREATE DATABASE todo").await;
+    crate::support::pg::execute(&pg.socket_url("postgres"), "CREATE DATABASE todo").await;
     let pg = tokio::task::spawn_blocking(move || {
         pg.stop();
         pg

@@ -1,19 +1,17 @@
 //! Graceful shutdown of the real binary: SIGTERM lets in-flight requests finish,
 //! the process exits 0, and every write acknowledged `applied` is on disk after it.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::eventually::PATIENCE;
+use crate::support::serve::Serve;
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use support::eventually::PATIENCE;
-use support::serve::Serve;
 
 const LISTS: usize = 8;
 
@@ -278,7 +276,8 @@ async fn a_stalled_client_does_not_hold_back_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     // A short call timeout keeps the grace period (request timeout + 1 s) short.
     let shipped =
-        std::fs::read_to_string(support::serve::repo_file("policies/coalesce.toml")).unwrap();
+        std::fs::read_to_string(crate::support::serve::repo_file("policies/coalesce.toml"))
+            .unwrap();
     assert!(shipped.contains("call_timeout = \"5s\""));
     let config = dir.path().join("config.toml");
     std::fs::write(

@@ -1,20 +1,18 @@
 //! The `sluicegate` command as a user runs it: `serve`'s listening line and health,
 //! `check-config` on good and bad files, argument errors, and SIGHUP policy reloads.
 
-mod support;
-
+use crate::support::eventually::PATIENCE;
+use crate::support::prom::{find, parse_metrics};
+use crate::support::serve::{repo_file, run, Serve};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
-use support::eventually::PATIENCE;
-use support::prom::{find, parse_metrics};
-use support::serve::{repo_file, run, Serve};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn metrics(s: &Serve) -> Vec<support::prom::Sample> {
+async fn metrics(s: &Serve) -> Vec<crate::support::prom::Sample> {
     let body = reqwest::get(s.url("/metrics"))
         .await
         .unwrap()
@@ -25,7 +23,11 @@ async fn metrics(s: &Serve) -> Vec<support::prom::Sample> {
 }
 
 /// Polls `/metrics` until `pred` holds; panics with the last scrape after [`PATIENCE`].
-async fn wait_for_metrics(s: &Serve, what: &str, pred: impl Fn(&[support::prom::Sample]) -> bool) {
+async fn wait_for_metrics(
+    s: &Serve,
+    what: &str,
+    pred: impl Fn(&[crate::support::prom::Sample]) -> bool,
+) {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let samples = metrics(s).await;
@@ -483,7 +485,7 @@ async fn sighup_applies_default_ack_names_restart_settings_and_drops_stale_serie
     };
     assert_eq!(post("before").await.unwrap().status(), StatusCode::CREATED);
     let samples = metrics(&s).await;
-    let todo = |m: &[support::prom::Sample], policy: &str| {
+    let todo = |m: &[crate::support::prom::Sample], policy: &str| {
         find(
             m,
             "sluicegate_mailbox_capacity",

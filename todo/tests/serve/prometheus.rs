@@ -2,21 +2,19 @@
 //! service with the shipped scrape config, and mailbox metrics and every dashboard
 //! query are read back through its HTTP query API.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::dashboard::dashboard_queries;
+use crate::support::eventually::PATIENCE;
+use crate::support::serve::repo_file;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
 use sluicegate_todo::domain::ListName;
 use sluicegate_todo::service::{self, Running, ServeOptions};
-use support::dashboard::dashboard_queries;
-use support::eventually::PATIENCE;
-use support::serve::repo_file;
 
 const SKIP_VAR: &str = "SLUICEGATE_SKIP_PROMETHEUS";
 
@@ -197,7 +195,7 @@ async fn prometheus_scrapes_the_service_and_serves_its_mailbox_metrics() {
     };
     let dir = tempfile::tempdir().unwrap();
     // The real binary, as a user runs it (and apart from this process's metrics).
-    let mut serve = support::serve::Serve::start(&[
+    let mut serve = crate::support::serve::Serve::start(&[
         "--listen",
         "127.0.0.1:0",
         "--data-dir",

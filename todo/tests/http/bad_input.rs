@@ -2,17 +2,15 @@
 //! documented 4xx and a JSON error naming the problem (sent as raw HTTP so nothing normalises
 //! them), and a seeded random storm of requests that must never get a 500 or kill the server.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::serve::Serve;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
-use support::serve::Serve;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

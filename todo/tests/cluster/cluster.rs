@@ -6,19 +6,17 @@
 //! PostgreSQL restarted under load gives clear 503s and loses nothing acknowledged.
 //! Leases are short here (3 s) so failovers fit in a test.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::prom::{find, parse_metrics};
+use crate::support::serve::{signal, Serve};
 use serde_json::{json, Value};
 use sluicegate_todo::cluster::{ShardId, ShardMap};
 use sluicegate_todo::domain::ListName;
-use support::prom::{find, parse_metrics};
-use support::serve::{signal, Serve};
 
 const SHARDS: u32 = 32;
 
@@ -255,7 +253,7 @@ impl Writers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_serve_every_durable_write_through_any_node_with_one_server_per_list() {
-    let db = support::pg::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "node", &db.url, "3s", "");
     let nodes: Vec<Serve> = ["n1", "n2", "n3"]
@@ -349,7 +347,7 @@ async fn three_nodes_serve_every_durable_write_through_any_node_with_one_server_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durable_write() {
-    let db = support::pg::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "node", &db.url, "3s", "");
     let mut nodes: Vec<Serve> = ["n1", "n2", "n3"]
@@ -425,7 +423,7 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
-    let db = support::pg::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     // n1 holds every store 1 s after taking its epoch: the pause lands in that window.
     let slow = config_file(dir.path(), "slow", &db.url, "3s", "store_delay = \"1s\"\n");
@@ -518,8 +516,8 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_acknowledged() {
     // A server of this test's own, since it is stopped and started again.
-    let mut pg = support::pg::PgServer::start();
-    support::pg::execute(
+    let mut pg = crate::support::pg::PgServer::start();
+    crate::support::pg::execute(
         &pg.socket_url("postgres"),
         "CREATE DATABASE cluster_restart",
     )
@@ -593,7 +591,7 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
 fn serve_as_a_node_without_postgres_exits_naming_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = support::serve::run(&[
+    let out = crate::support::serve::run(&[
         "serve",
         "--node-id",
         "n1",
@@ -608,8 +606,8 @@ fn serve_as_a_node_without_postgres_exits_naming_what_is_missing() {
         err.contains("cluster") && err.contains("backend = \"postgres\""),
         "{err}"
     );
-    let example = support::serve::repo_file("todo/examples/cluster.toml");
-    let out = support::serve::run(&[
+    let example = crate::support::serve::repo_file("todo/examples/cluster.toml");
+    let out = crate::support::serve::run(&[
         "serve",
         "--config",
         example.to_str().unwrap(),

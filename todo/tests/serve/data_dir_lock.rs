@@ -2,20 +2,18 @@
 //! once naming the directory and the holder's pid; the first keeps serving and
 //! keeps every write; the lock is released when the holder exits (even by SIGKILL).
 
-mod support;
-
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
+use crate::support::eventually::PATIENCE;
+use crate::support::serve::Serve;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::eventually::PATIENCE;
-use support::serve::Serve;
 
 /// Runs `sluicegate <args>` to its end; fails the test if it is still running after
 /// [`PATIENCE`] (a second server that started serving instead of refusing).
 fn run_to_end(args: &[&str]) -> Output {
-    let mut child = Command::new(support::serve::bin())
+    let mut child = Command::new(crate::support::serve::bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -119,7 +117,7 @@ fn the_crash_writer_takes_the_lock_too() {
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap().to_string();
     let mut holder = Serve::start(&["--listen", "127.0.0.1:0", "--data-dir", &data_arg]);
-    let policy = support::serve::repo_file("policies/coalesce.toml");
+    let policy = crate::support::serve::repo_file("policies/coalesce.toml");
     let out = run_to_end(&[
         "experiment-writer",
         "--policy",

@@ -3,8 +3,6 @@
 //! there, on sqlite, files and a real PostgreSQL (`support::pg`). `SLUICEGATE_CRASH_ROUNDS=N`
 //! runs more rounds, `SLUICEGATE_CRASH_SEED=S` replays one.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
@@ -85,7 +83,7 @@ async fn start_server(config: &Path, data_dir: &Path, log: &Path) -> Server {
         .append(true)
         .open(log)
         .unwrap();
-    let mut child = Command::new(support::serve::bin())
+    let mut child = Command::new(crate::support::serve::bin())
         .arg("serve")
         .arg("--config")
         .arg(config)
@@ -207,7 +205,7 @@ async fn sigkill_never_loses_a_durably_acknowledged_write_on_files() {
 /// kill of the process that wrote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_never_loses_a_durably_acknowledged_write_on_postgres() {
-    let db = support::pg::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     sigkill_rounds(Some("postgres"), Some(&db.url)).await;
 }
 

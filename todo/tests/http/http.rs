@@ -2,14 +2,12 @@
 //! process: every route, every error status, restart and read back, and graceful
 //! shutdown draining applied writes.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::serve::{error_of, Serve};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
-use support::serve::{error_of, Serve};
 
 async fn serve(config: Config, data_dir: &Path) -> Serve {
     Serve::with_config(&config, data_dir)
@@ -368,7 +366,7 @@ async fn made_up_methods_share_one_metrics_label() {
 }
 
 async fn get_json(c: &Client, r: &Serve, path: &str) -> (StatusCode, Value) {
-    support::serve::get_json(c, &r.url(path)).await
+    crate::support::serve::get_json(c, &r.url(path)).await
 }
 
 fn ids(v: &Value) -> Vec<u64> {

@@ -3,17 +3,15 @@
 //! mailbox highlighted; saves a screenshot. Needs Debian's `chromium` (see
 //! `scripts/test`); without it the test fails and names the package.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::eventually::PATIENCE;
+use crate::support::serve::Serve;
 use serde_json::Value;
-use support::eventually::PATIENCE;
-use support::serve::Serve;
 
 /// Mailbox roles the config below implies (direct routing: no `database` router).
 const MAILBOX_ROLES: [&str; 2] = ["todo_server", "database_worker"];
