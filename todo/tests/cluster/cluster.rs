@@ -12,11 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::prom::{find, parse_metrics};
-use crate::support::serve::{signal, Serve};
 use serde_json::{json, Value};
 use sluicegate_todo::cluster::{ShardId, ShardMap};
 use sluicegate_todo::domain::ListName;
+
+use crate::support::eventually::{poll_until, PATIENCE};
+use crate::support::prom::{find, parse_metrics};
+use crate::support::serve::{signal, Serve};
 
 const SHARDS: u32 = 32;
 
@@ -59,8 +61,7 @@ async fn view(c: &reqwest::Client, node: &Serve) -> Value {
 
 /// Waits until every node reports a settled table with `live` live members.
 async fn settle(c: &reqwest::Client, nodes: &[&Serve], live: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let settled = poll_until(async || {
         let mut ok = true;
         for n in nodes {
             let v = view(c, n).await;
@@ -70,15 +71,13 @@ async fn settle(c: &reqwest::Client, nodes: &[&Serve], live: usize) {
                 .unwrap_or(0);
             ok &= v["settled"] == true && alive == live;
         }
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cluster did not settle in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        ok.then_some(())
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "the cluster did not settle within {PATIENCE:?}"
+    );
 }
 
 /// The owner of each shard by `node`'s table.
@@ -139,8 +138,8 @@ async fn add(c: &reqwest::Client, node: &Serve, list: &str, title: &str) -> (u16
 
 /// The titles in `list`, read through `node`.
 async fn titles(c: &reqwest::Client, node: &Serve, list: &str) -> BTreeSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut last = String::new();
+    let titles = poll_until(async || {
         let resp = c
             .get(node.url(&format!("/lists/{list}/entries")))
             .send()
@@ -148,20 +147,24 @@ async fn titles(c: &reqwest::Client, node: &Serve, list: &str) -> BTreeSet<Strin
             .expect("GET entries");
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if status == 200 {
-            let entries = v
-                .as_array()
-                .cloned()
-                .or_else(|| v["entries"].as_array().cloned())
-                .unwrap_or_default();
-            return entries
+        if status != 200 {
+            last = format!("{status} {v}");
+            return None;
+        }
+        let entries = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["entries"].as_array().cloned())
+            .unwrap_or_default();
+        Some(
+            entries
                 .iter()
                 .filter_map(|e| e["title"].as_str().map(str::to_string))
-                .collect();
-        }
-        assert!(Instant::now() < deadline, "reading {list}: {status} {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+                .collect(),
+        )
+    })
+    .await;
+    titles.unwrap_or_else(|| panic!("reading {list}: {last}"))
 }
 
 /// Sum of one counter over nodes.
@@ -366,9 +369,8 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
     signal(nodes[0].pid(), "KILL");
     let _ = nodes[0].wait_exit();
     // Until every victim list takes a write again.
-    let deadline = killed_at + Duration::from_secs(30);
     let mut moved = BTreeMap::new();
-    while moved.len() < lists.len() {
+    let all_moved = poll_until(async || {
         for l in &lists {
             if moved.contains_key(l) {
                 continue;
@@ -379,13 +381,14 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
                 moved.insert(l.clone(), (killed_at.elapsed(), format!("probe-{l}")));
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "lists still unserved 30 s after the kill: {:?}",
-            moved.keys()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (moved.len() == lists.len()).then_some(())
+    })
+    .await;
+    assert!(
+        all_moved.is_some(),
+        "lists still unserved {PATIENCE:?} after the kill (served again: {:?})",
+        moved.keys()
+    );
     let failover = moved.values().map(|(d, _)| *d).max().unwrap();
     println!("failover: every list of the killed owner writable again {failover:?} after kill -9 (lease ttl 3 s, renew 1 s)");
     // The lease (3 s) plus one renewal period to notice, a tick to claim, and slack
@@ -457,9 +460,8 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     signal(nodes[0].pid(), "STOP");
     // Past n1's lease: another node takes the shards and writes each list.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut written = BTreeMap::new();
-    while written.len() < lists.len() {
+    let all_written = poll_until(async || {
         for l in &lists {
             if written.contains_key(l) {
                 continue;
@@ -470,12 +472,13 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
                 written.insert(l.clone(), by);
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no takeover 30 s after the pause"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (written.len() == lists.len()).then_some(())
+    })
+    .await;
+    assert!(
+        all_written.is_some(),
+        "no takeover {PATIENCE:?} after the pause"
+    );
     signal(nodes[0].pid(), "CONT");
     // The writes n1 held across the pause reach PostgreSQL with its old epoch: fenced.
     for t in inflight {
@@ -540,22 +543,28 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.start_again();
     // Until every list takes a write through each node again.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    for node in &nodes {
-        for l in &lists {
-            loop {
-                let (status, _, body) = add(&c, node, l, &format!("after-{l}")).await;
-                if status == 201 {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no recovery after PostgreSQL came back: {status} {body}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waiting: Vec<(&Serve, &String)> = nodes
+        .iter()
+        .flat_map(|node| lists.iter().map(move |l| (node, l)))
+        .collect();
+    let mut last = String::new();
+    let recovered = poll_until(async || {
+        let mut refused = Vec::new();
+        for (node, l) in waiting.drain(..) {
+            let (status, _, body) = add(&c, node, l, &format!("after-{l}")).await;
+            if status != 201 {
+                last = format!("{status} {body}");
+                refused.push((node, l));
             }
         }
-    }
+        waiting = refused;
+        waiting.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "no recovery after PostgreSQL came back: {last}"
+    );
     let (acked, refused) = writers.finish().await;
     let mut named_storage = 0;
     for (status, body) in &refused {

@@ -6,9 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::eventually::PATIENCE;
-use crate::support::serve::{repo_file, Serve};
 use serde_json::{json, Value};
+
+use crate::support::eventually::{poll_until, PATIENCE};
+use crate::support::serve::{repo_file, Serve};
 
 /// `policies/coalesce.toml` on PostgreSQL at `url`, every write acknowledged durable.
 fn config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
@@ -59,22 +60,21 @@ async fn refused_naming_storage(client: &reqwest::Client, serve: &Serve, title: 
 
 /// Retries a durable write until it is answered 201 (the database is back).
 async fn succeeds_once_up(client: &reqwest::Client, serve: &Serve, title: &str) -> Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    let mut last = Value::Null;
+    let body = poll_until(async || {
         let (status, _, body) = add(client, serve, title).await;
         if status == 201 {
-            return body;
+            return Some(body);
         }
         assert_eq!(
             status, 503,
             "only storage refusals while recovering: {body}"
         );
-        assert!(
-            Instant::now() < deadline,
-            "no recovery within {PATIENCE:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        last = body;
+        None
+    })
+    .await;
+    body.unwrap_or_else(|| panic!("no recovery within {PATIENCE:?}: {last}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

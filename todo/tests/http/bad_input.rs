@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::support::serve::Serve;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -13,6 +12,8 @@ use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::serve::Serve;
 
 /// A real `serve` process on the built-in config.
 async fn serve(data_dir: &std::path::Path) -> Serve {

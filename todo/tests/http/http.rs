@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use crate::support::serve::{error_of, Serve};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
+
+use crate::support::serve::{error_of, Serve};
 
 async fn serve(config: Config, data_dir: &Path) -> Serve {
     Serve::with_config(&config, data_dir)

@@ -1,18 +1,19 @@
 //! The `sluicegate` command as a user runs it: `serve`'s listening line and health,
 //! `check-config` on good and bad files, argument errors, and SIGHUP policy reloads.
 
-use crate::support::eventually::PATIENCE;
-use crate::support::prom::{find, parse_metrics};
-use crate::support::serve::{repo_file, run, Serve};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
+
+use crate::support::eventually::poll_until;
+use crate::support::prom::{find, parse_metrics, Sample};
+use crate::support::serve::{repo_file, run, Serve};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn metrics(s: &Serve) -> Vec<crate::support::prom::Sample> {
+async fn metrics(s: &Serve) -> Vec<Sample> {
     let body = reqwest::get(s.url("/metrics"))
         .await
         .unwrap()
@@ -22,23 +23,18 @@ async fn metrics(s: &Serve) -> Vec<crate::support::prom::Sample> {
     parse_metrics(&body).0
 }
 
-/// Polls `/metrics` until `pred` holds; panics with the last scrape after [`PATIENCE`].
-async fn wait_for_metrics(
-    s: &Serve,
-    what: &str,
-    pred: impl Fn(&[crate::support::prom::Sample]) -> bool,
-) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let samples = metrics(s).await;
-        if pred(&samples) {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!("/metrics never showed {what}; last scrape: {samples:#?}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// Polls `/metrics` until `pred` holds; panics with the last scrape after `PATIENCE`.
+async fn wait_for_metrics(s: &Serve, what: &str, pred: impl Fn(&[Sample]) -> bool) {
+    let mut last = Vec::new();
+    let shown = poll_until(async || {
+        last = metrics(s).await;
+        pred(&last).then_some(())
+    })
+    .await;
+    assert!(
+        shown.is_some(),
+        "/metrics never showed {what}; last scrape: {last:#?}"
+    );
 }
 
 #[tokio::test]
@@ -485,7 +481,7 @@ async fn sighup_applies_default_ack_names_restart_settings_and_drops_stale_serie
     };
     assert_eq!(post("before").await.unwrap().status(), StatusCode::CREATED);
     let samples = metrics(&s).await;
-    let todo = |m: &[crate::support::prom::Sample], policy: &str| {
+    let todo = |m: &[Sample], policy: &str| {
         find(
             m,
             "sluicegate_mailbox_capacity",

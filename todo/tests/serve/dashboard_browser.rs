@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::eventually::PATIENCE;
-use crate::support::serve::Serve;
 use serde_json::Value;
+
+use crate::support::eventually::{poll_until, poll_until_blocking, PATIENCE};
+use crate::support::serve::Serve;
 
 /// Mailbox roles the config below implies (direct routing: no `database` router).
 const MAILBOX_ROLES: [&str; 2] = ["todo_server", "database_worker"];
@@ -97,13 +98,9 @@ fn run_chromium(url: &str, extra: &[&str], budget_ms: u32) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chromium");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if poll_until_blocking(|| child.try_wait().expect("try_wait")).is_none() {
+        let _ = child.kill();
+        panic!("chromium did not finish within {PATIENCE:?}");
     }
     let out = child.wait_with_output().expect("chromium output");
     assert!(
@@ -242,9 +239,9 @@ async fn dashboard_renders_every_role_with_live_numbers_under_load() {
     }
 
     // The API's own view first: the to-do server mailbox refuses under this load.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let stats: Value = client
+    let mut stats = Value::Null;
+    let refusing = poll_until(async || {
+        stats = client
             .get(serve.url("/api/stats"))
             .send()
             .await
@@ -256,17 +253,11 @@ async fn dashboard_renders_every_role_with_live_numbers_under_load() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|m| m["role"] == "todo_server")
-            .cloned();
-        if todo.is_some_and(|m| m["refusing"] == true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "todo_server never refused: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .find(|m| m["role"] == "todo_server");
+        todo.is_some_and(|m| m["refusing"] == true).then_some(())
+    })
+    .await;
+    assert!(refusing.is_some(), "todo_server never refused: {stats}");
 
     let url = serve.url("/dashboard");
     let first = tokio::task::spawn_blocking({

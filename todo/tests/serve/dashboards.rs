@@ -5,14 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use crate::support::dashboard::{dashboard_queries, promql_refs};
-use crate::support::prom::{parse_metrics, Sample};
-use crate::support::serve::repo_file;
 use reqwest::StatusCode;
 use serde_json::json;
 use sluicegate_todo::config::Config;
 use sluicegate_todo::domain::ListName;
 use sluicegate_todo::service::{self, ServeOptions};
+
+use crate::support::dashboard::{dashboard_queries, promql_refs};
+use crate::support::prom::{parse_metrics, Sample};
+use crate::support::serve::repo_file;
 
 #[test]
 fn the_promql_reader_finds_metrics_and_labels() {

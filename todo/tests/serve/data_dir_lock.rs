@@ -3,12 +3,12 @@
 //! keeps every write; the lock is released when the holder exits (even by SIGKILL).
 
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
-use crate::support::eventually::PATIENCE;
-use crate::support::serve::Serve;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::support::eventually::{poll_until_blocking, PATIENCE};
+use crate::support::serve::Serve;
 
 /// Runs `sluicegate <args>` to its end; fails the test if it is still running after
 /// [`PATIENCE`] (a second server that started serving instead of refusing).
@@ -20,17 +20,13 @@ fn run_to_end(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sluicegate");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "sluicegate {args:?} still running after {PATIENCE:?}; stdout: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    if poll_until_blocking(|| child.try_wait().expect("try_wait")).is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "sluicegate {args:?} still running after {PATIENCE:?}; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     child.wait_with_output().unwrap()
 }

@@ -5,16 +5,17 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::dashboard::dashboard_queries;
-use crate::support::eventually::PATIENCE;
-use crate::support::serve::repo_file;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
 use sluicegate_todo::domain::ListName;
 use sluicegate_todo::service::{self, Running, ServeOptions};
+
+use crate::support::dashboard::dashboard_queries;
+use crate::support::eventually::{poll_until, PATIENCE};
+use crate::support::serve::repo_file;
 
 const SKIP_VAR: &str = "SLUICEGATE_SKIP_PROMETHEUS";
 
@@ -70,34 +71,31 @@ impl Prometheus {
 
     /// Polls `promql` until it returns at least one sample that `pred` accepts.
     async fn wait_for(&mut self, promql: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
+        let url = format!(
+            "{}/api/v1/query?query={}",
+            self.base,
+            utf8_percent_encode(promql, NON_ALPHANUMERIC)
+        );
         let mut last = Value::Null;
-        while Instant::now() < deadline {
+        let found = poll_until(async || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("prometheus exited ({status}):\n{}", self.log());
             }
-            let url = format!(
-                "{}/api/v1/query?query={}",
-                self.base,
-                utf8_percent_encode(promql, NON_ALPHANUMERIC)
-            );
-            if let Ok(resp) = reqwest::get(&url).await {
-                if let Ok(body) = resp.json::<Value>().await {
-                    if let Some(found) = body["data"]["result"]
-                        .as_array()
-                        .and_then(|r| r.iter().find(|s| pred(s)))
-                    {
-                        return found.clone();
-                    }
-                    last = body;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!(
-            "no sample for {promql:?} within {PATIENCE:?}; last answer: {last}\nprometheus log:\n{}",
-            self.log()
-        );
+            let body = reqwest::get(&url).await.ok()?.json::<Value>().await.ok()?;
+            let found = body["data"]["result"]
+                .as_array()
+                .and_then(|r| r.iter().find(|s| pred(s)))
+                .cloned();
+            last = body;
+            found
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "no sample for {promql:?} within {PATIENCE:?}; last answer: {last}\nprometheus log:\n{}",
+                self.log()
+            )
+        })
     }
 }
 

@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::eventually::PATIENCE;
-use crate::support::serve::Serve;
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
+
+use crate::support::eventually::{poll_until_blocking, PATIENCE};
+use crate::support::serve::Serve;
 
 const LISTS: usize = 8;
 
@@ -173,14 +174,12 @@ async fn writes_acknowledged_while_sigterm_arrives_are_all_on_disk() {
 
 /// Waits until a new connection to `addr` is refused: the listener is closed.
 fn wait_until_refused(addr: std::net::SocketAddr) -> bool {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    poll_until_blocking(|| {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .is_err()
+            .then_some(())
+    })
+    .is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

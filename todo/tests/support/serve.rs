@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
 
-use super::eventually::PATIENCE;
+use super::eventually::{poll_until_blocking, PATIENCE};
 
 /// The binary under test: `$SLUICEGATE_BIN` if set and not empty, else the one
 /// cargo built.
@@ -65,6 +65,8 @@ pub struct Serve {
     pub first_line: String,
     stdout_rest: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The threads reading stdout and stderr; they end when the process has exited.
+    readers: Vec<JoinHandle<()>>,
     /// Holds a config file written for this server, if any.
     _config_dir: Option<tempfile::TempDir>,
 }
@@ -118,7 +120,7 @@ impl Serve {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let err_pipe = child.stderr.take().expect("stderr piped");
         let err_lines = stderr.clone();
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines() {
                 let Ok(line) = line else { break };
                 err_lines.lock().unwrap().push(line);
@@ -128,7 +130,7 @@ impl Serve {
         let out_pipe = child.stdout.take().expect("stdout piped");
         let (first_tx, first_rx) = mpsc::channel();
         let rest = stdout_rest.clone();
-        std::thread::spawn(move || {
+        let out_reader = std::thread::spawn(move || {
             let mut lines = BufReader::new(out_pipe).lines();
             if let Some(Ok(first)) = lines.next() {
                 let _ = first_tx.send(first);
@@ -144,7 +146,8 @@ impl Serve {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
+                // The pipe is closed now: wait for its last lines.
+                poll_until_blocking(|| err_reader.is_finished().then_some(()));
                 panic!(
                     "serve {args:?} printed no `listening on` line ({e}); stderr:\n{}",
                     stderr.lock().unwrap().join("\n")
@@ -161,6 +164,7 @@ impl Serve {
             first_line,
             stdout_rest,
             stderr,
+            readers: vec![out_reader, err_reader],
             _config_dir: None,
         }
     }
@@ -180,24 +184,32 @@ impl Serve {
         signal(self.pid(), name);
     }
 
-    /// Waits for the process to exit (panics after [`PATIENCE`]).
+    /// Waits for the process to exit (panics after [`PATIENCE`]) and for the reader
+    /// threads to take its last lines.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader threads take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "serve did not exit within {PATIENCE:?}; stderr:\n{}",
-                    self.stderr_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let Some(status) = poll_until_blocking(|| self.child.try_wait().expect("try_wait")) else {
+            let _ = self.child.kill();
+            panic!(
+                "serve did not exit within {PATIENCE:?}; stderr:\n{}",
+                self.stderr_text()
+            );
+        };
+        self.wait_for_readers();
+        status
+    }
+
+    /// SIGKILL; waits for the exit and for the reader threads to take the last lines.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().expect("kill serve");
+        let status = self.child.wait().expect("wait for serve");
+        self.wait_for_readers();
+        status
+    }
+
+    /// Waits (up to [`PATIENCE`]) until the stdout and stderr readers have read to the
+    /// end of their pipes, which close when the process exits.
+    fn wait_for_readers(&self) {
+        poll_until_blocking(|| self.readers.iter().all(|r| r.is_finished()).then_some(()));
     }
 
     /// Whether the process is still running.
@@ -217,21 +229,11 @@ impl Serve {
 
     /// Waits until `count` stderr lines contain `needle`; false after [`PATIENCE`].
     pub fn wait_for_stderr(&self, needle: &str, count: usize) -> bool {
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            let n = self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(needle))
-                .count();
-            if n >= count {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        poll_until_blocking(|| {
+            let lines = self.stderr.lock().unwrap();
+            (lines.iter().filter(|l| l.contains(needle)).count() >= count).then_some(())
+        })
+        .is_some()
     }
 }
 

@@ -3,12 +3,14 @@
 //! at error once (and answered 500 without `Retry-After`), and the startup summary.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::support::serve::Serve;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
+
+use crate::support::eventually::poll_until;
+use crate::support::serve::Serve;
 
 /// `key=value` of a text log line (values without spaces or quoted).
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -84,24 +86,22 @@ async fn refused_requests_log_at_most_one_line_per_second_per_route_and_reason_w
         "a capacity-1 mailbox refused nothing: {statuses:?}"
     );
     // Every pending count is written within a second or so.
-    let deadline = Instant::now() + crate::support::eventually::PATIENCE;
-    let lines = loop {
-        let text = s.stderr_text();
-        let lines = text
+    let (mut lines, mut logged) = (Vec::new(), 0);
+    poll_until(async || {
+        lines = s
+            .stderr_text()
             .lines()
             .filter(|l| l.contains("refused; last:"))
             .map(str::to_string)
             .collect::<Vec<_>>();
-        let logged: u64 = lines
+        logged = lines
             .iter()
             .map(|l| field(l, "count").unwrap().parse::<u64>().unwrap())
             .sum();
-        if logged >= refused || Instant::now() > deadline {
-            assert_eq!(logged, refused, "counts in the log: {lines:#?}");
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (logged >= refused).then_some(())
+    })
+    .await;
+    assert_eq!(logged, refused, "counts in the log: {lines:#?}");
     let seconds = started.elapsed().as_secs() + 1;
     let mut per_key: BTreeMap<(String, String), u64> = BTreeMap::new();
     for l in &lines {
