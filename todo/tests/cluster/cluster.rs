@@ -9,14 +9,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluicegate_todo::cluster::{ShardId, ShardMap};
 use sluicegate_todo::domain::ListName;
 
-use crate::support::eventually::{poll_until, PATIENCE};
+use crate::support::eventually::{eventually, poll_until, PATIENCE};
 use crate::support::prom::{find, parse_metrics};
 use crate::support::serve::{signal, Serve};
 
@@ -202,17 +202,21 @@ type Refused = Vec<(u16, Value)>;
 /// [`Writers::finish`]; a writer whose node gives no answer at all panics.
 struct Writers {
     stop: Arc<AtomicBool>,
+    /// The lists with a write acknowledged so far.
+    acked_lists: Arc<Mutex<BTreeSet<String>>>,
     tasks: Vec<tokio::task::JoinHandle<(Acked, Refused)>>,
 }
 
 impl Writers {
     fn start(c: &reqwest::Client, nodes: &[&Serve], lists: &[String]) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
+        let acked_lists = Arc::new(Mutex::new(BTreeSet::new()));
         let tasks = nodes
             .iter()
             .enumerate()
             .map(|(k, node)| {
                 let (c, url, lists, stop) = (c.clone(), node.url(""), lists.to_vec(), stop.clone());
+                let acked_lists = acked_lists.clone();
                 tokio::spawn(async move {
                     let (mut acked, mut refused) = (Vec::new(), Vec::new());
                     let mut i = 0;
@@ -229,6 +233,7 @@ impl Writers {
                         let status = resp.status().as_u16();
                         if status == 201 {
                             acked.push((l.clone(), title, Instant::now()));
+                            acked_lists.lock().unwrap().insert(l.clone());
                         } else {
                             refused.push((status, resp.json().await.unwrap_or(Value::Null)));
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -238,7 +243,16 @@ impl Writers {
                 })
             })
             .collect();
-        Writers { stop, tasks }
+        Writers {
+            stop,
+            acked_lists,
+            tasks,
+        }
+    }
+
+    /// How many of the lists have had a write acknowledged so far.
+    fn lists_acked(&self) -> usize {
+        self.acked_lists.lock().unwrap().len()
     }
 
     /// Stops the writers; every write acknowledged and every refusal.
@@ -362,9 +376,13 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
     let table = owners(&c, &nodes[1]).await;
     let lists = lists_owned_by(&table, "n1", "victim", 8);
 
-    // Writers through n2 and n3 (forwarded to n1 while it lives).
+    // Writers through n2 and n3 (forwarded to n1 while it lives), until each list
+    // has a write acknowledged.
     let writers = Writers::start(&c, &[&nodes[1], &nodes[2]], &lists);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually("every victim list has an acknowledged write", || {
+        writers.lists_acked() == lists.len()
+    })
+    .await;
     let killed_at = Instant::now();
     signal(nodes[0].pid(), "KILL");
     let _ = nodes[0].wait_exit();
@@ -456,8 +474,20 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
             (l, status, resp.json::<Value>().await.unwrap_or(Value::Null))
         }));
     }
-    // Activation and the write take a moment; then n1 is paused inside its delay.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Once n1 has activated every list (each write's store now carries that epoch and
+    // waits in the delay), n1 is paused.
+    let activated = poll_until(async || {
+        let n = counter_sum(
+            &c,
+            &[&nodes[0]],
+            "sluicegate_cluster_activations_total",
+            &[],
+        )
+        .await;
+        (n >= lists.len() as f64).then_some(())
+    })
+    .await;
+    assert!(activated.is_some(), "n1 never activated the lists");
     signal(nodes[0].pid(), "STOP");
     // Past n1's lease: another node takes the shards and writes each list.
     let mut written = BTreeMap::new();

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -153,6 +152,41 @@ struct Render {
     posts: u64,
 }
 
+impl Render {
+    /// Whether every number of this render is smaller in `stats` (`/api/stats`, from
+    /// which the page draws): each mailbox role's delivered total, the to-do server's
+    /// calls and the POST count.
+    fn grown_in(&self, stats: &Value) -> bool {
+        let total = |m: &Value| {
+            m.as_object()
+                .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+        };
+        let of_role = |kind: &str, role: &str| {
+            stats[kind]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["role"] == role))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let mailboxes = self.mailboxes.iter().all(|(role, delivered, _)| {
+            of_role("mailboxes", role)["totals"]["delivered"]
+                .as_u64()
+                .unwrap_or(0)
+                > *delivered
+        });
+        let (role, calls) = &self.servers[0];
+        let todo_calls = total(&of_role("servers", role)["calls"]) > *calls;
+        let posts: u64 = stats["http"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["method"] == "POST" && r["route"] == "/lists/{list}/entries")
+            .map(|r| total(&r["statuses"]))
+            .sum();
+        mailboxes && todo_calls && posts > self.posts
+    }
+}
+
 fn number(text: Option<String>, what: &str, dom: &str) -> u64 {
     let text = text.unwrap_or_else(|| panic!("{what} not in the rendered DOM:\n{dom}"));
     text.trim()
@@ -266,7 +300,25 @@ async fn dashboard_renders_every_role_with_live_numbers_under_load() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Until `/api/stats`, which the page draws, has every number of the first render
+    // grown: the second render then reads larger ones.
+    let mut stats = Value::Null;
+    let grown = poll_until(async || {
+        stats = client
+            .get(serve.url("/api/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        first.grown_in(&stats).then_some(())
+    })
+    .await;
+    assert!(
+        grown.is_some(),
+        "/api/stats never grew past the first render {first:?}: {stats}"
+    );
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let second = tokio::task::spawn_blocking({
         let (url, shot) = (url.clone(), shot.clone());
