@@ -9,7 +9,7 @@ pub mod forward;
 mod http_metrics;
 mod lock;
 pub mod openapi;
-mod prom_text;
+pub mod prom_text;
 mod refusals;
 mod routes;
 

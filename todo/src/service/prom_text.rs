@@ -1,27 +1,33 @@
 //! Reading the Prometheus text format the recorder renders, for the dashboard's
 //! sampler: series by metric name with their labels ([`Snapshot`]), sums over label
 //! matches, histogram buckets, and a quantile from the difference of two bucket sets.
+//! Public so that the tests read `/metrics` with this same parser ([`parse_line`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// One series of the Prometheus text: its labels and value.
 #[derive(Clone, Debug)]
-pub(super) struct Point {
-    pub(super) labels: BTreeMap<String, String>,
-    pub(super) value: f64,
+pub struct Point {
+    /// The labels, by name, their values unescaped.
+    pub labels: BTreeMap<String, String>,
+    /// The sample's value (`+Inf` and `-Inf` as infinities).
+    pub value: f64,
 }
 
 /// One read of the recorder: series by metric name, and when it was taken.
 #[derive(Clone, Debug)]
-pub(super) struct Snapshot {
-    pub(super) at: Instant,
-    pub(super) series: BTreeMap<String, Vec<Point>>,
+pub struct Snapshot {
+    /// When the text was read.
+    pub at: Instant,
+    /// Every sample, by series name (a histogram's `_bucket`, `_sum` and `_count`
+    /// series under those names), in the order of the text.
+    pub series: BTreeMap<String, Vec<Point>>,
 }
 
 impl Snapshot {
     /// Sum of the series named `name` whose labels include every `(key, value)` of `with`.
-    pub(super) fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
+    pub fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
         self.series
             .get(name)
             .map(|points| {
@@ -35,7 +41,7 @@ impl Snapshot {
     }
 
     /// The distinct values of `label` among the series named `name`.
-    pub(super) fn label_values(&self, name: &str, label: &str) -> BTreeSet<String> {
+    pub fn label_values(&self, name: &str, label: &str) -> BTreeSet<String> {
         self.series
             .get(name)
             .into_iter()
@@ -46,7 +52,7 @@ impl Snapshot {
 
     /// Cumulative bucket counts (by upper bound) of histogram `name`, summed over the
     /// series matching `with`.
-    pub(super) fn buckets(&self, name: &str, with: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    pub fn buckets(&self, name: &str, with: &[(&str, &str)]) -> Vec<(f64, f64)> {
         let mut by_le: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
         for p in self
             .series
@@ -66,7 +72,8 @@ impl Snapshot {
     }
 }
 
-pub(super) fn matches(p: &Point, with: &[(&str, &str)]) -> bool {
+/// Whether the labels of `p` include every `(key, value)` of `with`.
+pub fn matches(p: &Point, with: &[(&str, &str)]) -> bool {
     with.iter()
         .all(|(k, v)| p.labels.get(*k).map(String::as_str) == Some(*v))
 }
@@ -79,8 +86,9 @@ fn parse_value(v: &str) -> Option<f64> {
     }
 }
 
-/// Parses Prometheus text exposition (as `PrometheusHandle::render` writes it).
-pub(super) fn parse(text: &str, at: Instant) -> Snapshot {
+/// Parses Prometheus text exposition (as `PrometheusHandle::render` writes it);
+/// comments (`# HELP`, `# TYPE`) and lines that are not a sample are skipped.
+pub fn parse(text: &str, at: Instant) -> Snapshot {
     let mut series: BTreeMap<String, Vec<Point>> = BTreeMap::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
@@ -93,7 +101,9 @@ pub(super) fn parse(text: &str, at: Instant) -> Snapshot {
     Snapshot { at, series }
 }
 
-fn parse_line(line: &str) -> Option<(String, Point)> {
+/// One sample line, `name{key="value",...} value`, as its series name and point;
+/// `None` when the line is not a sample (a comment, a blank line, a malformed one).
+pub fn parse_line(line: &str) -> Option<(String, Point)> {
     let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
     let name = line[..name_end].to_string();
     let mut rest = &line[name_end..];
@@ -132,7 +142,7 @@ fn parse_line(line: &str) -> Option<(String, Point)> {
 /// The `p` quantile (0..1) of the observations between two cumulative bucket lists,
 /// interpolated linearly inside the bucket as Prometheus' `histogram_quantile` does;
 /// `None` when nothing was observed. Above the highest finite bound it answers that bound.
-pub(super) fn quantile(old: &[(f64, f64)], new: &[(f64, f64)], p: f64) -> Option<f64> {
+pub fn quantile(old: &[(f64, f64)], new: &[(f64, f64)], p: f64) -> Option<f64> {
     let delta: Vec<(f64, f64)> = new
         .iter()
         .map(|(le, n)| {

@@ -20,8 +20,7 @@ use sluicegate_todo::domain::{
 use sluicegate_todo::storage::{self, BackendKind, Storage, StorageError};
 use tokio::sync::watch;
 
-/// Generous bound for anything that waits on real disk I/O.
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::support::eventually::{eventually, PATIENCE};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
@@ -46,18 +45,6 @@ fn done(o: WriteOutcome) -> sluicegate_todo::domain::Entry {
     match o {
         WriteOutcome::Done(e) => e,
         WriteOutcome::Accepted => panic!("expected an applied write, got Accepted"),
-    }
-}
-
-/// Waits (real time, bounded) until `cond` holds.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -1,18 +1,19 @@
 //! The `sluicegate` command as a user runs it: `serve`'s listening line and health,
 //! `check-config` on good and bad files, argument errors, and SIGHUP policy reloads.
 
-mod serve_support;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_support::{find, parse_metrics, repo_file, run, Serve, PATIENCE};
 use sluicegate_todo::config::Config;
+
+use crate::support::eventually::poll_until;
+use crate::support::prom::{find, parse_metrics, Sample};
+use crate::support::serve::{repo_file, run, Serve};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn metrics(s: &Serve) -> Vec<serve_support::Sample> {
+async fn metrics(s: &Serve) -> Vec<Sample> {
     let body = reqwest::get(s.url("/metrics"))
         .await
         .unwrap()
@@ -22,19 +23,18 @@ async fn metrics(s: &Serve) -> Vec<serve_support::Sample> {
     parse_metrics(&body).0
 }
 
-/// Polls `/metrics` until `pred` holds; panics with the last scrape after [`PATIENCE`].
-async fn wait_for_metrics(s: &Serve, what: &str, pred: impl Fn(&[serve_support::Sample]) -> bool) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let samples = metrics(s).await;
-        if pred(&samples) {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!("/metrics never showed {what}; last scrape: {samples:#?}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// Polls `/metrics` until `pred` holds; panics with the last scrape after `PATIENCE`.
+async fn wait_for_metrics(s: &Serve, what: &str, pred: impl Fn(&[Sample]) -> bool) {
+    let mut last = Vec::new();
+    let shown = poll_until(async || {
+        last = metrics(s).await;
+        pred(&last).then_some(())
+    })
+    .await;
+    assert!(
+        shown.is_some(),
+        "/metrics never showed {what}; last scrape: {last:#?}"
+    );
 }
 
 #[tokio::test]
@@ -481,7 +481,7 @@ async fn sighup_applies_default_ack_names_restart_settings_and_drops_stale_serie
     };
     assert_eq!(post("before").await.unwrap().status(), StatusCode::CREATED);
     let samples = metrics(&s).await;
-    let todo = |m: &[serve_support::Sample], policy: &str| {
+    let todo = |m: &[Sample], policy: &str| {
         find(
             m,
             "sluicegate_mailbox_capacity",

@@ -2,15 +2,15 @@
 //! one line per second per (route, reason) with counts that add up, a damaged list
 //! at error once (and answered 500 without `Retry-After`), and the startup summary.
 
-mod serve_support;
-
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
-use serve_support::Serve;
+
+use crate::support::eventually::poll_until;
+use crate::support::serve::Serve;
 
 /// `key=value` of a text log line (values without spaces or quoted).
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -86,24 +86,22 @@ async fn refused_requests_log_at_most_one_line_per_second_per_route_and_reason_w
         "a capacity-1 mailbox refused nothing: {statuses:?}"
     );
     // Every pending count is written within a second or so.
-    let deadline = Instant::now() + serve_support::PATIENCE;
-    let lines = loop {
-        let text = s.stderr_text();
-        let lines = text
+    let (mut lines, mut logged) = (Vec::new(), 0);
+    poll_until(async || {
+        lines = s
+            .stderr_text()
             .lines()
             .filter(|l| l.contains("refused; last:"))
             .map(str::to_string)
             .collect::<Vec<_>>();
-        let logged: u64 = lines
+        logged = lines
             .iter()
             .map(|l| field(l, "count").unwrap().parse::<u64>().unwrap())
             .sum();
-        if logged >= refused || Instant::now() > deadline {
-            assert_eq!(logged, refused, "counts in the log: {lines:#?}");
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (logged >= refused).then_some(())
+    })
+    .await;
+    assert_eq!(logged, refused, "counts in the log: {lines:#?}");
     let seconds = started.elapsed().as_secs() + 1;
     let mut per_key: BTreeMap<(String, String), u64> = BTreeMap::new();
     for l in &lines {
@@ -143,7 +141,7 @@ async fn a_damaged_list_answers_500_without_retry_after_and_logs_at_error_once()
     std::fs::write(&file, b"{ not a list").unwrap();
     // The files backend reads each list when its server starts (the SQLite default
     // would refuse to import a damaged file at open instead).
-    let default = std::fs::read_to_string(serve_support::repo_file("policies/block.toml"))
+    let default = std::fs::read_to_string(crate::support::serve::repo_file("policies/block.toml"))
         .unwrap()
         .replace("backend = \"sqlite\"", "backend = \"files\"");
     assert!(default.contains("backend = \"files\""), "{default}");
@@ -195,7 +193,7 @@ async fn a_damaged_list_answers_500_without_retry_after_and_logs_at_error_once()
 fn startup_logs_one_summary_line_of_the_effective_settings() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = serve_support::repo_file("policies/block.toml");
+    let config = crate::support::serve::repo_file("policies/block.toml");
     let mut s = Serve::start(&[
         "--config",
         config.to_str().unwrap(),

@@ -2,19 +2,20 @@
 //! service with the shipped scrape config, and mailbox metrics and every dashboard
 //! query are read back through its HTTP query API.
 
-mod serve_support;
-
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
-use serve_support::{dashboard_queries, repo_file, PATIENCE};
 use sluicegate_todo::config::Config;
 use sluicegate_todo::domain::ListName;
 use sluicegate_todo::service::{self, Running, ServeOptions};
+
+use crate::support::dashboard::dashboard_queries;
+use crate::support::eventually::{poll_until, PATIENCE};
+use crate::support::serve::repo_file;
 
 const SKIP_VAR: &str = "SLUICEGATE_SKIP_PROMETHEUS";
 
@@ -70,34 +71,31 @@ impl Prometheus {
 
     /// Polls `promql` until it returns at least one sample that `pred` accepts.
     async fn wait_for(&mut self, promql: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
+        let url = format!(
+            "{}/api/v1/query?query={}",
+            self.base,
+            utf8_percent_encode(promql, NON_ALPHANUMERIC)
+        );
         let mut last = Value::Null;
-        while Instant::now() < deadline {
+        let found = poll_until(async || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("prometheus exited ({status}):\n{}", self.log());
             }
-            let url = format!(
-                "{}/api/v1/query?query={}",
-                self.base,
-                utf8_percent_encode(promql, NON_ALPHANUMERIC)
-            );
-            if let Ok(resp) = reqwest::get(&url).await {
-                if let Ok(body) = resp.json::<Value>().await {
-                    if let Some(found) = body["data"]["result"]
-                        .as_array()
-                        .and_then(|r| r.iter().find(|s| pred(s)))
-                    {
-                        return found.clone();
-                    }
-                    last = body;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!(
-            "no sample for {promql:?} within {PATIENCE:?}; last answer: {last}\nprometheus log:\n{}",
-            self.log()
-        );
+            let body = reqwest::get(&url).await.ok()?.json::<Value>().await.ok()?;
+            let found = body["data"]["result"]
+                .as_array()
+                .and_then(|r| r.iter().find(|s| pred(s)))
+                .cloned();
+            last = body;
+            found
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "no sample for {promql:?} within {PATIENCE:?}; last answer: {last}\nprometheus log:\n{}",
+                self.log()
+            )
+        })
     }
 }
 
@@ -195,7 +193,7 @@ async fn prometheus_scrapes_the_service_and_serves_its_mailbox_metrics() {
     };
     let dir = tempfile::tempdir().unwrap();
     // The real binary, as a user runs it (and apart from this process's metrics).
-    let mut serve = serve_support::Serve::start(&[
+    let mut serve = crate::support::serve::Serve::start(&[
         "--listen",
         "127.0.0.1:0",
         "--data-dir",

@@ -2,15 +2,14 @@
 //! PostgreSQL down, a durable write is answered `503` naming storage (never a hang,
 //! never a panic), and once the database is up the same request succeeds; the same
 //! when the database stops under a running server. Needs a private server it can
-//! stop (`pg_support::PgServer`), so it never uses `SLUICEGATE_TEST_PG_URL`.
-
-mod pg_support;
-mod serve_support;
+//! stop (`crate::support::pg::PgServer`), so it never uses `SLUICEGATE_TEST_PG_URL`.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use serve_support::{repo_file, Serve, PATIENCE};
+
+use crate::support::eventually::{poll_until, PATIENCE};
+use crate::support::serve::{repo_file, Serve};
 
 /// `policies/coalesce.toml` on PostgreSQL at `url`, every write acknowledged durable.
 fn config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
@@ -61,30 +60,29 @@ async fn refused_naming_storage(client: &reqwest::Client, serve: &Serve, title: 
 
 /// Retries a durable write until it is answered 201 (the database is back).
 async fn succeeds_once_up(client: &reqwest::Client, serve: &Serve, title: &str) -> Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    let mut last = Value::Null;
+    let body = poll_until(async || {
         let (status, _, body) = add(client, serve, title).await;
         if status == 201 {
-            return body;
+            return Some(body);
         }
         assert_eq!(
             status, 503,
             "only storage refusals while recovering: {body}"
         );
-        assert!(
-            Instant::now() < deadline,
-            "no recovery within {PATIENCE:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        last = body;
+        None
+    })
+    .await;
+    body.unwrap_or_else(|| panic!("no recovery within {PATIENCE:?}: {last}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_writes_get_503_naming_storage_while_postgres_is_down_and_succeed_after() {
-    let mut pg = tokio::task::spawn_blocking(pg_support::PgServer::start)
+    let mut pg = tokio::task::spawn_blocking(crate::support::pg::PgServer::start)
         .await
         .unwrap();
-    pg_support::execute(&pg.socket_url("postgres"), "CREATE DATABASE todo").await;
+    crate::support::pg::execute(&pg.socket_url("postgres"), "CREATE DATABASE todo").await;
     let pg = tokio::task::spawn_blocking(move || {
         pg.stop();
         pg

@@ -2,36 +2,31 @@
 //! once naming the directory and the holder's pid; the first keeps serving and
 //! keeps every write; the lock is released when the holder exits (even by SIGKILL).
 
-mod serve_support;
-
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_support::{Serve, PATIENCE};
+
+use crate::support::eventually::{poll_until_blocking, PATIENCE};
+use crate::support::serve::Serve;
 
 /// Runs `sluicegate <args>` to its end; fails the test if it is still running after
 /// [`PATIENCE`] (a second server that started serving instead of refusing).
 fn run_to_end(args: &[&str]) -> Output {
-    let mut child = Command::new(serve_support::bin())
+    let mut child = Command::new(crate::support::serve::bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sluicegate");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "sluicegate {args:?} still running after {PATIENCE:?}; stdout: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    if poll_until_blocking(|| child.try_wait().expect("try_wait")).is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "sluicegate {args:?} still running after {PATIENCE:?}; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     child.wait_with_output().unwrap()
 }
@@ -118,7 +113,7 @@ fn the_crash_writer_takes_the_lock_too() {
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap().to_string();
     let mut holder = Serve::start(&["--listen", "127.0.0.1:0", "--data-dir", &data_arg]);
-    let policy = serve_support::repo_file("policies/coalesce.toml");
+    let policy = crate::support::serve::repo_file("policies/coalesce.toml");
     let out = run_to_end(&[
         "experiment-writer",
         "--policy",

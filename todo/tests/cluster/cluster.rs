@@ -6,19 +6,19 @@
 //! PostgreSQL restarted under load gives clear 503s and loses nothing acknowledged.
 //! Leases are short here (3 s) so failovers fit in a test.
 
-mod pg_support;
-mod serve_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use serve_support::{find, parse_metrics, signal, Serve};
 use sluicegate_todo::cluster::{ShardId, ShardMap};
 use sluicegate_todo::domain::ListName;
+
+use crate::support::eventually::{eventually, poll_until, PATIENCE};
+use crate::support::prom::{find, parse_metrics};
+use crate::support::serve::{signal, Serve};
 
 const SHARDS: u32 = 32;
 
@@ -61,8 +61,7 @@ async fn view(c: &reqwest::Client, node: &Serve) -> Value {
 
 /// Waits until every node reports a settled table with `live` live members.
 async fn settle(c: &reqwest::Client, nodes: &[&Serve], live: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let settled = poll_until(async || {
         let mut ok = true;
         for n in nodes {
             let v = view(c, n).await;
@@ -72,15 +71,13 @@ async fn settle(c: &reqwest::Client, nodes: &[&Serve], live: usize) {
                 .unwrap_or(0);
             ok &= v["settled"] == true && alive == live;
         }
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cluster did not settle in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        ok.then_some(())
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "the cluster did not settle within {PATIENCE:?}"
+    );
 }
 
 /// The owner of each shard by `node`'s table.
@@ -141,8 +138,8 @@ async fn add(c: &reqwest::Client, node: &Serve, list: &str, title: &str) -> (u16
 
 /// The titles in `list`, read through `node`.
 async fn titles(c: &reqwest::Client, node: &Serve, list: &str) -> BTreeSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut last = String::new();
+    let titles = poll_until(async || {
         let resp = c
             .get(node.url(&format!("/lists/{list}/entries")))
             .send()
@@ -150,20 +147,24 @@ async fn titles(c: &reqwest::Client, node: &Serve, list: &str) -> BTreeSet<Strin
             .expect("GET entries");
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if status == 200 {
-            let entries = v
-                .as_array()
-                .cloned()
-                .or_else(|| v["entries"].as_array().cloned())
-                .unwrap_or_default();
-            return entries
+        if status != 200 {
+            last = format!("{status} {v}");
+            return None;
+        }
+        let entries = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["entries"].as_array().cloned())
+            .unwrap_or_default();
+        Some(
+            entries
                 .iter()
                 .filter_map(|e| e["title"].as_str().map(str::to_string))
-                .collect();
-        }
-        assert!(Instant::now() < deadline, "reading {list}: {status} {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+                .collect(),
+        )
+    })
+    .await;
+    titles.unwrap_or_else(|| panic!("reading {list}: {last}"))
 }
 
 /// Sum of one counter over nodes.
@@ -201,17 +202,21 @@ type Refused = Vec<(u16, Value)>;
 /// [`Writers::finish`]; a writer whose node gives no answer at all panics.
 struct Writers {
     stop: Arc<AtomicBool>,
+    /// The lists with a write acknowledged so far.
+    acked_lists: Arc<Mutex<BTreeSet<String>>>,
     tasks: Vec<tokio::task::JoinHandle<(Acked, Refused)>>,
 }
 
 impl Writers {
     fn start(c: &reqwest::Client, nodes: &[&Serve], lists: &[String]) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
+        let acked_lists = Arc::new(Mutex::new(BTreeSet::new()));
         let tasks = nodes
             .iter()
             .enumerate()
             .map(|(k, node)| {
                 let (c, url, lists, stop) = (c.clone(), node.url(""), lists.to_vec(), stop.clone());
+                let acked_lists = acked_lists.clone();
                 tokio::spawn(async move {
                     let (mut acked, mut refused) = (Vec::new(), Vec::new());
                     let mut i = 0;
@@ -228,6 +233,7 @@ impl Writers {
                         let status = resp.status().as_u16();
                         if status == 201 {
                             acked.push((l.clone(), title, Instant::now()));
+                            acked_lists.lock().unwrap().insert(l.clone());
                         } else {
                             refused.push((status, resp.json().await.unwrap_or(Value::Null)));
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -237,7 +243,16 @@ impl Writers {
                 })
             })
             .collect();
-        Writers { stop, tasks }
+        Writers {
+            stop,
+            acked_lists,
+            tasks,
+        }
+    }
+
+    /// How many of the lists have had a write acknowledged so far.
+    fn lists_acked(&self) -> usize {
+        self.acked_lists.lock().unwrap().len()
     }
 
     /// Stops the writers; every write acknowledged and every refusal.
@@ -255,7 +270,7 @@ impl Writers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_serve_every_durable_write_through_any_node_with_one_server_per_list() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "node", &db.url, "3s", "");
     let nodes: Vec<Serve> = ["n1", "n2", "n3"]
@@ -349,7 +364,7 @@ async fn three_nodes_serve_every_durable_write_through_any_node_with_one_server_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durable_write() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "node", &db.url, "3s", "");
     let mut nodes: Vec<Serve> = ["n1", "n2", "n3"]
@@ -361,16 +376,19 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
     let table = owners(&c, &nodes[1]).await;
     let lists = lists_owned_by(&table, "n1", "victim", 8);
 
-    // Writers through n2 and n3 (forwarded to n1 while it lives).
+    // Writers through n2 and n3 (forwarded to n1 while it lives), until each list
+    // has a write acknowledged.
     let writers = Writers::start(&c, &[&nodes[1], &nodes[2]], &lists);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually("every victim list has an acknowledged write", || {
+        writers.lists_acked() == lists.len()
+    })
+    .await;
     let killed_at = Instant::now();
     signal(nodes[0].pid(), "KILL");
     let _ = nodes[0].wait_exit();
     // Until every victim list takes a write again.
-    let deadline = killed_at + Duration::from_secs(30);
     let mut moved = BTreeMap::new();
-    while moved.len() < lists.len() {
+    let all_moved = poll_until(async || {
         for l in &lists {
             if moved.contains_key(l) {
                 continue;
@@ -381,13 +399,14 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
                 moved.insert(l.clone(), (killed_at.elapsed(), format!("probe-{l}")));
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "lists still unserved 30 s after the kill: {:?}",
-            moved.keys()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (moved.len() == lists.len()).then_some(())
+    })
+    .await;
+    assert!(
+        all_moved.is_some(),
+        "lists still unserved {PATIENCE:?} after the kill (served again: {:?})",
+        moved.keys()
+    );
     let failover = moved.values().map(|(d, _)| *d).max().unwrap();
     println!("failover: every list of the killed owner writable again {failover:?} after kill -9 (lease ttl 3 s, renew 1 s)");
     // The lease (3 s) plus one renewal period to notice, a tick to claim, and slack
@@ -425,7 +444,7 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     // n1 holds every store 1 s after taking its epoch: the pause lands in that window.
     let slow = config_file(dir.path(), "slow", &db.url, "3s", "store_delay = \"1s\"\n");
@@ -455,13 +474,24 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
             (l, status, resp.json::<Value>().await.unwrap_or(Value::Null))
         }));
     }
-    // Activation and the write take a moment; then n1 is paused inside its delay.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Once n1 has activated every list (each write's store now carries that epoch and
+    // waits in the delay), n1 is paused.
+    let activated = poll_until(async || {
+        let n = counter_sum(
+            &c,
+            &[&nodes[0]],
+            "sluicegate_cluster_activations_total",
+            &[],
+        )
+        .await;
+        (n >= lists.len() as f64).then_some(())
+    })
+    .await;
+    assert!(activated.is_some(), "n1 never activated the lists");
     signal(nodes[0].pid(), "STOP");
     // Past n1's lease: another node takes the shards and writes each list.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut written = BTreeMap::new();
-    while written.len() < lists.len() {
+    let all_written = poll_until(async || {
         for l in &lists {
             if written.contains_key(l) {
                 continue;
@@ -472,12 +502,13 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
                 written.insert(l.clone(), by);
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no takeover 30 s after the pause"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (written.len() == lists.len()).then_some(())
+    })
+    .await;
+    assert!(
+        all_written.is_some(),
+        "no takeover {PATIENCE:?} after the pause"
+    );
     signal(nodes[0].pid(), "CONT");
     // The writes n1 held across the pause reach PostgreSQL with its old epoch: fenced.
     for t in inflight {
@@ -518,8 +549,8 @@ async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_acknowledged() {
     // A server of this test's own, since it is stopped and started again.
-    let mut pg = pg_support::PgServer::start();
-    pg_support::execute(
+    let mut pg = crate::support::pg::PgServer::start();
+    crate::support::pg::execute(
         &pg.socket_url("postgres"),
         "CREATE DATABASE cluster_restart",
     )
@@ -542,22 +573,28 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.start_again();
     // Until every list takes a write through each node again.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    for node in &nodes {
-        for l in &lists {
-            loop {
-                let (status, _, body) = add(&c, node, l, &format!("after-{l}")).await;
-                if status == 201 {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no recovery after PostgreSQL came back: {status} {body}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waiting: Vec<(&Serve, &String)> = nodes
+        .iter()
+        .flat_map(|node| lists.iter().map(move |l| (node, l)))
+        .collect();
+    let mut last = String::new();
+    let recovered = poll_until(async || {
+        let mut refused = Vec::new();
+        for (node, l) in waiting.drain(..) {
+            let (status, _, body) = add(&c, node, l, &format!("after-{l}")).await;
+            if status != 201 {
+                last = format!("{status} {body}");
+                refused.push((node, l));
             }
         }
-    }
+        waiting = refused;
+        waiting.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "no recovery after PostgreSQL came back: {last}"
+    );
     let (acked, refused) = writers.finish().await;
     let mut named_storage = 0;
     for (status, body) in &refused {
@@ -593,7 +630,7 @@ async fn postgres_restarted_under_load_gives_clear_refusals_and_loses_nothing_ac
 fn serve_as_a_node_without_postgres_exits_naming_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = serve_support::run(&[
+    let out = crate::support::serve::run(&[
         "serve",
         "--node-id",
         "n1",
@@ -608,8 +645,8 @@ fn serve_as_a_node_without_postgres_exits_naming_what_is_missing() {
         err.contains("cluster") && err.contains("backend = \"postgres\""),
         "{err}"
     );
-    let example = serve_support::repo_file("todo/examples/cluster.toml");
-    let out = serve_support::run(&[
+    let example = crate::support::serve::repo_file("todo/examples/cluster.toml");
+    let out = crate::support::serve::run(&[
         "serve",
         "--config",
         example.to_str().unwrap(),

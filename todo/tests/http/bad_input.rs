@@ -2,8 +2,6 @@
 //! documented 4xx and a JSON error naming the problem (sent as raw HTTP so nothing normalises
 //! them), and a seeded random storm of requests that must never get a 500 or kill the server.
 
-mod serve_support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,10 +9,11 @@ use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use serve_support::Serve;
 use sluicegate_todo::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::serve::Serve;
 
 /// A real `serve` process on the built-in config.
 async fn serve(data_dir: &std::path::Path) -> Serve {

@@ -3,16 +3,15 @@
 //! mailbox highlighted; saves a screenshot. Needs Debian's `chromium` (see
 //! `scripts/test`); without it the test fails and names the package.
 
-mod serve_support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use serve_support::{Serve, PATIENCE};
+
+use crate::support::eventually::{poll_until, poll_until_blocking, PATIENCE};
+use crate::support::serve::Serve;
 
 /// Mailbox roles the config below implies (direct routing: no `database` router).
 const MAILBOX_ROLES: [&str; 2] = ["todo_server", "database_worker"];
@@ -98,13 +97,9 @@ fn run_chromium(url: &str, extra: &[&str], budget_ms: u32) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chromium");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if poll_until_blocking(|| child.try_wait().expect("try_wait")).is_none() {
+        let _ = child.kill();
+        panic!("chromium did not finish within {PATIENCE:?}");
     }
     let out = child.wait_with_output().expect("chromium output");
     assert!(
@@ -155,6 +150,41 @@ struct Render {
     servers: Vec<(String, u64)>,
     /// Total POST /lists/{list}/entries requests.
     posts: u64,
+}
+
+impl Render {
+    /// Whether every number of this render is smaller in `stats` (`/api/stats`, from
+    /// which the page draws): each mailbox role's delivered total, the to-do server's
+    /// calls and the POST count.
+    fn grown_in(&self, stats: &Value) -> bool {
+        let total = |m: &Value| {
+            m.as_object()
+                .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+        };
+        let of_role = |kind: &str, role: &str| {
+            stats[kind]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["role"] == role))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let mailboxes = self.mailboxes.iter().all(|(role, delivered, _)| {
+            of_role("mailboxes", role)["totals"]["delivered"]
+                .as_u64()
+                .unwrap_or(0)
+                > *delivered
+        });
+        let (role, calls) = &self.servers[0];
+        let todo_calls = total(&of_role("servers", role)["calls"]) > *calls;
+        let posts: u64 = stats["http"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["method"] == "POST" && r["route"] == "/lists/{list}/entries")
+            .map(|r| total(&r["statuses"]))
+            .sum();
+        mailboxes && todo_calls && posts > self.posts
+    }
 }
 
 fn number(text: Option<String>, what: &str, dom: &str) -> u64 {
@@ -243,9 +273,9 @@ async fn dashboard_renders_every_role_with_live_numbers_under_load() {
     }
 
     // The API's own view first: the to-do server mailbox refuses under this load.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let stats: Value = client
+    let mut stats = Value::Null;
+    let refusing = poll_until(async || {
+        stats = client
             .get(serve.url("/api/stats"))
             .send()
             .await
@@ -257,17 +287,11 @@ async fn dashboard_renders_every_role_with_live_numbers_under_load() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|m| m["role"] == "todo_server")
-            .cloned();
-        if todo.is_some_and(|m| m["refusing"] == true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "todo_server never refused: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .find(|m| m["role"] == "todo_server");
+        todo.is_some_and(|m| m["refusing"] == true).then_some(())
+    })
+    .await;
+    assert!(refusing.is_some(), "todo_server never refused: {stats}");
 
     let url = serve.url("/dashboard");
     let first = tokio::task::spawn_blocking({
@@ -276,7 +300,25 @@ async fn dashboard_renders_every_role_with_live_numbers_under_load() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Until `/api/stats`, which the page draws, has every number of the first render
+    // grown: the second render then reads larger ones.
+    let mut stats = Value::Null;
+    let grown = poll_until(async || {
+        stats = client
+            .get(serve.url("/api/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        first.grown_in(&stats).then_some(())
+    })
+    .await;
+    assert!(
+        grown.is_some(),
+        "/api/stats never grew past the first render {first:?}: {stats}"
+    );
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let second = tokio::task::spawn_blocking({
         let (url, shot) = (url.clone(), shot.clone());

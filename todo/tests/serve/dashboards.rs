@@ -2,17 +2,18 @@
 //! Grafana dashboard's PromQL names is exported on `/metrics`, and the Prometheus
 //! scrape config points at the service's default address.
 
-mod serve_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use serve_support::{dashboard_queries, parse_metrics, promql_refs, repo_file, Sample};
 use sluicegate_todo::config::Config;
 use sluicegate_todo::domain::ListName;
 use sluicegate_todo::service::{self, ServeOptions};
+
+use crate::support::dashboard::{dashboard_queries, promql_refs};
+use crate::support::prom::{parse_metrics, Sample};
+use crate::support::serve::repo_file;
 
 #[test]
 fn the_promql_reader_finds_metrics_and_labels() {
@@ -256,7 +257,7 @@ async fn every_metric_in_the_dashboard_is_exported_by_a_running_service() {
 async fn restart_and_escalation_counters_start_at_zero_for_every_role() {
     // A separate process: this binary's in-process service has crashed servers.
     let dir = tempfile::tempdir().unwrap();
-    let mut s = serve_support::Serve::start(&[
+    let mut s = crate::support::serve::Serve::start(&[
         "--config",
         repo_file("policies/book.toml").to_str().unwrap(),
         "--listen",
@@ -277,7 +278,7 @@ async fn restart_and_escalation_counters_start_at_zero_for_every_role() {
             "sluicegate_server_restarts_total",
             "sluicegate_server_escalations_total",
         ] {
-            let found = serve_support::find(&samples, name, &[("role", role)]);
+            let found = crate::support::prom::find(&samples, name, &[("role", role)]);
             assert_eq!(found.len(), 1, "{name}{{role={role:?}}} missing:\n{text}");
             assert_eq!(found[0].value, 0.0);
         }
@@ -331,7 +332,7 @@ async fn http_errors_are_counted_with_their_status_and_route() {
         ("PUT", "/lists/{list}/entries", "405"),
         ("GET", "unmatched", "404"),
     ] {
-        let found = serve_support::find(
+        let found = crate::support::prom::find(
             &samples,
             service::HTTP_REQUESTS,
             &[("method", method), ("route", route), ("status", status)],
@@ -340,7 +341,7 @@ async fn http_errors_are_counted_with_their_status_and_route() {
             found.len(),
             1,
             "{method} {route} {status} not counted; HTTP series: {:#?}",
-            serve_support::find(&samples, service::HTTP_REQUESTS, &[])
+            crate::support::prom::find(&samples, service::HTTP_REQUESTS, &[])
         );
         assert!(found[0].value >= 1.0);
     }
@@ -366,7 +367,7 @@ async fn a_request_timeout_is_counted_as_408() {
     // A body that never finishes arriving: the request times out.
     let response = tokio::task::spawn_blocking(move || {
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        conn.set_read_timeout(Some(serve_support::PATIENCE))
+        conn.set_read_timeout(Some(crate::support::eventually::PATIENCE))
             .unwrap();
         write!(
             conn,
@@ -389,7 +390,7 @@ async fn a_request_timeout_is_counted_as_408() {
         .await
         .unwrap();
     let (samples, _) = parse_metrics(&text);
-    let found = serve_support::find(
+    let found = crate::support::prom::find(
         &samples,
         service::HTTP_REQUESTS,
         &[

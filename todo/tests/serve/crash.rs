@@ -1,15 +1,10 @@
 //! Crash safety of `sluicegate serve` with durable acks: concurrent HTTP writes, SIGKILL at a
 //! seeded random moment, restart on the same data dir, and every write answered `201` must be
-//! there, on sqlite, files and a real PostgreSQL (`pg_support`). `SLUICEGATE_CRASH_ROUNDS=N`
+//! there, on sqlite, files and a real PostgreSQL (`support::pg`). `SLUICEGATE_CRASH_ROUNDS=N`
 //! runs more rounds, `SLUICEGATE_CRASH_SEED=S` replays one.
-
-mod pg_support;
-
-mod serve_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +12,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
+
+use crate::support::serve::Serve;
 
 /// Lists written in every round; one has a name that needs percent-encoding.
 const LISTS: [&str; 4] = ["alice", "bob", "carol", "d/e f"];
@@ -43,14 +38,6 @@ impl Entry {
             title: v["title"].as_str().expect("title is a string").to_string(),
         }
     }
-}
-
-/// A running `sluicegate serve` child.
-struct Server {
-    child: Child,
-    /// Kept open so the child never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-    base: String,
 }
 
 /// Copies the recommended policy set with `default_ack` switched to `durable`, on
@@ -81,43 +68,19 @@ fn durable_config(dir: &Path, backend: Option<&str>, url: Option<&str>) -> std::
     path
 }
 
-async fn start_server(config: &Path, data_dir: &Path, log: &Path) -> Server {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = Command::new(serve_support::bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn sluicegate serve");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let read = tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line))
-        .await
-        .expect("server printed its address within 30 s")
-        .unwrap();
-    assert!(read > 0, "server exited before printing its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    Server {
-        base: format!("http://{addr}"),
-        child,
-        _stdout: stdout,
-    }
+/// `sluicegate serve` on `config` and `data_dir`, logging warnings and errors only.
+fn start_server(config: &Path, data_dir: &Path) -> Serve {
+    Serve::start_with_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+        &[("RUST_LOG", "warn")],
+    )
 }
 
 fn list_url(base: &str, list: &str) -> String {
@@ -209,7 +172,7 @@ async fn sigkill_never_loses_a_durably_acknowledged_write_on_files() {
 /// kill of the process that wrote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_never_loses_a_durably_acknowledged_write_on_postgres() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     sigkill_rounds(Some("postgres"), Some(&db.url)).await;
 }
 
@@ -232,7 +195,8 @@ async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
     let tmp = tempfile::tempdir().unwrap();
     let config = durable_config(tmp.path(), backend, url);
     let data = tmp.path().join("data");
-    let log = tmp.path().join("server.log");
+    // What the servers killed so far wrote to stderr.
+    let mut log = String::new();
     let client = Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -243,20 +207,20 @@ async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
     let mut acked: Vec<BTreeMap<u64, Entry>> = vec![BTreeMap::new(); LISTS.len()];
     let (mut checks, mut in_flight_found, mut in_flight_lost) = (0usize, 0usize, 0usize);
     let mut pending_in_flight: Vec<(usize, String, String)> = Vec::new();
-    let mut server = start_server(&config, &data, &log).await;
+    let mut server = start_server(&config, &data);
 
     for round in 0..=rounds {
         // Check what the previous round left: acknowledged writes all present.
-        let lists = read_all(&client, &server.base).await;
+        let lists = read_all(&client, &server.url("")).await;
         for (l, entries) in lists.iter().enumerate() {
             let present: HashSet<&Entry> = entries.iter().collect();
             for e in acked[l].values() {
                 assert!(
                     present.contains(e),
                     "round {round} (seed {seed}): acknowledged write {e:?} missing from list {:?}; \
-                     server log: {}",
+                     server stderr:\n{log}{}",
                     LISTS[l],
-                    log.display()
+                    server.stderr_text()
                 );
                 checks += 1;
             }
@@ -283,7 +247,7 @@ async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
             for w in 0..WRITERS_PER_LIST {
                 tasks.push(tokio::spawn(writer(
                     client.clone(),
-                    server.base.clone(),
+                    server.url(""),
                     l,
                     format!("r{round}-w{w}"),
                     out.clone(),
@@ -292,7 +256,9 @@ async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
         }
         let delay = Duration::from_millis(rng.gen_range(20..400));
         tokio::time::sleep(delay).await;
-        server.child.kill().await.unwrap();
+        server.kill();
+        log.push_str(&server.stderr_text());
+        log.push('\n');
         for t in tasks {
             t.await.unwrap();
         }
@@ -312,13 +278,13 @@ async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
             }
         }
         pending_in_flight = out.in_flight;
-        server = start_server(&config, &data, &log).await;
+        server = start_server(&config, &data);
     }
-    server.child.kill().await.unwrap();
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    server.kill();
+    log.push_str(&server.stderr_text());
     assert!(
-        !logged.contains("panicked"),
-        "the server panicked (seed {seed}):\n{logged}"
+        !log.contains("panicked"),
+        "the server panicked (seed {seed}):\n{log}"
     );
 
     let distinct: usize = acked.iter().map(|m| m.len()).sum();

@@ -16,7 +16,7 @@ use sluicegate_todo::storage::{
     FaultConfig, FaultHandle, FaultyStorage, FileStorage, MemoryStorage,
 };
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::support::eventually::PATIENCE;
 
 fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()

@@ -4,7 +4,6 @@
 //! in that directory, run as the `postgres` user when the tests run as root, since
 //! initdb refuses root), stopped when the last test using it is done. Each test gets
 //! a database of its own. Without the binaries the tests fail, naming the package.
-#![allow(dead_code)]
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;

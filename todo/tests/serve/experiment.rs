@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-mod serve_support;
 const SCENARIOS: [&str; 3] = ["mixed", "crash", "poison"];
 
 /// One CSV row as column name → value (text cells may be quoted).
@@ -54,7 +53,7 @@ fn row<'a>(rows: &'a [HashMap<String, String>], policy: &str) -> &'a HashMap<Str
 fn quick_experiments_compare_policies_and_write_tables_and_plots() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(serve_support::bin())
+    let output = Command::new(crate::support::serve::bin())
         .arg("experiment")
         .arg("--quick")
         .args(SCENARIOS)

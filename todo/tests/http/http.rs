@@ -2,14 +2,13 @@
 //! process: every route, every error status, restart and read back, and graceful
 //! shutdown draining applied writes.
 
-mod serve_support;
-
 use std::path::Path;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use serve_support::{error_of, Serve};
 use sluicegate_todo::config::Config;
+
+use crate::support::serve::{error_of, Serve};
 
 async fn serve(config: Config, data_dir: &Path) -> Serve {
     Serve::with_config(&config, data_dir)
@@ -368,7 +367,7 @@ async fn made_up_methods_share_one_metrics_label() {
 }
 
 async fn get_json(c: &Client, r: &Serve, path: &str) -> (StatusCode, Value) {
-    serve_support::get_json(c, &r.url(path)).await
+    crate::support::serve::get_json(c, &r.url(path)).await
 }
 
 fn ids(v: &Value) -> Vec<u64> {

@@ -1,8 +1,6 @@
 //! The storage backends through the `Storage` trait: one suite every backend
 //! passes (files, sqlite, postgres, memory), then damage, crash leftovers, name
-//! encoding, and group commit on a real PostgreSQL (`pg_support`).
-
-mod pg_support;
+//! encoding, and group commit on a real PostgreSQL (`support::pg`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -682,7 +680,7 @@ async fn sqlite_refuses_to_open_over_a_damaged_files_list_naming_it() {
     assert_eq!(s.list_names().await.unwrap(), vec![name("good")]);
 }
 
-// PostgreSQL: the same cases on a real server (`pg_support`), then group commit,
+// PostgreSQL: the same cases on a real server (`support::pg`), then group commit,
 // damage and an unreachable database.
 
 async fn open_pg(url: &str) -> Arc<dyn Storage> {
@@ -710,19 +708,19 @@ async fn pg_query_one(url: &str, sql: &str) -> String {
 
 #[tokio::test]
 async fn postgres_backend_passes_the_storage_suite() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     storage_suite(open_pg(&db.url).await).await;
 }
 
 #[tokio::test]
 async fn postgres_backend_keeps_lists_across_a_reopen() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     survives_reopen_with(async || open_pg(&db.url).await).await;
 }
 
 #[tokio::test]
 async fn postgres_stores_a_change_as_rows_and_reads_back_the_whole_list() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     stores_a_change_as_rows(
         async || open_pg(&db.url).await,
         async || {
@@ -740,7 +738,7 @@ async fn postgres_stores_a_change_as_rows_and_reads_back_the_whole_list() {
 
 #[tokio::test]
 async fn postgres_commits_many_lists_in_one_transaction_each_answered() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let writes = commits_many_lists_in_one_batch(open_pg(&db.url).await).await;
     // Rows written by one transaction carry its id in `xmin`: one batch, one transaction.
     let txs = pg_query_one(
@@ -755,7 +753,7 @@ async fn postgres_commits_many_lists_in_one_transaction_each_answered() {
 
 #[tokio::test]
 async fn postgres_a_failed_batch_leaves_no_list_half_written() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let s = open_pg(&db.url).await;
     let d = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
     // Version 1 of every list, stored.
@@ -818,7 +816,7 @@ async fn postgres_a_failed_batch_leaves_no_list_half_written() {
 
 #[tokio::test]
 async fn postgres_damaged_rows_fail_only_their_list() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let s = open_pg(&db.url).await;
     s.store(&name("good"), &list_with(&["x", "y"]))
         .await
@@ -827,7 +825,7 @@ async fn postgres_damaged_rows_fail_only_their_list() {
         .await
         .unwrap();
     // next_id 2 would hand out entry 2's id again.
-    pg_support::execute(
+    crate::support::pg::execute(
         &db.url,
         "UPDATE sluicegate.lists SET next_id = 2 WHERE name = 'bad'",
     )
@@ -846,7 +844,7 @@ async fn postgres_damaged_rows_fail_only_their_list() {
 
 #[tokio::test]
 async fn postgres_opening_twice_at_once_creates_the_schema_once() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let (a, b) = tokio::join!(pg(&db.url), pg(&db.url));
     a.store(&name("x"), &list_with(&["1"])).await.unwrap();
     assert_eq!(b.list_names().await.unwrap(), vec![name("x")]);
@@ -860,14 +858,14 @@ async fn postgres_opening_twice_at_once_creates_the_schema_once() {
 
 #[tokio::test]
 async fn postgres_unix_socket_urls_work() {
-    let db = pg_support::fresh_db().await;
+    let db = crate::support::pg::fresh_db().await;
     let s = open_pg(&db.url).await;
     s.store(&name("x"), &list_with(&["1"])).await.unwrap();
-    if std::env::var(pg_support::URL_VAR).is_ok() {
+    if std::env::var(crate::support::pg::URL_VAR).is_ok() {
         return; // the server's socket is not ours to know
     }
     // The same database through the key-value form and the socket directory.
-    let server = pg_support::PgServer::start();
+    let server = crate::support::pg::PgServer::start();
     let url = server.socket_url("postgres");
     let s = open_pg(&url).await;
     s.store(&name("sock"), &list_with(&["1"])).await.unwrap();

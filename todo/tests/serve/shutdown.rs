@@ -1,18 +1,18 @@
 //! Graceful shutdown of the real binary: SIGTERM lets in-flight requests finish,
 //! the process exits 0, and every write acknowledged `applied` is on disk after it.
 
-mod serve_support;
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use serve_support::{Serve, PATIENCE};
+
+use crate::support::eventually::{poll_until_blocking, PATIENCE};
+use crate::support::serve::Serve;
 
 const LISTS: usize = 8;
 
@@ -173,15 +173,13 @@ async fn writes_acknowledged_while_sigterm_arrives_are_all_on_disk() {
 }
 
 /// Waits until a new connection to `addr` is refused: the listener is closed.
-fn wait_until_refused(addr: std::net::SocketAddr) -> bool {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+fn wait_until_refused(addr: SocketAddr) -> bool {
+    poll_until_blocking(|| {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .is_err()
+            .then_some(())
+    })
+    .is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,12 +270,39 @@ async fn sigint_shuts_down_like_sigterm() {
     assert_all_found(&[entry].into(), &read_back(dir.path()).await);
 }
 
+/// The queues of the IPv4 TCP connection from `local` to `remote` as Linux lists them
+/// in `/proc/net/tcp`: bytes sent and not yet acknowledged by the peer, and bytes
+/// received and not yet read by the process; `None` when there is no such connection.
+fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    // An address as the kernel prints it: the IPv4 address as a number in host byte
+    // order, then the port, both in hex.
+    let hex = |a: SocketAddr| match a.ip() {
+        IpAddr::V4(ip) => format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), a.port()),
+        IpAddr::V6(ip) => panic!("{ip}: only IPv4 is looked up"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx_queue:rx_queue ...
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if *fields.get(1)? != local || *fields.get(2)? != remote {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_does_not_hold_back_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     // A short call timeout keeps the grace period (request timeout + 1 s) short.
     let shipped =
-        std::fs::read_to_string(serve_support::repo_file("policies/coalesce.toml")).unwrap();
+        std::fs::read_to_string(crate::support::serve::repo_file("policies/coalesce.toml"))
+            .unwrap();
     assert!(shipped.contains("call_timeout = \"5s\""));
     let config = dir.path().join("config.toml");
     std::fs::write(
@@ -301,8 +326,15 @@ async fn a_stalled_client_does_not_hold_back_shutdown() {
     let mut stalled = TcpStream::connect(s.addr).unwrap();
     write!(stalled, "GET /healthz HTTP/1.1\r\nhost: x\r\n").unwrap();
     stalled.flush().unwrap();
-    // Give the server a moment to accept it and read what there is.
-    std::thread::sleep(Duration::from_millis(200));
+    // Until the server has accepted it and read what there is: nothing of it is left
+    // unacknowledged on our side, nothing unread on the server's.
+    let (client, server) = (stalled.local_addr().unwrap(), s.addr);
+    let read = poll_until_blocking(|| {
+        let unacknowledged = tcp_queues(client, server)?.0;
+        let unread = tcp_queues(server, client)?.1;
+        (unacknowledged == 0 && unread == 0).then_some(())
+    });
+    assert!(read.is_some(), "the server never read the stalled request");
 
     s.signal("TERM");
     let status = s.wait_exit();

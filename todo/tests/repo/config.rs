@@ -10,7 +10,7 @@ use sluicegate_todo::config::{AckMode, BackendKind, Config, ConfigError};
 use sluicegate_todo::domain::{ListName, TodoSystem};
 
 /// A valid file to break in one place per test.
-const BASE: &str = include_str!("../../policies/coalesce.toml");
+const BASE: &str = include_str!("../../../policies/coalesce.toml");
 
 /// `BASE` with `from` replaced by `to` (which must change it).
 fn edit(from: &str, to: &str) -> String {

@@ -1,0 +1,13 @@
+//! The to-do system through its library API and its storage: the whole system on
+//! each backend with a model-based property test ([`todo_system`]), the pure to-do
+//! list against a model ([`todo_list_model`]), injected storage faults ([`faults`]),
+//! the storage backends ([`storage`]), and what the service logs ([`logs`]).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod faults;
+mod logs;
+mod storage;
+mod todo_list_model;
+mod todo_system;
