@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! The layers, lowest first; each uses only those listed before it
-//! (`tests/layers.rs` fails when one names a higher one). The framework itself
+//! (`todo/tests/repo/layers.rs` fails when one names a higher one). The framework itself
 //! (`sluicegate::mailbox`, `sluicegate::runtime`) is a crate of its own below them all.
 //!
 //! - [`domain`]: the chapter 7 domain: the pure to-do list, list names, the list

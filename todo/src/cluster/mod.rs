@@ -17,9 +17,9 @@
 //!   its shard's epoch, stores carry it.
 //! - [`metrics`]: the cluster's Prometheus names.
 //!
-//! `tests/cluster_protocol.rs` runs nodes with drifting clocks, pauses and lost
+//! `todo/tests/cluster/cluster_protocol.rs` runs nodes with drifting clocks, pauses and lost
 //! renewals against the rules on a virtual clock and checks that no list ever has two
-//! committing owners; `tests/cluster.rs` runs real node processes on PostgreSQL.
+//! committing owners; `todo/tests/cluster/cluster.rs` runs real node processes on PostgreSQL.
 
 pub mod fence;
 pub mod fenced;
