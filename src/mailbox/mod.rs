@@ -32,7 +32,7 @@
 //!
 //! Every resolved send lands in exactly one [`Outcome`]; [`Stats`] is a snapshot
 //! taken under the lock, so the identity in [`Stats::is_balanced`] holds at every
-//! instant. The same counts go to the `metrics` facade (see [`metrics`](self::metrics)),
+//! instant. The same counts go to the `metrics` facade (see [`metrics`]),
 //! batched so that the hot path touches no shared atomic for most messages.
 //!
 //! `recv`, `recv_many` and `send` take part in tokio's cooperative budget inside

@@ -170,7 +170,7 @@ impl<T: Send + 'static> Receiver<T> {
     }
 
     /// Takes every queued message out without delivering it, counted as
-    /// [`Outcome::Discarded`]; for an owner that will not process them (a crashed
+    /// [`Outcome::Discarded`](super::Outcome::Discarded); for an owner that will not process them (a crashed
     /// server answers each queued call with an error).
     pub fn discard_queued(&mut self) -> Vec<T> {
         let mut fx = Effects::default();

@@ -179,7 +179,7 @@ impl Storage for FileStorage {
         .await
     }
 
-    /// Writes the batch's lists up to [`PARALLEL_WRITES`] at a time, each whole and
+    /// Writes the batch's lists up to `PARALLEL_WRITES` at a time, each whole and
     /// crash-safe as [`store`](Storage::store) does, so their fsyncs overlap instead
     /// of queueing one behind the other. A batch naming a list twice is written in
     /// order, one list at a time, so the later version is the one that stays.
