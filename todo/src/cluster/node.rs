@@ -13,6 +13,11 @@
 //! stopping its list servers with their stores drained. Every tick's database work
 //! is bounded by the backend's operation timeout; a failing database only delays
 //! renewals, and the node stops serving when its leases run out.
+//!
+//! The node's state and its keeper stay in one file (625 lines): every phase of a
+//! tick reads and changes the held leases under the same lock, and the order of the
+//! phases is the protocol `cluster_protocol` tests check; the pure rules they apply
+//! (leases, shards, fences) are already in their own files.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
