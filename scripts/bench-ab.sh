@@ -23,9 +23,9 @@ here=$PWD
 run() { # SIDE DIR ROUND
     local side=$1 dir=$2 r=$3
     (cd "$dir" && CARGO_TARGET_DIR="$dir/target" MAILBOX_BENCH_ROUNDS=1 \
-        cargo bench --quiet --bench mailbox) >"$out/$side-mailbox-$r.txt"
+        cargo bench --quiet --bench mailbox) >"$out/$side-mailbox-$r.txt" 2>"$out/$side-mailbox-$r.err"
     (cd "$dir" && CARGO_TARGET_DIR="$dir/target" \
-        cargo bench --quiet --bench runtime -- call_round_trip --noplot) >"$out/$side-runtime-$r.txt"
+        cargo bench --quiet --bench runtime -- call_round_trip --noplot) >"$out/$side-runtime-$r.txt" 2>"$out/$side-runtime-$r.err"
 }
 
 for r in $(seq "$rounds"); do
