@@ -92,6 +92,7 @@ pub(super) async fn crash(
         unreadable_lists: unreadable,
         peak_rss_kib: peak_rss_kib(),
         extra,
+        ack: config.system.default_ack.to_string(),
         ..RunReport::default()
     })
 }

@@ -1,9 +1,11 @@
-//! `report.html`: one self-contained page for an `experiment --out` run, with the
+//! `report.html`: one self-contained page for an `experiment --out` run: the findings
+//! (each scenario's question answered from the numbers, see `findings.rs`), the
 //! parameters, the machine, every scenario's table with its column key, and its plots inlined.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::findings::findings;
 use super::report::{column_key, extra_columns, html_escape, html_table, RunReport};
 use super::scenario::Scenario;
 
@@ -56,7 +58,8 @@ const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:1em 2em;col
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #cbd5e0;padding:.15em .5em}\
 th{background:#edf2f7;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .plots{display:flex;flex-wrap:wrap;gap:1em}.plots svg{max-width:100%;height:auto;border:1px solid #e2e8f0}\
-dl.key{columns:2}dl.key dt{font-weight:bold}dl.key dd{margin:0 0 .3em 1em;color:#4a5568}\
+dl.findings dt{font-weight:bold;margin-top:.6em}dl.findings dd{margin:.2em 0 0 1em;max-width:60em}\
+dl.findings dt i{font-weight:normal;color:#4a5568}dl.key{columns:2}dl.key dt{font-weight:bold}dl.key dd{margin:0 0 .3em 1em;color:#4a5568}\
 .scroll{overflow-x:auto}";
 
 fn pairs(title: &str, items: &[(String, String)]) -> String {
@@ -90,6 +93,21 @@ pub fn report(
          <h1>sluicegate experiments</h1>\n<p>Every scenario under every policy file, \
          side by side. Hover a column header for its meaning; the key follows each table.</p>\n"
     );
+    s.push_str(
+        "<h2 id=\"findings\">Findings</h2>\n<p>Each scenario's question, answered from this \
+         run's numbers (figures within 5 % of each other are called about the same).</p>\n\
+         <dl class=\"findings\">\n",
+    );
+    for f in findings(all) {
+        let _ = writeln!(
+            s,
+            "<dt><a href=\"#{0}\">{0}</a>: <i>{1}</i></dt><dd>{2}</dd>",
+            html_escape(f.scenario.name()),
+            html_escape(f.question),
+            html_escape(&f.text())
+        );
+    }
+    s.push_str("</dl>\n");
     s.push_str(&pairs("Parameters", params));
     s.push_str(&pairs("Machine", machine));
     s.push_str("<h2>Scenarios</h2>\n<ul>");

@@ -3,7 +3,7 @@
 //! write is durable, and what survives a restart, as one [`RunReport`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,33 +48,68 @@ pub(super) async fn check_storage(storage: &dyn Storage, acked: &[Acked]) -> (u6
     (missing, unreadable)
 }
 
-/// Samples depth and latency every `period` while a workload runs.
-fn spawn_sampler(
+/// Points wanted on each run's plotted line: a sample every `1/SAMPLES_PER_RUN` of
+/// the workload's operations (so a run of 50 ms has as many points as one of a
+/// minute), besides the time-based samples of [`sample_every`].
+pub(super) const SAMPLES_PER_RUN: usize = 50;
+
+/// Every how many completed operations (successful or not) a sample is taken.
+pub(super) fn sample_every_ops(w: &Workload) -> u64 {
+    (w.clients * w.ops_per_client / SAMPLES_PER_RUN).max(1) as u64
+}
+
+/// The time series of one run: samples of depth (all mailboxes) and p99 (of the
+/// operations since the previous sample), taken by the workload's clients every
+/// [`sample_every_ops`] operations and by a timer during stalls.
+struct Series {
     system: TodoSystem,
     rec: Arc<Recorder>,
     started: Instant,
+    samples: std::sync::Mutex<Vec<Sample>>,
+}
+
+impl Series {
+    /// Takes a sample now; with `min_gap`, only if the last one is at least that old.
+    fn sample(&self, min_gap: Option<Duration>) {
+        let mut out = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let t_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        if let (Some(gap), Some(last)) = (min_gap, out.last()) {
+            if t_ms - last.t_ms < gap.as_secs_f64() * 1000.0 {
+                return;
+            }
+        }
+        let depth = self.system.mailbox_stats().iter().map(|r| r.depth).sum();
+        out.push(Sample {
+            t_ms,
+            depth,
+            p99_ms: self.rec.take_window_p99_ms(),
+        });
+    }
+
+    fn take(&self) -> Vec<Sample> {
+        std::mem::take(&mut *self.samples.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A timer beside the workload: a sample whenever none was taken for half a
+/// `period` (so a stalled run, whose clients complete nothing, still has points).
+fn spawn_timer(
+    series: Arc<Series>,
     period: Duration,
 ) -> (
-    tokio::task::JoinHandle<Vec<Sample>>,
+    tokio::task::JoinHandle<()>,
     tokio::sync::watch::Sender<bool>,
 ) {
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        let mut out = Vec::new();
-        let mut tick = tokio::time::interval(period);
+        let mut tick = tokio::time::interval(period / 2);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
-            let depth = system.mailbox_stats().iter().map(|r| r.depth).sum();
-            out.push(Sample {
-                t_ms: started.elapsed().as_secs_f64() * 1000.0,
-                depth,
-                p99_ms: rec.take_window_p99_ms(),
-            });
+            series.sample(Some(period / 2));
         }
-        out
     });
     (task, stop_tx)
 }
@@ -83,8 +118,8 @@ fn spawn_sampler(
 /// reports "not reached" (a full run waits 60 s).
 pub const QUICK_DURABLE_LIMIT: Duration = Duration::from_secs(2);
 
-/// How often depth and latency are sampled: every 20 ms in a quick run (whose
-/// workloads last about a second), every 100 ms otherwise.
+/// The longest gap between two samples: 20 ms in a quick run, 100 ms otherwise
+/// (most samples come every [`sample_every_ops`] operations).
 pub(super) fn sample_every(scale: &Scale) -> Duration {
     Duration::from_millis(if scale.quick { 20 } else { 100 })
 }
@@ -108,16 +143,32 @@ pub(super) async fn measure(
     let system = TodoSystem::start_with_storage(config, counting.clone()).await?;
     let rec = Arc::new(Recorder::default());
     let started = Instant::now();
-    let (sampler, stop) = spawn_sampler(system.clone(), rec.clone(), started, sample_every(scale));
+    let series = Arc::new(Series {
+        system: system.clone(),
+        rec: rec.clone(),
+        started,
+        samples: std::sync::Mutex::new(Vec::with_capacity(2 * SAMPLES_PER_RUN)),
+    });
+    let (timer, stop) = spawn_timer(series.clone(), sample_every(scale));
     let side = during.map(|f| f(system.clone()));
-    workload::run(&system, w, &rec, || {}).await;
+    let every = sample_every_ops(w);
+    let done = Arc::new(AtomicU64::new(0));
+    let on_op = series.clone();
+    workload::run(&system, w, &rec, move || {
+        if (done.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(every) {
+            on_op.sample(None);
+        }
+    })
+    .await;
     let seconds = started.elapsed().as_secs_f64();
     let extra = match side {
         Some(h) => h.await.unwrap_or_default(),
         None => BTreeMap::new(),
     };
     let _ = stop.send(true);
-    let series = sampler.await.unwrap_or_default();
+    let _ = timer.await;
+    let samples = series.take();
+    drop(series);
     let roles = system.mailbox_stats();
     let acked = rec.acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (lost_at_end, _) = check_storage(storage.as_ref(), &acked).await;
@@ -198,6 +249,7 @@ pub(super) async fn measure(
         roles,
         peak_rss_kib: peak_rss_kib(),
         extra,
-        series,
+        series: samples,
+        ack: config.system.default_ack.to_string(),
     })
 }

@@ -9,11 +9,14 @@
 //! scenario's two processes in `crash.rs`), measuring one run (`measure.rs`), the
 //! storage the harness runs on (`storage.rs`), `/proc` sampling (`procfs.rs`), the
 //! closed-loop [`workload`], running everything and writing reports (`run.rs`,
-//! `report.rs`, `plot.rs`, `html.rs`). Built with the `experiment` cargo feature
-//! (on by default); the library's core does not use it.
+//! `report.rs`, `plot.rs`, `html.rs`), and the findings that open them: each
+//! scenario's question answered in words from the run's numbers (`findings.rs`).
+//! Built with the `experiment` cargo feature (on by default); the library's core
+//! does not use it.
 
 mod crash;
 mod error;
+mod findings;
 mod html;
 mod measure;
 mod plot;
@@ -26,9 +29,13 @@ pub mod workload;
 
 pub use crash::crash_writer;
 pub use error::ExperimentError;
+pub use findings::{finding, findings, question, Finding, ABOUT_EQUAL};
 pub use measure::QUICK_DURABLE_LIMIT;
 pub use procfs::{peak_rss_kib, rss_kib};
-pub use report::{csv, markdown, markdown_table, text_table, Column, RunReport, Sample, COLUMNS};
+pub use report::{
+    csv, markdown, markdown_table, markdown_with_finding, text_table, Column, RunReport, Sample,
+    COLUMNS,
+};
 pub use run::{parallel_runs, run_all, ExperimentOptions};
 pub use scenario::{run_one, Scenario, UnknownScenario};
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::findings::Finding;
 use crate::domain::RoleStats;
 
 /// One point of the time series sampled during a run.
@@ -63,6 +64,10 @@ pub struct RunReport {
     pub extra: BTreeMap<String, f64>,
     /// Depth and latency over time.
     pub series: Vec<Sample>,
+    /// The policy file's default ack mode (`none`, `applied`, `durable`), which
+    /// every write of the workload used; empty in reports written before it was recorded.
+    #[serde(default)]
+    pub ack: String,
 }
 
 impl RunReport {
@@ -76,11 +81,13 @@ impl RunReport {
         self.completed as f64 / self.seconds.max(1e-9)
     }
 
-    fn role(&self, role: &str) -> Option<&RoleStats> {
+    /// The mailbox accounting of `role` (`todo_server`, `database_worker`, `database`).
+    pub fn role(&self, role: &str) -> Option<&RoleStats> {
         self.roles.iter().find(|r| r.role == role)
     }
 
-    fn lost_in_mailboxes(&self, role: &str) -> u64 {
+    /// Messages the mailboxes of `role` refused, dropped, shed, expired or timed out.
+    pub fn lost_in_mailboxes(&self, role: &str) -> u64 {
         self.role(role).map_or(0, |r| {
             ["rejected", "dropped_oldest", "shed", "expired", "timed_out"]
                 .iter()
@@ -285,10 +292,22 @@ pub fn markdown_table(runs: &[RunReport]) -> String {
 
 /// Like [`markdown_table`], with `(name, value)` parameters of the run listed first.
 pub fn markdown(runs: &[RunReport], params: &[(String, String)]) -> String {
+    markdown_with_finding(runs, params, None)
+}
+
+/// Like [`markdown`], opening with the scenario's finding (its question and the answer).
+pub fn markdown_with_finding(
+    runs: &[RunReport],
+    params: &[(String, String)],
+    finding: Option<&Finding>,
+) -> String {
     let extras = extra_columns(runs);
     let scenario = runs.first().map_or("(no runs)", |r| r.scenario.as_str());
     let mut s = String::new();
     let _ = writeln!(s, "# Experiment: {scenario}\n");
+    if let Some(f) = finding {
+        let _ = writeln!(s, "## Findings\n\n*{}*\n\n{}\n", f.question, f.text());
+    }
     if !params.is_empty() {
         let _ = writeln!(s, "Parameters:\n");
         for (k, v) in params {

@@ -1,6 +1,7 @@
 //! Running `sluicegate experiment`: every scenario under every policy file, each
 //! run in its own child process (`sluicegate experiment-run`), with progress,
-//! one table per scenario, and the files `--out` asks for.
+//! one table per scenario, the findings, and the files `--out` asks for
+//! (`findings.md` among them).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use super::error::ExperimentError;
-use super::measure::{sample_every, QUICK_DURABLE_LIMIT};
+use super::findings::{finding, findings};
+use super::measure::{sample_every, QUICK_DURABLE_LIMIT, SAMPLES_PER_RUN};
 use super::report::{self, csv, text_table, RunReport};
 use super::scenario::{stem, Scenario};
 use super::{html, plot, Scale};
@@ -127,7 +129,7 @@ pub fn run_all(
             write_file(
                 out,
                 &format!("{scenario}.md"),
-                report::markdown(&runs, &params),
+                report::markdown_with_finding(&runs, &params, Some(&finding(scenario, &runs))),
             )?;
             write_file(out, &format!("{scenario}.csv"), csv(&runs))?;
             plot::write_plots(out, scenario.name(), &runs)?;
@@ -135,6 +137,11 @@ pub fn run_all(
         all.push((scenario, runs));
     }
     bar.finish_and_clear();
+    let found = findings(&all);
+    println!("\n## Findings\n");
+    for f in &found {
+        println!("- {}: {} {}", f.scenario, f.question, f.text());
+    }
     let mut params = params;
     params.push((
         "wall time".into(),
@@ -143,6 +150,16 @@ pub fn run_all(
     if let Some(out) = &opts.out {
         let page = html::report(&all, &params, &html::machine(), out);
         write_file(out, "report.html", page)?;
+        let mut md = String::from("# Findings\n\n");
+        for f in &found {
+            md.push_str(&format!(
+                "## {}\n\n*{}*\n\n{}\n\n",
+                f.scenario,
+                f.question,
+                f.text()
+            ));
+        }
+        write_file(out, "findings.md", md)?;
         if !tty {
             eprintln!("experiment: wrote {}", out.join("report.html").display());
         }
@@ -254,7 +271,8 @@ fn parameters(
         (
             "sampling".into(),
             format!(
-                "depth and p99 every {} ms",
+                "depth and p99 about {SAMPLES_PER_RUN} times a run (every 1/{SAMPLES_PER_RUN} \
+                 of its operations) and at least every {} ms",
                 sample_every(&opts.scale).as_millis()
             ),
         ),
