@@ -278,7 +278,11 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Creates the mailbox, or says which policy parameter is out of range.
+    /// Creates the mailbox.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy`] naming the policy parameter out of range.
     pub fn build(self) -> Result<(Sender<T>, Receiver<T>), InvalidPolicy> {
         self.policy.validate()?;
         let shared = sync::Arc::new(Shared {
@@ -353,6 +357,10 @@ impl<T> Monitor<T> {
     /// then wait until the queue drains below the new capacity). Senders waiting for
     /// space are let in if the new policy has room or never waits (`drop_oldest`,
     /// `unbounded`), and refused if it refuses when full.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy`] naming the parameter out of range; nothing changes then.
     pub fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
         self.shared.set_policy(policy)
     }

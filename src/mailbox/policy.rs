@@ -117,7 +117,11 @@ impl Policy {
     }
 
     /// Checks the parameters: capacity at least 1, CoDel durations non-zero.
-    /// The error names the parameter, its value and what is allowed.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy`], whose message names the parameter, its value and what is
+    /// allowed.
     pub fn validate(&self) -> Result<(), InvalidPolicy> {
         if let Some(0) = self.capacity() {
             return Err(InvalidPolicy(format!(

@@ -195,6 +195,10 @@ impl<T: Send + 'static> Receiver<T> {
     }
 
     /// Switches the policy on the live mailbox (see [`Monitor::set_policy`]).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy`] naming the parameter out of range; the policy in force stays.
     pub fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
         self.shared.set_policy(policy)
     }

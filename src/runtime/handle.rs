@@ -283,6 +283,10 @@ impl<S: Server> ServerRef<S> {
     }
 
     /// Switches the mailbox policy live (see [`Monitor::set_policy`]).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy`] naming the parameter out of range; the policy in force stays.
     pub fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
         self.tx.monitor().set_policy(policy)
     }

@@ -115,6 +115,16 @@ where
 
     /// The name's server, started (and `init` run) if it is not live. Concurrent
     /// first lookups of one name share one start; other names are never blocked by it.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`]: the server's `init` failed (every caller waiting on that start
+    /// gets the error), or the live-server cap is reached.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the start runs in its own task, so a caller that gives up leaves
+    /// it to finish for the next one.
     pub async fn get_or_start(&self, name: &K) -> Result<ServerRef<S>, StartError> {
         loop {
             let next = {

@@ -23,7 +23,39 @@ use super::supervisor::{Restart, RestartWindow, SupervisorEvent};
 use crate::mailbox::{Builder, Receiver};
 
 /// Starts a server: builds its mailbox, runs `init`, and returns its handle once
-/// `init` succeeded, or `init`'s error.
+/// `init` succeeded. Not supervised: a [`Restart`] kind other than `Temporary`
+/// restarts the server within the spec's own intensity.
+///
+/// # Errors
+///
+/// [`StartError::Init`] with `init`'s error (or its panic), and
+/// [`StartError::InvalidPolicy`] when the spec's policy is out of range.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluicegate::mailbox::Policy;
+/// use sluicegate::runtime::{start, ReplyTo, Server, Spec};
+///
+/// struct Echo;
+/// impl Server for Echo {
+///     type Call = (String, ReplyTo<String>);
+///     type Cast = ();
+///     async fn handle_call(&mut self, (text, reply): Self::Call) {
+///         reply.send(text)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let echo = start(Spec::new("echo", Policy::DropNewest { capacity: 16 }, || Echo))
+///     .await
+///     .unwrap();
+/// let answer = echo.call(|r| ("hi".to_string(), r), Duration::from_secs(1)).await;
+/// assert_eq!(answer.as_deref(), Ok("hi"));
+/// # }
+/// ```
 pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError> {
     let (tx, rx) = Builder::new(spec.policy.clone())
         .role(spec.role)

@@ -140,7 +140,12 @@ impl Supervisor {
         self.intensity
     }
 
-    /// Starts a child under this supervisor (its intensity replaces the spec's).
+    /// Starts a child under this supervisor (its intensity replaces the spec's);
+    /// its restarts and a give-up go to every [`subscribe`](Self::subscribe)r.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](super::start).
     pub async fn start<S: Server>(&self, mut spec: Spec<S>) -> Result<ServerRef<S>, StartError> {
         spec.intensity = self.intensity;
         spec.link = Some(SupervisorLink {
