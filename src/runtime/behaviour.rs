@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use super::error::{BoxError, CallError};
-use super::reply::drop_failing;
+use super::reply::fail_call;
 use crate::mailbox::Eviction;
 
 /// A server: its state is the implementing value. Calls wait for a reply; casts do not.
@@ -107,7 +107,7 @@ pub trait Server: Send + Sized + 'static {
     /// newer one take over what the older carried. The default fails a replaced
     /// call with [`CallError::Dropped`].
     fn coalesce(old: Envelope<Self>, _new: &mut Envelope<Self>) {
-        drop_failing(old, CallError::Dropped);
+        fail_call(old, CallError::Dropped);
     }
 
     /// A queued cast left the mailbox undelivered (dropped, shed, expired). Runs in

@@ -14,11 +14,25 @@ use super::call_timer::{CallTimer, ReplyWait};
 use super::control::{Control, ControlTx};
 use super::error::{CallError, CastError};
 use super::metrics as m;
-use super::reply::{drop_failing, ReplyRx, ReplyTo};
+use super::reply::{fail_call, ReplyRx, ReplyTo};
 use crate::mailbox::{InvalidPolicy, Meta, Monitor, Policy, Sender, Stats};
 
 /// The next server's id.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A call's `meta` with its deadline set, and that deadline: the earlier of the
+/// caller's own (`meta.deadline`) and `now + timeout`. Every call path (a server,
+/// a pool's router, a registry's retries) bounds its wait and the mailbox's expiry
+/// of the call with it.
+pub(crate) fn call_meta(meta: Meta, now: Instant, timeout: Duration) -> (Meta, Instant) {
+    let by_timeout = now + timeout;
+    let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
+    let meta = Meta {
+        key: meta.key,
+        deadline: Some(deadline),
+    };
+    (meta, deadline)
+}
 
 /// A cheap, cloneable handle to a running server.
 pub struct ServerRef<S: Server> {
@@ -136,12 +150,7 @@ impl<S: Server> ServerRef<S> {
         meta: Meta,
     ) -> Result<R, (CallError, Option<(S::Call, ReplyRx<R>)>)> {
         let started = Instant::now();
-        let by_timeout = started + timeout;
-        let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
-        let meta = Meta {
-            key: meta.key,
-            deadline: Some(deadline),
-        };
+        let (meta, deadline) = call_meta(meta, started, timeout);
         let wait = deadline.saturating_duration_since(started);
         let result = match self
             .tx
@@ -245,7 +254,7 @@ impl<S: Server> ServerRef<S> {
             Ok(()) => Ok(()),
             Err(e) => {
                 let (err, call_err) = (CastError::from(&e), CallError::from(&e));
-                drop_failing(e.into_inner(), call_err);
+                fail_call(e.into_inner(), call_err);
                 Err(err)
             }
         }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::{CallError, CastError, StartError};
-use super::reply::drop_failing;
+use super::handle::call_meta;
+use super::reply::fail_call;
 use super::supervisor::{Restart, Supervisor};
 use super::{Envelope, ReplyTo, Server, ServerRef, Spec};
 use crate::mailbox::{Eviction, Meta, Policy};
@@ -92,7 +93,7 @@ impl<S: Server> Server for Router<S> {
 
     fn evicted_cast(routed: Routed<S>, why: Eviction) {
         match routed.envelope {
-            Envelope::Call(call) => drop_failing(call, CallError::from(why)),
+            Envelope::Call(call) => fail_call(call, CallError::from(why)),
             Envelope::Cast(msg) => S::evicted_cast(msg, why),
         }
     }
@@ -231,13 +232,8 @@ impl<S: Server> KeyedPool<S> {
         };
         // Routed: timed and counted as a call of the worker's role, as a direct one is.
         let started = Instant::now();
-        let by_timeout = started + timeout;
-        let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
+        let (meta, deadline) = call_meta(meta, started, timeout);
         let (reply, rx) = ReplyTo::pair();
-        let meta = Meta {
-            key: meta.key,
-            deadline: Some(deadline),
-        };
         let routed = Routed {
             worker,
             envelope: Envelope::Call(request(reply)),

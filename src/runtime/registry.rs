@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::error::{CallError, CastError, StartError};
+use super::handle::call_meta;
 use super::metrics as m;
 use super::supervisor::Supervisor;
 use super::{ExitReason, ReplyTo, Server, ServerRef, Spec};
@@ -284,7 +285,7 @@ where
     /// # Errors
     ///
     /// [`RegistryCallError::Start`] when the server could not be started (its
-    /// `init` failed, the live-server cap is reached, shutdown began), and
+    /// `init` failed, or the live-server cap is reached), and
     /// [`RegistryCallError::Call`] as [`ServerRef::call`].
     ///
     /// # Cancel safety
@@ -316,8 +317,7 @@ where
         timeout: Duration,
         meta: Meta,
     ) -> Result<R, RegistryCallError> {
-        let by_timeout = tokio::time::Instant::now() + timeout;
-        let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
+        let (meta, deadline) = call_meta(meta, tokio::time::Instant::now(), timeout);
         let (reply, rx) = ReplyTo::pair();
         let mut pending = (request(reply), rx);
         loop {
@@ -326,12 +326,8 @@ where
                 .map_err(|_| RegistryCallError::Call(CallError::Timeout))?
                 .map_err(RegistryCallError::Start)?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let meta = Meta {
-                key: meta.key.clone(),
-                deadline: Some(deadline),
-            };
             match server
-                .call_returning(pending.0, pending.1, left, meta)
+                .call_returning(pending.0, pending.1, left, meta.clone())
                 .await
             {
                 Ok(r) => return Ok(r),

@@ -9,7 +9,7 @@
 //! the reason the runtime gives when it discards a queued call (a mailbox eviction,
 //! a server stopping or crashing with calls queued), and [`CallError::NoReply`]
 //! otherwise. The runtime gives that reason through a thread-local set only for the
-//! `drop` it wraps ([`drop_failing`]), so a request type needs no method for it.
+//! `drop` it wraps ([`fail_call`]), so a request type needs no method for it.
 
 use std::cell::Cell;
 use std::fmt;
@@ -23,7 +23,7 @@ pub(crate) type ReplyRx<R> = oneshot::Receiver<Result<R, CallError>>;
 
 thread_local! {
     /// The error a `ReplyTo` dropped unanswered sends, while the runtime discards a
-    /// call (set and restored by [`drop_failing`]).
+    /// call (set and restored by [`fail_call`]).
     static DROP_REASON: Cell<Option<CallError>> = const { Cell::new(None) };
 }
 
@@ -47,11 +47,6 @@ thread_local! {
 /// }
 /// ```
 pub fn fail_call<T>(value: T, reason: CallError) {
-    drop_failing(value, reason)
-}
-
-/// [`fail_call`], the runtime's name for it.
-pub(crate) fn drop_failing<T>(value: T, reason: CallError) {
     /// Restores the previous reason even if a destructor panics.
     struct Restore(Option<CallError>);
     impl Drop for Restore {
@@ -173,7 +168,7 @@ mod tests {
     fn dropped_by_the_runtime_it_fails_with_the_reason_given_then_forgets_it() {
         let (a, mut rx_a) = ReplyTo::<u8>::pair();
         let (b, mut rx_b) = ReplyTo::<u8>::pair();
-        drop_failing((a, vec![b]), CallError::Stopped);
+        fail_call((a, vec![b]), CallError::Stopped);
         assert_eq!(rx_a.try_recv().unwrap(), Err(CallError::Stopped));
         assert_eq!(rx_b.try_recv().unwrap(), Err(CallError::Stopped));
         let (c, mut rx_c) = ReplyTo::<u8>::pair();

@@ -17,7 +17,7 @@ use super::control::{self, Control, ControlRx};
 use super::error::{CallError, StartError};
 use super::handle::ServerRef;
 use super::metrics as m;
-use super::reply::drop_failing;
+use super::reply::fail_call;
 use super::spec::{IdleHook, Spec};
 use super::supervisor::{Restart, RestartWindow, SupervisorEvent};
 use crate::mailbox::{Builder, Receiver};
@@ -60,7 +60,7 @@ pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError>
     let (tx, rx) = Builder::new(spec.policy.clone())
         .role(spec.role)
         .on_evict(|env: Envelope<S>, why| match env {
-            Envelope::Call(call) => drop_failing(call, CallError::from(why)),
+            Envelope::Call(call) => fail_call(call, CallError::from(why)),
             Envelope::Cast(msg) => S::evicted_cast(msg, why),
         })
         .on_coalesce(S::coalesce)
@@ -213,7 +213,7 @@ fn finish_queued<S: Server>(rx: &mut Receiver<Envelope<S>>, role: &'static str) 
     let mut casts = 0u64;
     for env in rx.discard_queued() {
         match env {
-            Envelope::Call(call) => drop_failing(call, CallError::Stopped),
+            Envelope::Call(call) => fail_call(call, CallError::Stopped),
             Envelope::Cast(_) => casts += 1,
         }
     }
