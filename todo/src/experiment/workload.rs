@@ -120,15 +120,7 @@ impl Recorder {
 
 /// A short label for an error, for tables.
 pub fn error_kind(e: &TodoSystemError) -> String {
-    match e {
-        TodoSystemError::Invalid(_) => "invalid".into(),
-        TodoSystemError::NotFound(_) | TodoSystemError::ListNotFound(_) => "not_found".into(),
-        TodoSystemError::Overloaded(c) => c.label().into(),
-        TodoSystemError::Timeout => "timeout".into(),
-        TodoSystemError::Unavailable(_) => "unavailable".into(),
-        TodoSystemError::NotDurable(_) => "not_durable".into(),
-        TodoSystemError::Crashed => "crashed".into(),
-    }
+    e.kind().into()
 }
 
 /// The list names of a workload.

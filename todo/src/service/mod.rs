@@ -7,6 +7,7 @@ mod error;
 mod fields;
 pub mod forward;
 mod http_metrics;
+mod idempotency;
 mod lock;
 pub mod openapi;
 pub mod prom_text;
