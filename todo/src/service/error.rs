@@ -175,3 +175,175 @@ pub async fn json_errors(mut resp: Response) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(body))
 }
+
+#[cfg(test)]
+mod tests {
+    //! One test per row of docs/guarantees.md, "What an answer promises", at the
+    //! mapping from the system's typed error to the answer.
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::database::StoreError;
+    use crate::domain::{ListName, TodoError};
+    use crate::storage::StorageError;
+    use sluicegate::runtime::CallError;
+
+    fn answer(e: TodoSystemError) -> (StatusCode, Option<&'static str>) {
+        let a = ApiError::from(e);
+        (a.status, a.effect.map(Effect::label))
+    }
+
+    fn list() -> ListName {
+        ListName::new("l").unwrap()
+    }
+
+    fn storage() -> Arc<StorageError> {
+        Arc::new(StorageError::Injected {
+            list: list(),
+            what: "boom".into(),
+        })
+    }
+
+    fn fenced() -> Arc<StorageError> {
+        Arc::new(StorageError::Fenced {
+            list: list(),
+            detail: "n2 holds it".into(),
+        })
+    }
+
+    const NOT: Option<&str> = Some("not_applied");
+    const UNKNOWN: Option<&str> = Some("unknown");
+
+    #[test]
+    fn refusals_before_the_list_server_ran_the_request_are_503_not_applied() {
+        for c in [
+            CallError::Rejected,
+            CallError::Dropped,
+            CallError::Expired,
+            CallError::Timeout,
+        ] {
+            assert_eq!(
+                answer(TodoSystemError::Overloaded(c)),
+                (StatusCode::SERVICE_UNAVAILABLE, NOT),
+                "{c:?}"
+            );
+        }
+        assert_eq!(
+            answer(TodoSystemError::ShuttingDown),
+            (StatusCode::SERVICE_UNAVAILABLE, NOT)
+        );
+        assert_eq!(
+            answer(TodoSystemError::Stopped),
+            (StatusCode::SERVICE_UNAVAILABLE, NOT)
+        );
+        assert_eq!(
+            answer(TodoSystemError::NotStarted(StartError::TooManyServers {
+                cap: 1
+            })),
+            (StatusCode::SERVICE_UNAVAILABLE, NOT)
+        );
+        assert_eq!(
+            answer(TodoSystemError::NotDurable(StoreError::Fenced(fenced()))),
+            (StatusCode::SERVICE_UNAVAILABLE, NOT)
+        );
+        let resp = ApiError::from(TodoSystemError::Stopped).into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn answers_that_may_hide_an_applied_write_are_unknown() {
+        assert_eq!(
+            answer(TodoSystemError::Timeout),
+            (StatusCode::GATEWAY_TIMEOUT, UNKNOWN)
+        );
+        for e in [
+            StoreError::Storage(storage()),
+            StoreError::Dropped,
+            StoreError::Unanswered(std::time::Duration::from_secs(1)),
+        ] {
+            assert_eq!(
+                answer(TodoSystemError::NotDurable(e.clone())),
+                (StatusCode::GATEWAY_TIMEOUT, UNKNOWN),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            answer(TodoSystemError::Crashed),
+            (StatusCode::INTERNAL_SERVER_ERROR, UNKNOWN)
+        );
+        let message = ApiError::from(TodoSystemError::Timeout).message;
+        assert!(message.contains("same Idempotency-Key"), "{message}");
+    }
+
+    #[test]
+    fn bad_input_unknown_ids_and_reused_keys_are_4xx_not_applied() {
+        assert_eq!(
+            answer(TodoSystemError::Invalid(TodoError::InvalidTitle(
+                "x".into()
+            ))),
+            (StatusCode::BAD_REQUEST, NOT)
+        );
+        assert_eq!(
+            answer(TodoSystemError::NotFound(3)),
+            (StatusCode::NOT_FOUND, NOT)
+        );
+        assert_eq!(
+            answer(TodoSystemError::ListNotFound(list())),
+            (StatusCode::NOT_FOUND, NOT)
+        );
+        let key = crate::domain::IdempotencyKey::new("k").unwrap();
+        assert_eq!(
+            answer(TodoSystemError::KeyReused(key)),
+            (StatusCode::UNPROCESSABLE_ENTITY, NOT)
+        );
+    }
+
+    #[test]
+    fn a_list_whose_load_failed_is_500_when_damaged_and_503_otherwise_by_kind() {
+        use crate::domain::database::LoadError;
+        use crate::domain::server::NotLoaded;
+        use sluicegate::runtime::InitError;
+        let not_started = |cause: StorageError| {
+            let e = NotLoaded {
+                list: list(),
+                cause: LoadError::Storage(Arc::new(cause)),
+            };
+            TodoSystemError::NotStarted(StartError::Init(InitError::returned(Box::new(e))))
+        };
+        // The kind decides, whatever the text says.
+        let damaged = not_started(StorageError::Corrupt {
+            list: list(),
+            detail: "fenced: no".into(),
+        });
+        assert_eq!(answer(damaged), (StatusCode::INTERNAL_SERVER_ERROR, NOT));
+        let fenced = not_started(StorageError::Fenced {
+            list: list(),
+            detail: "is damaged".into(),
+        });
+        let a = ApiError::from(fenced);
+        assert_eq!(
+            (a.status, a.reason),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("fenced"))
+        );
+        let down = not_started(StorageError::Injected {
+            list: list(),
+            what: "is damaged".into(),
+        });
+        assert_eq!(answer(down), (StatusCode::SERVICE_UNAVAILABLE, NOT));
+    }
+
+    #[tokio::test]
+    async fn the_request_timeouts_504_says_its_outcome_is_unknown() {
+        let bare = StatusCode::GATEWAY_TIMEOUT.into_response();
+        let resp = json_errors(bare).await;
+        assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["outcome"], "unknown", "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("Idempotency-Key"),
+            "{v}"
+        );
+    }
+}

@@ -16,7 +16,9 @@ pub const KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The request's idempotency key, if it sent one. The draft's form, a quoted
-/// structured-field string (`"8e03978e"`), and a bare token are both accepted.
+/// structured-field string (`"8e03978e"`), names the key between the quotes; any
+/// other value (`8e03978e`, or quotes that do not form such a string) is the key as
+/// it stands, so every value of the OpenAPI schema (1 to 255 of `!` to `~`) is one.
 ///
 /// # Errors
 ///
@@ -39,13 +41,8 @@ pub(super) fn key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErro
     })?;
     let text = text.trim();
     let unquoted = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) if !inner.contains(['"', '\\']) => inner,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "Idempotency-Key: a quoted key may not hold '\"' or '\\'",
-            ))
-        }
-        None => text,
+        Some(inner) if !inner.is_empty() && !inner.contains(['"', '\\']) => inner,
+        _ => text,
     };
     IdempotencyKey::new(unquoted)
         .map(Some)
@@ -79,7 +76,14 @@ mod tests {
             key(&headers(&["\"abc\""])).unwrap().unwrap().as_str(),
             "abc"
         );
-        for bad in [&["a", "b"][..], &[""], &["\"\""], &["a b"], &["\"a\"b\""]] {
+        // Quotes that form no structured-field string are part of the key.
+        for literal in ["\"", "\"\"", "\"a\"b\"", "a\"b"] {
+            assert_eq!(
+                key(&headers(&[literal])).unwrap().unwrap().as_str(),
+                literal
+            );
+        }
+        for bad in [&["a", "b"][..], &[""], &["a b"], &["\t"]] {
             let e = key(&headers(bad)).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
             assert!(e.message.starts_with("Idempotency-Key: "), "{}", e.message);

@@ -233,10 +233,20 @@ pub const DOCS_PAGE: &str = r#"<!doctype html>
 <body>
 <noscript>This page needs JavaScript; the document itself is at <a href="/openapi.json">/openapi.json</a>.</noscript>
 <redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+<script src="/docs/redoc.standalone.js"></script>
 </body>
 </html>
 "#;
+
+/// ReDoc 2.5.4's standalone bundle, served at `/docs/redoc.standalone.js` so
+/// `/docs` works offline (MIT; `assets/redoc.LICENSE` holds its license and those of
+/// the works it bundles).
+const REDOC_JS: &str = include_str!("assets/redoc.standalone.js");
+
+/// `GET /docs/redoc.standalone.js`.
+pub(super) async fn redoc_js() -> axum::response::Response {
+    super::dashboard::asset("text/javascript; charset=utf-8", REDOC_JS)
+}
 
 /// The OpenAPI 3.1 document.
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -48,6 +48,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             "/docs",
             get(|| async { axum::response::Html(super::openapi::DOCS_PAGE) }),
         )
+        .route("/docs/redoc.standalone.js", get(super::openapi::redoc_js))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster))
         .merge(super::dashboard::routes())
@@ -63,14 +64,19 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state);
     let app = routes
         .layer(middleware::from_fn(strict_percent_encoding))
-        .layer(middleware::from_fn(read_body_first))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // A handler still running at the timeout may have applied its write: 504, and
-        // `json_errors` says the outcome is unknown (408 would blame the client).
+        // `json_errors` says the outcome is unknown. The clock starts once the body is
+        // in: a client still sending it at the timeout gets a 408 from `read_body_first`
+        // (it was too slow; nothing was applied).
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             request_timeout,
         ))
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            read_body_first,
+        ))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(middleware::map_response(json_errors))
         // Outside the body limit and the timeout, so their 413s and 504s are counted.
         .layer(middleware::from_fn(http_metrics::track))
@@ -105,9 +111,22 @@ async fn cluster(State(state): State<AppState>) -> Response {
 /// connection stays usable for the client's next request: an unread body makes hyper
 /// close a keep-alive connection after answering, which a client that reuses it sees as a
 /// broken pipe.
-async fn read_body_first(req: Request, next: Next) -> Response {
+///
+/// A body not in within `timeout` is answered 408: the client was too slow, and
+/// no handler saw the request.
+async fn read_body_first(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    match Bytes::from_request(Request::new(body), &()).await {
+    let read = tokio::time::timeout(timeout, Bytes::from_request(Request::new(body), &()));
+    let Ok(read) = read.await else {
+        return ApiError::refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            "slow_client",
+            crate::domain::Effect::NotApplied,
+            format!("the request body did not arrive within {timeout:?}; not applied"),
+        )
+        .into_response();
+    };
+    match read {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
@@ -193,7 +212,7 @@ pub(super) fn without_stale_policies(text: &str, current: &[(&str, &str)]) -> St
     out
 }
 
-#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
+#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
     request_body = super::openapi::NewEntryDoc,
     responses((status = 201, description = "Added", body = super::openapi::EntryDoc, headers(("Location" = String, description = "The new entry's path"))),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
@@ -450,7 +469,7 @@ pub(super) async fn one_list(
 /// the answer is 204 also when the list did not exist: the state it asks for (no
 /// such list) holds either way, so a repeat gets the first answer.
 #[utoipa::path(delete, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the delete answer 204 when the list is already gone")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes the delete answer 204 when the list is already gone")),
     responses((status = 204, description = "Deleted: gone from stable storage; the name's next write starts a fresh list with ids from 1"), super::openapi::ApiErrors))]
 pub(super) async fn delete_list(
     State(state): State<AppState>,
@@ -470,7 +489,7 @@ pub(super) async fn delete_list(
     }
 }
 
-#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
+#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
     request_body = super::openapi::EntryPatchDoc,
     responses((status = 200, description = "Changed", body = super::openapi::EntryDoc),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
@@ -525,7 +544,7 @@ pub(super) async fn update_entry(
     Ok(written(outcome, StatusCode::OK, accepted, |_| None))
 }
 
-#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
+#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
     responses((status = 204, description = "Deleted"),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
 pub(super) async fn delete_entry(

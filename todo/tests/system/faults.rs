@@ -175,7 +175,7 @@ async fn out_of_space_fails_durable_writes_clearly_and_recovers() {
                 let msg = e.to_string();
                 assert!(msg.contains("no space left"), "{msg}");
                 assert!(msg.contains(&format!("\"{l}\"")), "{msg}");
-                assert!(msg.contains("not durable"), "{msg}");
+                assert!(msg.contains("not confirmed durable"), "{msg}");
             }
             other => panic!("{l}: {other:?}"),
         }
