@@ -179,7 +179,10 @@ async fn a_damaged_list_answers_500_without_retry_after_and_logs_at_error_once()
     assert_eq!(ok.status(), StatusCode::NOT_FOUND);
     let body: serde_json::Value = ok.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("no list named \"fine\""),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no list named \"fine\""),
         "{body}"
     );
     assert!(s.wait_for_stderr("is damaged", 1));
