@@ -107,6 +107,11 @@ struct ScaleArgs {
     /// Seed of every random choice (the same for every policy).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Send each write with an idempotency key and repeat it with that key up to N
+    /// times while its outcome is unknown; reports unknown outcomes, repeats,
+    /// replays and duplicates stored.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    repeat_with_key: u32,
 }
 
 impl ScaleArgs {
@@ -115,6 +120,7 @@ impl ScaleArgs {
             quick: self.quick,
             soak_minutes: self.minutes,
             seed: self.seed,
+            repeats: self.repeat_with_key,
         }
     }
 }
