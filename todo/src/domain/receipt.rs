@@ -1,7 +1,7 @@
 //! Idempotency: the key a client sends with a write so it can repeat the write
 //! safely, and the receipt a list keeps of each keyed write it applied.
 //!
-//! A receipt lives in the list's own state ([`TodoList`]) and goes to storage in
+//! A receipt lives in the list's own state ([`super::TodoList`]) and goes to storage in
 //! the same change, and so the same transaction, as the write's effect: after a
 //! crash, a restart or a failover the key and its effect are both stored or both
 //! absent. A repeat of the write with the same key finds the receipt and gets the
