@@ -1,6 +1,7 @@
 //! The list server: one per list name, it loads its list in `init`, answers reads
 //! from memory, applies writes in order and hands each new version to the database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::database::{Database, DurableWaiter, LoadError, Store, StoreError, Version};
 use super::port::Change;
+use super::published::{Published, Publisher};
 use super::{AckMode, Entry, EntryUpdate, ListName, TodoError, TodoList};
 use sluicegate::runtime::{BoxError, ReplyTo, Server};
 
@@ -85,6 +87,8 @@ pub struct ListServer {
     seq: u64,
     /// Entries touched since the last store was handed out.
     change: Change,
+    /// Where readers load the list from without a message (see [`Published`]).
+    publisher: Option<Publisher>,
 }
 
 /// Source of list server epochs (unique within the process).
@@ -102,6 +106,23 @@ impl ListServer {
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             seq: 0,
             change: Change::default(),
+            publisher: None,
+        }
+    }
+
+    /// Publishes the list to `published` after loading it and after every applied
+    /// write, before the write is answered, so readers can skip the mailbox.
+    #[must_use]
+    pub fn publishing_to(mut self, published: &Arc<Published>) -> Self {
+        let publisher = Publisher::new(published.clone(), self.name.clone(), self.epoch);
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// Makes the list as it is now what readers load (before any answer about it).
+    fn publish(&mut self) {
+        if let Some(p) = &mut self.publisher {
+            p.publish(&self.list);
         }
     }
 
@@ -115,6 +136,7 @@ impl ListServer {
         if let Ok(entry) = &applied {
             self.dirty = true;
             self.change.touch(&self.list, entry.id);
+            self.publish();
         }
         applied
     }
@@ -170,6 +192,7 @@ impl Server for ListServer {
         {
             Ok(list) => {
                 self.list = list.unwrap_or_default();
+                self.publish();
                 Ok(())
             }
             Err(LoadError::Storage(e)) => Err(format!("list \"{}\": {e}", self.name).into()),
@@ -221,6 +244,7 @@ impl Server for ListServer {
                         self.list = TodoList::new();
                         self.dirty = false;
                         self.change = Change::default();
+                        self.publish();
                         reply.send(Ok(stored || written));
                     }
                     Err(e) => reply.send(Err(ListError::NotDeleted(e))),

@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 
 use super::database::{Database, StoreError};
 use super::port::{Storage, StorageError};
+use super::published::Published;
 use super::server::{ListCall, ListError, ListServer, Write, ROLE};
 use super::settings::{AckMode, Policies, Settings};
 use super::{validate_title, Entry, EntryUpdate, ListName, TodoError};
@@ -127,6 +128,8 @@ struct Inner {
     registry: Registry<ListName, ListServer>,
     /// The worker pool in front of storage.
     db: Database,
+    /// The latest applied state of every live list, which reads load directly.
+    published: Arc<Published>,
     /// Supervises list servers and database workers.
     supervisor: Supervisor,
     /// Timeout of every call, end to end.
@@ -188,7 +191,8 @@ impl TodoSystem {
             default_ack: settings.default_ack,
         }));
         let call_timeout = settings.call_timeout;
-        let (db2, live2) = (db.clone(), live.clone());
+        let published = Arc::new(Published::default());
+        let (db2, live2, published2) = (db.clone(), live.clone(), published.clone());
         let registry = Registry::new(
             ROLE,
             supervisor.clone(),
@@ -203,9 +207,10 @@ impl TodoSystem {
                     .policies
                     .todo_server
                     .clone();
-                let (db, name2) = (db2.clone(), name.clone());
+                let (db, name2, published) = (db2.clone(), name.clone(), published2.clone());
                 Spec::new(ROLE, policy, move || {
                     ListServer::new(name2.clone(), db.clone(), call_timeout)
+                        .publishing_to(&published)
                 })
                 .name(name.as_str())
                 .restart(Restart::Transient)
@@ -215,6 +220,7 @@ impl TodoSystem {
             inner: Arc::new(Inner {
                 registry,
                 db,
+                published,
                 supervisor,
                 call_timeout,
                 live,
@@ -327,12 +333,31 @@ impl TodoSystem {
     }
 
     /// Entries of `date` (or all) in id order; an unknown list is empty.
+    ///
+    /// A live list is read from the state its server published (no message, no
+    /// wait in its mailbox), which includes every write acknowledged before this
+    /// call began; a list with no live server is loaded by a server started for it.
     pub async fn entries(
         &self,
         list: &ListName,
         date: Option<NaiveDate>,
     ) -> Result<Vec<Entry>, TodoSystemError> {
+        {
+            let _admitted = self.admit().await?;
+            if let Some(published) = self.inner.published.load(list) {
+                return Ok(match date {
+                    Some(d) => published.entries(d),
+                    None => published.all_entries(),
+                });
+            }
+        }
         self.call(list, |r| ListCall::Entries(date, r)).await
+    }
+
+    /// How many lists are read without a message: live servers that have
+    /// published their loaded list.
+    pub fn published_lists(&self) -> usize {
+        self.inner.published.len()
     }
 
     /// Deletes a whole list: gone from storage (durably: the backend has synced the
