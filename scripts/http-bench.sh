@@ -16,8 +16,9 @@ THREADS=${WRK_THREADS:-2}
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "http-bench: wrk not found; install Debian's package wrk" >&2; exit 1; }
 cargo build --release --quiet --bin sluicegate --example bare_axum
-BIN=${SLUICEGATE_BIN:-target/release/sluicegate}
-BARE=target/release/examples/bare_axum
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=${SLUICEGATE_BIN:-$TARGET/release/sluicegate}
+BARE=$TARGET/release/examples/bare_axum
 TMP=$(mktemp -d)
 SG_PORT=${SG_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18181}

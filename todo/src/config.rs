@@ -24,6 +24,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// One mailbox policy per role.
     pub mailbox: MailboxConfig,
+    /// `[limit]`: the adaptive concurrency limit at the HTTP edge (on by default).
+    #[serde(default)]
+    pub limit: LimitConfig,
     /// `[cluster]`: run as one node of a cluster sharing the PostgreSQL backend;
     /// absent: a single node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +159,39 @@ pub struct DatabaseConfig {
     /// Routed or direct (the runtime's [`Routing`], written `routed` or `direct`).
     #[serde(with = "schema::routing")]
     pub routing: Routing,
+}
+
+/// `[limit]`: the adaptive concurrency limit in front of the `/lists` handlers
+/// (Gradient2, as in Netflix's concurrency-limits): it follows how latency moves
+/// against its long-run average and refuses requests beyond the limit with a fast
+/// `503` and `Retry-After`. Left out of a file: the built-in values below.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Whether requests beyond the limit are refused (`false`: no limit).
+    pub enabled: bool,
+    /// The limit before any latency is seen.
+    pub initial: usize,
+    /// The limit never drops below this many requests in flight (so a closed-loop
+    /// client with fewer connections is never refused).
+    pub min: usize,
+    /// Nor grows above this many.
+    pub max: usize,
+    /// Latency may grow to this many percent of its long-run average before the
+    /// limit shrinks (Gradient2's tolerance, 150 = 1.5x).
+    pub tolerance_percent: u32,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            enabled: true,
+            initial: 256,
+            min: 64,
+            max: 4096,
+            tolerance_percent: 150,
+        }
+    }
 }
 
 /// Most database workers a config may ask for.

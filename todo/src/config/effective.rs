@@ -63,6 +63,12 @@ impl Config {
         for (role, p) in self.policies() {
             let _ = writeln!(s, "mailbox.{role} = {p}");
         }
+        let l = &self.limit;
+        let _ = writeln!(s, "limit.enabled = {}", l.enabled);
+        let _ = writeln!(s, "limit.initial = {}", l.initial);
+        let _ = writeln!(s, "limit.min = {}", l.min);
+        let _ = writeln!(s, "limit.max = {}", l.max);
+        let _ = writeln!(s, "limit.tolerance_percent = {}", l.tolerance_percent);
         if let Some(c) = &self.cluster {
             let d = |d: Duration| humantime::format_duration(d).to_string();
             let _ = writeln!(

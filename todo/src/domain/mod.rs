@@ -9,6 +9,7 @@ pub(crate) mod format;
 mod list;
 mod name;
 pub mod port;
+pub mod published;
 pub mod receipt;
 pub mod server;
 mod settings;

@@ -3,6 +3,7 @@
 //! A write with an idempotency key is applied once: its receipt is recorded in the
 //! list, in the same change as its effect, and a repeat gets the first result.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::database::{Database, DurableWaiter, LoadError, Store, StoreError, Version};
 use super::port::Change;
+use super::published::{Published, Publisher};
 use super::receipt::{fingerprint, now_ms, IdempotencyKey, Receipt};
 use super::{AckMode, Entry, EntryQuery, EntryUpdate, ListName, Page, TodoError, TodoList};
 use sluicegate::runtime::{BoxError, ReplyTo, Server};
@@ -153,6 +155,8 @@ pub struct ListServer {
     change: Change,
     /// How long receipts of keyed writes are kept.
     window: Duration,
+    /// Where readers load the list from without a message (see [`Published`]).
+    publisher: Option<Publisher>,
 }
 
 /// Source of list server epochs (unique within the process).
@@ -171,6 +175,23 @@ impl ListServer {
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             seq: 0,
             change: Change::default(),
+            publisher: None,
+        }
+    }
+
+    /// Publishes the list to `published` after loading it and after every applied
+    /// write, before the write is answered, so readers can skip the mailbox.
+    #[must_use]
+    pub fn publishing_to(mut self, published: &Arc<Published>) -> Self {
+        let publisher = Publisher::new(published.clone(), self.name.clone(), self.epoch);
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// Makes the list as it is now what readers load (before any answer about it).
+    fn publish(&mut self) {
+        if let Some(p) = &mut self.publisher {
+            p.publish(&self.list);
         }
     }
 
@@ -230,6 +251,7 @@ impl ListServer {
         if let Ok(entry) = &applied {
             self.dirty = true;
             self.change.touch(&self.list, entry.id);
+            self.publish();
         }
         applied
     }
@@ -285,6 +307,7 @@ impl Server for ListServer {
         {
             Ok(list) => {
                 self.list = list.unwrap_or_default();
+                self.publish();
                 Ok(())
             }
             Err(cause) => Err(Box::new(NotLoaded {
@@ -338,6 +361,7 @@ impl Server for ListServer {
                         self.list = TodoList::new();
                         self.dirty = false;
                         self.change = Change::default();
+                        self.publish();
                         reply.send(Ok(stored || written));
                     }
                     Err(e) => reply.send(Err(ListError::NotDeleted(e))),

@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 
 use super::database::{Database, LoadError, StoreError};
 use super::port::{Storage, StorageError};
+use super::published::Published;
 use super::receipt::IdempotencyKey;
 use super::server::{KeyedWrite, ListCall, ListError, ListServer, NotLoaded, Write, ROLE};
 use super::settings::{AckMode, Policies, Settings};
@@ -261,6 +262,8 @@ struct Inner {
     registry: Registry<ListName, ListServer>,
     /// The worker pool in front of storage.
     db: Database,
+    /// The latest applied state of every live list, which reads load directly.
+    published: Arc<Published>,
     /// Supervises list servers and database workers.
     supervisor: Supervisor,
     /// Timeout of every call, end to end.
@@ -322,7 +325,8 @@ impl TodoSystem {
             default_ack: settings.default_ack,
         }));
         let (call_timeout, window) = (settings.call_timeout, settings.idempotency_window);
-        let (db2, live2) = (db.clone(), live.clone());
+        let published = Arc::new(Published::default());
+        let (db2, live2, published2) = (db.clone(), live.clone(), published.clone());
         let registry = Registry::new(
             ROLE,
             supervisor.clone(),
@@ -337,9 +341,10 @@ impl TodoSystem {
                     .policies
                     .todo_server
                     .clone();
-                let (db, name2) = (db2.clone(), name.clone());
+                let (db, name2, published) = (db2.clone(), name.clone(), published2.clone());
                 Spec::new(ROLE, policy, move || {
                     ListServer::new(name2.clone(), db.clone(), call_timeout, window)
+                        .publishing_to(&published)
                 })
                 .name(name.as_str())
                 .restart(Restart::Transient)
@@ -349,6 +354,7 @@ impl TodoSystem {
             inner: Arc::new(Inner {
                 registry,
                 db,
+                published,
                 supervisor,
                 call_timeout,
                 live,
@@ -511,6 +517,10 @@ impl TodoSystem {
 
     /// The page of entries `query` asks for, or `None` when the list does not exist.
     ///
+    /// A live list is read from the state its server published (no message, no
+    /// wait in its mailbox), which includes every write acknowledged before this
+    /// call began; a list with no live server is loaded by a server started for it.
+    ///
     /// # Errors
     ///
     /// Why the list could not be read (overload, timeout, storage).
@@ -519,8 +529,20 @@ impl TodoSystem {
         list: &ListName,
         query: EntryQuery,
     ) -> Result<Option<Page>, TodoSystemError> {
+        {
+            let _admitted = self.admit().await?;
+            if let Some(published) = self.inner.published.load(list) {
+                return Ok(published.exists().then(|| published.query(&query)));
+            }
+        }
         self.call(list, |r| ListCall::Entries(query.clone(), r))
             .await
+    }
+
+    /// How many lists are read without a message: live servers that have
+    /// published their loaded list.
+    pub fn published_lists(&self) -> usize {
+        self.inner.published.len()
     }
 
     /// Deletes a whole list: gone from storage (durably: the backend has synced the

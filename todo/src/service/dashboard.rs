@@ -330,6 +330,13 @@ impl State {
             *entry.rates.entry(status).or_default() += per_s;
         }
 
+        let limit = new.series.contains_key(super::limit::LIMIT).then(|| Limit {
+            limit: new.sum(super::limit::LIMIT, &[]) as u64,
+            in_flight: new.sum(super::limit::IN_FLIGHT, &[]) as u64,
+            refused: new.sum(super::limit::REFUSED, &[]) as u64,
+            refused_per_s: round3(rate(super::limit::REFUSED, &[])),
+        });
+
         Stats {
             version: STATS_VERSION,
             time: now_unix,
@@ -340,6 +347,7 @@ impl State {
             mailboxes,
             servers,
             http: http.into_values().collect(),
+            limit,
         }
     }
 }
@@ -360,6 +368,17 @@ struct Stats {
     mailboxes: Vec<MailboxRole>,
     servers: Vec<ServerRole>,
     http: Vec<HttpRoute>,
+    /// The edge's concurrency limit; absent when it is off.
+    limit: Option<Limit>,
+}
+
+/// The adaptive concurrency limit as last sampled.
+#[derive(Debug, Serialize)]
+struct Limit {
+    limit: u64,
+    in_flight: u64,
+    refused: u64,
+    refused_per_s: f64,
 }
 
 #[derive(Debug, Serialize)]

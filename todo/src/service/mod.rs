@@ -3,11 +3,13 @@
 //! drains acknowledged writes to storage.
 
 pub mod dashboard;
+mod edge;
 mod error;
 mod fields;
 pub mod forward;
 mod http_metrics;
 mod idempotency;
+mod limit;
 mod lock;
 pub mod openapi;
 pub mod prom_text;
@@ -29,7 +31,7 @@ pub use http_metrics::{HTTP_DURATION, HTTP_REQUESTS};
 pub use lock::{DataDirLock, LockError, LOCK_FILE};
 
 use crate::cluster::{ClusterStore, Node};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LimitConfig};
 use crate::domain::{StartSystemError, TodoSystem};
 use crate::start::StartNodeError;
 use sluicegate::mailbox::InvalidPolicy;
@@ -163,9 +165,19 @@ pub struct AppState {
     pub cluster: Option<Arc<Node>>,
 }
 
-/// The API's router, with body limit, timeout, request tracing and JSON errors.
+/// The API's router, with the edge around every route (see `edge.rs`): the
+/// default concurrency limit, body limit, timeout, metrics and JSON errors.
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    routes::router(state, request_timeout)
+    router_with_limit(state, request_timeout, &LimitConfig::default())
+}
+
+/// [`router`] with the concurrency limit of `limit` (`[limit]` in the config).
+pub fn router_with_limit(
+    state: AppState,
+    request_timeout: Duration,
+    limit: &LimitConfig,
+) -> Router {
+    routes::router(state, request_timeout, limit)
 }
 
 /// Where and how to serve.
@@ -245,13 +257,14 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     dashboard::start_sampler(prometheus.clone())?;
     log_startup_summary(&opts, addr);
     let request_timeout = opts.config.system.call_timeout + Duration::from_secs(1);
-    let app = router(
+    let app = router_with_limit(
         AppState {
             system: system.clone(),
             prometheus,
             cluster: cluster.as_ref().map(|(node, _)| node.clone()),
         },
         request_timeout,
+        &opts.config.limit,
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
     let keeper = cluster.as_ref().map(|(node, store)| {

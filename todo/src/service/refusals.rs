@@ -6,9 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use tokio::time::Instant;
 
 /// How often a (route, reason) may log a line.
@@ -209,7 +206,7 @@ fn emit(line: &Line) {
 }
 
 /// The list named in a `/lists/{list}/...` path, percent-decoded; `-` otherwise.
-fn list_of(path: &str) -> String {
+pub(super) fn list_of(path: &str) -> String {
     match path
         .strip_prefix("/lists/")
         .and_then(|rest| rest.split('/').next())
@@ -221,22 +218,6 @@ fn list_of(path: &str) -> String {
             .collect(),
         None => "-".into(),
     }
-}
-
-/// Middleware (on matched routes): logs every response carrying a [`Refusal`].
-pub async fn log_refusals(
-    State(log): State<Arc<RefusalLog>>,
-    matched: Option<MatchedPath>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let route = matched.map_or_else(|| "-".to_string(), |m| m.as_str().to_string());
-    let list = list_of(req.uri().path());
-    let resp = next.run(req).await;
-    if let Some(refusal) = resp.extensions().get::<Refusal>() {
-        log.record(&route, &list, resp.status().as_u16(), refusal);
-    }
-    resp
 }
 
 #[cfg(test)]

@@ -4,28 +4,25 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
-use super::error::{json_errors, ApiError};
+use super::edge::EdgeLayer;
+use super::error::ApiError;
 use super::fields::*;
 use super::idempotency;
-use super::refusals::{self, RefusalLog};
-use super::{http_metrics, AppState, BODY_LIMIT};
+use super::AppState;
+use crate::config::LimitConfig;
 use crate::domain::server::{KeyedWrite, Write};
 use crate::domain::{EntryQuery, EntryUpdate, ListName};
 
-pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
+pub(super) fn router(state: AppState, request_timeout: Duration, limit: &LimitConfig) -> Router {
     let forwarder = state.cluster.clone().map(|node| {
         std::sync::Arc::new(super::forward::Forwarder::new(
             node,
@@ -57,32 +54,10 @@ pub(super) fn router(state: AppState, request_timeout: Duration) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .route_layer(middleware::from_fn_with_state(
-            RefusalLog::start(),
-            refusals::log_refusals,
-        ))
         .with_state(state);
-    let app = routes
-        .layer(middleware::from_fn(strict_percent_encoding))
-        // A handler still running at the timeout may have applied its write: 504, and
-        // `json_errors` says the outcome is unknown. The clock starts once the body is
-        // in: a client still sending it at the timeout gets a 408 from `read_body_first`
-        // (it was too slow; nothing was applied).
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(
-            request_timeout,
-            read_body_first,
-        ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        .layer(middleware::map_response(json_errors))
-        // Outside the body limit and the timeout, so their 413s and 504s are counted.
-        .layer(middleware::from_fn(http_metrics::track))
-        // A span per request; failures are logged by `refusals::log_refusals`, rate-limited
-        // and with their cause, not once per 5xx here.
-        .layer(TraceLayer::new_for_http().on_failure(()));
+    // One service around every route (and the fallback): limit, checks, body,
+    // timeout, JSON errors, refusal log and metrics (see `edge.rs`).
+    let app = routes.layer(EdgeLayer::new(request_timeout, limit));
     // On a cluster node, requests for lists it does not serve go to their owner, ahead
     // of every other layer: the owner checks, limits, times and counts them.
     match forwarder {
@@ -104,69 +79,6 @@ async fn cluster(State(state): State<AppState>) -> Response {
         )
         .into_response(),
     }
-}
-
-/// Reads the whole request body (within the body limit) before any handler runs, so that
-/// routes which ignore the body (reads, deletes, 404s, 405s) still consume it and the
-/// connection stays usable for the client's next request: an unread body makes hyper
-/// close a keep-alive connection after answering, which a client that reuses it sees as a
-/// broken pipe.
-///
-/// A body not in within `timeout` is answered 408: the client was too slow, and
-/// no handler saw the request.
-async fn read_body_first(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let read = tokio::time::timeout(timeout, Bytes::from_request(Request::new(body), &()));
-    let Ok(read) = read.await else {
-        return ApiError::refusal(
-            StatusCode::REQUEST_TIMEOUT,
-            "slow_client",
-            crate::domain::Effect::NotApplied,
-            format!("the request body did not arrive within {timeout:?}; not applied"),
-        )
-        .into_response();
-    };
-    match read {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE).into_response()
-        }
-        Err(e) => ApiError::bad_request(format!("body: {}", e.body_text())).into_response(),
-    }
-}
-
-/// Message of every 413.
-const TOO_LARGE: &str = "body: request body too large: the limit is 64 KiB";
-
-/// Rejects a path with a `%` not followed by two hex digits. Path extraction would
-/// otherwise keep such text literally and, for instance, accept `a%ZZ` as a list name.
-async fn strict_percent_encoding(req: Request, next: Next) -> Response {
-    match bad_percent_escape(req.uri().path()) {
-        Some((at, text)) => ApiError::bad_request(format!(
-            "path: invalid percent-encoding \"{text}\" at byte {at}; \"%\" must be followed by two hex digits"
-        ))
-        .into_response(),
-        None => next.run(req).await,
-    }
-}
-
-/// The byte offset and text of the first malformed `%` escape in `path`.
-fn bad_percent_escape(path: &str) -> Option<(usize, String)> {
-    let b = path.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'%' {
-            i += 1;
-        } else if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
-            i += 3;
-        } else {
-            return Some((i, path[i..].chars().take(3).collect()));
-        }
-    }
-    None
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

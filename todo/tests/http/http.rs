@@ -69,20 +69,28 @@ async fn every_route_works_and_survives_a_restart() {
         json!({"status": "accepted", "list": "bob", "date": "2026-11-23", "title": "Movies"})
     );
 
-    let day: Value = c
-        .get(url(&r, "/lists/bob/entries?date=2026-11-23"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let titles: Vec<&str> = day
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["title"].as_str().unwrap())
-        .collect();
+    // Accepted writes are applied in order; reads see them once applied.
+    let mut titles = Vec::new();
+    for _ in 0..1000 {
+        let day: Value = c
+            .get(url(&r, "/lists/bob/entries?date=2026-11-23"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        titles = day
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["title"].as_str().unwrap().to_string())
+            .collect();
+        if titles.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(titles, vec!["Dentist", "Movies"]);
 
     let resp = c

@@ -353,7 +353,7 @@ async fn http_errors_are_counted_with_their_status_and_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_timeout_is_counted_as_408() {
+async fn a_body_that_never_arrives_times_out_as_408_and_is_counted() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::builtin();

@@ -189,7 +189,7 @@ async fn a_request_in_flight_at_sigterm_completes() {
             "--data-dir",
             dir.path().to_str().unwrap(),
         ],
-        &[("RUST_LOG", "info,tower_http=debug")],
+        &[("RUST_LOG", "info,sluicegate_todo::service::edge=debug")],
     );
     let addr = s.addr;
     let body = json!({"date": "2026-11-27", "title": "in flight"}).to_string();

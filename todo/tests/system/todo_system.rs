@@ -524,10 +524,18 @@ async fn ack_modes_behave_as_documented(backend: BackendKind) {
     assert!(sys.entries(&l, None).await.unwrap().is_empty());
     gate.close();
 
-    // none: accepted at once, nothing stored; it is applied in order before a later read.
+    // none: accepted at once, nothing stored; applied in order, and reads see it
+    // once it is (they do not wait in the mailbox behind it).
     let r = sys.add_entry(&l, day(4), "cast", Some(AckMode::None)).await;
     assert_eq!(r, Ok(WriteOutcome::Accepted));
-    let seen = sys.entries(&l, None).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..1000 {
+        seen = sys.entries(&l, None).await.unwrap();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(
         seen.iter().map(|e| e.title.as_str()).collect::<Vec<_>>(),
         ["cast"]
@@ -560,7 +568,9 @@ async fn ack_modes_behave_as_documented(backend: BackendKind) {
     eventually("the durable write is applied", || {
         sys.registry()
             .get(&l)
-            .is_some_and(|s| s.stats().delivered >= 6)
+            // the first read (the list was not live yet), the cast, the delete,
+            // the applied and the durable write: later reads need no message
+            .is_some_and(|s| s.stats().delivered >= 5)
     })
     .await;
     assert_eq!(sys.entries(&l, None).await.unwrap().len(), 3);
@@ -590,7 +600,16 @@ async fn ack_modes_behave_as_documented(backend: BackendKind) {
         sys.add_entry(&l, day(4), "default", None).await,
         Ok(WriteOutcome::Accepted)
     );
-    assert_eq!(sys.entries(&l, None).await.unwrap().len(), 4);
+    // Accepted, so applied soon; a read does not wait for it.
+    let mut read = 0;
+    for _ in 0..1000 {
+        read = sys.entries(&l, None).await.unwrap().len();
+        if read == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(read, 4);
     sys.shutdown().await;
 }
 
@@ -1393,6 +1412,113 @@ async fn one_commit_makes_many_durable_writes_durable_and_none_is_answered_befor
     for l in &lists {
         let stored = fresh.load(l).await.unwrap().expect("stored list");
         assert_eq!(stored.all_entries()[0].title, format!("in {l}"));
+    }
+    sys.shutdown().await;
+}
+
+/// Reads load the state the list server published, not a message through its
+/// mailbox: with the database held still the server is stuck handing a store to
+/// it after answering a write, and queued writes wait behind it; a read still
+/// answers at once, with every write acknowledged before it began (the server
+/// publishes before it answers) and nothing that was not.
+#[tokio::test]
+async fn a_read_sees_every_acknowledged_write_even_while_the_server_is_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gated, gate) = gate(storage::open(BackendKind::Files, dir.path()).unwrap());
+    let mut cfg = config(BackendKind::Files);
+    cfg.database.workers = 1;
+    cfg.mailbox.database_worker = Policy::Block {
+        capacity: 1,
+        send_timeout: None,
+    };
+    let sys = TodoSystem::start_with_storage(&cfg, gated).await.unwrap();
+    let l = name("stuck");
+    assert!(sys.entries(&l, None).await.unwrap().is_empty());
+    gate.close();
+    // Writes one at a time until one is not answered: the server is then blocked
+    // in the store of the last write it answered.
+    let mut acknowledged = Vec::new();
+    let pending = loop {
+        let (sys2, l2) = (sys.clone(), l.clone());
+        let n = acknowledged.len();
+        let write = tokio::spawn(async move {
+            sys2.add_entry(&l2, day(1), &format!("w{n}"), Some(AckMode::Applied))
+                .await
+        });
+        let server = sys.registry().get(&l).unwrap();
+        // Blocked for good once a store waits at the gate, another fills the
+        // worker's mailbox, and the server cannot hand over a third.
+        eventually("the write is answered or queued", || {
+            write.is_finished() || (server.stats().depth > 0 && gate.waiting() > 0 && n >= 2)
+        })
+        .await;
+        if !write.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !write.is_finished() {
+            break write;
+        }
+        acknowledged.push(done(write.await.unwrap().unwrap()).title);
+        assert!(
+            acknowledged.len() < 100,
+            "the database never held the server"
+        );
+    };
+    let read = tokio::time::timeout(PATIENCE, sys.entries(&l, None))
+        .await
+        .expect("a read must not wait for the list server")
+        .unwrap();
+    let titles: Vec<String> = read.into_iter().map(|e| e.title).collect();
+    // The queued write may have gone through if the server was not blocked yet.
+    let pending_title = format!("w{}", acknowledged.len());
+    assert!(
+        titles.starts_with(&acknowledged)
+            && titles[acknowledged.len()..]
+                .iter()
+                .all(|t| *t == pending_title),
+        "the read {titles:?} misses an acknowledged write of {acknowledged:?}"
+    );
+    gate.open();
+    done(pending.await.unwrap().unwrap());
+    assert_eq!(
+        sys.entries(&l, None).await.unwrap().len(),
+        acknowledged.len() + 1
+    );
+    sys.shutdown().await;
+}
+
+/// Concurrent writers each read right after every acknowledgement, from another
+/// task, lists new and live: a read never misses a write acknowledged before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_after_an_acknowledgement_always_include_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = start(BackendKind::Files, dir.path()).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let sys = sys.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let l = name(&format!("ryw-{}", (t + i) % 6));
+                let e = done(
+                    sys.add_entry(&l, day(2), &format!("{t}.{i}"), Some(AckMode::Applied))
+                        .await
+                        .unwrap(),
+                );
+                let (sys2, l2) = (sys.clone(), l.clone());
+                let seen = tokio::spawn(async move { sys2.entries(&l2, None).await })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(
+                    seen.iter().any(|s| s.id == e.id && s.title == e.title),
+                    "entry {} of {l} acknowledged, then missing from a read",
+                    e.id
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
     }
     sys.shutdown().await;
 }

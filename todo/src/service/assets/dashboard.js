@@ -120,6 +120,15 @@
     }
   }
 
+  function renderLimit(l) {
+    const box = document.getElementById("limit");
+    const set = (f, v) => { box.querySelector(`[data-field="${f}"]`).textContent = v; };
+    if (!l) { set("limit", "off"); set("in-flight", "–"); set("refused", "–"); return; }
+    set("limit", String(l.limit));
+    set("in-flight", String(l.in_flight));
+    set("refused", `${l.refused} · ${fmtNum(l.refused_per_s)}/s`);
+  }
+
   async function poll() {
     if (inFlight) return;
     inFlight = true;
@@ -131,6 +140,7 @@
       renderMailboxes(s.mailboxes);
       renderServers(s.servers);
       renderHttp(s.http);
+      renderLimit(s.limit);
       updates += 1;
       document.getElementById("updates").textContent = String(updates);
       document.getElementById("uptime").textContent = s.uptime_s.toFixed(0);

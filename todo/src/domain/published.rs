@@ -1,0 +1,156 @@
+//! Published list states: every live list server keeps its latest applied list in
+//! a cell here, which readers load atomically instead of sending the server a
+//! message and waiting in its mailbox.
+//!
+//! The server publishes after loading its list in `init` and after every write it
+//! applies, before it answers that write; so a read that loads the cell after a
+//! write was acknowledged sees it (reads are linearizable per list and read your
+//! writes). A server's cell goes when the server does (idle stop, eviction, crash,
+//! giving up): a list with no cell is read through its server, which loads it as
+//! before. Cells are keyed by the server's epoch, so a stopping server can never
+//! remove the cell of the server that replaced it.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+
+use super::{ListName, TodoList};
+
+/// The published lists of one to-do system (cheap to share).
+#[derive(Default)]
+pub struct Published {
+    lists: DashMap<ListName, Arc<Cell>>,
+}
+
+/// One server's cell: its epoch and the list it last published.
+struct Cell {
+    epoch: u64,
+    list: ArcSwap<TodoList>,
+}
+
+impl Published {
+    /// The latest applied list of `name`'s live server; `None` when no server of
+    /// the list is live (or it has not loaded its list yet).
+    pub fn load(&self, name: &ListName) -> Option<Arc<TodoList>> {
+        let cell = self.lists.get(name)?.value().clone();
+        Some(cell.list.load_full())
+    }
+
+    /// How many lists are published (live servers that have loaded their list).
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// Whether no list is published.
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+}
+
+/// A list server's handle on its cell; dropping it withdraws the cell (unless a
+/// newer server of the same list has replaced it).
+pub struct Publisher {
+    to: Arc<Published>,
+    name: ListName,
+    epoch: u64,
+    cell: Option<Arc<Cell>>,
+}
+
+impl Publisher {
+    /// A publisher for the server of `name` with this `epoch` (unique per server
+    /// instance); nothing is published until [`Publisher::publish`].
+    pub fn new(to: Arc<Published>, name: ListName, epoch: u64) -> Self {
+        Publisher {
+            to,
+            name,
+            epoch,
+            cell: None,
+        }
+    }
+
+    /// Makes `list` what readers of this list load from now on (an O(1) snapshot).
+    pub fn publish(&mut self, list: &TodoList) {
+        let snapshot = Arc::new(list.clone());
+        match &self.cell {
+            Some(cell) => cell.list.store(snapshot),
+            None => {
+                let cell = Arc::new(Cell {
+                    epoch: self.epoch,
+                    list: ArcSwap::new(snapshot),
+                });
+                self.to.lists.insert(self.name.clone(), cell.clone());
+                self.cell = Some(cell);
+            }
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if self.cell.is_some() {
+            let epoch = self.epoch;
+            self.to
+                .lists
+                .remove_if(&self.name, |_, cell| cell.epoch == epoch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn name(s: &str) -> ListName {
+        ListName::new(s).unwrap()
+    }
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, 3).unwrap()
+    }
+
+    #[test]
+    fn nothing_is_published_before_the_first_publish() {
+        let published = Arc::new(Published::default());
+        let _p = Publisher::new(published.clone(), name("a"), 1);
+        assert!(published.load(&name("a")).is_none());
+    }
+
+    #[test]
+    fn a_published_list_is_what_readers_load_until_the_next_publish() {
+        let published = Arc::new(Published::default());
+        let mut p = Publisher::new(published.clone(), name("a"), 1);
+        let mut list = TodoList::new();
+        list.add_entry(date(), "one").unwrap();
+        p.publish(&list);
+        list.add_entry(date(), "two").unwrap();
+        assert_eq!(published.load(&name("a")).unwrap().all_entries().len(), 1);
+        p.publish(&list);
+        assert_eq!(published.load(&name("a")).unwrap().all_entries().len(), 2);
+    }
+
+    #[test]
+    fn dropping_the_publisher_withdraws_its_cell() {
+        let published = Arc::new(Published::default());
+        let mut p = Publisher::new(published.clone(), name("a"), 1);
+        p.publish(&TodoList::new());
+        drop(p);
+        assert!(published.load(&name("a")).is_none());
+        assert!(published.is_empty());
+    }
+
+    #[test]
+    fn an_old_server_stopping_late_leaves_its_successors_cell() {
+        let published = Arc::new(Published::default());
+        let mut old = Publisher::new(published.clone(), name("a"), 1);
+        old.publish(&TodoList::new());
+        let mut new = Publisher::new(published.clone(), name("a"), 2);
+        let mut list = TodoList::new();
+        list.add_entry(date(), "new").unwrap();
+        new.publish(&list);
+        drop(old);
+        assert_eq!(published.load(&name("a")).unwrap().all_entries().len(), 1);
+        assert_eq!(published.len(), 1);
+    }
+}
