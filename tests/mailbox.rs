@@ -66,7 +66,7 @@ async fn eight_producers_lose_nothing(policy: Policy) {
 
 /// Eight producers, 2,000 messages each, delivered exactly once and in order per
 /// producer. `metrics` off lets plain messages take the lock-free ring where the
-/// policy has one (`unbounded` here); `mixed` gives every 7th message of odd
+/// policy has one (none of the lossless ones yet); `mixed` gives every 7th message of odd
 /// producers a far deadline, which locks the gate and moves the ring's messages
 /// into the core while the others push.
 async fn eight_producers_lose_nothing_with(policy: Policy, metrics: bool, mixed: bool) {

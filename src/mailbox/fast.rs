@@ -3,9 +3,9 @@
 //!
 //! # Two modes
 //!
-//! The gate opens only under policies that never make a sender wait (`unbounded`,
-//! `drop_newest`, `drop_oldest`); `block` and `coalesce` keep the locked core for
-//! now (see [`Core::fast_kind`]).
+//! The gate opens only under `drop_newest` and `drop_oldest` with metrics off; every
+//! other mailbox keeps the locked core for now and has no ring at all (see
+//! [`FastPath`] for why, with figures).
 //!
 //! *Open*: every queued message is in the ring and the core's queue is empty; a send
 //! of a message without key or deadline pushes into the ring (or, full, is refused
@@ -82,13 +82,13 @@ pub(crate) enum FastRecv<T> {
     Locked,
 }
 
-/// The fast path's shared state (one per mailbox). Fields are grouped by who writes
+/// The fast path's shared state. Fields are grouped by who writes
 /// them, each group on its own cache line ([`Line`]), so a sender's writes never
 /// evict the receiver's line and back: senders write `gate`, `rejected` and
 /// `dropped_oldest`; the receiver writes `rx_busy`, `delivered` and `peak`; the
 /// lock holder writes `locked` and `kind`, rarely; `rx_parked` changes once per
 /// wait.
-pub(crate) struct FastPath<T> {
+struct Inner<T> {
     senders: Line<SenderSide>,
     receiver: Line<ReceiverSide>,
     mode: Line<Mode>,
@@ -146,6 +146,7 @@ struct Mode {
 }
 
 /// Fast counts for a [`Stats`](super::Stats) snapshot.
+#[derive(Default)]
 pub(crate) struct FastCounts {
     pub(crate) delivered: u64,
     pub(crate) rejected: u64,
@@ -154,22 +155,104 @@ pub(crate) struct FastCounts {
     pub(crate) peak: usize,
 }
 
+/// The fast path of one mailbox: `None` for a mailbox whose gate never opens, so
+/// that it carries one pointer for it and allocates nothing. A ring is made under
+/// `drop_newest` and `drop_oldest` with metrics off, where it measured faster than
+/// the locked core (docs/benchmarks.md). Not under `unbounded`: `concurrent-queue`'s
+/// unbounded queue (a list of blocks) measured 0.63x the locked core with one
+/// producer. Not yet under `block` and `coalesce`: there a full ring locks the gate
+/// and moves the whole ring into the core, and a producer that outruns its consumer
+/// did that over and over (about 0.5x the locked core); the ring waits for a hand-off
+/// of parked senders that leaves it in place.
+pub(crate) struct FastPath<T>(Option<Box<Inner<T>>>);
+
 impl<T> FastPath<T> {
-    /// The fast path for a mailbox built with `policy`, gate locked until
-    /// [`open`](Self::open): a ring of the policy's capacity (unbounded for
-    /// `unbounded`) under a policy that never makes a sender wait and with metrics
-    /// off, none otherwise, so a mailbox that cannot use it allocates nothing for
-    /// it. Not yet under `block` and `coalesce`: there a full ring locks the gate
-    /// and moves the whole ring into the core, and a producer that outruns its
-    /// consumer did that over and over (measured about 0.5x the locked path); the
-    /// ring waits for a hand-off of parked senders that leaves it in place.
     pub(crate) fn new(policy: &Policy, metrics: bool) -> Self {
         let usable = !metrics
             && matches!(
                 policy,
-                Policy::Unbounded | Policy::DropNewest { .. } | Policy::DropOldest { .. }
+                Policy::DropNewest { .. } | Policy::DropOldest { .. }
             );
-        FastPath {
+        FastPath(usable.then(|| Box::new(Inner::new(policy))))
+    }
+
+    /// Whether the gate is open (only stable under the core's lock).
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f.is_open())
+    }
+
+    /// A send of a message without key or deadline.
+    #[inline]
+    pub(crate) fn send(&self, msg: T) -> FastSend<T> {
+        match &self.0 {
+            Some(f) => f.send(msg),
+            None => FastSend::Locked(msg),
+        }
+    }
+
+    /// The receiver takes the next message from the ring, if the gate is open.
+    #[inline]
+    pub(crate) fn recv(&self) -> FastRecv<T> {
+        match &self.0 {
+            Some(f) => f.recv(),
+            None => FastRecv::Locked,
+        }
+    }
+
+    /// The receiver takes the next message from the ring under the core's lock,
+    /// with the gate open (no locker can run meanwhile).
+    pub(crate) fn recv_locked(&self) -> FastRecv<T> {
+        match &self.0 {
+            Some(f) => f.pop(),
+            None => FastRecv::Locked,
+        }
+    }
+
+    /// The receiver, under the lock with the gate open and the ring found empty:
+    /// registers its waker, then looks once more (a push in between has woken it or
+    /// is seen here).
+    pub(crate) fn register_and_recv(&self, waker: &Waker) -> FastRecv<T> {
+        match &self.0 {
+            Some(f) => {
+                f.register(waker);
+                f.pop()
+            }
+            None => FastRecv::Locked,
+        }
+    }
+
+    /// Locks the gate (under the core's lock): see [`Inner::lock`].
+    pub(crate) fn lock(&self, core: &mut Core<T>) {
+        if let Some(f) = &self.0 {
+            f.lock(core);
+        }
+    }
+
+    /// Opens the gate (under the core's lock): see [`Inner::open`].
+    pub(crate) fn open(&self, core: &Core<T>) {
+        if let Some(f) = &self.0 {
+            f.open(core);
+        }
+    }
+
+    /// Messages in the ring now.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |f| f.ring.len())
+    }
+
+    /// The fast path's counts (see [`Inner::counts`]).
+    pub(crate) fn counts(&self) -> FastCounts {
+        self.0.as_ref().map(|f| f.counts()).unwrap_or_default()
+    }
+}
+
+impl<T> Inner<T> {
+    /// The fast path for a mailbox built with `policy`, gate locked until
+    /// [`open`](Self::open), with a ring of the policy's capacity (unbounded for
+    /// `unbounded`).
+    fn new(policy: &Policy) -> Self {
+        Inner {
             senders: Line(SenderSide {
                 gate: AtomicUsize::new(LOCKED),
                 rejected: AtomicU64::new(0),
@@ -185,7 +268,7 @@ impl<T> FastPath<T> {
                 kind: AtomicU8::new(KIND_GROW),
             }),
             rx_parked: Line(AtomicBool::new(false)),
-            ring: Ring::new(usable.then(|| policy.capacity())),
+            ring: Ring::new(policy.capacity()),
             waker: RxWaker::default(),
         }
     }
@@ -254,12 +337,6 @@ impl<T> FastPath<T> {
         out
     }
 
-    /// The receiver takes the next message from the ring under the core's lock,
-    /// with the gate open (no locker can run meanwhile).
-    pub(crate) fn recv_locked(&self) -> FastRecv<T> {
-        self.pop()
-    }
-
     /// Pops and counts a delivery (the receiver, with the gate open).
     fn pop(&self) -> FastRecv<T> {
         let depth = self.ring.len();
@@ -274,14 +351,6 @@ impl<T> FastPath<T> {
             }
             None => FastRecv::Empty,
         }
-    }
-
-    /// The receiver, under the lock with the gate open and the ring found empty:
-    /// registers its waker, then looks once more (a push in between has woken it or
-    /// is seen here).
-    pub(crate) fn register_and_recv(&self, waker: &Waker) -> FastRecv<T> {
-        self.register(waker);
-        self.pop()
     }
 
     /// Registers the receiver's waker for the next fast push (under the lock).
@@ -317,18 +386,13 @@ impl<T> FastPath<T> {
         if self.senders.gate.load(Ordering::Relaxed) & LOCKED == 0 {
             return;
         }
-        let Some(kind) = self.ring.capacity().and_then(|cap| core.fast_kind(cap)) else {
+        let Some(kind) = core.fast_kind(self.ring.capacity()) else {
             return;
         };
         debug_assert!(self.ring.is_empty(), "ring holds messages while locked");
         self.mode.kind.store(kind, Ordering::Relaxed);
         self.senders.gate.fetch_and(!LOCKED, Ordering::Release);
         self.mode.locked.store(false, Ordering::Release);
-    }
-
-    /// Messages in the ring now.
-    pub(crate) fn len(&self) -> usize {
-        self.ring.len()
     }
 
     /// The fast path's counts, read before the ring's length (so a message is never
@@ -353,88 +417,75 @@ impl<T> FastPath<T> {
 /// locked model of it with the same contract.
 #[cfg(not(sluicegate_loom))]
 struct Ring<T> {
-    /// `None` for a mailbox whose gate never opens.
-    queue: Option<concurrent_queue::ConcurrentQueue<T>>,
+    queue: concurrent_queue::ConcurrentQueue<T>,
 }
 
 #[cfg(not(sluicegate_loom))]
 impl<T> Ring<T> {
-    /// A ring of `capacity` (`Some(None)`: unbounded), or none.
-    fn new(capacity: Option<Option<usize>>) -> Self {
+    /// A ring of `capacity` (`None`: unbounded).
+    fn new(capacity: Option<usize>) -> Self {
         Ring {
-            queue: capacity.map(|cap| match cap {
+            queue: match capacity {
                 Some(cap) => concurrent_queue::ConcurrentQueue::bounded(cap),
                 None => concurrent_queue::ConcurrentQueue::unbounded(),
-            }),
+            },
         }
     }
 
-    /// `None` without a ring; `Some(None)` for an unbounded one.
-    fn capacity(&self) -> Option<Option<usize>> {
-        self.queue.as_ref().map(|q| q.capacity())
+    fn capacity(&self) -> Option<usize> {
+        self.queue.capacity()
     }
-
-    // The gate opens only with a ring, so the methods below find one whenever they
-    // are called with the gate open; without one, they act as an empty ring that
-    // refuses everything.
 
     #[inline]
     fn push(&self, msg: T) -> Result<(), T> {
-        match &self.queue {
-            Some(q) => q.push(msg).map_err(|e| e.into_inner()),
-            None => Err(msg),
-        }
+        self.queue.push(msg).map_err(|e| e.into_inner())
     }
 
     #[inline]
     fn force_push(&self, msg: T) -> Option<T> {
-        match &self.queue {
-            // The queue is never closed, so `force_push` never fails.
-            Some(q) => q.force_push(msg).unwrap_or_else(|e| Some(e.into_inner())),
-            None => Some(msg),
-        }
+        // The queue is never closed, so `force_push` never fails.
+        self.queue
+            .force_push(msg)
+            .unwrap_or_else(|e| Some(e.into_inner()))
     }
 
     #[inline]
     fn pop(&self) -> Option<T> {
-        self.queue.as_ref()?.pop().ok()
+        self.queue.pop().ok()
     }
 
     fn len(&self) -> usize {
-        self.queue.as_ref().map_or(0, |q| q.len())
+        self.queue.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queue.is_empty()
     }
 }
 
 #[cfg(sluicegate_loom)]
 struct Ring<T> {
     queue: super::sync::Mutex<std::collections::VecDeque<T>>,
-    /// As [`Ring::capacity`].
-    capacity: Option<Option<usize>>,
+    capacity: Option<usize>,
 }
 
 #[cfg(sluicegate_loom)]
 impl<T> Ring<T> {
-    fn new(capacity: Option<Option<usize>>) -> Self {
+    fn new(capacity: Option<usize>) -> Self {
         Ring {
             queue: super::sync::Mutex::new(std::collections::VecDeque::new()),
             capacity,
         }
     }
 
-    fn capacity(&self) -> Option<Option<usize>> {
+    fn capacity(&self) -> Option<usize> {
         self.capacity
     }
 
     fn push(&self, msg: T) -> Result<(), T> {
         let mut q = self.queue.lock();
-        match self.capacity {
-            None => return Err(msg),
-            Some(Some(c)) if q.len() >= c => return Err(msg),
-            Some(_) => {}
+        if self.capacity.is_some_and(|c| q.len() >= c) {
+            return Err(msg);
         }
         q.push_back(msg);
         Ok(())
@@ -443,9 +494,8 @@ impl<T> Ring<T> {
     fn force_push(&self, msg: T) -> Option<T> {
         let mut q = self.queue.lock();
         let evicted = match self.capacity {
-            None => return Some(msg),
-            Some(Some(c)) if q.len() >= c => q.pop_front(),
-            Some(_) => None,
+            Some(c) if q.len() >= c => q.pop_front(),
+            _ => None,
         };
         q.push_back(msg);
         evicted

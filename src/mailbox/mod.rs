@@ -4,13 +4,12 @@
 //! # Behaviour
 //!
 //! A mailbox has two places for its queue, and one holds it at a time (see
-//! `fast.rs`). While the *gate* is open (only under `unbounded`, `drop_newest` and
-//! `drop_oldest` so far, with metrics off), messages without key or deadline go through
-//! a lock-free ring (`concurrent-queue`'s bounded Vyukov queue, unbounded for
-//! `unbounded`): a send pushes (or, full, is refused under `drop_newest`, evicts the
-//! oldest under `drop_oldest`), the receiver pops, and neither takes a lock; the
-//! receiver is woken through an atomic waker. Anything the ring cannot do (a key, a
-//! deadline, a sender that must wait, a close, a policy change, CoDel, metrics on)
+//! `fast.rs`). While the *gate* is open (only under `drop_newest` and `drop_oldest`
+//! so far, with metrics off), messages without key or deadline go through a
+//! lock-free ring (`concurrent-queue`'s bounded Vyukov queue): a send pushes (or,
+//! full, is refused under `drop_newest`, evicts the oldest under `drop_oldest`), the
+//! receiver pops, and neither takes a lock; the receiver is woken through an atomic
+//! waker. Anything the ring cannot do (a key, a deadline, a close, a policy change)
 //! takes the lock and locks the gate, moving what the ring holds into the core,
 //! oldest first; the receiver opens the gate again once the core is empty.
 //!
