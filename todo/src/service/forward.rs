@@ -131,10 +131,12 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
             }
             Route::Remote { node, addr } => {
                 if hops >= MAX_HOPS {
-                    return ApiError::new(
+                    return ApiError::refusal(
                         StatusCode::MISDIRECTED_REQUEST,
+                        "misdirected",
+                        Effect::NotApplied,
                         format!(
-                            "list \"{list}\" is served by node {node}, and this request was already forwarded {hops} times; retry"
+                            "list \"{list}\" is served by node {node}, and this request was already forwarded {hops} times; not applied, retry"
                         ),
                     )
                     .into_response();

@@ -140,6 +140,18 @@ async fn keyed_repeats_store_every_write_exactly_once_across_a_frozen_owner() {
     let table = owners(&c, &nodes[1]).await;
     let lists = lists_owned_by(&table, "n1", "frozen", 4);
 
+    // A request forwarded too many times is refused, certainly not applied.
+    let resp = c
+        .post(nodes[1].url(&format!("/lists/{}/entries", lists[0])))
+        .header("x-sluicegate-hops", "2")
+        .json(&json!({"date": "2026-12-03", "title": "bounced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 421);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["outcome"], "not_applied", "{body}");
+
     // Keyed writers straight to the owner and forwarded through n2, and unkeyed ones.
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -224,6 +236,10 @@ async fn keyed_repeats_store_every_write_exactly_once_across_a_frozen_owner() {
                 node.addr
             );
         }
+        assert!(
+            !count.keys().any(|(_, t)| t == "bounced"),
+            "the refused request was stored"
+        );
         for w in &unkeyed_writes {
             let n = count
                 .get(&(w.list.clone(), w.title.clone()))
