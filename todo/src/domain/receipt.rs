@@ -10,9 +10,10 @@
 //! [`super::Settings::idempotency_window`]) and dropped with the list's next keyed
 //! write after it.
 //!
-//! Memory: a receipt holds the key (at most 255 bytes), a 32-byte fingerprint of
-//! the request, the resulting entry and a timestamp, in two persistent maps (by
-//! key, by time): roughly 250 bytes plus the title per keyed write in the window.
+//! Memory: a receipt holds the key (at most 255 bytes), the SHA-256 fingerprint of
+//! the request (64 hex digits), the resulting entry and a timestamp, in two persistent maps (by
+//! key, by time): by its fields and two tree nodes, about 0.5 KB plus the title and
+//! twice the key per keyed write in the window (an estimate, not a measurement).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
