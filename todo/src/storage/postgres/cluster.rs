@@ -11,12 +11,15 @@
 //!
 //! A claim is `UPDATE shard_leases SET owner = $me, epoch = epoch + 1, ... WHERE
 //! (owner IS NULL OR expires_at <= clock_timestamp())`; an activation moves a
-//! list's fence up in the same transaction as its load; every fenced store first
+//! list's fence up in `fences` and on the list's own row in `lists` (when it has
+//! one), in the same transaction as its load. A fenced store writes the list's row
+//! only `WHERE lists.fence = $epoch` (the check is the write: no extra statement or
+//! lock for a list that has a row), and for a list whose row it creates it
 //! share-locks the list's fence row where it still equals the store's epoch (see
-//! `check_fences`), so a store and a takeover of the same list are serialised by
-//! PostgreSQL's row lock and READ COMMITTED re-check: a stale store writes 0 rows.
-//! The fence rows outlive the lists (a delete keeps them), so a stale owner cannot
-//! bring a deleted list back.
+//! `check_fences`). Either way a store and a takeover of the same list meet on one
+//! row lock, and READ COMMITTED's re-check of the condition makes a stale store
+//! write 0 rows. The fence rows outlive the lists (a delete keeps them), so a stale
+//! owner cannot bring a deleted list back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -274,6 +277,7 @@ impl ClusterStore for PostgresStorage {
              WHERE {s}.fences.fence <= excluded.fence
              RETURNING fence");
         let current = self.q("SELECT fence FROM {s}.fences WHERE list = $1");
+        let fence_row = self.sql.fence_list_row.clone();
         let load = self.sql.load.clone();
         let load_receipts = self.sql.load_receipts.clone();
         let list = name.as_str().to_string();
@@ -287,6 +291,11 @@ impl ClusterStore for PostgresStorage {
                             tx.query_opt(&current, &[&list]).await?.map(|r| r.get(0));
                         return Err(Fail::Fenced(vec![(list, fence)]));
                     }
+                    // The list's own row carries the fence too: a store of the old
+                    // owner that holds the row commits before this (and is loaded
+                    // below), one that comes after finds the new fence and writes
+                    // nothing.
+                    tx.execute(&fence_row, &[&list, &e]).await?;
                     let stmt = tx.prepare_cached(&load).await?;
                     let rows = tx.query(&stmt, &[&list]).await?;
                     // The old owner's receipts come with its entries: a repeat of a

@@ -296,10 +296,11 @@ impl PostgresStorage {
     }
 
     /// Commits `writes` in one transaction. With `fences` (one epoch per write),
-    /// the transaction first takes a share lock on each list's fence row where it
-    /// still equals the write's epoch: a list whose fence moved fails the whole
-    /// attempt with [`Fail::Fenced`] before anything is written, and a concurrent
-    /// activation waits for this commit (so it loads what this commit wrote).
+    /// each list's row is written only where its fence still equals the write's
+    /// epoch, and a row the commit creates has its fence checked under a share
+    /// lock in `fences` (see `cluster.rs`): a list whose fence moved fails the whole
+    /// attempt with [`Fail::Fenced`] (rolled back, nothing written), and a
+    /// concurrent activation waits for this commit (so it loads what it wrote).
     async fn commit(
         &self,
         writes: &[&ListWrite],
@@ -310,11 +311,15 @@ impl PostgresStorage {
         let sql = &self.sql;
         let op = async {
             let tx = client.transaction().await?;
-            if let Some(fences) = fences {
-                check_fences(&tx, sql, writes, fences).await?;
-            }
+            let epochs: Option<std::collections::HashMap<&str, i64>> = fences.map(|f| {
+                writes
+                    .iter()
+                    .zip(f)
+                    .map(|(w, e)| (w.name.as_str(), *e))
+                    .collect()
+            });
             for round in rounds(writes) {
-                write_round(&tx, sql, &round).await?;
+                write_round(&tx, sql, &round, epochs.as_ref()).await?;
             }
             tx.commit().await.map_err(Fail::from)
         };
@@ -398,23 +403,75 @@ impl PostgresStorage {
     }
 }
 
-/// The fence check of a fenced commit: share-locks each list's fence row where it
-/// equals the epoch its write carries; any list without such a row is refused.
+/// The lists' rows of a fenced commit, written only where their fence still equals
+/// the write's epoch; a row that was not written (its fence moved: a newer owner
+/// activated it) fails the commit, and a row the commit created has its fence
+/// checked in `fences` ([`check_fences`]).
+async fn upsert_fenced(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &Sql,
+    names: &[&str],
+    next_ids: &[i64],
+    epochs: &std::collections::HashMap<&str, i64>,
+) -> Result<(), Fail> {
+    let fences: Vec<i64> = names
+        .iter()
+        .map(|n| epochs.get(n).copied().unwrap_or(-1))
+        .collect();
+    let stmt = tx.prepare_cached(&sql.upsert_lists_fenced).await?;
+    let rows = tx.query(&stmt, &[&names, &next_ids, &fences]).await?;
+    let mut written = std::collections::HashSet::with_capacity(rows.len());
+    let (mut created, mut created_epochs) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let name: String = row.get(0);
+        let inserted: bool = row.get(1);
+        if inserted {
+            created_epochs.push(epochs.get(name.as_str()).copied().unwrap_or(-1));
+            created.push(name.clone());
+        }
+        written.insert(name);
+    }
+    let refused: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !written.contains(*n))
+        .collect();
+    if !refused.is_empty() {
+        let stmt = tx.prepare_cached(&sql.fences_of).await?;
+        let current: std::collections::HashMap<String, i64> = tx
+            .query(&stmt, &[&refused])
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect();
+        return Err(Fail::Fenced(
+            refused
+                .into_iter()
+                .map(|n| (n.to_string(), current.get(n).copied()))
+                .collect(),
+        ));
+    }
+    if created.is_empty() {
+        return Ok(());
+    }
+    check_fences(
+        tx,
+        sql,
+        created.iter().map(String::as_str).collect(),
+        created_epochs,
+    )
+    .await
+}
+
+/// The fence check of the lists a fenced commit creates: share-locks each list's
+/// fence row where it equals the epoch its write carries; any list without such a
+/// row is refused.
 async fn check_fences(
     tx: &deadpool_postgres::Transaction<'_>,
     sql: &Sql,
-    writes: &[&ListWrite],
-    fences: &[i64],
+    names: Vec<&str>,
+    epochs: Vec<i64>,
 ) -> Result<(), Fail> {
-    let mut names: Vec<&str> = Vec::with_capacity(writes.len());
-    let mut epochs: Vec<i64> = Vec::with_capacity(writes.len());
-    let mut seen = std::collections::HashSet::new();
-    for (w, e) in writes.iter().zip(fences) {
-        if seen.insert(w.name.as_str()) {
-            names.push(w.name.as_str());
-            epochs.push(*e);
-        }
-    }
     let stmt = tx.prepare_cached(&sql.check_fences).await?;
     let passed: std::collections::HashSet<String> = tx
         .query(&stmt, &[&names, &epochs])
@@ -463,6 +520,7 @@ async fn write_round(
     tx: &deadpool_postgres::Transaction<'_>,
     sql: &Sql,
     round: &[&ListWrite],
+    epochs: Option<&std::collections::HashMap<&str, i64>>,
 ) -> Result<(), Fail> {
     let bad = |e: String| Fail::Db(Arc::new(Failure(e)));
     // A change is applied only onto a list that is stored; otherwise it is written whole.
@@ -536,8 +594,13 @@ async fn write_round(
         }
     }
 
-    let stmt = tx.prepare_cached(&sql.upsert_lists).await?;
-    tx.execute(&stmt, &[&names, &next_ids]).await?;
+    match epochs {
+        None => {
+            let stmt = tx.prepare_cached(&sql.upsert_lists).await?;
+            tx.execute(&stmt, &[&names, &next_ids]).await?;
+        }
+        Some(epochs) => upsert_fenced(tx, sql, &names, &next_ids, epochs).await?,
+    }
     if !whole.is_empty() {
         let stmt = tx.prepare_cached(&sql.delete_all_entries).await?;
         tx.execute(&stmt, &[&whole]).await?;

@@ -14,6 +14,8 @@ pub(super) struct Sql {
     pub(super) names: String,
     pub(super) existing: String,
     pub(super) upsert_lists: String,
+    pub(super) upsert_lists_fenced: String,
+    pub(super) fence_list_row: String,
     pub(super) delete_all_entries: String,
     pub(super) delete_entries: String,
     pub(super) upsert_entries: String,
@@ -39,6 +41,7 @@ impl Sql {
                      {},
                      PRIMARY KEY (list, id));
                  ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
+                 ALTER TABLE {s}.lists ADD COLUMN IF NOT EXISTS fence bigint;
                  CREATE TABLE IF NOT EXISTS {s}.receipts (
                      list text NOT NULL REFERENCES {s}.lists (name) ON DELETE CASCADE,
                      key text NOT NULL, request text NOT NULL, entry text NOT NULL,
@@ -61,6 +64,18 @@ impl Sql {
                 "INSERT INTO {s}.lists (name, next_id) SELECT * FROM unnest($1::text[], $2::bigint[])
                  ON CONFLICT (name) DO UPDATE SET next_id = excluded.next_id"
             ),
+            // A cluster's fenced store: the list's row is written only where its fence
+            // still equals the store's epoch, and the row lock it takes is what a
+            // takeover's activation waits on. `inserted`: the row is new (its fence
+            // is then checked in `fences`, see `check_fences`).
+            upsert_lists_fenced: format!(
+                "INSERT INTO {s}.lists (name, next_id, fence)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+                 ON CONFLICT (name) DO UPDATE SET next_id = excluded.next_id
+                 WHERE {s}.lists.fence = excluded.fence
+                 RETURNING name, (xmax = 0) AS inserted"
+            ),
+            fence_list_row: format!("UPDATE {s}.lists SET fence = $2 WHERE name = $1"),
             delete_all_entries: format!("DELETE FROM {s}.entries WHERE list = ANY($1)"),
             delete_entries: format!(
                 "DELETE FROM {s}.entries e USING unnest($1::text[], $2::bigint[]) AS d(list, id)

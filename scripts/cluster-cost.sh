@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# What being a cluster node costs a durable write: the same release build serving
+# POST ?ack=durable (wrk -c64, WRK_LISTS lists, default 1000) on PostgreSQL at URL,
+# once as a plain node and once as a one-node cluster (fenced stores, activations,
+# the routing layer), interleaved ROUNDS times for SECONDS each; each run starts
+# from an empty schema. Prints one JSON line per run, then the median requests/s
+# per mode and the ratio cluster / plain (#26 target: >= 0.9).
+#
+#   apt-get install wrk postgresql
+#   scripts/cluster-cost.sh postgres://postgres@127.0.0.1:5432/bench [ROUNDS] [SECONDS]
+set -euo pipefail
+URL=${1:?usage: cluster-cost.sh POSTGRES_URL [ROUNDS] [SECONDS]}
+ROUNDS=${2:-3}
+SECONDS_PER_RUN=${3:-10}
+export WRK_LISTS=${WRK_LISTS:-1000}
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "cluster-cost: wrk not found; install Debian's package wrk" >&2; exit 1; }
+command -v psql >/dev/null || { echo "cluster-cost: psql not found; install Debian's package postgresql-client" >&2; exit 1; }
+cargo build --release --quiet --bin sluicegate
+BIN=${SLUICEGATE_BIN:-${CARGO_TARGET_DIR:-target}/release/sluicegate}
+TMP=$(mktemp -d)
+server=
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+base="[storage]
+backend = \"postgres\"
+url = \"$URL\"
+[system]
+default_ack = \"durable\""
+printf '%s\n' "$base" >"$TMP/plain.toml"
+printf '%s\n[cluster]\nnode_id = "n1"\n' "$base" >"$TMP/cluster.toml"
+run() { # MODE ROUND
+    psql -q "$URL" -c 'DROP SCHEMA IF EXISTS sluicegate CASCADE' >/dev/null 2>&1
+    rm -rf "$TMP/data"
+    "$BIN" serve --config "$TMP/$1.toml" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
+        >"$TMP/out" 2>"$TMP/err" &
+    server=$!
+    local url=
+    for _ in $(seq 300); do
+        url=$(sed -n 's/^listening on //p' "$TMP/out")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    [ -n "$url" ] || { echo "cluster-cost: $1 did not start:" >&2; cat "$TMP/err" >&2; exit 1; }
+    # A cluster node serves once it holds its shards.
+    for _ in $(seq 300); do
+        curl -sf -X POST -H 'content-type: application/json' -d '{"date":"2026-12-02","title":"warm"}' \
+            "$url/lists/warm/entries?ack=durable" >/dev/null && break
+        sleep 0.1
+    done
+    local out
+    out=$(WRK_QUERY="?ack=durable" wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -s scripts/wrk/post.lua "$url")
+    kill "$server"; wait "$server" 2>/dev/null || true; server=
+    local rps non2xx
+    rps=$(printf '%s\n' "$out" | sed -n 's/^Requests\/sec: *//p')
+    non2xx=$(printf '%s\n' "$out" | sed -n 's/^ *Non-2xx or 3xx responses: *//p')
+    echo "{\"mode\": \"$1\", \"round\": $2, \"rps\": $rps, \"non_2xx\": ${non2xx:-0}}" | tee -a "$TMP/runs.jsonl"
+}
+for round in $(seq 1 "$ROUNDS"); do
+    run plain "$round"
+    run cluster "$round"
+done
+python3 - "$TMP/runs.jsonl" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+med = {m: statistics.median(r["rps"] for r in runs if r["mode"] == m) for m in ("plain", "cluster")}
+print(json.dumps({"median_rps": med, "cluster_over_plain": round(med["cluster"] / med["plain"], 3)}))
+PY
