@@ -429,14 +429,26 @@ impl TodoSystem {
         let ack = ack.unwrap_or_else(|| self.default_ack());
         if ack == AckMode::None {
             let _admitted = self.admit().await?;
-            let cast = tokio::time::timeout(
-                self.inner.call_timeout,
-                self.inner.registry.cast(list, write),
-            )
-            .await
-            // The send was cancelled before it queued the write: not applied.
-            .map_err(|_| TodoSystemError::Overloaded(CallError::Timeout))?;
-            cast?;
+            // A cast that found its server stopping (an idle stop, a delete of the
+            // list) was not queued: it goes to the fresh server, as a call does.
+            let cast = async {
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match self.inner.registry.cast(list, write.clone()).await {
+                        Err(RegistryCallError::Cast(sluicegate::runtime::CastError::Stopped))
+                            if tries < CALL_TRIES =>
+                        {
+                            tokio::task::yield_now().await;
+                        }
+                        other => return other,
+                    }
+                }
+            };
+            tokio::time::timeout(self.inner.call_timeout, cast)
+                .await
+                // The send was cancelled before it queued the write: not applied.
+                .map_err(|_| TodoSystemError::Overloaded(CallError::Timeout))??;
             return Ok(WriteOutcome::Accepted);
         }
         let written = self
