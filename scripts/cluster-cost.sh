@@ -4,7 +4,8 @@
 # once as a plain node and once as a one-node cluster (fenced stores, activations,
 # the routing layer), interleaved ROUNDS times for SECONDS each; each run starts
 # from an empty schema. Prints one JSON line per run, then the median requests/s
-# per mode and the ratio cluster / plain (#26 target: >= 0.9).
+# per mode, the ratio cluster / plain of each round (the two runs of a round are
+# back to back) and its median (#26 target: >= 0.9).
 #
 #   apt-get install wrk postgresql
 #   scripts/cluster-cost.sh postgres://postgres@127.0.0.1:5432/bench [ROUNDS] [SECONDS]
@@ -16,7 +17,11 @@ export WRK_LISTS=${WRK_LISTS:-1000}
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "cluster-cost: wrk not found; install Debian's package wrk" >&2; exit 1; }
 command -v psql >/dev/null || { echo "cluster-cost: psql not found; install Debian's package postgresql-client" >&2; exit 1; }
-cargo build --release --quiet --bin sluicegate
+# SLUICEGATE_BIN measures another build (e.g. an earlier commit's, built in a git
+# worktree); without it, this checkout's release build.
+if [ -z "${SLUICEGATE_BIN:-}" ]; then
+    cargo build --release --quiet --bin sluicegate
+fi
 BIN=${SLUICEGATE_BIN:-${CARGO_TARGET_DIR:-target}/release/sluicegate}
 TMP=$(mktemp -d)
 server=
@@ -68,5 +73,10 @@ python3 - "$TMP/runs.jsonl" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 med = {m: statistics.median(r["rps"] for r in runs if r["mode"] == m) for m in ("plain", "cluster")}
-print(json.dumps({"median_rps": med, "cluster_over_plain": round(med["cluster"] / med["plain"], 3)}))
+by_round = {}
+for r in runs:
+    by_round.setdefault(r["round"], {})[r["mode"]] = r["rps"]
+ratios = [round(v["cluster"] / v["plain"], 3) for _, v in sorted(by_round.items())]
+print(json.dumps({"median_rps": med, "cluster_over_plain_per_round": ratios,
+                  "median_ratio": statistics.median(ratios)}))
 PY
