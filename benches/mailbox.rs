@@ -1,6 +1,6 @@
 //! Mailbox throughput beside the fastest async channels, in one run: every policy
-//! (metrics off and on) against kanal `bounded_async`, flume, async-channel, and
-//! tokio's mpsc (bounded and unbounded) and broadcast, SPSC and with 4 producers.
+//! (metrics off and on) against kanal `bounded_async`, flume, async-channel, tachyonix,
+//! crossfire `mpsc::bounded_async`, and tokio's mpsc (bounded and unbounded) and broadcast, SPSC and with 4 producers.
 //!
 //! Each measurement pushes `MESSAGES` `u64`s through a fresh channel on a 2-worker
 //! tokio runtime: producers send as fast as they can and yield every 1024 messages
@@ -42,6 +42,10 @@ enum Variant {
     KanalCoop,
     Flume,
     AsyncChannel,
+    /// tachyonix (one receiver, Vyukov ring, lock-free receiver waker).
+    Tachyonix,
+    /// crossfire v3 `mpsc::bounded_async` (modified crossbeam `ArrayQueue`).
+    Crossfire,
     TokioBounded,
     TokioUnbounded,
     Broadcast,
@@ -69,6 +73,8 @@ impl Variant {
             Variant::KanalCoop => "kanal_bounded_async_coop".into(),
             Variant::Flume => "flume_bounded".into(),
             Variant::AsyncChannel => "async_channel_bounded".into(),
+            Variant::Tachyonix => "tachyonix".into(),
+            Variant::Crossfire => "crossfire_mpsc_bounded_async".into(),
             Variant::TokioBounded => "tokio_mpsc_bounded".into(),
             Variant::TokioUnbounded => "tokio_mpsc_unbounded".into(),
             Variant::Broadcast => "tokio_broadcast".into(),
@@ -113,6 +119,8 @@ fn variants(capacity: usize) -> Vec<Variant> {
         Variant::Broadcast,
         Variant::Flume,
         Variant::AsyncChannel,
+        Variant::Tachyonix,
+        Variant::Crossfire,
     ];
     for metrics in [false, true] {
         for policy in policies(capacity) {
@@ -268,6 +276,22 @@ async fn run(variant: &Variant, producers: u64, total: u64, capacity: usize) -> 
         }
         Variant::AsyncChannel => {
             let (tx, rx) = async_channel::bounded::<u64>(capacity);
+            let consumer = consume!(rx, rx.recv().await.ok());
+            produce!(tx; producers, total, consumer, |v| tx
+                .send(v)
+                .await
+                .expect("receiver alive"))
+        }
+        Variant::Tachyonix => {
+            let (tx, mut rx) = tachyonix::channel::<u64>(capacity);
+            let consumer = consume!(rx, rx.recv().await.ok());
+            produce!(tx; producers, total, consumer, |v| tx
+                .send(v)
+                .await
+                .expect("receiver alive"))
+        }
+        Variant::Crossfire => {
+            let (tx, rx) = crossfire::mpsc::bounded_async::<u64>(capacity);
             let consumer = consume!(rx, rx.recv().await.ok());
             produce!(tx; producers, total, consumer, |v| tx
                 .send(v)

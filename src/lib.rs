@@ -15,8 +15,10 @@
 //!
 //! [`channel`](mailbox::channel) (or [`Builder`](mailbox::Builder) for a role name,
 //! hooks and a metrics switch) returns a [`Sender`](mailbox::Sender), cheap to clone,
-//! and the one [`Receiver`](mailbox::Receiver). The queue sits behind one lock shared
-//! by both halves. While it has room, a send is accepted at once. When it is full,
+//! and the one [`Receiver`](mailbox::Receiver). Under `drop_newest` and `drop_oldest`
+//! with metrics off, plain messages (no key, no deadline) go through a
+//! lock-free ring while nothing needs the lock; everything else is decided by a core
+//! behind one lock shared by both halves. While it has room, a send is accepted at once. When it is full,
 //! the policy decides: refuse the newcomer, evict the oldest message, make the sender
 //! wait, or merge the newcomer into a queued message with the same key. Refused
 //! messages are handed back inside the error ([`SendError`](mailbox::SendError),
@@ -86,8 +88,9 @@
 //! Every message that reaches a mailbox ends in exactly one
 //! [`Outcome`](mailbox::Outcome), and a [`Stats`](mailbox::Stats) snapshot
 //! ([`Sender::stats`](mailbox::Sender::stats), [`Receiver::stats`](mailbox::Receiver::stats),
-//! [`Monitor::stats`](mailbox::Monitor::stats)) is taken under the mailbox lock, so at
-//! every instant
+//! [`Monitor::stats`](mailbox::Monitor::stats)) never shows an outcome that did not
+//! happen and lags by at most the operations in flight, so whenever no send or
+//! receive on the mailbox is in progress
 //!
 //! ```text
 //! sent = delivered + rejected + timed_out + dropped_oldest + shed + coalesced

@@ -1,5 +1,10 @@
 //! Loom model checks of the mailbox core's synchronisation: 2 senders and 1 receiver
-//! under `block`, `drop_oldest` and `coalesce`, over every interleaving loom explores.
+//! under `block`, `drop_oldest`, `unbounded` and `coalesce`, over every interleaving
+//! loom explores. Under `drop_oldest`, plain messages take the lock-free ring
+//! (modelled by a locked queue with its contract; the gate, the receiver's flags and
+//! the fences are loom's own); keyed or deadline messages lock the gate, and the
+//! `mixing` test races that switch against the other sender's fast push and the
+//! receiver's fast pop. `block` and `coalesce` use the locked core.
 //! Built only with `RUSTFLAGS="--cfg sluicegate_loom"` (see .ci/run for the command).
 //!
 //! Each sender sends two messages, then drops its handle; the receiver receives until
@@ -53,6 +58,17 @@ fn keyed(sender: u8) -> Meta {
 fn far_deadline(_sender: u8) -> Meta {
     Meta::default()
         .with_deadline(tokio::time::Instant::now() + std::time::Duration::from_secs(3600))
+}
+
+/// Sender 0 plain (the lock-free ring while the gate is open), sender 1 with a far
+/// deadline (which locks the gate and moves the ring's messages into the core):
+/// the gate's switch races the other sender's fast push and the receiver's fast pop.
+fn mixed(sender: u8) -> Meta {
+    if sender == 0 {
+        plain(sender)
+    } else {
+        far_deadline(sender)
+    }
 }
 
 /// Explores the interleavings of the 2-senders, 1-receiver run and checks each with
@@ -208,6 +224,11 @@ fn loom_coalesce_keeps_the_newest_content_per_key() {
             assert!(run.delivered.contains(&(s, PER_SENDER - 1)), "{:?}", run);
         }
     });
+}
+
+#[test]
+fn loom_drop_oldest_mixing_the_ring_and_the_core_delivers_or_evicts_each_message_once() {
+    explore(Policy::DropOldest { capacity: 1 }, mixed, check_drop_oldest);
 }
 
 #[test]

@@ -61,14 +61,32 @@ async fn drop_newest_keeps_exactly_the_oldest_capacity_messages() {
 }
 
 async fn eight_producers_lose_nothing(policy: Policy) {
-    let (tx, mut rx) = channel::<(u32, u32)>(policy);
+    eight_producers_lose_nothing_with(policy, true, false).await;
+}
+
+/// Eight producers, 2,000 messages each, delivered exactly once and in order per
+/// producer. `metrics` off lets plain messages take the lock-free ring where the
+/// policy has one (none of the lossless ones yet); `mixed` gives every 7th message of odd
+/// producers a far deadline, which locks the gate and moves the ring's messages
+/// into the core while the others push.
+async fn eight_producers_lose_nothing_with(policy: Policy, metrics: bool, mixed: bool) {
+    let (tx, mut rx) = Builder::<(u32, u32)>::new(policy)
+        .metrics(metrics)
+        .build()
+        .unwrap();
     const PER: u32 = 2_000;
+    let far = Instant::now() + Duration::from_secs(3600);
     let mut tasks = Vec::new();
     for p in 0..8 {
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..PER {
-                tx.send((p, i)).await.unwrap();
+                let meta = if mixed && p % 2 == 1 && i % 7 == 0 {
+                    Meta::default().with_deadline(far)
+                } else {
+                    Meta::default()
+                };
+                tx.send_with((p, i), meta).await.unwrap();
             }
         }));
     }
@@ -97,6 +115,110 @@ async fn block_loses_nothing_with_eight_producers() {
         send_timeout: None,
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossless_policies_lose_nothing_with_metrics_off_plain_or_mixed_with_deadlines() {
+    for policy in [
+        Policy::Unbounded,
+        Policy::Block {
+            capacity: 16,
+            send_timeout: None,
+        },
+        Policy::Coalesce { capacity: 16 },
+    ] {
+        eight_producers_lose_nothing_with(policy.clone(), false, false).await;
+        eight_producers_lose_nothing_with(policy, false, true).await;
+    }
+}
+
+#[test]
+fn a_snapshot_under_load_never_shows_an_outcome_that_did_not_happen() {
+    // Two producer threads and a consumer thread on the lock-free path; a monitor
+    // takes snapshots meanwhile. Each snapshot's `sent` is at most the sends
+    // completed when it was read plus those in flight (one per producer), its
+    // `delivered` at most the receives completed plus the one in flight, and the
+    // identity holds exactly once everything has stopped.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const PER: u64 = 20_000;
+    for policy in [
+        Policy::Unbounded,
+        Policy::DropNewest { capacity: 64 },
+        Policy::DropOldest { capacity: 64 },
+        Policy::Block {
+            capacity: 64,
+            send_timeout: None,
+        },
+    ] {
+        let (tx, mut rx) = Builder::<u64>::new(policy.clone())
+            .metrics(false)
+            .build()
+            .unwrap();
+        let monitor = tx.monitor();
+        let sent = Arc::new(AtomicU64::new(0));
+        let got = Arc::new(AtomicU64::new(0));
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let tx = tx.clone();
+                let sent = sent.clone();
+                let policy = policy.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        // Every offer counts as sent, refused or not; a full
+                        // `block` mailbox refuses `try_send`: offer again.
+                        let mut m = i;
+                        loop {
+                            let res = tx.try_send(m);
+                            sent.fetch_add(1, Ordering::SeqCst);
+                            match res {
+                                Err(TrySendError::Full(back)) if policy.never_drops() => {
+                                    m = back;
+                                    std::thread::yield_now();
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let g = got.clone();
+        let consumer = std::thread::spawn(move || loop {
+            match rx.try_recv() {
+                Ok(_) => {
+                    g.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(TryRecvError::Empty) => std::thread::yield_now(),
+                Err(_) => break rx,
+            }
+        });
+        loop {
+            let done = producers.iter().all(|p| p.is_finished());
+            let st = monitor.stats();
+            let sent_after = sent.load(Ordering::SeqCst);
+            let got_after = got.load(Ordering::SeqCst);
+            assert!(
+                st.sent <= sent_after + 2,
+                "{policy}: {st:?} after {sent_after} sends"
+            );
+            assert!(
+                st.delivered <= got_after + 1,
+                "{policy}: {st:?} after {got_after} receives"
+            );
+            if done {
+                break;
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        let rx = consumer.join().unwrap();
+        let st = rx.stats();
+        assert!(st.is_balanced(), "{policy}: {st:?}");
+        assert_eq!(st.sent, sent.load(Ordering::SeqCst), "{policy}: {st:?}");
+        assert_eq!(st.delivered, got.load(Ordering::SeqCst), "{policy}: {st:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,7 +102,13 @@ async fn init_error_reaches_the_starter() {
         ..Probe::default()
     };
     let err = start(spec(&probe, Policy::Unbounded)).await.unwrap_err();
-    assert_eq!(err, StartError::Init("disk on fire".into()));
+    match &err {
+        StartError::Init(e) => {
+            assert_eq!(e.to_string(), "disk on fire");
+            assert!(!e.is_panic());
+        }
+        other => panic!("expected an init error, got {other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,17 @@
 //!
 //! # Behaviour
 //!
-//! A mailbox is one [`VecDeque`](std::collections::VecDeque) of slots behind one
+//! A mailbox has two places for its queue, and one holds it at a time (see
+//! `fast.rs`). While the *gate* is open (only under `drop_newest` and `drop_oldest`
+//! so far, with metrics off), messages without key or deadline go through a
+//! lock-free ring (`concurrent-queue`'s bounded Vyukov queue): a send pushes (or,
+//! full, is refused under `drop_newest`, evicts the oldest under `drop_oldest`), the
+//! receiver pops, and neither takes a lock; the receiver is woken through an atomic
+//! waker. Anything the ring cannot do (a key, a deadline, a close, a policy change)
+//! takes the lock and locks the gate, moving what the ring holds into the core,
+//! oldest first; the receiver opens the gate again once the core is empty.
+//!
+//! The core is one [`VecDeque`](std::collections::VecDeque) of slots behind one
 //! `parking_lot` mutex (it spins briefly before parking the thread), shared by every
 //! [`Sender`] and the one [`Receiver`]. Each slot holds the message, an optional
 //! coalescing [`Key`], an optional deadline, and its enqueue time when needed: always
@@ -30,9 +40,10 @@
 //! eviction handler ([`Builder::on_evict`]) outside the lock, so an actor runtime can
 //! answer a dropped call's caller at once.
 //!
-//! Every resolved send lands in exactly one [`Outcome`]; [`Stats`] is a snapshot
-//! taken under the lock, so the identity in [`Stats::is_balanced`] holds at every
-//! instant. The same counts go to the `metrics` facade (see [`metrics`]),
+//! Every resolved send lands in exactly one [`Outcome`]; the identity in
+//! [`Stats::is_balanced`] holds exactly whenever no send or receive is in progress,
+//! and a [`Stats`] snapshot taken meanwhile never shows an outcome that did not
+//! happen (it lags by at most the operations in flight). The same counts go to the `metrics` facade (see [`metrics`]),
 //! batched so that the hot path touches no shared atomic for most messages.
 //!
 //! `recv`, `recv_many` and `send` take part in tokio's cooperative budget inside
@@ -68,6 +79,7 @@ mod codel;
 mod coop;
 mod core;
 mod error;
+mod fast;
 pub mod metrics;
 mod policy;
 mod receiver;
@@ -81,7 +93,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use self::core::{CoalesceHook, Core, Effects};
+use self::core::{CoalesceHook, Core, Effects, Push, WaitCell};
+use self::fast::{FastPath, FastSend};
 use self::sync::{Mutex, MutexGuard};
 pub use coop::COOP_EVERY;
 pub use core::SOJOURN_SAMPLE_EVERY;
@@ -151,10 +164,23 @@ impl Meta {
 
 type EvictHook<T> = Arc<dyn Fn(T, Eviction) + Send + Sync>;
 
+/// How an offer ended on its first try.
+enum Offer<T> {
+    Accepted,
+    /// Refused (full under a refusing policy, or `try_send` where it would wait).
+    Full(T),
+    Closed(T),
+    /// Parked for space, with the policy's `send_timeout`.
+    Parked(sync::Arc<WaitCell<T>>, Option<std::time::Duration>),
+}
+
 /// State shared by the senders, the receiver and monitors.
 struct Shared<T> {
-    /// The queue and its accounting; every decision is made under this lock.
+    /// The queue and its accounting while the fast path's gate is locked, and every
+    /// decision the fast path cannot make, under this lock.
     core: Mutex<Core<T>>,
+    /// The lock-free ring and its gate (see `fast.rs`).
+    fast: FastPath<T>,
     /// Receives every accepted message that leaves without being delivered.
     on_evict: Option<EvictHook<T>>,
 }
@@ -197,16 +223,118 @@ impl<T> Shared<T> {
         }
     }
 
+    /// The core's counts plus the fast path's, under the lock (so no message moves
+    /// between the two meanwhile).
     fn stats(&self) -> Stats {
-        self.lock().stats()
+        let core = self.lock();
+        let mut st = core.stats();
+        let f = self.fast.counts();
+        st.delivered += f.delivered;
+        st.rejected += f.rejected;
+        st.dropped_oldest += f.dropped_oldest;
+        st.sent += f.delivered + f.rejected + f.dropped_oldest + f.depth as u64;
+        st.depth += f.depth;
+        st.peak_depth = st.peak_depth.max(f.peak).max(st.depth);
+        st
+    }
+
+    /// Messages queued now (the ring's and the core's).
+    fn len(&self) -> usize {
+        let core = self.lock();
+        core.len() + self.fast.len()
+    }
+
+    /// The lock, with the fast path's gate locked: the core holds every queued
+    /// message until the receiver opens the gate again.
+    fn lock_all(&self) -> MutexGuard<'_, Core<T>> {
+        let mut core = self.lock();
+        self.fast.lock(&mut core);
+        core
     }
 
     fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
         policy.validate()?;
         let mut fx = Effects::default();
-        self.lock().set_policy(policy, &mut fx);
+        self.lock_all().set_policy(policy, &mut fx);
         self.apply(fx);
         Ok(())
+    }
+
+    /// Offers a message: through the ring when the gate is open and the message has
+    /// no key or deadline, otherwise under the lock (the old fast path first, then
+    /// the policy). `waker` is `None` for `try_send`.
+    #[inline]
+    fn offer(&self, msg: T, meta: Meta, waker: Option<&std::task::Waker>) -> Offer<T> {
+        let plain = meta.key.is_none() && meta.deadline.is_none();
+        let mut msg = msg;
+        if plain {
+            loop {
+                match self.fast.send(msg) {
+                    FastSend::Accepted(None) => return Offer::Accepted,
+                    FastSend::Accepted(Some(evicted)) => {
+                        if let Some(hook) = &self.on_evict {
+                            hook(evicted, Eviction::DroppedOldest);
+                        }
+                        return Offer::Accepted;
+                    }
+                    FastSend::Rejected(m) => return Offer::Full(m),
+                    FastSend::Full(m) => {
+                        // Full under a policy that makes senders wait: the core decides.
+                        msg = m;
+                        break;
+                    }
+                    FastSend::Locked(m) => {
+                        msg = m;
+                        let core = self.lock();
+                        if self.fast.is_open() {
+                            // The receiver opened the gate meanwhile.
+                            drop(core);
+                            continue;
+                        }
+                        return self.offer_locked(core, msg, meta, waker);
+                    }
+                }
+            }
+        }
+        let mut core = self.lock();
+        self.fast.lock(&mut core);
+        self.offer_locked(core, msg, meta, waker)
+    }
+
+    /// [`offer`](Self::offer) under the lock, with the gate locked: the core's
+    /// fast path for a message without a key, then the policy.
+    fn offer_locked(
+        &self,
+        mut core: MutexGuard<'_, Core<T>>,
+        mut msg: T,
+        meta: Meta,
+        waker: Option<&std::task::Waker>,
+    ) -> Offer<T> {
+        if meta.key.is_none() {
+            let deadline = meta.deadline.map_or(core::Stamp::NONE, |d| core.stamp(d));
+            match core.push_fast(msg, deadline) {
+                Ok(wake) => {
+                    drop(core);
+                    if let Some(w) = wake {
+                        w.wake();
+                    }
+                    return Offer::Accepted;
+                }
+                Err(back) => msg = back,
+            }
+        }
+        let mut fx = Effects::default();
+        let slot = core.make_slot(msg, meta);
+        let timeout = core.send_timeout();
+        let res = core.offer(slot, waker, &mut fx);
+        drop(core);
+        self.apply(fx);
+        match res {
+            Push::Accepted => Offer::Accepted,
+            Push::Full(s) => Offer::Full(s.msg),
+            Push::Closed(s) => Offer::Closed(s.msg),
+            Push::Parked(cell) => Offer::Parked(cell, timeout),
+        }
     }
 }
 
@@ -285,13 +413,12 @@ impl<T: Send + 'static> Builder<T> {
     /// [`InvalidPolicy`] naming the policy parameter out of range.
     pub fn build(self) -> Result<(Sender<T>, Receiver<T>), InvalidPolicy> {
         self.policy.validate()?;
+        let fast = FastPath::new(&self.policy, self.metrics);
+        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce);
+        fast.open(&core);
         let shared = sync::Arc::new(Shared {
-            core: Mutex::new(Core::new(
-                self.policy,
-                self.role,
-                self.metrics,
-                self.on_coalesce,
-            )),
+            core: Mutex::new(core),
+            fast,
             on_evict: self.on_evict,
         });
         // loom's Arc has no Weak: mailboxes built for model checking are not registered.

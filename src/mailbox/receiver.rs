@@ -1,12 +1,15 @@
-//! The receiving half: takes messages under the lock (one, or up to N with
-//! `recv_many`), waits when none is queued, and closes the mailbox when dropped.
+//! The receiving half: takes messages from the lock-free ring while the fast path's
+//! gate is open, otherwise under the lock (one, or up to N with `recv_many`), waits
+//! when none is queued, and closes the mailbox when dropped.
 
 use std::fmt;
 use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use super::coop::{made_progress, Credit};
-use super::core::{Effects, Fast};
+use super::core::{Core, Effects, Fast};
+use super::fast::FastRecv;
+use super::sync::MutexGuard;
 use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
 
 /// The receiving half. Dropping it closes the mailbox: waiting senders get their
@@ -27,7 +30,7 @@ impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let mut fx = Effects::default();
         let left = {
-            let mut core = self.shared.lock();
+            let mut core = self.shared.lock_all();
             core.close(&mut fx);
             let left = core.discard_all(&mut fx);
             core.retire_metrics();
@@ -56,31 +59,23 @@ impl<T: Send + 'static> Receiver<T> {
     /// cooperative budget for each message.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
-        let mut core = self.shared.lock();
-        match core.take_fast() {
-            Fast::Got(msg) => {
-                drop(core);
-                made_progress(coop);
-                return Poll::Ready(Some(msg));
-            }
-            Fast::Empty if core.ended() => return Poll::Ready(None),
-            Fast::Empty => {
-                core.park_receiver(cx.waker());
-                return Poll::Pending;
-            }
-            Fast::Slow => {}
+        if let FastRecv::Got(msg) = self.shared.fast.recv() {
+            made_progress(coop);
+            return Poll::Ready(Some(msg));
         }
         let mut fx = Effects::default();
-        let poll = match core.take(&mut fx) {
+        let mut core = self.shared.lock();
+        let poll = match take_locked(&self.shared, &mut core, &mut fx) {
             Some(msg) => {
                 made_progress(coop);
                 Poll::Ready(Some(msg))
             }
-            None if core.ended() => Poll::Ready(None),
-            None => {
-                core.park_receiver(cx.waker());
-                Poll::Pending
-            }
+            None => park(&self.shared, &mut core, cx).map(|m| {
+                if m.is_some() {
+                    made_progress(coop);
+                }
+                m
+            }),
         };
         drop(core);
         self.shared.apply(fx);
@@ -108,29 +103,42 @@ impl<T: Send + 'static> Receiver<T> {
             return Poll::Ready(0);
         }
         let coop = std::task::ready!(self.coop.poll(cx));
-        let mut fx = Effects::default();
-        let mut core = self.shared.lock();
         let mut n = 0;
         while n < limit {
-            let msg = match core.take_fast() {
-                Fast::Got(msg) => msg,
-                Fast::Empty => break,
-                Fast::Slow => match core.take(&mut fx) {
-                    Some(msg) => msg,
-                    None => break,
-                },
-            };
-            buf.push(msg);
+            match self.shared.fast.recv() {
+                FastRecv::Got(msg) => {
+                    buf.push(msg);
+                    n += 1;
+                }
+                FastRecv::Empty | FastRecv::Locked => break,
+            }
+        }
+        if n > 0 {
+            made_progress(coop);
+            return Poll::Ready(n);
+        }
+        let mut fx = Effects::default();
+        let mut core = self.shared.lock();
+        while n < limit {
+            match take_locked(&self.shared, &mut core, &mut fx) {
+                Some(msg) => buf.push(msg),
+                None => break,
+            }
             n += 1;
         }
         let poll = if n > 0 {
             made_progress(coop);
             Poll::Ready(n)
-        } else if core.ended() {
-            Poll::Ready(0)
         } else {
-            core.park_receiver(cx.waker());
-            Poll::Pending
+            match park(&self.shared, &mut core, cx) {
+                Poll::Ready(Some(msg)) => {
+                    buf.push(msg);
+                    made_progress(coop);
+                    Poll::Ready(1)
+                }
+                Poll::Ready(None) => Poll::Ready(0),
+                Poll::Pending => Poll::Pending,
+            }
         };
         drop(core);
         self.shared.apply(fx);
@@ -143,15 +151,12 @@ impl<T: Send + 'static> Receiver<T> {
     ///
     /// [`TryRecvError`]: nothing queued now, or the mailbox has ended.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut core = self.shared.lock();
-        match core.take_fast() {
-            Fast::Got(msg) => return Ok(msg),
-            Fast::Empty if core.ended() => return Err(TryRecvError::Disconnected),
-            Fast::Empty => return Err(TryRecvError::Empty),
-            Fast::Slow => {}
+        if let FastRecv::Got(msg) = self.shared.fast.recv() {
+            return Ok(msg);
         }
         let mut fx = Effects::default();
-        let res = match core.take(&mut fx) {
+        let mut core = self.shared.lock();
+        let res = match take_locked(&self.shared, &mut core, &mut fx) {
             Some(msg) => Ok(msg),
             None if core.ended() => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
@@ -165,7 +170,7 @@ impl<T: Send + 'static> Receiver<T> {
     /// back) and lets the receiver drain what is queued: graceful shutdown.
     pub fn close(&mut self) {
         let mut fx = Effects::default();
-        self.shared.lock().close(&mut fx);
+        self.shared.lock_all().close(&mut fx);
         self.shared.apply(fx);
     }
 
@@ -174,14 +179,14 @@ impl<T: Send + 'static> Receiver<T> {
     /// server answers each queued call with an error).
     pub fn discard_queued(&mut self) -> Vec<T> {
         let mut fx = Effects::default();
-        let out = self.shared.lock().discard_all(&mut fx);
+        let out = self.shared.lock_all().discard_all(&mut fx);
         self.shared.apply(fx);
         out
     }
 
     /// Messages queued now.
     pub fn len(&self) -> usize {
-        self.shared.lock().len()
+        self.shared.len()
     }
 
     /// Whether nothing is queued now.
@@ -209,4 +214,50 @@ impl<T: Send + 'static> Receiver<T> {
             shared: self.shared.clone(),
         }
     }
+}
+
+/// Takes the next message under the lock: from the ring when the gate is open (the
+/// core is empty then), otherwise from the core, opening the gate once the core is
+/// empty and nothing needs it.
+fn take_locked<T>(
+    shared: &Shared<T>,
+    core: &mut MutexGuard<'_, Core<T>>,
+    fx: &mut Effects<T>,
+) -> Option<T> {
+    if shared.fast.is_open() {
+        return match shared.fast.recv_locked() {
+            FastRecv::Got(msg) => Some(msg),
+            FastRecv::Empty | FastRecv::Locked => None,
+        };
+    }
+    let out = match core.take_fast() {
+        Fast::Got(msg) => Some(msg),
+        Fast::Empty => None,
+        Fast::Slow => core.take(fx),
+    };
+    if core.len() == 0 {
+        shared.fast.open(core);
+    }
+    out
+}
+
+/// Nothing to take: the end (`Ready(None)`), or the receiver waits for the next push
+/// to either side, unless the ring got a message while the waker was registered.
+fn park<T>(
+    shared: &Shared<T>,
+    core: &mut MutexGuard<'_, Core<T>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<T>> {
+    if core.ended() {
+        return Poll::Ready(None);
+    }
+    core.park_receiver(cx.waker());
+    // Only the receiver opens the gate: while it is locked, no fast push can come
+    // before the receiver's next poll, and the core's waker is enough.
+    if shared.fast.is_open() {
+        if let FastRecv::Got(msg) = shared.fast.register_and_recv(cx.waker()) {
+            return Poll::Ready(Some(msg));
+        }
+    }
+    Poll::Pending
 }

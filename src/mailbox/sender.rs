@@ -1,16 +1,17 @@
-//! The sending half: offers a message under one lock round and, where the policy
-//! makes it wait, parks it in the mailbox and waits on its wait cell.
+//! The sending half: offers a message through the lock-free ring or under one lock
+//! round and, where the policy makes it wait, parks it in the mailbox and waits on
+//! its wait cell.
 
 use std::fmt;
 use std::future::poll_fn;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::coop::{made_progress, poll_coop};
-use super::core::{Core, Effects, Push, Stamp, WaitCell};
-use super::{sync, Meta, Monitor, SendError, Shared, Stats, TrySendError};
+use super::core::WaitCell;
+use super::{sync, Meta, Monitor, Offer, SendError, Shared, Stats, TrySendError};
 
 /// The sending half; cheap to clone. The mailbox stays open while any sender lives.
 pub struct Sender<T> {
@@ -38,18 +39,6 @@ impl<T> Drop for Sender<T> {
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sender").finish_non_exhaustive()
-    }
-}
-
-/// [`Core::push_fast`] for a message without a key: `Ok` with the receiver's waker
-/// to wake once the lock is released, or the message back for the full `offer`.
-#[inline]
-fn fast_offer<T>(core: &mut Core<T>, msg: T, meta: &Meta) -> Result<Option<Waker>, T> {
-    if meta.key.is_none() {
-        let deadline = meta.deadline.map_or(Stamp::NONE, |d| core.stamp(d));
-        core.push_fast(msg, deadline)
-    } else {
-        Err(msg)
     }
 }
 
@@ -169,27 +158,11 @@ impl<T: Send + 'static> Sender<T> {
     ///
     /// As [`try_send`](Self::try_send).
     pub fn try_send_with(&self, msg: T, meta: Meta) -> Result<(), TrySendError<T>> {
-        let mut core = self.shared.lock();
-        let msg = match fast_offer(&mut core, msg, &meta) {
-            Ok(wake) => {
-                drop(core);
-                if let Some(w) = wake {
-                    w.wake();
-                }
-                return Ok(());
-            }
-            Err(msg) => msg,
-        };
-        let mut fx = Effects::default();
-        let slot = core.make_slot(msg, meta);
-        let res = core.offer(slot, None, &mut fx);
-        drop(core);
-        self.shared.apply(fx);
-        match res {
-            Push::Accepted => Ok(()),
-            Push::Full(s) => Err(TrySendError::Full(s.msg)),
-            Push::Closed(s) => Err(TrySendError::Closed(s.msg)),
-            Push::Parked(_) => unreachable!("try_send never parks"),
+        match self.shared.offer(msg, meta, None) {
+            Offer::Accepted => Ok(()),
+            Offer::Full(m) => Err(TrySendError::Full(m)),
+            Offer::Closed(m) => Err(TrySendError::Closed(m)),
+            Offer::Parked(..) => unreachable!("try_send never parks"),
         }
     }
 
@@ -199,41 +172,25 @@ impl<T: Send + 'static> Sender<T> {
         meta: Meta,
         timeout: Option<Duration>,
     ) -> Result<(), SendError<T>> {
-        // First poll: charge the budget, then offer under one lock, parking with
-        // this task's waker if the policy makes the sender wait.
+        // First poll: charge the budget, then offer (through the ring, or under one
+        // lock round), parking with this task's waker if the policy makes the sender
+        // wait.
         let mut pending = Some((msg, meta));
-        let (res, policy_timeout) = poll_fn(|cx| {
+        let res = poll_fn(|cx| {
             let coop = std::task::ready!(poll_coop(cx));
             let Some((msg, meta)) = pending.take() else {
                 unreachable!("polled after completion")
             };
-            let mut core = self.shared.lock();
-            let msg = match fast_offer(&mut core, msg, &meta) {
-                Ok(wake) => {
-                    drop(core);
-                    if let Some(w) = wake {
-                        w.wake();
-                    }
-                    made_progress(coop);
-                    return Poll::Ready((Push::Accepted, None));
-                }
-                Err(msg) => msg,
-            };
-            let mut fx = Effects::default();
-            let slot = core.make_slot(msg, meta);
-            let t = core.send_timeout();
-            let out = (core.offer(slot, Some(cx.waker()), &mut fx), t);
-            drop(core);
-            self.shared.apply(fx);
+            let out = self.shared.offer(msg, meta, Some(cx.waker()));
             made_progress(coop);
             Poll::Ready(out)
         })
         .await;
-        let cell = match res {
-            Push::Accepted => return Ok(()),
-            Push::Full(s) => return Err(SendError::Rejected(s.msg)),
-            Push::Closed(s) => return Err(SendError::Closed(s.msg)),
-            Push::Parked(cell) => cell,
+        let (cell, policy_timeout) = match res {
+            Offer::Accepted => return Ok(()),
+            Offer::Full(m) => return Err(SendError::Rejected(m)),
+            Offer::Closed(m) => return Err(SendError::Closed(m)),
+            Offer::Parked(cell, timeout) => (cell, timeout),
         };
         let started = Instant::now();
         let mut guard = ParkGuard {

@@ -1,5 +1,7 @@
 //! Exact accounting: every message that reaches a mailbox ends in exactly one
-//! [`Outcome`], and a [`Stats`] snapshot is taken under the mailbox lock.
+//! [`Outcome`]; the identity of [`Stats::is_balanced`] holds exactly whenever no
+//! send or receive on the mailbox is in progress, and a snapshot taken meanwhile
+//! never shows an outcome that did not happen.
 
 use super::Policy;
 
@@ -92,11 +94,14 @@ impl Eviction {
     }
 }
 
-/// A consistent snapshot of one mailbox's accounting.
+/// A snapshot of one mailbox's accounting.
 ///
-/// At every instant `sent == delivered + rejected + timed_out + dropped_oldest +
-/// shed + coalesced + expired + closed + discarded + depth`; [`Stats::is_balanced`]
-/// checks it. A send is counted once it is resolved: a sender still waiting for
+/// Whenever no send or receive on the mailbox is in progress, `sent == delivered +
+/// rejected + timed_out + dropped_oldest + shed + coalesced + expired + closed +
+/// discarded + depth`; [`Stats::is_balanced`] checks it. A snapshot taken while
+/// operations run never shows an outcome that did not happen, and lags by at most
+/// the operations in flight (the lock-free ring counts in atomics beside the locked
+/// core). A send is counted once it is resolved: a sender still waiting for
 /// space is in `waiting_senders`, not in `sent`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -7,15 +7,33 @@
 pub(crate) use parking_lot::{Mutex, MutexGuard};
 #[cfg(not(sluicegate_loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicU8, Ordering},
+    atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
     Arc,
 };
 
 #[cfg(sluicegate_loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicU8, Ordering},
+    atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
     Arc, MutexGuard,
 };
+
+/// One step of a wait for a short critical section on another thread: spins a few
+/// times, then yields the thread.
+#[cfg(not(sluicegate_loom))]
+pub(crate) fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Under loom every wait yields, so the model checker runs the other threads.
+#[cfg(sluicegate_loom)]
+pub(crate) fn backoff(_spins: &mut u32) {
+    loom::thread::yield_now();
+}
 
 /// loom's `Mutex` behind `parking_lot`'s signature (`lock` returns the guard).
 #[cfg(sluicegate_loom)]

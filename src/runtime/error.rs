@@ -141,9 +141,9 @@ impl<T> From<&TrySendError<T>> for CastError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// `init` returned an error (its message) or panicked.
+    /// `init` returned an error (kept as this error's source) or panicked.
     #[error("server failed to start: {0}")]
-    Init(String),
+    Init(#[source] InitError),
     /// The registry already runs its maximum number of live servers.
     #[error("too many live servers (the cap is {cap})")]
     TooManyServers {
@@ -160,3 +160,76 @@ pub enum StartError {
 
 /// Error type `init` may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a server's `init` failed: the error it returned, kept whole so a caller can
+/// [`downcast_ref`](InitError::downcast_ref) it to its own type, or the message of
+/// its panic. Cheap to clone (the error is shared).
+#[derive(Clone, Debug)]
+pub struct InitError(InitCause);
+
+#[derive(Clone, Debug)]
+enum InitCause {
+    Returned(std::sync::Arc<dyn std::error::Error + Send + Sync>),
+    Panicked(String),
+    Other(String),
+}
+
+impl InitError {
+    /// `init` returned `error`.
+    pub fn returned(error: BoxError) -> Self {
+        InitError(InitCause::Returned(error.into()))
+    }
+
+    /// `init` panicked with `message`.
+    pub fn panicked(message: impl Into<String>) -> Self {
+        InitError(InitCause::Panicked(message.into()))
+    }
+
+    /// The server could not run `init` at all (its task ended, or the task starting
+    /// it panicked); `what` says which.
+    pub fn other(what: impl Into<String>) -> Self {
+        InitError(InitCause::Other(what.into()))
+    }
+
+    /// The error `init` returned, as `E` when it is one.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match &self.0 {
+            InitCause::Returned(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    /// Whether `init` panicked (a bug), rather than returning an error.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.0, InitCause::Panicked(_))
+    }
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            InitCause::Returned(e) => e.fmt(f),
+            InitCause::Panicked(m) => write!(f, "init panicked: {m}"),
+            InitCause::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            InitCause::Returned(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+/// Two init errors are equal when they read the same (the error types inside
+/// need not be comparable).
+impl PartialEq for InitError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for InitError {}

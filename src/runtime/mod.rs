@@ -20,7 +20,7 @@ mod spec;
 mod supervisor;
 
 pub use behaviour::{Envelope, ExitReason, Server};
-pub use error::{BoxError, CallError, CastError, StartError};
+pub use error::{BoxError, CallError, CastError, InitError, StartError};
 pub use handle::ServerRef;
 pub use pool::{KeyedPool, PoolSpec, Routed, Router, Routing};
 pub use registry::{Registry, RegistryCallError, RegistryConfig};

@@ -237,8 +237,11 @@ where
             result
         });
         let fut = async move {
-            task.await
-                .unwrap_or_else(|_| Err(StartError::Init("start task panicked".into())))
+            task.await.unwrap_or_else(|_| {
+                Err(StartError::Init(super::error::InitError::other(
+                    "the task starting the server panicked",
+                )))
+            })
         }
         .boxed()
         .shared();

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::behaviour::{Envelope, ExitReason, Server};
 use super::control::{self, Control, ControlRx};
-use super::error::{CallError, StartError};
+use super::error::{CallError, InitError, StartError};
 use super::handle::ServerRef;
 use super::metrics as m;
 use super::reply::fail_call;
@@ -74,7 +74,9 @@ pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError>
     match started_rx.await {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(StartError::Init("server task ended during init".into())),
+        Err(_) => Err(StartError::Init(InitError::other(
+            "server task ended during init",
+        ))),
     }
 }
 
@@ -96,11 +98,11 @@ async fn guarded<F: Future>(handler: impl FnOnce() -> F) -> std::thread::Result<
         .await
 }
 
-async fn run_init<S: Server>(state: &mut S) -> Result<(), String> {
+async fn run_init<S: Server>(state: &mut S) -> Result<(), InitError> {
     match guarded(|| state.init()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(p) => Err(format!("init panicked: {}", panic_message(&*p))),
+        Ok(Err(e)) => Err(InitError::returned(e)),
+        Err(p) => Err(InitError::panicked(panic_message(&*p))),
     }
 }
 
@@ -133,7 +135,7 @@ async fn supervise<S: Server>(
         drop(rx);
         let _ = done.send(true);
         if let Some(hook) = on_exit {
-            hook(&ExitReason::InitFailed(e));
+            hook(&ExitReason::InitFailed(e.to_string()));
         }
         return;
     }
@@ -196,7 +198,7 @@ async fn supervise<S: Server>(
         }
         state = factory();
         if let Err(e) = run_init(&mut state).await {
-            failed_init = Some(ExitReason::InitFailed(e));
+            failed_init = Some(ExitReason::InitFailed(e.to_string()));
         }
     };
     rx.close();

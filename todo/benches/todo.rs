@@ -25,6 +25,7 @@ fn workload() -> Workload {
         dates: 30,
         prefix: "bench-",
         seed: 7,
+        repeats: 0,
     }
 }
 

@@ -137,6 +137,16 @@ pub struct SystemConfig {
     /// out keeps the built-in 100000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_live_servers: Option<usize>,
+    /// How long a list keeps the receipt of a write sent with an
+    /// `Idempotency-Key`: a repeat within it gets the first result and writes
+    /// nothing (default 24 h).
+    #[serde(with = "humantime_serde", default = "default_idempotency_window")]
+    pub idempotency_window: Duration,
+}
+
+/// The built-in `system.idempotency_window`: 24 h, as Stripe's API keeps keys.
+pub fn default_idempotency_window() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// `[database]`.
@@ -423,6 +433,7 @@ impl Config {
         for (key, d) in [
             ("system.call_timeout", self.system.call_timeout),
             ("system.idle_timeout", self.system.idle_timeout),
+            ("system.idempotency_window", self.system.idempotency_window),
         ] {
             if d.is_zero() {
                 return Err(invalid(

@@ -3,6 +3,7 @@
 //! slow server cannot hide its queueing (no coordinated omission).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,11 @@ pub struct LoadOptions {
     pub prefix: String,
     /// Largest share of requests (0 to 1) that may fail before the run counts as failed.
     pub max_failure_share: f64,
+    /// Send every write with an `Idempotency-Key`, repeat it with the same key up to
+    /// this many times while its answer is not a 2xx and not certainly refused as bad
+    /// input, and read every list back at the end to count duplicates and
+    /// acknowledged writes missing. `0`: no keys, no repeats, no read-back.
+    pub repeats: u32,
 }
 
 /// The default `--prefix`: load writes real lists `load-0`, `load-1`, ...
@@ -186,6 +192,26 @@ pub struct LoadReport {
     /// Failed requests (transport errors and non-2xx answers) by kind:
     /// `connect`, `timeout`, `request`, `body`, `other`, or `http 503` etc.
     pub failures: BTreeMap<String, FailureKind>,
+    /// Final answers to writes whose outcome was unknown: a `504` or another answer
+    /// saying `"outcome": "unknown"`, or no answer at all.
+    pub unknown: u64,
+    /// Writes sent again with their key ([`LoadOptions::repeats`]).
+    pub repeated: u64,
+    /// Answers marked `Idempotent-Replayed: true`.
+    pub replayed: u64,
+    /// With keys, what reading the lists back found.
+    pub check: Option<ReadBack>,
+}
+
+/// What reading every list back after a keyed run found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadBack {
+    /// Entries stored more than once for one write (each extra copy counts one).
+    pub duplicates: u64,
+    /// Writes answered 201 that are not stored.
+    pub missing: u64,
+    /// Entries read.
+    pub entries: u64,
 }
 
 impl LoadReport {
@@ -217,6 +243,16 @@ impl LoadReport {
         ));
         for (kind, f) in &self.failures {
             s.push_str(&format!("  {kind}: {}  e.g. {}\n", f.count, f.example));
+        }
+        s.push_str(&format!(
+            "writes with an unknown outcome: {}  repeated with their key: {}  answered as replays: {}\n",
+            self.unknown, self.repeated, self.replayed
+        ));
+        if let Some(c) = &self.check {
+            s.push_str(&format!(
+                "read back: {} entries, {} duplicates, {} acknowledged writes missing\n",
+                c.entries, c.duplicates, c.missing
+            ));
         }
         s
     }
@@ -267,6 +303,12 @@ pub async fn run(
     );
     let interval = Duration::from_secs_f64(1.0 / opts.rate);
     let mut rng = StdRng::seed_from_u64(opts.seed);
+    // Keys differ between runs, so a second run on the same data is not all replays.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let counts = Arc::new(Counts::default());
     let start = tokio::time::Instant::now();
     let wall = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
@@ -286,27 +328,73 @@ pub async fn run(
             base.clone(),
         );
         let list = names[list].clone();
+        let (acked, counts, repeats) = (acked.clone(), counts.clone(), opts.repeats);
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             let date = format!("2026-01-{day:02}");
-            let resp = if write {
-                client
-                    .post(format!("{base}/lists/{list}/entries"))
-                    .json(&serde_json::json!({"date": date, "title": format!("load {i}")}))
-                    .send()
-                    .await
-            } else {
-                client
-                    .get(format!("{base}/lists/{list}/entries?date={date}"))
-                    .send()
-                    .await
+            let title = format!("load {i}");
+            let key = format!("load-{seed}-{i}", seed = seed);
+            let mut sends = 0u32;
+            let resp = loop {
+                sends += 1;
+                let resp = if write {
+                    let mut req = client
+                        .post(format!("{base}/lists/{list}/entries"))
+                        .json(&serde_json::json!({"date": date, "title": title}));
+                    if repeats > 0 {
+                        req = req.header("Idempotency-Key", key.as_str());
+                    }
+                    req.send().await
+                } else {
+                    client
+                        .get(format!("{base}/lists/{list}/entries?date={date}"))
+                        .send()
+                        .await
+                };
+                let answer = match resp {
+                    Ok(r) => {
+                        let status = r.status();
+                        let replayed = r.headers().contains_key("idempotent-replayed");
+                        (Ok(status), replayed, r.bytes().await)
+                    }
+                    Err(e) => (Err(e), false, Ok(Default::default())),
+                };
+                let known = match &answer {
+                    (Ok(status), ..) if status.is_success() => true,
+                    // Bad input or a reused key: repeating cannot change it.
+                    (Ok(status), ..) if status.is_client_error() => true,
+                    (Ok(_), _, Ok(body)) => outcome_of(body) == Some("not_applied"),
+                    _ => false,
+                };
+                if !write || repeats == 0 || known || sends > repeats {
+                    break answer;
+                }
+                counts.repeated.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
             };
             let (key, failure) = match resp {
-                Ok(r) => {
-                    let status = r.status();
-                    let body = r.bytes().await;
+                (Ok(status), replayed, body) => {
+                    if replayed {
+                        counts.replayed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if write && status == reqwest::StatusCode::CREATED {
+                        acked
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((list.clone(), title.clone()));
+                    }
+                    let unknown = status == reqwest::StatusCode::GATEWAY_TIMEOUT
+                        || body
+                            .as_ref()
+                            .is_ok_and(|b| outcome_of(b) == Some("unknown"));
+                    if write && unknown {
+                        counts.unknown.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A read of a list nobody wrote yet is a 404, not a failure.
+                    let fine =
+                        status.is_success() || (!write && status == reqwest::StatusCode::NOT_FOUND);
                     let failure = match body {
-                        _ if !status.is_success() => Some((
+                        _ if !fine => Some((
                             format!("http {}", status.as_u16()),
                             body.map(|b| String::from_utf8_lossy(&b).chars().take(200).collect())
                                 .unwrap_or_default(),
@@ -316,10 +404,15 @@ pub async fn run(
                     };
                     (status.as_u16().to_string(), failure)
                 }
-                Err(e) => (
-                    "error".to_string(),
-                    Some((transport_kind(&e).to_string(), error_chain(&e))),
-                ),
+                (Err(e), ..) => {
+                    if write {
+                        counts.unknown.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (
+                        "error".to_string(),
+                        Some((transport_kind(&e).to_string(), error_chain(&e))),
+                    )
+                }
             };
             if let Some((kind, example)) = failure {
                 let mut f = failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -345,13 +438,88 @@ pub async fn run(
     let latency = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let seconds = wall.elapsed().as_secs_f64();
+    let check = if opts.repeats > 0 {
+        let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|e| e.into_inner()));
+        Some(read_back(&client, &base, &names, &acked).await)
+    } else {
+        None
+    };
     Ok(LoadReport {
         sent: total,
-        seconds: wall.elapsed().as_secs_f64(),
+        seconds,
         latency,
         statuses,
         failures,
+        unknown: counts.unknown.load(Ordering::Relaxed),
+        repeated: counts.repeated.load(Ordering::Relaxed),
+        replayed: counts.replayed.load(Ordering::Relaxed),
+        check,
     })
+}
+
+/// Counters the request tasks share.
+#[derive(Default)]
+struct Counts {
+    unknown: AtomicU64,
+    repeated: AtomicU64,
+    replayed: AtomicU64,
+}
+
+/// The `outcome` of a JSON error body, if it has one.
+fn outcome_of(body: &[u8]) -> Option<&'static str> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match v.get("outcome")?.as_str()? {
+        "not_applied" => Some("not_applied"),
+        "unknown" => Some("unknown"),
+        _ => None,
+    }
+}
+
+/// Reads every list of the run (following `Link: rel="next"`) and counts titles of
+/// this run's writes stored more than once, and acknowledged ones not stored. A list
+/// that cannot be read counts its acknowledged writes as missing.
+async fn read_back(
+    client: &reqwest::Client,
+    base: &str,
+    names: &[String],
+    acked: &[(String, String)],
+) -> ReadBack {
+    let mut stored: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut check = ReadBack::default();
+    for list in names {
+        let mut next = Some(format!("/lists/{list}/entries"));
+        while let Some(path) = next.take() {
+            let Ok(resp) = client.get(format!("{base}{path}")).send().await else {
+                break;
+            };
+            next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| Some(l[l.find('<')? + 1..l.find('>')?].to_string()));
+            let Ok(entries) = resp.json::<Vec<serde_json::Value>>().await else {
+                break;
+            };
+            for e in entries {
+                check.entries += 1;
+                if let Some(t) = e["title"].as_str() {
+                    *stored.entry((list.clone(), t.to_string())).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (list, title) in acked {
+        if !stored.contains_key(&(list.clone(), title.clone())) {
+            check.missing += 1;
+        }
+    }
+    check.duplicates = stored
+        .iter()
+        .filter(|((_, t), _)| t.starts_with("load "))
+        .map(|(_, n)| n.saturating_sub(1))
+        .sum();
+    check
 }
 
 /// An error and its sources, `: `-separated (reqwest's own text hides the cause).

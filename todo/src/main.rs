@@ -107,6 +107,11 @@ struct ScaleArgs {
     /// Seed of every random choice (the same for every policy).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Send each write with an idempotency key and repeat it with that key up to N
+    /// times while its outcome is unknown; reports unknown outcomes, repeats,
+    /// replays and duplicates stored.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    repeat_with_key: u32,
 }
 
 impl ScaleArgs {
@@ -115,6 +120,7 @@ impl ScaleArgs {
             quick: self.quick,
             soak_minutes: self.minutes,
             seed: self.seed,
+            repeats: self.repeat_with_key,
         }
     }
 }
@@ -164,6 +170,11 @@ struct LoadArgs {
     /// or non-2xx answer); 1 never fails the run.
     #[arg(long, default_value_t = sluicegate_todo::load::DEFAULT_MAX_FAILURE_SHARE)]
     max_failure_share: f64,
+    /// Send each write with an Idempotency-Key and repeat it with that key up to N
+    /// times while its answer is neither 2xx nor certainly refused; then read every
+    /// list back and count duplicates and acknowledged writes missing.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    repeat_with_key: u32,
 }
 
 fn main() -> ExitCode {
@@ -297,6 +308,7 @@ fn load(args: LoadArgs) -> ExitCode {
         seed: 42,
         prefix: args.prefix,
         max_failure_share,
+        repeats: args.repeat_with_key,
     };
     if let Err(e) = opts.validate() {
         return fail(e, ExitCode::from(2));

@@ -19,6 +19,7 @@ impl From<&Config> for Settings {
             call_timeout: config.system.call_timeout,
             idle_timeout: config.system.idle_timeout,
             max_live_servers: config.system.max_live_servers,
+            idempotency_window: config.system.idempotency_window,
             database_workers: config.database.workers,
             routing: config.database.routing,
             policies: Policies::from(&config.mailbox),

@@ -324,6 +324,47 @@ impl<T> Core<T> {
         Ok(wake)
     }
 
+    /// Takes over a message from the fast path's ring as the gate locks: queued at
+    /// the back (the ring's messages are the newest; the core's queue is empty while
+    /// the gate is open) and counted as sent here, where it is counted from now on.
+    pub(crate) fn adopt(&mut self, msg: T) {
+        self.queue.push_back(Slot {
+            msg,
+            key: None,
+            deadline: Stamp::NONE,
+            enqueued: Stamp::NONE,
+        });
+        self.counts.sent += 1;
+        if self.queue.len() > self.peak {
+            self.peak = self.queue.len();
+        }
+    }
+
+    /// What a full ring of `ring_capacity` (`None`: unbounded) does under the policy
+    /// in force, when the fast path may take over: the core's queue empty, nobody
+    /// waiting, open, no metrics or CoDel (both need every message stamped or
+    /// counted under the lock) and a ring of the policy's capacity. `None`
+    /// otherwise. (Which mailboxes get a ring at all: `FastPath::new`.)
+    pub(crate) fn fast_kind(&self, ring_capacity: Option<usize>) -> Option<u8> {
+        use super::fast::{KIND_EVICT, KIND_GROW, KIND_REFUSE, KIND_WAIT};
+        if !self.queue.is_empty()
+            || !self.waiting.is_empty()
+            || self.closed
+            || self.metrics.is_some()
+            || self.behaviour.codel.is_some()
+            || self.stamp
+            || self.policy.capacity() != ring_capacity
+        {
+            return None;
+        }
+        match self.behaviour.when_full {
+            WhenFull::Grow => Some(KIND_GROW),
+            WhenFull::Refuse => Some(KIND_REFUSE),
+            WhenFull::EvictOldest => Some(KIND_EVICT),
+            WhenFull::Wait => Some(KIND_WAIT),
+        }
+    }
+
     /// The common case of [`take`](Self::take), with nothing to do but pop: no CoDel,
     /// no sender waiting, and a front message that has not expired (so no expiry,
     /// shedding, hand-over or wake-up can follow). Does exactly what `take` does

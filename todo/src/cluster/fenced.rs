@@ -157,6 +157,9 @@ impl Storage for FencedStorage {
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         self.store.list_names().await
     }
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
+        self.store.purge_receipts(before_ms).await
+    }
 
     fn kind(&self) -> &'static str {
         self.store.kind()

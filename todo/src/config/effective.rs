@@ -49,6 +49,11 @@ impl Config {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "none".into())
         );
+        let _ = writeln!(
+            s,
+            "system.idempotency_window = {}",
+            humantime::format_duration(self.system.idempotency_window)
+        );
         let _ = writeln!(s, "database.workers = {}", self.database.workers);
         let _ = writeln!(
             s,

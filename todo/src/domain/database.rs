@@ -26,11 +26,12 @@ pub const WORKER_ROLE: &str = "database_worker";
 /// Role of the database router (metric label).
 pub const ROUTER_ROLE: &str = "database";
 
-/// Why a store did not become durable; cheap to clone to every waiter.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a store did not become durable; cheap to clone to every waiter. A backend's
+/// error is kept whole (shared), so its kind and cause reach the edge.
+#[derive(Clone, Debug)]
 pub enum StoreError {
-    /// The backend failed (its message names the list).
-    Storage(String),
+    /// The backend failed (its error names the list).
+    Storage(Arc<StorageError>),
     /// The store was dropped, shed or expired from the worker's mailbox.
     Dropped,
     /// The worker's mailbox refused it.
@@ -38,8 +39,45 @@ pub enum StoreError {
     /// The database is stopped.
     Stopped,
     /// The backend refused the write: the list has a newer owner (a cluster's
-    /// fence). Not kept for a retry here; the caller retries at the owner.
-    Fenced(String),
+    /// fence, [`StorageError::Fenced`]). Never written, and not kept for a retry
+    /// here; the caller retries at the owner.
+    Fenced(Arc<StorageError>),
+    /// The database did not answer within this time: the operation may still happen.
+    Unanswered(Duration),
+}
+
+impl StoreError {
+    /// A backend's error: [`StoreError::Fenced`] for a fence, else [`StoreError::Storage`].
+    pub fn from_storage(e: Arc<StorageError>) -> Self {
+        if e.is_fenced() {
+            StoreError::Fenced(e)
+        } else {
+            StoreError::Storage(e)
+        }
+    }
+
+    /// Whether the operation certainly did not reach stable storage and never will
+    /// from this request: refused or dropped before the backend saw it, fenced, or
+    /// the database stopped. `false` when the backend failed or did not answer: a
+    /// backend's failed commit may still have been applied, and a store kept
+    /// unsaved is tried again.
+    pub fn certainly_not_stored(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Fenced(_) | StoreError::Rejected | StoreError::Stopped
+        )
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            StoreError::Storage(_) => "storage",
+            StoreError::Dropped => "dropped",
+            StoreError::Rejected => "rejected",
+            StoreError::Stopped => "stopped",
+            StoreError::Fenced(_) => "fenced",
+            StoreError::Unanswered(_) => "unanswered",
+        }
+    }
 }
 
 impl std::fmt::Display for StoreError {
@@ -50,11 +88,29 @@ impl std::fmt::Display for StoreError {
             StoreError::Rejected => f.write_str("database worker mailbox full: store rejected"),
             StoreError::Stopped => f.write_str("database stopped"),
             StoreError::Fenced(e) => e.fmt(f),
+            StoreError::Unanswered(t) => write!(f, "the database did not answer within {t:?}"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Storage(e) | StoreError::Fenced(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// Two store errors are equal when they are of one kind and read the same (a
+/// backend's error need not be comparable).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        self.label() == other.label() && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for StoreError {}
 
 /// Told once a store is durable (or failed): a list server answers its durable
 /// writes' callers from here, in the database worker's task, with no task of its
@@ -294,14 +350,14 @@ impl DbWorker {
                     metrics::counter!(STORE_ERRORS).increment(1);
                     self.known.remove(&store.name);
                     self.mark_saved(&store.name);
-                    Err(StoreError::Fenced(e.to_string()))
+                    Err(StoreError::Fenced(Arc::new(e)))
                 }
                 Err(e) => {
                     tracing::warn!(list = %store.name, error = %e, "store failed");
                     metrics::counter!(STORE_ERRORS).increment(1);
                     self.known.remove(&store.name);
                     self.mark_unsaved(store.name.clone(), store.list);
-                    Err(StoreError::Storage(e.to_string()))
+                    Err(StoreError::Storage(Arc::new(e)))
                 }
             };
             for w in store.waiters {
@@ -493,13 +549,11 @@ impl Database {
             .await
         {
             Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(e)) if e.is_fenced() => Err(StoreError::Fenced(e.to_string())),
-            Ok(Err(e)) => Err(StoreError::Storage(e.to_string())),
+            Ok(Err(e)) => Err(StoreError::from_storage(e)),
             Err(CallError::Rejected) => Err(StoreError::Rejected),
             Err(CallError::Stopped) => Err(StoreError::Stopped),
-            Err(CallError::Timeout) => Err(StoreError::Storage(format!(
-                "the database did not answer the delete within {timeout:?}"
-            ))),
+            Err(CallError::Timeout) => Err(StoreError::Unanswered(timeout)),
+            // Dropped, shed or expired before a worker ran it.
             Err(_) => Err(StoreError::Dropped),
         }
     }

@@ -1,9 +1,15 @@
 //! The pure to-do list: entries with id, date and title; no I/O, no concurrency.
 //! Entries live in a persistent map, so a clone (a snapshot for storage) is O(1).
+//! The list also remembers, for a window, the receipts of the keyed writes it
+//! applied (see [`super::receipt`]), so they are stored and loaded with it.
 
 use chrono::NaiveDate;
-use rpds::RedBlackTreeMapSync;
+use std::collections::BTreeMap;
+
+use rpds::{RedBlackTreeMapSync, RedBlackTreeSetSync};
 use serde::{Deserialize, Serialize};
+
+use super::receipt::{IdempotencyKey, Receipt};
 
 /// Most characters a title may have.
 pub const MAX_TITLE_CHARS: usize = 1024;
@@ -102,6 +108,50 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, TodoError> {
         .map_err(|_| TodoError::InvalidDate(format!("\"{shown}\" is not a day of the calendar")))
 }
 
+/// Which entries a read wants: filters that combine (all must hold), from the id
+/// after `after` on, at most `limit` of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryQuery {
+    /// Only this date.
+    pub date: Option<NaiveDate>,
+    /// From this date, inclusive.
+    pub from: Option<NaiveDate>,
+    /// To this date, inclusive.
+    pub to: Option<NaiveDate>,
+    /// Only entries done (`true`) or not done (`false`).
+    pub done: Option<bool>,
+    /// Only ids above this one.
+    pub after: u64,
+    /// At most this many (`usize::MAX`: all).
+    pub limit: usize,
+}
+
+impl EntryQuery {
+    /// Every entry (no filter, no limit).
+    pub fn all() -> Self {
+        EntryQuery {
+            limit: usize::MAX,
+            ..EntryQuery::default()
+        }
+    }
+
+    fn admits(&self, e: &Entry) -> bool {
+        self.date.is_none_or(|d| e.date == d)
+            && self.from.is_none_or(|f| e.date >= f)
+            && self.to.is_none_or(|t| e.date <= t)
+            && self.done.is_none_or(|d| e.done == d)
+    }
+}
+
+/// One page of a read: the entries, in id order, and whether more follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The entries.
+    pub entries: Vec<Entry>,
+    /// Whether entries past the last one also match (the next page starts after it).
+    pub more: bool,
+}
+
 /// A to-do list. Ids start at 1 and are never reused, even after a delete.
 ///
 /// Cloning is O(1): entries are held in a persistent (structurally shared) map,
@@ -113,6 +163,10 @@ pub struct TodoList {
     next_id: u64,
     /// Entries by id (so id order is iteration order).
     entries: RedBlackTreeMapSync<u64, Entry>,
+    /// Receipts of keyed writes applied within the window, by key.
+    receipts: RedBlackTreeMapSync<IdempotencyKey, Receipt>,
+    /// The same receipts by (time applied, key), oldest first, for expiry.
+    receipts_by_time: RedBlackTreeSetSync<(i64, IdempotencyKey)>,
 }
 
 impl Default for TodoList {
@@ -127,13 +181,16 @@ impl Default for TodoList {
 struct StoredList {
     next_id: u64,
     entries: Vec<Entry>,
+    /// Absent in lists stored before receipts existed, and when there is none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    receipts: BTreeMap<IdempotencyKey, Receipt>,
 }
 
 impl TryFrom<StoredList> for TodoList {
     type Error = String;
 
     fn try_from(s: StoredList) -> Result<Self, String> {
-        TodoList::from_parts(s.next_id, s.entries)
+        Ok(TodoList::from_parts(s.next_id, s.entries)?.with_receipts(s.receipts))
     }
 }
 
@@ -142,6 +199,11 @@ impl From<TodoList> for StoredList {
         StoredList {
             next_id: l.next_id,
             entries: l.entries.values().cloned().collect(),
+            receipts: l
+                .receipts
+                .iter()
+                .map(|(k, r)| (k.clone(), r.clone()))
+                .collect(),
         }
     }
 }
@@ -152,6 +214,8 @@ impl TodoList {
         TodoList {
             next_id: 1,
             entries: RedBlackTreeMapSync::new_sync(),
+            receipts: RedBlackTreeMapSync::new_sync(),
+            receipts_by_time: RedBlackTreeSetSync::new_sync(),
         }
     }
 
@@ -178,7 +242,61 @@ impl TodoList {
         Ok(TodoList {
             next_id: next_id.max(1),
             entries: map,
+            ..TodoList::new()
         })
+    }
+
+    /// This list with `receipts` recorded (a stored list's, read back).
+    pub fn with_receipts(
+        mut self,
+        receipts: impl IntoIterator<Item = (IdempotencyKey, Receipt)>,
+    ) -> Self {
+        for (key, receipt) in receipts {
+            self.record_receipt(key, receipt);
+        }
+        self
+    }
+
+    /// The receipt of the keyed write `key`, if the list applied one in the window.
+    pub fn receipt(&self, key: &IdempotencyKey) -> Option<&Receipt> {
+        self.receipts.get(key)
+    }
+
+    /// Records what the keyed write `key` did (replacing an older receipt of the key).
+    pub fn record_receipt(&mut self, key: IdempotencyKey, receipt: Receipt) {
+        if let Some(old) = self.receipts.get(&key) {
+            self.receipts_by_time.remove_mut(&(old.at_ms, key.clone()));
+        }
+        self.receipts_by_time
+            .insert_mut((receipt.at_ms, key.clone()));
+        self.receipts.insert_mut(key, receipt);
+    }
+
+    /// Forgets every receipt applied before `before_ms` (milliseconds since the
+    /// Unix epoch); returns their keys, oldest first. O(log n) per receipt dropped.
+    pub fn expire_receipts(&mut self, before_ms: i64) -> Vec<IdempotencyKey> {
+        let mut gone = Vec::new();
+        while let Some((at, key)) = self.receipts_by_time.first().cloned() {
+            if at >= before_ms {
+                break;
+            }
+            self.receipts_by_time.remove_mut(&(at, key.clone()));
+            self.receipts.remove_mut(&key);
+            gone.push(key);
+        }
+        gone
+    }
+
+    /// Every receipt, by key.
+    pub fn receipts(&self) -> impl Iterator<Item = (&IdempotencyKey, &Receipt)> {
+        self.receipts.iter()
+    }
+
+    /// Whether the list exists: an entry was ever added to it (ids are never
+    /// reused, so it stays so after its entries are deleted) since it was created
+    /// or last deleted as a whole.
+    pub fn exists(&self) -> bool {
+        self.next_id > 1
     }
 
     /// The id the next added entry gets.
@@ -207,6 +325,28 @@ impl TodoList {
             .filter(|e| e.date == date)
             .cloned()
             .collect()
+    }
+
+    /// The entries `q` asks for, in id order: it visits ids after `q.after` only
+    /// and stops at the first match past `q.limit`, cloning only what it returns.
+    pub fn query(&self, q: &EntryQuery) -> Page {
+        let mut entries = Vec::new();
+        let mut more = false;
+        let start = q.after.saturating_add(1);
+        if q.after == u64::MAX {
+            return Page::default();
+        }
+        for (_, e) in self.entries.range(start..) {
+            if !q.admits(e) {
+                continue;
+            }
+            if entries.len() == q.limit {
+                more = true;
+                break;
+            }
+            entries.push(e.clone());
+        }
+        Page { entries, more }
     }
 
     /// Every entry, in id order.
@@ -324,6 +464,96 @@ mod tests {
         assert!(e.done);
         let back: TodoList = serde_json::from_str(&serde_json::to_string(&l2).unwrap()).unwrap();
         assert!(back.get(1).unwrap().done);
+    }
+
+    fn receipt(at_ms: i64, id: u64) -> Receipt {
+        Receipt {
+            request: format!("r{id}"),
+            entry: Entry {
+                id,
+                date: d("2026-12-03"),
+                title: "t".into(),
+                done: false,
+            },
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn receipts_expire_oldest_first_and_survive_a_round_trip() {
+        let key = |k: &str| IdempotencyKey::new(k).unwrap();
+        let mut l = TodoList::new();
+        l.add_entry(d("2026-12-03"), "t").unwrap();
+        l.record_receipt(key("b"), receipt(20, 1));
+        l.record_receipt(key("a"), receipt(10, 1));
+        l.record_receipt(key("c"), receipt(30, 1));
+        // Recording a key again replaces its receipt (and its place in time).
+        l.record_receipt(key("a"), receipt(40, 1));
+        let back: TodoList = serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(l.expire_receipts(30), vec![key("b")]);
+        assert!(l.receipt(&key("b")).is_none());
+        assert_eq!(l.receipt(&key("a")).unwrap().at_ms, 40);
+        assert_eq!(l.expire_receipts(41), vec![key("c"), key("a")]);
+        assert_eq!(l.receipts().count(), 0);
+    }
+
+    #[test]
+    fn a_query_filters_pages_after_an_id_and_says_whether_more_follow() {
+        let mut l = TodoList::new();
+        for i in 0..10u32 {
+            let e = l
+                .add_entry(d(&format!("2026-12-{:02}", 1 + i % 3)), "t")
+                .unwrap();
+            if i % 2 == 0 {
+                l.update_entry(
+                    e.id,
+                    EntryUpdate {
+                        done: Some(true),
+                        ..EntryUpdate::default()
+                    },
+                )
+                .unwrap();
+            }
+        }
+        let ids = |p: &Page| p.entries.iter().map(|e| e.id).collect::<Vec<_>>();
+        let all = l.query(&EntryQuery::all());
+        assert_eq!(ids(&all), (1..=10).collect::<Vec<_>>());
+        assert!(!all.more);
+        let q = EntryQuery {
+            date: Some(d("2026-12-01")),
+            limit: 2,
+            ..EntryQuery::default()
+        };
+        let p = l.query(&q);
+        assert_eq!((ids(&p), p.more), (vec![1, 4], true));
+        let p = l.query(&EntryQuery {
+            after: 4,
+            ..q.clone()
+        });
+        assert_eq!((ids(&p), p.more), (vec![7, 10], false));
+        let p = l.query(&EntryQuery {
+            done: Some(false),
+            from: Some(d("2026-12-02")),
+            ..EntryQuery::all()
+        });
+        assert_eq!(ids(&p), vec![2, 6, 8]);
+        // Exactly `limit` matches left: no further page.
+        let p = l.query(&EntryQuery {
+            after: 8,
+            limit: 2,
+            ..EntryQuery::default()
+        });
+        assert_eq!((ids(&p), p.more), (vec![9, 10], false));
+    }
+
+    #[test]
+    fn a_list_exists_once_written_even_when_emptied() {
+        let mut l = TodoList::new();
+        assert!(!l.exists());
+        l.add_entry(d("2026-12-03"), "t").unwrap();
+        l.delete_entry(1).unwrap();
+        assert!(l.exists());
     }
 
     #[test]

@@ -10,13 +10,16 @@ mod list;
 mod name;
 pub mod port;
 pub mod published;
+pub mod receipt;
 pub mod server;
 mod settings;
 mod system;
 
 pub use list::{
-    parse_date, validate_title, Entry, EntryUpdate, TodoError, TodoList, MAX_TITLE_CHARS,
+    parse_date, validate_title, Entry, EntryQuery, EntryUpdate, Page, TodoError, TodoList,
+    MAX_TITLE_CHARS,
 };
 pub use name::{decode_path, encode_path, InvalidListName, ListName, MAX_NAME_BYTES};
+pub use receipt::{IdempotencyKey, InvalidKey, Receipt};
 pub use settings::{AckMode, InvalidAckMode, Policies, Settings};
-pub use system::{RoleStats, StartSystemError, TodoSystem, TodoSystemError, WriteOutcome};
+pub use system::{Effect, RoleStats, StartSystemError, TodoSystem, TodoSystemError, WriteOutcome};

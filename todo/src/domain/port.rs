@@ -5,14 +5,19 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use super::receipt::{IdempotencyKey, Receipt};
 use super::{Entry, ListName, TodoList};
 
 /// What changed in a list since the version a store builds on: each touched
-/// entry as it is now (`Some`), or `None` where it was deleted.
+/// entry as it is now (`Some`), or `None` where it was deleted, and likewise each
+/// receipt of a keyed write recorded (`Some`) or expired (`None`). A backend
+/// writes both in one transaction, so a write and its receipt are stored together.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Change {
     /// Touched entries by id.
     pub entries: BTreeMap<u64, Option<Entry>>,
+    /// Touched receipts by key.
+    pub receipts: BTreeMap<IdempotencyKey, Option<Receipt>>,
 }
 
 impl Change {
@@ -21,14 +26,22 @@ impl Change {
         self.entries.insert(id, list.get(id).cloned());
     }
 
-    /// Folds a later change on top of this one (the later value of an entry wins).
+    /// Records the receipt of `key` as it is in `list` now (gone: expired).
+    pub fn touch_receipt(&mut self, list: &TodoList, key: &IdempotencyKey) {
+        self.receipts
+            .insert(key.clone(), list.receipt(key).cloned());
+    }
+
+    /// Folds a later change on top of this one (the later value of an entry or a
+    /// receipt wins).
     pub fn then(&mut self, later: Change) {
         self.entries.extend(later.entries);
+        self.receipts.extend(later.receipts);
     }
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.receipts.is_empty()
     }
 }
 
@@ -86,6 +99,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError>;
     /// Every stored list's name.
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError>;
+    /// Deletes the receipts of keyed writes applied before `before_ms`
+    /// (milliseconds since the Unix epoch) from every list; returns how many.
+    /// The default deletes none: a backend that stores receipts inside each list's
+    /// document (files, memory) drops expired ones when the list is next written,
+    /// as the list server expires them then. A wrapper forwards to what it wraps.
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let _ = before_ms;
+        Ok(0)
+    }
     /// Short backend name for logs ("files", "sqlite", "postgres", "memory").
     fn kind(&self) -> &'static str;
 }

@@ -1,5 +1,7 @@
 //! The list server: one per list name, it loads its list in `init`, answers reads
 //! from memory, applies writes in order and hands each new version to the database.
+//! A write with an idempotency key is applied once: its receipt is recorded in the
+//! list, in the same change as its effect, and a repeat gets the first result.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::database::{Database, DurableWaiter, LoadError, Store, StoreError, Version};
 use super::port::Change;
 use super::published::{Published, Publisher};
-use super::{AckMode, Entry, EntryUpdate, ListName, TodoError, TodoList};
+use super::receipt::{fingerprint, now_ms, IdempotencyKey, Receipt};
+use super::{AckMode, Entry, EntryQuery, EntryUpdate, ListName, Page, TodoError, TodoList};
 use sluicegate::runtime::{BoxError, ReplyTo, Server};
 
 /// Role of list servers (metric label).
@@ -40,14 +43,41 @@ pub enum Write {
     },
 }
 
+/// A write and, when the client sent one, its idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyedWrite {
+    /// The write.
+    pub write: Write,
+    /// Its key: a repeat with the same key is answered from the first's receipt.
+    pub key: Option<IdempotencyKey>,
+}
+
+impl From<Write> for KeyedWrite {
+    fn from(write: Write) -> Self {
+        KeyedWrite { write, key: None }
+    }
+}
+
+/// A write's result: the entry written (for a delete: the entry removed), and
+/// whether it is the recorded result of an earlier request with the same key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The entry.
+    pub entry: Entry,
+    /// `true`: nothing was written now; this is the first request's result.
+    pub replayed: bool,
+}
+
 /// Requests a list server answers, each with where its answer goes.
 #[derive(Debug)]
 pub enum ListCall {
     /// Apply a write, answering after `ack` (`applied` or `durable`) with the
-    /// entry written (for a delete: the entry removed).
-    Write(Write, AckMode, ReplyTo<Result<Entry, ListError>>),
-    /// Entries of one date, or all, in id order.
-    Entries(Option<NaiveDate>, ReplyTo<Vec<Entry>>),
+    /// entry written (for a delete: the entry removed). A repeat of a keyed write
+    /// is answered after the same ack with the first result.
+    Write(KeyedWrite, AckMode, ReplyTo<Result<Written, ListError>>),
+    /// The entries a query asks for, in id order; `None` when the list does not
+    /// exist ([`TodoList::exists`]).
+    Entries(EntryQuery, ReplyTo<Option<Page>>),
     /// Delete the whole list from storage (durably) and forget it in memory;
     /// answered with whether there was a list (stored or written in memory).
     DeleteList(ReplyTo<Result<bool, ListError>>),
@@ -65,6 +95,42 @@ pub enum ListError {
     NotDurable(StoreError),
     /// The list could not be deleted from storage (it is unchanged there).
     NotDeleted(StoreError),
+    /// The key came with another request before (its fingerprint differs).
+    KeyReused(IdempotencyKey),
+}
+
+/// A list server's `init` could not load its list: the error it starts with,
+/// which reaches callers inside [`sluicegate::runtime::StartError::Init`] (find it
+/// with [`InitError::downcast_ref`](sluicegate::runtime::InitError::downcast_ref)).
+#[derive(Clone, Debug)]
+pub struct NotLoaded {
+    /// Which list.
+    pub list: ListName,
+    /// Why: the backend failed or holds damaged data, or the database did not answer.
+    pub cause: LoadError,
+}
+
+impl std::fmt::Display for NotLoaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            // The storage error names the list already.
+            LoadError::Storage(e) => e.fmt(f),
+            LoadError::Call(e) => write!(
+                f,
+                "list \"{}\" could not be loaded: the database did not answer ({e})",
+                self.list
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotLoaded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.cause {
+            LoadError::Storage(e) => Some(e.as_ref()),
+            LoadError::Call(e) => Some(e),
+        }
+    }
 }
 
 /// The server of one list.
@@ -87,6 +153,8 @@ pub struct ListServer {
     seq: u64,
     /// Entries touched since the last store was handed out.
     change: Change,
+    /// How long receipts of keyed writes are kept.
+    window: Duration,
     /// Where readers load the list from without a message (see [`Published`]).
     publisher: Option<Publisher>,
 }
@@ -96,8 +164,9 @@ static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 impl ListServer {
     /// A server for `name`, loading from `db` in `init`.
-    pub fn new(name: ListName, db: Database, load_timeout: Duration) -> Self {
+    pub fn new(name: ListName, db: Database, load_timeout: Duration, window: Duration) -> Self {
         ListServer {
+            window,
             name,
             list: TodoList::new(),
             db,
@@ -124,6 +193,52 @@ impl ListServer {
         if let Some(p) = &mut self.publisher {
             p.publish(&self.list);
         }
+    }
+
+    /// Applies a keyed write once: a repeat of its key (within the window) is
+    /// answered from the receipt, the key with another request is refused, and a
+    /// new key's receipt is recorded in the same change as the write's effect.
+    fn apply_keyed(&mut self, request: KeyedWrite) -> Result<Written, ListError> {
+        let Some(key) = request.key else {
+            return self
+                .apply(request.write)
+                .map(|entry| Written {
+                    entry,
+                    replayed: false,
+                })
+                .map_err(ListError::Todo);
+        };
+        let now = now_ms();
+        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        for gone in self.list.expire_receipts(now.saturating_sub(window)) {
+            self.change.touch_receipt(&self.list, &gone);
+            self.dirty = true;
+        }
+        let fingerprint = fingerprint(&request.write);
+        if let Some(receipt) = self.list.receipt(&key) {
+            return if receipt.request == fingerprint {
+                Ok(Written {
+                    entry: receipt.entry.clone(),
+                    replayed: true,
+                })
+            } else {
+                Err(ListError::KeyReused(key))
+            };
+        }
+        let entry = self.apply(request.write).map_err(ListError::Todo)?;
+        self.list.record_receipt(
+            key.clone(),
+            Receipt {
+                request: fingerprint,
+                entry: entry.clone(),
+                at_ms: now,
+            },
+        );
+        self.change.touch_receipt(&self.list, &key);
+        Ok(Written {
+            entry,
+            replayed: false,
+        })
     }
 
     fn apply(&mut self, write: Write) -> Result<Entry, TodoError> {
@@ -182,7 +297,7 @@ pub const STORES_NOT_QUEUED: &str = "sluicegate_todo_stores_not_queued_total";
 
 impl Server for ListServer {
     type Call = ListCall;
-    type Cast = Write;
+    type Cast = KeyedWrite;
 
     async fn init(&mut self) -> Result<(), BoxError> {
         match self
@@ -195,26 +310,26 @@ impl Server for ListServer {
                 self.publish();
                 Ok(())
             }
-            Err(LoadError::Storage(e)) => Err(format!("list \"{}\": {e}", self.name).into()),
-            Err(e) => Err(format!("list \"{}\" could not be loaded: {e}", self.name).into()),
+            Err(cause) => Err(Box::new(NotLoaded {
+                list: self.name.clone(),
+                cause,
+            })),
         }
     }
 
     async fn handle_call(&mut self, request: ListCall) {
         match request {
-            ListCall::Entries(date, reply) => {
-                let entries = match date {
-                    Some(d) => self.list.entries(d),
-                    None => self.list.all_entries(),
-                };
-                reply.send(entries);
+            ListCall::Entries(query, reply) => {
+                reply.send(self.list.exists().then(|| self.list.query(&query)));
             }
             ListCall::Write(write, ack, reply) => {
-                let entry = match self.apply(write) {
+                let entry = match self.apply_keyed(write) {
                     Ok(e) => e,
-                    Err(e) => return reply.send(Err(ListError::Todo(e))),
+                    Err(e) => return reply.send(Err(e)),
                 };
                 match ack {
+                    // A replay under `applied` changed nothing: nothing to store.
+                    AckMode::None | AckMode::Applied if entry.replayed => reply.send(Ok(entry)),
                     AckMode::None | AckMode::Applied => {
                         reply.send(Ok(entry));
                         self.persist().await;
@@ -222,7 +337,9 @@ impl Server for ListServer {
                     AckMode::Durable => {
                         // Answered by the database worker once the store (or a newer
                         // one that replaced it) is durable, without holding up this
-                        // list's next messages and with no task per write.
+                        // list's next messages and with no task per write. A replay
+                        // stores the list as it is: durable then, the first request's
+                        // write and receipt (stored earlier or with it) are too.
                         let waiter = DurableWaiter::new(move |outcome| {
                             reply.send(outcome.map(|()| entry).map_err(ListError::NotDurable))
                         });
@@ -285,10 +402,11 @@ impl Server for ListServer {
         }
     }
 
-    async fn handle_cast(&mut self, write: Write) {
-        match self.apply(write) {
+    async fn handle_cast(&mut self, write: KeyedWrite) {
+        match self.apply_keyed(write) {
+            Ok(w) if w.replayed => {}
             Ok(_) => self.persist().await,
-            Err(e) => tracing::debug!(list = %self.name, error = %e, "cast write refused"),
+            Err(e) => tracing::debug!(list = %self.name, error = ?e, "cast write refused"),
         }
     }
 }

@@ -90,6 +90,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Cap on live list servers (`None`: no cap).
     pub max_live_servers: Option<usize>,
+    /// How long a list keeps the receipt of a keyed write (see [`super::receipt`]).
+    pub idempotency_window: Duration,
     /// Number of database workers.
     pub database_workers: usize,
     /// How database requests reach a worker.

@@ -10,38 +10,144 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use super::database::{Database, StoreError};
+use super::database::{Database, LoadError, StoreError};
 use super::port::{Storage, StorageError};
 use super::published::Published;
-use super::server::{ListCall, ListError, ListServer, Write, ROLE};
+use super::receipt::IdempotencyKey;
+use super::server::{KeyedWrite, ListCall, ListError, ListServer, NotLoaded, Write, ROLE};
 use super::settings::{AckMode, Policies, Settings};
-use super::{validate_title, Entry, EntryUpdate, ListName, TodoError};
+use super::{validate_title, Entry, EntryQuery, EntryUpdate, ListName, Page, TodoError};
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::{
     CallError, Registry, RegistryCallError, RegistryConfig, ReplyTo, Restart, Spec, StartError,
     Supervisor,
 };
 
-/// Why a to-do request failed. Each variant maps to one HTTP status.
+/// Why a to-do request failed. Each variant says, through
+/// [`TodoSystemError::effect`], whether the request certainly had no effect or
+/// may have had one; the HTTP status follows from the variant alone (never from
+/// the message). Causes are kept: [`std::error::Error::source`] gives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TodoSystemError {
     /// Bad input (title, date): 400.
     Invalid(TodoError),
     /// No entry with this id: 404.
     NotFound(u64),
-    /// No list with this name (to delete): 404.
+    /// No list with this name: 404.
     ListNotFound(ListName),
-    /// A mailbox refused, dropped, shed or expired the request: 503.
+    /// A mailbox refused, dropped, shed or expired the request before its server
+    /// ran it: not applied, 503.
     Overloaded(CallError),
-    /// No answer within the call timeout: 504.
+    /// No answer within the call timeout: the request may have been applied, 504.
     Timeout,
-    /// The list could not be started (storage failure, damaged data, too many
-    /// live lists) or the system is stopping: 503.
-    Unavailable(String),
-    /// Applied in memory but not stored: 503.
+    /// The system is shutting down: not applied, 503.
+    ShuttingDown,
+    /// The list server stopped before it ran the request: not applied, 503.
+    Stopped,
+    /// The idempotency key came with another request before: 422.
+    KeyReused(IdempotencyKey),
+    /// The list server could not start (its list could not be loaded, too many
+    /// live lists): not applied; 500 when the stored list is damaged, else 503.
+    NotStarted(StartError),
+    /// The list could not be deleted from storage: 503 when it certainly was not,
+    /// 504 when the backend failed or did not answer (it may be gone).
+    NotDeleted(StoreError),
+    /// Applied in memory but not confirmed durable: 504 (a later store may still
+    /// write it), or 503 when fenced (a newer owner holds the list; this write is
+    /// never stored).
     NotDurable(StoreError),
-    /// The list server panicked while handling this request (a bug): 500.
+    /// The list server panicked or dropped the request while handling it (a bug):
+    /// it may have been applied, 500.
     Crashed,
+}
+
+/// What a failed request did, as far as the server knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Certainly not applied, and never will be: safe to send again.
+    NotApplied,
+    /// May have been applied (or may still be): repeat it with the same
+    /// `Idempotency-Key` to learn its result without applying it twice.
+    Unknown,
+}
+
+impl Effect {
+    /// `not_applied` or `unknown` (the JSON `outcome` of an error answer).
+    pub fn label(self) -> &'static str {
+        match self {
+            Effect::NotApplied => "not_applied",
+            Effect::Unknown => "unknown",
+        }
+    }
+}
+
+impl TodoSystemError {
+    /// Whether the failed request certainly had no effect.
+    pub fn effect(&self) -> Effect {
+        match self {
+            TodoSystemError::Timeout | TodoSystemError::Crashed => Effect::Unknown,
+            TodoSystemError::NotDurable(e) | TodoSystemError::NotDeleted(e) => {
+                match e {
+                    StoreError::Fenced(_) | StoreError::Rejected | StoreError::Stopped => {
+                        Effect::NotApplied
+                    }
+                    // A delete call dropped from the worker's mailbox never ran; a
+                    // dropped store leaves the write in memory, stored later.
+                    StoreError::Dropped if matches!(self, TodoSystemError::NotDeleted(_)) => {
+                        Effect::NotApplied
+                    }
+                    _ => Effect::Unknown,
+                }
+            }
+            _ => Effect::NotApplied,
+        }
+    }
+
+    /// A short label of the error's kind, for metrics, logs and tables
+    /// (`invalid`, `not_found`, `rejected`, `timeout`, `not_durable`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TodoSystemError::Invalid(_) => "invalid",
+            TodoSystemError::NotFound(_) | TodoSystemError::ListNotFound(_) => "not_found",
+            TodoSystemError::Overloaded(c) => c.label(),
+            TodoSystemError::Timeout => "timeout",
+            TodoSystemError::ShuttingDown => "shutting_down",
+            TodoSystemError::Stopped => "stopped",
+            TodoSystemError::NotStarted(_) => "unavailable",
+            TodoSystemError::NotDeleted(_) => "not_deleted",
+            TodoSystemError::NotDurable(_) => "not_durable",
+            TodoSystemError::Crashed => "crashed",
+            TodoSystemError::KeyReused(_) => "key_reused",
+        }
+    }
+
+    /// The storage error that stopped the list from starting, when that was the cause.
+    pub fn load_error(&self) -> Option<&StorageError> {
+        match self {
+            TodoSystemError::NotStarted(StartError::Init(e)) => {
+                match &e.downcast_ref::<NotLoaded>()?.cause {
+                    LoadError::Storage(s) => Some(s.as_ref()),
+                    LoadError::Call(_) => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the cause is stored data that cannot be read back (retrying cannot
+    /// fix it).
+    pub fn is_damaged_data(&self) -> bool {
+        matches!(self.load_error(), Some(StorageError::Corrupt { .. }))
+    }
+
+    /// Whether a cluster's fence refused the request: the list has another owner.
+    pub fn is_fenced(&self) -> bool {
+        match self {
+            TodoSystemError::NotDurable(StoreError::Fenced(_))
+            | TodoSystemError::NotDeleted(StoreError::Fenced(_)) => true,
+            _ => self.load_error().is_some_and(StorageError::is_fenced),
+        }
+    }
 }
 
 impl std::fmt::Display for TodoSystemError {
@@ -50,42 +156,68 @@ impl std::fmt::Display for TodoSystemError {
             TodoSystemError::Invalid(e) => e.fmt(f),
             TodoSystemError::NotFound(id) => write!(f, "no entry with id {id}"),
             TodoSystemError::ListNotFound(name) => write!(f, "no list named \"{name}\""),
-            TodoSystemError::Overloaded(e) => write!(f, "overloaded: {e}"),
-            TodoSystemError::Timeout => f.write_str("timed out"),
-            TodoSystemError::Unavailable(e) => write!(f, "list unavailable: {e}"),
+            TodoSystemError::Overloaded(e) => write!(f, "overloaded, not applied: {e}"),
+            TodoSystemError::Timeout => f.write_str("timed out; the request may have been applied"),
+            TodoSystemError::ShuttingDown => f.write_str("the to-do system is shutting down"),
+            TodoSystemError::Stopped => {
+                f.write_str("the list server stopped before it ran the request")
+            }
+            TodoSystemError::NotStarted(StartError::Init(e)) => {
+                write!(f, "list unavailable: {e}")
+            }
+            TodoSystemError::NotStarted(e) => write!(f, "list unavailable: {e}"),
+            TodoSystemError::NotDeleted(e) => write!(f, "the list could not be deleted: {e}"),
+            TodoSystemError::NotDurable(e @ StoreError::Fenced(_)) => {
+                write!(f, "the write is not stored and never will be here: {e}")
+            }
             TodoSystemError::NotDurable(e) => write!(
                 f,
-                "the write was applied in memory but is not durable ({e}); it may be lost on restart"
+                "the write was applied in memory but is not confirmed durable ({e}); it may be lost on a crash"
             ),
             TodoSystemError::Crashed => f.write_str("the list server crashed handling this request"),
+            TodoSystemError::KeyReused(key) => write!(
+                f,
+                "Idempotency-Key \"{key}\" was used with a different request on this list; \
+                 a key names one request (use a new key for a new request)"
+            ),
         }
     }
 }
 
-impl std::error::Error for TodoSystemError {}
+impl std::error::Error for TodoSystemError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TodoSystemError::Invalid(e) => Some(e),
+            TodoSystemError::Overloaded(e) => Some(e),
+            TodoSystemError::NotStarted(e) => Some(e),
+            TodoSystemError::NotDeleted(e) | TodoSystemError::NotDurable(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<RegistryCallError> for TodoSystemError {
     fn from(e: RegistryCallError) -> Self {
         match e {
-            RegistryCallError::Start(StartError::ShuttingDown) => {
-                TodoSystemError::Unavailable("shutting down".into())
-            }
-            RegistryCallError::Start(e) => TodoSystemError::Unavailable(e.to_string()),
+            RegistryCallError::Start(StartError::ShuttingDown) => TodoSystemError::ShuttingDown,
+            RegistryCallError::Start(e) => TodoSystemError::NotStarted(e),
             RegistryCallError::Call(CallError::Timeout) => TodoSystemError::Timeout,
-            RegistryCallError::Call(CallError::Panicked) => TodoSystemError::Crashed,
-            RegistryCallError::Call(CallError::Stopped) => {
-                TodoSystemError::Unavailable("list server stopped".into())
+            // A cast that found no space in time was never queued (sends are
+            // cancel safe): not applied.
+            RegistryCallError::Cast(sluicegate::runtime::CastError::Timeout) => {
+                TodoSystemError::Overloaded(CallError::Timeout)
+            }
+            RegistryCallError::Call(CallError::Panicked | CallError::NoReply) => {
+                TodoSystemError::Crashed
+            }
+            RegistryCallError::Call(CallError::Stopped)
+            | RegistryCallError::Cast(sluicegate::runtime::CastError::Stopped) => {
+                TodoSystemError::Stopped
             }
             RegistryCallError::Call(e) => TodoSystemError::Overloaded(e),
-            RegistryCallError::Cast(sluicegate::runtime::CastError::Stopped) => {
-                TodoSystemError::Unavailable("list server stopped".into())
-            }
-            RegistryCallError::Cast(sluicegate::runtime::CastError::Timeout) => {
-                TodoSystemError::Timeout
-            }
             RegistryCallError::Cast(_) => TodoSystemError::Overloaded(CallError::Rejected),
-            // A kind of failure this version does not know: the request was not done.
-            _ => TodoSystemError::Unavailable(e.to_string()),
+            // A kind of failure this version does not know: say the least.
+            _ => TodoSystemError::Crashed,
         }
     }
 }
@@ -96,9 +228,8 @@ impl From<ListError> for TodoSystemError {
             ListError::Todo(TodoError::NotFound(id)) => TodoSystemError::NotFound(id),
             ListError::Todo(e) => TodoSystemError::Invalid(e),
             ListError::NotDurable(e) => TodoSystemError::NotDurable(e),
-            ListError::NotDeleted(e) => {
-                TodoSystemError::Unavailable(format!("the list could not be deleted: {e}"))
-            }
+            ListError::NotDeleted(e) => TodoSystemError::NotDeleted(e),
+            ListError::KeyReused(k) => TodoSystemError::KeyReused(k),
         }
     }
 }
@@ -110,6 +241,9 @@ pub enum WriteOutcome {
     Accepted,
     /// Applied (and durable, under ack `durable`): the entry written or deleted.
     Done(Entry),
+    /// A repeat of a keyed write already applied: nothing was written now; the
+    /// first request's result (applied, and durable under ack `durable`).
+    Replayed(Entry),
 }
 
 /// How many times a call its server never handled is sent (see `TodoSystem::call`).
@@ -190,7 +324,7 @@ impl TodoSystem {
             policies: settings.policies.clone(),
             default_ack: settings.default_ack,
         }));
-        let call_timeout = settings.call_timeout;
+        let (call_timeout, window) = (settings.call_timeout, settings.idempotency_window);
         let published = Arc::new(Published::default());
         let (db2, live2, published2) = (db.clone(), live.clone(), published.clone());
         let registry = Registry::new(
@@ -209,14 +343,14 @@ impl TodoSystem {
                     .clone();
                 let (db, name2, published) = (db2.clone(), name.clone(), published2.clone());
                 Spec::new(ROLE, policy, move || {
-                    ListServer::new(name2.clone(), db.clone(), call_timeout)
+                    ListServer::new(name2.clone(), db.clone(), call_timeout, window)
                         .publishing_to(&published)
                 })
                 .name(name.as_str())
                 .restart(Restart::Transient)
             },
         );
-        Ok(TodoSystem {
+        let system = TodoSystem {
             inner: Arc::new(Inner {
                 registry,
                 db,
@@ -226,16 +360,16 @@ impl TodoSystem {
                 live,
                 closed: tokio::sync::RwLock::new(false),
             }),
-        })
+        };
+        tokio::spawn(purge_receipts(Arc::downgrade(&system.inner), window));
+        Ok(system)
     }
 
     /// Admits a request unless shutdown began; hold the guard while it runs.
     async fn admit(&self) -> Result<tokio::sync::RwLockReadGuard<'_, bool>, TodoSystemError> {
         let guard = self.inner.closed.read().await;
         if *guard {
-            return Err(TodoSystemError::Unavailable(
-                "the to-do system is shut down".into(),
-            ));
+            return Err(TodoSystemError::ShuttingDown);
         }
         Ok(guard)
     }
@@ -268,12 +402,30 @@ impl TodoSystem {
         }
     }
 
-    async fn write(
+    /// Applies a write, with its idempotency key if any, answering after `ack`
+    /// (default: the configured one). A repeat of a keyed write the list applied
+    /// within the window is [`WriteOutcome::Replayed`] and writes nothing; the key
+    /// with another request is [`TodoSystemError::KeyReused`].
+    ///
+    /// # Errors
+    ///
+    /// Why it was not done, or that its outcome is unknown:
+    /// [`TodoSystemError::effect`] says which.
+    pub async fn write(
         &self,
         list: &ListName,
-        write: Write,
+        write: KeyedWrite,
         ack: Option<AckMode>,
     ) -> Result<WriteOutcome, TodoSystemError> {
+        match &write.write {
+            Write::Add { title, .. } => validate_title(title).map_err(TodoSystemError::Invalid)?,
+            Write::Update { update, .. } => {
+                if let Some(title) = &update.title {
+                    validate_title(title).map_err(TodoSystemError::Invalid)?;
+                }
+            }
+            Write::Delete { .. } => {}
+        }
         let ack = ack.unwrap_or_else(|| self.default_ack());
         if ack == AckMode::None {
             let _admitted = self.admit().await?;
@@ -282,14 +434,19 @@ impl TodoSystem {
                 self.inner.registry.cast(list, write),
             )
             .await
-            .map_err(|_| TodoSystemError::Timeout)?;
+            // The send was cancelled before it queued the write: not applied.
+            .map_err(|_| TodoSystemError::Overloaded(CallError::Timeout))?;
             cast?;
             return Ok(WriteOutcome::Accepted);
         }
-        let entry = self
+        let written = self
             .call(list, |r| ListCall::Write(write.clone(), ack, r))
             .await??;
-        Ok(WriteOutcome::Done(entry))
+        Ok(if written.replayed {
+            WriteOutcome::Replayed(written.entry)
+        } else {
+            WriteOutcome::Done(written.entry)
+        })
     }
 
     /// Adds an entry; the answer comes after `ack` (default: the configured one).
@@ -300,12 +457,11 @@ impl TodoSystem {
         title: &str,
         ack: Option<AckMode>,
     ) -> Result<WriteOutcome, TodoSystemError> {
-        validate_title(title).map_err(TodoSystemError::Invalid)?;
         let write = Write::Add {
             date,
             title: title.to_string(),
         };
-        self.write(list, write, ack).await
+        self.write(list, write.into(), ack).await
     }
 
     /// Changes an entry's date and/or title.
@@ -316,10 +472,8 @@ impl TodoSystem {
         update: EntryUpdate,
         ack: Option<AckMode>,
     ) -> Result<WriteOutcome, TodoSystemError> {
-        if let Some(title) = &update.title {
-            validate_title(title).map_err(TodoSystemError::Invalid)?;
-        }
-        self.write(list, Write::Update { id, update }, ack).await
+        self.write(list, Write::Update { id, update }.into(), ack)
+            .await
     }
 
     /// Deletes an entry.
@@ -329,29 +483,60 @@ impl TodoSystem {
         id: u64,
         ack: Option<AckMode>,
     ) -> Result<WriteOutcome, TodoSystemError> {
-        self.write(list, Write::Delete { id }, ack).await
+        self.write(list, Write::Delete { id }.into(), ack).await
     }
 
-    /// Entries of `date` (or all) in id order; an unknown list is empty.
-    ///
-    /// A live list is read from the state its server published (no message, no
-    /// wait in its mailbox), which includes every write acknowledged before this
-    /// call began; a list with no live server is loaded by a server started for it.
+    /// Entries of `date` (or all) in id order; a list that does not exist is empty
+    /// (the book's semantics; [`TodoSystem::list_entries`] tells the two apart).
     pub async fn entries(
         &self,
         list: &ListName,
         date: Option<NaiveDate>,
     ) -> Result<Vec<Entry>, TodoSystemError> {
+        Ok(self.list_entries(list, date).await?.unwrap_or_default())
+    }
+
+    /// Entries of `date` (or all) in id order, or `None` when the list does not
+    /// exist: no entry was ever added to it since it was created or deleted
+    /// ([`super::TodoList::exists`]).
+    ///
+    /// # Errors
+    ///
+    /// Why the list could not be read (overload, timeout, storage).
+    pub async fn list_entries(
+        &self,
+        list: &ListName,
+        date: Option<NaiveDate>,
+    ) -> Result<Option<Vec<Entry>>, TodoSystemError> {
+        let query = EntryQuery {
+            date,
+            ..EntryQuery::all()
+        };
+        Ok(self.query(list, query).await?.map(|p| p.entries))
+    }
+
+    /// The page of entries `query` asks for, or `None` when the list does not exist.
+    ///
+    /// A live list is read from the state its server published (no message, no
+    /// wait in its mailbox), which includes every write acknowledged before this
+    /// call began; a list with no live server is loaded by a server started for it.
+    ///
+    /// # Errors
+    ///
+    /// Why the list could not be read (overload, timeout, storage).
+    pub async fn query(
+        &self,
+        list: &ListName,
+        query: EntryQuery,
+    ) -> Result<Option<Page>, TodoSystemError> {
         {
             let _admitted = self.admit().await?;
             if let Some(published) = self.inner.published.load(list) {
-                return Ok(match date {
-                    Some(d) => published.entries(d),
-                    None => published.all_entries(),
-                });
+                return Ok(published.exists().then(|| published.query(&query)));
             }
         }
-        self.call(list, |r| ListCall::Entries(date, r)).await
+        self.call(list, |r| ListCall::Entries(query.clone(), r))
+            .await
     }
 
     /// How many lists are read without a message: live servers that have
@@ -517,7 +702,7 @@ impl TodoSystem {
         &self.inner.supervisor
     }
 
-    /// Graceful shutdown: new requests are refused (`Unavailable`), requests in
+    /// Graceful shutdown: new requests are refused (`ShuttingDown`), requests in
     /// flight finish (each within the call timeout), every list server stops
     /// taking messages and handles what it has queued (writes already
     /// acknowledged `applied` included), then the database writes every queued
@@ -529,6 +714,31 @@ impl TodoSystem {
         self.make_database_lossless();
         self.inner.registry.stop_all(true).await;
         self.inner.db.stop().await;
+    }
+}
+
+/// Receipts of keyed writes deleted from storage after their window.
+pub const RECEIPTS_PURGED: &str = "sluicegate_todo_receipts_purged_total";
+
+/// Deletes expired receipts from storage every `window / 24` (1 s to 1 h), until
+/// the system shuts down or is dropped. List servers expire the receipts they hold
+/// at their next keyed write; this reaches the lists nobody writes any more.
+async fn purge_receipts(system: std::sync::Weak<Inner>, window: Duration) {
+    let every = (window / 24).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = system.upgrade() else {
+            return;
+        };
+        if *inner.closed.read().await {
+            return;
+        }
+        let before = super::receipt::now_ms().saturating_sub(window_ms);
+        match inner.db.storage().purge_receipts(before).await {
+            Ok(n) => metrics::counter!(RECEIPTS_PURGED).increment(n),
+            Err(e) => tracing::warn!(error = %e, "expired receipts could not be purged"),
+        }
     }
 }
 

@@ -111,6 +111,7 @@ pub async fn crash_writer(
         quick: false,
         soak_minutes: 0.0,
         seed,
+        repeats: 0,
     });
     w.ops_per_client = 100_000; // runs until killed
     let rec = Arc::new(Recorder::default());

@@ -48,6 +48,24 @@ pub(super) async fn check_storage(storage: &dyn Storage, acked: &[Acked]) -> (u6
     (missing, unreadable)
 }
 
+/// Entries stored more than once among the lists `acked` names (each extra copy of
+/// a title counts one; titles are unique per write).
+pub(super) async fn count_duplicates(storage: &dyn Storage, acked: &[Acked]) -> u64 {
+    let lists: HashSet<&ListName> = acked.iter().map(|a| &a.list).collect();
+    let mut duplicates = 0u64;
+    for list in lists {
+        if let Ok(Some(l)) = storage.load(list).await {
+            let mut seen: HashSet<String> = HashSet::new();
+            for e in l.all_entries() {
+                if !seen.insert(e.title) {
+                    duplicates += 1;
+                }
+            }
+        }
+    }
+    duplicates
+}
+
 /// Points wanted on each run's plotted line: a sample every `1/SAMPLES_PER_RUN` of
 /// the workload's operations (so a run of 50 ms has as many points as one of a
 /// minute), besides the time-based samples of [`sample_every`].
@@ -206,11 +224,26 @@ pub(super) async fn measure(
     system.shutdown().await;
     // Restart: a fresh backend object on the same data directory.
     let reopened = open_backend(config, dir.path()).await?;
-    let (lost_after_restart, unreadable_lists) = if backend_kind(config) == BackendKind::Memory {
-        check_storage(storage.as_ref(), &acked).await
+    let after = if backend_kind(config) == BackendKind::Memory {
+        storage.as_ref()
     } else {
-        check_storage(reopened.as_ref(), &acked).await
+        reopened.as_ref()
     };
+    let (lost_after_restart, unreadable_lists) = check_storage(after, &acked).await;
+    let mut extra = extra;
+    if w.repeats > 0 {
+        for (name, counter) in [
+            ("unknown_outcomes", &rec.unknown),
+            ("repeated_with_key", &rec.repeated),
+            ("replayed", &rec.replayed),
+        ] {
+            extra.insert(name.to_string(), counter.load(Ordering::Relaxed) as f64);
+        }
+        extra.insert(
+            "duplicates".to_string(),
+            count_duplicates(after, &acked).await as f64,
+        );
+    }
     drop(reopened);
     discard_backend(config, dir.path()).await;
     let h = rec

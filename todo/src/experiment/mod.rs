@@ -48,4 +48,8 @@ pub struct Scale {
     pub soak_minutes: f64,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Send every write with an idempotency key and repeat it with that key up to
+    /// this many times while its outcome is unknown; the run then reports unknown
+    /// outcomes, repeats, replays and duplicates stored (`0`: no keys).
+    pub repeats: u32,
 }

@@ -129,7 +129,7 @@ pub const COLUMNS: [Column; 18] = [
 ];
 
 /// Keys of scenario-specific figures (the `extra` of a report), for the column key.
-pub const EXTRA_KEYS: [(&str, &str); 11] = [
+pub const EXTRA_KEYS: [(&str, &str); 15] = [
     (
         "poison_panics",
         "poison: panics injected into the `poison` list's server",
@@ -161,6 +161,22 @@ pub const EXTRA_KEYS: [(&str, &str); 11] = [
         "crash: when the writer process was killed with SIGKILL, ms",
     ),
     ("rounds", "soak: overload rounds run"),
+    (
+        "unknown_outcomes",
+        "--repeat-with-key: write answers whose outcome was unknown (each try)",
+    ),
+    (
+        "repeated_with_key",
+        "--repeat-with-key: writes sent again with their idempotency key",
+    ),
+    (
+        "replayed",
+        "--repeat-with-key: writes answered with the recorded first result",
+    ),
+    (
+        "duplicates",
+        "--repeat-with-key: entries stored more than once (each extra copy)",
+    ),
     (
         "rss_first_minute_mib",
         "soak: resident memory at the end of the first minute, MiB (rss_at_end_mib: at the end)",

@@ -205,7 +205,9 @@ fn run_child(
         .arg("--seed")
         .arg(scale.seed.to_string())
         .arg("--minutes")
-        .arg(scale.soak_minutes.to_string());
+        .arg(scale.soak_minutes.to_string())
+        .arg("--repeat-with-key")
+        .arg(scale.repeats.to_string());
     if scale.quick {
         cmd.arg("--quick");
     }

@@ -117,6 +117,7 @@ pub(super) fn mixed(scale: &Scale) -> Workload {
             dates: 30,
             prefix: "list-",
             seed: scale.seed,
+            repeats: scale.repeats,
         }
     } else {
         Workload {
@@ -127,6 +128,7 @@ pub(super) fn mixed(scale: &Scale) -> Workload {
             dates: 30,
             prefix: "list-",
             seed: scale.seed,
+            repeats: scale.repeats,
         }
     }
 }
@@ -140,6 +142,7 @@ pub(super) fn overload(scale: &Scale) -> Workload {
         dates: 30,
         prefix: "list-",
         seed: scale.seed,
+        repeats: scale.repeats,
     }
 }
 
@@ -306,6 +309,7 @@ async fn cold(name: String, config: &Config, scale: &Scale) -> Result<RunReport,
         dates: 1,
         prefix: "backlog-",
         seed: scale.seed,
+        repeats: scale.repeats,
     };
     measure(Scenario::Cold, name, config, &w, scale, Some(side)).await
 }

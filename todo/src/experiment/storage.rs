@@ -114,6 +114,9 @@ impl Storage for Shared {
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         self.0.list_names().await
     }
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
+        self.0.purge_receipts(before_ms).await
+    }
     fn kind(&self) -> &'static str {
         self.0.kind()
     }
@@ -173,6 +176,9 @@ impl Storage for Counting {
     }
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         self.inner.list_names().await
+    }
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
+        self.inner.purge_receipts(before_ms).await
     }
     fn kind(&self) -> &'static str {
         self.inner.kind()

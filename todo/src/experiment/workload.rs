@@ -11,7 +11,8 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::domain::{ListName, TodoSystem, TodoSystemError, WriteOutcome};
+use crate::domain::server::{KeyedWrite, Write};
+use crate::domain::{Effect, IdempotencyKey, ListName, TodoSystem, TodoSystemError, WriteOutcome};
 
 /// What the clients do.
 #[derive(Clone, Debug)]
@@ -30,6 +31,9 @@ pub struct Workload {
     pub prefix: &'static str,
     /// RNG seed: the same seed gives every policy the same operations.
     pub seed: u64,
+    /// With keys: how many times a write whose outcome is unknown is repeated with
+    /// its idempotency key (`0`: writes carry no key).
+    pub repeats: u32,
 }
 
 /// A write that was acknowledged (`Accepted` under ack none).
@@ -57,6 +61,12 @@ pub struct Recorder {
     pub acked: Mutex<Vec<Acked>>,
     /// Reads that missed the reader's own earlier acknowledged write.
     pub ryw_violations: AtomicU64,
+    /// Write answers whose outcome was unknown (each try counts).
+    pub unknown: AtomicU64,
+    /// Writes sent again with their key.
+    pub repeated: AtomicU64,
+    /// Writes answered as a replay of their first result.
+    pub replayed: AtomicU64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -73,6 +83,9 @@ impl Default for Recorder {
             errors: Mutex::new(BTreeMap::new()),
             acked: Mutex::new(Vec::new()),
             ryw_violations: AtomicU64::new(0),
+            unknown: AtomicU64::new(0),
+            repeated: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
         }
     }
 }
@@ -120,14 +133,50 @@ impl Recorder {
 
 /// A short label for an error, for tables.
 pub fn error_kind(e: &TodoSystemError) -> String {
-    match e {
-        TodoSystemError::Invalid(_) => "invalid".into(),
-        TodoSystemError::NotFound(_) | TodoSystemError::ListNotFound(_) => "not_found".into(),
-        TodoSystemError::Overloaded(c) => c.label().into(),
-        TodoSystemError::Timeout => "timeout".into(),
-        TodoSystemError::Unavailable(_) => "unavailable".into(),
-        TodoSystemError::NotDurable(_) => "not_durable".into(),
-        TodoSystemError::Crashed => "crashed".into(),
+    e.kind().into()
+}
+
+/// One add: with keys, repeated with its key while its outcome is unknown (up to
+/// `w.repeats` times), counting unknown answers, repeats and replays.
+async fn add(
+    system: &TodoSystem,
+    w: &Workload,
+    rec: &Recorder,
+    list: &ListName,
+    date: NaiveDate,
+    title: &str,
+) -> Result<WriteOutcome, TodoSystemError> {
+    let write = Write::Add {
+        date,
+        title: title.to_string(),
+    };
+    if w.repeats == 0 {
+        return system.write(list, write.into(), None).await;
+    }
+    // The title is unique per write: it names it.
+    let key = IdempotencyKey::new(title).ok();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let keyed = KeyedWrite {
+            write: write.clone(),
+            key: key.clone(),
+        };
+        let r = system.write(list, keyed, None).await;
+        match &r {
+            Ok(WriteOutcome::Replayed(_)) => {
+                rec.replayed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.effect() == Effect::Unknown => {
+                rec.unknown.fetch_add(1, Ordering::Relaxed);
+                if tries <= w.repeats {
+                    rec.repeated.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        return r;
     }
 }
 
@@ -165,9 +214,12 @@ pub async fn run(
                 let started = Instant::now();
                 if rng.gen_bool(w.write_share.clamp(0.0, 1.0)) {
                     let title = format!("c{c}-{i}");
-                    let r = system.add_entry(&list, date(d), &title, None).await;
+                    let r = add(&system, &w, &rec, &list, date(d), &title).await;
                     rec.record(started.elapsed(), r.as_ref().map(|_| ()));
-                    if let Ok(WriteOutcome::Accepted | WriteOutcome::Done(_)) = r {
+                    if let Ok(
+                        WriteOutcome::Accepted | WriteOutcome::Done(_) | WriteOutcome::Replayed(_),
+                    ) = r
+                    {
                         mine.entry((l, d)).or_default().insert(title.clone());
                         rec.acked
                             .lock()

@@ -54,7 +54,8 @@ const STYLE: &str = include_str!("assets/dashboard.css");
 const UPLOT_JS: &str = include_str!("assets/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("assets/uPlot.min.css");
 
-fn asset(kind: &'static str, body: &'static str) -> Response {
+/// A static asset of the service (`no-cache`: revalidated, so an upgrade shows).
+pub(super) fn asset(kind: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, kind),

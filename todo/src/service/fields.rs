@@ -129,8 +129,53 @@ pub(super) struct NoQuery {}
 /// reaches it.
 pub const MAX_ID: u64 = i64::MAX as u64;
 
-/// Most entries one page holds (`limit` defaults to all).
+/// Most entries (or lists) one page holds; also the page size when `limit` is not
+/// given. A page cut short has a `Link: <...>; rel="next"` header.
 pub const MAX_PAGE: usize = 1000;
+
+/// The query of `GET /lists`: a page of lists by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListsQuery {
+    pub(super) limit: Option<String>,
+    pub(super) after: Option<String>,
+}
+
+/// A `limit` parameter: 1 to [`MAX_PAGE`], default [`MAX_PAGE`].
+pub(super) fn limit_field(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(MAX_PAGE),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit: \"{}\" is not a page size (a whole number from 1 to {MAX_PAGE})",
+                    l.chars().take(64).collect::<String>()
+                ))
+            }),
+    }
+}
+
+/// What a query value keeps unescaped: RFC 3986's unreserved characters.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A `Link` header naming the next page, `path?query`.
+pub(super) fn next_link(path: &str, query: &[(&str, String)]) -> Option<header::HeaderValue> {
+    let query: Vec<String> = query
+        .iter()
+        .map(|(k, v)| {
+            let v = percent_encoding::utf8_percent_encode(v, QUERY_VALUE);
+            format!("{k}={v}")
+        })
+        .collect();
+    header::HeaderValue::from_str(&format!("<{path}?{}>; rel=\"next\"", query.join("&"))).ok()
+}
 
 /// What a list name escapes in a URL path segment: all but RFC 3986's unreserved characters.
 pub(super) const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -196,19 +241,33 @@ pub(super) fn title_field(title: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The answer to a write: `done` with the entry, or `202` with what was accepted
-/// (`accepted`: the write as queued; a new entry's id is not known until applied).
+/// The answer to a write: `done` with the entry (and `location`, its path, for a
+/// new one), or `202` with what was accepted (`accepted`: the write as queued; a new
+/// entry's id is not known until applied). A replayed result is answered as the
+/// first one was, marked `Idempotent-Replayed: true`.
 pub(super) fn written(
     outcome: WriteOutcome,
     done: StatusCode,
     accepted: serde_json::Value,
+    location: impl Fn(u64) -> Option<String>,
 ) -> Response {
-    match outcome {
-        WriteOutcome::Accepted => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
-        WriteOutcome::Done(entry) if done == StatusCode::NO_CONTENT => {
-            let _ = entry;
-            StatusCode::NO_CONTENT.into_response()
+    let (entry, replayed) = match outcome {
+        WriteOutcome::Accepted => {
+            return (StatusCode::ACCEPTED, Json(accepted)).into_response();
         }
-        WriteOutcome::Done(entry) => (done, Json(entry)).into_response(),
+        WriteOutcome::Done(entry) => (entry, false),
+        WriteOutcome::Replayed(entry) => (entry, true),
+    };
+    let mut resp = if done == StatusCode::NO_CONTENT {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (done, Json(&entry)).into_response()
+    };
+    if let Some(v) = location(entry.id).and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, v);
     }
+    if replayed {
+        resp = super::idempotency::mark_replayed(resp);
+    }
+    resp
 }

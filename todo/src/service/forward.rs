@@ -9,9 +9,13 @@
 //! times (the `x-sluicegate-hops` header counts them); past that it is answered
 //! `421 Misdirected Request`. While nobody serves the list's shard (a failover or a
 //! handoff), the request waits up to half the call timeout for an owner, then gets
-//! a 503 naming the shard; a forward whose owner loses the shard before answering (a
-//! paused or partitioned node) ends with a 503 as soon as the table shows it. Every response carries `x-sluicegate-node` (who served
-//! it); a forwarded one also `x-sluicegate-forwarded-by`.
+//! a 503 naming the shard (it certainly was not applied). A forward whose owner
+//! loses the shard before answering (a paused or partitioned node), or whose
+//! connection fails after the request was sent, ends with a 504 whose `outcome` is
+//! `unknown`: the owner may have applied it, and a repeat with the same
+//! `Idempotency-Key` learns the result. Only an owner that could not be connected
+//! to answers 503 (not applied). Every response carries `x-sluicegate-node` (who
+//! served it); a forwarded one also `x-sluicegate-forwarded-by`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,11 +26,11 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, REPEAT_WITH_KEY};
 use super::BODY_LIMIT;
 use crate::cluster::metrics::{FORWARDS, FORWARD_SECONDS};
 use crate::cluster::{Node, Route};
-use crate::domain::ListName;
+use crate::domain::{Effect, ListName};
 
 /// Most times one request is forwarded between nodes.
 pub const MAX_HOPS: u8 = 2;
@@ -127,10 +131,12 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
             }
             Route::Remote { node, addr } => {
                 if hops >= MAX_HOPS {
-                    return ApiError::new(
+                    return ApiError::refusal(
                         StatusCode::MISDIRECTED_REQUEST,
+                        "misdirected",
+                        Effect::NotApplied,
                         format!(
-                            "list \"{list}\" is served by node {node}, and this request was already forwarded {hops} times; retry"
+                            "list \"{list}\" is served by node {node}, and this request was already forwarded {hops} times; not applied, retry"
                         ),
                     )
                     .into_response();
@@ -148,10 +154,12 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
             Route::Unowned(shard) => {
                 f.node.refresh();
                 if Instant::now() >= give_up {
-                    return ApiError::new(
+                    return ApiError::refusal(
                         StatusCode::SERVICE_UNAVAILABLE,
+                        "no_owner",
+                        Effect::NotApplied,
                         format!(
-                            "no node serves shard {} of list \"{list}\" now (a failover or handoff is in progress); retry",
+                            "no node serves shard {} of list \"{list}\" now (a failover or handoff is in progress); not applied, retry",
                             shard.0
                         ),
                     )
@@ -187,7 +195,11 @@ async fn forward(
         .timeout(f.timeout)
         .header(HOPS, hops.to_string())
         .header(FORWARDED_BY, f.node.settings().id.0.as_str());
-    for name in [axum::http::header::CONTENT_TYPE, axum::http::header::ACCEPT] {
+    for name in [
+        axum::http::header::CONTENT_TYPE,
+        axum::http::header::ACCEPT,
+        super::idempotency::KEY_HEADER,
+    ] {
         if let Some(v) = parts.headers.get(&name) {
             out = out.header(name, v.clone());
         }
@@ -214,9 +226,11 @@ async fn forward(
         a = answer => a,
         () = owner_left => {
             metrics::counter!(FORWARDS, "outcome" => "error").increment(1);
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("node {node}, the owner this request was forwarded to, lost the list's shard before it answered; retry"),
+            return ApiError::refusal(
+                StatusCode::GATEWAY_TIMEOUT,
+                "owner_lost",
+                Effect::Unknown,
+                format!("node {node}, the owner this request was forwarded to, lost the list's shard before it answered; {REPEAT_WITH_KEY}"),
             )
             .into_response();
         }
@@ -231,6 +245,7 @@ async fn forward(
                 let keep = name == axum::http::header::CONTENT_TYPE
                     || name == axum::http::header::RETRY_AFTER
                     || name == axum::http::header::LOCATION
+                    || name == super::idempotency::REPLAYED_HEADER
                     || name == SERVED_BY;
                 if keep {
                     resp.headers_mut().insert(name.clone(), value.clone());
@@ -251,11 +266,24 @@ async fn forward(
                 text.push_str(&c.to_string());
                 cause = c.source();
             }
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the owner of this list, node {node} at {addr}, could not be reached ({text}); retry"),
-            )
-            .into_response()
+            if e.is_connect() {
+                // No connection: the owner never saw the request.
+                ApiError::refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "owner_unreachable",
+                    Effect::NotApplied,
+                    format!("the owner of this list, node {node} at {addr}, could not be reached ({text}); not applied, retry"),
+                )
+                .into_response()
+            } else {
+                ApiError::refusal(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "owner_lost",
+                    Effect::Unknown,
+                    format!("the owner of this list, node {node} at {addr}, did not answer ({text}); {REPEAT_WITH_KEY}"),
+                )
+                .into_response()
+            }
         }
     }
 }

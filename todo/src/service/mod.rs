@@ -8,6 +8,7 @@ mod error;
 mod fields;
 pub mod forward;
 mod http_metrics;
+mod idempotency;
 mod limit;
 mod lock;
 pub mod openapi;

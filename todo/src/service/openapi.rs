@@ -97,6 +97,23 @@ pub struct EntryPatchDoc {
 pub struct ErrorDoc {
     /// E.g. `date: "2026-02-30" is not a date`.
     error: String,
+    /// What the request did, when the to-do system refused or failed it:
+    /// `not_applied` (certainly not, safe to send again) or `unknown` (it may have
+    /// been applied: repeat it with the same `Idempotency-Key` to learn its result).
+    #[schema(nullable = false)]
+    outcome: Option<OutcomeDoc>,
+}
+
+/// What a failed request did.
+#[derive(ToSchema)]
+#[schema(as = Outcome)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum OutcomeDoc {
+    /// Certainly not applied.
+    NotApplied,
+    /// May have been applied.
+    Unknown,
 }
 
 /// The answer to a write under `?ack=none`: what was queued.
@@ -149,25 +166,28 @@ pub enum ApiErrors {
     /// Bad input: the message names the field (body, path, query).
     #[response(status = 400)]
     BadRequest(ErrorDoc),
-    /// No such entry, list (to delete) or route.
+    /// No such entry, list or route.
     #[response(status = 404)]
     NotFound(ErrorDoc),
-    /// The request took longer than the call timeout + 1 s.
-    #[response(status = 408)]
-    Timeout(ErrorDoc),
     /// Body over 64 KiB.
     #[response(status = 413)]
     TooLarge(ErrorDoc),
     /// A body without `Content-Type: application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorDoc),
-    /// The list's stored data is damaged (retrying cannot help), or a bug.
+    /// The `Idempotency-Key` was used before with a different request on this list.
+    #[response(status = 422)]
+    KeyReused(ErrorDoc),
+    /// The list's stored data is damaged (retrying cannot help), or a bug (then
+    /// `outcome` is `unknown`).
     #[response(status = 500)]
     Internal(ErrorDoc),
-    /// A mailbox refused, dropped or shed the request, or storage failed; with `Retry-After`.
+    /// Certainly not applied: a mailbox refused, dropped or shed the request, the
+    /// list could not be loaded, its owner is fenced or unknown; with `Retry-After`.
     #[response(status = 503, headers(("Retry-After" = u32, description = "seconds to wait")))]
     Unavailable(ErrorDoc),
-    /// The call timed out.
+    /// The outcome is unknown: no answer in time, or the write was applied but not
+    /// confirmed durable; repeat it with the same `Idempotency-Key` to learn its result.
     #[response(status = 504)]
     GatewayTimeout(ErrorDoc),
 }
@@ -195,6 +215,7 @@ pub enum ApiErrors {
         NewEntryDoc,
         EntryPatchDoc,
         ErrorDoc,
+        OutcomeDoc,
         AcceptedDoc,
         ListSummaryDoc
     ))
@@ -212,10 +233,20 @@ pub const DOCS_PAGE: &str = r#"<!doctype html>
 <body>
 <noscript>This page needs JavaScript; the document itself is at <a href="/openapi.json">/openapi.json</a>.</noscript>
 <redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+<script src="/docs/redoc.standalone.js"></script>
 </body>
 </html>
 "#;
+
+/// ReDoc 2.5.4's standalone bundle, served at `/docs/redoc.standalone.js` so
+/// `/docs` works offline (MIT; `assets/redoc.LICENSE` holds its license and those of
+/// the works it bundles).
+const REDOC_JS: &str = include_str!("assets/redoc.standalone.js");
+
+/// `GET /docs/redoc.standalone.js`.
+pub(super) async fn redoc_js() -> axum::response::Response {
+    super::dashboard::asset("text/javascript; charset=utf-8", REDOC_JS)
+}
 
 /// The OpenAPI 3.1 document.
 pub fn document() -> utoipa::openapi::OpenApi {

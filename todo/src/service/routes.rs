@@ -16,9 +16,11 @@ use serde_json::json;
 use super::edge::EdgeLayer;
 use super::error::ApiError;
 use super::fields::*;
+use super::idempotency;
 use super::AppState;
 use crate::config::LimitConfig;
-use crate::domain::{EntryUpdate, ListName, WriteOutcome};
+use crate::domain::server::{KeyedWrite, Write};
+use crate::domain::{EntryQuery, EntryUpdate, ListName};
 
 pub(super) fn router(state: AppState, request_timeout: Duration, limit: &LimitConfig) -> Router {
     let forwarder = state.cluster.clone().map(|node| {
@@ -43,6 +45,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration, limit: &LimitCo
             "/docs",
             get(|| async { axum::response::Html(super::openapi::DOCS_PAGE) }),
         )
+        .route("/docs/redoc.standalone.js", get(super::openapi::redoc_js))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster))
         .merge(super::dashboard::routes())
@@ -121,7 +124,7 @@ pub(super) fn without_stale_policies(text: &str, current: &[(&str, &str)]) -> St
     out
 }
 
-#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
+#[utoipa::path(post, path = "/lists/{list}/entries", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
     request_body = super::openapi::NewEntryDoc,
     responses((status = 201, description = "Added", body = super::openapi::EntryDoc, headers(("Location" = String, description = "The new entry's path"))),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
@@ -134,29 +137,30 @@ pub(super) async fn add_entry(
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
     let ack = ack(query)?;
+    let key = idempotency::key(&headers)?;
     let body: NewEntry = json_body(&headers, &body)?;
     let date = date_field("date", &body.date)?;
     title_field(&body.title)?;
-    let outcome = state
-        .system
-        .add_entry(&list, date, &body.title, ack)
-        .await
-        .map_err(|e| prefix_invalid(e, "title"))?;
-    if let WriteOutcome::Done(entry) = &outcome {
-        let location = format!("{}/{}", entries_path(&list), entry.id);
-        let mut resp = (StatusCode::CREATED, Json(entry)).into_response();
-        if let Ok(v) = header::HeaderValue::from_str(&location) {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        return Ok(resp);
-    }
     let accepted = json!({
         "status": "accepted",
         "list": list.as_str(),
         "date": body.date,
         "title": body.title,
     });
-    Ok(written(outcome, StatusCode::CREATED, accepted))
+    let write = KeyedWrite {
+        write: Write::Add {
+            date,
+            title: body.title,
+        },
+        key,
+    };
+    let outcome = state
+        .system
+        .write(&list, write, ack)
+        .await
+        .map_err(|e| prefix_invalid(e, "title"))?;
+    let location = |id| Some(format!("{}/{id}", entries_path(&list)));
+    Ok(written(outcome, StatusCode::CREATED, accepted, location))
 }
 
 /// Names the field for the only input the system itself validates.
@@ -188,26 +192,7 @@ pub(super) async fn list_entries(
     let q: ReadQuery = self::query(query)?;
     let parse =
         |field: &str, v: &Option<String>| v.as_deref().map(|d| date_field(field, d)).transpose();
-    let (date, from, to) = (
-        parse("date", &q.date)?,
-        parse("from", &q.from)?,
-        parse("to", &q.to)?,
-    );
-    // The filters combine: `date` and a range both apply; `from` after `to` is empty.
-    let limit = match q.limit.as_deref() {
-        None => None,
-        Some(l) => Some(
-            l.parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "limit: \"{}\" is not a page size (a whole number from 1 to {MAX_PAGE})",
-                        l.chars().take(64).collect::<String>()
-                    ))
-                })?,
-        ),
-    };
+    let limit = limit_field(q.limit.as_deref())?;
     let done = match q.done.as_deref() {
         None => None,
         Some("true") => Some(true),
@@ -232,45 +217,50 @@ pub(super) async fn list_entries(
                 ))
             })?,
     };
-    let mut entries: Vec<_> = state
+    // The filters combine: `date` and a range both apply; `from` after `to` is empty.
+    let query = EntryQuery {
+        date: parse("date", &q.date)?,
+        from: parse("from", &q.from)?,
+        to: parse("to", &q.to)?,
+        done,
+        after,
+        limit,
+    };
+    let page = state
         .system
-        .entries(&list, date)
+        .query(&list, query)
         .await?
-        .into_iter()
-        .filter(|e| from.is_none_or(|f| e.date >= f) && to.is_none_or(|t| e.date <= t))
-        .filter(|e| e.id > after)
-        .filter(|e| done.is_none_or(|d| e.done == d))
-        .collect();
-    let mut next = None;
-    if let Some(limit) = limit {
-        if entries.len() > limit {
-            entries.truncate(limit);
-            let last = entries.last().map_or(after, |e| e.id);
-            let mut params = Vec::new();
-            for (k, v) in [
+        .ok_or_else(|| no_list(&list))?;
+    let next = match (page.more, page.entries.last()) {
+        (true, Some(last)) => {
+            let mut params: Vec<(&str, String)> = [
                 ("date", &q.date),
                 ("from", &q.from),
                 ("to", &q.to),
                 ("done", &q.done),
-            ] {
-                if let Some(v) = v {
-                    params.push(format!("{k}={v}"));
-                }
-            }
-            params.push(format!("limit={limit}"));
-            params.push(format!("after={last}"));
-            next = Some(format!(
-                "<{}?{}>; rel=\"next\"",
-                entries_path(&list),
-                params.join("&")
-            ));
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+            .collect();
+            params.push(("limit", limit.to_string()));
+            params.push(("after", last.id.to_string()));
+            next_link(&entries_path(&list), &params)
         }
-    }
-    let mut resp = Json(entries).into_response();
-    if let Some(link) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        _ => None,
+    };
+    let mut resp = Json(page.entries).into_response();
+    if let Some(link) = next {
         resp.headers_mut().insert(header::LINK, link);
     }
     Ok(resp)
+}
+
+/// The 404 of a list that does not exist (never written, or deleted).
+fn no_list(list: &ListName) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no list named \"{list}\": a list exists from its first entry until it is deleted"),
+    )
 }
 
 #[utoipa::path(get, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id")),
@@ -282,8 +272,17 @@ pub(super) async fn get_entry(
 ) -> Result<Response, ApiError> {
     let (list, id) = path_list_id(path)?;
     let NoQuery {} = self::query(query)?;
-    let entries = state.system.entries(&list, None).await?;
-    match entries.into_iter().find(|e| e.id == id) {
+    let one = EntryQuery {
+        after: id - 1,
+        limit: 1,
+        ..EntryQuery::default()
+    };
+    let page = state
+        .system
+        .query(&list, one)
+        .await?
+        .ok_or_else(|| no_list(&list))?;
+    match page.entries.into_iter().find(|e| e.id == id) {
         Some(e) => Ok(Json(e).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -292,46 +291,76 @@ pub(super) async fn get_entry(
     }
 }
 
-/// Every list the service knows (stored or live), by name, with its entry count.
+/// Every list that exists (stored, or live and written), by name, with its entry
+/// count, a page at a time.
 #[utoipa::path(get, path = "/lists", tag = "lists",
-    responses((status = 200, description = "Every list by name with its entry count", body = [super::openapi::ListSummaryDoc]), super::openapi::ApiErrors))]
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many lists (default 1000)"),
+        ("after" = Option<String>, Query, description = "Only lists whose name sorts after this one")),
+    responses((status = 200, description = "Lists by name with their entry counts; a Link rel=next header when a page follows", body = [super::openapi::ListSummaryDoc],
+        headers(("Link" = String, description = "The next page, when limit cut the answer"))), super::openapi::ApiErrors))]
 pub(super) async fn all_lists(
     State(state): State<AppState>,
-    query: Result<Query<NoQuery>, QueryRejection>,
+    query: Result<Query<ListsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let NoQuery {} = self::query(query)?;
+    let q: ListsQuery = self::query(query)?;
+    let limit = limit_field(q.limit.as_deref())?;
     let mut names = state
         .system
         .database()
         .storage()
         .list_names()
         .await
-        .map_err(|e| ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("cannot list the stored lists: {e}"),
-            reason: Some("unavailable"),
+        .map_err(|e| {
+            ApiError::refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                crate::domain::Effect::NotApplied,
+                format!("cannot list the stored lists: {e}"),
+            )
         })?;
     names.extend(state.system.registry().live_names());
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     names.dedup();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        out.push(list_summary(&state, &name).await);
+    let after = q.after.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    let mut next = None;
+    for name in names.into_iter().filter(|n| n.as_str() > after) {
+        // A live list server of a name never written is not a list.
+        let Some(summary) = list_summary(&state, &name).await else {
+            continue;
+        };
+        if out.len() == limit {
+            let last = out
+                .last()
+                .and_then(|v: &serde_json::Value| v["name"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            next = next_link("/lists", &[("limit", limit.to_string()), ("after", last)]);
+            break;
+        }
+        out.push(summary);
     }
-    Ok(Json(out).into_response())
+    let mut resp = Json(out).into_response();
+    if let Some(link) = next {
+        resp.headers_mut().insert(header::LINK, link);
+    }
+    Ok(resp)
 }
 
-/// `{"name", "entries"}`, or `{"name", "entries": null, "error"}` when it cannot be read.
-async fn list_summary(state: &AppState, name: &ListName) -> serde_json::Value {
-    match state.system.entries(name, None).await {
-        Ok(entries) => json!({ "name": name.as_str(), "entries": entries.len() }),
-        Err(e) => json!({ "name": name.as_str(), "entries": null, "error": e.to_string() }),
+/// `{"name", "entries"}`, `{"name", "entries": null, "error"}` when it cannot be
+/// read, or `None` when it does not exist.
+async fn list_summary(state: &AppState, name: &ListName) -> Option<serde_json::Value> {
+    let count = EntryQuery::all();
+    match state.system.query(name, count).await {
+        Ok(Some(page)) => Some(json!({ "name": name.as_str(), "entries": page.entries.len() })),
+        Ok(None) => None,
+        Err(e) => Some(json!({ "name": name.as_str(), "entries": null, "error": e.to_string() })),
     }
 }
 
-/// One list's name and entry count (an unknown list is empty: 0).
+/// One list's name and entry count; 404 when it does not exist.
 #[utoipa::path(get, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded")),
-    responses((status = 200, description = "The list's name and entry count (an unknown list: 0)", body = super::openapi::ListSummaryDoc), super::openapi::ApiErrors))]
+    responses((status = 200, description = "The list's name and entry count", body = super::openapi::ListSummaryDoc), super::openapi::ApiErrors))]
 pub(super) async fn one_list(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -339,25 +368,40 @@ pub(super) async fn one_list(
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
     let NoQuery {} = self::query(query)?;
-    let entries = state.system.entries(&list, None).await?;
-    Ok(Json(json!({ "name": list.as_str(), "entries": entries.len() })).into_response())
+    let page = state
+        .system
+        .query(&list, EntryQuery::all())
+        .await?
+        .ok_or_else(|| no_list(&list))?;
+    Ok(Json(json!({ "name": list.as_str(), "entries": page.entries.len() })).into_response())
 }
 
-/// Deletes a whole list, durably; the name's next write starts a fresh list.
-#[utoipa::path(delete, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded")),
+/// Deletes a whole list, durably, with its entries and the receipts of its keyed
+/// writes; the name's next write starts a fresh list. With an `Idempotency-Key`
+/// the answer is 204 also when the list did not exist: the state it asks for (no
+/// such list) holds either way, so a repeat gets the first answer.
+#[utoipa::path(delete, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes the delete answer 204 when the list is already gone")),
     responses((status = 204, description = "Deleted: gone from stable storage; the name's next write starts a fresh list with ids from 1"), super::openapi::ApiErrors))]
 pub(super) async fn delete_list(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<NoQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
     let NoQuery {} = self::query(query)?;
-    state.system.delete_list(&list).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let key = idempotency::key(&headers)?;
+    match state.system.delete_list(&list).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(crate::domain::TodoSystemError::ListNotFound(_)) if key.is_some() => {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
-#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
+#[utoipa::path(patch, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
     request_body = super::openapi::EntryPatchDoc,
     responses((status = 200, description = "Changed", body = super::openapi::EntryDoc),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
@@ -370,6 +414,7 @@ pub(super) async fn update_entry(
 ) -> Result<Response, ApiError> {
     let (list, id) = path_list_id(path)?;
     let ack = ack(query)?;
+    let key = idempotency::key(&headers)?;
     let body: EntryPatch = json_body(&headers, &body)?;
     if body.date.is_none() && body.title.is_none() && body.done.is_none() {
         return Err(ApiError::bad_request(
@@ -399,25 +444,35 @@ pub(super) async fn update_entry(
         title: body.title,
         done: body.done,
     };
+    let write = KeyedWrite {
+        write: Write::Update { id, update },
+        key,
+    };
     let outcome = state
         .system
-        .update_entry(&list, id, update, ack)
+        .write(&list, write, ack)
         .await
         .map_err(|e| prefix_invalid(e, "title"))?;
-    Ok(written(outcome, StatusCode::OK, accepted))
+    Ok(written(outcome, StatusCode::OK, accepted, |_| None))
 }
 
-#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)")),
+#[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
     responses((status = 204, description = "Deleted"),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
 pub(super) async fn delete_entry(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (list, id) = path_list_id(path)?;
     let ack = ack(query)?;
-    let outcome = state.system.delete_entry(&list, id, ack).await?;
+    let key = idempotency::key(&headers)?;
+    let write = KeyedWrite {
+        write: Write::Delete { id },
+        key,
+    };
+    let outcome = state.system.write(&list, write, ack).await?;
     let accepted = json!({ "status": "accepted", "list": list.as_str(), "id": id });
-    Ok(written(outcome, StatusCode::NO_CONTENT, accepted))
+    Ok(written(outcome, StatusCode::NO_CONTENT, accepted, |_| None))
 }

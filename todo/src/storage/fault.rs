@@ -197,6 +197,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     async fn list_names(&self) -> Result<Vec<ListName>, StorageError> {
         self.inner.list_names().await
     }
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
+        self.inner.purge_receipts(before_ms).await
+    }
 
     fn kind(&self) -> &'static str {
         self.inner.kind()

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::{decode, Change, ListWrite, Storage, StorageError};
-use crate::domain::{Entry, ListName, TodoList};
+use crate::domain::{Entry, IdempotencyKey, ListName, Receipt, TodoList};
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "sluicegate.sqlite3";
@@ -48,6 +48,11 @@ enum Job {
     Delete {
         name: ListName,
         done: oneshot::Sender<Result<bool, StorageError>>,
+    },
+    /// Delete every receipt applied before `before_ms`; answers how many.
+    Purge {
+        before_ms: i64,
+        done: oneshot::Sender<Result<u64, StorageError>>,
     },
 }
 
@@ -90,7 +95,12 @@ impl SqliteStorage {
                  list TEXT NOT NULL, id INTEGER NOT NULL, date TEXT NOT NULL, title TEXT NOT NULL,
                  done INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (list, id)) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS receipts (
+                 list TEXT NOT NULL, key TEXT NOT NULL, request TEXT NOT NULL,
+                 entry TEXT NOT NULL, at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (list, key)) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS receipts_at ON receipts (at_ms);",
         )
         .map_err(|e| sql(None, e))?;
         add_done_column(&conn)?;
@@ -145,6 +155,14 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 let _ = done.send(delete_list(&mut conn, &name));
                 continue;
             }
+            Job::Purge { before_ms, done } => {
+                let purged = conn
+                    .execute("DELETE FROM receipts WHERE at_ms < ?1", params![before_ms])
+                    .map(|n| n as u64)
+                    .map_err(|e| sql(None, e));
+                let _ = done.send(purged);
+                continue;
+            }
             Job::Writes { writes, done } => (writes, done),
         };
         let mut jobs = vec![(writes, done)];
@@ -180,6 +198,11 @@ fn delete_list(conn: &mut Connection, name: &ListName) -> Result<bool, StorageEr
     let tx = conn.transaction().map_err(err)?;
     tx.execute(
         "DELETE FROM entries WHERE list = ?1",
+        params![name.as_str()],
+    )
+    .map_err(err)?;
+    tx.execute(
+        "DELETE FROM receipts WHERE list = ?1",
         params![name.as_str()],
     )
     .map_err(err)?;
@@ -287,6 +310,12 @@ fn write_list(tx: &Transaction<'_>, w: &ListWrite) -> rusqlite::Result<()> {
             for e in w.list.all_entries() {
                 upsert_entry(&mut upsert, name, &e)?;
             }
+            tx.prepare_cached("DELETE FROM receipts WHERE list = ?1")?
+                .execute(params![name])?;
+            let mut upsert = tx.prepare_cached(UPSERT_RECEIPT)?;
+            for (key, r) in w.list.receipts() {
+                upsert_receipt(&mut upsert, name, key, r)?;
+            }
         }
     }
     tx.prepare_cached(
@@ -306,11 +335,85 @@ fn write_change(tx: &Transaction<'_>, name: &str, change: &Change) -> rusqlite::
             None => delete.execute(params![name, *id as i64])?,
         };
     }
+    if change.receipts.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(UPSERT_RECEIPT)?;
+    let mut delete = tx.prepare_cached("DELETE FROM receipts WHERE list = ?1 AND key = ?2")?;
+    for (key, receipt) in &change.receipts {
+        match receipt {
+            Some(r) => upsert_receipt(&mut upsert, name, key, r)?,
+            None => delete.execute(params![name, key.as_str()])?,
+        };
+    }
     Ok(())
 }
 
-/// Reads one list (either format) with `conn`.
+/// The statement that writes a receipt's row (insert or replace) ...
+const UPSERT_RECEIPT: &str = "INSERT INTO receipts (list, key, request, entry, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT(list, key) DO UPDATE SET request = excluded.request, entry = excluded.entry, at_ms = excluded.at_ms";
+
+/// ... a receipt's values for it (the entry as its JSON text) ...
+fn upsert_receipt(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    list: &str,
+    key: &IdempotencyKey,
+    r: &Receipt,
+) -> rusqlite::Result<usize> {
+    let entry = serde_json::to_string(&r.entry).unwrap_or_default();
+    stmt.execute(params![list, key.as_str(), r.request, entry, r.at_ms])
+}
+
+/// ... and the receipts of a list read back (the error says what is damaged).
+fn load_receipts(
+    conn: &Connection,
+    name: &ListName,
+) -> rusqlite::Result<Result<Vec<(IdempotencyKey, Receipt)>, String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT key, request, entry, at_ms FROM receipts WHERE list = ?1")?;
+    let rows = stmt.query_map(params![name.as_str()], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, request, entry, at_ms) = row?;
+        let key = match IdempotencyKey::new(key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(format!("receipt key: {e}"))),
+        };
+        let entry = match serde_json::from_str(&entry) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(format!("receipt {key}: {e}"))),
+        };
+        out.push((
+            key,
+            Receipt {
+                request,
+                entry,
+                at_ms,
+            },
+        ));
+    }
+    Ok(Ok(out))
+}
+
+/// Reads one list (either format) and its receipts with `conn`, in one read
+/// transaction (one snapshot).
 fn load_list(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, StorageError> {
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(|e| sql(Some(name), e))?;
+    let list = load_list_in(&tx, name)?;
+    tx.finish().map_err(|e| sql(Some(name), e))?;
+    Ok(list)
+}
+
+fn load_list_in(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, StorageError> {
     let corrupt = |detail: String| StorageError::Corrupt {
         list: name.clone(),
         detail,
@@ -342,8 +445,11 @@ fn load_list(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, Sto
     for row in rows {
         entries.push(row.map_err(|e| corrupt(e.to_string()))?.map_err(corrupt)?);
     }
+    let receipts = load_receipts(conn, name)
+        .map_err(|e| sql(Some(name), e))?
+        .map_err(corrupt)?;
     TodoList::from_parts(header.next_id, entries)
-        .map(Some)
+        .map(|l| Some(l.with_receipts(receipts)))
         .map_err(corrupt)
 }
 
@@ -441,6 +547,21 @@ impl Storage for SqliteStorage {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(job)
+            .map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Queued to the writer thread like a delete.
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || StorageError::Sqlite {
+            list: None,
+            detail: "the sqlite writer thread stopped".into(),
+        };
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Job::Purge { before_ms, done })
             .map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }

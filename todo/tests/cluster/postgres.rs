@@ -39,12 +39,24 @@ async fn add(client: &reqwest::Client, serve: &Serve, title: &str) -> (u16, bool
     (status, retry, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// Asserts that a durable write is refused as a storage failure, quickly.
-async fn refused_naming_storage(client: &reqwest::Client, serve: &Serve, title: &str) {
+/// Asserts that a durable write fails as a storage failure, quickly, with the
+/// outcome the server knows: `503` not applied (the list could not be loaded), or
+/// `504` unknown (applied in memory, its store failed; it is stored once the
+/// database is back).
+async fn refused_naming_storage(
+    client: &reqwest::Client,
+    serve: &Serve,
+    title: &str,
+    want: (u16, &str),
+) {
     let started = Instant::now();
     let (status, retry, body) = add(client, serve, title).await;
-    assert_eq!(status, 503, "{body}");
-    assert!(retry, "503 without Retry-After: {body}");
+    assert_eq!(
+        (status, body["outcome"].as_str().unwrap_or_default()),
+        want,
+        "{body}"
+    );
+    assert_eq!(retry, status == 503, "Retry-After on a 503 only: {body}");
     let msg = body["error"].as_str().unwrap_or_default();
     assert!(
         msg.contains("storage") && msg.contains("postgres"),
@@ -66,9 +78,9 @@ async fn succeeds_once_up(client: &reqwest::Client, serve: &Serve, title: &str) 
         if status == 201 {
             return Some(body);
         }
-        assert_eq!(
-            status, 503,
-            "only storage refusals while recovering: {body}"
+        assert!(
+            matches!(status, 503 | 504),
+            "only storage refusals while recovering: {status} {body}"
         );
         last = body;
         None
@@ -78,7 +90,7 @@ async fn succeeds_once_up(client: &reqwest::Client, serve: &Serve, title: &str) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn durable_writes_get_503_naming_storage_while_postgres_is_down_and_succeed_after() {
+async fn durable_writes_fail_naming_storage_and_their_outcome_while_postgres_is_down() {
     let mut pg = tokio::task::spawn_blocking(crate::support::pg::PgServer::start)
         .await
         .unwrap();
@@ -105,8 +117,8 @@ async fn durable_writes_get_503_naming_storage_while_postgres_is_down_and_succee
         .build()
         .unwrap();
 
-    // Started with the database down.
-    refused_naming_storage(&client, &serve, "while down").await;
+    // Started with the database down: the list cannot be loaded, nothing is applied.
+    refused_naming_storage(&client, &serve, "while down", (503, "not_applied")).await;
     let mut pg = tokio::task::spawn_blocking(move || {
         let mut pg = pg;
         pg.start_again();
@@ -124,7 +136,8 @@ async fn durable_writes_get_503_naming_storage_while_postgres_is_down_and_succee
     })
     .await
     .unwrap();
-    refused_naming_storage(&client, &serve, "down again").await;
+    // The list is live: the write is applied, its store fails, its outcome is unknown.
+    refused_naming_storage(&client, &serve, "down again", (504, "unknown")).await;
     let _pg = tokio::task::spawn_blocking(move || {
         pg.start_again();
         pg
@@ -133,7 +146,8 @@ async fn durable_writes_get_503_naming_storage_while_postgres_is_down_and_succee
     .unwrap();
     let second = succeeds_once_up(&client, &serve, "after restart").await;
 
-    // Both acknowledged writes are there, and nothing refused was stored.
+    // Both acknowledged writes are there, the unknown one was stored after all (with
+    // the list's next store), and the one not applied was not.
     let resp = client
         .get(serve.url("/lists/bob/entries"))
         .send()
@@ -152,6 +166,7 @@ async fn durable_writes_get_503_naming_storage_while_postgres_is_down_and_succee
         "{titles:?}"
     );
     assert!(!titles.contains(&"while down"), "{titles:?}");
+    assert!(titles.contains(&"down again"), "{titles:?}");
     assert_eq!(second["title"], "after restart");
     assert!(
         !serve.stderr_text().contains("panicked"),

@@ -126,15 +126,16 @@ async fn every_route_works_and_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(all.as_array().unwrap().len(), 2);
-    let unknown: Value = c
-        .get(url(&r, "/lists/nobody/entries"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(unknown, json!([]));
+    // A list exists from its first entry until it is deleted: any other name is 404.
+    let (status, message) = error_of(
+        c.get(url(&r, "/lists/nobody/entries"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(message.contains("no list named \"nobody\""), "{message}");
 
     let health = c.get(url(&r, "/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
@@ -430,8 +431,25 @@ async fn lists_entries_by_id_location_date_ranges_and_pages() {
     );
     let (_, one) = get_json(&c, &r, "/lists/a%20b%2Fc").await;
     assert_eq!(one, json!({"name": "a b/c", "entries": 5}));
-    let (_, unknown) = get_json(&c, &r, "/lists/nobody").await;
-    assert_eq!(unknown, json!({"name": "nobody", "entries": 0}));
+    let (status, unknown) = get_json(&c, &r, "/lists/nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        unknown["error"].as_str().unwrap().contains("no list named"),
+        "{unknown}"
+    );
+    // Reading a name does not make it a list: GET /lists still shows two.
+    let (_, lists) = get_json(&c, &r, "/lists").await;
+    assert_eq!(lists.as_array().unwrap().len(), 2, "{lists}");
+    // A page of one list, and the Link to the next.
+    let resp = c.get(url(&r, "/lists?limit=1")).send().await.unwrap();
+    let link = resp.headers()["link"].to_str().unwrap().to_string();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!([{"name": "a b/c", "entries": 5}])
+    );
+    assert_eq!(link, "</lists?limit=1&after=a%20b%2Fc>; rel=\"next\"");
+    let (_, page2) = get_json(&c, &r, "/lists?limit=1&after=a%20b%2Fc").await;
+    assert_eq!(page2, json!([{"name": "z", "entries": 1}]));
 
     // from/to, inclusive, alone or together.
     let e = "/lists/a%20b%2Fc/entries";

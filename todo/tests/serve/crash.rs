@@ -1,6 +1,9 @@
 //! Crash safety of `sluicegate serve` with durable acks: concurrent HTTP writes, SIGKILL at a
 //! seeded random moment, restart on the same data dir, and every write answered `201` must be
-//! there, on sqlite, files and a real PostgreSQL (`support::pg`). `SLUICEGATE_CRASH_ROUNDS=N`
+//! there, on sqlite, files and a real PostgreSQL (`support::pg`). Every write carries an
+//! `Idempotency-Key`; those in flight at the kill are repeated with it after the restart,
+//! and each is then stored exactly once (a repeat of one committed before the kill gets the
+//! first result). `SLUICEGATE_CRASH_ROUNDS=N`
 //! runs more rounds, `SLUICEGATE_CRASH_SEED=S` replays one.
 
 use std::collections::{BTreeMap, HashSet};
@@ -13,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::serve::Serve;
+use crate::support::serve::{all_entries, Serve};
 
 /// Lists written in every round; one has a name that needs percent-encoding.
 const LISTS: [&str; 4] = ["alice", "bob", "carol", "d/e f"];
@@ -101,8 +104,10 @@ async fn writer(client: Client, base: String, list: usize, tag: String, out: Arc
     for n in 0u64.. {
         let date = format!("2026-{:02}-{:02}", 1 + n % 12, 1 + n % 28);
         let title = format!("{tag}-n{n}");
+        // The title names the write: it is its idempotency key too.
         let resp = client
             .post(list_url(&base, LISTS[list]))
+            .header("Idempotency-Key", &title)
             .json(&json!({"date": date, "title": title}))
             .send()
             .await;
@@ -136,21 +141,25 @@ async fn writer(client: Client, base: String, list: usize, tag: String, out: Arc
     }
 }
 
-/// Reads every list back; asserts each is readable with unique ids.
+/// Reads every list back (a list never written reads as empty); asserts each is
+/// readable with unique ids.
 async fn read_all(client: &Client, base: &str) -> Vec<Vec<Entry>> {
     let mut lists = Vec::new();
     for name in LISTS {
-        let resp = client.get(list_url(base, name)).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "list {name:?} is readable");
-        let body: Value = resp.json().await.unwrap();
-        let entries: Vec<Entry> = body
-            .as_array()
-            .expect("an array")
+        let entries: Vec<Entry> = all_entries(client, &list_url(base, name))
+            .await
+            .unwrap_or_default()
             .iter()
             .map(Entry::from_json)
             .collect();
         let ids: HashSet<u64> = entries.iter().map(|e| e.id).collect();
         assert_eq!(ids.len(), entries.len(), "list {name:?} has duplicate ids");
+        let titles: HashSet<&str> = entries.iter().map(|e| e.title.as_str()).collect();
+        assert_eq!(
+            titles.len(),
+            entries.len(),
+            "a write of list {name:?} is stored twice"
+        );
         lists.push(entries);
     }
     lists
@@ -225,16 +234,40 @@ async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
                 checks += 1;
             }
         }
+        // Each write in flight at the kill is repeated with its key: one that was
+        // committed (whether or not its answer left) is answered from its receipt with
+        // the first result and written no second time; one that was not is written now.
         for (l, date, title) in pending_in_flight.drain(..) {
             let found = lists[l].iter().find(|e| e.title == title && e.date == date);
+            let resp = client
+                .post(list_url(&server.url(""), LISTS[l]))
+                .header("Idempotency-Key", &title)
+                .json(&json!({"date": date, "title": title}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED, "repeat of {title}");
+            let replayed = resp.headers().contains_key("idempotent-replayed");
+            let e = Entry::from_json(&resp.json::<Value>().await.unwrap());
             match found {
-                Some(e) => {
+                Some(stored) => {
                     in_flight_found += 1;
-                    // Found after restart: it is durable now, so it must stay.
-                    acked[l].insert(e.id, e.clone());
+                    assert!(
+                        replayed && e == *stored,
+                        "round {round} (seed {seed}): {title} was stored before the kill; its \
+                         repeat must get that result ({stored:?}), got {e:?} (replayed: {replayed})"
+                    );
                 }
-                None => in_flight_lost += 1,
+                None => {
+                    in_flight_lost += 1;
+                    assert!(
+                        !replayed,
+                        "{title} was not stored, yet its repeat was replayed"
+                    );
+                }
             }
+            // Durable now (stored before, or by its repeat): it must stay.
+            acked[l].insert(e.id, e);
         }
         if round == rounds {
             break;
@@ -290,8 +323,9 @@ async fn sigkill_rounds(backend: Option<&str>, url: Option<&str>) {
     let distinct: usize = acked.iter().map(|m| m.len()).sum();
     println!(
         "crash test: {rounds} rounds in {:.1} s; {distinct} acknowledged writes, \
-         {checks} presence checks after restarts, all present; writes in flight at the kill: \
-         {in_flight_found} found after restart, {in_flight_lost} not found",
+         {checks} presence checks after restarts, all present; writes in flight at the kill, \
+         each repeated with its key: {in_flight_found} stored before the kill (answered from \
+         their receipts), {in_flight_lost} not (written by the repeat)",
         started.elapsed().as_secs_f64()
     );
     assert!(

@@ -180,7 +180,11 @@ async fn service_with_traffic(dir: &std::path::Path) -> (service::Running, Strin
     // "stopped"; such tries do not crash it and are simply repeated.
     for _ in 0..50 {
         match system.inject_panic(&crashy).await {
-            Ok(()) | Err(sluicegate_todo::domain::TodoSystemError::Unavailable(_)) => {}
+            Ok(())
+            | Err(
+                sluicegate_todo::domain::TodoSystemError::Stopped
+                | sluicegate_todo::domain::TodoSystemError::NotStarted(_),
+            ) => {}
             Err(e) => panic!("inject_panic: {e}"),
         }
         while let Ok(e) = events.try_recv() {

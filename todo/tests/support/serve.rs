@@ -36,6 +36,39 @@ pub async fn get_json(c: &reqwest::Client, url: &str) -> (reqwest::StatusCode, s
     (status, resp.json().await.expect("a JSON body"))
 }
 
+/// Every entry of the list at `entries_url` (`.../lists/{list}/entries`), following
+/// `Link: rel="next"` pages; `None` when the list does not exist (404). Panics on any
+/// other failure.
+pub async fn all_entries(c: &reqwest::Client, entries_url: &str) -> Option<Vec<serde_json::Value>> {
+    let origin = {
+        let rest = entries_url.split_once("://").map_or("", |(_, r)| r);
+        let host_len = rest.find('/').unwrap_or(rest.len());
+        entries_url[..entries_url.len() - rest.len() + host_len].to_string()
+    };
+    let mut out = Vec::new();
+    let mut next = Some(entries_url.to_string());
+    while let Some(url) = next.take() {
+        let resp = c.get(&url).send().await.expect("GET entries");
+        if resp.status() == reqwest::StatusCode::NOT_FOUND && out.is_empty() {
+            return None;
+        }
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "GET {url}");
+        next = resp
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .map(|l| {
+                format!(
+                    "{origin}{}",
+                    &l[l.find('<').unwrap() + 1..l.find('>').unwrap()]
+                )
+            });
+        let page: Vec<serde_json::Value> = resp.json().await.expect("an array of entries");
+        out.extend(page);
+    }
+    Some(out)
+}
+
 /// An error response's status and the message of its `{"error": "..."}` body
 /// (panics when the body is not such JSON: every error of the API is).
 pub async fn error_of(resp: reqwest::Response) -> (reqwest::StatusCode, String) {

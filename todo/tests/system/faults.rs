@@ -13,7 +13,7 @@ use sluicegate_todo::config::{AckMode, Config};
 use sluicegate_todo::domain::database::StoreError;
 use sluicegate_todo::domain::{ListName, TodoSystem, TodoSystemError, WriteOutcome};
 use sluicegate_todo::storage::{
-    FaultConfig, FaultHandle, FaultyStorage, FileStorage, MemoryStorage,
+    FaultConfig, FaultHandle, FaultyStorage, FileStorage, MemoryStorage, StorageError,
 };
 
 use crate::support::eventually::PATIENCE;
@@ -95,7 +95,12 @@ async fn failing_lists_get_not_durable_others_unaffected_then_recover() {
     for (l, r) in load(&sys, &lists, AckMode::Durable, "during").await {
         if l == sick {
             match r {
-                Err(TodoSystemError::NotDurable(StoreError::Storage(msg))) => {
+                Err(TodoSystemError::NotDurable(StoreError::Storage(e))) => {
+                    let msg = e.to_string();
+                    assert!(
+                        matches!(*e, StorageError::Injected { .. }),
+                        "the backend's own error kind is kept: {e:?}"
+                    );
                     assert!(
                         msg.contains("\"sick\"") && msg.contains("injected"),
                         "{msg}"
@@ -115,7 +120,12 @@ async fn failing_lists_get_not_durable_others_unaffected_then_recover() {
     assert_eq!(sys.entries(&sick, None).await.unwrap().len(), 1 + 8 + 1);
     // A list that is not live yet cannot be loaded: a clear error, for it alone.
     match sys.entries(&cold, None).await {
-        Err(TodoSystemError::Unavailable(msg)) => {
+        Err(e @ TodoSystemError::NotStarted(_)) => {
+            let msg = e.to_string();
+            assert!(
+                matches!(e.load_error(), Some(StorageError::Injected { .. })),
+                "the load's storage error is kept: {e:?}"
+            );
             assert!(
                 msg.contains("\"cold\"") && msg.contains("injected"),
                 "{msg}"
@@ -165,7 +175,7 @@ async fn out_of_space_fails_durable_writes_clearly_and_recovers() {
                 let msg = e.to_string();
                 assert!(msg.contains("no space left"), "{msg}");
                 assert!(msg.contains(&format!("\"{l}\"")), "{msg}");
-                assert!(msg.contains("not durable"), "{msg}");
+                assert!(msg.contains("not confirmed durable"), "{msg}");
             }
             other => panic!("{l}: {other:?}"),
         }
@@ -220,10 +230,14 @@ async fn a_damaged_file_fails_its_list_alone() {
                     .await;
                 if l.as_str() == "broken" {
                     match r {
-                        Err(TodoSystemError::Unavailable(msg)) => assert!(
-                            msg.contains("\"broken\"") && msg.contains("damaged"),
-                            "{msg}"
-                        ),
+                        Err(e @ TodoSystemError::NotStarted(_)) => {
+                            assert!(e.is_damaged_data(), "{e:?}");
+                            let msg = e.to_string();
+                            assert!(
+                                msg.contains("\"broken\"") && msg.contains("damaged"),
+                                "{msg}"
+                            )
+                        }
                         other => panic!("broken: {other:?}"),
                     }
                 } else {
@@ -237,7 +251,7 @@ async fn a_damaged_file_fails_its_list_alone() {
     }
     assert!(matches!(
         sys.entries(&lists[1], None).await,
-        Err(TodoSystemError::Unavailable(_))
+        Err(e @ TodoSystemError::NotStarted(_)) if e.is_damaged_data()
     ));
     for l in [&lists[0], &lists[2]] {
         assert_eq!(sys.entries(l, None).await.unwrap().len(), 7);
@@ -469,8 +483,8 @@ async fn random_store_failures_answer_every_durable_write_truthfully() {
             match r {
                 Ok(WriteOutcome::Done(e)) => durable.push((l, e.id, e.title)),
                 // Every other answer is the typed "not durable" error.
-                Err(TodoSystemError::NotDurable(StoreError::Storage(msg))) => {
-                    assert!(msg.contains(&format!("\"{l}\"")), "{msg}");
+                Err(TodoSystemError::NotDurable(StoreError::Storage(e))) => {
+                    assert!(e.to_string().contains(&format!("\"{l}\"")), "{e}");
                     refused += 1;
                 }
                 other => panic!("{l}: {other:?}"),

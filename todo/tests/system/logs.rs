@@ -170,13 +170,21 @@ async fn a_damaged_list_answers_500_without_retry_after_and_logs_at_error_once()
             "{body}"
         );
     }
-    // Other lists are served.
+    // Other lists are served ("fine" was never written: a 404 naming it).
     let ok = client
         .get(s.url("/lists/fine/entries"))
         .send()
         .await
         .unwrap();
-    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no list named \"fine\""),
+        "{body}"
+    );
     assert!(s.wait_for_stderr("is damaged", 1));
     s.signal("TERM");
     assert!(s.wait_exit().success(), "{}", s.stderr_text());

@@ -137,6 +137,85 @@ async fn storage_suite(s: Arc<dyn Storage>) {
     // The name can be stored again, afresh.
     s.store(&a, &list_with(&["new"])).await.unwrap();
     assert_eq!(s.load(&a).await.unwrap(), Some(list_with(&["new"])));
+
+    receipts_suite(s.as_ref()).await;
+}
+
+/// Receipts of keyed writes: stored and read back with their list, whole or as a
+/// change (recorded and expired) in the same write, gone with a deleted list, and
+/// purged by age where the backend keeps them in rows.
+async fn receipts_suite(s: &dyn Storage) {
+    use sluicegate_todo::domain::{IdempotencyKey, Receipt};
+    use sluicegate_todo::storage::{Change, ListWrite};
+    let kind = s.kind();
+    let key = |k: &str| IdempotencyKey::new(k).unwrap();
+    let receipt = |list: &TodoList, id: u64, at_ms: i64| Receipt {
+        request: format!("fingerprint-{id}"),
+        entry: list.get(id).unwrap().clone(),
+        at_ms,
+    };
+    let r = name("receipts");
+    let mut l = list_with(&["a", "b"]);
+    let (old, new) = (receipt(&l, 1, 1_000), receipt(&l, 2, 9_000));
+    l.record_receipt(key("old"), old.clone());
+    l.record_receipt(key("new"), new.clone());
+    s.store(&r, &l).await.unwrap();
+    assert_eq!(
+        s.load(&r).await.unwrap().as_ref(),
+        Some(&l),
+        "{kind}: whole"
+    );
+    // A change: one receipt recorded, one expired, with an entry, in one write.
+    let mut l2 = l.clone();
+    let d = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+    let c = l2.add_entry(d, "c").unwrap();
+    let third = receipt(&l2, c.id, 5_000);
+    l2.record_receipt(key("third"), third.clone());
+    l2.expire_receipts(2_000);
+    let mut change = Change::default();
+    change.touch(&l2, c.id);
+    change.touch_receipt(&l2, &key("third"));
+    change.touch_receipt(&l2, &key("old"));
+    let results = s
+        .store_batch(&[ListWrite {
+            name: r.clone(),
+            list: l2.clone(),
+            change: Some(change),
+        }])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{kind}: {results:?}");
+    let back = s.load(&r).await.unwrap().unwrap();
+    assert_eq!(back, l2, "{kind}: change");
+    assert!(
+        back.receipt(&key("old")).is_none(),
+        "{kind}: expired receipt gone"
+    );
+    assert_eq!(back.receipt(&key("third")), Some(&third), "{kind}");
+    // Purged by age: backends with a receipts table drop them now; the others keep
+    // them in the list's document until its next write (documented).
+    let purged = s.purge_receipts(6_000).await.unwrap();
+    let back = s.load(&r).await.unwrap().unwrap();
+    if matches!(kind, "sqlite" | "postgres") {
+        assert_eq!(purged, 1, "{kind}: the receipt of 5 000 ms");
+        assert!(back.receipt(&key("third")).is_none(), "{kind}");
+        assert_eq!(
+            back.receipt(&key("new")),
+            Some(&new),
+            "{kind}: younger kept"
+        );
+        assert_eq!(back.len(), 3, "{kind}: entries untouched");
+    } else {
+        assert_eq!((purged, back), (0, l2.clone()), "{kind}");
+    }
+    // A deleted list takes its receipts with it.
+    assert!(s.delete_list(&r).await.unwrap());
+    s.store(&r, &list_with(&["again"])).await.unwrap();
+    let back = s.load(&r).await.unwrap().unwrap();
+    assert_eq!(
+        back.receipts().count(),
+        0,
+        "{kind}: no receipt of the old list"
+    );
 }
 
 #[tokio::test]

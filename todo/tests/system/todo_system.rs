@@ -45,6 +45,7 @@ fn done(o: WriteOutcome) -> sluicegate_todo::domain::Entry {
     match o {
         WriteOutcome::Done(e) => e,
         WriteOutcome::Accepted => panic!("expected an applied write, got Accepted"),
+        WriteOutcome::Replayed(e) => panic!("a write without a key was replayed: {e:?}"),
     }
 }
 
@@ -753,10 +754,7 @@ async fn shutdown_under_load_keeps_every_acknowledged_write(backend: BackendKind
                         count.fetch_add(1, Ordering::SeqCst);
                     }
                     // Once shutdown begins, requests are refused, nothing else.
-                    Err(TodoSystemError::Unavailable(msg)) => {
-                        assert!(msg.contains("shut down"), "{msg}");
-                        break;
-                    }
+                    Err(TodoSystemError::ShuttingDown) => break,
                     Err(e) => panic!("{e:?}"),
                 }
             }
@@ -776,11 +774,11 @@ async fn shutdown_under_load_keeps_every_acknowledged_write(backend: BackendKind
     assert!(matches!(
         sys.add_entry(&lists[0], day(6), "late", Some(AckMode::Applied))
             .await,
-        Err(TodoSystemError::Unavailable(_))
+        Err(TodoSystemError::ShuttingDown)
     ));
     assert!(matches!(
         sys.entries(&lists[0], None).await,
-        Err(TodoSystemError::Unavailable(_))
+        Err(TodoSystemError::ShuttingDown)
     ));
     drop(sys);
     let sys = start(backend, dir.path()).await;
@@ -883,7 +881,7 @@ async fn a_list_that_keeps_crashing_is_given_up_then_started_afresh(backend: Bac
     let mut escalated = false;
     for _ in 0..20 {
         match sys.inject_panic(&l).await {
-            Ok(()) | Err(TodoSystemError::Unavailable(_)) => {}
+            Ok(()) | Err(TodoSystemError::Stopped | TodoSystemError::NotStarted(_)) => {}
             Err(e) => panic!("{e:?}"),
         }
         while let Ok(ev) = events.try_recv() {
@@ -1159,6 +1157,7 @@ mod model {
         match r? {
             WriteOutcome::Done(e) => Ok((e.id, e.date, e.title, e.done)),
             WriteOutcome::Accepted => panic!("Accepted under an applied or durable ack"),
+            WriteOutcome::Replayed(e) => panic!("a write without a key was replayed: {e:?}"),
         }
     }
 
@@ -1295,11 +1294,11 @@ async fn the_live_list_cap_refuses_a_new_list_until_one_idles_out() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     sys.add_entry(&b, day(10), "b", None).await.unwrap();
     match sys.entries(&c, None).await {
-        Err(TodoSystemError::Unavailable(msg)) => {
-            assert!(
-                msg.contains("too many live servers") && msg.contains('2'),
-                "{msg}"
-            )
+        Err(TodoSystemError::NotStarted(e)) => {
+            assert_eq!(
+                e,
+                sluicegate::runtime::StartError::TooManyServers { cap: 2 }
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -275,6 +275,7 @@ impl ClusterStore for PostgresStorage {
              RETURNING fence");
         let current = self.q("SELECT fence FROM {s}.fences WHERE list = $1");
         let load = self.sql.load.clone();
+        let load_receipts = self.sql.load_receipts.clone();
         let list = name.as_str().to_string();
         let e = epoch_to_db(epoch).map_err(|f| error(Some(name), &f))?;
         let rows = self
@@ -288,8 +289,12 @@ impl ClusterStore for PostgresStorage {
                     }
                     let stmt = tx.prepare_cached(&load).await?;
                     let rows = tx.query(&stmt, &[&list]).await?;
+                    // The old owner's receipts come with its entries: a repeat of a
+                    // write it committed is answered here from its receipt.
+                    let stmt = tx.prepare_cached(&load_receipts).await?;
+                    let receipts = tx.query(&stmt, &[&list]).await?;
                     tx.commit().await?;
-                    Ok(rows)
+                    Ok((rows, receipts))
                 })
             })
             .await?;

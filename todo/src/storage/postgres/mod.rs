@@ -15,10 +15,15 @@
 //! CREATE TABLE sluicegate.lists   (name text PRIMARY KEY, next_id bigint NOT NULL);
 //! CREATE TABLE sluicegate.entries (list text NOT NULL REFERENCES sluicegate.lists ON DELETE CASCADE,
 //!                                  id bigint NOT NULL, date date NOT NULL, title text NOT NULL,
-//!                                  PRIMARY KEY (list, id));
+//!                                  done boolean NOT NULL DEFAULT false, PRIMARY KEY (list, id));
+//! CREATE TABLE sluicegate.receipts (list text NOT NULL REFERENCES sluicegate.lists ON DELETE CASCADE,
+//!                                  key text NOT NULL, request text NOT NULL, entry text NOT NULL,
+//!                                  at_ms bigint NOT NULL, PRIMARY KEY (list, key));
 //! ```
 //!
-//! One `lists` row per list holds its id counter. A cluster node's stores are fenced:
+//! One `lists` row per list holds its id counter; `receipts` holds the receipts of
+//! keyed writes (see `crate::domain::receipt`), written in the same transaction as
+//! the entries they describe and read with them in one snapshot. A cluster node's stores are fenced:
 //! the transaction first share-locks each list's row in `fences` where it still
 //! equals the store's epoch, and a list whose fence moved fails before anything is
 //! written (the cluster's tables and statements are in the `cluster` submodule,
@@ -53,7 +58,7 @@ mod fail;
 mod sql;
 
 use fail::{error, Fail, Failure};
-use sql::{db_id, EntryColumns, Sql};
+use sql::{db_id, EntryColumns, ReceiptColumns, Sql};
 
 /// Settings of the PostgreSQL backend besides its URL.
 #[derive(Clone, Debug)]
@@ -175,11 +180,11 @@ impl PostgresStorage {
         }
     }
 
-    /// The list in the rows of the `load` query (none: never stored).
+    /// The list in the rows of the `load` and `load_receipts` queries (none: never stored).
     fn list_from_rows(
         &self,
         name: &ListName,
-        rows: &[tokio_postgres::Row],
+        (rows, receipts): &(Vec<tokio_postgres::Row>, Vec<tokio_postgres::Row>),
     ) -> Result<Option<TodoList>, StorageError> {
         let corrupt = |detail: String| StorageError::Corrupt {
             list: name.clone(),
@@ -197,8 +202,13 @@ impl PostgresStorage {
                 entries.push(e);
             }
         }
+        let receipts = receipts
+            .iter()
+            .map(ReceiptColumns::from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)?;
         TodoList::from_parts(next_id, entries)
-            .map(Some)
+            .map(|l| Some(l.with_receipts(receipts)))
             .map_err(corrupt)
     }
 
@@ -249,13 +259,31 @@ impl PostgresStorage {
             .map(|_| ())
     }
 
-    async fn load_rows(&self, name: &ListName) -> Result<Vec<tokio_postgres::Row>, Fail> {
+    /// The list's rows and its receipts' rows, read in one snapshot.
+    async fn load_rows(
+        &self,
+        name: &ListName,
+    ) -> Result<(Vec<tokio_postgres::Row>, Vec<tokio_postgres::Row>), Fail> {
         let deadline = Instant::now() + self.options.timeout;
-        let client = self.client(deadline).await?;
-        let sql = &self.sql.load;
+        let mut client = self.client(deadline).await?;
+        let sql = &self.sql;
         let op = async {
-            let stmt = client.prepare_cached(sql).await?;
-            client.query(&stmt, &[&name.as_str()]).await
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let stmt = tx.prepare_cached(&sql.load).await?;
+            let rows = tx.query(&stmt, &[&name.as_str()]).await?;
+            let receipts = if rows.is_empty() {
+                Vec::new()
+            } else {
+                let stmt = tx.prepare_cached(&sql.load_receipts).await?;
+                tx.query(&stmt, &[&name.as_str()]).await?
+            };
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>((rows, receipts))
         };
         let r = tokio::time::timeout_at(deadline, op).await;
         match r {
@@ -462,6 +490,8 @@ async fn write_round(
     // Entries to write are borrowed from these snapshots.
     let mut snapshots: Vec<(&str, Vec<Entry>)> = Vec::new();
     let mut changed: Vec<(&str, &Entry)> = Vec::new();
+    let mut receipts = ReceiptColumns::default();
+    let (mut gone_receipt_list, mut gone_receipt_key) = (Vec::new(), Vec::new());
     for w in round {
         let name = w.name.as_str();
         names.push(name);
@@ -477,10 +507,22 @@ async fn write_round(
                         }
                     }
                 }
+                for (key, receipt) in &change.receipts {
+                    match receipt {
+                        Some(r) => receipts.push(name, key, r),
+                        None => {
+                            gone_receipt_list.push(name);
+                            gone_receipt_key.push(key.as_str());
+                        }
+                    }
+                }
             }
             _ => {
                 whole.push(name);
                 snapshots.push((name, w.list.all_entries()));
+                for (key, r) in w.list.receipts() {
+                    receipts.push(name, key, r);
+                }
             }
         }
     }
@@ -499,6 +541,17 @@ async fn write_round(
     if !whole.is_empty() {
         let stmt = tx.prepare_cached(&sql.delete_all_entries).await?;
         tx.execute(&stmt, &[&whole]).await?;
+        let stmt = tx.prepare_cached(&sql.delete_all_receipts).await?;
+        tx.execute(&stmt, &[&whole]).await?;
+    }
+    if !gone_receipt_list.is_empty() {
+        let stmt = tx.prepare_cached(&sql.delete_receipts).await?;
+        tx.execute(&stmt, &[&gone_receipt_list, &gone_receipt_key])
+            .await?;
+    }
+    if !receipts.is_empty() {
+        let stmt = tx.prepare_cached(&sql.upsert_receipts).await?;
+        tx.execute(&stmt, &receipts.params()).await?;
     }
     if !gone_list.is_empty() {
         let stmt = tx.prepare_cached(&sql.delete_entries).await?;
@@ -555,6 +608,24 @@ impl Storage for PostgresStorage {
         };
         match tokio::time::timeout_at(deadline, op).await {
             Ok(r) => Ok(r.map_err(|e| fail(Fail::from(e)))? > 0),
+            Err(_) => {
+                drop(Object::take(client));
+                Err(fail(self.timed_out()))
+            }
+        }
+    }
+
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let deadline = Instant::now() + self.options.timeout;
+        let fail = |f: Fail| error(None, &f);
+        let client = self.client(deadline).await.map_err(fail)?;
+        let sql = &self.sql.purge_receipts;
+        let op = async {
+            let stmt = client.prepare_cached(sql).await?;
+            client.execute(&stmt, &[&before_ms]).await
+        };
+        match tokio::time::timeout_at(deadline, op).await {
+            Ok(r) => r.map_err(|e| fail(Fail::from(e))),
             Err(_) => {
                 drop(Object::take(client));
                 Err(fail(self.timed_out()))

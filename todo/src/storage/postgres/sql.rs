@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 
 use super::cluster;
-use crate::domain::Entry;
+use crate::domain::{Entry, IdempotencyKey, Receipt};
 
 /// The SQL text of every statement, qualified with the schema.
 pub(super) struct Sql {
@@ -20,6 +20,11 @@ pub(super) struct Sql {
     pub(super) delete_list: String,
     pub(super) check_fences: String,
     pub(super) fences_of: String,
+    pub(super) load_receipts: String,
+    pub(super) upsert_receipts: String,
+    pub(super) delete_receipts: String,
+    pub(super) delete_all_receipts: String,
+    pub(super) purge_receipts: String,
 }
 
 impl Sql {
@@ -34,6 +39,12 @@ impl Sql {
                      {},
                      PRIMARY KEY (list, id));
                  ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
+                 CREATE TABLE IF NOT EXISTS {s}.receipts (
+                     list text NOT NULL REFERENCES {s}.lists (name) ON DELETE CASCADE,
+                     key text NOT NULL, request text NOT NULL, entry text NOT NULL,
+                     at_ms bigint NOT NULL,
+                     PRIMARY KEY (list, key));
+                 CREATE INDEX IF NOT EXISTS receipts_at ON {s}.receipts (at_ms);
                  INSERT INTO {s}.meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING;
                  {}",
                 EntryColumns::DEFINITION,
@@ -63,6 +74,21 @@ impl Sql {
                  FOR SHARE OF f"
             ),
             fences_of: format!("SELECT list, fence FROM {s}.fences WHERE list = ANY($1)"),
+            load_receipts: format!(
+                "SELECT key, request, entry, at_ms FROM {s}.receipts WHERE list = $1"
+            ),
+            upsert_receipts: format!(
+                "INSERT INTO {s}.receipts (list, key, request, entry, at_ms)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                 ON CONFLICT (list, key) DO UPDATE
+                 SET request = excluded.request, entry = excluded.entry, at_ms = excluded.at_ms"
+            ),
+            delete_receipts: format!(
+                "DELETE FROM {s}.receipts r USING unnest($1::text[], $2::text[]) AS d(list, key)
+                 WHERE r.list = d.list AND r.key = d.key"
+            ),
+            delete_all_receipts: format!("DELETE FROM {s}.receipts WHERE list = ANY($1)"),
+            purge_receipts: format!("DELETE FROM {s}.receipts WHERE at_ms < $1"),
             upsert_entries: format!(
                 "INSERT INTO {s}.entries (list, {}) SELECT * FROM unnest($1::text[], {})
                  ON CONFLICT (list, id) DO UPDATE SET {}",
@@ -131,6 +157,59 @@ impl<'a> EntryColumns<'a> {
             title: row.try_get(at + 2).map_err(err)?,
             done: row.try_get(at + 3).map_err(err)?,
         }))
+    }
+}
+
+/// Receipts of keyed writes as one array per column of `receipts`, for `unnest`
+/// (the entry as its JSON text).
+#[derive(Default)]
+pub(super) struct ReceiptColumns<'a> {
+    pub(super) list: Vec<&'a str>,
+    pub(super) key: Vec<&'a str>,
+    pub(super) request: Vec<&'a str>,
+    pub(super) entry: Vec<String>,
+    pub(super) at_ms: Vec<i64>,
+}
+
+impl<'a> ReceiptColumns<'a> {
+    pub(super) fn push(&mut self, list: &'a str, key: &'a IdempotencyKey, r: &'a Receipt) {
+        self.list.push(list);
+        self.key.push(key.as_str());
+        self.request.push(&r.request);
+        self.entry
+            .push(serde_json::to_string(&r.entry).unwrap_or_default());
+        self.at_ms.push(r.at_ms);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
+        [
+            &self.list,
+            &self.key,
+            &self.request,
+            &self.entry,
+            &self.at_ms,
+        ]
+    }
+
+    /// A receipt from a row of `load_receipts`.
+    pub(super) fn from_row(row: &tokio_postgres::Row) -> Result<(IdempotencyKey, Receipt), String> {
+        let err = |e: tokio_postgres::Error| e.to_string();
+        let key: String = row.try_get(0).map_err(err)?;
+        let key = IdempotencyKey::new(key).map_err(|e| format!("receipt key: {e}"))?;
+        let entry: String = row.try_get(2).map_err(err)?;
+        let entry = serde_json::from_str(&entry).map_err(|e| format!("receipt {key}: {e}"))?;
+        Ok((
+            key,
+            Receipt {
+                request: row.try_get(1).map_err(err)?,
+                entry,
+                at_ms: row.try_get(3).map_err(err)?,
+            },
+        ))
     }
 }
 

@@ -1,0 +1,559 @@
+//! The lock-free fast path: a ring of plain messages beside the locked core, a gate
+//! that says which of the two holds the queue, and the receiver's atomic waker.
+//!
+//! # Two modes
+//!
+//! The gate opens only under `drop_newest` and `drop_oldest` with metrics off; every
+//! other mailbox keeps the locked core for now and has no ring at all (see
+//! [`FastPath`] for why, with figures).
+//!
+//! *Open*: every queued message is in the ring and the core's queue is empty; a send
+//! of a message without key or deadline pushes into the ring (or, full, is refused
+//! under `drop_newest`, or evicts the oldest under `drop_oldest` with
+//! `force_push`, which hands the evicted message back to be counted and given to
+//! the eviction handler), and the receiver pops from it, neither taking the lock.
+//!
+//! *Locked*: the ring is empty and the core under its lock does everything, as it
+//! always did (keys, deadlines, waiting senders, CoDel, metrics, close, a policy
+//! change). Anything the ring cannot do takes the lock and *locks the gate*: it sets
+//! the gate's locked bit, waits until no sender is inside a fast push and the
+//! receiver is not inside a fast pop, and moves what the ring holds to the core's
+//! queue, oldest first, so the order of messages never changes. The receiver opens
+//! the gate again, under the lock, once the core is empty and nothing needs it
+//! ([`Core::fast_kind`]).
+//!
+//! # Accounting
+//!
+//! The core counts what passed through it; the fast path counts deliveries,
+//! refusals and evictions in atomics, and a message in the ring is counted as sent
+//! by being there (a message moved to the core is counted as sent by the core at
+//! the move, under the lock). A [`Stats`](super::Stats) snapshot reads the fast
+//! counters before the ring's length, so it never counts a message twice: it lags
+//! by at most the operations in flight and is exact whenever none is.
+//!
+//! # Ordering
+//!
+//! A sender enters the fast path with one read-modify-write of the gate (`+2`),
+//! which is totally ordered with the locker's `fetch_or` of the locked bit: either
+//! the sender sees the bit and backs off, or the locker waits for its `-2`. The
+//! receiver, alone on its side, publishes `rx_busy` and then reads the gate, the
+//! locker sets the bit and then reads `rx_busy`, each with a `SeqCst` fence between
+//! (Dekker): at least one of them sees the other. tests/loom_mailbox.rs model-checks
+//! both hand-offs, with a locked model of the ring (the real one is
+//! `concurrent-queue`'s, checked by its own authors).
+
+use std::task::Waker;
+
+use super::core::Core;
+use super::sync::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use super::Policy;
+
+/// The gate's locked bit; the rest of the word counts senders inside a fast push, in
+/// steps of [`IN`].
+const LOCKED: usize = 1;
+const IN: usize = 2;
+
+/// What a full ring does with a newcomer (set when the gate opens).
+pub(crate) const KIND_GROW: u8 = 0;
+pub(crate) const KIND_REFUSE: u8 = 1;
+pub(crate) const KIND_EVICT: u8 = 2;
+pub(crate) const KIND_WAIT: u8 = 3;
+
+/// How a fast send ended.
+pub(crate) enum FastSend<T> {
+    /// Queued; `Some` is the oldest message, evicted to make room (`drop_oldest`),
+    /// already counted.
+    Accepted(Option<T>),
+    /// Full under `drop_newest`: refused, already counted as rejected.
+    Rejected(T),
+    /// The gate is locked: the core decides.
+    Locked(T),
+    /// Full under a policy that makes the sender wait: the core decides, after the
+    /// gate is locked.
+    Full(T),
+}
+
+/// How a fast receive ended.
+pub(crate) enum FastRecv<T> {
+    Got(T),
+    /// The gate is open and the ring empty.
+    Empty,
+    /// The gate is locked: the core has the queue.
+    Locked,
+}
+
+/// The fast path's shared state. Fields are grouped by who writes
+/// them, each group on its own cache line ([`Line`]), so a sender's writes never
+/// evict the receiver's line and back: senders write `gate`, `rejected` and
+/// `dropped_oldest`; the receiver writes `rx_busy`, `delivered` and `peak`; the
+/// lock holder writes `locked` and `kind`, rarely; `rx_parked` changes once per
+/// wait.
+struct Inner<T> {
+    senders: Line<SenderSide>,
+    receiver: Line<ReceiverSide>,
+    mode: Line<Mode>,
+    /// The receiver has registered its waker and waits (set by the receiver, cleared
+    /// by the sender that wakes it), so a push that finds it false wakes nobody.
+    rx_parked: Line<AtomicBool>,
+    /// The messages, when the gate is open.
+    ring: Ring<T>,
+    /// Wakes the receiver after a fast push.
+    waker: RxWaker,
+}
+
+/// A value alone on its cache line (two lines: adjacent-line prefetch pairs them).
+#[repr(align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Written by senders.
+struct SenderSide {
+    /// [`LOCKED`] bit plus [`IN`] per sender inside a fast push. The bit changes
+    /// only under the core's lock.
+    gate: AtomicUsize,
+    /// Refused by a full ring (`drop_newest`).
+    rejected: AtomicU64,
+    /// Evicted by `force_push` (`drop_oldest`).
+    dropped_oldest: AtomicU64,
+}
+
+/// Written by the receiver only.
+struct ReceiverSide {
+    /// The receiver is inside a fast pop.
+    rx_busy: AtomicBool,
+    /// Deliveries from the ring.
+    delivered: AtomicU64,
+    /// The most messages the ring held at once, as the receiver saw it before each
+    /// pop (see [`FastPath::counts`]).
+    peak: AtomicUsize,
+}
+
+/// Written under the core's lock, when the gate opens or locks.
+struct Mode {
+    /// The gate's locked bit as readers see it (the receiver never reads the
+    /// senders' line, and a sender finds a locked gate without writing to it): set
+    /// before the gate's bit when locking, cleared after it when opening.
+    locked: AtomicBool,
+    /// What a full ring does ([`KIND_GROW`]...), written before the gate opens.
+    kind: AtomicU8,
+}
+
+/// Fast counts for a [`Stats`](super::Stats) snapshot.
+#[derive(Default)]
+pub(crate) struct FastCounts {
+    pub(crate) delivered: u64,
+    pub(crate) rejected: u64,
+    pub(crate) dropped_oldest: u64,
+    pub(crate) depth: usize,
+    pub(crate) peak: usize,
+}
+
+/// The fast path of one mailbox: `None` for a mailbox whose gate never opens, so
+/// that it carries one pointer for it and allocates nothing. A ring is made under
+/// `drop_newest` and `drop_oldest` with metrics off, where it measured faster than
+/// the locked core (docs/benchmarks.md). Not under `unbounded`: `concurrent-queue`'s
+/// unbounded queue (a list of blocks) measured 0.63x the locked core with one
+/// producer. Not yet under `block` and `coalesce`: there a full ring locks the gate
+/// and moves the whole ring into the core, and a producer that outruns its consumer
+/// did that over and over (about 0.5x the locked core); the ring waits for a hand-off
+/// of parked senders that leaves it in place.
+pub(crate) struct FastPath<T>(Option<Box<Inner<T>>>);
+
+impl<T> FastPath<T> {
+    pub(crate) fn new(policy: &Policy, metrics: bool) -> Self {
+        let usable = !metrics
+            && matches!(
+                policy,
+                Policy::DropNewest { .. } | Policy::DropOldest { .. }
+            );
+        FastPath(usable.then(|| Box::new(Inner::new(policy))))
+    }
+
+    /// Whether the gate is open (only stable under the core's lock).
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f.is_open())
+    }
+
+    /// A send of a message without key or deadline.
+    #[inline]
+    pub(crate) fn send(&self, msg: T) -> FastSend<T> {
+        match &self.0 {
+            Some(f) => f.send(msg),
+            None => FastSend::Locked(msg),
+        }
+    }
+
+    /// The receiver takes the next message from the ring, if the gate is open.
+    #[inline]
+    pub(crate) fn recv(&self) -> FastRecv<T> {
+        match &self.0 {
+            Some(f) => f.recv(),
+            None => FastRecv::Locked,
+        }
+    }
+
+    /// The receiver takes the next message from the ring under the core's lock,
+    /// with the gate open (no locker can run meanwhile).
+    pub(crate) fn recv_locked(&self) -> FastRecv<T> {
+        match &self.0 {
+            Some(f) => f.pop(),
+            None => FastRecv::Locked,
+        }
+    }
+
+    /// The receiver, under the lock with the gate open and the ring found empty:
+    /// registers its waker, then looks once more (a push in between has woken it or
+    /// is seen here).
+    pub(crate) fn register_and_recv(&self, waker: &Waker) -> FastRecv<T> {
+        match &self.0 {
+            Some(f) => {
+                f.register(waker);
+                f.pop()
+            }
+            None => FastRecv::Locked,
+        }
+    }
+
+    /// Locks the gate (under the core's lock): see [`Inner::lock`].
+    pub(crate) fn lock(&self, core: &mut Core<T>) {
+        if let Some(f) = &self.0 {
+            f.lock(core);
+        }
+    }
+
+    /// Opens the gate (under the core's lock): see [`Inner::open`].
+    pub(crate) fn open(&self, core: &Core<T>) {
+        if let Some(f) = &self.0 {
+            f.open(core);
+        }
+    }
+
+    /// Messages in the ring now.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |f| f.ring.len())
+    }
+
+    /// The fast path's counts (see [`Inner::counts`]).
+    pub(crate) fn counts(&self) -> FastCounts {
+        self.0.as_ref().map(|f| f.counts()).unwrap_or_default()
+    }
+}
+
+impl<T> Inner<T> {
+    /// The fast path for a mailbox built with `policy`, gate locked until
+    /// [`open`](Self::open), with a ring of the policy's capacity (unbounded for
+    /// `unbounded`).
+    fn new(policy: &Policy) -> Self {
+        Inner {
+            senders: Line(SenderSide {
+                gate: AtomicUsize::new(LOCKED),
+                rejected: AtomicU64::new(0),
+                dropped_oldest: AtomicU64::new(0),
+            }),
+            receiver: Line(ReceiverSide {
+                rx_busy: AtomicBool::new(false),
+                delivered: AtomicU64::new(0),
+                peak: AtomicUsize::new(0),
+            }),
+            mode: Line(Mode {
+                locked: AtomicBool::new(true),
+                kind: AtomicU8::new(KIND_GROW),
+            }),
+            rx_parked: Line(AtomicBool::new(false)),
+            ring: Ring::new(policy.capacity()),
+            waker: RxWaker::default(),
+        }
+    }
+
+    /// Whether the gate is open (only stable under the core's lock).
+    pub(crate) fn is_open(&self) -> bool {
+        self.senders.gate.load(Ordering::Acquire) & LOCKED == 0
+    }
+
+    /// A send of a message without key or deadline.
+    #[inline]
+    pub(crate) fn send(&self, msg: T) -> FastSend<T> {
+        if self.mode.locked.load(Ordering::Relaxed) {
+            return FastSend::Locked(msg);
+        }
+        let prev = self.senders.gate.fetch_add(IN, Ordering::Acquire);
+        if prev & LOCKED != 0 {
+            self.senders.gate.fetch_sub(IN, Ordering::Release);
+            return FastSend::Locked(msg);
+        }
+        let out = match self.mode.kind.load(Ordering::Relaxed) {
+            KIND_EVICT => {
+                let evicted = self.ring.force_push(msg);
+                if evicted.is_some() {
+                    self.senders.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+                }
+                FastSend::Accepted(evicted)
+            }
+            kind => match self.ring.push(msg) {
+                Ok(()) => FastSend::Accepted(None),
+                Err(msg) if kind == KIND_REFUSE => {
+                    self.senders.rejected.fetch_add(1, Ordering::Relaxed);
+                    FastSend::Rejected(msg)
+                }
+                Err(msg) => FastSend::Full(msg),
+            },
+        };
+        self.senders.gate.fetch_sub(IN, Ordering::Release);
+        if matches!(out, FastSend::Accepted(_)) {
+            // Dekker with `register_and_recv`: the push, then a fence, then the flag;
+            // the receiver sets the flag, a fence, then looks at the ring.
+            fence(Ordering::SeqCst);
+            if self.rx_parked.load(Ordering::Relaxed)
+                && self.rx_parked.swap(false, Ordering::AcqRel)
+            {
+                self.waker.wake();
+            }
+        }
+        out
+    }
+
+    /// The receiver takes the next message from the ring, if the gate is open.
+    #[inline]
+    pub(crate) fn recv(&self) -> FastRecv<T> {
+        if self.mode.locked.load(Ordering::Relaxed) {
+            return FastRecv::Locked;
+        }
+        self.receiver.rx_busy.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.mode.locked.load(Ordering::Relaxed) {
+            self.receiver.rx_busy.store(false, Ordering::Release);
+            return FastRecv::Locked;
+        }
+        let out = self.pop();
+        self.receiver.rx_busy.store(false, Ordering::Release);
+        out
+    }
+
+    /// Pops and counts a delivery (the receiver, with the gate open).
+    fn pop(&self) -> FastRecv<T> {
+        let depth = self.ring.len();
+        match self.ring.pop() {
+            Some(msg) => {
+                if depth > self.receiver.peak.load(Ordering::Relaxed) {
+                    self.receiver.peak.store(depth, Ordering::Relaxed);
+                }
+                let n = self.receiver.delivered.load(Ordering::Relaxed);
+                self.receiver.delivered.store(n + 1, Ordering::Relaxed);
+                FastRecv::Got(msg)
+            }
+            None => FastRecv::Empty,
+        }
+    }
+
+    /// Registers the receiver's waker for the next fast push (under the lock).
+    fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+        self.rx_parked.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Locks the gate (under the core's lock): waits for fast pushes and the fast pop
+    /// in progress, then moves what the ring holds into the core, oldest first.
+    pub(crate) fn lock(&self, core: &mut Core<T>) {
+        if self.senders.gate.load(Ordering::Relaxed) & LOCKED != 0 {
+            return;
+        }
+        self.mode.locked.store(true, Ordering::Relaxed);
+        self.senders.gate.fetch_or(LOCKED, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let mut spins = 0u32;
+        while self.senders.gate.load(Ordering::Acquire) != LOCKED
+            || self.receiver.rx_busy.load(Ordering::Acquire)
+        {
+            super::sync::backoff(&mut spins);
+        }
+        while let Some(msg) = self.ring.pop() {
+            core.adopt(msg);
+        }
+    }
+
+    /// Opens the gate (under the core's lock) when the core is empty and nothing
+    /// needs it ([`Core::fast_kind`]) and the ring fits the policy in force.
+    pub(crate) fn open(&self, core: &Core<T>) {
+        if self.senders.gate.load(Ordering::Relaxed) & LOCKED == 0 {
+            return;
+        }
+        let Some(kind) = core.fast_kind(self.ring.capacity()) else {
+            return;
+        };
+        debug_assert!(self.ring.is_empty(), "ring holds messages while locked");
+        self.mode.kind.store(kind, Ordering::Relaxed);
+        self.senders.gate.fetch_and(!LOCKED, Ordering::Release);
+        self.mode.locked.store(false, Ordering::Release);
+    }
+
+    /// The fast path's counts, read before the ring's length (so a message is never
+    /// counted both as delivered and as queued).
+    pub(crate) fn counts(&self) -> FastCounts {
+        let delivered = self.receiver.delivered.load(Ordering::Acquire);
+        let rejected = self.senders.rejected.load(Ordering::Acquire);
+        let dropped_oldest = self.senders.dropped_oldest.load(Ordering::Acquire);
+        fence(Ordering::SeqCst);
+        let depth = self.ring.len();
+        FastCounts {
+            delivered,
+            rejected,
+            dropped_oldest,
+            depth,
+            peak: self.receiver.peak.load(Ordering::Relaxed).max(depth),
+        }
+    }
+}
+
+/// The ring: `concurrent-queue`'s bounded (Vyukov) or unbounded queue; under loom, a
+/// locked model of it with the same contract.
+#[cfg(not(sluicegate_loom))]
+struct Ring<T> {
+    queue: concurrent_queue::ConcurrentQueue<T>,
+}
+
+#[cfg(not(sluicegate_loom))]
+impl<T> Ring<T> {
+    /// A ring of `capacity` (`None`: unbounded).
+    fn new(capacity: Option<usize>) -> Self {
+        Ring {
+            queue: match capacity {
+                Some(cap) => concurrent_queue::ConcurrentQueue::bounded(cap),
+                None => concurrent_queue::ConcurrentQueue::unbounded(),
+            },
+        }
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.queue.capacity()
+    }
+
+    #[inline]
+    fn push(&self, msg: T) -> Result<(), T> {
+        self.queue.push(msg).map_err(|e| e.into_inner())
+    }
+
+    #[inline]
+    fn force_push(&self, msg: T) -> Option<T> {
+        // The queue is never closed, so `force_push` never fails.
+        self.queue
+            .force_push(msg)
+            .unwrap_or_else(|e| Some(e.into_inner()))
+    }
+
+    #[inline]
+    fn pop(&self) -> Option<T> {
+        self.queue.pop().ok()
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(sluicegate_loom)]
+struct Ring<T> {
+    queue: super::sync::Mutex<std::collections::VecDeque<T>>,
+    capacity: Option<usize>,
+}
+
+#[cfg(sluicegate_loom)]
+impl<T> Ring<T> {
+    fn new(capacity: Option<usize>) -> Self {
+        Ring {
+            queue: super::sync::Mutex::new(std::collections::VecDeque::new()),
+            capacity,
+        }
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
+    fn push(&self, msg: T) -> Result<(), T> {
+        let mut q = self.queue.lock();
+        if self.capacity.is_some_and(|c| q.len() >= c) {
+            return Err(msg);
+        }
+        q.push_back(msg);
+        Ok(())
+    }
+
+    fn force_push(&self, msg: T) -> Option<T> {
+        let mut q = self.queue.lock();
+        let evicted = match self.capacity {
+            Some(c) if q.len() >= c => q.pop_front(),
+            _ => None,
+        };
+        q.push_back(msg);
+        evicted
+    }
+
+    fn pop(&self) -> Option<T> {
+        self.queue.lock().pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.queue.lock().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.lock().is_empty()
+    }
+}
+
+/// The receiver's waker for fast pushes: `futures`' `AtomicWaker` (no lock; a push
+/// that finds nobody registered costs one read-modify-write); under loom, a locked
+/// model of it.
+#[cfg(not(sluicegate_loom))]
+#[derive(Default)]
+struct RxWaker(futures_util::task::AtomicWaker);
+
+#[cfg(not(sluicegate_loom))]
+impl RxWaker {
+    fn register(&self, waker: &Waker) {
+        self.0.register(waker);
+    }
+
+    #[inline]
+    fn wake(&self) {
+        self.0.wake();
+    }
+}
+
+#[cfg(sluicegate_loom)]
+#[derive(Default)]
+struct RxWaker(super::sync::Mutex<Option<Waker>>);
+
+#[cfg(sluicegate_loom)]
+impl Default for super::sync::Mutex<Option<Waker>> {
+    fn default() -> Self {
+        super::sync::Mutex::new(None)
+    }
+}
+
+#[cfg(sluicegate_loom)]
+impl RxWaker {
+    fn register(&self, waker: &Waker) {
+        *self.0.lock() = Some(waker.clone());
+    }
+
+    fn wake(&self) {
+        let w = self.0.lock().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
