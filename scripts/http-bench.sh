@@ -5,6 +5,9 @@
 # GET (a ten-entry list), the two servers interleaved, ROUNDS rounds (default 3).
 # Prints one line per wrk run, then per case the median requests/s of each side and
 # the ratio sluicegate / bare, and the non-2xx answers seen (any fail the case).
+# With BASE_BIN set (another build's `sluicegate`, e.g. from a `git worktree` of an
+# older commit), that build runs as a third side, interleaved with the other two,
+# and its ratio to bare and this build's ratio to it are printed too.
 #
 #   apt-get install wrk        # Debian's package
 #   scripts/http-bench.sh [ROUNDS] [SECONDS]
@@ -22,6 +25,9 @@ BARE=$TARGET/release/examples/bare_axum
 TMP=$(mktemp -d)
 SG_PORT=${SG_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18181}
+BASE_PORT=${BASE_PORT:-18183}
+SIDES="bare sluicegate"
+[ -n "${BASE_BIN:-}" ] && SIDES="bare sluicegate base"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -33,20 +39,32 @@ RUST_LOG=warn "$BIN" serve >"$TMP/sg.out" --data-dir "$TMP/data" --listen "127.0
 pids+=($!)
 "$BARE" "127.0.0.1:$BARE_PORT" 2>"$TMP/bare.log" &
 pids+=($!)
-for url in "http://127.0.0.1:$SG_PORT/healthz" "http://127.0.0.1:$BARE_PORT/lists/x/entries"; do
+urls=("http://127.0.0.1:$SG_PORT/healthz" "http://127.0.0.1:$BARE_PORT/lists/x/entries")
+if [ -n "${BASE_BIN:-}" ]; then
+    RUST_LOG=warn "$BASE_BIN" serve >"$TMP/base.out" --data-dir "$TMP/base-data" \
+        --listen "127.0.0.1:$BASE_PORT" 2>"$TMP/base.log" &
+    pids+=($!)
+    urls+=("http://127.0.0.1:$BASE_PORT/healthz")
+fi
+for url in "${urls[@]}"; do
     for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
     curl -sf -o /dev/null "$url" || { echo "http-bench: $url does not answer" >&2; cat "$TMP"/*.log >&2; exit 1; }
 done
 # The read lists: read-0 .. read-99, ten entries each, durable before the clock starts.
-for l in $(seq 0 99); do for i in $(seq 10); do echo "$l"; done; done |
-    xargs -P 16 -I{} curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
-        -d '{"date":"2026-12-02","title":"Dentist"}' \
-        "http://127.0.0.1:$SG_PORT/lists/read-{}/entries?ack=durable" ||
-    { echo "http-bench: writing the read lists failed" >&2; exit 1; }
+ports=("$SG_PORT")
+[ -n "${BASE_BIN:-}" ] && ports+=("$BASE_PORT")
+for port in "${ports[@]}"; do
+    for l in $(seq 0 99); do for i in $(seq 10); do echo "$l"; done; done |
+        xargs -P 16 -I{} curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
+            -d '{"date":"2026-12-02","title":"Dentist"}' \
+            "http://127.0.0.1:$port/lists/read-{}/entries?ack=durable" ||
+        { echo "http-bench: writing the read lists failed" >&2; exit 1; }
+done
 
 run() { # side case round
     local port=$SG_PORT script=post.lua query=""
     [ "$1" = bare ] && port=$BARE_PORT
+    [ "$1" = base ] && port=$BASE_PORT
     case "$2" in
         get) script=get.lua ;;
         post_durable) query="?ack=durable" ;;
@@ -63,7 +81,7 @@ run() { # side case round
 for round in $(seq "$ROUNDS"); do
     for case in post post_durable get; do
         # Alternate which side goes first, so drift in the machine's load hits both.
-        if [ $((round % 2)) = 1 ]; then order="bare sluicegate"; else order="sluicegate bare"; fi
+        if [ $((round % 2)) = 1 ]; then order=$SIDES; else order=$(tr ' ' '\n' <<<"$SIDES" | tac | tr '\n' ' '); fi
         for side in $order; do run "$side" "$case" "$round"; done
     done
 done | tee "$TMP/runs.jsonl"
@@ -80,5 +98,12 @@ for case in ["post", "post_durable", "get"]:
     bad |= non2xx > 0
     mb, mg = statistics.median(r["requests_s"] for r in b), statistics.median(r["requests_s"] for r in g)
     print(f"{case:<14}{mb:>12.0f}{mg:>12.0f}{statistics.median(per_round):>8.2f}  {non2xx:>7}  {' '.join(f'{x:.2f}' for x in per_round)}")
+    base = side("base")
+    if base:
+        rounds = lambda rs: sorted(rs, key=lambda r: r["round"])
+        to_bare = [x["requests_s"] / y["requests_s"] for x, y in zip(rounds(base), rounds(b))]
+        to_base = [x["requests_s"] / y["requests_s"] for x, y in zip(rounds(g), rounds(base))]
+        mbase = statistics.median(r["requests_s"] for r in base)
+        print(f"{'  base build':<14}{'':>12}{mbase:>12.0f}{statistics.median(to_bare):>8.2f}  this build x base: {statistics.median(to_base):.2f} ({' '.join(f'{x:.2f}' for x in to_base)})")
 sys.exit(1 if bad else 0)
 PY

@@ -333,6 +333,25 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        let l = &self.limit;
+        if l.min == 0 || l.min > l.initial || l.initial > l.max {
+            return Err(invalid(
+                "limit",
+                format!(
+                    "min = {}, initial = {}, max = {} is not allowed; expected 1 <= min <= initial <= max",
+                    l.min, l.initial, l.max
+                ),
+            ));
+        }
+        if l.tolerance_percent < 100 {
+            return Err(invalid(
+                "limit.tolerance_percent",
+                format!(
+                    "{} is out of range; expected 100 or more (latency may grow to this many percent of its average)",
+                    l.tolerance_percent
+                ),
+            ));
+        }
         match (self.storage.backend, &self.storage.url) {
             (BackendKind::Postgres, None) => {
                 return Err(invalid(

@@ -9,6 +9,11 @@
 //! giving up): a list with no cell is read through its server, which loads it as
 //! before. Cells are keyed by the server's epoch, so a stopping server can never
 //! remove the cell of the server that replaced it.
+//!
+//! Reads through a cell are not messages, so they do not keep a server from its
+//! idle stop: a list only read is loaded again once per `system.idle_timeout`.
+//! Writes with ack `none` are applied in order but not waited for, so a read right
+//! after one may not see it yet.
 
 use std::sync::Arc;
 

@@ -495,3 +495,31 @@ fn the_cluster_example_loads_and_needs_only_a_node_id() {
     assert_eq!(cluster.shards, 256);
     assert!(cluster.terms().is_ok());
 }
+
+#[test]
+fn the_concurrency_limit_is_on_by_default_and_a_file_may_set_part_of_it() {
+    let c = Config::from_toml_str("").unwrap();
+    assert!(c.limit.enabled);
+    let c = Config::from_toml_str("[limit]\nmax = 512").unwrap();
+    assert_eq!(c.limit.max, 512);
+    assert_eq!(c.limit.min, Config::builtin().limit.min);
+    let c = Config::from_toml_str("[limit]\nenabled = false").unwrap();
+    assert!(!c.limit.enabled);
+}
+
+#[test]
+fn concurrency_limit_bounds_out_of_order_are_refused() {
+    names(
+        &refused("[limit]\nmin = 100\ninitial = 10"),
+        &["limit", "min = 100", "1 <= min <= initial <= max"],
+    );
+    names(&refused("[limit]\nmin = 0"), &["limit", "min = 0"]);
+    names(
+        &refused("[limit]\ntolerance_percent = 50"),
+        &["limit.tolerance_percent", "50", "100 or more"],
+    );
+    names(
+        &refused("[limit]\nsize = 3"),
+        &["limit", "size", "unknown key"],
+    );
+}
