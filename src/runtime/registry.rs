@@ -250,15 +250,34 @@ where
 
     /// Stops the name's live server (after it handles what is queued, when `drain`)
     /// and takes it out of the registry before returning, so the name's next lookup
-    /// starts a fresh server. `false` when no server of that name was live.
+    /// starts a fresh server. From the moment it is called, a call or cast to the
+    /// name waits for the stop and goes to the fresh server (a message sent before
+    /// is handled by the old one when `drain`). `false` when no server of that name
+    /// was live.
     ///
     /// The server's own exit hook would remove it too, but it runs after `stop`
     /// returns; removing it here, by id, makes the order certain. The hook then finds
     /// another id (or nothing) and leaves the entry alone.
     pub async fn stop(&self, name: &K, drain: bool) -> bool {
-        let live = match self.lock().get(name) {
-            Some(Entry::Live { id, server }) => Some((*id, server.clone())),
-            _ => None,
+        // Marked stopping at once: a call or cast from now on waits for this server
+        // to stop and then goes to a successor, instead of reaching a closed mailbox.
+        let live = {
+            let mut entries = self.lock();
+            match entries.remove(name) {
+                Some(Entry::Live { id, server }) => {
+                    let stopping = Entry::Stopping {
+                        id,
+                        server: server.clone(),
+                    };
+                    entries.insert(name.clone(), stopping);
+                    Some((id, server))
+                }
+                Some(other) => {
+                    entries.insert(name.clone(), other);
+                    None
+                }
+                None => None,
+            }
         };
         let Some((id, server)) = live else {
             return false;

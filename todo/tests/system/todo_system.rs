@@ -573,7 +573,16 @@ async fn ack_modes_behave_as_documented(backend: BackendKind) {
             .is_some_and(|s| s.stats().delivered >= 5)
     })
     .await;
-    assert_eq!(sys.entries(&l, None).await.unwrap().len(), 3);
+    // Delivered is not yet applied: the read sees it once the server applied it.
+    let mut applied = 0;
+    for _ in 0..1000 {
+        applied = sys.entries(&l, None).await.unwrap().len();
+        if applied == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(applied, 3);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!durable.is_finished(), "durable answered before the store");
     // ...and answered once stored: then the backend has every write up to it.
