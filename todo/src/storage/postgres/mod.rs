@@ -136,6 +136,17 @@ impl PostgresStorage {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
+        // A transaction is never idle longer than an operation may take: past that,
+        // PostgreSQL ends it and frees its row locks. Without this, a node frozen
+        // (SIGSTOP, a VM pause) in the middle of a commit would hold its lists' rows,
+        // and the activation of the node taking its shards over would wait on them
+        // for as long as the freeze lasts.
+        let idle = options.timeout.as_millis().max(100);
+        let server_options = format!(
+            "{} -c idle_in_transaction_session_timeout={idle}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(server_options.trim());
         let manager = Manager::from_config(
             config,
             NoTls,
