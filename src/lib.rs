@@ -23,9 +23,15 @@
 //! wait, or merge the newcomer into a queued message with the same key. Refused
 //! messages are handed back inside the error ([`SendError`](mailbox::SendError),
 //! [`TrySendError`](mailbox::TrySendError)), so the sender decides what to do with
-//! them; accepted messages that leave the queue without being delivered go to the
-//! eviction handler ([`Builder::on_evict`](mailbox::Builder::on_evict)), so an actor
-//! can answer a dropped request's caller at once.
+//! them; every other message that leaves without being delivered (dropped as oldest,
+//! shed, expired, replaced by a newer one with its key, still queued when the
+//! receiver goes) is a *dead letter*: it goes, exactly once, with its reason, key and
+//! deadline, to the handler set with
+//! [`Builder::dead_letters`](mailbox::Builder::dead_letters) (a
+//! [`DeadLetter`](mailbox::DeadLetter) lists which outcomes are dead letters), so an
+//! actor can answer a dropped request's caller at once;
+//! [`Builder::log_dead_letters`](mailbox::Builder::log_dead_letters) logs them at a
+//! limited rate. With neither set, a dead letter is dropped where it is discarded.
 //!
 //! A message sent with [`Meta`](mailbox::Meta) may carry a deadline (a message still
 //! queued when it passes is never delivered) and a coalescing [`Key`](mailbox::Key).

@@ -36,9 +36,12 @@
 //! When full, the policy decides (see [`Policy`]). Before it does, messages whose
 //! deadline has passed are purged, since they would never be delivered anyway.
 //! At dequeue, expired messages are skipped and CoDel may shed from the head.
-//! Every message that leaves the queue without being delivered is given to the
-//! eviction handler ([`Builder::on_evict`]) outside the lock, so an actor runtime can
-//! answer a dropped call's caller at once.
+//! Every message that leaves the mailbox without being delivered or handed back to
+//! its sender is a *dead letter*: it goes, with its reason and metadata, to the
+//! handler set with [`Builder::dead_letters`] (or [`Builder::on_evict`]) outside the
+//! lock, so an actor runtime can answer a dropped call's caller at once, and may be
+//! logged at a limited rate ([`Builder::log_dead_letters`]). Which outcomes make
+//! dead letters: [`DeadLetter`].
 //!
 //! Every resolved send lands in exactly one [`Outcome`]; the identity in
 //! [`Stats::is_balanced`] holds exactly whenever no send or receive is in progress,
@@ -78,6 +81,7 @@
 mod codel;
 mod coop;
 mod core;
+mod dead_letter;
 mod error;
 mod fast;
 pub mod metrics;
@@ -98,6 +102,8 @@ use self::fast::{FastPath, FastSend};
 use self::sync::{Mutex, MutexGuard};
 pub use coop::COOP_EVERY;
 pub use core::SOJOURN_SAMPLE_EVERY;
+pub use dead_letter::DeadLetter;
+use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
 pub use error::{SendError, TryRecvError, TrySendError};
 pub use policy::{InvalidPolicy, Policy};
 pub use receiver::Receiver;
@@ -162,8 +168,6 @@ impl Meta {
     }
 }
 
-type EvictHook<T> = Arc<dyn Fn(T, Eviction) + Send + Sync>;
-
 /// How an offer ended on its first try.
 enum Offer<T> {
     Accepted,
@@ -181,8 +185,8 @@ struct Shared<T> {
     core: Mutex<Core<T>>,
     /// The lock-free ring and its gate (see `fast.rs`).
     fast: FastPath<T>,
-    /// Receives every accepted message that leaves without being delivered.
-    on_evict: Option<EvictHook<T>>,
+    /// Receives every dead letter (`None`: none is wanted; they are dropped).
+    dead: Option<DeadLetters<T>>,
 }
 
 impl<T> Shared<T> {
@@ -212,14 +216,20 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Hands evicted messages to the eviction hook (or drops them).
+    /// Hands dead letters to the handler and the log (or drops them).
     #[cold]
-    fn evicted(&self, evicted: Vec<(T, Eviction)>) {
-        for (msg, why) in evicted {
-            match &self.on_evict {
-                Some(hook) => hook(msg, why),
-                None => drop(msg),
-            }
+    fn evicted(&self, evicted: Vec<(T, Eviction, Meta)>) {
+        for (msg, why, meta) in evicted {
+            self.dead_letter(msg, why, meta);
+        }
+    }
+
+    /// Reports one dead letter (or drops it when nobody wants them).
+    #[inline]
+    fn dead_letter(&self, msg: T, why: Eviction, meta: Meta) {
+        match &self.dead {
+            Some(dead) => dead.report(msg, why, meta),
+            None => drop(msg),
         }
     }
 
@@ -272,9 +282,7 @@ impl<T> Shared<T> {
                 match self.fast.send(msg) {
                     FastSend::Accepted(None) => return Offer::Accepted,
                     FastSend::Accepted(Some(evicted)) => {
-                        if let Some(hook) = &self.on_evict {
-                            hook(evicted, Eviction::DroppedOldest);
-                        }
+                        self.dead_letter(evicted, Eviction::DroppedOldest, Meta::default());
                         return Offer::Accepted;
                     }
                     FastSend::Rejected(m) => return Offer::Full(m),
@@ -344,13 +352,16 @@ impl<T: Send> metrics::Flush for Shared<T> {
     }
 }
 
-/// Builds a mailbox with a role name, metrics switch and eviction hooks.
+/// Builds a mailbox with a role name, metrics switch, dead-letter handler and
+/// coalesce hook.
 ///
 /// ```
+/// use std::time::Duration;
 /// use sluicegate::mailbox::{Builder, Policy};
 /// let (tx, rx) = Builder::<String>::new(Policy::DropOldest { capacity: 8 })
 ///     .role("example")
-///     .on_evict(|msg, why| eprintln!("{why:?}: {msg}"))
+///     .dead_letters(|d| eprintln!("{:?}: {}", d.reason, d.message))
+///     .log_dead_letters(Duration::from_secs(10))
 ///     .build()
 ///     .unwrap();
 /// # drop((tx, rx));
@@ -359,7 +370,8 @@ pub struct Builder<T> {
     policy: Policy,
     role: &'static str,
     metrics: bool,
-    on_evict: Option<EvictHook<T>>,
+    dead_letters: Option<DeadLetterHook<T>>,
+    log_dead_letters: Option<std::time::Duration>,
     on_coalesce: Option<CoalesceHook<T>>,
 }
 
@@ -370,7 +382,8 @@ impl<T: Send + 'static> Builder<T> {
             policy,
             role: "mailbox",
             metrics: true,
-            on_evict: None,
+            dead_letters: None,
+            log_dead_letters: None,
             on_coalesce: None,
         }
     }
@@ -389,11 +402,31 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Called, outside the lock, with every accepted message that leaves the queue
-    /// undelivered (dropped as oldest, shed, expired, coalesced without a merge
-    /// hook, or refused after a shrink).
-    pub fn on_evict(mut self, hook: impl Fn(T, Eviction) + Send + Sync + 'static) -> Self {
-        self.on_evict = Some(Arc::new(hook));
+    /// Called, outside the lock, with every dead letter: each message that leaves
+    /// the mailbox without being delivered or handed back to its sender (dropped as
+    /// oldest, shed, expired, coalesced without a merge hook, refused after a
+    /// shrink, still queued when the receiver is dropped), exactly once, with its
+    /// reason and the key and deadline it was sent with. See [`DeadLetter`] for the
+    /// full list and what is *not* a dead letter (a message handed back in an
+    /// error). Replaces a handler set with [`on_evict`](Self::on_evict). With no
+    /// handler, dead letters are dropped where they are discarded, at no cost.
+    pub fn dead_letters(mut self, hook: impl Fn(DeadLetter<T>) + Send + Sync + 'static) -> Self {
+        self.dead_letters = Some(Arc::new(hook));
+        self
+    }
+
+    /// [`dead_letters`](Self::dead_letters) with the message and reason only (the
+    /// runtime's form). Replaces a handler set with `dead_letters`.
+    pub fn on_evict(self, hook: impl Fn(T, Eviction) + Send + Sync + 'static) -> Self {
+        self.dead_letters(move |d: DeadLetter<T>| hook(d.message, d.reason))
+    }
+
+    /// Logs dead letters with `tracing` at `WARN` (target `sluicegate::mailbox::dead_letter`:
+    /// role, reason, key; never the message), at most one line per `every` for this
+    /// mailbox; the next line says how many were left out. Independent of the
+    /// handler: both may be set.
+    pub fn log_dead_letters(mut self, every: std::time::Duration) -> Self {
+        self.log_dead_letters = Some(every);
         self
     }
 
@@ -416,10 +449,16 @@ impl<T: Send + 'static> Builder<T> {
         let fast = FastPath::new(&self.policy, self.metrics);
         let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce);
         fast.open(&core);
+        let dead =
+            (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| DeadLetters {
+                hook: self.dead_letters,
+                log: self.log_dead_letters.map(LogLimit::new),
+                role: self.role,
+            });
         let shared = sync::Arc::new(Shared {
             core: Mutex::new(core),
             fast,
-            on_evict: self.on_evict,
+            dead,
         });
         // loom's Arc has no Weak: mailboxes built for model checking are not registered.
         #[cfg(not(sluicegate_loom))]

@@ -213,7 +213,18 @@ impl<T> Core<T> {
 
     fn evict(&mut self, slot: Slot<T>, why: Eviction, fx: &mut Effects<T>) {
         self.count(why.outcome());
-        fx.evicted.push((slot.msg, why));
+        let meta = self.meta(slot.key, slot.deadline);
+        fx.evicted.push((slot.msg, why, meta));
+    }
+
+    /// The [`Meta`](super::Meta) a slot's message was sent with, for its dead letter.
+    fn meta(&self, key: Option<Key>, deadline: Stamp) -> super::Meta {
+        super::Meta {
+            key,
+            deadline: deadline
+                .is_some()
+                .then(|| self.base + Duration::from_nanos(deadline.0 - 1)),
+        }
     }
 
     /// Takes every expired message out of the queue (only when some carry a deadline).
@@ -268,8 +279,8 @@ impl<T> Core<T> {
         }
         let queued = &mut self.queue[idx];
         let old = std::mem::replace(&mut queued.msg, slot.msg);
-        let had_deadline = queued.deadline.is_some();
-        queued.deadline = slot.deadline;
+        let old_deadline = std::mem::replace(&mut queued.deadline, slot.deadline);
+        let had_deadline = old_deadline.is_some();
         match (had_deadline, slot.deadline.is_some()) {
             (true, false) => self.with_deadline -= 1,
             (false, true) => self.with_deadline += 1,
@@ -279,7 +290,10 @@ impl<T> Core<T> {
         self.count(Outcome::Coalesced);
         match &self.on_coalesce {
             Some(hook) => hook(old, &mut self.queue[idx].msg),
-            None => fx.evicted.push((old, Eviction::Coalesced)),
+            None => {
+                let meta = self.meta(slot.key, old_deadline);
+                fx.evicted.push((old, Eviction::Coalesced, meta));
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::task::Waker;
 use super::super::stats::Eviction;
 use super::super::sync::Arc;
 use super::super::wait::WaitCell;
-use super::super::Key;
+use super::super::{Key, Meta};
 
 /// A queued message with what the policies need to know about it.
 pub(crate) struct Slot<T> {
@@ -44,11 +44,12 @@ pub(super) struct Waiting<T> {
 /// Hook that merges a replaced message into its replacement (coalesce).
 pub(crate) type CoalesceHook<T> = std::sync::Arc<dyn Fn(T, &mut T) + Send + Sync>;
 
-/// Things to do once the lock is released: wake-ups and evicted messages.
+/// Things to do once the lock is released: wake-ups and dead letters (each with its
+/// reason and the key and deadline it was sent with).
 pub(crate) struct Effects<T> {
     pub(crate) wake_rx: Option<Waker>,
     pub(crate) wake_senders: Vec<Waker>,
-    pub(crate) evicted: Vec<(T, Eviction)>,
+    pub(crate) evicted: Vec<(T, Eviction, Meta)>,
 }
 
 impl<T> Default for Effects<T> {
