@@ -12,6 +12,9 @@ use sluicegate::mailbox::{
 };
 use tokio::time::Instant;
 
+mod support;
+use support::Lines;
+
 type Log = Arc<Mutex<Vec<(u32, Eviction, Option<Key>, Option<Instant>)>>>;
 
 fn mailbox(policy: Policy, metrics: bool) -> (Sender<u32>, Receiver<u32>, Log) {
@@ -252,42 +255,6 @@ async fn on_evict_is_the_dead_letter_handler_without_metadata() {
     );
 }
 
-/// Counts `WARN` events and remembers their `suppressed` field.
-#[derive(Default, Clone)]
-struct Lines(Arc<Mutex<Vec<u64>>>);
-
-impl tracing::Subscriber for Lines {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Suppressed(Option<u64>);
-        impl tracing::field::Visit for Suppressed {
-            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-                if field.name() == "suppressed" {
-                    self.0 = Some(value);
-                }
-            }
-            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
-        }
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut v = Suppressed(None);
-            event.record(&mut v);
-            self.0
-                .lock()
-                .unwrap()
-                .push(v.0.expect("a suppressed field"));
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dead_letters_are_logged_at_most_once_per_interval() {
     let lines = Lines::default();
@@ -300,13 +267,20 @@ async fn dead_letters_are_logged_at_most_once_per_interval() {
     for i in 0..11u32 {
         tx.send(i).await.unwrap();
     }
-    assert_eq!(*lines.0.lock().unwrap(), vec![0]);
+    let suppressed = |lines: &Lines| -> Vec<u64> {
+        lines
+            .at(tracing::Level::WARN)
+            .iter()
+            .map(|l| l.fields["suppressed"])
+            .collect()
+    };
+    assert_eq!(suppressed(&lines), vec![0]);
     // Still within the interval: none.
     tokio::time::advance(Duration::from_millis(500)).await;
     tx.send(11).await.unwrap();
-    assert_eq!(lines.0.lock().unwrap().len(), 1);
+    assert_eq!(suppressed(&lines).len(), 1);
     // Past it: one line, saying how many were left out (9 + 1).
     tokio::time::advance(Duration::from_millis(600)).await;
     tx.send(12).await.unwrap();
-    assert_eq!(*lines.0.lock().unwrap(), vec![0, 10]);
+    assert_eq!(suppressed(&lines), vec![0, 10]);
 }

@@ -43,6 +43,10 @@
 //! logged at a limited rate ([`Builder::log_dead_letters`]). Which outcomes make
 //! dead letters: [`DeadLetter`].
 //!
+//! [`Builder::long_queue`] raises an edge-triggered alert (callback, log line,
+//! metrics) when the depth stays above a threshold for a set time, and a recovery
+//! when it comes back (OTP's `long_message_queue`).
+//!
 //! Every resolved send lands in exactly one [`Outcome`]; the identity in
 //! [`Stats::is_balanced`] holds exactly whenever no send or receive is in progress,
 //! and a [`Stats`] snapshot taken meanwhile never shows an outcome that did not
@@ -84,6 +88,7 @@ mod core;
 mod dead_letter;
 mod error;
 mod fast;
+mod long_queue;
 pub mod metrics;
 mod policy;
 mod receiver;
@@ -105,6 +110,8 @@ pub use core::SOJOURN_SAMPLE_EVERY;
 pub use dead_letter::DeadLetter;
 use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
 pub use error::{SendError, TryRecvError, TrySendError};
+pub use long_queue::{LongQueueEvent, LongQueueKind};
+use long_queue::{LongQueueHook, LongWatch};
 pub use policy::{InvalidPolicy, Policy};
 pub use receiver::Receiver;
 pub use sender::Sender;
@@ -187,6 +194,8 @@ struct Shared<T> {
     fast: FastPath<T>,
     /// Receives every dead letter (`None`: none is wanted; they are dropped).
     dead: Option<DeadLetters<T>>,
+    /// Receives long-queue alerts and recoveries.
+    on_long_queue: Option<LongQueueHook>,
 }
 
 impl<T> Shared<T> {
@@ -201,6 +210,7 @@ impl<T> Shared<T> {
             wake_rx,
             wake_senders,
             evicted,
+            long_queue,
         } = fx;
         if let Some(w) = wake_rx {
             w.wake();
@@ -214,6 +224,23 @@ impl<T> Shared<T> {
         if !evicted.is_empty() {
             self.evicted(evicted);
         }
+        if let Some(ev) = long_queue {
+            long_queue::report(ev, self.on_long_queue.as_ref());
+        }
+    }
+
+    /// Shows the depth to the long-queue watch between operations (a stats snapshot,
+    /// a metrics flush), so an alert comes even when no message moves.
+    fn watch_depth(&self) {
+        let mut fx = Effects::default();
+        {
+            let mut core = self.lock();
+            if !core.watches_depth() {
+                return;
+            }
+            core.watch_depth(&mut fx);
+        }
+        self.apply(fx);
     }
 
     /// Hands dead letters to the handler and the log (or drops them).
@@ -236,6 +263,7 @@ impl<T> Shared<T> {
     /// The core's counts plus the fast path's, under the lock (so no message moves
     /// between the two meanwhile).
     fn stats(&self) -> Stats {
+        self.watch_depth();
         let core = self.lock();
         let mut st = core.stats();
         let f = self.fast.counts();
@@ -348,6 +376,7 @@ impl<T> Shared<T> {
 
 impl<T: Send> metrics::Flush for Shared<T> {
     fn flush(&self) {
+        self.watch_depth();
         self.lock().flush_metrics();
     }
 }
@@ -373,6 +402,8 @@ pub struct Builder<T> {
     dead_letters: Option<DeadLetterHook<T>>,
     log_dead_letters: Option<std::time::Duration>,
     on_coalesce: Option<CoalesceHook<T>>,
+    long_queue: Option<(usize, std::time::Duration)>,
+    on_long_queue: Option<LongQueueHook>,
 }
 
 impl<T: Send + 'static> Builder<T> {
@@ -385,6 +416,8 @@ impl<T: Send + 'static> Builder<T> {
             dead_letters: None,
             log_dead_letters: None,
             on_coalesce: None,
+            long_queue: None,
+            on_long_queue: None,
         }
     }
 
@@ -439,6 +472,61 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
+    /// Raises a long-queue alert when the depth stays above `threshold` messages for
+    /// at least `for_at_least` (`Duration::ZERO`: as soon as it goes above), and a
+    /// recovery when it is back at `threshold` or below: each is an edge, reported
+    /// once, as a `tracing` line (`WARN` when long, `INFO` on recovery), in metrics
+    /// ([`metrics::LONG_QUEUES`], [`metrics::LONG_QUEUE_EVENTS`]) and to the
+    /// callback of [`on_long_queue`](Self::on_long_queue). OTP's
+    /// `long_message_queue` system monitor.
+    ///
+    /// The depth is checked under the lock at each send and receive, and at each
+    /// [`Stats`] snapshot and metrics flush ([`metrics::flush_all`], which `/metrics`
+    /// and `sluicegate serve` call every 5 s, for mailboxes with metrics on); no
+    /// timer runs per mailbox. So an alert comes at the first check at least
+    /// `for_at_least` after the depth went above (later than that on a mailbox where
+    /// nothing happens, never earlier), and the depth must stay above
+    /// continuously: a check that finds it at or below the threshold starts the wait
+    /// over. The receiver's drop empties the queue, so it recovers an alert in force.
+    /// A mailbox with an alert set does not use the lock-free ring (as with metrics
+    /// on): every operation goes through the core, which sees the depth.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use sluicegate::mailbox::{Builder, LongQueueKind, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s = seen.clone();
+    /// let (tx, mut rx) = Builder::new(Policy::Unbounded)
+    ///     .long_queue(2, Duration::from_secs(1))
+    ///     .on_long_queue(move |ev| s.lock().unwrap().push(ev.kind))
+    ///     .build()
+    ///     .unwrap();
+    /// for i in 0..3 {
+    ///     tx.send(i).await.unwrap(); // 3 queued: above 2, for now 0 s
+    /// }
+    /// tokio::time::advance(Duration::from_secs(2)).await;
+    /// let _ = rx.stats(); // above 2 for 2 s: long
+    /// rx.recv().await; // 2 queued: recovered
+    /// assert_eq!(*seen.lock().unwrap(), [LongQueueKind::Long, LongQueueKind::Recovered]);
+    /// # }
+    /// ```
+    pub fn long_queue(mut self, threshold: usize, for_at_least: std::time::Duration) -> Self {
+        self.long_queue = Some((threshold, for_at_least));
+        self
+    }
+
+    /// Called, outside the lock, with each long-queue alert and recovery (see
+    /// [`long_queue`](Self::long_queue), without which it is never called).
+    pub fn on_long_queue(mut self, hook: impl Fn(LongQueueEvent) + Send + Sync + 'static) -> Self {
+        self.on_long_queue = Some(Arc::new(hook));
+        self
+    }
+
     /// Creates the mailbox.
     ///
     /// # Errors
@@ -446,8 +534,11 @@ impl<T: Send + 'static> Builder<T> {
     /// [`InvalidPolicy`] naming the policy parameter out of range.
     pub fn build(self) -> Result<(Sender<T>, Receiver<T>), InvalidPolicy> {
         self.policy.validate()?;
-        let fast = FastPath::new(&self.policy, self.metrics);
-        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce);
+        let long = self
+            .long_queue
+            .map(|(threshold, at_least)| LongWatch::new(threshold, at_least, self.role));
+        let fast = FastPath::new(&self.policy, self.metrics || long.is_some());
+        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce, long);
         fast.open(&core);
         let dead =
             (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| DeadLetters {
@@ -459,6 +550,7 @@ impl<T: Send + 'static> Builder<T> {
             core: Mutex::new(core),
             fast,
             dead,
+            on_long_queue: self.on_long_queue,
         });
         // loom's Arc has no Weak: mailboxes built for model checking are not registered.
         #[cfg(not(sluicegate_loom))]

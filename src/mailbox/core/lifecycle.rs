@@ -34,6 +34,7 @@ impl<T> Core<T> {
         }
         self.codel.reset();
         self.fill_from_waiting(fx);
+        self.watch_depth(fx);
         self.debug_check();
         out
     }
@@ -92,6 +93,7 @@ impl<T> Core<T> {
                 self.finish_wait(w.cell, w.waker, Resolved::Rejected(w.slot.msg), fx);
             }
         }
+        self.watch_depth(fx);
         self.debug_check();
     }
 }

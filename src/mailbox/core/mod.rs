@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::codel::Codel;
+use super::long_queue::LongWatch;
 use super::metrics::Handles;
 use super::policy::{Behaviour, WhenFull};
 use super::stats::{Counts, Eviction, Outcome};
@@ -79,6 +80,9 @@ pub(crate) struct Core<T> {
     role: &'static str,
     /// Merges a replaced message into its replacement (coalesce).
     on_coalesce: Option<CoalesceHook<T>>,
+    /// The long-queue watch, when an alert is set: every operation then takes the
+    /// slow paths, which report the depth to it.
+    long: Option<LongWatch>,
 }
 
 /// With metrics on (and no CoDel), one message in this many is stamped for the
@@ -91,6 +95,7 @@ impl<T> Core<T> {
         role: &'static str,
         metrics: bool,
         on_coalesce: Option<CoalesceHook<T>>,
+        long: Option<LongWatch>,
     ) -> Self {
         let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
         let b = policy.behaviour();
@@ -116,7 +121,24 @@ impl<T> Core<T> {
             metrics: handles,
             role,
             on_coalesce,
+            long,
         }
+    }
+
+    /// Shows the depth to the long-queue watch, if any; an alert or recovery goes
+    /// out through `fx`.
+    #[inline]
+    pub(crate) fn watch_depth(&mut self, fx: &mut Effects<T>) {
+        if let Some(w) = &mut self.long {
+            if let Some(ev) = w.observe(self.queue.len()) {
+                fx.long_queue = Some(ev);
+            }
+        }
+    }
+
+    /// Whether a long-queue alert is set.
+    pub(crate) fn watches_depth(&self) -> bool {
+        self.long.is_some()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -312,7 +334,11 @@ impl<T> Core<T> {
     /// `offer` to decide.
     #[inline]
     pub(crate) fn push_fast(&mut self, msg: T, deadline: Stamp) -> Result<Option<Waker>, T> {
-        if self.closed || !self.waiting.is_empty() || self.queue.len() >= self.behaviour.capacity {
+        if self.closed
+            || !self.waiting.is_empty()
+            || self.queue.len() >= self.behaviour.capacity
+            || self.long.is_some()
+        {
             return Err(msg);
         }
         let enqueued = if self.stamp_next() {
@@ -387,7 +413,7 @@ impl<T> Core<T> {
     /// handle, with nothing changed.
     #[inline]
     pub(crate) fn take_fast(&mut self) -> Fast<T> {
-        if self.behaviour.codel.is_some() || !self.waiting.is_empty() {
+        if self.behaviour.codel.is_some() || !self.waiting.is_empty() || self.long.is_some() {
             return Fast::Slow;
         }
         let Some(front) = self.queue.front() else {
@@ -428,6 +454,7 @@ impl<T> Core<T> {
         fx: &mut Effects<T>,
     ) -> Push<T> {
         let out = self.offer_unchecked(slot, waker, fx);
+        self.watch_depth(fx);
         self.debug_check();
         out
     }
@@ -521,6 +548,7 @@ impl<T> Core<T> {
     /// records its sojourn when it was stamped and metrics are on.
     pub(crate) fn take(&mut self, fx: &mut Effects<T>) -> Option<T> {
         let out = self.take_unchecked(fx);
+        self.watch_depth(fx);
         self.debug_check();
         let (msg, sojourn) = out?;
         if let (Some(m), Some(s)) = (&self.metrics, sojourn) {

@@ -4,6 +4,7 @@
 
 use std::task::Waker;
 
+use super::super::long_queue::LongQueueEvent;
 use super::super::stats::Eviction;
 use super::super::sync::Arc;
 use super::super::wait::WaitCell;
@@ -50,6 +51,8 @@ pub(crate) struct Effects<T> {
     pub(crate) wake_rx: Option<Waker>,
     pub(crate) wake_senders: Vec<Waker>,
     pub(crate) evicted: Vec<(T, Eviction, Meta)>,
+    /// A long-queue alert or recovery seen by the operation.
+    pub(crate) long_queue: Option<LongQueueEvent>,
 }
 
 impl<T> Default for Effects<T> {
@@ -58,6 +61,7 @@ impl<T> Default for Effects<T> {
             wake_rx: None,
             wake_senders: Vec::new(),
             evicted: Vec::new(),
+            long_queue: None,
         }
     }
 }
