@@ -196,6 +196,8 @@ struct Shared<T> {
     dead: Option<DeadLetters<T>>,
     /// Receives long-queue alerts and recoveries.
     on_long_queue: Option<LongQueueHook>,
+    /// A long-queue alert is set (fixed at build).
+    watches_depth: bool,
 }
 
 impl<T> Shared<T> {
@@ -232,14 +234,11 @@ impl<T> Shared<T> {
     /// Shows the depth to the long-queue watch between operations (a stats snapshot,
     /// a metrics flush), so an alert comes even when no message moves.
     fn watch_depth(&self) {
-        let mut fx = Effects::default();
-        {
-            let mut core = self.lock();
-            if !core.watches_depth() {
-                return;
-            }
-            core.watch_depth(&mut fx);
+        if !self.watches_depth {
+            return;
         }
+        let mut fx = Effects::default();
+        self.lock().watch_depth(&mut fx);
         self.apply(fx);
     }
 
@@ -537,7 +536,8 @@ impl<T: Send + 'static> Builder<T> {
         let long = self
             .long_queue
             .map(|(threshold, at_least)| LongWatch::new(threshold, at_least, self.role));
-        let fast = FastPath::new(&self.policy, self.metrics || long.is_some());
+        let watches_depth = long.is_some();
+        let fast = FastPath::new(&self.policy, self.metrics || watches_depth);
         let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce, long);
         fast.open(&core);
         let dead =
@@ -551,6 +551,7 @@ impl<T: Send + 'static> Builder<T> {
             fast,
             dead,
             on_long_queue: self.on_long_queue,
+            watches_depth,
         });
         // loom's Arc has no Weak: mailboxes built for model checking are not registered.
         #[cfg(not(sluicegate_loom))]

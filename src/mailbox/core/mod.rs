@@ -136,11 +136,6 @@ impl<T> Core<T> {
         }
     }
 
-    /// Whether a long-queue alert is set.
-    pub(crate) fn watches_depth(&self) -> bool {
-        self.long.is_some()
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
