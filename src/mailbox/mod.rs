@@ -227,7 +227,7 @@ impl<T> Shared<T> {
             self.evicted(evicted);
         }
         if let Some(ev) = long_queue {
-            long_queue::report(ev, self.on_long_queue.as_ref());
+            long_queue::report(*ev, self.on_long_queue.as_ref());
         }
     }
 

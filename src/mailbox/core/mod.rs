@@ -131,7 +131,7 @@ impl<T> Core<T> {
     pub(crate) fn watch_depth(&mut self, fx: &mut Effects<T>) {
         if let Some(w) = &mut self.long {
             if let Some(ev) = w.observe(self.queue.len()) {
-                fx.long_queue = Some(ev);
+                fx.long_queue = Some(Box::new(ev));
             }
         }
     }

@@ -51,8 +51,9 @@ pub(crate) struct Effects<T> {
     pub(crate) wake_rx: Option<Waker>,
     pub(crate) wake_senders: Vec<Waker>,
     pub(crate) evicted: Vec<(T, Eviction, Meta)>,
-    /// A long-queue alert or recovery seen by the operation.
-    pub(crate) long_queue: Option<LongQueueEvent>,
+    /// A long-queue alert or recovery seen by the operation (boxed: every slow
+    /// operation builds an `Effects`, and this keeps it one word larger, not seven).
+    pub(crate) long_queue: Option<Box<LongQueueEvent>>,
 }
 
 impl<T> Default for Effects<T> {
