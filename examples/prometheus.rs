@@ -77,6 +77,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     assert_eq!(kv.call(|r| Call::Get("burst".into(), r), T).await?, Some(7));
 
+    // A mailbox with a long-queue alert at depth 0 (the servers above set none): its
+    // first message raises the alert, so the long-queue metrics show too.
+    let (probe, _probe_rx) = mailbox::Builder::<u8>::new(Policy::Unbounded)
+        .role("probe")
+        .long_queue(0, Duration::ZERO)
+        .build()?;
+    probe.try_send(1).map_err(|e| e.to_string())?;
+
     // Counts are batched in each mailbox; publish them all before rendering.
     flush_all();
     let text = prometheus.render();

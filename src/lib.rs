@@ -23,9 +23,23 @@
 //! wait, or merge the newcomer into a queued message with the same key. Refused
 //! messages are handed back inside the error ([`SendError`](mailbox::SendError),
 //! [`TrySendError`](mailbox::TrySendError)), so the sender decides what to do with
-//! them; accepted messages that leave the queue without being delivered go to the
-//! eviction handler ([`Builder::on_evict`](mailbox::Builder::on_evict)), so an actor
-//! can answer a dropped request's caller at once.
+//! them; every other message that leaves without being delivered (dropped as oldest,
+//! shed, expired, replaced by a newer one with its key, still queued when the
+//! receiver goes) is a *dead letter*: it goes, exactly once, with its reason, key and
+//! deadline, to the handler set with
+//! [`Builder::dead_letters`](mailbox::Builder::dead_letters) (a
+//! [`DeadLetter`](mailbox::DeadLetter) lists which outcomes are dead letters), so an
+//! actor can answer a dropped request's caller at once;
+//! [`Builder::log_dead_letters`](mailbox::Builder::log_dead_letters) logs them at a
+//! limited rate. With neither set, a dead letter is dropped where it is discarded.
+//!
+//! [`Builder::long_queue(threshold, for_at_least)`](mailbox::Builder::long_queue)
+//! watches the depth: when it has stayed above `threshold` for `for_at_least`, one
+//! alert ([`LongQueueEvent`](mailbox::LongQueueEvent), kind `Long`) goes to the
+//! callback of [`on_long_queue`](mailbox::Builder::on_long_queue), to a `WARN` log
+//! line and to the metrics below; when it is back at or below, one `Recovered`
+//! event (`INFO`). OTP's `long_message_queue` system monitor; checked at each
+//! operation, stats snapshot and metrics flush rather than by a timer.
 //!
 //! A message sent with [`Meta`](mailbox::Meta) may carry a deadline (a message still
 //! queued when it passes is never delivered) and a coalescing [`Key`](mailbox::Key).
@@ -117,6 +131,8 @@
 //! | `sluicegate_mailbox_messages_total` | [`MESSAGES`](mailbox::metrics::MESSAGES) | messages by `outcome` (the [`Outcome`](mailbox::Outcome) labels) |
 //! | `sluicegate_mailbox_sojourn_seconds` | [`SOJOURN`](mailbox::metrics::SOJOURN) | enqueue to delivery, one message in [`SOJOURN_SAMPLE_EVERY`](mailbox::SOJOURN_SAMPLE_EVERY) (every one under CoDel) |
 //! | `sluicegate_mailbox_send_wait_seconds` | [`SEND_WAIT`](mailbox::metrics::SEND_WAIT) | time senders waited for space |
+//! | `sluicegate_mailbox_long_queues` | [`LONG_QUEUES`](mailbox::metrics::LONG_QUEUES) | mailboxes of the role with a long-queue alert in force (whenever an alert is set, metrics on or off) |
+//! | `sluicegate_mailbox_long_queue_events_total` | [`LONG_QUEUE_EVENTS`](mailbox::metrics::LONG_QUEUE_EVENTS) | long-queue alerts and recoveries by `event` (`long`, `recovered`) |
 //!
 //! Counts are batched ([`FLUSH_EVERY`](mailbox::metrics::FLUSH_EVERY) events) and
 //! [`flush_all`](mailbox::metrics::flush_all) publishes every batch, so a scrape taken

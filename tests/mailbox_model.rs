@@ -5,13 +5,19 @@
 //! The model (`Model` below) is written from the documented semantics in
 //! `src/mailbox/mod.rs`, not from the implementation. After every step the test checks:
 //! the same message (or none) is delivered, every send resolves as the model says (a
-//! parked sender is woken before it resolves), the eviction handler got exactly the
-//! evictions the model expects, every `Stats` field matches, the accounting identity
+//! parked sender is woken before it resolves), the dead-letter handler got exactly the
+//! dead letters the model expects, each with the key and deadline it was sent with,
+//! every `Stats` field matches, the accounting identity
 //! holds (`Stats::is_balanced` and a recomputation here), and the depth never grows
 //! while at or above capacity. CoDel's shedding decisions are not modelled exactly: a
 //! shed is accepted when RFC 8289's `ok_to_drop` holds for that message (sojourn at
 //! least `target` for at least `interval` on a standing queue), so nothing is ever shed
 //! below target, and what is shed must be the head the model expects.
+//!
+//! At the end of every case, each outcome but `delivered` is accounted for message by
+//! message: its count equals the dead letters with that reason plus the messages
+//! handed back as that outcome (plus merges, for `coalesced`), so every discarded
+//! message reached the handler exactly once or its sender.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -24,7 +30,8 @@ use std::time::Duration;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sluicegate::mailbox::{
-    Builder, Eviction, Key, Meta, Policy, SendError, Stats, TryRecvError, TrySendError,
+    Builder, DeadLetter, Eviction, Key, Meta, Outcome, Policy, SendError, Stats, TryRecvError,
+    TrySendError,
 };
 use tokio::time::Instant;
 
@@ -279,6 +286,7 @@ impl Model {
             Eviction::Coalesced => self.c.coalesced += 1,
             Eviction::Expired => self.c.expired += 1,
             Eviction::Rejected => self.c.rejected += 1,
+            Eviction::Discarded => self.c.discarded += 1,
             other => panic!("the model does not know eviction {other:?}"),
         }
         self.evicted.push((s.id, why));
@@ -538,6 +546,13 @@ impl Model {
         out
     }
 
+    /// The receiver is dropped: what is queued becomes dead letters (discarded).
+    fn discard_dead(&mut self) {
+        while let Some(s) = self.queue.pop_front() {
+            self.evict(s, Eviction::Discarded);
+        }
+    }
+
     fn set_policy(&mut self, policy: Policy, now: Instant) {
         if matches!(policy, Policy::Codel { .. }) {
             self.stamp = true;
@@ -656,11 +671,23 @@ fn run_case(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: boo
 
 async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bool, ops: Vec<Op>) {
     let log: Arc<Mutex<Vec<(u64, Eviction)>>> = Arc::default();
+    let metas: Arc<Mutex<Vec<(u64, Meta)>>> = Arc::default();
     let merges: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
-    let l = log.clone();
-    let mut builder = Builder::new(policy.clone())
-        .metrics(metrics)
-        .on_evict(move |m, why| l.lock().unwrap().push((m, why)));
+    let (l, lm) = (log.clone(), metas.clone());
+    let mut builder =
+        Builder::new(policy.clone())
+            .metrics(metrics)
+            .dead_letters(move |d: DeadLetter<u64>| {
+                assert_eq!(d.role, "mailbox");
+                l.lock().unwrap().push((d.message, d.reason));
+                lm.lock().unwrap().push((d.message, d.meta));
+            });
+    // What each message was sent with, and every message handed back or merged, by
+    // outcome: with the dead letters, they must account for every outcome at the end.
+    let mut sent_meta: HashMap<u64, (Option<Key>, Option<Instant>)> = HashMap::new();
+    let mut handed_back: HashMap<Outcome, u64> = HashMap::new();
+    let mut dead_total: HashMap<Outcome, u64> = HashMap::new();
+    let mut merged_total = 0u64;
     if merge {
         let mg = merges.clone();
         builder =
@@ -714,10 +741,11 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
                 }
             }
             (None, _) | (Some(_), None) => {
-                // The end, second way: drop the receiver.
+                // The end, second way: drop the receiver; what is queued is discarded
+                // and becomes dead letters.
                 drop(rx.take());
                 model.close();
-                model.discard(now);
+                model.discard_dead();
             }
             (Some(Op::Send { kind, key, ttl }), Some(_)) => {
                 let id = next_id;
@@ -727,6 +755,7 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
                     key: key.map(|k| Key::from(u64::from(k))),
                     deadline,
                 };
+                sent_meta.insert(id, (meta.key.clone(), deadline));
                 let slot = MSlot {
                     id,
                     key,
@@ -737,8 +766,14 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
                     let got = tx.as_ref().unwrap().try_send_with(id, meta);
                     match (model.offer(slot, false, now, None), got) {
                         (Offer::Accepted, Ok(())) => {}
-                        (Offer::Full, Err(TrySendError::Full(m)))
-                        | (Offer::Closed, Err(TrySendError::Closed(m))) => assert_eq!(m, id),
+                        (Offer::Full, Err(TrySendError::Full(m))) => {
+                            assert_eq!(m, id);
+                            *handed_back.entry(Outcome::Rejected).or_default() += 1;
+                        }
+                        (Offer::Closed, Err(TrySendError::Closed(m))) => {
+                            assert_eq!(m, id);
+                            *handed_back.entry(Outcome::Closed).or_default() += 1;
+                        }
                         (want, got) => {
                             panic!("step {step}: try_send {id}: model {want:?}, mailbox {got:?}")
                         }
@@ -768,9 +803,13 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
                     let got = poll_once(&mut fut, &flag);
                     match (model.offer(slot, true, now, limit.map(|l| now + l)), got) {
                         (Offer::Accepted, Poll::Ready(Ok(()))) => {}
-                        (Offer::Full, Poll::Ready(Err(SendError::Rejected(m))))
-                        | (Offer::Closed, Poll::Ready(Err(SendError::Closed(m)))) => {
-                            assert_eq!(m, id)
+                        (Offer::Full, Poll::Ready(Err(SendError::Rejected(m)))) => {
+                            assert_eq!(m, id);
+                            *handed_back.entry(Outcome::Rejected).or_default() += 1;
+                        }
+                        (Offer::Closed, Poll::Ready(Err(SendError::Closed(m)))) => {
+                            assert_eq!(m, id);
+                            *handed_back.entry(Outcome::Closed).or_default() += 1;
                         }
                         (Offer::Parked, Poll::Pending) => parked.push(Parked { id, fut, flag }),
                         (want, got) => {
@@ -839,6 +878,7 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
             (Some(Op::Discard), Some(rx)) => {
                 let got = rx.discard_queued();
                 assert_eq!(got, model.discard(now), "step {step}: discard_queued");
+                *handed_back.entry(Outcome::Discarded).or_default() += got.len() as u64;
             }
             (Some(Op::Close), Some(rx)) => {
                 rx.close();
@@ -867,7 +907,13 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
                         (Res::Rejected, Poll::Ready(Err(SendError::Rejected(m))))
                         | (Res::TimedOut, Poll::Ready(Err(SendError::Timeout(m))))
                         | (Res::Closed, Poll::Ready(Err(SendError::Closed(m)))) => {
-                            assert_eq!(m, p.id)
+                            assert_eq!(m, p.id);
+                            let outcome = match res {
+                                Res::Rejected => Outcome::Rejected,
+                                Res::TimedOut => Outcome::TimedOut,
+                                _ => Outcome::Closed,
+                            };
+                            *handed_back.entry(outcome).or_default() += 1;
                         }
                         (res, got) => panic!(
                             "step {step}: parked send {}: model {res:?}, mailbox {got:?}",
@@ -886,11 +932,25 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
 
         // Evictions: exactly those the model expects (order within a step is free).
         let mut got: Vec<(u64, Eviction)> = std::mem::take(&mut *log.lock().unwrap());
+        for (_, why) in &got {
+            *dead_total.entry(why.outcome()).or_default() += 1;
+        }
+        for (id, meta) in std::mem::take(&mut *metas.lock().unwrap()) {
+            let want = sent_meta
+                .get(&id)
+                .expect("a dead letter that was never sent");
+            assert_eq!(
+                (&meta.key, meta.deadline),
+                (&want.0, want.1),
+                "step {step}: dead letter {id} carries the meta it was sent with"
+            );
+        }
         let mut want = std::mem::take(&mut model.evicted);
         got.sort_by_key(|(m, _)| *m);
         want.sort_by_key(|(m, _)| *m);
         assert_eq!(got, want, "step {step}: evictions");
         let got = std::mem::take(&mut *merges.lock().unwrap());
+        merged_total += got.len() as u64;
         let want = std::mem::take(&mut model.merged);
         assert_eq!(got, want, "step {step}: coalesce merges");
         if rx_pending && !model.queue.is_empty() {
@@ -921,6 +981,26 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
         parked.is_empty(),
         "sends still parked after the receiver went"
     );
+    // Every message counted under an outcome but `delivered` reached the dead-letter
+    // handler or its sender (or the merge hook), exactly once.
+    let stats = monitor.stats();
+    for outcome in Outcome::ALL {
+        if outcome == Outcome::Delivered {
+            continue;
+        }
+        let dead = dead_total.get(&outcome).copied().unwrap_or(0);
+        let back = handed_back.get(&outcome).copied().unwrap_or(0);
+        let merged = if outcome == Outcome::Coalesced {
+            merged_total
+        } else {
+            0
+        };
+        assert_eq!(
+            stats.get(outcome),
+            dead + back + merged,
+            "{outcome:?}: {dead} dead letters + {back} handed back + {merged} merged: {stats:?}"
+        );
+    }
 }
 
 fn config() -> ProptestConfig {

@@ -167,8 +167,10 @@ pub(crate) struct FastCounts {
 pub(crate) struct FastPath<T>(Option<Box<Inner<T>>>);
 
 impl<T> FastPath<T> {
-    pub(crate) fn new(policy: &Policy, metrics: bool) -> Self {
-        let usable = !metrics
+    /// `locked_only`: metrics on or a long-queue alert set (each operation must go
+    /// through the core).
+    pub(crate) fn new(policy: &Policy, locked_only: bool) -> Self {
+        let usable = !locked_only
             && matches!(
                 policy,
                 Policy::DropNewest { .. } | Policy::DropOldest { .. }

@@ -26,8 +26,24 @@ pub const SOJOURN: &str = "sluicegate_mailbox_sojourn_seconds";
 /// Time senders spent waiting for space (only sends that waited), in seconds.
 pub const SEND_WAIT: &str = "sluicegate_mailbox_send_wait_seconds";
 
+/// Mailboxes of the role whose queue is long now (a long-queue alert raised and not
+/// recovered; see [`Builder::long_queue`](super::Builder::long_queue)). Recorded
+/// whenever an alert is set, with or without [`Builder::metrics`](super::Builder::metrics).
+pub const LONG_QUEUES: &str = "sluicegate_mailbox_long_queues";
+/// Long-queue events by `event` (`long`, `recovered`).
+pub const LONG_QUEUE_EVENTS: &str = "sluicegate_mailbox_long_queue_events_total";
+
 /// Every metric a mailbox exports, for documentation and dashboard checks.
-pub const ALL: [&str; 6] = [MAILBOXES, DEPTH, CAPACITY, MESSAGES, SOJOURN, SEND_WAIT];
+pub const ALL: [&str; 8] = [
+    MAILBOXES,
+    DEPTH,
+    CAPACITY,
+    MESSAGES,
+    SOJOURN,
+    SEND_WAIT,
+    LONG_QUEUES,
+    LONG_QUEUE_EVENTS,
+];
 
 /// Counted outcomes a mailbox batches before publishing them.
 ///
@@ -185,5 +201,13 @@ pub fn describe() {
         SEND_WAIT,
         metrics::Unit::Seconds,
         "Time senders waited for space (only sends that waited)."
+    );
+    metrics::describe_gauge!(
+        LONG_QUEUES,
+        "Mailboxes of the role whose queue has stayed long (alert raised, not recovered)."
+    );
+    metrics::describe_counter!(
+        LONG_QUEUE_EVENTS,
+        "Long-queue alerts (event=long) and recoveries (event=recovered)."
     );
 }

@@ -36,9 +36,16 @@
 //! When full, the policy decides (see [`Policy`]). Before it does, messages whose
 //! deadline has passed are purged, since they would never be delivered anyway.
 //! At dequeue, expired messages are skipped and CoDel may shed from the head.
-//! Every message that leaves the queue without being delivered is given to the
-//! eviction handler ([`Builder::on_evict`]) outside the lock, so an actor runtime can
-//! answer a dropped call's caller at once.
+//! Every message that leaves the mailbox without being delivered or handed back to
+//! its sender is a *dead letter*: it goes, with its reason and metadata, to the
+//! handler set with [`Builder::dead_letters`] (or [`Builder::on_evict`]) outside the
+//! lock, so an actor runtime can answer a dropped call's caller at once, and may be
+//! logged at a limited rate ([`Builder::log_dead_letters`]). Which outcomes make
+//! dead letters: [`DeadLetter`].
+//!
+//! [`Builder::long_queue`] raises an edge-triggered alert (callback, log line,
+//! metrics) when the depth stays above a threshold for a set time, and a recovery
+//! when it comes back (OTP's `long_message_queue`).
 //!
 //! Every resolved send lands in exactly one [`Outcome`]; the identity in
 //! [`Stats::is_balanced`] holds exactly whenever no send or receive is in progress,
@@ -78,8 +85,10 @@
 mod codel;
 mod coop;
 mod core;
+mod dead_letter;
 mod error;
 mod fast;
+mod long_queue;
 pub mod metrics;
 mod policy;
 mod receiver;
@@ -98,7 +107,11 @@ use self::fast::{FastPath, FastSend};
 use self::sync::{Mutex, MutexGuard};
 pub use coop::COOP_EVERY;
 pub use core::SOJOURN_SAMPLE_EVERY;
+pub use dead_letter::DeadLetter;
+use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
 pub use error::{SendError, TryRecvError, TrySendError};
+pub use long_queue::{LongQueueEvent, LongQueueKind};
+use long_queue::{LongQueueHook, LongWatch};
 pub use policy::{InvalidPolicy, Policy};
 pub use receiver::Receiver;
 pub use sender::Sender;
@@ -162,8 +175,6 @@ impl Meta {
     }
 }
 
-type EvictHook<T> = Arc<dyn Fn(T, Eviction) + Send + Sync>;
-
 /// How an offer ended on its first try.
 enum Offer<T> {
     Accepted,
@@ -181,8 +192,12 @@ struct Shared<T> {
     core: Mutex<Core<T>>,
     /// The lock-free ring and its gate (see `fast.rs`).
     fast: FastPath<T>,
-    /// Receives every accepted message that leaves without being delivered.
-    on_evict: Option<EvictHook<T>>,
+    /// Receives every dead letter (`None`: none is wanted; they are dropped).
+    dead: Option<DeadLetters<T>>,
+    /// Receives long-queue alerts and recoveries.
+    on_long_queue: Option<LongQueueHook>,
+    /// A long-queue alert is set (fixed at build).
+    watches_depth: bool,
 }
 
 impl<T> Shared<T> {
@@ -197,6 +212,7 @@ impl<T> Shared<T> {
             wake_rx,
             wake_senders,
             evicted,
+            long_queue,
         } = fx;
         if let Some(w) = wake_rx {
             w.wake();
@@ -210,22 +226,43 @@ impl<T> Shared<T> {
         if !evicted.is_empty() {
             self.evicted(evicted);
         }
+        if let Some(ev) = long_queue {
+            long_queue::report(*ev, self.on_long_queue.as_ref());
+        }
     }
 
-    /// Hands evicted messages to the eviction hook (or drops them).
+    /// Shows the depth to the long-queue watch between operations (a stats snapshot,
+    /// a metrics flush), so an alert comes even when no message moves.
+    fn watch_depth(&self) {
+        if !self.watches_depth {
+            return;
+        }
+        let mut fx = Effects::default();
+        self.lock().watch_depth(&mut fx);
+        self.apply(fx);
+    }
+
+    /// Hands dead letters to the handler and the log (or drops them).
     #[cold]
-    fn evicted(&self, evicted: Vec<(T, Eviction)>) {
-        for (msg, why) in evicted {
-            match &self.on_evict {
-                Some(hook) => hook(msg, why),
-                None => drop(msg),
-            }
+    fn evicted(&self, evicted: Vec<(T, Eviction, Meta)>) {
+        for (msg, why, meta) in evicted {
+            self.dead_letter(msg, why, meta);
+        }
+    }
+
+    /// Reports one dead letter (or drops it when nobody wants them).
+    #[inline]
+    fn dead_letter(&self, msg: T, why: Eviction, meta: Meta) {
+        match &self.dead {
+            Some(dead) => dead.report(msg, why, meta),
+            None => drop(msg),
         }
     }
 
     /// The core's counts plus the fast path's, under the lock (so no message moves
     /// between the two meanwhile).
     fn stats(&self) -> Stats {
+        self.watch_depth();
         let core = self.lock();
         let mut st = core.stats();
         let f = self.fast.counts();
@@ -272,9 +309,7 @@ impl<T> Shared<T> {
                 match self.fast.send(msg) {
                     FastSend::Accepted(None) => return Offer::Accepted,
                     FastSend::Accepted(Some(evicted)) => {
-                        if let Some(hook) = &self.on_evict {
-                            hook(evicted, Eviction::DroppedOldest);
-                        }
+                        self.dead_letter(evicted, Eviction::DroppedOldest, Meta::default());
                         return Offer::Accepted;
                     }
                     FastSend::Rejected(m) => return Offer::Full(m),
@@ -340,17 +375,21 @@ impl<T> Shared<T> {
 
 impl<T: Send> metrics::Flush for Shared<T> {
     fn flush(&self) {
+        self.watch_depth();
         self.lock().flush_metrics();
     }
 }
 
-/// Builds a mailbox with a role name, metrics switch and eviction hooks.
+/// Builds a mailbox with a role name, metrics switch, dead-letter handler and
+/// coalesce hook.
 ///
 /// ```
+/// use std::time::Duration;
 /// use sluicegate::mailbox::{Builder, Policy};
 /// let (tx, rx) = Builder::<String>::new(Policy::DropOldest { capacity: 8 })
 ///     .role("example")
-///     .on_evict(|msg, why| eprintln!("{why:?}: {msg}"))
+///     .dead_letters(|d| eprintln!("{:?}: {}", d.reason, d.message))
+///     .log_dead_letters(Duration::from_secs(10))
 ///     .build()
 ///     .unwrap();
 /// # drop((tx, rx));
@@ -359,8 +398,11 @@ pub struct Builder<T> {
     policy: Policy,
     role: &'static str,
     metrics: bool,
-    on_evict: Option<EvictHook<T>>,
+    dead_letters: Option<DeadLetterHook<T>>,
+    log_dead_letters: Option<std::time::Duration>,
     on_coalesce: Option<CoalesceHook<T>>,
+    long_queue: Option<(usize, std::time::Duration)>,
+    on_long_queue: Option<LongQueueHook>,
 }
 
 impl<T: Send + 'static> Builder<T> {
@@ -370,8 +412,11 @@ impl<T: Send + 'static> Builder<T> {
             policy,
             role: "mailbox",
             metrics: true,
-            on_evict: None,
+            dead_letters: None,
+            log_dead_letters: None,
             on_coalesce: None,
+            long_queue: None,
+            on_long_queue: None,
         }
     }
 
@@ -389,11 +434,31 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Called, outside the lock, with every accepted message that leaves the queue
-    /// undelivered (dropped as oldest, shed, expired, coalesced without a merge
-    /// hook, or refused after a shrink).
-    pub fn on_evict(mut self, hook: impl Fn(T, Eviction) + Send + Sync + 'static) -> Self {
-        self.on_evict = Some(Arc::new(hook));
+    /// Called, outside the lock, with every dead letter: each message that leaves
+    /// the mailbox without being delivered or handed back to its sender (dropped as
+    /// oldest, shed, expired, coalesced without a merge hook, refused after a
+    /// shrink, still queued when the receiver is dropped), exactly once, with its
+    /// reason and the key and deadline it was sent with. See [`DeadLetter`] for the
+    /// full list and what is *not* a dead letter (a message handed back in an
+    /// error). Replaces a handler set with [`on_evict`](Self::on_evict). With no
+    /// handler, dead letters are dropped where they are discarded, at no cost.
+    pub fn dead_letters(mut self, hook: impl Fn(DeadLetter<T>) + Send + Sync + 'static) -> Self {
+        self.dead_letters = Some(Arc::new(hook));
+        self
+    }
+
+    /// [`dead_letters`](Self::dead_letters) with the message and reason only (the
+    /// runtime's form). Replaces a handler set with `dead_letters`.
+    pub fn on_evict(self, hook: impl Fn(T, Eviction) + Send + Sync + 'static) -> Self {
+        self.dead_letters(move |d: DeadLetter<T>| hook(d.message, d.reason))
+    }
+
+    /// Logs dead letters with `tracing` at `WARN` (target `sluicegate::mailbox::dead_letter`:
+    /// role, reason, key; never the message), at most one line per `every` for this
+    /// mailbox; the next line says how many were left out. Independent of the
+    /// handler: both may be set.
+    pub fn log_dead_letters(mut self, every: std::time::Duration) -> Self {
+        self.log_dead_letters = Some(every);
         self
     }
 
@@ -406,6 +471,61 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
+    /// Raises a long-queue alert when the depth stays above `threshold` messages for
+    /// at least `for_at_least` (`Duration::ZERO`: as soon as it goes above), and a
+    /// recovery when it is back at `threshold` or below: each is an edge, reported
+    /// once, as a `tracing` line (`WARN` when long, `INFO` on recovery), in metrics
+    /// ([`metrics::LONG_QUEUES`], [`metrics::LONG_QUEUE_EVENTS`]) and to the
+    /// callback of [`on_long_queue`](Self::on_long_queue). OTP's
+    /// `long_message_queue` system monitor.
+    ///
+    /// The depth is checked under the lock at each send and receive, and at each
+    /// [`Stats`] snapshot and metrics flush ([`metrics::flush_all`], which `/metrics`
+    /// and `sluicegate serve` call every 5 s, for mailboxes with metrics on); no
+    /// timer runs per mailbox. So an alert comes at the first check at least
+    /// `for_at_least` after the depth went above (later than that on a mailbox where
+    /// nothing happens, never earlier), and the depth must stay above
+    /// continuously: a check that finds it at or below the threshold starts the wait
+    /// over. The receiver's drop empties the queue, so it recovers an alert in force.
+    /// A mailbox with an alert set does not use the lock-free ring (as with metrics
+    /// on): every operation goes through the core, which sees the depth.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use sluicegate::mailbox::{Builder, LongQueueKind, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s = seen.clone();
+    /// let (tx, mut rx) = Builder::new(Policy::Unbounded)
+    ///     .long_queue(2, Duration::from_secs(1))
+    ///     .on_long_queue(move |ev| s.lock().unwrap().push(ev.kind))
+    ///     .build()
+    ///     .unwrap();
+    /// for i in 0..3 {
+    ///     tx.send(i).await.unwrap(); // 3 queued: above 2, for now 0 s
+    /// }
+    /// tokio::time::advance(Duration::from_secs(2)).await;
+    /// let _ = rx.stats(); // above 2 for 2 s: long
+    /// rx.recv().await; // 2 queued: recovered
+    /// assert_eq!(*seen.lock().unwrap(), [LongQueueKind::Long, LongQueueKind::Recovered]);
+    /// # }
+    /// ```
+    pub fn long_queue(mut self, threshold: usize, for_at_least: std::time::Duration) -> Self {
+        self.long_queue = Some((threshold, for_at_least));
+        self
+    }
+
+    /// Called, outside the lock, with each long-queue alert and recovery (see
+    /// [`long_queue`](Self::long_queue), without which it is never called).
+    pub fn on_long_queue(mut self, hook: impl Fn(LongQueueEvent) + Send + Sync + 'static) -> Self {
+        self.on_long_queue = Some(Arc::new(hook));
+        self
+    }
+
     /// Creates the mailbox.
     ///
     /// # Errors
@@ -413,13 +533,25 @@ impl<T: Send + 'static> Builder<T> {
     /// [`InvalidPolicy`] naming the policy parameter out of range.
     pub fn build(self) -> Result<(Sender<T>, Receiver<T>), InvalidPolicy> {
         self.policy.validate()?;
-        let fast = FastPath::new(&self.policy, self.metrics);
-        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce);
+        let long = self
+            .long_queue
+            .map(|(threshold, at_least)| LongWatch::new(threshold, at_least, self.role));
+        let watches_depth = long.is_some();
+        let fast = FastPath::new(&self.policy, self.metrics || watches_depth);
+        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce, long);
         fast.open(&core);
+        let dead =
+            (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| DeadLetters {
+                hook: self.dead_letters,
+                log: self.log_dead_letters.map(LogLimit::new),
+                role: self.role,
+            });
         let shared = sync::Arc::new(Shared {
             core: Mutex::new(core),
             fast,
-            on_evict: self.on_evict,
+            dead,
+            on_long_queue: self.on_long_queue,
+            watches_depth,
         });
         // loom's Arc has no Weak: mailboxes built for model checking are not registered.
         #[cfg(not(sluicegate_loom))]

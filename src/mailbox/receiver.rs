@@ -32,12 +32,13 @@ impl<T> Drop for Receiver<T> {
         let left = {
             let mut core = self.shared.lock_all();
             core.close(&mut fx);
-            let left = core.discard_all(&mut fx);
+            // What is still queued becomes dead letters (discarded), given to the
+            // handler below with anything else evicted meanwhile.
+            let left = core.discard_all(&mut fx, false);
             core.retire_metrics();
             left
         };
-        drop(left);
-        // Evicted messages at this point go to the hook like any other.
+        debug_assert!(left.is_empty());
         self.shared.apply(fx);
     }
 }
@@ -175,11 +176,12 @@ impl<T: Send + 'static> Receiver<T> {
     }
 
     /// Takes every queued message out without delivering it, counted as
-    /// [`Outcome::Discarded`](super::Outcome::Discarded); for an owner that will not process them (a crashed
-    /// server answers each queued call with an error).
+    /// [`Outcome::Discarded`](super::Outcome::Discarded); for an owner that will not
+    /// process them (a crashed server answers each queued call with an error). They
+    /// are handed to the caller, so they are not dead letters.
     pub fn discard_queued(&mut self) -> Vec<T> {
         let mut fx = Effects::default();
-        let out = self.shared.lock_all().discard_all(&mut fx);
+        let out = self.shared.lock_all().discard_all(&mut fx, true);
         self.shared.apply(fx);
         out
     }

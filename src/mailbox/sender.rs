@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::coop::{made_progress, poll_coop};
 use super::core::WaitCell;
-use super::{sync, Meta, Monitor, Offer, SendError, Shared, Stats, TrySendError};
+use super::{sync, Eviction, Meta, Monitor, Offer, SendError, Shared, Stats, TrySendError};
 
 /// The sending half; cheap to clone. The mailbox stays open while any sender lives.
 pub struct Sender<T> {
@@ -52,9 +52,20 @@ impl<T> Drop for ParkGuard<'_, T> {
     fn drop(&mut self) {
         if let Some(cell) = self.cell.take() {
             // Accepted meanwhile: the message is queued and stays. Still parked: it
-            // was never accepted and goes with the future. Refused: dropped here.
+            // was never accepted and goes with the future. Refused or closed: it was
+            // counted, and nobody takes it back, so it is a dead letter.
             let outcome = self.shared.lock().cancel_parked(&cell, false);
-            drop(outcome);
+            match outcome {
+                Some(Err(SendError::Rejected(m))) => {
+                    self.shared
+                        .dead_letter(m, Eviction::Rejected, Meta::default());
+                }
+                Some(Err(SendError::Closed(m))) => {
+                    self.shared
+                        .dead_letter(m, Eviction::Closed, Meta::default());
+                }
+                _ => {}
+            }
         }
     }
 }

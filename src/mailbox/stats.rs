@@ -64,8 +64,9 @@ impl Outcome {
     }
 }
 
-/// Why a message that had been accepted was taken out of the queue without being
-/// delivered; given to the eviction handler together with the message.
+/// Why a message left the mailbox without being delivered and without being handed
+/// back to its sender: the reason of a [`DeadLetter`](super::DeadLetter), given to
+/// the dead-letter handler together with the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Eviction {
@@ -78,18 +79,37 @@ pub enum Eviction {
     Coalesced,
     /// Its deadline passed while queued.
     Expired,
-    /// A policy change left no room for it and the new policy refuses (counted as rejected).
+    /// A policy change left no room for it and the new policy refuses (counted as
+    /// rejected); or a waiting send was refused by a policy change and its sender
+    /// went away before taking the message back.
     Rejected,
+    /// Still queued when the receiver was dropped (counted as discarded).
+    /// [`Receiver::discard_queued`](super::Receiver::discard_queued) hands the
+    /// messages to its caller instead: those are not dead letters.
+    Discarded,
+    /// A waiting send was refused because the mailbox closed, and its sender went
+    /// away before taking the message back (counted as closed).
+    Closed,
 }
 
 impl Eviction {
-    pub(crate) fn outcome(self) -> Outcome {
+    /// The reason as a short label for logs (the [`Outcome`] label it is counted under).
+    pub fn label(self) -> &'static str {
+        self.outcome().label()
+    }
+}
+
+impl Eviction {
+    /// The [`Outcome`] a message discarded for this reason is counted under.
+    pub fn outcome(self) -> Outcome {
         match self {
             Eviction::DroppedOldest => Outcome::DroppedOldest,
             Eviction::Shed => Outcome::Shed,
             Eviction::Coalesced => Outcome::Coalesced,
             Eviction::Expired => Outcome::Expired,
             Eviction::Rejected => Outcome::Rejected,
+            Eviction::Discarded => Outcome::Discarded,
+            Eviction::Closed => Outcome::Closed,
         }
     }
 }

@@ -71,11 +71,13 @@ impl<T> From<&SendError<T>> for CallError {
 
 impl From<Eviction> for CallError {
     /// A queued call left the mailbox unrun: its deadline passed (`Expired`), it
-    /// was refused on arrival (`Rejected`), or it was dropped, shed or replaced.
+    /// was refused on arrival (`Rejected`), it was still queued or waiting when the
+    /// mailbox went away (`Stopped`), or it was dropped, shed or replaced.
     fn from(why: Eviction) -> Self {
         match why {
             Eviction::Expired => CallError::Expired,
             Eviction::Rejected => CallError::Rejected,
+            Eviction::Discarded | Eviction::Closed => CallError::Stopped,
             _ => CallError::Dropped,
         }
     }

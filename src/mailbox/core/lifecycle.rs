@@ -19,15 +19,22 @@ impl<T> Core<T> {
         self.debug_check();
     }
 
-    /// Takes every queued message out, counted as discarded.
-    pub(crate) fn discard_all(&mut self, fx: &mut Effects<T>) -> Vec<T> {
-        let mut out = Vec::with_capacity(self.queue.len());
+    /// Takes every queued message out, counted as discarded: returned to the caller
+    /// when `hand_back` (`Receiver::discard_queued`), otherwise given to the
+    /// dead-letter handler through `fx` (the receiver's drop).
+    pub(crate) fn discard_all(&mut self, fx: &mut Effects<T>, hand_back: bool) -> Vec<T> {
+        let mut out = Vec::with_capacity(if hand_back { self.queue.len() } else { 0 });
         while let Some(slot) = self.pop_front() {
-            self.count(Outcome::Discarded);
-            out.push(slot.msg);
+            if hand_back {
+                self.count(Outcome::Discarded);
+                out.push(slot.msg);
+            } else {
+                self.evict(slot, Eviction::Discarded, fx);
+            }
         }
         self.codel.reset();
         self.fill_from_waiting(fx);
+        self.watch_depth(fx);
         self.debug_check();
         out
     }
@@ -86,6 +93,7 @@ impl<T> Core<T> {
                 self.finish_wait(w.cell, w.waker, Resolved::Rejected(w.slot.msg), fx);
             }
         }
+        self.watch_depth(fx);
         self.debug_check();
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::codel::Codel;
+use super::long_queue::LongWatch;
 use super::metrics::Handles;
 use super::policy::{Behaviour, WhenFull};
 use super::stats::{Counts, Eviction, Outcome};
@@ -79,6 +80,9 @@ pub(crate) struct Core<T> {
     role: &'static str,
     /// Merges a replaced message into its replacement (coalesce).
     on_coalesce: Option<CoalesceHook<T>>,
+    /// The long-queue watch, when an alert is set: every operation then takes the
+    /// slow paths, which report the depth to it.
+    long: Option<LongWatch>,
 }
 
 /// With metrics on (and no CoDel), one message in this many is stamped for the
@@ -91,6 +95,7 @@ impl<T> Core<T> {
         role: &'static str,
         metrics: bool,
         on_coalesce: Option<CoalesceHook<T>>,
+        long: Option<LongWatch>,
     ) -> Self {
         let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
         let b = policy.behaviour();
@@ -116,6 +121,18 @@ impl<T> Core<T> {
             metrics: handles,
             role,
             on_coalesce,
+            long,
+        }
+    }
+
+    /// Shows the depth to the long-queue watch, if any; an alert or recovery goes
+    /// out through `fx`.
+    #[inline]
+    pub(crate) fn watch_depth(&mut self, fx: &mut Effects<T>) {
+        if let Some(w) = &mut self.long {
+            if let Some(ev) = w.observe(self.queue.len()) {
+                fx.long_queue = Some(Box::new(ev));
+            }
         }
     }
 
@@ -213,7 +230,18 @@ impl<T> Core<T> {
 
     fn evict(&mut self, slot: Slot<T>, why: Eviction, fx: &mut Effects<T>) {
         self.count(why.outcome());
-        fx.evicted.push((slot.msg, why));
+        let meta = self.meta(slot.key, slot.deadline);
+        fx.evicted.push((slot.msg, why, meta));
+    }
+
+    /// The [`Meta`](super::Meta) a slot's message was sent with, for its dead letter.
+    fn meta(&self, key: Option<Key>, deadline: Stamp) -> super::Meta {
+        super::Meta {
+            key,
+            deadline: deadline
+                .is_some()
+                .then(|| self.base + Duration::from_nanos(deadline.0 - 1)),
+        }
     }
 
     /// Takes every expired message out of the queue (only when some carry a deadline).
@@ -268,8 +296,8 @@ impl<T> Core<T> {
         }
         let queued = &mut self.queue[idx];
         let old = std::mem::replace(&mut queued.msg, slot.msg);
-        let had_deadline = queued.deadline.is_some();
-        queued.deadline = slot.deadline;
+        let old_deadline = std::mem::replace(&mut queued.deadline, slot.deadline);
+        let had_deadline = old_deadline.is_some();
         match (had_deadline, slot.deadline.is_some()) {
             (true, false) => self.with_deadline -= 1,
             (false, true) => self.with_deadline += 1,
@@ -279,7 +307,10 @@ impl<T> Core<T> {
         self.count(Outcome::Coalesced);
         match &self.on_coalesce {
             Some(hook) => hook(old, &mut self.queue[idx].msg),
-            None => fx.evicted.push((old, Eviction::Coalesced)),
+            None => {
+                let meta = self.meta(slot.key, old_deadline);
+                fx.evicted.push((old, Eviction::Coalesced, meta));
+            }
         }
         Ok(())
     }
@@ -298,7 +329,11 @@ impl<T> Core<T> {
     /// `offer` to decide.
     #[inline]
     pub(crate) fn push_fast(&mut self, msg: T, deadline: Stamp) -> Result<Option<Waker>, T> {
-        if self.closed || !self.waiting.is_empty() || self.queue.len() >= self.behaviour.capacity {
+        if self.closed
+            || !self.waiting.is_empty()
+            || self.queue.len() >= self.behaviour.capacity
+            || self.long.is_some()
+        {
             return Err(msg);
         }
         let enqueued = if self.stamp_next() {
@@ -373,7 +408,7 @@ impl<T> Core<T> {
     /// handle, with nothing changed.
     #[inline]
     pub(crate) fn take_fast(&mut self) -> Fast<T> {
-        if self.behaviour.codel.is_some() || !self.waiting.is_empty() {
+        if self.behaviour.codel.is_some() || !self.waiting.is_empty() || self.long.is_some() {
             return Fast::Slow;
         }
         let Some(front) = self.queue.front() else {
@@ -414,6 +449,7 @@ impl<T> Core<T> {
         fx: &mut Effects<T>,
     ) -> Push<T> {
         let out = self.offer_unchecked(slot, waker, fx);
+        self.watch_depth(fx);
         self.debug_check();
         out
     }
@@ -507,6 +543,7 @@ impl<T> Core<T> {
     /// records its sojourn when it was stamped and metrics are on.
     pub(crate) fn take(&mut self, fx: &mut Effects<T>) -> Option<T> {
         let out = self.take_unchecked(fx);
+        self.watch_depth(fx);
         self.debug_check();
         let (msg, sojourn) = out?;
         if let (Some(m), Some(s)) = (&self.metrics, sojourn) {

@@ -4,10 +4,11 @@
 
 use std::task::Waker;
 
+use super::super::long_queue::LongQueueEvent;
 use super::super::stats::Eviction;
 use super::super::sync::Arc;
 use super::super::wait::WaitCell;
-use super::super::Key;
+use super::super::{Key, Meta};
 
 /// A queued message with what the policies need to know about it.
 pub(crate) struct Slot<T> {
@@ -44,11 +45,15 @@ pub(super) struct Waiting<T> {
 /// Hook that merges a replaced message into its replacement (coalesce).
 pub(crate) type CoalesceHook<T> = std::sync::Arc<dyn Fn(T, &mut T) + Send + Sync>;
 
-/// Things to do once the lock is released: wake-ups and evicted messages.
+/// Things to do once the lock is released: wake-ups and dead letters (each with its
+/// reason and the key and deadline it was sent with).
 pub(crate) struct Effects<T> {
     pub(crate) wake_rx: Option<Waker>,
     pub(crate) wake_senders: Vec<Waker>,
-    pub(crate) evicted: Vec<(T, Eviction)>,
+    pub(crate) evicted: Vec<(T, Eviction, Meta)>,
+    /// A long-queue alert or recovery seen by the operation (boxed: every slow
+    /// operation builds an `Effects`, and this keeps it one word larger, not seven).
+    pub(crate) long_queue: Option<Box<LongQueueEvent>>,
 }
 
 impl<T> Default for Effects<T> {
@@ -57,6 +62,7 @@ impl<T> Default for Effects<T> {
             wake_rx: None,
             wake_senders: Vec::new(),
             evicted: Vec::new(),
+            long_queue: None,
         }
     }
 }
