@@ -700,3 +700,36 @@ async fn a_deadline_already_past_when_the_mailbox_was_built_expires_the_message(
     assert_eq!((s.expired, s.delivered), (1, 1));
     assert!(s.is_balanced());
 }
+
+/// A receiver left pending by an earlier poll is woken by the next push after a
+/// `try_recv` in between reopened the lock-free ring's gate (a lost wake-up the
+/// model test found: the waker was registered with the locked core only).
+#[test]
+fn a_pending_receiver_is_woken_after_a_try_recv_reopens_the_ring() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Wake, Waker};
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let (tx, mut rx) = Builder::<u32>::new(Policy::DropNewest { capacity: 4 })
+        .metrics(false)
+        .build()
+        .unwrap();
+    // A capacity the ring was not built for locks its gate.
+    rx.set_policy(Policy::DropNewest { capacity: 1 }).unwrap();
+    let flag = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = Waker::from(flag.clone());
+    assert!(rx.poll_recv(&mut Context::from_waker(&waker)).is_pending());
+    rx.set_policy(Policy::DropNewest { capacity: 4 }).unwrap();
+    // Finds nothing, and opens the gate again.
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.try_send(1).unwrap();
+    assert!(
+        flag.0.load(Ordering::SeqCst),
+        "the pending receiver was not woken"
+    );
+    assert_eq!(rx.try_recv(), Ok(1));
+}

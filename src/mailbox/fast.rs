@@ -224,6 +224,14 @@ impl<T> FastPath<T> {
         }
     }
 
+    /// Registers the receiver's waker for the next fast push (under the lock, with
+    /// the gate open).
+    pub(crate) fn register(&self, waker: &Waker) {
+        if let Some(f) = &self.0 {
+            f.register(waker);
+        }
+    }
+
     /// Locks the gate (under the core's lock): see [`Inner::lock`].
     pub(crate) fn lock(&self, core: &mut Core<T>) {
         if let Some(f) = &self.0 {

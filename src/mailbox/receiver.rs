@@ -237,8 +237,14 @@ fn take_locked<T>(
         Fast::Empty => None,
         Fast::Slow => core.take(fx),
     };
-    if core.len() == 0 {
+    if core.len() == 0 && !shared.fast.is_open() {
         shared.fast.open(core);
+        // A receiver still waiting from an earlier pending poll (this call being a
+        // `try_recv` in between) registered its waker with the core only: from now on
+        // pushes go to the ring, so the ring must wake it too, or it is never woken.
+        if let (true, Some(w)) = (shared.fast.is_open(), core.rx_waker()) {
+            shared.fast.register(w);
+        }
     }
     out
 }

@@ -611,6 +611,11 @@ impl<T> Core<T> {
         }
     }
 
+    /// The waker of a receiver that waits (registered by its last pending poll).
+    pub(crate) fn rx_waker(&self) -> Option<&Waker> {
+        self.rx_waker.as_ref()
+    }
+
     /// Records how long a sender waited for space (metrics on only).
     pub(crate) fn record_send_wait(&self, waited: Duration) {
         if let Some(m) = &self.metrics {
