@@ -258,7 +258,7 @@ async fn on_evict_is_the_dead_letter_handler_without_metadata() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dead_letters_are_logged_at_most_once_per_interval() {
     let lines = Lines::default();
-    let _guard = tracing::subscriber::set_default(lines.clone());
+    let _guard = lines.install();
     let (tx, _rx) = Builder::new(Policy::DropOldest { capacity: 1 })
         .log_dead_letters(Duration::from_secs(1))
         .build()

@@ -126,7 +126,7 @@ async fn each_event_is_logged_and_counted_in_metrics() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     let lines = Lines::default();
-    let _guard = tracing::subscriber::set_default(lines.clone());
+    let _guard = lines.install();
     let (tx, mut rx, _events) = mailbox(Policy::Unbounded, 1, ms(100));
     let gauge = |text: &str| -> Option<f64> {
         text.lines()
@@ -175,7 +175,7 @@ async fn each_event_is_logged_and_counted_in_metrics() {
 #[tokio::test(start_paused = true)]
 async fn without_an_alert_nothing_is_reported() {
     let lines = Lines::default();
-    let _guard = tracing::subscriber::set_default(lines.clone());
+    let _guard = lines.install();
     let (tx, _rx) = Builder::new(Policy::Unbounded).build().unwrap();
     for i in 0..1000u32 {
         tx.send(i).await.unwrap();

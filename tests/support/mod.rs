@@ -11,11 +11,64 @@ pub struct Line {
     pub fields: HashMap<&'static str, u64>,
 }
 
-/// Records every event (install with `tracing::subscriber::set_default`).
+/// Records every event of the thread it is installed on ([`Lines::install`]).
 #[derive(Default, Clone)]
 pub struct Lines(pub Arc<Mutex<Vec<Line>>>);
 
+thread_local! {
+    /// The recorder of this thread's events, if a test installed one.
+    static CURRENT: std::cell::RefCell<Option<Lines>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Uninstalls a thread's recorder when dropped.
+pub struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.borrow_mut().take());
+    }
+}
+
+/// The process-wide subscriber: every event goes to the recorder of the thread it
+/// happens on. One global subscriber, always interested, instead of a scoped one per
+/// test: scoped dispatchers on parallel test threads race over the callsites'
+/// cached interest and the global level filter, and lose events.
+struct ToThread;
+
+impl tracing::Subscriber for ToThread {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        CURRENT.with(|c| {
+            if let Some(lines) = c.borrow().as_ref() {
+                tracing::Subscriber::event(lines, event);
+            }
+        });
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 impl Lines {
+    /// Records this thread's events here until the returned guard drops.
+    pub fn install(&self) -> Installed {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(ToThread);
+        });
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
+        Installed
+    }
+
     /// The recorded events at `level`.
     pub fn at(&self, level: tracing::Level) -> Vec<Line> {
         let lines = self.0.lock().unwrap();
