@@ -349,6 +349,12 @@ impl TodoList {
         Page { entries, more }
     }
 
+    /// The page `q` asks for, or `None` when the list does not exist
+    /// ([`TodoList::exists`]): what a read of the list answers.
+    pub fn page(&self, q: &EntryQuery) -> Option<Page> {
+        self.exists().then(|| self.query(q))
+    }
+
     /// Every entry, in id order.
     pub fn all_entries(&self) -> Vec<Entry> {
         self.entries.values().cloned().collect()

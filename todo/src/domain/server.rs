@@ -320,7 +320,7 @@ impl Server for ListServer {
     async fn handle_call(&mut self, request: ListCall) {
         match request {
             ListCall::Entries(query, reply) => {
-                reply.send(self.list.exists().then(|| self.list.query(&query)));
+                reply.send(self.list.page(&query));
             }
             ListCall::Write(write, ack, reply) => {
                 let entry = match self.apply_keyed(write) {

@@ -544,7 +544,7 @@ impl TodoSystem {
         {
             let _admitted = self.admit().await?;
             if let Some(published) = self.inner.published.load(list) {
-                return Ok(published.exists().then(|| published.query(&query)));
+                return Ok(published.page(&query));
             }
         }
         self.call(list, |r| ListCall::Entries(query.clone(), r))

@@ -6,18 +6,15 @@
 //! on SQLite and on the files backend.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::NaiveDate;
 use proptest::prelude::*;
-use sluicegate_todo::config::{AckMode, Config};
+use sluicegate_todo::config::AckMode;
 use sluicegate_todo::domain::server::{KeyedWrite, Write};
-use sluicegate_todo::domain::{
-    Entry, IdempotencyKey, ListName, TodoSystem, TodoSystemError, WriteOutcome,
-};
+use sluicegate_todo::domain::{Entry, IdempotencyKey, ListName, TodoSystemError, WriteOutcome};
 use sluicegate_todo::storage::BackendKind;
 
-use crate::support::eventually::PATIENCE;
+use crate::todo_system::{runtime, start};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -106,13 +103,6 @@ impl Model {
     }
 }
 
-async fn start(backend: BackendKind, dir: &Path) -> TodoSystem {
-    let mut c = Config::builtin();
-    c.storage.backend = backend;
-    c.system.call_timeout = PATIENCE;
-    TodoSystem::start(&c, dir).await.unwrap()
-}
-
 async fn run(backend: BackendKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let list = ListName::new("keyed").unwrap();
@@ -146,14 +136,6 @@ async fn run(backend: BackendKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     sys.shutdown().await;
     Ok(())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 proptest! {

@@ -20,7 +20,7 @@ use sluicegate_todo::domain::{
 use sluicegate_todo::storage::{self, BackendKind, Storage, StorageError};
 use tokio::sync::watch;
 
-use crate::support::eventually::{eventually, PATIENCE};
+use crate::support::eventually::{eventually, poll_until, PATIENCE};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
@@ -37,8 +37,17 @@ fn config(backend: BackendKind) -> Config {
     c
 }
 
-async fn start(backend: BackendKind, dir: &Path) -> TodoSystem {
+pub(crate) async fn start(backend: BackendKind, dir: &Path) -> TodoSystem {
     TodoSystem::start(&config(backend), dir).await.unwrap()
+}
+
+/// A runtime for a property test's case (proptest's cases are not async).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn done(o: WriteOutcome) -> sluicegate_todo::domain::Entry {
@@ -512,6 +521,25 @@ async fn injected_panic_restarts_one_list_with_its_list_reloaded(backend: Backen
     sys.shutdown().await;
 }
 
+/// The list's entries once `done` holds for them (reads do not wait behind queued
+/// writes, so a write accepted or delivered shows up a little later); the last read
+/// if it never does within [`PATIENCE`].
+async fn entries_once(
+    sys: &TodoSystem,
+    l: &ListName,
+    done: impl Fn(&[sluicegate_todo::domain::Entry]) -> bool,
+) -> Vec<sluicegate_todo::domain::Entry> {
+    let found = poll_until(async || {
+        let e = sys.entries(l, None).await.unwrap();
+        done(&e).then_some(e)
+    })
+    .await;
+    match found {
+        Some(e) => e,
+        None => sys.entries(l, None).await.unwrap(),
+    }
+}
+
 async fn ack_modes_behave_as_documented(backend: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let backing = storage::open(backend, dir.path()).unwrap();
@@ -528,14 +556,7 @@ async fn ack_modes_behave_as_documented(backend: BackendKind) {
     // once it is (they do not wait in the mailbox behind it).
     let r = sys.add_entry(&l, day(4), "cast", Some(AckMode::None)).await;
     assert_eq!(r, Ok(WriteOutcome::Accepted));
-    let mut seen = Vec::new();
-    for _ in 0..1000 {
-        seen = sys.entries(&l, None).await.unwrap();
-        if !seen.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let seen = entries_once(&sys, &l, |e| !e.is_empty()).await;
     assert_eq!(
         seen.iter().map(|e| e.title.as_str()).collect::<Vec<_>>(),
         ["cast"]
@@ -574,14 +595,7 @@ async fn ack_modes_behave_as_documented(backend: BackendKind) {
     })
     .await;
     // Delivered is not yet applied: the read sees it once the server applied it.
-    let mut applied = 0;
-    for _ in 0..1000 {
-        applied = sys.entries(&l, None).await.unwrap().len();
-        if applied == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let applied = entries_once(&sys, &l, |e| e.len() == 3).await.len();
     assert_eq!(applied, 3);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!durable.is_finished(), "durable answered before the store");
@@ -610,14 +624,7 @@ async fn ack_modes_behave_as_documented(backend: BackendKind) {
         Ok(WriteOutcome::Accepted)
     );
     // Accepted, so applied soon; a read does not wait for it.
-    let mut read = 0;
-    for _ in 0..1000 {
-        read = sys.entries(&l, None).await.unwrap().len();
-        if read == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let read = entries_once(&sys, &l, |e| e.len() == 4).await.len();
     assert_eq!(read, 4);
     sys.shutdown().await;
 }
@@ -1097,6 +1104,8 @@ mod model {
 
     use chrono::NaiveDate;
     use proptest::prelude::*;
+
+    use super::runtime;
     use sluicegate_todo::config::{AckMode, BackendKind, Config};
     use sluicegate_todo::domain::{
         EntryUpdate, ListName, TodoSystem, TodoSystemError, WriteOutcome,
@@ -1267,14 +1276,6 @@ mod model {
         }
         sys.shutdown().await;
         Ok(())
-    }
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
     }
 
     proptest! {
