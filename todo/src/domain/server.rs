@@ -78,6 +78,8 @@ pub enum ListCall {
     /// The entries a query asks for, in id order; `None` when the list does not
     /// exist ([`TodoList::exists`]).
     Entries(EntryQuery, ReplyTo<Option<Page>>),
+    /// How many entries the list holds; `None` when it does not exist.
+    Count(ReplyTo<Option<usize>>),
     /// Delete the whole list from storage (durably) and forget it in memory;
     /// answered with whether there was a list (stored or written in memory).
     DeleteList(ReplyTo<Result<bool, ListError>>),
@@ -321,6 +323,9 @@ impl Server for ListServer {
         match request {
             ListCall::Entries(query, reply) => {
                 reply.send(self.list.page(&query));
+            }
+            ListCall::Count(reply) => {
+                reply.send(self.list.exists().then(|| self.list.len()));
             }
             ListCall::Write(write, ack, reply) => {
                 let entry = match self.apply_keyed(write) {

@@ -551,6 +551,23 @@ impl TodoSystem {
             .await
     }
 
+    /// How many entries the list holds, or `None` when it does not exist; read like
+    /// [`TodoSystem::query`] (from the published list when its server is live),
+    /// without copying an entry.
+    ///
+    /// # Errors
+    ///
+    /// Why the list could not be read (overload, timeout, storage).
+    pub async fn entry_count(&self, list: &ListName) -> Result<Option<usize>, TodoSystemError> {
+        {
+            let _admitted = self.admit().await?;
+            if let Some(published) = self.inner.published.load(list) {
+                return Ok(published.exists().then(|| published.len()));
+            }
+        }
+        self.call(list, ListCall::Count).await
+    }
+
     /// How many lists are read without a message: live servers that have
     /// published their loaded list.
     pub fn published_lists(&self) -> usize {

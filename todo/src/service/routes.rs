@@ -350,9 +350,8 @@ pub(super) async fn all_lists(
 /// `{"name", "entries"}`, `{"name", "entries": null, "error"}` when it cannot be
 /// read, or `None` when it does not exist.
 async fn list_summary(state: &AppState, name: &ListName) -> Option<serde_json::Value> {
-    let count = EntryQuery::all();
-    match state.system.query(name, count).await {
-        Ok(Some(page)) => Some(json!({ "name": name.as_str(), "entries": page.entries.len() })),
+    match state.system.entry_count(name).await {
+        Ok(Some(count)) => Some(json!({ "name": name.as_str(), "entries": count })),
         Ok(None) => None,
         Err(e) => Some(json!({ "name": name.as_str(), "entries": null, "error": e.to_string() })),
     }
@@ -368,12 +367,12 @@ pub(super) async fn one_list(
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
     let NoQuery {} = self::query(query)?;
-    let page = state
+    let count = state
         .system
-        .query(&list, EntryQuery::all())
+        .entry_count(&list)
         .await?
         .ok_or_else(|| no_list(&list))?;
-    Ok(Json(json!({ "name": list.as_str(), "entries": page.entries.len() })).into_response())
+    Ok(Json(json!({ "name": list.as_str(), "entries": count })).into_response())
 }
 
 /// Deletes a whole list, durably, with its entries and the receipts of its keyed
