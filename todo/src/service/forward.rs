@@ -98,6 +98,11 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // The common case, a list this node serves, passes the request on as it came
+    // (its body unread); only a request that may be forwarded is buffered.
+    if let Route::Local(_) = f.node.route(&list) {
+        return served_by(next.run(req).await, &f.node);
+    }
     let give_up = Instant::now() + f.wait_unowned;
     let mut retried = false;
     let (parts, body) = req.into_parts();
