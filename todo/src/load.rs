@@ -187,6 +187,15 @@ pub struct LoadReport {
     pub seconds: f64,
     /// Latency from intended send time, µs.
     pub latency: Histogram<u64>,
+    /// Latency from intended send time of the 2xx answers, µs: what an accepted
+    /// request waited, the client's own queueing included.
+    pub accepted: Histogram<u64>,
+    /// Response time of the `503` answers that carried `Retry-After`, µs, from the
+    /// moment the request was sent (the client's queueing excluded): how fast an
+    /// overloaded service refuses.
+    pub refused: Histogram<u64>,
+    /// `503` answers without `Retry-After`.
+    pub refused_without_retry_after: u64,
     /// Answers by HTTP status (`error` for transport failures).
     pub statuses: BTreeMap<String, u64>,
     /// Failed requests (transport errors and non-2xx answers) by kind:
@@ -235,6 +244,24 @@ impl LoadReport {
             s.push_str(&format!(" {k}={v}"));
         }
         s.push('\n');
+        let ms = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        s.push_str(&format!(
+            "accepted (2xx): {}  {:.0} req/s  latency from intended send (ms): p50 {:.2}  p99 {:.2}\n",
+            self.accepted.len(),
+            self.accepted.len() as f64 / self.seconds.max(1e-9),
+            ms(&self.accepted, 0.5),
+            ms(&self.accepted, 0.99),
+        ));
+        if !self.refused.is_empty() || self.refused_without_retry_after > 0 {
+            s.push_str(&format!(
+                "refused (503 with Retry-After): {}  response time from send (ms): p50 {:.2}  p99 {:.2}  max {:.2}; 503 without Retry-After: {}\n",
+                self.refused.len(),
+                ms(&self.refused, 0.5),
+                ms(&self.refused, 0.99),
+                self.refused.max() as f64 / 1000.0,
+                self.refused_without_retry_after,
+            ));
+        }
         s.push_str(&format!(
             "failures: {} of {} ({:.1} %)\n",
             self.failed(),
@@ -283,11 +310,7 @@ pub async fn run(
         .pool_max_idle_per_host(opts.connections)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1,
-        120_000_000,
-        3,
-    )?));
+    let hist = Arc::new(Mutex::new(Latencies::new()?));
     let statuses: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let failures: Arc<Mutex<BTreeMap<String, FailureKind>>> = Arc::default();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.connections));
@@ -331,6 +354,7 @@ pub async fn run(
         let (acked, counts, repeats) = (acked.clone(), counts.clone(), opts.repeats);
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
+            let sent = Instant::now();
             let date = format!("2026-01-{day:02}");
             let title = format!("load {i}");
             let key = format!("load-{seed}-{i}", seed = seed);
@@ -355,14 +379,15 @@ pub async fn run(
                     Ok(r) => {
                         let status = r.status();
                         let replayed = r.headers().contains_key("idempotent-replayed");
-                        (Ok(status), replayed, r.bytes().await)
+                        let retry_after = r.headers().contains_key(reqwest::header::RETRY_AFTER);
+                        (Ok((status, retry_after)), replayed, r.bytes().await)
                     }
                     Err(e) => (Err(e), false, Ok(Default::default())),
                 };
                 let known = match &answer {
-                    (Ok(status), ..) if status.is_success() => true,
+                    (Ok((status, _)), ..) if status.is_success() => true,
                     // Bad input or a reused key: repeating cannot change it.
-                    (Ok(status), ..) if status.is_client_error() => true,
+                    (Ok((status, _)), ..) if status.is_client_error() => true,
                     (Ok(_), _, Ok(body)) => outcome_of(body) == Some("not_applied"),
                     _ => false,
                 };
@@ -372,8 +397,18 @@ pub async fn run(
                 counts.repeated.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
+            let served = sent.elapsed();
+            let mut kind = AnswerKind::Other;
             let (key, failure) = match resp {
-                (Ok(status), replayed, body) => {
+                (Ok((status, retry_after)), replayed, body) => {
+                    kind = match status {
+                        s if s.is_success() => AnswerKind::Accepted,
+                        reqwest::StatusCode::SERVICE_UNAVAILABLE if retry_after => {
+                            AnswerKind::Refused
+                        }
+                        reqwest::StatusCode::SERVICE_UNAVAILABLE => AnswerKind::RefusedBare,
+                        _ => AnswerKind::Other,
+                    };
                     if replayed {
                         counts.replayed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -422,8 +457,9 @@ pub async fn run(
                 }
                 entry.count += 1;
             }
-            let us = intended.elapsed().as_micros().clamp(1, 120_000_000) as u64;
-            let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(us);
+            hist.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(kind, intended.elapsed(), served);
             *statuses
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -435,7 +471,10 @@ pub async fn run(
     for t in tasks {
         let _ = t.await;
     }
-    let latency = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let latencies = std::mem::replace(
+        &mut *hist.lock().unwrap_or_else(|e| e.into_inner()),
+        Latencies::new()?,
+    );
     let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let seconds = wall.elapsed().as_secs_f64();
@@ -448,7 +487,10 @@ pub async fn run(
     Ok(LoadReport {
         sent: total,
         seconds,
-        latency,
+        latency: latencies.all,
+        accepted: latencies.accepted,
+        refused: latencies.refused,
+        refused_without_retry_after: latencies.refused_bare,
         statuses,
         failures,
         unknown: counts.unknown.load(Ordering::Relaxed),
@@ -456,6 +498,55 @@ pub async fn run(
         replayed: counts.replayed.load(Ordering::Relaxed),
         check,
     })
+}
+
+/// What kind of answer a request got, for the latency split.
+#[derive(Clone, Copy)]
+enum AnswerKind {
+    /// A 2xx.
+    Accepted,
+    /// A 503 with `Retry-After`.
+    Refused,
+    /// A 503 without `Retry-After`.
+    RefusedBare,
+    /// Anything else (other statuses, transport errors).
+    Other,
+}
+
+/// The latency histograms the request tasks share (µs, 1 µs to 120 s).
+struct Latencies {
+    all: Histogram<u64>,
+    accepted: Histogram<u64>,
+    refused: Histogram<u64>,
+    refused_bare: u64,
+}
+
+impl Latencies {
+    fn new() -> Result<Self, LoadError> {
+        let h = || Histogram::<u64>::new_with_bounds(1, 120_000_000, 3);
+        Ok(Latencies {
+            all: h()?,
+            accepted: h()?,
+            refused: h()?,
+            refused_bare: 0,
+        })
+    }
+
+    /// Records one answer: `waited` from its intended send, `served` from its send.
+    fn record(&mut self, kind: AnswerKind, waited: Duration, served: Duration) {
+        let us = |d: Duration| d.as_micros().clamp(1, 120_000_000) as u64;
+        let _ = self.all.record(us(waited));
+        match kind {
+            AnswerKind::Accepted => {
+                let _ = self.accepted.record(us(waited));
+            }
+            AnswerKind::Refused => {
+                let _ = self.refused.record(us(served));
+            }
+            AnswerKind::RefusedBare => self.refused_bare += 1,
+            AnswerKind::Other => {}
+        }
+    }
 }
 
 /// Counters the request tasks share.
@@ -532,4 +623,62 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(latencies: Latencies) -> LoadReport {
+        LoadReport {
+            sent: 4,
+            seconds: 1.0,
+            latency: latencies.all,
+            accepted: latencies.accepted,
+            refused: latencies.refused,
+            refused_without_retry_after: latencies.refused_bare,
+            statuses: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            unknown: 0,
+            repeated: 0,
+            replayed: 0,
+            check: None,
+        }
+    }
+
+    #[test]
+    fn accepted_and_refused_answers_are_timed_apart() {
+        let mut l = Latencies::new().unwrap();
+        let ms = Duration::from_millis;
+        // An accepted request that queued 40 ms in the client and was served in 10.
+        l.record(AnswerKind::Accepted, ms(50), ms(10));
+        // A refusal counts from its send, not from its intended send.
+        l.record(AnswerKind::Refused, ms(30), Duration::from_micros(400));
+        l.record(AnswerKind::RefusedBare, ms(5), ms(5));
+        l.record(AnswerKind::Other, ms(7), ms(7));
+        assert_eq!(l.all.len(), 4);
+        assert_eq!(l.accepted.len(), 1);
+        assert!((49_000..=51_000).contains(&l.accepted.max()));
+        assert_eq!(l.refused.len(), 1);
+        assert!((390..=410).contains(&l.refused.max()));
+        let text = report(l).summary();
+        assert!(text.contains("accepted (2xx): 1 "), "{text}");
+        assert!(
+            text.contains("refused (503 with Retry-After): 1 ")
+                && text.contains("503 without Retry-After: 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_run_without_refusals_has_no_refused_line() {
+        let mut l = Latencies::new().unwrap();
+        l.record(
+            AnswerKind::Accepted,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        );
+        let text = report(l).summary();
+        assert!(!text.contains("refused"), "{text}");
+    }
 }

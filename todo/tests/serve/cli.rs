@@ -752,6 +752,17 @@ async fn load_against_a_running_serve_reports_every_request() {
         })
         .sum();
     assert_eq!(total, 100, "{stdout}");
+    // The accepted line counts exactly the 2xx answers.
+    let ok: u64 = statuses
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| k.starts_with('2'))
+        .map(|(_, v)| v.parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        stdout.contains(&format!("accepted (2xx): {ok} ")),
+        "{stdout}"
+    );
     s.signal("TERM");
     assert!(s.wait_exit().success(), "{}", s.stderr_text());
 }
