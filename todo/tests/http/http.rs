@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use sluicegate_todo::config::Config;
 
@@ -184,108 +184,112 @@ async fn every_error_status_is_json_and_names_the_problem() {
             .send()
     };
 
-    let (s, e) = error_of(post("/lists/a/entries", "{not json").await.unwrap()).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.starts_with("body:"), "{e}");
-
-    let (s, e) = error_of(
-        post("/lists/a/entries", r#"{"date":"2026-02-30","title":"x"}"#)
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.contains("date") && e.contains("2026-02-30"), "{e}");
-
-    let (s, e) = error_of(
-        post("/lists/a/entries", r#"{"date":"2026-02-03","title":""}"#)
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.contains("title"), "{e}");
-
-    let long = "x".repeat(1025);
-    let (s, e) = error_of(
-        post(
-            "/lists/a/entries",
-            &json!({"date": "2026-02-03", "title": long}).to_string(),
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.contains("title"), "{e}");
-
-    let (s, e) = error_of(
-        post(
-            "/lists/a/entries?ack=maybe",
-            r#"{"date":"2026-02-03","title":"x"}"#,
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.contains("ack") && e.contains("maybe"), "{e}");
-
-    let name = "n".repeat(300);
-    let (s, e) = error_of(
-        c.get(url(&r, &format!("/lists/{name}/entries")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.contains("list"), "{e}");
-
-    let (s, e) = error_of(
-        c.get(url(&r, "/lists/bad%01name/entries"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.contains("list"), "{e}");
-
-    let (s, e) = error_of(
-        c.patch(url(&r, "/lists/a/entries/-1"))
-            .json(&json!({"title": "x"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e.contains("id"), "{e}");
-
-    let (s, _) = error_of(
-        c.patch(url(&r, "/lists/a/entries/99"))
-            .json(&json!({"title": "x"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-
-    let (s, _) = error_of(c.get(url(&r, "/nowhere")).send().await.unwrap()).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-
-    let (s, _) = error_of(c.put(url(&r, "/lists/a/entries")).send().await.unwrap()).await;
-    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
-
+    let long_title = json!({"date": "2026-02-03", "title": "x".repeat(1025)}).to_string();
+    let long_name = format!("/lists/{}/entries", "n".repeat(300));
     let huge = format!(
         r#"{{"date":"2026-02-03","title":"{}"}}"#,
         "x".repeat(70 * 1024)
     );
-    let (s, e) = error_of(post("/lists/a/entries", &huge).await.unwrap()).await;
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(e.contains("64 KiB") || e.contains("length limit"), "{e}");
+    let title_x = r#"{"title":"x"}"#;
+    let entry = r#"{"date":"2026-02-03","title":"x"}"#;
+    // (method, path, JSON body, status, words the message must hold: any of the
+    // alternatives separated by '|', each of the entries).
+    let cases: &[(Method, &str, Option<&str>, StatusCode, &[&str])] = &[
+        (
+            Method::POST,
+            "/lists/a/entries",
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            &["body:"],
+        ),
+        (
+            Method::POST,
+            "/lists/a/entries",
+            Some(r#"{"date":"2026-02-30","title":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            &["date", "2026-02-30"],
+        ),
+        (
+            Method::POST,
+            "/lists/a/entries",
+            Some(r#"{"date":"2026-02-03","title":""}"#),
+            StatusCode::BAD_REQUEST,
+            &["title"],
+        ),
+        (
+            Method::POST,
+            "/lists/a/entries",
+            Some(&long_title),
+            StatusCode::BAD_REQUEST,
+            &["title"],
+        ),
+        (
+            Method::POST,
+            "/lists/a/entries?ack=maybe",
+            Some(entry),
+            StatusCode::BAD_REQUEST,
+            &["ack", "maybe"],
+        ),
+        (
+            Method::GET,
+            &long_name,
+            None,
+            StatusCode::BAD_REQUEST,
+            &["list"],
+        ),
+        (
+            Method::GET,
+            "/lists/bad%01name/entries",
+            None,
+            StatusCode::BAD_REQUEST,
+            &["list"],
+        ),
+        (
+            Method::PATCH,
+            "/lists/a/entries/-1",
+            Some(title_x),
+            StatusCode::BAD_REQUEST,
+            &["id"],
+        ),
+        (
+            Method::PATCH,
+            "/lists/a/entries/99",
+            Some(title_x),
+            StatusCode::NOT_FOUND,
+            &[],
+        ),
+        (Method::GET, "/nowhere", None, StatusCode::NOT_FOUND, &[]),
+        (
+            Method::PUT,
+            "/lists/a/entries",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &[],
+        ),
+        (
+            Method::POST,
+            "/lists/a/entries",
+            Some(&huge),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &["64 KiB|length limit"],
+        ),
+    ];
+    for (method, path, body, status, words) in cases {
+        let mut req = c.request(method.clone(), url(&r, path));
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let (s, e) = error_of(req.send().await.unwrap()).await;
+        assert_eq!(s, *status, "{method} {path}: {e}");
+        for word in *words {
+            assert!(
+                word.split('|').any(|w| e.contains(w)),
+                "{method} {path}: {e:?} lacks {word:?}"
+            );
+        }
+    }
 
     // Percent-decoded names: any valid name works, including hostile ones.
     for name in ["bad%2Fname", "..%2Fx", "CON", "%E6%97%A5%E6%9C%AC%E8%AA%9E"] {
