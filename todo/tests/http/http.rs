@@ -194,7 +194,8 @@ async fn every_error_status_is_json_and_names_the_problem() {
     let entry = r#"{"date":"2026-02-03","title":"x"}"#;
     // (method, path, JSON body, status, words the message must hold: any of the
     // alternatives separated by '|', each of the entries).
-    let cases: &[(Method, &str, Option<&str>, StatusCode, &[&str])] = &[
+    type Case<'a> = (Method, &'a str, Option<&'a str>, StatusCode, &'a [&'a str]);
+    let cases: &[Case] = &[
         (
             Method::POST,
             "/lists/a/entries",
