@@ -754,6 +754,7 @@ async fn run(policy: Policy, metrics: bool, merge: bool, drop_senders_at_end: bo
                 let meta = Meta {
                     key: key.map(|k| Key::from(u64::from(k))),
                     deadline,
+                    ..Meta::default()
                 };
                 sent_meta.insert(id, (meta.key.clone(), deadline));
                 let slot = MSlot {
