@@ -390,9 +390,9 @@ impl<T> Core<T> {
             enqueued,
         });
         self.counts.sent += 1;
-        if self.queue.len() > self.peak {
-            // (`others` is 0 here: the check above counted it.)
-            self.peak = self.queue.len();
+        let depth = self.queue.len() + self.others;
+        if depth > self.peak {
+            self.peak = depth;
         }
         let wake = self.rx_waker.take();
         self.debug_check();
