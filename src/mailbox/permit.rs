@@ -230,6 +230,16 @@ impl<T: Send + 'static> Sender<T> {
         }
     }
 
+    /// [`try_reserve`](Self::try_reserve) into a permit that owns this sender.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_reserve`](Self::try_reserve) (the sender is dropped then).
+    pub fn try_reserve_owned(self) -> Result<OwnedPermit<T>, ReserveError> {
+        self.try_reserve().map(std::mem::forget)?;
+        Ok(OwnedPermit { sender: Some(self) })
+    }
+
     /// [`reserve`](Self::reserve) into a permit that owns this sender.
     ///
     /// # Errors
