@@ -43,6 +43,24 @@
 //! logged at a limited rate ([`Builder::log_dead_letters`]). Which outcomes make
 //! dead letters: [`DeadLetter`].
 //!
+//! # Lanes and permits
+//!
+//! A message travels on a [`Lane`] ([`Meta::lane`]): the control lane, outside the
+//! policy (never dropped, refused, shed, expired, coalesced or made to wait, not
+//! counted against the capacity, delivered first: [`Sender::try_send_control`]),
+//! then the `High`, `Normal` and `Low` priorities, delivered in that order, FIFO
+//! within each, sharing the capacity. The normal lane is the core's queue; the
+//! others live in one box allocated at the first message sent on any of them, so a
+//! mailbox that never uses them pays one comparison per operation (figures in
+//! docs/benchmarks.md). A message on another lane takes the locked core, and the
+//! lock-free ring stays closed while one is queued.
+//!
+//! [`Sender::reserve`] holds a place before the message exists and returns a
+//! [`Permit`]; `permit.send` never waits and is never refused for room; a permit
+//! dropped unused gives its place back to the first waiting sender. What a
+//! reservation means under each policy, how permits are counted and their cancel
+//! safety: [`Permit`].
+//!
 //! [`Builder::long_queue`] raises an edge-triggered alert (callback, log line,
 //! metrics) when the depth stays above a threshold for a set time, and a recovery
 //! when it comes back (OTP's `long_message_queue`).
@@ -64,6 +82,10 @@
 //! not yet accepted goes with the future and is not counted as sent). Tested by
 //! tests/mailbox_cancel.rs (`tokio::select!` against a timer, every policy) and, for
 //! the hand-off between a parked sender and the receiver, tests/loom_mailbox.rs.
+//! For a send that must lose nothing when cancelled, reserve first: `reserve` is
+//! cancel safe (a dropped future holds no place, and one granted in the same instant
+//! is passed on), and a permit dropped unused gives its place back
+//! (tests/mailbox_reserve.rs, tests/loom_mailbox.rs).
 //!
 //! # Example
 //!

@@ -2,43 +2,9 @@
 //! exists and hands back a [`Permit`], whose `send` never waits and is never refused
 //! for room (tokio's `Permit`, per policy).
 //!
-//! # What a reservation means under each policy
-//!
-//! | policy | no room | the permit |
-//! |---|---|---|
-//! | `block`, `coalesce` | `reserve` waits in the same FIFO as waiting `send`s (a `send` never overtakes an earlier waiting `reserve`, nor the other way round), up to the policy's `send_timeout` or `reserve_timeout`'s; `try_reserve` answers `Full` | holds a place |
-//! | `drop_newest`, `codel` | `Full` at once, nothing waits | holds a place |
-//! | `drop_oldest` | never: granted at once | holds no place: `drop_oldest` always finds room, so the eviction happens when the permit's message is sent, as for any send. A permit dropped unused has cost no message |
-//! | `unbounded` | never: granted at once | holds no place (there is no limit) |
-//!
-//! A place held by a permit counts against the capacity like a queued message
-//! ([`Stats::reserved`](super::Stats::reserved)), so a permit's message is always
-//! accepted: it goes ahead of senders that are waiting (their turn comes with the next
-//! place that frees), and a live policy change that shrinks the capacity lets the
-//! permits already out land over it (by at most their number). Under `coalesce`, a
-//! permit's keyed message still replaces the queued one with its key; senders still
-//! waiting with that key are let in first through the permit's place, so newer
-//! content never lands before older. Only a closed mailbox refuses a permit's message
-//! (`SendError::Closed`, with the message handed back and counted as closed).
-//!
-//! A permit is not a message: it enters the accounting only when its message is sent
-//! (then it is counted like any send). A permit dropped unused, a reservation refused,
-//! and a waiting reservation given up are counted nowhere.
-//!
-//! # Cancel safety and allocation
-//!
-//! Dropping a [`Permit`] (or [`OwnedPermit`]) unused gives its place back at once and
-//! lets in the first waiting sender, so a caller that decides not to send, or whose
-//! task is cancelled while it builds the message, loses nothing and blocks nobody.
-//! Dropping a `reserve` future is cancel safe in the same way: still waiting, it
-//! leaves the FIFO; granted a place in the same instant, it gives the place back to
-//! the next waiter (`tests/loom_mailbox.rs` checks that race for lost wake-ups).
-//!
-//! A reservation and its send take the mailbox lock once each and allocate nothing,
-//! except a wait cell when the reservation must wait (recycled, as for `send`). Permits
-//! use the locked core: while one is out, the lock-free ring of `drop_newest` and
-//! `drop_oldest` stays closed (its gate locked); the receiver opens it again once no
-//! permit is out and the queue is empty.
+//! The module is one job: the reservation side of [`Sender`] and the permits; what
+//! a reservation means per policy, how it is counted, and its cancel safety are
+//! documented on [`Permit`], where users read them.
 
 use std::fmt;
 use std::future::poll_fn;
@@ -50,8 +16,47 @@ use super::core::{Effects, Reserve, Resolved, WaitCell};
 use super::{sync, Meta, ReserveError, SendError, Sender, Shared};
 
 /// A place held in a mailbox for one message: [`send`](Self::send) it, or drop the
-/// permit to give the place back (see the [module docs](self) for what a place means
-/// under each policy).
+/// permit to give the place back.
+///
+/// # What a reservation means under each policy
+///
+/// | policy | no room | the permit |
+/// |---|---|---|
+/// | `block`, `coalesce` | `reserve` waits in the same FIFO as waiting `send`s (a `send` never overtakes an earlier waiting `reserve`, nor the other way round), up to the policy's `send_timeout` or `reserve_timeout`'s; `try_reserve` answers `Full` | holds a place |
+/// | `drop_newest`, `codel` | `Full` at once, nothing waits | holds a place |
+/// | `drop_oldest` | never: granted at once | holds no place: `drop_oldest` always finds room, so the eviction happens when the permit's message is sent, as for any send. A permit dropped unused has cost no message |
+/// | `unbounded` | never: granted at once | holds no place (there is no limit) |
+///
+/// A place held by a permit counts against the capacity like a queued message
+/// ([`Stats::reserved`](super::Stats::reserved)), so a permit's message is always
+/// accepted: it goes ahead of senders that are waiting (their turn comes with the next
+/// place that frees), and after a live policy change that shrinks the capacity the
+/// permits already out still land, over the new capacity (or, under `block` and
+/// `coalesce`, which keep what is queued at a shrink, over what was kept) by at most
+/// their number. Under `coalesce`, a
+/// permit's keyed message still replaces the queued one with its key; senders still
+/// waiting with that key are let in first through the permit's place, so newer
+/// content never lands before older. Only a closed mailbox refuses a permit's message
+/// (`SendError::Closed`, with the message handed back and counted as closed).
+///
+/// A permit is not a message: it enters the accounting only when its message is sent
+/// (then it is counted like any send). A permit dropped unused, a reservation refused,
+/// and a waiting reservation given up are counted nowhere.
+///
+/// # Cancel safety and allocation
+///
+/// Dropping a [`Permit`] (or [`OwnedPermit`]) unused gives its place back at once and
+/// lets in the first waiting sender, so a caller that decides not to send, or whose
+/// task is cancelled while it builds the message, loses nothing and blocks nobody.
+/// Dropping a `reserve` future is cancel safe in the same way: still waiting, it
+/// leaves the FIFO; granted a place in the same instant, it gives the place back to
+/// the next waiter (`tests/loom_mailbox.rs` checks that race for lost wake-ups).
+///
+/// A reservation and its send take the mailbox lock once each and allocate nothing,
+/// except a wait cell when the reservation must wait (recycled, as for `send`). Permits
+/// use the locked core: while one is out, the lock-free ring of `drop_newest` and
+/// `drop_oldest` stays closed (its gate locked); the receiver opens it again once no
+/// permit is out and the queue is empty.
 ///
 /// # Examples
 ///
@@ -163,8 +168,8 @@ impl<T> OwnedPermit<T> {
 }
 
 impl<T: Send + 'static> Sender<T> {
-    /// Waits for a place and holds it in a [`Permit`]; see the [`permit`](self)
-    /// module for what that means under each policy.
+    /// Waits for a place and holds it in a [`Permit`]; see [`Permit`] for what that
+    /// means under each policy.
     ///
     /// # Errors
     ///

@@ -130,7 +130,8 @@ impl Eviction {
 /// are in `reserved`; under `block`, `coalesce`, `drop_newest` and `codel` each holds
 /// a place, so `depth - control_depth + reserved <= capacity` there (a live policy
 /// change aside: the permits out at the change still land, so the depth may go over
-/// the new capacity by at most their number). Messages on the control lane are in
+/// the new capacity, or over what `block` and `coalesce` kept at a shrink, by at most
+/// their number). Messages on the control lane are in
 /// `depth` and counted like any other, but outside the capacity (`control_depth`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
