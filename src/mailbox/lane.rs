@@ -26,8 +26,9 @@
 /// under `drop_oldest`); and under `coalesce` only `Normal` messages replace each
 /// other by key (a keyed `High` or `Low` message is queued as it is).
 ///
-/// A mailbox where only `Normal` messages are sent pays one comparison per send and
-/// receive for the other lanes, whose queues are allocated at their first message.
+/// The other lanes' queues are allocated at their first message: a mailbox where only
+/// `Normal` messages are sent never allocates them, and its hot paths look at one
+/// counter for them (what that costs: docs/benchmarks.md).
 ///
 /// ```
 /// use sluicegate::mailbox::{channel, Lane, Meta, Policy};

@@ -51,9 +51,9 @@
 //! then the `High`, `Normal` and `Low` priorities, delivered in that order, FIFO
 //! within each, sharing the capacity. The normal lane is the core's queue; the
 //! others live in one box allocated at the first message sent on any of them, so a
-//! mailbox that never uses them pays one comparison per operation (figures in
-//! docs/benchmarks.md). A message on another lane takes the locked core, and the
-//! lock-free ring stays closed while one is queued.
+//! mailbox that never uses them allocates nothing for them and its hot paths look at
+//! one counter (what that costs: docs/benchmarks.md). A message on another lane takes
+//! the locked core, and the lock-free ring stays closed while one is queued.
 //!
 //! [`Sender::reserve`] holds a place before the message exists and returns a
 //! [`Permit`]; `permit.send` never waits and is never refused for room; a permit
