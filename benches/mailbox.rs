@@ -219,7 +219,7 @@ async fn run(variant: &Variant, producers: u64, total: u64, capacity: usize) -> 
                             v,
                             Meta {
                                 key: Some(key),
-                                deadline: None,
+                                ..Meta::default()
                             },
                         )
                         .await;

@@ -33,6 +33,14 @@
 //! [`Builder::log_dead_letters`](mailbox::Builder::log_dead_letters) logs them at a
 //! limited rate. With neither set, a dead letter is dropped where it is discarded.
 //!
+//! A message travels on a [`Lane`](mailbox::Lane): the control lane, which the policy
+//! never touches and which is delivered first
+//! ([`Sender::try_send_control`](mailbox::Sender::try_send_control)), or a priority
+//! (`High`, `Normal`, `Low`), FIFO within each.
+//! [`Sender::reserve`](mailbox::Sender::reserve) holds a place before the message
+//! exists and returns a [`Permit`](mailbox::Permit) whose `send` never waits; a
+//! dropped permit gives its place back.
+//!
 //! [`Builder::long_queue(threshold, for_at_least)`](mailbox::Builder::long_queue)
 //! watches the depth: when it has stayed above `threshold` for `for_at_least`, one
 //! alert ([`LongQueueEvent`](mailbox::LongQueueEvent), kind `Long`) goes to the

@@ -571,7 +571,7 @@ async fn coalesce_newcomer_never_overtakes_a_waiting_sender_with_the_same_key() 
         let tx = tx.clone();
         let meta = Meta {
             key: key.map(Into::into),
-            deadline: None,
+            ..Meta::default()
         };
         waiters.push(tokio::spawn(async move { tx.send_with(msg, meta).await }));
         tokio::task::yield_now().await;

@@ -4,6 +4,8 @@
 //! duplicated: every message the receiver got or the eviction handler was handed is
 //! seen exactly once, every send that returned `Ok` is among them (or merged away by
 //! coalesce), and the mailbox's accounting says the same.
+//! The same race with `reserve`: reservations dropped by the timer, and permits
+//! dropped unused, give every place back (nothing held, nobody waiting at the end).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -156,5 +158,88 @@ async fn dropped_keyed_sends_under_coalesce_never_lose_or_duplicate() {
 async fn cancel_races_across_threads_keep_every_accepted_message() {
     for policy in policies() {
         race(policy, false, false).await;
+    }
+}
+
+/// Each producer reserves with a timer racing the reservation; a granted permit is
+/// dropped unused one time in three (a producer cancelled while it builds), sent
+/// otherwise. Every sent message comes out exactly once, and at the end no place is
+/// held and nobody waits: dropped reservations and permits gave every place back.
+async fn reserve_race(policy: Policy) {
+    let evicted: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let ev = evicted.clone();
+    let (tx, mut rx) = Builder::<u64>::new(policy.clone())
+        .metrics(false)
+        .on_evict(move |m, _| ev.lock().unwrap().push(m))
+        .build()
+        .unwrap();
+    let mut producers = Vec::new();
+    for p in 0..SENDERS {
+        let tx = tx.clone();
+        producers.push(tokio::spawn(async move {
+            let (mut sent, mut dropped, mut cancelled) = (Vec::new(), 0u64, 0u64);
+            for i in 0..PER_SENDER {
+                let v = p * PER_SENDER + i;
+                tokio::select! {
+                    r = tx.reserve() => {
+                        if let Ok(permit) = r {
+                            if i % 3 == 0 {
+                                drop(permit);
+                                dropped += 1;
+                            } else {
+                                permit.send(v).unwrap();
+                                sent.push(v);
+                            }
+                        }
+                    }
+                    () = tokio::time::sleep(Duration::from_micros(100 * (i % 4))) => cancelled += 1,
+                }
+            }
+            (sent, dropped, cancelled)
+        }));
+    }
+    drop(tx);
+    let mut got = Vec::new();
+    while let Some(m) = rx.recv().await {
+        got.push(m);
+    }
+    let (mut sent, mut dropped) = (Vec::new(), 0);
+    for p in producers {
+        let (s, d, _) = p.await.unwrap();
+        sent.extend(s);
+        dropped += d;
+    }
+    assert!(dropped > 0, "{policy}: no permit was dropped unused");
+    let mut out: Vec<u64> = got
+        .iter()
+        .copied()
+        .chain(evicted.lock().unwrap().iter().copied())
+        .collect();
+    out.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(
+        out, sent,
+        "{policy}: every sent message came out exactly once"
+    );
+    let s = rx.stats();
+    assert!(s.is_balanced(), "{policy}: {s:?}");
+    assert_eq!(
+        (s.sent, s.reserved, s.waiting_senders),
+        (sent.len() as u64, 0, 0),
+        "{policy}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_reserve_futures_and_permits_give_every_place_back_under_every_policy() {
+    for policy in policies() {
+        reserve_race(policy).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserve_races_across_threads_give_every_place_back() {
+    for policy in policies() {
+        reserve_race(policy).await;
     }
 }

@@ -108,3 +108,30 @@ impl fmt::Display for TryRecvError {
 }
 
 impl std::error::Error for TryRecvError {}
+
+/// Why [`Sender::reserve`](super::Sender::reserve) (or `try_reserve`,
+/// `reserve_timeout`, `reserve_owned`) gave no permit. No message exists yet, so
+/// nothing is handed back and nothing is counted.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+#[non_exhaustive]
+pub enum ReserveError {
+    /// No room, and the policy refuses rather than waits (`drop_newest`, `codel`),
+    /// or `try_reserve` where it would wait (`block`, `coalesce`).
+    Full,
+    /// The wait for room (`block`, `coalesce`) ran past its timeout.
+    Timeout,
+    /// The receiver was dropped or closed.
+    Closed,
+}
+
+impl fmt::Display for ReserveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReserveError::Full => "mailbox full: no room to reserve",
+            ReserveError::Timeout => "timed out waiting for mailbox room to reserve",
+            ReserveError::Closed => "mailbox closed",
+        })
+    }
+}
+
+impl std::error::Error for ReserveError {}

@@ -43,6 +43,24 @@
 //! logged at a limited rate ([`Builder::log_dead_letters`]). Which outcomes make
 //! dead letters: [`DeadLetter`].
 //!
+//! # Lanes and permits
+//!
+//! A message travels on a [`Lane`] ([`Meta::lane`]): the control lane, outside the
+//! policy (never dropped, refused, shed, expired, coalesced or made to wait, not
+//! counted against the capacity, delivered first: [`Sender::try_send_control`]),
+//! then the `High`, `Normal` and `Low` priorities, delivered in that order, FIFO
+//! within each, sharing the capacity. The normal lane is the core's queue; the
+//! others live in one box allocated at the first message sent on any of them, so a
+//! mailbox that never uses them allocates nothing for them and its hot paths look at
+//! one counter (what that costs: docs/benchmarks.md). A message on another lane takes
+//! the locked core, and the lock-free ring stays closed while one is queued.
+//!
+//! [`Sender::reserve`] holds a place before the message exists and returns a
+//! [`Permit`]; `permit.send` never waits and is never refused for room; a permit
+//! dropped unused gives its place back to the first waiting sender. What a
+//! reservation means under each policy, how permits are counted and their cancel
+//! safety: [`Permit`].
+//!
 //! [`Builder::long_queue`] raises an edge-triggered alert (callback, log line,
 //! metrics) when the depth stays above a threshold for a set time, and a recovery
 //! when it comes back (OTP's `long_message_queue`).
@@ -64,6 +82,10 @@
 //! not yet accepted goes with the future and is not counted as sent). Tested by
 //! tests/mailbox_cancel.rs (`tokio::select!` against a timer, every policy) and, for
 //! the hand-off between a parked sender and the receiver, tests/loom_mailbox.rs.
+//! For a send that must lose nothing when cancelled, reserve first: `reserve` is
+//! cancel safe (a dropped future holds no place, and one granted in the same instant
+//! is passed on), and a permit dropped unused gives its place back
+//! (tests/mailbox_reserve.rs, tests/loom_mailbox.rs).
 //!
 //! # Example
 //!
@@ -88,8 +110,10 @@ mod core;
 mod dead_letter;
 mod error;
 mod fast;
+mod lane;
 mod long_queue;
 pub mod metrics;
+mod permit;
 mod policy;
 mod receiver;
 mod sender;
@@ -102,16 +126,18 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use self::core::{CoalesceHook, Core, Effects, Push, WaitCell};
+use self::core::{CoalesceHook, Core, Effects, Push, Reserve, WaitCell};
 use self::fast::{FastPath, FastSend};
 use self::sync::{Mutex, MutexGuard};
 pub use coop::COOP_EVERY;
 pub use core::SOJOURN_SAMPLE_EVERY;
 pub use dead_letter::DeadLetter;
 use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
-pub use error::{SendError, TryRecvError, TrySendError};
+pub use error::{ReserveError, SendError, TryRecvError, TrySendError};
+pub use lane::Lane;
 pub use long_queue::{LongQueueEvent, LongQueueKind};
 use long_queue::{LongQueueHook, LongWatch};
+pub use permit::{OwnedPermit, Permit};
 pub use policy::{InvalidPolicy, Policy};
 pub use receiver::Receiver;
 pub use sender::Sender;
@@ -152,11 +178,13 @@ impl From<u64> for Key {
 /// What travels with a message besides its content.
 #[derive(Clone, Debug, Default)]
 pub struct Meta {
-    /// Coalescing key (used only under [`Policy::Coalesce`]).
+    /// Coalescing key (used only under [`Policy::Coalesce`], on the normal lane).
     pub key: Option<Key>,
     /// A message still queued at this instant is never delivered: it is counted as
-    /// expired and given to the eviction handler.
+    /// expired and given to the eviction handler. Not applied on the control lane.
     pub deadline: Option<Instant>,
+    /// The lane the message travels on: the control lane or a priority (see [`Lane`]).
+    pub lane: Lane,
 }
 
 impl Meta {
@@ -164,13 +192,24 @@ impl Meta {
     pub fn keyed(key: impl Into<Key>) -> Self {
         Meta {
             key: Some(key.into()),
-            deadline: None,
+            ..Meta::default()
         }
+    }
+
+    /// Meta of a message on the control lane (see [`Lane::Control`]).
+    pub fn control() -> Self {
+        Meta::default().with_lane(Lane::Control)
     }
 
     /// Adds a deadline.
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Puts the message on another lane.
+    pub fn with_lane(mut self, lane: Lane) -> Self {
+        self.lane = lane;
         self
     }
 }
@@ -302,7 +341,7 @@ impl<T> Shared<T> {
     /// the policy). `waker` is `None` for `try_send`.
     #[inline]
     fn offer(&self, msg: T, meta: Meta, waker: Option<&std::task::Waker>) -> Offer<T> {
-        let plain = meta.key.is_none() && meta.deadline.is_none();
+        let plain = meta.key.is_none() && meta.deadline.is_none() && meta.lane == Lane::Normal;
         let mut msg = msg;
         if plain {
             loop {
@@ -326,26 +365,28 @@ impl<T> Shared<T> {
                             drop(core);
                             continue;
                         }
-                        return self.offer_locked(core, msg, meta, waker);
+                        return self.offer_locked(core, msg, meta, waker, false);
                     }
                 }
             }
         }
         let mut core = self.lock();
         self.fast.lock(&mut core);
-        self.offer_locked(core, msg, meta, waker)
+        self.offer_locked(core, msg, meta, waker, false)
     }
 
     /// [`offer`](Self::offer) under the lock, with the gate locked: the core's
-    /// fast path for a message without a key, then the policy.
+    /// fast path for a normal-lane message without a key, then the policy.
+    /// `permit`: the message uses a permit (see `permit.rs`).
     fn offer_locked(
         &self,
         mut core: MutexGuard<'_, Core<T>>,
         mut msg: T,
         meta: Meta,
         waker: Option<&std::task::Waker>,
+        permit: bool,
     ) -> Offer<T> {
-        if meta.key.is_none() {
+        if meta.key.is_none() && meta.lane == Lane::Normal && !permit {
             let deadline = meta.deadline.map_or(core::Stamp::NONE, |d| core.stamp(d));
             match core.push_fast(msg, deadline) {
                 Ok(wake) => {
@@ -359,9 +400,10 @@ impl<T> Shared<T> {
             }
         }
         let mut fx = Effects::default();
+        let lane = meta.lane;
         let slot = core.make_slot(msg, meta);
         let timeout = core.send_timeout();
-        let res = core.offer(slot, waker, &mut fx);
+        let res = core.offer(slot, lane, waker, permit, &mut fx);
         drop(core);
         self.apply(fx);
         match res {
@@ -370,6 +412,44 @@ impl<T> Shared<T> {
             Push::Closed(s) => Offer::Closed(s.msg),
             Push::Parked(cell) => Offer::Parked(cell, timeout),
         }
+    }
+}
+
+impl<T> Shared<T> {
+    /// Asks for a permit, with the gate locked (permits use the locked core; the
+    /// receiver opens the gate again once none is out and the core is empty).
+    fn reserve(
+        &self,
+        waker: Option<&std::task::Waker>,
+    ) -> (Reserve<T>, Option<std::time::Duration>) {
+        let mut fx = Effects::default();
+        let (res, timeout) = {
+            let mut core = self.lock_all();
+            (core.reserve(waker, &mut fx), core.send_timeout())
+        };
+        self.apply(fx);
+        (res, timeout)
+    }
+
+    /// Sends a message with a permit: it never waits and, where permits hold a
+    /// place, always has one. Only a closed mailbox refuses it.
+    fn send_with_permit(&self, msg: T, meta: Meta) -> Result<(), SendError<T>> {
+        match self.offer_locked(self.lock_all(), msg, meta, None, true) {
+            Offer::Accepted => Ok(()),
+            Offer::Closed(m) => Err(SendError::Closed(m)),
+            // A permit's message is queued, merged, or (drop_oldest) evicts: never
+            // refused for room, never parked.
+            Offer::Full(_) | Offer::Parked(..) => {
+                unreachable!("a permit's message refused for room")
+            }
+        }
+    }
+
+    /// A permit dropped unused: its place goes to the first waiting sender.
+    fn release_permit(&self) {
+        let mut fx = Effects::default();
+        self.lock_all().release_permit(&mut fx);
+        self.apply(fx);
     }
 }
 

@@ -177,6 +177,33 @@ impl<T: Send + 'static> Sender<T> {
         }
     }
 
+    /// Sends on the control lane (see [`Lane::Control`](super::Lane::Control)):
+    /// never waits, never refused, dropped, shed, expired or coalesced by the policy,
+    /// outside the capacity, delivered before every other message.
+    ///
+    /// # Errors
+    ///
+    /// `TrySendError::Closed` with the message once the receiver is gone or closed
+    /// (the only error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (tx, mut rx) = channel::<&str>(Policy::DropOldest { capacity: 1 });
+    /// tx.send("work").await.unwrap();
+    /// tx.try_send_control("stop").unwrap();
+    /// tx.send("more work").await.unwrap(); // evicts "work", never "stop"
+    /// assert_eq!(rx.recv().await, Some("stop"));
+    /// assert_eq!(rx.recv().await, Some("more work"));
+    /// # }
+    /// ```
+    pub fn try_send_control(&self, msg: T) -> Result<(), TrySendError<T>> {
+        self.try_send_with(msg, Meta::control())
+    }
+
     async fn send_inner(
         &self,
         msg: T,

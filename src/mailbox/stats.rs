@@ -123,6 +123,16 @@ impl Eviction {
 /// the operations in flight (the lock-free ring counts in atomics beside the locked
 /// core). A send is counted once it is resolved: a sender still waiting for
 /// space is in `waiting_senders`, not in `sent`.
+///
+/// A [permit](super::Permit) is not a message: it enters none of these counts until
+/// its message is sent (then `sent` and an outcome, like any send), and a permit
+/// dropped unused, or a reservation refused, is counted nowhere. The permits out
+/// are in `reserved`; under `block`, `coalesce`, `drop_newest` and `codel` each holds
+/// a place, so `depth - control_depth + reserved <= capacity` there (a live policy
+/// change aside: the permits out at the change still land, so the depth may go over
+/// the new capacity, or over what `block` and `coalesce` kept at a shrink, by at most
+/// their number). Messages on the control lane are in
+/// `depth` and counted like any other, but outside the capacity (`control_depth`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -152,8 +162,12 @@ pub struct Stats {
     pub depth: usize,
     /// The most messages ever queued at once.
     pub peak_depth: usize,
-    /// Senders waiting for space now.
+    /// Senders waiting for space now (`send` and `reserve` alike).
     pub waiting_senders: usize,
+    /// Permits out now (reserved, not yet sent or dropped).
+    pub reserved: usize,
+    /// Of `depth`, messages queued on the control lane (outside the capacity).
+    pub control_depth: usize,
 }
 
 impl Stats {

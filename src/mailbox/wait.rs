@@ -1,15 +1,16 @@
-//! The hand-off between a parked sender and whoever resolves its send (the receiver
-//! freeing a slot, a close, a policy change): a small cell the sender reads without
+//! The hand-off between a parked sender (a `send` or a `reserve`) and whoever
+//! resolves its wait (the receiver freeing a slot, a close, a policy change): a small cell the sender reads without
 //! taking the mailbox lock.
 
 use super::sync::{AtomicU8, Mutex, Ordering};
-use super::SendError;
+use super::{ReserveError, SendError};
 
-/// How a parked send ended while its sender was away.
+/// How a parked send or reservation ended while its sender was away. A refused
+/// send gets its message back; a refused reservation has none (`None`).
 pub(crate) enum Resolved<T> {
     Accepted,
-    Closed(T),
-    Rejected(T),
+    Closed(Option<T>),
+    Rejected(Option<T>),
 }
 
 impl<T> Resolved<T> {
@@ -17,8 +18,22 @@ impl<T> Resolved<T> {
     pub(crate) fn into_result(self) -> Result<(), SendError<T>> {
         match self {
             Resolved::Accepted => Ok(()),
-            Resolved::Closed(m) => Err(SendError::Closed(m)),
-            Resolved::Rejected(m) => Err(SendError::Rejected(m)),
+            Resolved::Closed(Some(m)) => Err(SendError::Closed(m)),
+            Resolved::Rejected(Some(m)) => Err(SendError::Rejected(m)),
+            // A parked send's message is stored before its refusal is published.
+            Resolved::Closed(None) | Resolved::Rejected(None) => {
+                unreachable!("a refused send without its message")
+            }
+        }
+    }
+
+    /// What a reservation returns for this outcome (a refusal by a live policy
+    /// change is `Full`: the new policy refuses when full).
+    pub(crate) fn into_reservation(self) -> Result<(), ReserveError> {
+        match self {
+            Resolved::Accepted => Ok(()),
+            Resolved::Closed(_) => Err(ReserveError::Closed),
+            Resolved::Rejected(_) => Err(ReserveError::Full),
         }
     }
 }
@@ -52,7 +67,7 @@ impl<T> WaitCell<T> {
             WAITING => None,
             ACCEPTED => Some(Resolved::Accepted),
             st => {
-                let msg = self.back.lock().take()?;
+                let msg = self.back.lock().take();
                 Some(if st == CLOSED {
                     Resolved::Closed(msg)
                 } else {
@@ -67,11 +82,11 @@ impl<T> WaitCell<T> {
         let st = match outcome {
             Resolved::Accepted => ACCEPTED,
             Resolved::Closed(m) => {
-                *self.back.lock() = Some(m);
+                *self.back.lock() = m;
                 CLOSED
             }
             Resolved::Rejected(m) => {
-                *self.back.lock() = Some(m);
+                *self.back.lock() = m;
                 REJECTED
             }
         };

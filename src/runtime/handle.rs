@@ -28,8 +28,8 @@ pub(crate) fn call_meta(meta: Meta, now: Instant, timeout: Duration) -> (Meta, I
     let by_timeout = now + timeout;
     let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
     let meta = Meta {
-        key: meta.key,
         deadline: Some(deadline),
+        ..meta
     };
     (meta, deadline)
 }

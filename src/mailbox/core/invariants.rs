@@ -5,6 +5,7 @@
 #[cfg(debug_assertions)]
 use super::super::policy::WhenFull;
 use super::super::stats::{Outcome, Stats};
+use super::super::Lane;
 use super::Core;
 
 impl<T> Core<T> {
@@ -22,10 +23,14 @@ impl<T> Core<T> {
     /// 1. Accounting: `sent` equals the sum of every outcome plus the depth.
     /// 2. `peak_depth` is at least the depth.
     /// 3. Only a waiting policy has parked senders, and a closed mailbox has none.
-    /// 4. A policy that evicts or refuses when full never holds more than its capacity.
+    /// 4. A policy that evicts or refuses when full never holds more than its
+    ///    capacity, counting the places permits hold and leaving out the control
+    ///    lane; permits out at a live policy change may exceed it by their number.
     /// 5. `with_deadline` counts exactly the queued slots that carry a deadline.
     /// 6. The coalesce index is empty unless the policy coalesces, and then maps each
     ///    key to a queued slot that carries that key.
+    /// 7. `others` counts exactly the slots on the other lanes; control-lane slots
+    ///    carry no key and no deadline.
     #[cfg(debug_assertions)]
     pub(crate) fn check_invariants(&self) {
         let st = self.stats();
@@ -33,7 +38,7 @@ impl<T> Core<T> {
             st.is_balanced(),
             "mailbox accounting out of balance: {st:?}"
         );
-        assert!(self.peak >= self.queue.len(), "peak below depth");
+        assert!(self.peak >= self.len(), "peak below depth");
         assert!(
             self.waiting.is_empty() || (self.behaviour.when_full == WhenFull::Wait && !self.closed),
             "parked senders under {} (closed: {})",
@@ -44,15 +49,29 @@ impl<T> Core<T> {
             self.behaviour.when_full,
             WhenFull::EvictOldest | WhenFull::Refuse
         ) {
-            assert!(self.queue.len() <= self.behaviour.capacity, "over capacity");
+            assert!(
+                self.bounded_len() + self.held()
+                    <= self.behaviour.capacity.saturating_add(self.grace),
+                "over capacity"
+            );
         }
         if !self.behaviour.coalesces {
             assert!(self.keys.is_empty(), "coalesce index without coalesce");
         }
-        if self.queue.len() > 256 {
+        if self.len() > 256 {
             return;
         }
-        let with_deadline = self.queue.iter().filter(|s| s.deadline.is_some()).count();
+        let others: Vec<_> = self.lanes.iter().flat_map(|l| l.iter()).collect();
+        assert_eq!(self.others, others.len(), "other lanes' count");
+        assert!(
+            others
+                .iter()
+                .all(|(s, lane)| *lane != Lane::Control
+                    || (s.key.is_none() && !s.deadline.is_some())),
+            "a control-lane slot with a key or deadline"
+        );
+        let with_deadline = self.queue.iter().filter(|s| s.deadline.is_some()).count()
+            + others.iter().filter(|(s, _)| s.deadline.is_some()).count();
         assert_eq!(self.with_deadline, with_deadline, "deadline count");
         for (key, &seq) in &self.keys {
             let idx = seq
@@ -80,9 +99,11 @@ impl<T> Core<T> {
             expired: c[Outcome::Expired.index()],
             closed: c[Outcome::Closed.index()],
             discarded: c[Outcome::Discarded.index()],
-            depth: self.queue.len(),
+            depth: self.len(),
             peak_depth: self.peak,
             waiting_senders: self.waiting.len(),
+            reserved: self.reserved,
+            control_depth: self.lane_len(Lane::Control),
         }
     }
 }

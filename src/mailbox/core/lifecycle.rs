@@ -12,9 +12,13 @@ impl<T> Core<T> {
     pub(crate) fn close(&mut self, fx: &mut Effects<T>) {
         self.closed = true;
         while let Some(w) = self.waiting.pop_front() {
-            self.count_sent();
-            self.count(Outcome::Closed);
-            self.finish_wait(w.cell, w.waker, Resolved::Closed(w.slot.msg), fx);
+            // A parked reservation has no message: nothing to count.
+            let msg = w.slot.map(|slot| {
+                self.count_sent();
+                self.count(Outcome::Closed);
+                slot.msg
+            });
+            self.finish_wait(w.cell, w.waker, Resolved::Closed(msg), fx);
         }
         self.debug_check();
     }
@@ -23,13 +27,13 @@ impl<T> Core<T> {
     /// when `hand_back` (`Receiver::discard_queued`), otherwise given to the
     /// dead-letter handler through `fx` (the receiver's drop).
     pub(crate) fn discard_all(&mut self, fx: &mut Effects<T>, hand_back: bool) -> Vec<T> {
-        let mut out = Vec::with_capacity(if hand_back { self.queue.len() } else { 0 });
-        while let Some(slot) = self.pop_front() {
+        let mut out = Vec::with_capacity(if hand_back { self.len() } else { 0 });
+        while let Some((slot, lane)) = self.pop_next() {
             if hand_back {
                 self.count(Outcome::Discarded);
                 out.push(slot.msg);
             } else {
-                self.evict(slot, Eviction::Discarded, fx);
+                self.evict_on(lane, slot, Eviction::Discarded, fx);
             }
         }
         self.codel.reset();
@@ -45,7 +49,7 @@ impl<T> Core<T> {
     /// nothing accepted is lost; senders wait until the queue drains below capacity).
     pub(crate) fn set_policy(&mut self, policy: Policy, fx: &mut Effects<T>) {
         if let Some(m) = self.metrics.take() {
-            m.retire(self.queue.len());
+            m.retire(self.len());
             // The fresh handles publish the queue's length with their first batch.
             self.metrics = Some(Handles::new(self.role, policy.name(), policy.capacity()));
         }
@@ -65,32 +69,45 @@ impl<T> Core<T> {
             }
         }
         let cap = self.capacity();
+        // Permits out keep their promise under the new policy: they may take the
+        // queue over the new capacity by at most their number.
+        self.grace = self.reserved;
         match self.behaviour.when_full {
             WhenFull::EvictOldest => {
-                while self.queue.len() > cap {
-                    if let Some(slot) = self.pop_front() {
-                        self.evict(slot, Eviction::DroppedOldest, fx);
+                // The oldest of the lowest priority first.
+                while self.bounded_len() > cap {
+                    let Some(lane) = self.lowest_lane() else {
+                        break;
+                    };
+                    if let Some(slot) = self.pop_lane_front(lane) {
+                        self.evict_on(lane, slot, Eviction::DroppedOldest, fx);
                     }
                 }
             }
             WhenFull::Refuse => {
-                while self.queue.len() > cap {
-                    if let Some(slot) = self.queue.pop_back() {
-                        let seq = self.head_seq + self.queue.len() as u64;
-                        self.forget(&slot, seq);
-                        self.evict(slot, Eviction::Rejected, fx);
+                // The newest of the lowest priority first.
+                while self.bounded_len() > cap {
+                    let Some(lane) = self.lowest_lane() else {
+                        break;
+                    };
+                    if let Some(slot) = self.pop_lane_back(lane) {
+                        self.evict_on(lane, slot, Eviction::Rejected, fx);
                     }
                 }
             }
             WhenFull::Grow | WhenFull::Wait => {}
         }
         self.fill_from_waiting(fx);
-        // Parked senders the new policy would not make wait are refused.
+        // Parked senders the new policy would not make wait are refused (a parked
+        // reservation has no message: nothing to count).
         if self.behaviour.when_full != WhenFull::Wait {
             while let Some(w) = self.waiting.pop_front() {
-                self.count_sent();
-                self.count(Outcome::Rejected);
-                self.finish_wait(w.cell, w.waker, Resolved::Rejected(w.slot.msg), fx);
+                let msg = w.slot.map(|slot| {
+                    self.count_sent();
+                    self.count(Outcome::Rejected);
+                    slot.msg
+                });
+                self.finish_wait(w.cell, w.waker, Resolved::Rejected(msg), fx);
             }
         }
         self.watch_depth(fx);

@@ -27,15 +27,17 @@ use super::policy::{Behaviour, WhenFull};
 use super::stats::{Counts, Eviction, Outcome};
 use super::sync::Arc;
 pub(crate) use super::wait::{Resolved, WaitCell, WAITING};
-use super::{Key, Policy};
+use super::{Key, Lane, Policy};
 
 mod invariants;
+mod lanes;
 mod lifecycle;
 mod parking;
 mod slot;
 
+use lanes::Lanes;
 use slot::Waiting;
-pub(crate) use slot::{CoalesceHook, Effects, Fast, Push, Slot, Stamp};
+pub(crate) use slot::{CoalesceHook, Effects, Fast, Push, Reserve, Slot, Stamp};
 
 /// The mailbox's state, behind its lock.
 pub(crate) struct Core<T> {
@@ -45,8 +47,19 @@ pub(crate) struct Core<T> {
     policy: Policy,
     /// What the policy does at each decision (derived from `policy`).
     behaviour: Behaviour,
-    /// The queued messages, oldest first.
+    /// The queued messages of the normal lane, oldest first.
     queue: VecDeque<Slot<T>>,
+    /// The control, `High` and `Low` lanes (see `lanes.rs`): `None` until a message
+    /// is sent on one of them.
+    lanes: Option<Box<Lanes<T>>>,
+    /// Messages queued on `lanes` (0 while it is `None`): all the hot paths look at.
+    others: usize,
+    /// Permits out. Under the policies that wait or refuse when full, each holds a
+    /// place ([`held`](Self::held)).
+    reserved: usize,
+    /// Permits out at the last live policy change: they still land whatever the new
+    /// capacity, so the queue may exceed it by at most this many (invariant 4).
+    grace: usize,
     /// Sequence number of the queue's front; slot `i` has number `head_seq + i`.
     head_seq: u64,
     /// Coalesce index: key -> sequence number of the queued slot with that key.
@@ -104,6 +117,10 @@ impl<T> Core<T> {
             base: Instant::now(),
             behaviour: b,
             queue: VecDeque::with_capacity(policy.capacity().unwrap_or(0).min(1024)),
+            lanes: None,
+            others: 0,
+            reserved: 0,
+            grace: 0,
             policy,
             head_seq: 0,
             keys: HashMap::new(),
@@ -130,14 +147,15 @@ impl<T> Core<T> {
     #[inline]
     pub(crate) fn watch_depth(&mut self, fx: &mut Effects<T>) {
         if let Some(w) = &mut self.long {
-            if let Some(ev) = w.observe(self.queue.len()) {
+            if let Some(ev) = w.observe(self.queue.len() + self.others) {
                 fx.long_queue = Some(Box::new(ev));
             }
         }
     }
 
+    /// Messages queued now, on every lane.
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.others
     }
 
     /// `at` as a stamp of this mailbox.
@@ -174,15 +192,26 @@ impl<T> Core<T> {
         self.behaviour.capacity
     }
 
+    /// Places the permits out hold: all of them under the policies that wait or
+    /// refuse when full; none under `drop_oldest` (a send always finds room there)
+    /// and `unbounded`.
+    fn held(&self) -> usize {
+        match self.behaviour.when_full {
+            WhenFull::Wait | WhenFull::Refuse => self.reserved,
+            WhenFull::Grow | WhenFull::EvictOldest => 0,
+        }
+    }
+
+    /// No room for a message under the policy (the control lane aside).
     fn is_full(&self) -> bool {
-        self.queue.len() >= self.capacity()
+        self.bounded_len() + self.held() >= self.capacity()
     }
 
     /// Counts a resolved outcome for a message that never reached the queue, or left it.
     fn count(&mut self, outcome: Outcome) {
         self.counts.by_outcome[outcome.index()] += 1;
         if let Some(m) = &self.metrics {
-            m.count(outcome, 1, self.queue.len());
+            m.count(outcome, 1, self.queue.len() + self.others);
         }
     }
 
@@ -200,8 +229,8 @@ impl<T> Core<T> {
         }
         self.queue.push_back(slot);
         self.count_sent();
-        if self.queue.len() > self.peak {
-            self.peak = self.queue.len();
+        if self.queue.len() + self.others > self.peak {
+            self.peak = self.queue.len() + self.others;
         }
         if fx.wake_rx.is_none() {
             fx.wake_rx = self.rx_waker.take();
@@ -228,19 +257,26 @@ impl<T> Core<T> {
         }
     }
 
+    /// Counts a normal-lane slot's outcome and hands it over as a dead letter.
     fn evict(&mut self, slot: Slot<T>, why: Eviction, fx: &mut Effects<T>) {
+        self.evict_on(Lane::Normal, slot, why, fx);
+    }
+
+    /// [`evict`](Self::evict) for a slot taken from `lane`.
+    fn evict_on(&mut self, lane: Lane, slot: Slot<T>, why: Eviction, fx: &mut Effects<T>) {
         self.count(why.outcome());
-        let meta = self.meta(slot.key, slot.deadline);
+        let meta = self.meta(slot.key, slot.deadline, lane);
         fx.evicted.push((slot.msg, why, meta));
     }
 
     /// The [`Meta`](super::Meta) a slot's message was sent with, for its dead letter.
-    fn meta(&self, key: Option<Key>, deadline: Stamp) -> super::Meta {
+    fn meta(&self, key: Option<Key>, deadline: Stamp, lane: Lane) -> super::Meta {
         super::Meta {
             key,
             deadline: deadline
                 .is_some()
                 .then(|| self.base + Duration::from_nanos(deadline.0 - 1)),
+            lane,
         }
     }
 
@@ -273,6 +309,7 @@ impl<T> Core<T> {
         for slot in expired {
             self.evict(slot, Eviction::Expired, fx);
         }
+        self.purge_other_lanes(now, fx);
     }
 
     /// Replaces the queued message with the same key, if any; the queued slot keeps
@@ -308,7 +345,7 @@ impl<T> Core<T> {
         match &self.on_coalesce {
             Some(hook) => hook(old, &mut self.queue[idx].msg),
             None => {
-                let meta = self.meta(slot.key, old_deadline);
+                let meta = self.meta(slot.key, old_deadline, Lane::Normal);
                 fx.evicted.push((old, Eviction::Coalesced, meta));
             }
         }
@@ -317,7 +354,9 @@ impl<T> Core<T> {
 
     /// Whether a parked sender carries the same coalescing key as `slot`.
     fn key_waits(&self, slot: &Slot<T>) -> bool {
-        slot.key.is_some() && self.waiting.iter().any(|w| w.slot.key == slot.key)
+        slot.key
+            .as_ref()
+            .is_some_and(|k| self.waiting.iter().any(|w| w.has_key(k)))
     }
 
     /// The common case of [`offer`](Self::offer), decided without building an
@@ -331,7 +370,7 @@ impl<T> Core<T> {
     pub(crate) fn push_fast(&mut self, msg: T, deadline: Stamp) -> Result<Option<Waker>, T> {
         if self.closed
             || !self.waiting.is_empty()
-            || self.queue.len() >= self.behaviour.capacity
+            || self.queue.len() + self.others + self.reserved >= self.behaviour.capacity
             || self.long.is_some()
         {
             return Err(msg);
@@ -351,8 +390,9 @@ impl<T> Core<T> {
             enqueued,
         });
         self.counts.sent += 1;
-        if self.queue.len() > self.peak {
-            self.peak = self.queue.len();
+        let depth = self.queue.len() + self.others;
+        if depth > self.peak {
+            self.peak = depth;
         }
         let wake = self.rx_waker.take();
         self.debug_check();
@@ -383,6 +423,8 @@ impl<T> Core<T> {
     pub(crate) fn fast_kind(&self, ring_capacity: Option<usize>) -> Option<u8> {
         use super::fast::{KIND_EVICT, KIND_GROW, KIND_REFUSE, KIND_WAIT};
         if !self.queue.is_empty()
+            || self.others != 0
+            || self.reserved != 0
             || !self.waiting.is_empty()
             || self.closed
             || self.metrics.is_some()
@@ -408,7 +450,11 @@ impl<T> Core<T> {
     /// handle, with nothing changed.
     #[inline]
     pub(crate) fn take_fast(&mut self) -> Fast<T> {
-        if self.behaviour.codel.is_some() || !self.waiting.is_empty() || self.long.is_some() {
+        if self.behaviour.codel.is_some()
+            || !self.waiting.is_empty()
+            || self.long.is_some()
+            || self.others != 0
+        {
             return Fast::Slow;
         }
         let Some(front) = self.queue.front() else {
@@ -440,15 +486,26 @@ impl<T> Core<T> {
         Fast::Got(slot.msg)
     }
 
-    /// Offers a message under the policy. `waker` is `None` for `try_send` (which
-    /// never waits); a sender that must wait is parked with it.
+    /// Offers a message on `lane` under the policy. `waker` is `None` for `try_send`
+    /// (which never waits); a sender that must wait is parked with it. `permit`: the
+    /// message comes with a permit (see [`reserve`](Self::reserve)), which is used
+    /// up here: it never waits and, where permits hold a place, always has one.
     pub(crate) fn offer(
         &mut self,
         slot: Slot<T>,
+        lane: Lane,
         waker: Option<&Waker>,
+        permit: bool,
         fx: &mut Effects<T>,
     ) -> Push<T> {
-        let out = self.offer_unchecked(slot, waker, fx);
+        if permit {
+            self.reserved -= 1;
+        }
+        let out = self.offer_unchecked(slot, lane, waker, permit, fx);
+        if permit && self.behaviour.when_full == WhenFull::Wait {
+            // A permit that ended without using its place (coalesced, closed) frees it.
+            self.fill_from_waiting(fx);
+        }
         self.watch_depth(fx);
         self.debug_check();
         out
@@ -457,16 +514,20 @@ impl<T> Core<T> {
     fn offer_unchecked(
         &mut self,
         slot: Slot<T>,
+        lane: Lane,
         waker: Option<&Waker>,
+        permit: bool,
         fx: &mut Effects<T>,
     ) -> Push<T> {
+        let coalescing = self.behaviour.coalesces && lane == Lane::Normal && slot.key.is_some();
         // Fast path: open, room, nobody waiting, nothing to coalesce with.
         if !self.closed
+            && lane != Lane::Control
             && self.waiting.is_empty()
-            && self.queue.len() < self.capacity()
-            && (slot.key.is_none() || !self.behaviour.coalesces)
+            && !self.is_full()
+            && !coalescing
         {
-            self.push_back(slot, fx);
+            self.push_on(lane, slot, fx);
             return Push::Accepted;
         }
         if self.closed {
@@ -474,23 +535,42 @@ impl<T> Core<T> {
             self.count(Outcome::Closed);
             return Push::Closed(slot);
         }
+        if lane == Lane::Control {
+            // Outside the policy: no capacity, no waiting, nothing dropped.
+            self.push_on(Lane::Control, slot, fx);
+            return Push::Accepted;
+        }
         // A keyed message replaces the queued one with its key, unless a sender with
         // that key is still waiting: its older content must not land after this newer
-        // one, so the newcomer queues behind it instead.
-        let slot = if self.behaviour.coalesces && !self.key_waits(&slot) {
-            match self.try_coalesce(slot, fx) {
-                Ok(()) => return Push::Accepted,
-                Err(slot) => slot,
+        // one, so the newcomer queues behind it instead; a permit's message cannot
+        // wait, so those senders are let in first, through the permit's place.
+        let slot = if coalescing {
+            if permit && self.key_waits(&slot) {
+                self.admit_same_key(&slot, fx);
+            }
+            if self.key_waits(&slot) {
+                slot
+            } else {
+                match self.try_coalesce(slot, fx) {
+                    Ok(()) => return Push::Accepted,
+                    Err(slot) => slot,
+                }
             }
         } else {
             slot
         };
+        if permit && matches!(self.behaviour.when_full, WhenFull::Wait | WhenFull::Refuse) {
+            // The permit's place: ahead of waiting senders, whatever a live policy
+            // change did to the capacity.
+            self.push_on(lane, slot, fx);
+            return Push::Accepted;
+        }
         if !self.waiting.is_empty() && !self.is_full() {
             // Room freed by the purge of an expired coalesce target: waiters go first.
             self.fill_from_waiting(fx);
         }
         if !self.is_full() && self.waiting.is_empty() {
-            self.push_back(slot, fx);
+            self.push_on(lane, slot, fx);
             return Push::Accepted;
         }
         // Full (or others wait first): expired messages free room before the policy acts.
@@ -499,21 +579,24 @@ impl<T> Core<T> {
             if !self.is_full() {
                 self.fill_from_waiting(fx);
                 if !self.is_full() && self.waiting.is_empty() {
-                    self.push_back(slot, fx);
+                    self.push_on(lane, slot, fx);
                     return Push::Accepted;
                 }
             }
         }
         match self.behaviour.when_full {
             WhenFull::Grow => {
-                self.push_back(slot, fx);
+                self.push_on(lane, slot, fx);
                 Push::Accepted
             }
             WhenFull::EvictOldest => {
-                if let Some(oldest) = self.pop_front() {
-                    self.evict(oldest, Eviction::DroppedOldest, fx);
+                if self.evict_lowest_for(lane, fx) {
+                    self.push_on(lane, slot, fx);
+                } else {
+                    // Every queued message outranks the newcomer: it is the one to go.
+                    self.count_sent();
+                    self.evict_on(lane, slot, Eviction::DroppedOldest, fx);
                 }
-                self.push_back(slot, fx);
                 Push::Accepted
             }
             WhenFull::Refuse => {
@@ -526,7 +609,8 @@ impl<T> Core<T> {
                     let cell = self.wait_cell();
                     self.waiting.push_back(Waiting {
                         cell: cell.clone(),
-                        slot,
+                        slot: Some(slot),
+                        lane,
                         waker: waker.clone(),
                     });
                     Push::Parked(cell)
@@ -537,6 +621,60 @@ impl<T> Core<T> {
                 }
             }
         }
+    }
+
+    /// Asks for a permit: a place held for a message not built yet (see
+    /// `permit.rs`). Granted at once under `unbounded` and `drop_oldest` (where it
+    /// holds no place), and where there is room and nobody waits; otherwise `Full`
+    /// under a refusing policy, or parked (`waker`) in the FIFO of waiting senders.
+    pub(crate) fn reserve(&mut self, waker: Option<&Waker>, fx: &mut Effects<T>) -> Reserve<T> {
+        let out = self.reserve_unchecked(waker, fx);
+        self.watch_depth(fx);
+        self.debug_check();
+        out
+    }
+
+    fn reserve_unchecked(&mut self, waker: Option<&Waker>, fx: &mut Effects<T>) -> Reserve<T> {
+        if self.closed {
+            return Reserve::Closed;
+        }
+        if self.waiting.is_empty() && !self.is_full() {
+            self.reserved += 1;
+            return Reserve::Granted;
+        }
+        if self.with_deadline > 0 {
+            self.purge_expired(self.now(), fx);
+            self.fill_from_waiting(fx);
+            if self.waiting.is_empty() && !self.is_full() {
+                self.reserved += 1;
+                return Reserve::Granted;
+            }
+        }
+        match (self.behaviour.when_full, waker) {
+            (WhenFull::Grow | WhenFull::EvictOldest, _) => {
+                self.reserved += 1;
+                Reserve::Granted
+            }
+            (WhenFull::Wait, Some(waker)) => {
+                let cell = self.wait_cell();
+                self.waiting.push_back(Waiting {
+                    cell: cell.clone(),
+                    slot: None,
+                    lane: Lane::Normal,
+                    waker: waker.clone(),
+                });
+                Reserve::Parked(cell)
+            }
+            (WhenFull::Refuse | WhenFull::Wait, _) => Reserve::Full,
+        }
+    }
+
+    /// A permit is dropped unused: its place goes to the first waiting sender.
+    pub(crate) fn release_permit(&mut self, fx: &mut Effects<T>) {
+        self.reserved -= 1;
+        self.fill_from_waiting(fx);
+        self.watch_depth(fx);
+        self.debug_check();
     }
 
     /// Takes the next deliverable message, applying expiry and CoDel at dequeue, and
@@ -553,8 +691,13 @@ impl<T> Core<T> {
     }
 
     /// Builds the slot for a message about to be offered.
+    /// A control-lane message keeps neither key nor deadline (neither applies there).
     pub(crate) fn make_slot(&mut self, msg: T, meta: super::Meta) -> Slot<T> {
-        let deadline = meta.deadline.map_or(Stamp::NONE, |d| self.stamp(d));
+        let (key, deadline) = match meta.lane {
+            Lane::Control => (None, None),
+            _ => (meta.key, meta.deadline),
+        };
+        let deadline = deadline.map_or(Stamp::NONE, |d| self.stamp(d));
         let enqueued = if self.stamp_next() {
             self.stamp(Instant::now())
         } else {
@@ -562,7 +705,7 @@ impl<T> Core<T> {
         };
         Slot {
             msg,
-            key: meta.key,
+            key,
             deadline,
             enqueued,
         }
@@ -626,14 +769,14 @@ impl<T> Core<T> {
     /// Publishes the batched metrics.
     pub(crate) fn flush_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.flush(self.queue.len());
+            m.flush(self.len());
         }
     }
 
     /// Takes this mailbox's series out of the metrics (the receiver is gone).
     pub(crate) fn retire_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.retire(self.queue.len());
+            m.retire(self.len());
         }
     }
 
@@ -645,7 +788,7 @@ impl<T> Core<T> {
             }
             // Expiry or shedding may have emptied the queue and let a waiting sender
             // in: take that one now, or the receiver would sleep on a non-empty queue.
-            if out.is_some() || self.queue.is_empty() {
+            if out.is_some() || self.len() == 0 {
                 return out;
             }
         }
@@ -656,13 +799,22 @@ impl<T> Core<T> {
         let now_instant = needs_now.then(Instant::now);
         let now = now_instant.map(|at| self.stamp(at));
         loop {
-            let Some(slot) = self.pop_front() else {
+            let Some((slot, lane)) = self.pop_next() else {
                 self.codel.on_empty();
                 break None;
             };
+            if lane == Lane::Control {
+                // Outside the policy: no expiry, no shedding.
+                self.count(Outcome::Delivered);
+                let sojourn = slot.enqueued.is_some().then(|| {
+                    let now = now.unwrap_or_else(|| self.now());
+                    Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0))
+                });
+                break Some((slot.msg, sojourn));
+            }
             if let (true, Some(now)) = (slot.deadline.is_some(), now) {
                 if slot.deadline <= now {
-                    self.evict(slot, Eviction::Expired, fx);
+                    self.evict_on(lane, slot, Eviction::Expired, fx);
                     continue;
                 }
             }
@@ -672,7 +824,7 @@ impl<T> Core<T> {
                 Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0))
             });
             if let (Some((target, interval)), Some(now)) = (self.behaviour.codel, now_instant) {
-                let standing = !self.queue.is_empty();
+                let standing = self.bounded_len() > 0;
                 if self.codel.should_shed(
                     now,
                     sojourn.unwrap_or_default(),
@@ -680,7 +832,7 @@ impl<T> Core<T> {
                     target,
                     interval,
                 ) {
-                    self.evict(slot, Eviction::Shed, fx);
+                    self.evict_on(lane, slot, Eviction::Shed, fx);
                     continue;
                 }
             }

@@ -1,6 +1,6 @@
 //! The values that move through the core: a queued [`Slot`] and its [`Stamp`]s, a
 //! parked sender ([`Waiting`]), and what an operation hands back to be done once the
-//! lock is released ([`Effects`], [`Fast`], [`Push`]).
+//! lock is released ([`Effects`], [`Fast`], [`Push`], [`Reserve`]).
 
 use std::task::Waker;
 
@@ -8,7 +8,7 @@ use super::super::long_queue::LongQueueEvent;
 use super::super::stats::Eviction;
 use super::super::sync::Arc;
 use super::super::wait::WaitCell;
-use super::super::{Key, Meta};
+use super::super::{Key, Lane, Meta};
 
 /// A queued message with what the policies need to know about it.
 pub(crate) struct Slot<T> {
@@ -35,11 +35,25 @@ impl Stamp {
 }
 
 /// A sender waiting for space, with its message parked here so that the receiver
-/// can hand it the freed slot directly (strict FIFO among waiters).
+/// can hand it the freed slot directly (strict FIFO among waiters); a waiting
+/// `reserve` has no message (`slot` is `None`) and is handed a place instead.
 pub(super) struct Waiting<T> {
     pub(super) cell: Arc<WaitCell<T>>,
-    pub(super) slot: Slot<T>,
+    pub(super) slot: Option<Slot<T>>,
+    /// The lane the parked message goes to (`Normal` for a reservation).
+    pub(super) lane: Lane,
     pub(super) waker: Waker,
+}
+
+impl<T> Waiting<T> {
+    /// Whether this is a parked send on the normal lane with coalescing key `key`.
+    pub(super) fn has_key(&self, key: &Key) -> bool {
+        self.lane == Lane::Normal
+            && self
+                .slot
+                .as_ref()
+                .is_some_and(|s| s.key.as_ref() == Some(key))
+    }
 }
 
 /// Hook that merges a replaced message into its replacement (coalesce).
@@ -85,5 +99,17 @@ pub(crate) enum Push<T> {
     Closed(Slot<T>),
     /// Full and the policy makes the sender wait: the message is parked; the cell
     /// says how it ends.
+    Parked(Arc<WaitCell<T>>),
+}
+
+/// Result of asking for a permit.
+pub(crate) enum Reserve<T> {
+    /// A permit: counted in `reserved`.
+    Granted,
+    /// No room and the policy refuses (or `try_reserve` where it would wait).
+    Full,
+    Closed,
+    /// No room and the policy makes the sender wait: parked without a message; the
+    /// cell says how it ends.
     Parked(Arc<WaitCell<T>>),
 }
