@@ -322,6 +322,30 @@ impl Server for ListServer {
             ListCall::Entries(query, reply) => {
                 reply.send(self.list.page(&query));
             }
+            // Boxed: the task of every live list server is as large as its largest
+            // handler future, and the write and delete paths (which await the
+            // database) are far larger than a read; a write allocates anyway.
+            other => Box::pin(self.handle_change(other)).await,
+        }
+    }
+
+    async fn terminate(&mut self, reason: &sluicegate::runtime::ExitReason) {
+        self.store_before_exit(reason).await;
+    }
+
+    async fn handle_cast(&mut self, write: KeyedWrite) {
+        // Boxed for the same reason as a write call.
+        Box::pin(self.cast_write(write)).await
+    }
+}
+
+impl ListServer {
+    /// A call that changes the list (a write, a delete).
+    async fn handle_change(&mut self, request: ListCall) {
+        match request {
+            ListCall::Entries(query, reply) => {
+                reply.send(self.list.page(&query));
+            }
             ListCall::Write(write, ack, reply) => {
                 let entry = match self.apply_keyed(write) {
                     Ok(e) => e,
@@ -372,7 +396,8 @@ impl Server for ListServer {
         }
     }
 
-    async fn terminate(&mut self, _reason: &sluicegate::runtime::ExitReason) {
+    /// The last store at the end of an instance (see `dirty`).
+    async fn store_before_exit(&mut self, _reason: &sluicegate::runtime::ExitReason) {
         if !self.dirty {
             return;
         }
@@ -402,7 +427,8 @@ impl Server for ListServer {
         }
     }
 
-    async fn handle_cast(&mut self, write: KeyedWrite) {
+    /// A write sent as a cast (ack `none`).
+    async fn cast_write(&mut self, write: KeyedWrite) {
         match self.apply_keyed(write) {
             Ok(w) if w.replayed => {}
             Ok(_) => self.persist().await,
