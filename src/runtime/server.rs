@@ -249,9 +249,12 @@ fn finish_queued<S: Server>(rx: &mut Receiver<Envelope<S>>, role: &'static str) 
 }
 
 /// What ended one wait of the receive loop.
-enum Woken {
-    /// `n` messages were taken into the buffer (0: the mailbox has ended).
+enum Woken<S: Server> {
+    /// `n` messages were taken into the batch buffer (0: the mailbox has ended);
+    /// only when `S::MAX_BATCH` > 1.
     Received(usize),
+    /// One message, or `None` once the mailbox has ended (`S::MAX_BATCH` = 1).
+    One(Option<Envelope<S>>),
     /// A control request, or `None` when every handle is gone.
     Control(Option<Control>),
     /// The idle timeout passed with nothing received.
@@ -279,7 +282,9 @@ async fn run_instance<S: Server>(
     let mut draining = false;
     let mut idle_stop = false;
     // Messages taken from the mailbox in one go (one, unless `S::MAX_BATCH` > 1).
-    let mut buf: Vec<Envelope<S>> = Vec::with_capacity(S::MAX_BATCH.clamp(1, 1024));
+    // Messages taken from the mailbox in one go when `S::MAX_BATCH` > 1 (allocated
+    // by the first batch); a server taking one at a time has no buffer at all.
+    let mut buf: Vec<Envelope<S>> = Vec::new();
     let max = S::MAX_BATCH.max(1);
     // The idle timeout and its one timer, armed only when a wait begins.
     let mut idle = idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(Duration::ZERO))));
@@ -295,8 +300,15 @@ async fn run_instance<S: Server>(
                 // Set once this wait has armed the idle timer.
                 let mut armed = false;
                 std::future::poll_fn(|cx| {
-                    if let Poll::Ready(n) = rx.poll_recv_many(cx, &mut buf, max) {
-                        return Poll::Ready(Woken::Received(n));
+                    if S::MAX_BATCH > 1 {
+                        if buf.capacity() == 0 {
+                            buf.reserve_exact(max.min(1024));
+                        }
+                        if let Poll::Ready(n) = rx.poll_recv_many(cx, &mut buf, max) {
+                            return Poll::Ready(Woken::Received(n));
+                        }
+                    } else if let Poll::Ready(one) = rx.poll_recv(cx) {
+                        return Poll::Ready(Woken::One(one));
                     }
                     if draining {
                         return Poll::Pending;
@@ -319,6 +331,17 @@ async fn run_instance<S: Server>(
         };
         let received = match woken {
             Woken::Received(n) => n,
+            Woken::One(Some(env)) => {
+                let outcome = match env {
+                    Envelope::Call(req) => guarded(|| state.handle_call(req)).await,
+                    Envelope::Cast(msg) => guarded(|| state.handle_cast(msg)).await,
+                };
+                if let Err(p) = outcome {
+                    return ExitReason::Panicked(panic_message(&*p));
+                }
+                continue;
+            }
+            Woken::One(None) => 0,
             Woken::Control(Some(Control::Stop { drain: true }) | None) => {
                 // Asked to drain, or every handle is gone: refuse new messages,
                 // handle what is queued, then end.
@@ -348,26 +371,14 @@ async fn run_instance<S: Server>(
                 ExitReason::Normal
             };
         }
-        if S::MAX_BATCH > 1 {
-            // The batch goes to the handler by value; the buffer starts afresh with
-            // the same capacity (one allocation per batch, as before).
-            let fresh = Vec::with_capacity(buf.capacity());
-            let batch = std::mem::replace(&mut buf, fresh);
-            let outcome = guarded(|| state.handle_batch(batch)).await;
-            if let Err(p) = outcome {
-                // Calls of the batch get an error as the batch is dropped.
-                return ExitReason::Panicked(panic_message(&*p));
-            }
-            continue;
-        }
-        for env in buf.drain(..) {
-            let outcome = match env {
-                Envelope::Call(req) => guarded(|| state.handle_call(req)).await,
-                Envelope::Cast(msg) => guarded(|| state.handle_cast(msg)).await,
-            };
-            if let Err(p) = outcome {
-                return ExitReason::Panicked(panic_message(&*p));
-            }
+        // A batch (`S::MAX_BATCH` > 1) goes to the handler by value; the buffer
+        // starts afresh with the same capacity (one allocation per batch, as before).
+        let fresh = Vec::with_capacity(buf.capacity());
+        let batch = std::mem::replace(&mut buf, fresh);
+        let outcome = guarded(|| state.handle_batch(batch)).await;
+        if let Err(p) = outcome {
+            // Calls of the batch get an error as the batch is dropped.
+            return ExitReason::Panicked(panic_message(&*p));
         }
     }
 }

@@ -7,7 +7,7 @@
 //! servers with no state) to tell the framework's share from the to-do server's.
 //!
 //! `cargo bench -p sluicegate-todo --bench idle_lists -- [todo|runtime|both] [N]`
-//! (default: both, 100000).
+//! (default: both, each in its own process, 100000).
 //!
 //! Heap bytes are what is asked of the allocator and still held: exact, and what
 //! a smaller actor saves. Resident memory also counts the allocator's own overhead
@@ -176,17 +176,28 @@ fn main() {
         .collect();
     let what = args.first().map_or("both", String::as_str).to_string();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    if what == "both" {
+        // Each in a fresh process: memory one freed would be reused by the other.
+        for one in ["runtime", "todo"] {
+            let exe = std::env::current_exe().expect("this bench's path");
+            let status = std::process::Command::new(exe)
+                .args([one, &n.to_string()])
+                .status()
+                .expect("the bench runs again");
+            assert!(status.success(), "{one}: {status}");
+        }
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
     rt.block_on(async move {
-        if what == "runtime" || what == "both" {
-            runtime_servers(n).await;
-        }
-        if what == "todo" || what == "both" {
-            todo_lists(n).await;
+        match what.as_str() {
+            "runtime" => runtime_servers(n).await,
+            "todo" => todo_lists(n).await,
+            other => panic!("unknown case {other:?}: todo, runtime or both"),
         }
     });
 }
