@@ -55,6 +55,11 @@ impl CallShare {
             timer: Arc::new(CallTimer::on_current_runtime()),
         }
     }
+
+    /// The role whose call series these are.
+    pub(crate) fn role(&self) -> &'static str {
+        self.metrics.role()
+    }
 }
 
 /// A cheap, cloneable handle to a running server.

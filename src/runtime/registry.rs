@@ -175,12 +175,12 @@ where
         let mut spec = (self.inner.make)(&name);
         spec.idle_timeout = self.inner.config.idle_timeout;
         let server_role = spec.role;
-        spec.calls = Some(
-            self.inner
-                .calls
-                .get_or_init(|| CallShare::new(server_role))
-                .clone(),
-        );
+        let share = self.inner.calls.get_or_init(|| CallShare::new(server_role));
+        // A server of another role than the first keeps series of its own, so
+        // every call is counted under its server's role.
+        if share.role() == server_role {
+            spec.calls = Some(share.clone());
+        }
         let weak: Weak<Inner<K, S>> = Arc::downgrade(&self.inner);
         let idle_weak = weak.clone();
         let idle_name = name.clone();
