@@ -462,6 +462,42 @@ async fn idle_servers_stop_and_start_again_on_the_next_lookup() {
     assert_ne!(reg.get(&name).unwrap().id(), first.id());
 }
 
+/// Tasks alive on this runtime now.
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registry_s_servers_share_one_call_timer_and_each_call_still_times_out_on_time() {
+    let reg = registry(&Probe::default(), RegistryConfig::default());
+    let names: Vec<String> = (0..5).map(|i| format!("list-{i}")).collect();
+    for name in &names {
+        assert_eq!(reg.call(name, echo(1), T).await, Ok(1));
+    }
+    tokio::task::yield_now().await;
+    // One task per server, and one timer task for all of their callers.
+    assert_eq!(alive_tasks(), names.len() + 1);
+    // A slow call to each: every caller gives up exactly at its own timeout.
+    let started = Instant::now();
+    let calls = names.iter().enumerate().map(|(i, name)| {
+        let reg = reg.clone();
+        let timeout = T * (i as u32 + 1);
+        async move {
+            let r = reg
+                .call(name, sleep(9, Duration::from_secs(60)), timeout)
+                .await;
+            (r, started.elapsed())
+        }
+    });
+    let ended = futures::future::join_all(calls).await;
+    for (i, (r, took)) in ended.into_iter().enumerate() {
+        assert_eq!(r, Err(RegistryCallError::Call(CallError::Timeout)));
+        assert_eq!(took, T * (i as u32 + 1));
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_registry_refuses_servers_beyond_its_cap() {
     let probe = Probe::default();

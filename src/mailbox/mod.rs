@@ -19,9 +19,11 @@
 //! coalescing [`Key`], an optional deadline, and its enqueue time when needed: always
 //! under CoDel, and with metrics on for one message in [`SOJOURN_SAMPLE_EVERY`] (the
 //! sojourn histogram is a sample; counts are exact). The queue's buffer is allocated
-//! up front for bounded policies (up to 1024 slots) and grows like any `VecDeque`
-//! beyond that; a send or receive that does not wait allocates nothing and takes the
-//! lock once. A sender that must wait (`block`, `coalesce`) parks its message *inside*
+//! by the first message and grows like any `VecDeque`; when the receiver waits on an
+//! empty queue whose buffer a burst grew past [`IDLE_SLOTS`] slots, the buffer is
+//! given back, so an idle mailbox holds at most that many slots whatever its
+//! capacity (an idle actor is small). A send or receive that does not wait and does
+//! not grow the buffer allocates nothing and takes the lock once. A sender that must wait (`block`, `coalesce`) parks its message *inside*
 //! the mailbox, in a FIFO of waiting senders, in the same lock round as its offer; the
 //! receiver moves it into the queue as soon as a slot frees and records the outcome
 //! in the sender's wait cell (an atomic state, recycled from a small pool, so a wait
@@ -130,7 +132,7 @@ use self::core::{CoalesceHook, Core, Effects, Push, Reserve, WaitCell};
 use self::fast::{FastPath, FastSend};
 use self::sync::{Mutex, MutexGuard};
 pub use coop::COOP_EVERY;
-pub use core::SOJOURN_SAMPLE_EVERY;
+pub use core::{IDLE_SLOTS, SOJOURN_SAMPLE_EVERY};
 pub use dead_letter::DeadLetter;
 use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
 pub use error::{ReserveError, SendError, TryRecvError, TrySendError};

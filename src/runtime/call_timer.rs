@@ -1,11 +1,13 @@
-//! [`CallTimer`]: one timer per server for the timeouts of the calls waiting on its
-//! replies, instead of a tokio timer entry per call ([`ReplyWait`] is the caller's side).
+//! [`CallTimer`]: one timer per server, or per registry (whose servers share one),
+//! for the timeouts of the calls waiting on their replies, instead of a tokio timer
+//! entry per call ([`ReplyWait`] is the caller's side).
 //!
-//! Calls to one server mostly carry the same timeout, so their deadlines arrive in
-//! order: a waiting call appends `(seq, deadline, waker)` to a queue kept in
+//! Calls to one server, or to the servers of one registry, mostly carry the same
+//! timeout, so their deadlines arrive in order: a waiting call appends `(seq, deadline, waker)` to a queue kept in
 //! `(deadline, seq)` order and removes itself when its reply comes (usually from the
-//! front, otherwise by binary search on `(deadline, seq)`). One task per server,
-//! spawned at the first call that waits, on the runtime the server was started on,
+//! front, otherwise by binary search on `(deadline, seq)`). One task per timer (so
+//! none per server of a registry: an idle server carries no timer task), spawned at
+//! the first call that waits, on the runtime the timer was made on,
 //! sleeps until the front's deadline with a single `Sleep`, wakes the callers whose
 //! deadline has passed and goes back to sleep. The task's sleep is never later than
 //! the front, so an append never has to wake it, except when the new deadline is

@@ -4,14 +4,15 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::behaviour::{Envelope, Server};
 use super::call_timer::{CallTimer, ReplyWait};
 use super::control::{Control, ControlTx};
+use super::done::Done;
 use super::error::{CallError, CastError};
 use super::metrics as m;
 use super::reply::{fail_call, ReplyRx, ReplyTo};
@@ -34,17 +35,42 @@ pub(crate) fn call_meta(meta: Meta, now: Instant, timeout: Duration) -> (Meta, I
     (meta, deadline)
 }
 
+/// What the calls to a group of servers of one role share: their metric series and
+/// the timer of their waiting callers. A server started alone has its own; the
+/// servers a [`Registry`](super::Registry) starts share one, so a live server
+/// carries neither a metric registration nor a timer task of its own.
+#[derive(Clone)]
+pub(crate) struct CallShare {
+    /// Call latency and result series, registered once.
+    metrics: Arc<m::CallMetrics>,
+    /// The one timer of every call waiting on these servers' replies.
+    timer: Arc<CallTimer>,
+}
+
+impl CallShare {
+    /// Series for `role`, and a timer whose task will run on the current runtime.
+    pub(crate) fn new(role: &'static str) -> Self {
+        CallShare {
+            metrics: Arc::new(m::CallMetrics::new(role)),
+            timer: Arc::new(CallTimer::on_current_runtime()),
+        }
+    }
+
+    /// The role whose call series these are.
+    pub(crate) fn role(&self) -> &'static str {
+        self.metrics.role()
+    }
+}
+
 /// A cheap, cloneable handle to a running server.
 pub struct ServerRef<S: Server> {
     tx: Sender<Envelope<S>>,
     control: ControlTx,
-    done: watch::Receiver<bool>,
+    done: Arc<Done>,
     role: &'static str,
     id: u64,
-    /// Call latency and result series, registered when the server started.
-    calls: std::sync::Arc<m::CallMetrics>,
-    /// The one timer of every call waiting on this server's replies.
-    timer: std::sync::Arc<CallTimer>,
+    /// Call metrics and timer, shared with the server's group if it has one.
+    calls: CallShare,
 }
 
 impl<S: Server> Clone for ServerRef<S> {
@@ -56,7 +82,6 @@ impl<S: Server> Clone for ServerRef<S> {
             role: self.role,
             id: self.id,
             calls: self.calls.clone(),
-            timer: self.timer.clone(),
         }
     }
 }
@@ -75,8 +100,9 @@ impl<S: Server> ServerRef<S> {
     pub(super) fn new(
         tx: Sender<Envelope<S>>,
         control: ControlTx,
-        done: watch::Receiver<bool>,
+        done: Arc<Done>,
         role: &'static str,
+        calls: CallShare,
     ) -> Self {
         ServerRef {
             tx,
@@ -84,8 +110,7 @@ impl<S: Server> ServerRef<S> {
             done,
             role,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            calls: std::sync::Arc::new(m::CallMetrics::new(role)),
-            timer: std::sync::Arc::new(CallTimer::on_current_runtime()),
+            calls,
         }
     }
 
@@ -166,13 +191,14 @@ impl<S: Server> ServerRef<S> {
                 Err((err, back))
             }
             // Timed by the server's shared call timer, not a timer entry per call.
-            Ok(()) => match ReplyWait::new(rx, deadline, &self.timer).await {
+            Ok(()) => match ReplyWait::new(rx, deadline, &self.calls.timer).await {
                 Some(Ok(r)) => r.map_err(|e| (e, None)),
                 Some(Err(_)) => Err((CallError::Stopped, None)),
                 None => Err((CallError::Timeout, None)),
             },
         };
         self.calls
+            .metrics
             .done(started.elapsed(), result.as_ref().err().map(|(e, _)| *e));
         result
     }
@@ -180,7 +206,7 @@ impl<S: Server> ServerRef<S> {
     /// Records a call to this server made another way (through a pool's router)
     /// in its call metrics.
     pub(crate) fn record_call(&self, took: Duration, err: Option<CallError>) {
-        self.calls.done(took, err);
+        self.calls.metrics.done(took, err);
     }
 
     /// Sends a cast; waits for mailbox space only under the `block` and `coalesce`
@@ -272,13 +298,12 @@ impl<S: Server> ServerRef<S> {
 
     /// Waits until the server has ended for good.
     pub async fn stopped(&self) {
-        let mut done = self.done.clone();
-        let _ = done.wait_for(|d| *d).await;
+        self.done.wait().await;
     }
 
     /// Whether the server has ended for good.
     pub fn is_stopped(&self) -> bool {
-        *self.done.borrow() || self.control.is_closed()
+        self.done.is_raised() || self.control.is_closed()
     }
 
     /// The mailbox's accounting.

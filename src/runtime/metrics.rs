@@ -52,6 +52,11 @@ impl CallMetrics {
         }
     }
 
+    /// The role the series are labelled with.
+    pub(crate) fn role(&self) -> &'static str {
+        self.role
+    }
+
     /// Records one finished call: its latency and its result.
     pub(crate) fn done(&self, took: Duration, err: Option<CallError>) {
         self.duration.record(took.as_secs_f64());

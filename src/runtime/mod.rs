@@ -9,6 +9,7 @@
 mod behaviour;
 mod call_timer;
 mod control;
+mod done;
 mod error;
 mod handle;
 pub mod metrics;

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::error::{CallError, CastError, StartError};
-use super::handle::call_meta;
+use super::handle::{call_meta, CallShare};
 use super::metrics as m;
 use super::supervisor::Supervisor;
 use super::{ExitReason, ReplyTo, Server, ServerRef, Spec};
@@ -66,6 +66,10 @@ struct Inner<K, S: Server> {
     role: &'static str,
     /// Source of entry ids, so a late hook never touches a newer entry.
     next_id: std::sync::atomic::AtomicU64,
+    /// Call metrics and the call timer of every server of the registry, made at the
+    /// first start (on the runtime that runs the servers): no server carries a
+    /// metric registration or a timer task of its own.
+    calls: OnceLock<CallShare>,
 }
 
 /// Servers by name, started on first use.
@@ -106,6 +110,7 @@ where
                 config,
                 role,
                 next_id: std::sync::atomic::AtomicU64::new(1),
+                calls: OnceLock::new(),
             }),
         }
     }
@@ -169,6 +174,13 @@ where
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut spec = (self.inner.make)(&name);
         spec.idle_timeout = self.inner.config.idle_timeout;
+        let server_role = spec.role;
+        let share = self.inner.calls.get_or_init(|| CallShare::new(server_role));
+        // A server of another role than the first keeps series of its own, so
+        // every call is counted under its server's role.
+        if share.role() == server_role {
+            spec.calls = Some(share.clone());
+        }
         let weak: Weak<Inner<K, S>> = Arc::downgrade(&self.inner);
         let idle_weak = weak.clone();
         let idle_name = name.clone();

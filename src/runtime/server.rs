@@ -5,17 +5,22 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use std::future::Ready;
+
+use futures_util::future::{CatchUnwind, Either};
 use futures_util::FutureExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::behaviour::{Envelope, ExitReason, Server};
 use super::control::{self, Control, ControlRx};
+use super::done::Done;
 use super::error::{CallError, InitError, StartError};
-use super::handle::ServerRef;
+use super::handle::{CallShare, ServerRef};
 use super::metrics as m;
 use super::reply::fail_call;
 use super::spec::{IdleHook, Spec};
@@ -56,7 +61,7 @@ use crate::mailbox::{Builder, Receiver};
 /// assert_eq!(answer.as_deref(), Ok("hi"));
 /// # }
 /// ```
-pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError> {
+pub async fn start<S: Server>(mut spec: Spec<S>) -> Result<ServerRef<S>, StartError> {
     let (tx, rx) = Builder::new(spec.policy.clone())
         .role(spec.role)
         .on_evict(|env: Envelope<S>, why| match env {
@@ -67,10 +72,14 @@ pub async fn start<S: Server>(spec: Spec<S>) -> Result<ServerRef<S>, StartError>
         .build()
         .map_err(StartError::InvalidPolicy)?;
     let (control_tx, control_rx) = control::channel();
-    let (done_tx, done_rx) = watch::channel(false);
+    let done = Done::new();
     let (started_tx, started_rx) = oneshot::channel();
-    let handle = ServerRef::new(tx, control_tx, done_rx, spec.role);
-    tokio::spawn(supervise(spec, rx, control_rx, done_tx, started_tx));
+    let calls = spec
+        .calls
+        .take()
+        .unwrap_or_else(|| CallShare::new(spec.role));
+    let handle = ServerRef::new(tx, control_tx, done.clone(), spec.role, calls);
+    tokio::spawn(supervise(spec, rx, control_rx, done, started_tx));
     match started_rx.await {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(e),
@@ -90,12 +99,17 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs a handler under the panic guard. The handler is called inside the guarded
-/// future, not before it, so a panic before it returns its future is caught too.
-async fn guarded<F: Future>(handler: impl FnOnce() -> F) -> std::thread::Result<F::Output> {
-    AssertUnwindSafe(async move { handler().await })
-        .catch_unwind()
-        .await
+/// Runs a handler under the panic guard: a panic while it builds its future (a
+/// hand-written `fn`) or while the future runs is caught. Not an `async fn`: that
+/// would keep the closure, and the message it holds, beside the handler's own
+/// future for the whole call; this future is the handler's and a tag.
+fn guarded<F: Future>(
+    handler: impl FnOnce() -> F,
+) -> Either<CatchUnwind<AssertUnwindSafe<F>>, Ready<std::thread::Result<F::Output>>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(handler)) {
+        Ok(fut) => Either::Left(AssertUnwindSafe(fut).catch_unwind()),
+        Err(p) => Either::Right(std::future::ready(Err(p))),
+    }
 }
 
 async fn run_init<S: Server>(state: &mut S) -> Result<(), InitError> {
@@ -109,39 +123,32 @@ async fn run_init<S: Server>(state: &mut S) -> Result<(), InitError> {
 /// Runs one server across restarts: the mailbox outlives each instance, so handles
 /// stay valid and queued messages are accounted for across a crash.
 async fn supervise<S: Server>(
-    spec: Spec<S>,
+    mut spec: Spec<S>,
     mut rx: Receiver<Envelope<S>>,
     mut control: ControlRx,
-    done: watch::Sender<bool>,
+    done: Arc<Done>,
     started: oneshot::Sender<Result<(), StartError>>,
 ) {
-    let Spec {
-        role,
-        name,
-        restart,
-        intensity,
-        idle_timeout,
-        on_idle,
-        on_exit,
-        factory,
-        link,
-        ..
-    } = spec;
-    let mut state = factory();
-    if let Err(e) = run_init(&mut state).await {
+    // The spec's fields are used in place, never moved out into locals: an async
+    // fn keeps its arguments for its whole life, so copies would be carried twice
+    // by every live server. `init` and `terminate` run once per instance: their
+    // futures are boxed, so the task carries only the receive loop's.
+    let role = spec.role;
+    let mut state = (spec.factory)();
+    if let Err(e) = Box::pin(run_init(&mut state)).await {
         let _ = started.send(Err(StartError::Init(e.clone())));
         rx.close();
         finish_queued(&mut rx, role);
         drop(rx);
-        let _ = done.send(true);
-        if let Some(hook) = on_exit {
+        done.raise();
+        if let Some(hook) = spec.on_exit.take() {
             hook(&ExitReason::InitFailed(e.to_string()));
         }
         return;
     }
     let _ = started.send(Ok(()));
     // Restarts within the intensity period.
-    let mut window = RestartWindow::new(intensity);
+    let mut window = RestartWindow::new(spec.intensity);
     // Set when a restart's `init` failed: that counts as the next exit.
     let mut failed_init: Option<ExitReason> = None;
     let final_reason = loop {
@@ -153,61 +160,78 @@ async fn supervise<S: Server>(
                     &mut rx,
                     &mut control,
                     role,
-                    idle_timeout,
-                    on_idle.as_ref(),
+                    spec.idle_timeout,
+                    spec.on_idle.as_ref(),
                 )
                 .await;
                 if !matches!(r, ExitReason::Panicked(_)) {
-                    state.terminate(&r).await;
+                    Box::pin(state.terminate(&r)).await;
                 }
                 r
             }
         };
-        if reason.is_abnormal() {
-            tracing::warn!(role, name = %name, ?reason, "server ended abnormally");
-            // Nothing queued may hang: calls get an error, casts are counted.
-            finish_queued(&mut rx, role);
-        }
-        let wants_restart = match restart {
-            Restart::Permanent | Restart::Transient => reason.is_abnormal(),
-            Restart::Temporary => false,
-        };
-        if !wants_restart {
+        if !restarts(&spec, &mut window, &mut rx, &reason) {
             break reason;
         }
-        if !window.admit(Instant::now()) {
-            tracing::error!(role, name = %name, max_restarts = intensity.max_restarts,
-                period = ?intensity.period, "restart intensity exceeded: giving up");
-            m::escalated(role);
-            if let Some(link) = &link {
-                link.report(SupervisorEvent::Escalated {
-                    role,
-                    name: name.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            break reason;
-        }
-        m::restarted(role);
-        if let Some(link) = &link {
-            link.report(SupervisorEvent::Restarted {
-                role,
-                name: name.clone(),
-                reason: reason.clone(),
-            });
-        }
-        state = factory();
-        if let Err(e) = run_init(&mut state).await {
+        state = (spec.factory)();
+        if let Err(e) = Box::pin(run_init(&mut state)).await {
             failed_init = Some(ExitReason::InitFailed(e.to_string()));
         }
     };
     rx.close();
     finish_queued(&mut rx, role);
     drop(rx);
-    let _ = done.send(true);
-    if let Some(hook) = on_exit {
+    done.raise();
+    if let Some(hook) = spec.on_exit.take() {
         hook(&final_reason);
     }
+}
+
+/// After an instance ended with `reason`: logs an abnormal end and answers what is
+/// queued, then says whether to restart it (its restart kind wants it and the
+/// window admits it), reporting the restart or the give-up.
+fn restarts<S: Server>(
+    spec: &Spec<S>,
+    window: &mut RestartWindow,
+    rx: &mut Receiver<Envelope<S>>,
+    reason: &ExitReason,
+) -> bool {
+    let role = spec.role;
+    if reason.is_abnormal() {
+        tracing::warn!(role, name = %spec.name, ?reason, "server ended abnormally");
+        // Nothing queued may hang: calls get an error, casts are counted.
+        finish_queued(rx, role);
+    }
+    let wants_restart = match spec.restart {
+        Restart::Permanent | Restart::Transient => reason.is_abnormal(),
+        Restart::Temporary => false,
+    };
+    if !wants_restart {
+        return false;
+    }
+    let report = |event: SupervisorEvent| {
+        if let Some(link) = &spec.link {
+            link.report(event);
+        }
+    };
+    if !window.admit(Instant::now()) {
+        tracing::error!(role, name = %spec.name, max_restarts = spec.intensity.max_restarts,
+            period = ?spec.intensity.period, "restart intensity exceeded: giving up");
+        m::escalated(role);
+        report(SupervisorEvent::Escalated {
+            role,
+            name: spec.name.clone(),
+            reason: reason.clone(),
+        });
+        return false;
+    }
+    m::restarted(role);
+    report(SupervisorEvent::Restarted {
+        role,
+        name: spec.name.clone(),
+        reason: reason.clone(),
+    });
+    true
 }
 
 /// Answers every queued call with `Stopped` and counts queued casts as crashed.
@@ -225,9 +249,12 @@ fn finish_queued<S: Server>(rx: &mut Receiver<Envelope<S>>, role: &'static str) 
 }
 
 /// What ended one wait of the receive loop.
-enum Woken {
-    /// `n` messages were taken into the buffer (0: the mailbox has ended).
+enum Woken<S: Server> {
+    /// `n` messages were taken into the batch buffer (0: the mailbox has ended);
+    /// only when `S::MAX_BATCH` > 1.
     Received(usize),
+    /// One message, or `None` once the mailbox has ended (`S::MAX_BATCH` = 1).
+    One(Option<Envelope<S>>),
     /// A control request, or `None` when every handle is gone.
     Control(Option<Control>),
     /// The idle timeout passed with nothing received.
@@ -255,7 +282,9 @@ async fn run_instance<S: Server>(
     let mut draining = false;
     let mut idle_stop = false;
     // Messages taken from the mailbox in one go (one, unless `S::MAX_BATCH` > 1).
-    let mut buf: Vec<Envelope<S>> = Vec::with_capacity(S::MAX_BATCH.clamp(1, 1024));
+    // Messages taken from the mailbox in one go when `S::MAX_BATCH` > 1 (allocated
+    // by the first batch); a server taking one at a time has no buffer at all.
+    let mut buf: Vec<Envelope<S>> = Vec::new();
     let max = S::MAX_BATCH.max(1);
     // The idle timeout and its one timer, armed only when a wait begins.
     let mut idle = idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(Duration::ZERO))));
@@ -271,8 +300,15 @@ async fn run_instance<S: Server>(
                 // Set once this wait has armed the idle timer.
                 let mut armed = false;
                 std::future::poll_fn(|cx| {
-                    if let Poll::Ready(n) = rx.poll_recv_many(cx, &mut buf, max) {
-                        return Poll::Ready(Woken::Received(n));
+                    if S::MAX_BATCH > 1 {
+                        if buf.capacity() == 0 {
+                            buf.reserve_exact(max.min(1024));
+                        }
+                        if let Poll::Ready(n) = rx.poll_recv_many(cx, &mut buf, max) {
+                            return Poll::Ready(Woken::Received(n));
+                        }
+                    } else if let Poll::Ready(one) = rx.poll_recv(cx) {
+                        return Poll::Ready(Woken::One(one));
                     }
                     if draining {
                         return Poll::Pending;
@@ -295,6 +331,17 @@ async fn run_instance<S: Server>(
         };
         let received = match woken {
             Woken::Received(n) => n,
+            Woken::One(Some(env)) => {
+                let outcome = match env {
+                    Envelope::Call(req) => guarded(|| state.handle_call(req)).await,
+                    Envelope::Cast(msg) => guarded(|| state.handle_cast(msg)).await,
+                };
+                if let Err(p) = outcome {
+                    return ExitReason::Panicked(panic_message(&*p));
+                }
+                continue;
+            }
+            Woken::One(None) => 0,
             Woken::Control(Some(Control::Stop { drain: true }) | None) => {
                 // Asked to drain, or every handle is gone: refuse new messages,
                 // handle what is queued, then end.
@@ -324,26 +371,45 @@ async fn run_instance<S: Server>(
                 ExitReason::Normal
             };
         }
-        if S::MAX_BATCH > 1 {
-            // The batch goes to the handler by value; the buffer starts afresh with
-            // the same capacity (one allocation per batch, as before).
-            let fresh = Vec::with_capacity(buf.capacity());
-            let batch = std::mem::replace(&mut buf, fresh);
-            let outcome = guarded(|| state.handle_batch(batch)).await;
-            if let Err(p) = outcome {
-                // Calls of the batch get an error as the batch is dropped.
-                return ExitReason::Panicked(panic_message(&*p));
-            }
-            continue;
+        // A batch (`S::MAX_BATCH` > 1) goes to the handler by value; the buffer
+        // starts afresh with the same capacity (one allocation per batch, as before).
+        let fresh = Vec::with_capacity(buf.capacity());
+        let batch = std::mem::replace(&mut buf, fresh);
+        let outcome = guarded(|| state.handle_batch(batch)).await;
+        if let Err(p) = outcome {
+            // Calls of the batch get an error as the batch is dropped.
+            return ExitReason::Panicked(panic_message(&*p));
         }
-        for env in buf.drain(..) {
-            let outcome = match env {
-                Envelope::Call(req) => guarded(|| state.handle_call(req)).await,
-                Envelope::Cast(msg) => guarded(|| state.handle_cast(msg)).await,
-            };
-            if let Err(p) = outcome {
-                return ExitReason::Panicked(panic_message(&*p));
-            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::Policy;
+    use crate::runtime::ReplyTo;
+
+    struct Bare;
+    impl Server for Bare {
+        type Call = ReplyTo<()>;
+        type Cast = ();
+        async fn handle_call(&mut self, reply: ReplyTo<()>) {
+            reply.send(())
         }
+    }
+
+    /// Every live server is one task holding this future: it was 1,240 bytes for a
+    /// stateless server before `init` and `terminate` were boxed, the spec used in
+    /// place and the panic guard made a plain function (issue #25, an actor in at
+    /// most 2 KiB when idle).
+    #[tokio::test]
+    async fn the_task_of_a_stateless_server_carries_a_small_future() {
+        let spec = Spec::new("t", Policy::Unbounded, || Bare);
+        let (_tx, rx) = Builder::new(Policy::Unbounded).build().unwrap();
+        let (_control, control_rx) = control::channel();
+        let (started, _) = oneshot::channel();
+        let task = supervise(spec, rx, control_rx, Done::new(), started);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1100, "the server task's future is {size} bytes");
     }
 }

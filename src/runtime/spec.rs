@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::behaviour::{ExitReason, Server};
+use super::handle::CallShare;
 use super::supervisor::{Intensity, Restart, SupervisorLink};
 use crate::mailbox::Policy;
 
@@ -62,6 +63,9 @@ pub struct Spec<S: Server> {
     /// Builds a fresh state.
     pub(crate) factory: Box<dyn Fn() -> S + Send + Sync>,
     pub(crate) link: Option<SupervisorLink>,
+    /// Call metrics and timer shared with other servers (a registry's); `None`:
+    /// the server gets its own.
+    pub(crate) calls: Option<CallShare>,
 }
 
 impl<S: Server> Spec<S> {
@@ -82,6 +86,7 @@ impl<S: Server> Spec<S> {
             on_exit: None,
             factory: Box::new(factory),
             link: None,
+            calls: None,
         }
     }
 

@@ -98,6 +98,13 @@ pub(crate) struct Core<T> {
     long: Option<LongWatch>,
 }
 
+/// The most queue slots a mailbox keeps allocated while its receiver waits on an
+/// empty queue: a mailbox that has only ever held a few messages at once (a server
+/// answering one caller at a time) keeps its small buffer and never reallocates;
+/// one a burst grew past this gives the buffer back when it next waits. (4 is what
+/// a `VecDeque` allocates first.)
+pub const IDLE_SLOTS: usize = 4;
+
 /// With metrics on (and no CoDel), one message in this many is stamped for the
 /// sojourn histogram; counts stay exact.
 pub const SOJOURN_SAMPLE_EVERY: u32 = 16;
@@ -116,7 +123,9 @@ impl<T> Core<T> {
         Core {
             base: Instant::now(),
             behaviour: b,
-            queue: VecDeque::with_capacity(policy.capacity().unwrap_or(0).min(1024)),
+            // Allocated by the first message, not up front: an idle actor holds no
+            // queue buffer (see `park_receiver`).
+            queue: VecDeque::new(),
             lanes: None,
             others: 0,
             reserved: 0,
@@ -747,7 +756,18 @@ impl<T> Core<T> {
     }
 
     /// The receiver waits: it is woken by the next push, a close or the last sender's drop.
+    /// A queue found empty then gives its buffer back if it has grown past
+    /// [`IDLE_SLOTS`] (a burst is over), so a mailbox that waits holds no more than
+    /// that many slots, and the box of the other lanes once they are empty.
     pub(crate) fn park_receiver(&mut self, waker: &Waker) {
+        if self.queue.is_empty() && self.queue.capacity() > IDLE_SLOTS {
+            self.queue = VecDeque::new();
+        }
+        // The other lanes' box goes too once they are empty; the next message on
+        // one of them allocates it again.
+        if self.others == 0 && self.lanes.is_some() {
+            self.lanes = None;
+        }
         match &self.rx_waker {
             Some(w) if w.will_wake(waker) => {}
             _ => self.rx_waker = Some(waker.clone()),
@@ -839,5 +859,80 @@ impl<T> Core<T> {
             self.count(Outcome::Delivered);
             break Some((slot.msg, sojourn));
         }
+    }
+}
+
+#[cfg(all(test, not(sluicegate_loom)))]
+mod tests {
+    use super::*;
+    use futures_util::task::noop_waker_ref;
+
+    fn core() -> Core<u32> {
+        Core::new(
+            Policy::DropNewest { capacity: 1024 },
+            "test",
+            false,
+            None,
+            None,
+        )
+    }
+
+    /// Queues `n` messages, then takes them all.
+    fn burst(core: &mut Core<u32>, n: u32) {
+        for i in 0..n {
+            assert!(core.push_fast(i, Stamp::NONE).is_ok());
+        }
+        for i in 0..n {
+            assert!(matches!(core.take_fast(), Fast::Got(m) if m == i));
+        }
+        assert!(matches!(core.take_fast(), Fast::Empty));
+    }
+
+    #[test]
+    fn a_new_mailbox_holds_no_queue_buffer_whatever_its_capacity() {
+        assert_eq!(core().queue.capacity(), 0);
+    }
+
+    #[test]
+    fn a_burst_s_buffer_is_given_back_when_the_receiver_next_waits() {
+        let mut core = core();
+        burst(&mut core, 100);
+        assert!(core.queue.capacity() >= 100, "grown by the burst");
+        core.park_receiver(noop_waker_ref());
+        assert_eq!(core.queue.capacity(), 0);
+        // And it grows again for the next burst, every message accounted for.
+        burst(&mut core, 10);
+        assert_eq!(core.counts.sent, 110);
+    }
+
+    #[test]
+    fn the_other_lanes_box_is_given_back_when_they_are_empty_and_the_receiver_waits() {
+        let mut core = core();
+        let mut fx = Effects::default();
+        let slot = |msg| Slot {
+            msg,
+            key: None,
+            deadline: Stamp::NONE,
+            enqueued: Stamp::NONE,
+        };
+        core.push_on(Lane::High, slot(1), &mut fx);
+        core.park_receiver(noop_waker_ref());
+        assert!(core.lanes.is_some(), "kept while a message is queued on it");
+        assert!(core.pop_lane_front(Lane::High).is_some_and(|s| s.msg == 1));
+        core.park_receiver(noop_waker_ref());
+        assert!(core.lanes.is_none());
+        // A later message on a lane allocates it again.
+        core.push_on(Lane::Low, slot(2), &mut fx);
+        assert_eq!(core.lane_len(Lane::Low), 1);
+    }
+
+    #[test]
+    fn a_small_buffer_is_kept_across_waits_so_one_message_at_a_time_never_reallocates() {
+        let mut core = core();
+        burst(&mut core, 1);
+        let kept = core.queue.capacity();
+        assert!(kept > 0 && kept <= IDLE_SLOTS, "capacity {kept}");
+        core.park_receiver(noop_waker_ref());
+        assert_eq!(core.queue.capacity(), kept);
     }
 }

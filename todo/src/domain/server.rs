@@ -327,6 +327,34 @@ impl Server for ListServer {
             ListCall::Count(reply) => {
                 reply.send(self.list.exists().then(|| self.list.len()));
             }
+            // Boxed: the task of every live list server is as large as its largest
+            // handler future, and the write and delete paths (which await the
+            // database) are far larger than a read; a write allocates anyway.
+            other => Box::pin(self.handle_change(other)).await,
+        }
+    }
+
+    async fn terminate(&mut self, reason: &sluicegate::runtime::ExitReason) {
+        self.store_before_exit(reason).await;
+    }
+
+    async fn handle_cast(&mut self, write: KeyedWrite) {
+        // Boxed for the same reason as a write call.
+        Box::pin(self.cast_write(write)).await
+    }
+}
+
+impl ListServer {
+    /// A call that changes the list (a write, a delete).
+    async fn handle_change(&mut self, request: ListCall) {
+        match request {
+            // Reads are answered above; answered the same here too.
+            ListCall::Entries(query, reply) => {
+                reply.send(self.list.page(&query));
+            }
+            ListCall::Count(reply) => {
+                reply.send(self.list.exists().then(|| self.list.len()));
+            }
             ListCall::Write(write, ack, reply) => {
                 let entry = match self.apply_keyed(write) {
                     Ok(e) => e,
@@ -377,7 +405,8 @@ impl Server for ListServer {
         }
     }
 
-    async fn terminate(&mut self, _reason: &sluicegate::runtime::ExitReason) {
+    /// The last store at the end of an instance (see `dirty`).
+    async fn store_before_exit(&mut self, _reason: &sluicegate::runtime::ExitReason) {
         if !self.dirty {
             return;
         }
@@ -407,7 +436,8 @@ impl Server for ListServer {
         }
     }
 
-    async fn handle_cast(&mut self, write: KeyedWrite) {
+    /// A write sent as a cast (ack `none`).
+    async fn cast_write(&mut self, write: KeyedWrite) {
         match self.apply_keyed(write) {
             Ok(w) if w.replayed => {}
             Ok(_) => self.persist().await,

@@ -326,7 +326,10 @@ impl TodoSystem {
         }));
         let (call_timeout, window) = (settings.call_timeout, settings.idempotency_window);
         let published = Arc::new(Published::default());
-        let (db2, live2, published2) = (db.clone(), live.clone(), published.clone());
+        let live2 = live.clone();
+        // What every list server is built with, shared: each server's factory holds
+        // this and its name, not copies of the database handle and settings.
+        let common = Arc::new((db.clone(), published.clone()));
         let registry = Registry::new(
             ROLE,
             supervisor.clone(),
@@ -341,10 +344,11 @@ impl TodoSystem {
                     .policies
                     .todo_server
                     .clone();
-                let (db, name2, published) = (db2.clone(), name.clone(), published2.clone());
+                let (common, name2) = (common.clone(), name.clone());
                 Spec::new(ROLE, policy, move || {
+                    let (db, published) = &*common;
                     ListServer::new(name2.clone(), db.clone(), call_timeout, window)
-                        .publishing_to(&published)
+                        .publishing_to(published)
                 })
                 .name(name.as_str())
                 .restart(Restart::Transient)
