@@ -255,18 +255,18 @@ enum Woken<S: Server> {
     Received(usize),
     /// One message, or `None` once the mailbox has ended (`S::MAX_BATCH` = 1).
     One(Option<Envelope<S>>),
-    /// A control request, or `None` when every handle is gone.
-    Control(Option<Control>),
+    /// A control request.
+    Control(Control),
     /// The idle timeout passed with nothing received.
     Idle,
 }
 
 /// Runs one instance until it stops, idles out or panics.
 ///
-/// The loop polls the mailbox first and looks at the control channel's flag (one
+/// The loop polls the mailbox first and looks at the control cell's flag (one
 /// atomic load, see `control.rs`) before each batch, so a busy server pays for
 /// neither a control-channel look-up, a waker nor a timer per message; only when the
-/// mailbox has nothing does it register with the control channel and arm the idle
+/// mailbox has nothing does it register with the control cell and arm the idle
 /// timer. The timer is one `Sleep` for the
 /// whole instance, pushed back to `now + idle_timeout` each time the loop starts to
 /// wait: a later deadline only updates the entry (no timer-wheel insert or removal),
@@ -292,7 +292,7 @@ async fn run_instance<S: Server>(
         let woken = if draining {
             None
         } else {
-            control.try_take().map(|c| Woken::Control(Some(c)))
+            control.try_take().map(Woken::Control)
         };
         let woken = match woken {
             Some(w) => w,
@@ -342,14 +342,14 @@ async fn run_instance<S: Server>(
                 continue;
             }
             Woken::One(None) => 0,
-            Woken::Control(Some(Control::Stop { drain: true }) | None) => {
-                // Asked to drain, or every handle is gone: refuse new messages,
-                // handle what is queued, then end.
+            Woken::Control(Control::Stop { drain: true }) => {
+                // Asked to drain: refuse new messages, handle what is queued, then
+                // end. (Every handle gone ends the mailbox, seen above.)
                 draining = true;
                 rx.close();
                 continue;
             }
-            Woken::Control(Some(Control::Stop { drain: false })) => {
+            Woken::Control(Control::Stop { drain: false }) => {
                 rx.close();
                 finish_queued(rx, role);
                 return ExitReason::Normal;
