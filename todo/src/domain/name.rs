@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// Hex characters per path component; a 256-byte name needs three components.
 const SEGMENT: usize = 200;
 
-/// A valid list name.
+/// A valid list name. Cloning is one reference-count increment: a live list's
+/// name is held in several places (registry, server, published cell, hooks) and
+/// shares one allocation.
 ///
 /// ```
 /// use sluicegate_todo::domain::ListName;
@@ -21,7 +24,7 @@ const SEGMENT: usize = 200;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ListName(String);
+pub struct ListName(Arc<str>);
 
 /// Why a text is not a valid list name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +74,7 @@ impl ListName {
         if let Some((index, _)) = name.char_indices().find(|(_, c)| c.is_control()) {
             return Err(InvalidListName::ControlChar { index });
         }
-        Ok(ListName(name))
+        Ok(ListName(name.into()))
     }
 
     /// The name's text.
@@ -89,7 +92,7 @@ impl TryFrom<String> for ListName {
 
 impl From<ListName> for String {
     fn from(n: ListName) -> String {
-        n.0
+        n.0.to_string()
     }
 }
 
