@@ -14,7 +14,7 @@
 # NEW_BIN overrides this build's binary (default: built here, release).
 set -euo pipefail
 ROUNDS=${1:-3}
-: "${BASE_BIN:?set BASE_BIN to the other build's sluicegate binary}"
+: "${BASE_BIN:?set BASE_BIN to the sluicegate binary of the build to compare with}"
 cd "$(dirname "$0")/.."
 if [ -z "${NEW_BIN:-}" ]; then
     cargo build --release --quiet --bin sluicegate

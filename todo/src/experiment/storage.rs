@@ -264,6 +264,16 @@ mod tests {
             self.saw("list_names");
             self.inner.list_names().await
         }
+        fn queue_batch(&self, batch: QueuedWrites) -> Result<Queued, QueuedWrites> {
+            self.saw("queue_batch");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(batch.writes.iter().map(|_| Ok(())).collect());
+            Ok(rx)
+        }
+        fn surely_absent(&self, _name: &ListName) -> bool {
+            self.saw("surely_absent");
+            false
+        }
         fn kind(&self) -> &'static str {
             "calls"
         }
@@ -283,17 +293,25 @@ mod tests {
             list,
             change: None,
         };
-        assert!(storage.store_batch(&[write]).await[0].is_ok());
+        assert!(storage.store_batch(std::slice::from_ref(&write)).await[0].is_ok());
+        let queued = storage.queue_batch(QueuedWrites {
+            writes: vec![write],
+            on_commit: None,
+        });
+        assert!(queued.ok().unwrap().await.unwrap()[0].is_ok());
+        assert!(!storage.surely_absent(&name));
         storage.load(&name).await.unwrap();
         storage.list_names().await.unwrap();
         storage.delete_list(&name).await.unwrap();
         assert_eq!(storage.kind(), "calls");
     }
 
-    const EVERY_METHOD: [&str; 6] = [
+    const EVERY_METHOD: [&str; 8] = [
         "store",
         "store_many",
         "store_batch",
+        "queue_batch",
+        "surely_absent",
         "load",
         "list_names",
         "delete_list",
@@ -312,8 +330,8 @@ mod tests {
         assert_eq!(counting.in_flight(), 0);
         assert_eq!(
             counting.started.load(Ordering::SeqCst),
-            3,
-            "three lists stored"
+            4,
+            "four lists stored"
         );
     }
 }
