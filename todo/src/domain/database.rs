@@ -21,7 +21,8 @@ use sluicegate::runtime::{
 };
 
 pub use super::db_metrics::{
-    describe, COMMIT_SECONDS, COMMIT_WRITES, STORES, STORE_ERRORS, UNSAVED_LISTS,
+    describe, COMMIT_SECONDS, COMMIT_WINDOW_SECONDS, COMMIT_WRITES, STORES, STORE_ERRORS,
+    TRANSACTIONS, TRANSACTION_WRITES, UNSAVED_LISTS,
 };
 
 /// Role of the database workers (metric label).

@@ -4,7 +4,7 @@
 //! ([`port`]), the stored list format, and its [`Settings`] (with [`AckMode`]).
 
 pub mod database;
-pub(crate) mod db_metrics;
+mod db_metrics;
 pub(crate) mod format;
 mod list;
 mod name;

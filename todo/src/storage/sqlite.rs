@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::{decode, Change, ListWrite, Storage, StorageError};
-use crate::domain::db_metrics::{COMMIT_WINDOW_SECONDS, TRANSACTIONS, TRANSACTION_WRITES};
+use crate::domain::database::{COMMIT_WINDOW_SECONDS, TRANSACTIONS, TRANSACTION_WRITES};
 use crate::domain::port::{BatchResults, OnCommit, Queued, QueuedWrites};
 use crate::domain::{Entry, IdempotencyKey, ListName, Receipt, TodoList};
 
