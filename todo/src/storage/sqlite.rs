@@ -519,9 +519,12 @@ fn header(list: &TodoList) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Writes one list: its `change` when the stored list is in rows already (the
-/// header's update, one statement, tells), else whole. Every statement is cached
-/// on the connection (`prepare_cached`), so a write parses no SQL.
+/// Writes one list: its `change` when the stored list is in rows already, else
+/// whole. A change that deletes no entry leaves the list's header row alone: every
+/// id handed out since the header was written is still an entry, so the next id is
+/// the largest entry id + 1, which a load takes when it is above the header's (one
+/// page fewer to write per add). Every statement is cached on the connection
+/// (`prepare_cached`), so a write parses no SQL.
 fn write_list(
     tx: &Transaction<'_>,
     w: &ListWrite,
@@ -529,10 +532,15 @@ fn write_list(
 ) -> rusqlite::Result<()> {
     let name = w.name.as_str();
     if let Some(change) = change {
-        let rows = tx
-            .prepare_cached("UPDATE lists SET body = ?2 WHERE name = ?1 AND format = ?3")?
-            .execute(params![name, header(&w.list), ROWS_FORMAT])?;
-        if rows == 1 {
+        let stored_format: Option<u32> = tx
+            .prepare_cached("SELECT format FROM lists WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))
+            .optional()?;
+        if stored_format == Some(ROWS_FORMAT) {
+            if change.entries.values().any(Option::is_none) {
+                tx.prepare_cached("UPDATE lists SET body = ?2 WHERE name = ?1")?
+                    .execute(params![name, header(&w.list)])?;
+            }
             return write_change(tx, name, change);
         }
     }
@@ -682,7 +690,11 @@ fn load_list_in(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, 
     let receipts = load_receipts(conn, name)
         .map_err(|e| sql(Some(name), e))?
         .map_err(corrupt)?;
-    TodoList::from_parts(header.next_id, entries)
+    // Adds after the header was written leave it behind (see `write_list`).
+    let next_id = entries
+        .last()
+        .map_or(header.next_id, |e: &Entry| header.next_id.max(e.id + 1));
+    TodoList::from_parts(next_id, entries)
         .map(|l| Some(l.with_receipts(receipts)))
         .map_err(corrupt)
 }
