@@ -1,7 +1,10 @@
 //! The database: a keyed pool of worker servers (a list always goes to the same
-//! worker) that load lists and group-commit what is queued through the storage port.
-//! (Slightly over 500 lines: the worker, its batch fold and the pool front are one
-//! protocol; its metrics are in `db_metrics.rs`.)
+//! worker) that load lists and group-commit what is queued through the storage port,
+//! handing batches to a queueing backend without waiting for them (at most
+//! [`MAX_IN_FLIGHT`] out) and settling their outcomes in order. (About 800 lines: the
+//! worker, its batch fold, its batches out and the pool front are one protocol; its
+//! metrics are in `db_metrics.rs`. Splitting the batches out into a file of their
+//! own is the next cut.)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
