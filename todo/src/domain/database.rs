@@ -1,15 +1,21 @@
 //! The database: a keyed pool of worker servers (a list always goes to the same
-//! worker) that load lists and group-commit what is queued through the storage port.
-//! (Slightly over 500 lines: the worker, its batch fold and the pool front are one
-//! protocol; its metrics are in `db_metrics.rs`.)
+//! worker) that load lists and group-commit what is queued through the storage port,
+//! handing batches to a queueing backend without waiting for them (at most
+//! [`MAX_IN_FLIGHT`] out) and settling their outcomes in order. (About 800 lines: the
+//! worker, its batch fold, its batches out and the pool front are one protocol; its
+//! metrics are in `db_metrics.rs`. Splitting the batches out into a file of their
+//! own is the next cut.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fastbloom::AtomicBloomFilter;
 use tokio::sync::oneshot;
 
-use super::port::{Change, ListWrite, Storage, StorageError};
+use super::port::{
+    BatchResults, Change, ListWrite, OnCommit, Queued, QueuedWrites, Storage, StorageError,
+};
 use super::{ListName, TodoList};
 use sluicegate::mailbox::{Eviction, Key, Meta, Policy};
 use sluicegate::runtime::{
@@ -18,7 +24,8 @@ use sluicegate::runtime::{
 };
 
 pub use super::db_metrics::{
-    describe, COMMIT_SECONDS, COMMIT_WRITES, STORES, STORE_ERRORS, UNSAVED_LISTS,
+    describe, COMMIT_SECONDS, COMMIT_WINDOW_SECONDS, COMMIT_WRITES, STORES, STORE_ERRORS,
+    TRANSACTIONS, TRANSACTION_WRITES, UNSAVED_LISTS,
 };
 
 /// Role of the database workers (metric label).
@@ -240,7 +247,14 @@ pub struct DbWorker {
     /// The version the backend holds of each list this worker loaded or stored,
     /// so a store building on it writes only its change.
     known: HashMap<ListName, Version>,
+    /// Batches handed to a queueing backend, oldest first, not settled yet.
+    in_flight: VecDeque<Pending>,
 }
+
+/// Most batches a worker has out with a queueing backend before it waits for the
+/// oldest: enough to keep the backend's commit window fed, few enough that a slow
+/// disk backs up into this worker's mailbox.
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// Most stores a worker commits in one batch.
 pub const MAX_BATCH: usize = 512;
@@ -255,6 +269,7 @@ impl DbWorker {
             unsaved: HashMap::new(),
             last_retry: None,
             known: HashMap::new(),
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -277,6 +292,8 @@ impl DbWorker {
         {
             return;
         }
+        // A store still out may be newer than the unsaved version.
+        self.settle_all().await;
         self.last_retry = Some(tokio::time::Instant::now());
         let names: Vec<ListName> = self.unsaved.keys().cloned().collect();
         for name in names {
@@ -298,8 +315,12 @@ impl DbWorker {
     }
 
     /// Group commit: every store drained from the mailbox goes to the backend in
-    /// one batch (stores of the same list folded into the newest), and each
-    /// waiter is answered once its list's write is on stable storage.
+    /// one batch (stores of the same list folded into the newest). A backend that
+    /// queues ([`Storage::queue_batch`]) takes it without this worker waiting: the
+    /// backend answers the durable waiters once the batch is on stable storage, and
+    /// the outcome is settled here later (at most [`MAX_IN_FLIGHT`] batches out at
+    /// once, so a slow disk still fills this worker's mailbox and its policy
+    /// applies). Otherwise the batch is stored and settled now.
     async fn commit(&mut self, stores: Vec<Store>) {
         let started = std::time::Instant::now();
         let count = stores.len();
@@ -314,59 +335,174 @@ impl DbWorker {
                 }
             }
         }
-        let writes: Vec<ListWrite> = batch
-            .iter()
-            .map(|s| {
-                let builds_on_stored =
-                    s.base.is_some() && self.known.get(&s.name) == s.base.as_ref();
-                ListWrite {
-                    name: s.name.clone(),
-                    list: s.list.clone(),
-                    change: builds_on_stored.then(|| s.change.clone()),
-                }
-            })
-            .collect();
-        let results = self.storage.store_batch(&writes).await;
-        metrics::histogram!(COMMIT_WRITES).record(count as f64);
-        metrics::histogram!(COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-        let mut results = results.into_iter();
-        for store in batch {
-            let result = results.next().unwrap_or_else(|| {
-                Err(StorageError::Io {
-                    list: Some(store.name.clone()),
-                    source: std::io::Error::other("the backend gave no result for this list"),
-                })
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut settle = Vec::with_capacity(batch.len());
+        let mut waiters = Vec::with_capacity(batch.len());
+        for s in batch {
+            let builds_on_stored = s.base.is_some() && self.known.get(&s.name) == s.base.as_ref();
+            // Until it settles, the next store of the list builds on this version.
+            self.known.insert(s.name.clone(), s.version);
+            writes.push(ListWrite {
+                name: s.name.clone(),
+                list: s.list.clone(),
+                change: builds_on_stored.then_some(s.change),
             });
-            let answer = match result {
-                Ok(()) => {
-                    self.mark_saved(&store.name);
-                    self.known.insert(store.name.clone(), store.version);
-                    Ok(())
-                }
-                Err(e) if e.is_fenced() => {
-                    // The list has a newer owner: this version must never be
-                    // written, so it is not kept for a retry either.
-                    tracing::warn!(list = %store.name, error = %e, "store fenced");
-                    metrics::counter!(STORE_ERRORS).increment(1);
-                    self.known.remove(&store.name);
-                    self.mark_saved(&store.name);
-                    Err(StoreError::Fenced(Arc::new(e)))
-                }
-                Err(e) => {
-                    tracing::warn!(list = %store.name, error = %e, "store failed");
-                    metrics::counter!(STORE_ERRORS).increment(1);
-                    self.known.remove(&store.name);
-                    self.mark_unsaved(store.name.clone(), store.list);
-                    Err(StoreError::Storage(Arc::new(e)))
-                }
-            };
-            for w in store.waiters {
-                w.finish(answer.clone());
-            }
+            settle.push((s.name, s.version, s.list));
+            waiters.push(s.waiters);
         }
-        metrics::counter!(STORES).increment(count as u64);
+        let on_commit: Option<OnCommit> = waiters
+            .iter()
+            .any(|w| !w.is_empty())
+            .then(|| Box::new(move |results: &BatchResults| answer(waiters, results)) as OnCommit);
+        let in_flight = match self.storage.queue_batch(QueuedWrites { writes, on_commit }) {
+            Ok(outcome) => InFlight::Queued(outcome),
+            Err(batch) => {
+                let results: BatchResults = self
+                    .storage
+                    .store_batch(&batch.writes)
+                    .await
+                    .into_iter()
+                    .map(|r| r.map_err(Arc::new))
+                    .collect();
+                if let Some(on_commit) = batch.on_commit {
+                    on_commit(&results);
+                }
+                InFlight::Done(results)
+            }
+        };
+        self.in_flight.push_back(Pending {
+            outcome: in_flight,
+            stores: settle,
+            count,
+            started,
+        });
+        self.settle_ready();
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.settle_oldest().await;
+        }
         self.retry_unsaved(false).await;
     }
+
+    /// Whether a store of `name` is out and not settled.
+    fn has_out(&self, name: &ListName) -> bool {
+        self.in_flight
+            .iter()
+            .any(|p| p.stores.iter().any(|(n, ..)| n == name))
+    }
+
+    /// Settles every batch out whose outcome has arrived, oldest first.
+    fn settle_ready(&mut self) {
+        while let Some(front) = self.in_flight.front_mut() {
+            let results = match &mut front.outcome {
+                InFlight::Done(results) => std::mem::take(results),
+                InFlight::Queued(rx) => match rx.try_recv() {
+                    Ok(results) => results,
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                    Err(oneshot::error::TryRecvError::Closed) => Vec::new(),
+                },
+            };
+            if let Some(pending) = self.in_flight.pop_front() {
+                self.settled(pending, results);
+            }
+        }
+    }
+
+    /// Waits for the oldest batch out and settles it.
+    async fn settle_oldest(&mut self) {
+        let Some(mut pending) = self.in_flight.pop_front() else {
+            return;
+        };
+        let results = match &mut pending.outcome {
+            InFlight::Done(results) => std::mem::take(results),
+            InFlight::Queued(rx) => rx.await.unwrap_or_default(),
+        };
+        self.settled(pending, results);
+    }
+
+    /// Waits for and settles every batch out (before a load, a delete, a retry of
+    /// unsaved lists and at stop, which must see what the backend holds).
+    async fn settle_all(&mut self) {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await;
+        }
+    }
+
+    /// Books a batch's outcome: a stored list is saved; a failed one is held
+    /// unsaved for a retry (and its next store is written whole); a fenced one is
+    /// dropped. Its waiters were answered when the outcome came.
+    fn settled(&mut self, pending: Pending, results: BatchResults) {
+        metrics::histogram!(COMMIT_WRITES).record(pending.count as f64);
+        metrics::histogram!(COMMIT_SECONDS).record(pending.started.elapsed().as_secs_f64());
+        metrics::counter!(STORES).increment(pending.count as u64);
+        let mut results = results.into_iter();
+        for (name, version, list) in pending.stores {
+            let result = results.next().unwrap_or_else(|| Err(no_result(&name)));
+            let Err(e) = result else {
+                self.mark_saved(&name);
+                continue;
+            };
+            metrics::counter!(STORE_ERRORS).increment(1);
+            if self.known.get(&name) == Some(&version) {
+                self.known.remove(&name);
+            }
+            if e.is_fenced() {
+                // The list has a newer owner: this version must never be
+                // written, so it is not kept for a retry either.
+                tracing::warn!(list = %name, error = %e, "store fenced");
+                self.mark_saved(&name);
+            } else {
+                tracing::warn!(list = %name, error = %e, "store failed");
+                self.mark_unsaved(name, list);
+            }
+        }
+    }
+}
+
+/// What a batch's write gets when the backend gave it no outcome (it stopped).
+fn no_result(name: &ListName) -> Arc<StorageError> {
+    Arc::new(StorageError::Io {
+        list: Some(name.clone()),
+        source: std::io::Error::other("the backend gave no result for this list"),
+    })
+}
+
+/// Answers each write's durable waiters with its outcome (run by the backend as
+/// soon as the batch committed).
+fn answer(waiters: Vec<Vec<DurableWaiter>>, results: &BatchResults) {
+    for (i, ws) in waiters.into_iter().enumerate() {
+        if ws.is_empty() {
+            continue;
+        }
+        let outcome = match results.get(i) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(StoreError::from_storage(e.clone())),
+            None => Err(StoreError::Storage(Arc::new(StorageError::Io {
+                list: None,
+                source: std::io::Error::other("the backend gave no result for this list"),
+            }))),
+        };
+        for w in ws {
+            w.finish(outcome.clone());
+        }
+    }
+}
+
+/// A batch handed to the backend whose outcome is not settled yet.
+struct Pending {
+    outcome: InFlight,
+    /// Each write's list, version and whole list (held unsaved if it fails), in order.
+    stores: Vec<(ListName, Version, TodoList)>,
+    /// Stores folded into the batch.
+    count: usize,
+    started: std::time::Instant,
+}
+
+/// Where a batch's outcome is.
+enum InFlight {
+    /// Still with a queueing backend.
+    Queued(Queued),
+    /// Stored already (a backend that does not queue).
+    Done(BatchResults),
 }
 
 impl Server for DbWorker {
@@ -374,6 +510,13 @@ impl Server for DbWorker {
     type Cast = Store;
 
     async fn handle_call(&mut self, request: DbCall) {
+        // A load or delete of a list with a store out waits for it to settle: the
+        // backend then holds it, and its failure is held unsaved.
+        if self.has_out(request.list()) {
+            self.settle_all().await;
+        } else {
+            self.settle_ready();
+        }
         match request {
             DbCall::Load(name, epoch, reply) => {
                 self.retry_unsaved(false).await;
@@ -444,6 +587,7 @@ impl Server for DbWorker {
     }
 
     async fn terminate(&mut self, _reason: &sluicegate::runtime::ExitReason) {
+        self.settle_all().await;
         self.retry_unsaved(true).await;
         for name in self.unsaved.keys() {
             tracing::error!(list = %name, "list could not be stored before stopping; its latest writes are lost");
@@ -491,7 +635,14 @@ fn fail_waiters(store: Store, err: StoreError) {
 pub struct Database {
     pool: KeyedPool<DbWorker>,
     storage: Arc<dyn Storage>,
+    /// Every list a store was handed out for by this process (a Bloom filter: no
+    /// false negatives). A list not in it, which the backend surely does not hold
+    /// either, is new: its load is answered at once, without a trip to a worker.
+    touched: Arc<AtomicBloomFilter>,
 }
+
+/// Bits of [`Database::touched`] (1 MiB).
+const TOUCHED_BITS: usize = 1 << 23;
 
 impl Database {
     /// Starts `workers` workers under `supervisor`, routed or direct.
@@ -517,17 +668,31 @@ impl Database {
             move |_| DbWorker::new(s.clone()),
         )
         .await?;
-        Ok(Database { pool, storage })
+        let touched = AtomicBloomFilter::with_num_bits(TOUCHED_BITS).expected_items(1_000_000);
+        Ok(Database {
+            pool,
+            storage,
+            touched: Arc::new(touched),
+        })
     }
 
     /// Loads a list (behind any store of it already queued on its worker) for the
     /// list server incarnation `epoch`, whose stores then build on what was loaded.
+    /// A list that no store of this process touched and that the backend surely
+    /// does not hold ([`Storage::surely_absent`]) is new: `Ok(None)` at once.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`]: the backend failed or the worker did not answer in `timeout`.
     pub async fn load(
         &self,
         name: &ListName,
         epoch: u64,
         timeout: Duration,
     ) -> Result<Option<TodoList>, LoadError> {
+        if !self.touched.contains(name.as_str()) && self.storage.surely_absent(name) {
+            return Ok(None);
+        }
         match self
             .pool
             .call(name, |r| DbCall::Load(name.clone(), epoch, r), timeout)
@@ -562,6 +727,8 @@ impl Database {
     /// `coalesce` mailbox keeps only the newest version. Waits only if the worker's
     /// policy makes senders wait.
     pub async fn store(&self, store: Store) -> Result<(), StoreError> {
+        // Before it can be queued: a later load of the list then asks the worker.
+        self.touched.insert(store.name.as_str());
         let key = Key::from(store.name.as_str());
         let name = store.name.clone();
         self.pool

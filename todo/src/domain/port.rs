@@ -2,8 +2,10 @@
 //! durable store (`Storage`), in the domain's own types. `crate::storage` implements it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::oneshot;
 
 use super::receipt::{IdempotencyKey, Receipt};
 use super::{Entry, ListName, TodoList};
@@ -69,6 +71,28 @@ impl ListWrite {
     }
 }
 
+/// Each write's outcome in a batch, in order, shared (one backend error goes to
+/// every caller waiting on that write and to the database worker).
+pub type BatchResults = Vec<Result<(), Arc<StorageError>>>;
+
+/// Run by a queueing backend with a batch's outcomes as soon as it committed (or
+/// failed), on the backend's own writer: it answers the callers that wait for
+/// durability without a hop back through the database worker.
+pub type OnCommit = Box<dyn FnOnce(&BatchResults) + Send>;
+
+/// A batch of writes for [`Storage::queue_batch`].
+pub struct QueuedWrites {
+    /// The writes, one per list.
+    pub writes: Vec<ListWrite>,
+    /// Callers wait for this batch to be durable: run once it committed. `None`:
+    /// nobody waits, so the backend may hold the batch in its commit window to
+    /// commit it with later ones.
+    pub on_commit: Option<OnCommit>,
+}
+
+/// Where a queued batch's outcomes arrive (once, after `on_commit` ran).
+pub type Queued = oneshot::Receiver<BatchResults>;
+
 /// Where lists live: the port the to-do domain's database workers write through.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -93,6 +117,27 @@ pub trait Storage: Send + Sync + 'static {
             out.push(self.store(&w.name, &w.list).await);
         }
         out
+    }
+    /// Queues a batch behind every batch queued before and returns at once, without
+    /// waiting for the commit: writes are committed in the order they were queued,
+    /// and a write whose change builds on an earlier queued write of the same list
+    /// that failed is written whole, so a database worker may queue a list's next
+    /// store before the previous one settled. `Err` hands the batch back untouched
+    /// when the backend does not queue (the default); the caller then stores it with
+    /// [`Storage::store_batch`].
+    ///
+    /// # Errors
+    ///
+    /// The batch itself, when this backend does not queue.
+    fn queue_batch(&self, batch: QueuedWrites) -> Result<Queued, QueuedWrites> {
+        Err(batch)
+    }
+    /// Whether `name` is certainly not stored (it was never written), so loading it
+    /// may be skipped: answers `true` only from what the backend knows for sure in
+    /// memory; `false` when unsure (the default).
+    fn surely_absent(&self, name: &ListName) -> bool {
+        let _ = name;
+        false
     }
     /// Deletes a list durably: `Ok(true)` once it is gone from stable storage,
     /// `Ok(false)` when none was stored under this name.

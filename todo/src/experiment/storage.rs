@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::Config;
+use crate::domain::port::{Queued, QueuedWrites};
 use crate::domain::{ListName, TodoList};
 use crate::start::{backend_kind, open_storage};
 use crate::storage::{
@@ -117,6 +118,12 @@ impl Storage for Shared {
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
         self.0.purge_receipts(before_ms).await
     }
+    fn queue_batch(&self, batch: QueuedWrites) -> Result<Queued, QueuedWrites> {
+        self.0.queue_batch(batch)
+    }
+    fn surely_absent(&self, name: &ListName) -> bool {
+        self.0.surely_absent(name)
+    }
     fn kind(&self) -> &'static str {
         self.0.kind()
     }
@@ -127,7 +134,7 @@ impl Storage for Shared {
 pub(super) struct Counting {
     inner: Arc<dyn Storage>,
     started: AtomicU64,
-    finished: AtomicU64,
+    finished: Arc<AtomicU64>,
 }
 
 impl Counting {
@@ -135,7 +142,7 @@ impl Counting {
         Arc::new(Counting {
             inner,
             started: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
+            finished: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -179,6 +186,32 @@ impl Storage for Counting {
     }
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StorageError> {
         self.inner.purge_receipts(before_ms).await
+    }
+    /// Counted finished when the outcome arrives (relayed by a task per batch).
+    fn queue_batch(&self, batch: QueuedWrites) -> Result<Queued, QueuedWrites> {
+        let n = batch.writes.len() as u64;
+        self.started.fetch_add(n, Ordering::SeqCst);
+        match self.inner.queue_batch(batch) {
+            Ok(outcome) => {
+                let (tx, relayed) = tokio::sync::oneshot::channel();
+                let finished = self.finished.clone();
+                tokio::spawn(async move {
+                    let results = outcome.await;
+                    finished.fetch_add(n, Ordering::SeqCst);
+                    if let Ok(results) = results {
+                        let _ = tx.send(results);
+                    }
+                });
+                Ok(relayed)
+            }
+            Err(batch) => {
+                self.started.fetch_sub(n, Ordering::SeqCst);
+                Err(batch)
+            }
+        }
+    }
+    fn surely_absent(&self, name: &ListName) -> bool {
+        self.inner.surely_absent(name)
     }
     fn kind(&self) -> &'static str {
         self.inner.kind()
@@ -231,6 +264,16 @@ mod tests {
             self.saw("list_names");
             self.inner.list_names().await
         }
+        fn queue_batch(&self, batch: QueuedWrites) -> Result<Queued, QueuedWrites> {
+            self.saw("queue_batch");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(batch.writes.iter().map(|_| Ok(())).collect());
+            Ok(rx)
+        }
+        fn surely_absent(&self, _name: &ListName) -> bool {
+            self.saw("surely_absent");
+            false
+        }
         fn kind(&self) -> &'static str {
             "calls"
         }
@@ -250,17 +293,25 @@ mod tests {
             list,
             change: None,
         };
-        assert!(storage.store_batch(&[write]).await[0].is_ok());
+        assert!(storage.store_batch(std::slice::from_ref(&write)).await[0].is_ok());
+        let queued = storage.queue_batch(QueuedWrites {
+            writes: vec![write],
+            on_commit: None,
+        });
+        assert!(queued.ok().unwrap().await.unwrap()[0].is_ok());
+        assert!(!storage.surely_absent(&name));
         storage.load(&name).await.unwrap();
         storage.list_names().await.unwrap();
         storage.delete_list(&name).await.unwrap();
         assert_eq!(storage.kind(), "calls");
     }
 
-    const EVERY_METHOD: [&str; 6] = [
+    const EVERY_METHOD: [&str; 8] = [
         "store",
         "store_many",
         "store_batch",
+        "queue_batch",
+        "surely_absent",
         "load",
         "list_names",
         "delete_list",
@@ -279,8 +330,8 @@ mod tests {
         assert_eq!(counting.in_flight(), 0);
         assert_eq!(
             counting.started.load(Ordering::SeqCst),
-            3,
-            "three lists stored"
+            4,
+            "four lists stored"
         );
     }
 }

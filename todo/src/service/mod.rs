@@ -91,7 +91,8 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     1.0, 5.0, 30.0,
 ];
 
-/// Buckets of the group commit size histogram (stores per commit).
+/// Buckets of the group commit size histograms (stores per worker batch, list
+/// writes per SQLite transaction).
 const COMMIT_WRITES_BUCKETS: [f64; 12] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
@@ -134,6 +135,11 @@ pub fn install_prometheus() -> Result<PrometheusHandle, MetricsError> {
                 .map_err(recorder)?
                 .set_buckets_for_metric(
                     Matcher::Full(crate::domain::database::COMMIT_WRITES.into()),
+                    &COMMIT_WRITES_BUCKETS,
+                )
+                .map_err(recorder)?
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::domain::database::TRANSACTION_WRITES.into()),
                     &COMMIT_WRITES_BUCKETS,
                 )
                 .map_err(recorder)?

@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{ListWrite, Storage, StorageError};
+use crate::domain::port::{Queued, QueuedWrites};
 use crate::domain::{ListName, TodoList};
 
 /// What to inject.
@@ -80,6 +81,12 @@ impl<S: Storage> FaultyStorage<S> {
             },
             handle,
         )
+    }
+
+    /// Whether no fault (nor delay) is set.
+    fn faultless(&self) -> bool {
+        let st = self.handle.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.config == FaultConfig::default()
     }
 
     /// Decides this operation's delay and fault.
@@ -181,6 +188,21 @@ impl<S: Storage> Storage for FaultyStorage<S> {
                 })
             })
             .collect()
+    }
+
+    /// Forwarded to the inner backend while no fault is set (then nothing is
+    /// rolled); with faults set, handed back so each write is rolled in `store_batch`.
+    fn queue_batch(&self, batch: QueuedWrites) -> Result<Queued, QueuedWrites> {
+        if self.faultless() {
+            self.inner.queue_batch(batch)
+        } else {
+            Err(batch)
+        }
+    }
+
+    /// The inner backend's answer while no fault is set (a load could fail then).
+    fn surely_absent(&self, name: &ListName) -> bool {
+        self.faultless() && self.inner.surely_absent(name)
     }
 
     async fn delete_list(&self, name: &ListName) -> Result<bool, StorageError> {

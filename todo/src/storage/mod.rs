@@ -17,7 +17,7 @@ pub use fault::{FaultConfig, FaultHandle, FaultyStorage};
 pub use files::FileStorage;
 pub use memory::MemoryStorage;
 pub use postgres::{PostgresOptions, PostgresStorage};
-pub use sqlite::SqliteStorage;
+pub use sqlite::{CommitWindow, SqliteStorage, WriterStats};
 
 pub use crate::domain::format::FORMAT;
 pub(crate) use crate::domain::format::{decode, encode};

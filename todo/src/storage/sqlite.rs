@@ -1,18 +1,27 @@
 //! SQLite storage, the default (bundled SQLite, WAL, `synchronous = FULL`): entries
 //! as rows, so a write stores its change; one writer thread group-commits every
-//! batch queued by any database worker in one transaction (one sync).
+//! batch queued by any database worker in one transaction (one sync). Its commit
+//! window ([`CommitWindow`]) grows while nobody waits for durability, so batches
+//! acknowledged `applied` go out in fewer, larger transactions, and closes at once
+//! when a batch with durable waiters arrives.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use fastbloom::AtomicBloomFilter;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::{decode, Change, ListWrite, Storage, StorageError};
+use crate::domain::database::{COMMIT_WINDOW_SECONDS, TRANSACTIONS, TRANSACTION_WRITES};
+use crate::domain::port::{BatchResults, OnCommit, Queued, QueuedWrites};
 use crate::domain::{Entry, IdempotencyKey, ListName, Receipt, TodoList};
 
 /// The database file inside the data dir.
@@ -25,7 +34,14 @@ pub const DB_FILE: &str = "sluicegate.sqlite3";
 const ROWS_FORMAT: u32 = 2;
 
 /// Most batches the writer folds into one transaction.
-const MAX_BATCHES_PER_COMMIT: usize = 64;
+const MAX_BATCHES_PER_COMMIT: usize = 256;
+
+/// Most list writes the writer folds into one transaction (a batch is never split).
+const MAX_WRITES_PER_COMMIT: usize = 4096;
+
+/// Bits of the filter of stored list names (1 MiB): about 1 % false positives at
+/// a million lists, after which loads of new lists are skipped less often.
+const NAME_FILTER_BITS: usize = 1 << 23;
 
 /// The `body` of a format-2 list row.
 #[derive(Serialize, Deserialize)]
@@ -36,13 +52,19 @@ struct Header {
 
 type Results = Vec<Result<(), StorageError>>;
 
+/// Where a batch's outcomes go: the caller awaiting them, and (for a queued batch
+/// with durable waiters) what answers those waiters right after the commit.
+struct Done {
+    results: oneshot::Sender<BatchResults>,
+    on_commit: Option<OnCommit>,
+    /// Someone waits for this batch: it closes the commit window.
+    urgent: bool,
+}
+
 /// Work for the writer thread and where its results go.
 enum Job {
     /// A batch of list writes, folded with other batches into one transaction.
-    Writes {
-        writes: Vec<ListWrite>,
-        done: oneshot::Sender<Results>,
-    },
+    Writes { writes: Vec<ListWrite>, done: Done },
     /// Delete one list (its row and its entries) in a transaction of its own,
     /// after every batch queued before it; answers whether it was stored.
     Delete {
@@ -56,12 +78,71 @@ enum Job {
     },
 }
 
+/// How long the writer waits for more batches before it commits what it holds
+/// when none of it has a waiter: doubled after each commit nobody waited for (from
+/// [`CommitWindow::FIRST`] up to [`CommitWindow::MAX`]), closed (zero) by a batch
+/// with durable waiters, which is then committed at once with whatever is held.
+/// Applied writes held in the window are what a `kill -9` loses on top of what
+/// was queued anyway (`applied` promises no more); a durable write never waits in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitWindow(Duration);
+
+impl CommitWindow {
+    /// The window after the first commit nobody waited for.
+    pub const FIRST: Duration = Duration::from_micros(250);
+    /// The widest window.
+    pub const MAX: Duration = Duration::from_millis(4);
+
+    /// Closed: commit what is there.
+    pub fn closed() -> Self {
+        CommitWindow(Duration::ZERO)
+    }
+
+    /// How long to wait for more batches now.
+    pub fn wait(self) -> Duration {
+        self.0
+    }
+
+    /// The window after a commit: wider if nobody waited for it, closed if someone did.
+    pub fn after_commit(self, someone_waited: bool) -> Self {
+        if someone_waited {
+            Self::closed()
+        } else {
+            CommitWindow((self.0 * 2).clamp(Self::FIRST, Self::MAX))
+        }
+    }
+}
+
 /// Lists in `data_dir/sluicegate.sqlite3`.
 pub struct SqliteStorage {
     /// Batches to the writer thread (which owns the write connection).
     writer: Mutex<mpsc::Sender<Job>>,
     /// The read connection (WAL: readers do not wait for the writer).
     reader: Arc<Mutex<Connection>>,
+    /// Every list name stored (at open, and each one the writer has written since):
+    /// a name not in it was never stored, so its load is skipped.
+    names: Arc<AtomicBloomFilter>,
+    /// What the writer did, for [`SqliteStorage::writer_stats`].
+    stats: Arc<Stats>,
+}
+
+/// The writer's counts, shared with the storage handle.
+#[derive(Default)]
+struct Stats {
+    transactions: AtomicU64,
+    batches: AtomicU64,
+    window_nanos: AtomicU64,
+}
+
+/// What the SQLite writer thread has done so far ([`SqliteStorage::writer_stats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed or tried.
+    pub transactions: u64,
+    /// Batches of writes received (each answered once).
+    pub batches: u64,
+    /// The commit window now.
+    pub window: Duration,
 }
 
 fn sql(list: Option<&ListName>, e: rusqlite::Error) -> StorageError {
@@ -80,6 +161,21 @@ fn connect(data_dir: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| sql(None, e))?;
     Ok(conn)
+}
+
+/// The filter of the list names `conn`'s database holds.
+fn stored_names(conn: &Connection) -> Result<AtomicBloomFilter, StorageError> {
+    let names = AtomicBloomFilter::with_num_bits(NAME_FILTER_BITS).expected_items(1_000_000);
+    let mut stmt = conn
+        .prepare("SELECT name FROM lists")
+        .map_err(|e| sql(None, e))?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(|e| sql(None, e))?;
+    for name in rows {
+        names.insert(&name.map_err(|e| sql(None, e))?);
+    }
+    Ok(names)
 }
 
 impl SqliteStorage {
@@ -105,16 +201,36 @@ impl SqliteStorage {
         .map_err(|e| sql(None, e))?;
         add_done_column(&conn)?;
         super::import_files(data_dir, &mut conn)?;
+        let names = Arc::new(stored_names(&conn)?);
         let reader = connect(data_dir)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let stats = Arc::new(Stats::default());
+        let writer = Writer {
+            conn,
+            stats: stats.clone(),
+            names: names.clone(),
+            broken: HashSet::new(),
+            window: CommitWindow::closed(),
+        };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::io(None, e))?;
         Ok(SqliteStorage {
             writer: Mutex::new(tx),
             reader: Arc::new(Mutex::new(reader)),
+            names,
+            stats,
         })
+    }
+
+    /// What the writer thread has done so far: transactions, batches, its window.
+    pub fn writer_stats(&self) -> WriterStats {
+        WriterStats {
+            transactions: self.stats.transactions.load(Ordering::Relaxed),
+            batches: self.stats.batches.load(Ordering::Relaxed),
+            window: Duration::from_nanos(self.stats.window_nanos.load(Ordering::Relaxed)),
+        }
     }
 
     async fn read<T: Send + 'static>(
@@ -134,60 +250,167 @@ impl SqliteStorage {
             })
         })
     }
+
+    /// Hands a job to the writer thread; `false` if it stopped.
+    fn send(&self, job: Job) -> bool {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .is_ok()
+    }
 }
 
-/// The writer thread: takes every batch waiting (up to [`MAX_BATCHES_PER_COMMIT`],
-/// up to the next delete), commits them in one transaction and answers each. If
-/// that transaction fails, each list is tried in a transaction of its own, so one
-/// bad list fails alone. Jobs are done in the order they were queued.
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    let mut next = None;
-    loop {
-        let first = match next.take() {
-            Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
+/// The writer thread's state: the write connection, the filter of stored names,
+/// the lists whose last write failed, and the commit window.
+struct Writer {
+    conn: Connection,
+    stats: Arc<Stats>,
+    names: Arc<AtomicBloomFilter>,
+    /// Lists whose latest write failed: the backend does not hold the version a
+    /// later queued change builds on, so their next write is written whole.
+    broken: HashSet<ListName>,
+    window: CommitWindow,
+}
+
+/// Batches the writer holds for one transaction.
+struct Held {
+    jobs: Vec<(Vec<ListWrite>, Done)>,
+    writes: usize,
+    urgent: bool,
+}
+
+impl Held {
+    fn new(writes: Vec<ListWrite>, done: Done) -> Self {
+        let mut held = Held {
+            jobs: Vec::new(),
+            writes: 0,
+            urgent: false,
         };
-        let (writes, done) = match first {
-            Job::Delete { name, done } => {
-                let _ = done.send(delete_list(&mut conn, &name));
-                continue;
-            }
-            Job::Purge { before_ms, done } => {
-                let purged = conn
-                    .execute("DELETE FROM receipts WHERE at_ms < ?1", params![before_ms])
-                    .map(|n| n as u64)
-                    .map_err(|e| sql(None, e));
-                let _ = done.send(purged);
-                continue;
-            }
-            Job::Writes { writes, done } => (writes, done),
-        };
-        let mut jobs = vec![(writes, done)];
-        while jobs.len() < MAX_BATCHES_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(Job::Writes { writes, done }) => jobs.push((writes, done)),
-                Ok(delete) => {
-                    next = Some(delete);
-                    break;
+        held.push(writes, done);
+        held
+    }
+
+    fn push(&mut self, writes: Vec<ListWrite>, done: Done) {
+        self.writes += writes.len();
+        self.urgent |= done.urgent;
+        self.jobs.push((writes, done));
+    }
+
+    fn full(&self) -> bool {
+        self.jobs.len() >= MAX_BATCHES_PER_COMMIT || self.writes >= MAX_WRITES_PER_COMMIT
+    }
+}
+
+impl Writer {
+    /// Takes every batch waiting (and, while nobody waits for any of them, those
+    /// arriving within the commit window), up to the next delete or purge and up to
+    /// [`MAX_BATCHES_PER_COMMIT`] / [`MAX_WRITES_PER_COMMIT`], commits them in one
+    /// transaction and answers each. If that transaction fails, each list is tried
+    /// in a transaction of its own, so one bad list fails alone. Jobs are done in
+    /// the order they were queued.
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        let mut next = None;
+        loop {
+            let first = match next.take() {
+                Some(job) => job,
+                None => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            let mut held = match first {
+                Job::Delete { name, done } => {
+                    let _ = done.send(delete_list(&mut self.conn, &name));
+                    continue;
                 }
-                Err(_) => break,
+                Job::Purge { before_ms, done } => {
+                    let purged = self
+                        .conn
+                        .prepare_cached("DELETE FROM receipts WHERE at_ms < ?1")
+                        .and_then(|mut s| s.execute(params![before_ms]))
+                        .map(|n| n as u64)
+                        .map_err(|e| sql(None, e));
+                    let _ = done.send(purged);
+                    continue;
+                }
+                Job::Writes { writes, done } => Held::new(writes, done),
+            };
+            let deadline = Instant::now() + self.window.wait();
+            while !held.full() {
+                let job = if held.urgent {
+                    rx.try_recv().ok()
+                } else {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    rx.recv_timeout(left).ok()
+                };
+                match job {
+                    Some(Job::Writes { writes, done }) => held.push(writes, done),
+                    Some(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    None => break,
+                }
             }
+            self.window = self.window.after_commit(held.urgent);
+            let window = self.window.wait();
+            metrics::gauge!(COMMIT_WINDOW_SECONDS).set(window.as_secs_f64());
+            let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+            self.stats.window_nanos.store(nanos, Ordering::Relaxed);
+            self.commit_held(held);
         }
-        let all: Vec<&ListWrite> = jobs.iter().flat_map(|(w, _)| w.iter()).collect();
-        let together = commit(&mut conn, &all);
-        let mut results: Results = match together {
+    }
+
+    /// Counts `n` transactions.
+    fn counted(&self, n: u64) {
+        metrics::counter!(TRANSACTIONS).increment(n);
+        self.stats.transactions.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Commits the held batches and answers each: durable waiters first, then the
+    /// callers awaiting the outcomes.
+    fn commit_held(&mut self, held: Held) {
+        let all: Vec<&ListWrite> = held.jobs.iter().flat_map(|(w, _)| w.iter()).collect();
+        for w in &all {
+            self.names.insert(w.name.as_str());
+        }
+        let together = commit(&mut self.conn, &all, &self.broken);
+        self.counted(1);
+        metrics::histogram!(TRANSACTION_WRITES).record(all.len() as f64);
+        let results: Results = match together {
             Ok(()) => all.iter().map(|_| Ok(())).collect(),
             Err(_) => all
                 .iter()
-                .map(|w| commit(&mut conn, std::slice::from_ref(w)))
+                .map(|w| {
+                    let r = commit(&mut self.conn, std::slice::from_ref(w), &self.broken);
+                    self.counted(1);
+                    // A later queued write of this list is written whole now.
+                    if r.is_err() {
+                        self.broken.insert(w.name.clone());
+                    } else {
+                        self.broken.remove(&w.name);
+                    }
+                    r
+                })
                 .collect(),
         };
-        for (writes, done) in jobs.into_iter().rev() {
-            let mine = results.split_off(results.len() - writes.len());
-            let _ = done.send(mine);
+        if !self.broken.is_empty() {
+            for (w, r) in all.iter().zip(&results) {
+                if r.is_ok() {
+                    self.broken.remove(&w.name);
+                }
+            }
+        }
+        let mut results = results.into_iter().map(|r| r.map_err(Arc::new));
+        let batches = held.jobs.len() as u64;
+        self.stats.batches.fetch_add(batches, Ordering::Relaxed);
+        for (writes, done) in held.jobs {
+            let mine: BatchResults = results.by_ref().take(writes.len()).collect();
+            if let Some(on_commit) = done.on_commit {
+                on_commit(&mine);
+            }
+            let _ = done.results.send(mine);
         }
     }
 }
@@ -213,11 +436,17 @@ fn delete_list(conn: &mut Connection, name: &ListName) -> Result<bool, StorageEr
     Ok(rows > 0)
 }
 
-fn commit(conn: &mut Connection, writes: &[&ListWrite]) -> Result<(), StorageError> {
+/// Writes `writes` in one transaction; a list in `broken` is written whole.
+fn commit(
+    conn: &mut Connection,
+    writes: &[&ListWrite],
+    broken: &HashSet<ListName>,
+) -> Result<(), StorageError> {
     let first = writes.first().map(|w| w.name.clone());
     let tx = conn.transaction().map_err(|e| sql(first.as_ref(), e))?;
     for w in writes {
-        write_list(&tx, w).map_err(|e| sql(Some(&w.name), e))?;
+        let change = w.change.as_ref().filter(|_| !broken.contains(&w.name));
+        write_list(&tx, w, change).map_err(|e| sql(Some(&w.name), e))?;
     }
     tx.commit().map_err(|e| sql(first.as_ref(), e))
 }
@@ -290,33 +519,42 @@ fn header(list: &TodoList) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Writes one list: its change when the stored list is in rows already, else whole.
-fn write_list(tx: &Transaction<'_>, w: &ListWrite) -> rusqlite::Result<()> {
+/// Writes one list: its `change` when the stored list is in rows already, else
+/// whole. A change that deletes no entry leaves the list's header row alone: every
+/// id handed out since the header was written is still an entry, so the next id is
+/// the largest entry id + 1, which a load takes when it is above the header's (one
+/// page fewer to write per add). Every statement is cached on the connection
+/// (`prepare_cached`), so a write parses no SQL.
+fn write_list(
+    tx: &Transaction<'_>,
+    w: &ListWrite,
+    change: Option<&Change>,
+) -> rusqlite::Result<()> {
     let name = w.name.as_str();
-    let stored_format: Option<u32> = tx
-        .prepare_cached("SELECT format FROM lists WHERE name = ?1")?
-        .query_row(params![name], |r| r.get(0))
-        .optional()?;
-    let change = match (&w.change, stored_format) {
-        (Some(c), Some(ROWS_FORMAT)) => Some(c),
-        _ => None,
-    };
-    match change {
-        Some(change) => write_change(tx, name, change)?,
-        None => {
-            tx.prepare_cached("DELETE FROM entries WHERE list = ?1")?
-                .execute(params![name])?;
-            let mut upsert = tx.prepare_cached(UPSERT_ENTRY)?;
-            for e in w.list.all_entries() {
-                upsert_entry(&mut upsert, name, &e)?;
+    if let Some(change) = change {
+        let stored_format: Option<u32> = tx
+            .prepare_cached("SELECT format FROM lists WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))
+            .optional()?;
+        if stored_format == Some(ROWS_FORMAT) {
+            if change.entries.values().any(Option::is_none) {
+                tx.prepare_cached("UPDATE lists SET body = ?2 WHERE name = ?1")?
+                    .execute(params![name, header(&w.list)])?;
             }
-            tx.prepare_cached("DELETE FROM receipts WHERE list = ?1")?
-                .execute(params![name])?;
-            let mut upsert = tx.prepare_cached(UPSERT_RECEIPT)?;
-            for (key, r) in w.list.receipts() {
-                upsert_receipt(&mut upsert, name, key, r)?;
-            }
+            return write_change(tx, name, change);
         }
+    }
+    tx.prepare_cached("DELETE FROM entries WHERE list = ?1")?
+        .execute(params![name])?;
+    let mut upsert = tx.prepare_cached(UPSERT_ENTRY)?;
+    for e in w.list.all_entries() {
+        upsert_entry(&mut upsert, name, &e)?;
+    }
+    tx.prepare_cached("DELETE FROM receipts WHERE list = ?1")?
+        .execute(params![name])?;
+    let mut upsert = tx.prepare_cached(UPSERT_RECEIPT)?;
+    for (key, r) in w.list.receipts() {
+        upsert_receipt(&mut upsert, name, key, r)?;
     }
     tx.prepare_cached(
         "INSERT INTO lists (name, format, body) VALUES (?1, ?2, ?3)
@@ -405,6 +643,10 @@ fn load_receipts(
 /// Reads one list (either format) and its receipts with `conn`, in one read
 /// transaction (one snapshot).
 fn load_list(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, StorageError> {
+    // An absent list costs one indexed read and no transaction.
+    if !has_list(conn, name)? {
+        return Ok(None);
+    }
     let tx = conn
         .unchecked_transaction()
         .map_err(|e| sql(Some(name), e))?;
@@ -448,7 +690,11 @@ fn load_list_in(conn: &Connection, name: &ListName) -> Result<Option<TodoList>, 
     let receipts = load_receipts(conn, name)
         .map_err(|e| sql(Some(name), e))?
         .map_err(corrupt)?;
-    TodoList::from_parts(header.next_id, entries)
+    // Adds after the header was written leave it behind (see `write_list`).
+    let next_id = entries
+        .last()
+        .map_or(header.next_id, |e: &Entry| header.next_id.max(e.id + 1));
+    TodoList::from_parts(next_id, entries)
         .map(|l| Some(l.with_receipts(receipts)))
         .map_err(corrupt)
 }
@@ -463,19 +709,15 @@ pub(super) fn store_whole(
         .map(|(name, list)| ListWrite::whole(name, list))
         .collect();
     let refs: Vec<&ListWrite> = writes.iter().collect();
-    commit(conn, &refs)
+    commit(conn, &refs, &HashSet::new())
 }
 
 /// Whether `name` is stored in `conn`'s database.
 pub(super) fn has_list(conn: &Connection, name: &ListName) -> Result<bool, StorageError> {
-    conn.query_row(
-        "SELECT 1 FROM lists WHERE name = ?1",
-        params![name.as_str()],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|r| r.is_some())
-    .map_err(|e| sql(Some(name), e))
+    conn.prepare_cached("SELECT 1 FROM lists WHERE name = ?1")
+        .and_then(|mut s| s.query_row(params![name.as_str()], |_| Ok(())).optional())
+        .map(|r| r.is_some())
+        .map_err(|e| sql(Some(name), e))
 }
 
 #[async_trait]
@@ -502,33 +744,68 @@ impl Storage for SqliteStorage {
             .unwrap_or(Ok(()))
     }
 
+    /// Queued like [`Storage::queue_batch`] with the caller waiting (it closes the
+    /// commit window), answered once committed.
     async fn store_batch(&self, writes: &[ListWrite]) -> Results {
         if writes.is_empty() {
             return Vec::new();
         }
-        let (done, answer) = oneshot::channel();
-        let job = Job::Writes {
-            writes: writes.to_vec(),
-            done,
+        let (results, answer) = oneshot::channel();
+        let done = Done {
+            results,
+            on_commit: None,
+            urgent: true,
         };
-        let sent = self
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job);
         let stopped = |w: &ListWrite| {
             Err(StorageError::Sqlite {
                 list: Some(w.name.clone()),
                 detail: "the sqlite writer thread stopped".into(),
             })
         };
-        if sent.is_err() {
+        if !self.send(Job::Writes {
+            writes: writes.to_vec(),
+            done,
+        }) {
             return writes.iter().map(stopped).collect();
         }
         match answer.await {
-            Ok(results) => results,
+            Ok(results) => results
+                .into_iter()
+                .zip(writes)
+                .map(|(r, w)| {
+                    r.map_err(|e| {
+                        Arc::try_unwrap(e).unwrap_or_else(|e| StorageError::Sqlite {
+                            list: Some(w.name.clone()),
+                            detail: e.to_string(),
+                        })
+                    })
+                })
+                .collect(),
             Err(_) => writes.iter().map(stopped).collect(),
         }
+    }
+
+    /// Queued to the writer thread behind every batch before it; a batch without
+    /// `on_commit` may wait in the commit window. A writer that stopped drops the
+    /// outcome's sender, which the receiver sees as closed.
+    fn queue_batch(&self, batch: QueuedWrites) -> Result<Queued, QueuedWrites> {
+        let (results, answer) = oneshot::channel();
+        let urgent = batch.on_commit.is_some();
+        let done = Done {
+            results,
+            on_commit: batch.on_commit,
+            urgent,
+        };
+        self.send(Job::Writes {
+            writes: batch.writes,
+            done,
+        });
+        Ok(answer)
+    }
+
+    /// From the filter of stored names (no false negatives).
+    fn surely_absent(&self, name: &ListName) -> bool {
+        !self.names.contains(name.as_str())
     }
 
     /// Queued behind every batch already handed to the writer thread, committed
@@ -539,15 +816,12 @@ impl Storage for SqliteStorage {
             list: Some(name.clone()),
             detail: "the sqlite writer thread stopped".into(),
         };
-        let job = Job::Delete {
+        if !self.send(Job::Delete {
             name: name.clone(),
             done,
-        };
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .map_err(|_| stopped())?;
+        }) {
+            return Err(stopped());
+        }
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
@@ -558,11 +832,9 @@ impl Storage for SqliteStorage {
             list: None,
             detail: "the sqlite writer thread stopped".into(),
         };
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(Job::Purge { before_ms, done })
-            .map_err(|_| stopped())?;
+        if !self.send(Job::Purge { before_ms, done }) {
+            return Err(stopped());
+        }
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 

@@ -582,6 +582,49 @@ async fn sqlite_stores_a_change_as_rows_and_reads_back_the_whole_list() {
     .await;
 }
 
+/// A change that only adds leaves the header row as it was (one page fewer per
+/// add); the next id is still right after a reopen, and a later delete of the
+/// largest id writes the header so that id is never handed out again.
+#[tokio::test]
+async fn sqlite_adds_leave_the_header_alone_and_the_next_id_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sluicegate.sqlite3");
+    let body = || -> Vec<u8> {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row("SELECT body FROM lists WHERE name = 'h'", [], |r| r.get(0))
+            .unwrap()
+    };
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let n = name("h");
+    let v1 = list_with(&["a"]);
+    s.store(&n, &v1).await.unwrap();
+    let header = body();
+    let write = |old: &TodoList, new: &TodoList| storage::ListWrite {
+        name: n.clone(),
+        list: new.clone(),
+        change: Some(change_between(old, new)),
+    };
+    let mut v2 = v1.clone();
+    let d = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+    v2.add_entry(d, "b").unwrap();
+    v2.add_entry(d, "c").unwrap();
+    assert!(s.store_batch(&[write(&v1, &v2)]).await[0].is_ok());
+    assert_eq!(body(), header, "an add does not rewrite the header");
+    drop(s);
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    assert_eq!(s.load(&n).await.unwrap(), Some(v2.clone()));
+    // Deleting the largest id (3) must not let it be handed out again.
+    let mut v3 = v2.clone();
+    v3.delete_entry(3).unwrap();
+    assert!(s.store_batch(&[write(&v2, &v3)]).await[0].is_ok());
+    assert_ne!(body(), header, "a delete writes the header");
+    drop(s);
+    let s = storage::open(BackendKind::Sqlite, dir.path()).unwrap();
+    let mut back = s.load(&n).await.unwrap().unwrap();
+    assert_eq!(back, v3);
+    assert_eq!(back.add_entry(d, "d").unwrap().id, 4);
+}
+
 /// 50 lists in one `store_batch`: 50 answers, every list stored.
 async fn commits_many_lists_in_one_batch(s: Arc<dyn Storage>) -> Vec<storage::ListWrite> {
     let writes: Vec<storage::ListWrite> = (0..50)
