@@ -47,7 +47,9 @@ impl<T> Lanes<T> {
         }
     }
 
-    /// Slots on the other lanes, each with its lane (for the invariants).
+    /// Slots on the other lanes, each with its lane (for the invariants, which
+    /// debug builds check).
+    #[cfg(debug_assertions)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Slot<T>, Lane)> {
         let tag = |lane| move |s| (s, lane);
         self.control
