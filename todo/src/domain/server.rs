@@ -320,17 +320,11 @@ impl Server for ListServer {
     }
 
     async fn handle_call(&mut self, request: ListCall) {
-        match request {
-            ListCall::Entries(query, reply) => {
-                reply.send(self.list.page(&query));
-            }
-            ListCall::Count(reply) => {
-                reply.send(self.list.exists().then(|| self.list.len()));
-            }
+        if let Err(change) = self.answer_read(request) {
             // Boxed: the task of every live list server is as large as its largest
             // handler future, and the write and delete paths (which await the
             // database) are far larger than a read; a write allocates anyway.
-            other => Box::pin(self.handle_change(other)).await,
+            Box::pin(self.handle_change(change)).await
         }
     }
 
@@ -345,16 +339,20 @@ impl Server for ListServer {
 }
 
 impl ListServer {
-    /// A call that changes the list (a write, a delete).
+    /// Answers a read at once (no await); hands any other request back.
+    fn answer_read(&self, request: ListCall) -> Result<(), ListCall> {
+        match request {
+            ListCall::Entries(query, reply) => reply.send(self.list.page(&query)),
+            ListCall::Count(reply) => reply.send(self.list.exists().then(|| self.list.len())),
+            other => return Err(other),
+        }
+        Ok(())
+    }
+
+    /// A call that changes the list (a write, a delete); a read is answered as
+    /// [`ListServer::answer_read`] does.
     async fn handle_change(&mut self, request: ListCall) {
         match request {
-            // Reads are answered above; answered the same here too.
-            ListCall::Entries(query, reply) => {
-                reply.send(self.list.page(&query));
-            }
-            ListCall::Count(reply) => {
-                reply.send(self.list.exists().then(|| self.list.len()));
-            }
             ListCall::Write(write, ack, reply) => {
                 let entry = match self.apply_keyed(write) {
                     Ok(e) => e,
@@ -402,6 +400,9 @@ impl ListServer {
             }
             #[cfg(feature = "fault-injection")]
             ListCall::Panic(_reply) => panic!("injected panic in list server \"{}\"", self.name),
+            read => {
+                let _ = self.answer_read(read);
+            }
         }
     }
 

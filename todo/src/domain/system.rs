@@ -16,7 +16,7 @@ use super::published::Published;
 use super::receipt::IdempotencyKey;
 use super::server::{KeyedWrite, ListCall, ListError, ListServer, NotLoaded, Write, ROLE};
 use super::settings::{AckMode, Policies, Settings};
-use super::{validate_title, Entry, EntryQuery, EntryUpdate, ListName, Page, TodoError};
+use super::{validate_title, Entry, EntryQuery, EntryUpdate, ListName, Page, TodoError, TodoList};
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::{
     CallError, Registry, RegistryCallError, RegistryConfig, ReplyTo, Restart, Spec, StartError,
@@ -545,14 +545,29 @@ impl TodoSystem {
         list: &ListName,
         query: EntryQuery,
     ) -> Result<Option<Page>, TodoSystemError> {
+        self.read(
+            list,
+            |published| published.page(&query),
+            |r| ListCall::Entries(query.clone(), r),
+        )
+        .await
+    }
+
+    /// A read: from the list its live server published (no message), or else
+    /// asked of its server, which a read of a list with none starts.
+    async fn read<R>(
+        &self,
+        list: &ListName,
+        from_published: impl FnOnce(&TodoList) -> R,
+        request: impl Fn(ReplyTo<R>) -> ListCall,
+    ) -> Result<R, TodoSystemError> {
         {
             let _admitted = self.admit().await?;
             if let Some(published) = self.inner.published.load(list) {
-                return Ok(published.page(&query));
+                return Ok(from_published(&published));
             }
         }
-        self.call(list, |r| ListCall::Entries(query.clone(), r))
-            .await
+        self.call(list, request).await
     }
 
     /// How many entries the list holds, or `None` when it does not exist; read like
@@ -563,13 +578,12 @@ impl TodoSystem {
     ///
     /// Why the list could not be read (overload, timeout, storage).
     pub async fn entry_count(&self, list: &ListName) -> Result<Option<usize>, TodoSystemError> {
-        {
-            let _admitted = self.admit().await?;
-            if let Some(published) = self.inner.published.load(list) {
-                return Ok(published.exists().then(|| published.len()));
-            }
-        }
-        self.call(list, ListCall::Count).await
+        self.read(
+            list,
+            |published| published.exists().then(|| published.len()),
+            ListCall::Count,
+        )
+        .await
     }
 
     /// How many lists are read without a message: live servers that have
