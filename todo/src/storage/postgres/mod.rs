@@ -448,19 +448,7 @@ async fn upsert_fenced(
         .filter(|n| !written.contains(*n))
         .collect();
     if !refused.is_empty() {
-        let stmt = tx.prepare_cached(&sql.fences_of).await?;
-        let current: std::collections::HashMap<String, i64> = tx
-            .query(&stmt, &[&refused])
-            .await?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-            .collect();
-        return Err(Fail::Fenced(
-            refused
-                .into_iter()
-                .map(|n| (n.to_string(), current.get(n).copied()))
-                .collect(),
-        ));
+        return Err(fenced(tx, sql, refused).await?);
     }
     if created.is_empty() {
         return Ok(());
@@ -494,6 +482,16 @@ async fn check_fences(
         return Ok(());
     }
     let refused: Vec<&str> = names.into_iter().filter(|n| !passed.contains(*n)).collect();
+    Err(fenced(tx, sql, refused).await?)
+}
+
+/// The refusal of a fenced commit: each refused list with the epoch its fence row
+/// holds now (`None`: no row).
+async fn fenced(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &Sql,
+    refused: Vec<&str>,
+) -> Result<Fail, Fail> {
     let stmt = tx.prepare_cached(&sql.fences_of).await?;
     let current: std::collections::HashMap<String, i64> = tx
         .query(&stmt, &[&refused])
@@ -501,7 +499,7 @@ async fn check_fences(
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
         .collect();
-    Err(Fail::Fenced(
+    Ok(Fail::Fenced(
         refused
             .into_iter()
             .map(|n| (n.to_string(), current.get(n).copied()))
