@@ -65,9 +65,19 @@ impl Gradient2 {
 
     /// Takes one window: its mean latency (`rtt`, seconds) and the most requests
     /// in flight during it; returns the new limit.
+    ///
+    /// The long-run average is the latency without queueing: while the limit is
+    /// pressed (at least half of it in flight), a latency above the average is
+    /// queueing the limit must answer, not a new normal, so it does not raise the
+    /// average. Otherwise, under a sustained overload, the average would follow the
+    /// growing queue and the limit would grow with it to `max` (Gradient2's drift).
+    /// Windows with the limit not pressed move the average either way, so a backend
+    /// that became slower raises it as soon as the load eases.
     pub fn update(&mut self, rtt: f64, max_in_flight: usize) -> usize {
+        let pressed = (max_in_flight as f64) >= self.limit / 2.0;
         let long = match self.long_rtt {
             None => rtt,
+            Some(long) if pressed && rtt > long => long,
             Some(long) => {
                 let mut long = long + (rtt - long) / LONG_WINDOWS;
                 // Recovering from a spell of high latency: let the average fall fast.
@@ -79,7 +89,7 @@ impl Gradient2 {
         };
         self.long_rtt = Some(long);
         // Nobody pressing on the limit: its latency says nothing about the limit.
-        if (max_in_flight as f64) < self.limit / 2.0 {
+        if !pressed {
             return self.limit();
         }
         let gradient = (self.tolerance * long / rtt).clamp(0.5, 1.0);
@@ -260,6 +270,43 @@ mod tests {
             g.update(0.050, 1000);
         }
         assert!(g.limit() >= 150);
+    }
+
+    #[test]
+    fn a_sustained_overload_does_not_drift_the_limit_up() {
+        // A server that completes 10,000 requests/s: with `limit` in flight a
+        // request waits about `limit / 10,000` s. Without queueing it takes 1 ms.
+        let mut g = Gradient2::new(&config(20, 1, 4096));
+        for _ in 0..20 {
+            g.update(0.001, 5);
+        }
+        for _ in 0..2000 {
+            let limit = g.limit();
+            let rtt = (limit as f64 / 10_000.0).max(0.001);
+            g.update(rtt, limit);
+        }
+        // 1.5x the latency without queueing is 15 requests in flight; the limit
+        // stays near it instead of following the queue up to 4096.
+        assert!(g.limit() <= 40, "{}", g.limit());
+    }
+
+    #[test]
+    fn an_eased_load_lets_a_slower_backend_raise_the_baseline() {
+        let mut g = Gradient2::new(&config(100, 1, 1000));
+        for _ in 0..20 {
+            g.update(0.001, 10);
+        }
+        // The backend now takes 10 ms without queueing; the load is light.
+        for _ in 0..100 {
+            g.update(0.010, 10);
+        }
+        // Pressed at that latency, the limit grows again: 10 ms is the new normal.
+        let before = g.limit();
+        for _ in 0..20 {
+            let l = g.limit();
+            g.update(0.010, l);
+        }
+        assert!(g.limit() > before, "{} vs {before}", g.limit());
     }
 
     #[test]
