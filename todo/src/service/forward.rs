@@ -20,11 +20,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
 use super::error::{ApiError, REPEAT_WITH_KEY};
 use super::BODY_LIMIT;
@@ -42,10 +46,16 @@ pub const SERVED_BY: HeaderName = HeaderName::from_static("x-sluicegate-node");
 /// The node that forwarded a request to its owner.
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-sluicegate-forwarded-by");
 
+/// The HTTP/1 client a node forwards with: hyper's pooled client, connections kept
+/// alive (at most 64 idle per peer), Nagle off.
+type PeerClient = Client<HttpConnector, Full<Bytes>>;
+
 /// The routing layer's state: the node and an HTTP client to its peers.
 pub struct Forwarder {
     node: Arc<Node>,
-    client: reqwest::Client,
+    client: PeerClient,
+    /// This node's id as a header value (`x-sluicegate-forwarded-by`), if it is one.
+    me: Option<HeaderValue>,
     /// How long a request waits for an unowned shard to get an owner.
     wait_unowned: Duration,
     /// Bound on one forward.
@@ -55,14 +65,16 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder for `node`, with `call_timeout` the system's call timeout.
     pub fn new(node: Arc<Node>, call_timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
+            .build(connector);
+        let me = HeaderValue::from_str(&node.settings().id.0).ok();
         Forwarder {
             node,
             client,
+            me,
             wait_unowned: call_timeout / 2,
             timeout: call_timeout + Duration::from_secs(1),
         }
@@ -80,9 +92,9 @@ fn list_of(path: &str) -> Option<ListName> {
     ListName::new(name.as_ref()).ok()
 }
 
-fn served_by(mut resp: Response, node: &Node) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&node.settings().id.0) {
-        resp.headers_mut().insert(SERVED_BY, v);
+fn served_by(mut resp: Response, f: &Forwarder) -> Response {
+    if let Some(v) = &f.me {
+        resp.headers_mut().insert(SERVED_BY, v.clone());
     }
     resp
 }
@@ -90,7 +102,7 @@ fn served_by(mut resp: Response, node: &Node) -> Response {
 /// The middleware: serve here, or forward to the owner.
 pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next: Next) -> Response {
     let Some(list) = list_of(req.uri().path()) else {
-        return served_by(next.run(req).await, &f.node);
+        return served_by(next.run(req).await, &f);
     };
     let hops: u8 = req
         .headers()
@@ -101,7 +113,7 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
     // The common case, a list this node serves, passes the request on as it came
     // (its body unread); only a request that may be forwarded is buffered.
     if let Route::Local(_) = f.node.route(&list) {
-        return served_by(next.run(req).await, &f.node);
+        return served_by(next.run(req).await, &f);
     }
     let give_up = Instant::now() + f.wait_unowned;
     let mut retried = false;
@@ -132,7 +144,7 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
         match f.node.route(&list) {
             Route::Local(_) => {
                 let req = Request::from_parts(parts, Body::from(body));
-                return served_by(next.run(req).await, &f.node);
+                return served_by(next.run(req).await, &f);
             }
             Route::Remote { node, addr } => {
                 if hops >= MAX_HOPS {
@@ -176,12 +188,34 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
     }
 }
 
+/// What became of a forward that got no answer.
+enum NoAnswer {
+    /// The owner could not be connected to: it never saw the request.
+    Unreachable(String),
+    /// The request may have reached the owner, which did not answer (`what` says how).
+    Lost(String),
+    /// The shard table stopped naming the owner before it answered.
+    OwnerLeft,
+}
+
+/// The error and its sources, joined by `: `.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Sends the request to `addr` and returns the owner's answer, or a 503 naming the
 /// owner when it cannot be reached.
 async fn forward(
     f: &Forwarder,
     parts: &axum::http::request::Parts,
-    body: axum::body::Bytes,
+    body: Bytes,
     list: &ListName,
     node: &crate::cluster::NodeId,
     addr: &str,
@@ -194,101 +228,123 @@ async fn forward(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let url = format!("{}{path}", addr.trim_end_matches('/'));
-    let mut out = f
-        .client
-        .request(parts.method.clone(), &url)
-        .timeout(f.timeout)
-        .header(HOPS, hops.to_string())
-        .header(FORWARDED_BY, f.node.settings().id.0.as_str());
+    let uri = match Uri::try_from(url) {
+        Ok(uri) => uri,
+        Err(e) => {
+            // A member advertised an address that is not a URL: nothing was sent.
+            metrics::counter!(FORWARDS, "outcome" => "error").increment(1);
+            return ApiError::refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "owner_unreachable",
+                Effect::NotApplied,
+                format!("the owner of this list, node {node}, advertises the address {addr:?}, which is not a URL ({e}); not applied, retry"),
+            )
+            .into_response();
+        }
+    };
+    let mut out = axum::http::Request::new(Full::new(body));
+    *out.method_mut() = parts.method.clone();
+    *out.uri_mut() = uri;
+    let headers = out.headers_mut();
+    headers.insert(HOPS, HeaderValue::from(u16::from(hops)));
+    if let Some(me) = &f.me {
+        headers.insert(FORWARDED_BY, me.clone());
+    }
     for name in [
         axum::http::header::CONTENT_TYPE,
         axum::http::header::ACCEPT,
         super::idempotency::KEY_HEADER,
     ] {
         if let Some(v) = parts.headers.get(&name) {
-            out = out.header(name, v.clone());
+            headers.insert(name, v.clone());
         }
     }
     let answer = async {
-        let resp = out.body(body).send().await?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, headers, bytes))
+        let resp = f.client.request(out).await.map_err(|e| {
+            let text = error_chain(&e);
+            if e.is_connect() {
+                NoAnswer::Unreachable(text)
+            } else {
+                NoAnswer::Lost(text)
+            }
+        })?;
+        let (head, incoming) = resp.into_parts();
+        let bytes = incoming
+            .collect()
+            .await
+            .map_err(|e| NoAnswer::Lost(error_chain(&e)))?
+            .to_bytes();
+        Ok::<_, NoAnswer>((head, bytes))
     };
     // A paused or partitioned owner may never answer: the forward ends as soon as
-    // the shard table stops naming it as the list's owner (its lease ran out).
-    let owner_left = async {
+    // the shard table stops naming it as the list's owner (its lease ran out), or
+    // at the forward's bound. One timer at a time, polled every 100 ms.
+    let gave_up = async {
+        let deadline = started + f.timeout;
         loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = Instant::now();
+            if now >= deadline {
+                return NoAnswer::Lost(format!("no answer within {:?}", f.timeout));
+            }
+            tokio::time::sleep((deadline - now).min(Duration::from_millis(100))).await;
             match f.node.route(list) {
-                Route::Remote { node: now, .. } if now == *node => {}
-                _ => return,
+                Route::Remote { node: owner, .. } if owner == *node => {}
+                _ => return NoAnswer::OwnerLeft,
             }
         }
     };
     let answer = tokio::select! {
         a = answer => a,
-        () = owner_left => {
-            metrics::counter!(FORWARDS, "outcome" => "error").increment(1);
-            return ApiError::refusal(
-                StatusCode::GATEWAY_TIMEOUT,
-                "owner_lost",
-                Effect::Unknown,
-                format!("node {node}, the owner this request was forwarded to, lost the list's shard before it answered; {REPEAT_WITH_KEY}"),
-            )
-            .into_response();
-        }
+        gone = gave_up => Err(gone),
     };
     match answer {
-        Ok((status, headers, bytes)) => {
+        Ok((head, bytes)) => {
             metrics::counter!(FORWARDS, "outcome" => "ok").increment(1);
             metrics::histogram!(FORWARD_SECONDS).record(started.elapsed().as_secs_f64());
             let mut resp = Response::new(Body::from(bytes));
-            *resp.status_mut() = status;
-            for (name, value) in &headers {
-                let keep = name == axum::http::header::CONTENT_TYPE
-                    || name == axum::http::header::RETRY_AFTER
-                    || name == axum::http::header::LOCATION
-                    || name == super::idempotency::REPLAYED_HEADER
-                    || name == SERVED_BY;
-                if keep {
-                    resp.headers_mut().insert(name.clone(), value.clone());
+            *resp.status_mut() = head.status;
+            let mut headers = head.headers;
+            for name in [
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::RETRY_AFTER,
+                axum::http::header::LOCATION,
+                super::idempotency::REPLAYED_HEADER,
+                SERVED_BY,
+            ] {
+                if let Some(value) = headers.remove(&name) {
+                    resp.headers_mut().insert(name, value);
                 }
             }
-            if let Ok(v) = HeaderValue::from_str(&f.node.settings().id.0) {
-                resp.headers_mut().insert(FORWARDED_BY, v);
+            if let Some(me) = &f.me {
+                resp.headers_mut().insert(FORWARDED_BY, me.clone());
             }
             resp
         }
-        Err(e) => {
+        Err(gone) => {
             metrics::counter!(FORWARDS, "outcome" => "error").increment(1);
             f.node.refresh();
-            let mut text = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text.push_str(": ");
-                text.push_str(&c.to_string());
-                cause = c.source();
-            }
-            if e.is_connect() {
+            match gone {
                 // No connection: the owner never saw the request.
-                ApiError::refusal(
+                NoAnswer::Unreachable(text) => ApiError::refusal(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "owner_unreachable",
                     Effect::NotApplied,
                     format!("the owner of this list, node {node} at {addr}, could not be reached ({text}); not applied, retry"),
-                )
-                .into_response()
-            } else {
-                ApiError::refusal(
+                ),
+                NoAnswer::Lost(text) => ApiError::refusal(
                     StatusCode::GATEWAY_TIMEOUT,
                     "owner_lost",
                     Effect::Unknown,
                     format!("the owner of this list, node {node} at {addr}, did not answer ({text}); {REPEAT_WITH_KEY}"),
-                )
-                .into_response()
+                ),
+                NoAnswer::OwnerLeft => ApiError::refusal(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "owner_lost",
+                    Effect::Unknown,
+                    format!("node {node}, the owner this request was forwarded to, lost the list's shard before it answered; {REPEAT_WITH_KEY}"),
+                ),
             }
+            .into_response()
         }
     }
 }
