@@ -8,6 +8,10 @@
 # With BASE_BIN set (another build's `sluicegate`, e.g. from a `git worktree` of an
 # older commit), that build runs as a third side, interleaved with the other two,
 # and its ratio to bare and this build's ratio to it are printed too.
+# Each run also reads the server's CPU time (utime + stime from /proc/PID/stat) before
+# and after, and prints the CPU per request (µs): less sensitive to the machine's
+# load than requests/s. PIN=1 runs the servers on core 0 and wrk on core 1 (at nice
+# -20 as root), so the two do not take each other's CPU.
 #
 #   apt-get install wrk        # Debian's package
 #   scripts/http-bench.sh [ROUNDS] [SECONDS]
@@ -27,6 +31,11 @@ SG_PORT=${SG_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18181}
 BASE_PORT=${BASE_PORT:-18183}
 SIDES="bare sluicegate"
+SERVER_PIN=() CLIENT_PIN=()
+if [ "${PIN:-0}" = 1 ]; then
+    SERVER_PIN=(taskset -c 0) CLIENT_PIN=(taskset -c 1)
+    [ "$(id -u)" = 0 ] && CLIENT_PIN=(nice -n -20 taskset -c 1)
+fi
 [ -n "${BASE_BIN:-}" ] && SIDES="bare sluicegate base"
 pids=()
 cleanup() {
@@ -35,15 +44,18 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-RUST_LOG=warn "$BIN" serve >"$TMP/sg.out" --data-dir "$TMP/data" --listen "127.0.0.1:$SG_PORT" 2>"$TMP/sg.log" &
+RUST_LOG=warn "${SERVER_PIN[@]}" "$BIN" serve >"$TMP/sg.out" --data-dir "$TMP/data" --listen "127.0.0.1:$SG_PORT" 2>"$TMP/sg.log" &
 pids+=($!)
-"$BARE" "127.0.0.1:$BARE_PORT" 2>"$TMP/bare.log" &
+SG_PID=$!
+"${SERVER_PIN[@]}" "$BARE" "127.0.0.1:$BARE_PORT" 2>"$TMP/bare.log" &
 pids+=($!)
+BARE_PID=$!
 urls=("http://127.0.0.1:$SG_PORT/healthz" "http://127.0.0.1:$BARE_PORT/lists/x/entries")
 if [ -n "${BASE_BIN:-}" ]; then
-    RUST_LOG=warn "$BASE_BIN" serve >"$TMP/base.out" --data-dir "$TMP/base-data" \
+    RUST_LOG=warn "${SERVER_PIN[@]}" "$BASE_BIN" serve >"$TMP/base.out" --data-dir "$TMP/base-data" \
         --listen "127.0.0.1:$BASE_PORT" 2>"$TMP/base.log" &
     pids+=($!)
+    BASE_PID=$!
     urls+=("http://127.0.0.1:$BASE_PORT/healthz")
 fi
 for url in "${urls[@]}"; do
@@ -61,22 +73,27 @@ for port in "${ports[@]}"; do
         { echo "http-bench: writing the read lists failed" >&2; exit 1; }
 done
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # side case round
-    local port=$SG_PORT script=post.lua query=""
-    [ "$1" = bare ] && port=$BARE_PORT
-    [ "$1" = base ] && port=$BASE_PORT
+    local port=$SG_PORT pid=$SG_PID script=post.lua query=""
+    [ "$1" = bare ] && port=$BARE_PORT pid=$BARE_PID
+    [ "$1" = base ] && port=$BASE_PORT pid=$BASE_PID
     case "$2" in
         get) script=get.lua ;;
         post_durable) query="?ack=durable" ;;
     esac
-    local out
-    out=$(WRK_QUERY=$query wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
+    local out before after
+    before=$(cpu_ticks "$pid")
+    out=$(WRK_QUERY=$query "${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
         -s "scripts/wrk/$script" "http://127.0.0.1:$port")
-    local rps non2xx errors
+    after=$(cpu_ticks "$pid")
+    local rps non2xx errors requests cpu_us
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu_us=$(awk -v t="$((after - before))" -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
     errors=$(awk '/Socket errors:/ {sub(/^ *Socket errors: */, ""); print}' <<<"$out")
-    echo "{\"side\":\"$1\",\"case\":\"$2\",\"round\":$3,\"requests_s\":$rps,\"non_2xx\":${non2xx:-0},\"socket_errors\":\"${errors:-none}\"}"
+    echo "{\"side\":\"$1\",\"case\":\"$2\",\"round\":$3,\"requests_s\":$rps,\"cpu_us\":$cpu_us,\"non_2xx\":${non2xx:-0},\"socket_errors\":\"${errors:-none}\"}"
 }
 for round in $(seq "$ROUNDS"); do
     for case in post post_durable get; do
@@ -98,6 +115,8 @@ for case in ["post", "post_durable", "get"]:
     bad |= non2xx > 0
     mb, mg = statistics.median(r["requests_s"] for r in b), statistics.median(r["requests_s"] for r in g)
     print(f"{case:<14}{mb:>12.0f}{mg:>12.0f}{statistics.median(per_round):>8.2f}  {non2xx:>7}  {' '.join(f'{x:.2f}' for x in per_round)}")
+    cpu = lambda rs: statistics.median(r["cpu_us"] for r in rs)
+    print(f"{'  CPU µs/req':<14}{cpu(b):>12.1f}{cpu(g):>12.1f}{cpu(g) / cpu(b):>8.2f}x bare")
     base = side("base")
     if base:
         rounds = lambda rs: sorted(rs, key=lambda r: r["round"])
@@ -105,5 +124,6 @@ for case in ["post", "post_durable", "get"]:
         to_base = [x["requests_s"] / y["requests_s"] for x, y in zip(rounds(g), rounds(base))]
         mbase = statistics.median(r["requests_s"] for r in base)
         print(f"{'  base build':<14}{'':>12}{mbase:>12.0f}{statistics.median(to_bare):>8.2f}  this build x base: {statistics.median(to_base):.2f} ({' '.join(f'{x:.2f}' for x in to_base)})")
+        print(f"{'  base CPU':<14}{'':>12}{cpu(base):>12.1f}  µs/req; this build's CPU x base: {cpu(g) / cpu(base):.2f}")
 sys.exit(1 if bad else 0)
 PY

@@ -11,6 +11,13 @@ use clap::{Parser, Subcommand};
 use sluicegate_todo::config::Config;
 use sluicegate_todo::service::{self, ServeOptions};
 
+/// The binary's allocator: mimalloc (its thread-local free lists make the many
+/// small allocations of a request, headers, JSON and futures, cheaper than glibc's
+/// malloc; measured in docs/benchmarks.md). The library crates leave the choice to
+/// whoever builds a binary with them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluicegate",
