@@ -118,6 +118,7 @@ pub mod metrics;
 mod permit;
 mod policy;
 mod receiver;
+mod send_future;
 mod sender;
 mod stats;
 mod sync;
@@ -142,6 +143,7 @@ use long_queue::{LongQueueHook, LongWatch};
 pub use permit::{OwnedPermit, Permit};
 pub use policy::{InvalidPolicy, Policy};
 pub use receiver::Receiver;
+pub use send_future::SendFuture;
 pub use sender::Sender;
 pub use stats::{Eviction, Outcome, Stats};
 

@@ -247,6 +247,7 @@ impl<T> Core<T> {
     }
 
     /// Removes the front slot, keeping the key index and depth gauge in step.
+    #[inline]
     fn pop_front(&mut self) -> Option<Slot<T>> {
         let slot = self.queue.pop_front()?;
         let seq = self.head_seq;
@@ -255,6 +256,7 @@ impl<T> Core<T> {
         Some(slot)
     }
 
+    #[inline]
     fn forget(&mut self, slot: &Slot<T>, seq: u64) {
         if let Some(key) = &slot.key {
             if self.keys.get(key) == Some(&seq) {
