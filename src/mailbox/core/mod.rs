@@ -453,31 +453,47 @@ impl<T> Core<T> {
         }
     }
 
-    /// The common case of [`take`](Self::take), with nothing to do but pop: no CoDel,
-    /// no sender waiting, and a front message that has not expired (so no expiry,
-    /// shedding, hand-over or wake-up can follow). Does exactly what `take` does
-    /// then, reading the clock only when the front message carries a deadline or an
-    /// enqueue stamp; [`Fast::Slow`] when one of those may apply, for `take` to
-    /// handle, with nothing changed.
+    /// The common case of [`take`](Self::take), with nothing to do but pop: no
+    /// sender waiting, and a front message that has not expired and that CoDel, if
+    /// on, certainly does not shed (so no expiry, shedding, hand-over or wake-up can
+    /// follow). Does exactly what `take` does then, reading the clock only when the
+    /// front message carries a deadline or an enqueue stamp, or CoDel needs its
+    /// sojourn; [`Fast::Slow`] when one of those may apply, for `take` to handle,
+    /// with nothing changed.
+    ///
+    /// Under CoDel it takes a message that is certainly not shed
+    /// ([`Codel::quiet`]): the last one queued (the queue is not standing then, and
+    /// the clock is not read unless the message carries a deadline or metrics record
+    /// its sojourn), or one whose sojourn is below target; otherwise `Fast::Slow`.
     #[inline]
     pub(crate) fn take_fast(&mut self) -> Fast<T> {
-        if self.behaviour.codel.is_some()
-            || !self.waiting.is_empty()
-            || self.long.is_some()
-            || self.others != 0
-        {
+        if !self.waiting.is_empty() || self.long.is_some() || self.others != 0 {
             return Fast::Slow;
         }
         let Some(front) = self.queue.front() else {
             self.codel.on_empty();
             return Fast::Empty;
         };
+        // CoDel's `standing`: the queue is not empty after this dequeue.
+        let standing = self.queue.len() > 1;
+        let codel = self.behaviour.codel;
         let mut now = Stamp::NONE;
-        if front.deadline.is_some() {
+        if front.deadline.is_some() || (codel.is_some() && standing) {
             now = self.now();
-            if front.deadline <= now {
+            if front.deadline.is_some() && front.deadline <= now {
                 return Fast::Slow;
             }
+        }
+        if let Some((target, _)) = codel {
+            // As in `take_one`: a message without an enqueue stamp counts as fresh.
+            let sojourn = now.is_some().then(|| match front.enqueued.is_some() {
+                true => Duration::from_nanos(now.0.saturating_sub(front.enqueued.0)),
+                false => Duration::ZERO,
+            });
+            if !self.codel.quiet(sojourn, standing, target) {
+                return Fast::Slow;
+            }
+            self.codel.settle();
         }
         let Some(slot) = self.pop_front() else {
             return Fast::Empty;
