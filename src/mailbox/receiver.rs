@@ -58,6 +58,7 @@ impl<T: Send + 'static> Receiver<T> {
 
     /// Polls for the next message (see [`recv`](Self::recv)); consumes tokio's
     /// cooperative budget for each message.
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
         if let FastRecv::Got(msg) = self.shared.fast.recv() {
@@ -239,16 +240,23 @@ fn take_locked<T>(
 
 /// After a take from the core: opens the gate once the core is empty and nothing
 /// needs it (a mailbox with a ring whose gate is locked).
-#[inline]
+#[inline(always)]
 fn reopen<T>(shared: &Shared<T>, core: &mut MutexGuard<'_, Core<T>>) {
     if core.len() == 0 && shared.fast.can_open() {
-        shared.fast.open(core);
-        // A receiver still waiting from an earlier pending poll (this call being a
-        // `try_recv` in between) registered its waker with the core only: from now on
-        // pushes go to the ring, so the ring must wake it too, or it is never woken.
-        if let (true, Some(w)) = (shared.fast.is_open(), core.rx_waker()) {
-            shared.fast.register(w);
-        }
+        open_gate(shared, core);
+    }
+}
+
+/// The gate of [`reopen`], out of line.
+#[cold]
+#[inline(never)]
+fn open_gate<T>(shared: &Shared<T>, core: &mut MutexGuard<'_, Core<T>>) {
+    shared.fast.open(core);
+    // A receiver still waiting from an earlier pending poll (this call being a
+    // `try_recv` in between) registered its waker with the core only: from now on
+    // pushes go to the ring, so the ring must wake it too, or it is never woken.
+    if let (true, Some(w)) = (shared.fast.is_open(), core.rx_waker()) {
+        shared.fast.register(w);
     }
 }
 

@@ -102,59 +102,80 @@ impl<T: Send + 'static> Future for SendFuture<'_, T> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if this.pending.is_some() {
-            // First poll: charge the budget, then offer, parking with this task's
-            // waker if the policy makes the sender wait.
-            let coop = std::task::ready!(poll_coop(cx));
-            let Some((msg, meta)) = this.pending.take() else {
-                unreachable!("checked above")
-            };
-            let out = this.shared.offer(msg, meta, Some(cx.waker()));
-            made_progress(coop);
-            let (cell, policy_timeout) = match out {
-                Offer::Accepted => return Poll::Ready(Ok(())),
-                Offer::Full(m) => return Poll::Ready(Err(SendError::Rejected(m))),
-                Offer::Closed(m) => return Poll::Ready(Err(SendError::Closed(m))),
-                Offer::Parked(cell, timeout) => (cell, timeout),
-            };
-            *this.cell = Some(Parked {
-                shared: this.shared,
-                cell: Some(cell),
-            });
-            *this.started = Some(Instant::now());
-            let limit = match (*this.timeout, policy_timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(limit) = limit {
-                this.sleep.set(Some(tokio::time::sleep(limit)));
-            }
-            // Parked with this waker a moment ago: resolved meanwhile, the resolver
-            // wakes it; only the timer still needs registering.
-            return match this.sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(timed_out(&mut this)),
-                _ => Poll::Pending,
-            };
+        if this.pending.is_none() {
+            return poll_parked(&mut this, cx);
         }
-        let Some(Parked {
-            cell: Some(cell), ..
-        }) = this.cell.as_ref()
-        else {
-            panic!("SendFuture polled after completion")
+        // First poll: charge the budget, then offer, parking with this task's waker
+        // if the policy makes the sender wait.
+        let coop = std::task::ready!(poll_coop(cx));
+        let Some((msg, meta)) = this.pending.take() else {
+            unreachable!("checked above")
         };
-        // The resolving side stores the outcome in the cell before waking this task,
-        // so a wake-up is answered without the mailbox lock.
-        if let Some(r) = cell.resolved() {
-            return Poll::Ready(finish(&mut this, r.into_result()));
+        let out = this.shared.offer(msg, meta, Some(cx.waker()));
+        made_progress(coop);
+        match out {
+            Offer::Accepted => Poll::Ready(Ok(())),
+            Offer::Full(m) => Poll::Ready(Err(SendError::Rejected(m))),
+            Offer::Closed(m) => Poll::Ready(Err(SendError::Closed(m))),
+            Offer::Parked(cell, timeout) => parked(&mut this, cx, cell, timeout),
         }
-        if let Some(Poll::Ready(())) = this.sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
-            return Poll::Ready(timed_out(&mut this));
-        }
-        let repark = this.shared.lock().repark(cell, cx.waker());
-        match repark {
-            Some(r) => Poll::Ready(finish(&mut this, r.into_result())),
-            None => Poll::Pending,
-        }
+    }
+}
+
+/// The first poll parked the message: the future keeps the wait cell and starts the
+/// timer, if a limit applies (out of line: a send that does not wait never comes
+/// here).
+#[inline(never)]
+fn parked<'a, T>(
+    this: &mut SendFutureProj<'_, 'a, T>,
+    cx: &mut Context<'_>,
+    cell: sync::Arc<WaitCell<T>>,
+    policy_timeout: Option<Duration>,
+) -> Poll<Result<(), SendError<T>>> {
+    *this.cell = Some(Parked {
+        shared: this.shared,
+        cell: Some(cell),
+    });
+    *this.started = Some(Instant::now());
+    let limit = match (*this.timeout, policy_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(limit) = limit {
+        this.sleep.set(Some(tokio::time::sleep(limit)));
+    }
+    // Parked with this waker a moment ago: resolved meanwhile, the resolver wakes
+    // it; only the timer still needs registering.
+    match this.sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
+        Some(Poll::Ready(())) => Poll::Ready(timed_out(this)),
+        _ => Poll::Pending,
+    }
+}
+
+/// A poll after the first: the send waits (out of line, as [`parked`]).
+#[inline(never)]
+fn poll_parked<T>(
+    this: &mut SendFutureProj<'_, '_, T>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), SendError<T>>> {
+    let Some(Parked {
+        cell: Some(cell), ..
+    }) = this.cell.as_ref()
+    else {
+        panic!("SendFuture polled after completion")
+    };
+    // The resolving side stores the outcome in the cell before waking this task, so
+    // a wake-up is answered without the mailbox lock.
+    if let Some(r) = cell.resolved() {
+        return Poll::Ready(finish(this, r.into_result()));
+    }
+    if let Some(Poll::Ready(())) = this.sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
+        return Poll::Ready(timed_out(this));
+    }
+    let repark = this.shared.lock().repark(cell, cx.waker());
+    match repark {
+        Some(r) => Poll::Ready(finish(this, r.into_result())),
+        None => Poll::Pending,
     }
 }
 
