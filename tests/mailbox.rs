@@ -733,3 +733,77 @@ fn a_pending_receiver_is_woken_after_a_try_recv_reopens_the_ring() {
     );
     assert_eq!(rx.try_recv(), Ok(1));
 }
+
+/// Every policy, with a capacity no test loop reaches (or 1 where a full mailbox still
+/// answers at once).
+fn always_ready_policies(capacity: usize) -> Vec<Policy> {
+    vec![
+        Policy::Unbounded,
+        Policy::DropNewest { capacity },
+        Policy::DropOldest { capacity },
+        Policy::Block {
+            capacity,
+            send_timeout: None,
+        },
+        Policy::Codel {
+            capacity,
+            target: Duration::from_secs(60),
+            interval: Duration::from_secs(60),
+        },
+        Policy::Coalesce { capacity },
+    ]
+}
+
+/// Runs `$op` (an expression that awaits) until a task spawned just before has
+/// run, on a one-thread runtime: `$op` always completes at once, so the spawned task
+/// runs only if the loop yields to the scheduler.
+macro_rules! until_other_task_runs {
+    ($what:expr, $op:expr) => {{
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
+        let mut ops = 0;
+        while !ran.load(std::sync::atomic::Ordering::SeqCst) {
+            $op;
+            ops += 1;
+            assert!(
+                ops < 50_000,
+                "{}: the loop never yielded to the scheduler",
+                $what
+            );
+        }
+    }};
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn busy_loops_take_part_in_the_cooperative_budget() {
+    // A sender that always finds room (or, full under `drop_newest`, is refused at
+    // once), a receiver that always finds a message, and both in turn: each loop
+    // yields, so another task on the same thread gets to run.
+    let big = 200_000;
+    for policy in always_ready_policies(big).into_iter().chain([
+        Policy::DropNewest { capacity: 1 },
+        Policy::DropOldest { capacity: 1 },
+    ]) {
+        let (tx, _rx) = channel::<u64>(policy.clone());
+        until_other_task_runs!(format!("send under {policy}"), {
+            let _ = tx.send(1).await;
+        });
+    }
+    for policy in always_ready_policies(big) {
+        let (tx, mut rx) = channel::<u64>(policy.clone());
+        for i in 0..60_000 {
+            tx.try_send(i).unwrap();
+        }
+        until_other_task_runs!(format!("recv under {policy}"), {
+            assert!(rx.recv().await.is_some());
+        });
+    }
+    for policy in always_ready_policies(big) {
+        let (tx, mut rx) = channel::<u64>(policy.clone());
+        until_other_task_runs!(format!("send and recv under {policy}"), {
+            tx.send(1).await.unwrap();
+            assert_eq!(rx.recv().await, Some(1));
+        });
+    }
+}

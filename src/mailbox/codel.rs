@@ -97,6 +97,29 @@ impl Codel {
         }
     }
 
+    /// Whether a dequeue is certainly not shed, decided without the full rule:
+    /// the queue is empty after it (`!standing`, which never counts as standing),
+    /// or its sojourn (`None`: not read, the clock skipped) is below target. When quiet, [`should_shed`](Self::should_shed)
+    /// would return false and only forget the time above target and the dropping
+    /// state: call [`settle`](Self::settle) instead.
+    #[inline]
+    pub(crate) fn quiet(
+        &self,
+        sojourn: Option<Duration>,
+        standing: bool,
+        target: Duration,
+    ) -> bool {
+        !standing || sojourn.is_some_and(|s| s < target)
+    }
+
+    /// What [`should_shed`](Self::should_shed) does to the state on a
+    /// [`quiet`](Self::quiet) dequeue.
+    #[inline]
+    pub(crate) fn settle(&mut self) {
+        self.first_above_time = None;
+        self.dropping = false;
+    }
+
     /// The queue ran empty: leave the dropping state.
     pub(crate) fn on_empty(&mut self) {
         self.first_above_time = None;
@@ -107,6 +130,85 @@ impl Codel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field, for comparing states (Codel has no `PartialEq` of its own).
+    fn fields(c: &Codel) -> (Option<Instant>, Option<Instant>, u32, u32, bool) {
+        (
+            c.first_above_time,
+            c.drop_next,
+            c.count,
+            c.last_count,
+            c.dropping,
+        )
+    }
+
+    #[test]
+    fn quiet_means_the_full_rule_would_not_shed_and_settle_does_what_it_would() {
+        // Walk CoDel through many states (rising, standing and falling sojourns, the
+        // queue emptying now and then), and at each one compare `quiet` + `settle`
+        // with `should_shed` on a copy, for several candidate dequeues.
+        let start = Instant::now();
+        let mut c = Codel::default();
+        let mut quiet_seen = 0;
+        let mut loud_seen = 0;
+        let mut sheds = 0;
+        let mut dropping_steps = 0;
+        for step in 0u64..3000 {
+            let now = start + Duration::from_millis(step);
+            for (sojourn_ms, standing) in [
+                (0, true),
+                (4, true),
+                (5, true),
+                (6, true),
+                (50, true),
+                (50, false),
+                (1, false),
+            ] {
+                let sojourn = Duration::from_millis(sojourn_ms);
+                for known in [Some(sojourn), None] {
+                    if !c.quiet(known, standing, T) {
+                        loud_seen += 1;
+                        continue;
+                    }
+                    quiet_seen += 1;
+                    let mut full = c.clone();
+                    assert!(
+                        !full.should_shed(now, sojourn, standing, T, I),
+                        "quiet but the full rule sheds: {:?} {sojourn:?} {standing}",
+                        fields(&c)
+                    );
+                    let mut settled = c.clone();
+                    settled.settle();
+                    assert_eq!(
+                        fields(&settled),
+                        fields(&full),
+                        "settle differs from the full rule"
+                    );
+                }
+            }
+            // Drive the real state: a standing queue above target for a while (it
+            // enters the dropping state and sheds), then below, then empty.
+            let phase = step % 600;
+            let sojourn = if phase < 400 {
+                Duration::from_millis(30)
+            } else {
+                Duration::from_millis(2)
+            };
+            let standing = phase % 250 != 0;
+            if c.should_shed(now, sojourn, standing, T, I) {
+                sheds += 1;
+            }
+            dropping_steps += u32::from(c.dropping);
+        }
+        assert!(
+            quiet_seen > 1000 && loud_seen > 1000,
+            "{quiet_seen} {loud_seen}"
+        );
+        assert!(
+            sheds > 10 && dropping_steps > 100,
+            "the walk reached the dropping state"
+        );
+    }
 
     const T: Duration = Duration::from_millis(5);
     const I: Duration = Duration::from_millis(100);

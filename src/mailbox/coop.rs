@@ -18,14 +18,31 @@ thread_local! {
 
 /// Takes part in tokio's cooperative budget (see [`COOP_EVERY`]): `Pending` when the
 /// task has used its budget (it is woken at once to run again later), otherwise a
-/// guard to mark progress with.
+/// guard to mark progress with. Seven operations in eight only count down the
+/// thread's credit, inline; the eighth charges tokio, out of line.
+#[inline]
 pub(crate) fn poll_coop(cx: &mut Context<'_>) -> Poll<Option<tokio::task::coop::RestoreOnPending>> {
-    COOP_CREDIT.with(|cell| {
-        let mut credit = Credit(cell.get());
-        let poll = credit.poll(cx);
-        cell.set(credit.0);
-        poll
-    })
+    let credited = COOP_CREDIT.with(|cell| {
+        let n = cell.get();
+        if n > 0 {
+            cell.set(n - 1);
+        }
+        n > 0
+    });
+    if credited {
+        return Poll::Ready(None);
+    }
+    charge_thread(cx)
+}
+
+/// The eighth operation of [`poll_coop`]: charges tokio's budget and refills the
+/// thread's credit.
+#[cold]
+#[inline(never)]
+fn charge_thread(cx: &mut Context<'_>) -> Poll<Option<tokio::task::coop::RestoreOnPending>> {
+    let guard = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    COOP_CREDIT.with(|cell| cell.set(COOP_EVERY - 1));
+    Poll::Ready(Some(guard))
 }
 
 /// A budget counter owned by one handle (the receiver, reached through `&mut`), so
@@ -44,12 +61,24 @@ impl Credit {
             self.0 -= 1;
             return Poll::Ready(None);
         }
+        self.charge(cx)
+    }
+
+    /// The eighth operation of [`poll`](Self::poll), out of line.
+    #[cold]
+    #[inline(never)]
+    fn charge(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<tokio::task::coop::RestoreOnPending>> {
         let guard = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         self.0 = COOP_EVERY - 1;
         Poll::Ready(Some(guard))
     }
 }
 
+/// Marks progress on the budget charged by this operation, if it was charged.
+#[inline]
 pub(crate) fn made_progress(coop: Option<tokio::task::coop::RestoreOnPending>) {
     if let Some(c) = coop {
         c.made_progress();

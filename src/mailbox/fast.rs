@@ -184,6 +184,13 @@ impl<T> FastPath<T> {
         self.0.as_ref().is_some_and(|f| f.is_open())
     }
 
+    /// Whether the mailbox has a ring and its gate is locked (only stable under the
+    /// core's lock): the receiver may open it once the core is empty.
+    #[inline]
+    pub(crate) fn can_open(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| !f.is_open())
+    }
+
     /// A send of a message without key or deadline.
     #[inline]
     pub(crate) fn send(&self, msg: T) -> FastSend<T> {
@@ -284,6 +291,7 @@ impl<T> Inner<T> {
     }
 
     /// Whether the gate is open (only stable under the core's lock).
+    #[inline]
     pub(crate) fn is_open(&self) -> bool {
         self.senders.gate.load(Ordering::Acquire) & LOCKED == 0
     }
@@ -347,12 +355,19 @@ impl<T> Inner<T> {
         out
     }
 
-    /// Pops and counts a delivery (the receiver, with the gate open).
+    /// Pops and counts a delivery (the receiver, with the gate open). The peak is
+    /// the ring's depth before the pop; once it has reached the ring's capacity it
+    /// cannot rise, and the depth (a read of both ends of the ring) is not taken.
+    #[inline]
     fn pop(&self) -> FastRecv<T> {
-        let depth = self.ring.len();
+        let peak = self.receiver.peak.load(Ordering::Relaxed);
+        let depth = match self.ring.capacity() {
+            Some(cap) if peak >= cap => 0,
+            _ => self.ring.len(),
+        };
         match self.ring.pop() {
             Some(msg) => {
-                if depth > self.receiver.peak.load(Ordering::Relaxed) {
+                if depth > peak {
                     self.receiver.peak.store(depth, Ordering::Relaxed);
                 }
                 let n = self.receiver.delivered.load(Ordering::Relaxed);
@@ -442,6 +457,7 @@ impl<T> Ring<T> {
         }
     }
 
+    #[inline]
     fn capacity(&self) -> Option<usize> {
         self.queue.capacity()
     }

@@ -118,6 +118,7 @@ pub mod metrics;
 mod permit;
 mod policy;
 mod receiver;
+mod send_future;
 mod sender;
 mod stats;
 mod sync;
@@ -142,6 +143,7 @@ use long_queue::{LongQueueHook, LongWatch};
 pub use permit::{OwnedPermit, Permit};
 pub use policy::{InvalidPolicy, Policy};
 pub use receiver::Receiver;
+pub use send_future::SendFuture;
 pub use sender::Sender;
 pub use stats::{Eviction, Outcome, Stats};
 
@@ -343,38 +345,54 @@ impl<T> Shared<T> {
     /// the policy). `waker` is `None` for `try_send`.
     #[inline]
     fn offer(&self, msg: T, meta: Meta, waker: Option<&std::task::Waker>) -> Offer<T> {
-        let plain = meta.key.is_none() && meta.deadline.is_none() && meta.lane == Lane::Normal;
-        let mut msg = msg;
-        if plain {
-            loop {
-                match self.fast.send(msg) {
-                    FastSend::Accepted(None) => return Offer::Accepted,
-                    FastSend::Accepted(Some(evicted)) => {
-                        self.dead_letter(evicted, Eviction::DroppedOldest, Meta::default());
-                        return Offer::Accepted;
-                    }
-                    FastSend::Rejected(m) => return Offer::Full(m),
-                    FastSend::Full(m) => {
-                        // Full under a policy that makes senders wait: the core decides.
-                        msg = m;
-                        break;
-                    }
-                    FastSend::Locked(m) => {
-                        msg = m;
-                        let core = self.lock();
-                        if self.fast.is_open() {
-                            // The receiver opened the gate meanwhile.
-                            drop(core);
-                            continue;
-                        }
-                        return self.offer_locked(core, msg, meta, waker, false);
-                    }
-                }
-            }
+        if meta.key.is_none() && meta.deadline.is_none() && meta.lane == Lane::Normal {
+            return self.offer_plain(msg, waker);
         }
         let mut core = self.lock();
         self.fast.lock(&mut core);
         self.offer_locked(core, msg, meta, waker, false)
+    }
+
+    /// [`offer`](Self::offer) of a message without key or deadline on the normal lane
+    /// (a plain `send`): the ring while the gate is open, else the core's fast path,
+    /// else the policy; no [`Meta`] is carried on the way.
+    #[inline]
+    fn offer_plain(&self, mut msg: T, waker: Option<&std::task::Waker>) -> Offer<T> {
+        loop {
+            match self.fast.send(msg) {
+                FastSend::Accepted(None) => return Offer::Accepted,
+                FastSend::Accepted(Some(evicted)) => {
+                    self.dead_letter(evicted, Eviction::DroppedOldest, Meta::default());
+                    return Offer::Accepted;
+                }
+                FastSend::Rejected(m) => return Offer::Full(m),
+                FastSend::Full(m) => {
+                    // Full under a policy that makes senders wait: the core decides.
+                    let mut core = self.lock();
+                    self.fast.lock(&mut core);
+                    return self.offer_locked(core, m, Meta::default(), waker, false);
+                }
+                FastSend::Locked(m) => {
+                    let mut core = self.lock();
+                    if self.fast.is_open() {
+                        // The receiver opened the gate meanwhile.
+                        drop(core);
+                        msg = m;
+                        continue;
+                    }
+                    return match core.push_fast(m, core::Stamp::NONE) {
+                        Ok(wake) => {
+                            drop(core);
+                            if let Some(w) = wake {
+                                w.wake();
+                            }
+                            Offer::Accepted
+                        }
+                        Err(m) => self.offer_policy(core, m, Meta::default(), waker, false),
+                    };
+                }
+            }
+        }
     }
 
     /// [`offer`](Self::offer) under the lock, with the gate locked: the core's
@@ -401,6 +419,20 @@ impl<T> Shared<T> {
                 Err(back) => msg = back,
             }
         }
+        self.offer_policy(core, msg, meta, waker, permit)
+    }
+
+    /// [`offer_locked`](Self::offer_locked) once the core's fast path has declined
+    /// the message: the policy decides.
+    #[inline(never)]
+    fn offer_policy(
+        &self,
+        mut core: MutexGuard<'_, Core<T>>,
+        msg: T,
+        meta: Meta,
+        waker: Option<&std::task::Waker>,
+        permit: bool,
+    ) -> Offer<T> {
         let mut fx = Effects::default();
         let lane = meta.lane;
         let slot = core.make_slot(msg, meta);

@@ -58,29 +58,26 @@ impl<T: Send + 'static> Receiver<T> {
 
     /// Polls for the next message (see [`recv`](Self::recv)); consumes tokio's
     /// cooperative budget for each message.
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
         if let FastRecv::Got(msg) = self.shared.fast.recv() {
             made_progress(coop);
             return Poll::Ready(Some(msg));
         }
-        let mut fx = Effects::default();
         let mut core = self.shared.lock();
-        let poll = match take_locked(&self.shared, &mut core, &mut fx) {
-            Some(msg) => {
+        // The common case under the lock: a message at the head with nothing else to
+        // do (no expiry, shedding, waiting sender or alert), taken without gathering
+        // effects.
+        if !self.shared.fast.is_open() {
+            if let Fast::Got(msg) = core.take_fast() {
+                reopen(&self.shared, &mut core);
+                drop(core);
                 made_progress(coop);
-                Poll::Ready(Some(msg))
+                return Poll::Ready(Some(msg));
             }
-            None => park(&self.shared, &mut core, cx).map(|m| {
-                if m.is_some() {
-                    made_progress(coop);
-                }
-                m
-            }),
-        };
-        drop(core);
-        self.shared.apply(fx);
-        poll
+        }
+        recv_slow(&self.shared, core, cx, coop)
     }
 
     /// Receives up to `limit` messages into `buf` under one lock, waiting while none
@@ -237,16 +234,30 @@ fn take_locked<T>(
         Fast::Empty => None,
         Fast::Slow => core.take(fx),
     };
-    if core.len() == 0 && !shared.fast.is_open() {
-        shared.fast.open(core);
-        // A receiver still waiting from an earlier pending poll (this call being a
-        // `try_recv` in between) registered its waker with the core only: from now on
-        // pushes go to the ring, so the ring must wake it too, or it is never woken.
-        if let (true, Some(w)) = (shared.fast.is_open(), core.rx_waker()) {
-            shared.fast.register(w);
-        }
-    }
+    reopen(shared, core);
     out
+}
+
+/// After a take from the core: opens the gate once the core is empty and nothing
+/// needs it (a mailbox with a ring whose gate is locked).
+#[inline(always)]
+fn reopen<T>(shared: &Shared<T>, core: &mut MutexGuard<'_, Core<T>>) {
+    if core.len() == 0 && shared.fast.can_open() {
+        open_gate(shared, core);
+    }
+}
+
+/// The gate of [`reopen`], out of line.
+#[cold]
+#[inline(never)]
+fn open_gate<T>(shared: &Shared<T>, core: &mut MutexGuard<'_, Core<T>>) {
+    shared.fast.open(core);
+    // A receiver still waiting from an earlier pending poll (this call being a
+    // `try_recv` in between) registered its waker with the core only: from now on
+    // pushes go to the ring, so the ring must wake it too, or it is never woken.
+    if let (true, Some(w)) = (shared.fast.is_open(), core.rx_waker()) {
+        shared.fast.register(w);
+    }
 }
 
 /// Nothing to take: the end (`Ready(None)`), or the receiver waits for the next push
@@ -268,4 +279,31 @@ fn park<T>(
         }
     }
     Poll::Pending
+}
+
+/// [`Receiver::poll_recv`] when the head message needs the core's full rules, or
+/// none is queued.
+#[inline(never)]
+fn recv_slow<T>(
+    shared: &Shared<T>,
+    mut core: MutexGuard<'_, Core<T>>,
+    cx: &mut Context<'_>,
+    coop: Option<tokio::task::coop::RestoreOnPending>,
+) -> Poll<Option<T>> {
+    let mut fx = Effects::default();
+    let poll = match take_locked(shared, &mut core, &mut fx) {
+        Some(msg) => {
+            made_progress(coop);
+            Poll::Ready(Some(msg))
+        }
+        None => park(shared, &mut core, cx).map(|m| {
+            if m.is_some() {
+                made_progress(coop);
+            }
+            m
+        }),
+    };
+    drop(core);
+    shared.apply(fx);
+    poll
 }

@@ -1,17 +1,12 @@
 //! The sending half: offers a message through the lock-free ring or under one lock
 //! round and, where the policy makes it wait, parks it in the mailbox and waits on
-//! its wait cell.
+//! its wait cell (the future that does it: `send_future.rs`).
 
 use std::fmt;
-use std::future::poll_fn;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::coop::{made_progress, poll_coop};
-use super::core::WaitCell;
-use super::{sync, Eviction, Meta, Monitor, Offer, SendError, Shared, Stats, TrySendError};
+use super::send_future::SendFuture;
+use super::{sync, Meta, Monitor, Offer, Shared, Stats, TrySendError};
 
 /// The sending half; cheap to clone. The mailbox stays open while any sender lives.
 pub struct Sender<T> {
@@ -42,39 +37,12 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
-/// Takes a parked message back if its send future is dropped before it resolved.
-struct ParkGuard<'a, T> {
-    shared: &'a Shared<T>,
-    cell: Option<sync::Arc<WaitCell<T>>>,
-}
-
-impl<T> Drop for ParkGuard<'_, T> {
-    fn drop(&mut self) {
-        if let Some(cell) = self.cell.take() {
-            // Accepted meanwhile: the message is queued and stays. Still parked: it
-            // was never accepted and goes with the future. Refused or closed: it was
-            // counted, and nobody takes it back, so it is a dead letter.
-            let outcome = self.shared.lock().cancel_parked(&cell, false);
-            match outcome {
-                Some(Err(SendError::Rejected(m))) => {
-                    self.shared
-                        .dead_letter(m, Eviction::Rejected, Meta::default());
-                }
-                Some(Err(SendError::Closed(m))) => {
-                    self.shared
-                        .dead_letter(m, Eviction::Closed, Meta::default());
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
 impl<T: Send + 'static> Sender<T> {
     /// Sends a message under the policy: may wait for space (`block`, `coalesce`,
     /// up to the policy's `send_timeout`), otherwise resolves at once. Under
     /// `drop_oldest` the message is always accepted and the oldest queued one
-    /// evicted to make room.
+    /// evicted to make room. The returned [`SendFuture`] resolves in its first poll
+    /// unless the sender has to wait.
     ///
     /// # Errors
     ///
@@ -103,8 +71,8 @@ impl<T: Send + 'static> Sender<T> {
     /// assert_eq!(rx.recv().await, Some("first"));
     /// # }
     /// ```
-    pub async fn send(&self, msg: T) -> Result<(), SendError<T>> {
-        self.send_inner(msg, Meta::default(), None).await
+    pub fn send(&self, msg: T) -> SendFuture<'_, T> {
+        SendFuture::new(&self.shared, msg, Meta::default(), None)
     }
 
     /// [`send`](Self::send) with a coalescing key and/or deadline.
@@ -116,8 +84,8 @@ impl<T: Send + 'static> Sender<T> {
     /// # Cancel safety
     ///
     /// As [`send`](Self::send).
-    pub async fn send_with(&self, msg: T, meta: Meta) -> Result<(), SendError<T>> {
-        self.send_inner(msg, meta, None).await
+    pub fn send_with(&self, msg: T, meta: Meta) -> SendFuture<'_, T> {
+        SendFuture::new(&self.shared, msg, meta, None)
     }
 
     /// Like [`send`](Self::send), but waits for space at most `timeout`
@@ -130,8 +98,8 @@ impl<T: Send + 'static> Sender<T> {
     /// # Cancel safety
     ///
     /// As [`send`](Self::send).
-    pub async fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_inner(msg, Meta::default(), Some(timeout)).await
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> SendFuture<'_, T> {
+        SendFuture::new(&self.shared, msg, Meta::default(), Some(timeout))
     }
 
     /// [`send_timeout`](Self::send_timeout) with a coalescing key and/or deadline.
@@ -143,13 +111,8 @@ impl<T: Send + 'static> Sender<T> {
     /// # Cancel safety
     ///
     /// As [`send`](Self::send).
-    pub async fn send_timeout_with(
-        &self,
-        msg: T,
-        meta: Meta,
-        timeout: Duration,
-    ) -> Result<(), SendError<T>> {
-        self.send_inner(msg, meta, Some(timeout)).await
+    pub fn send_timeout_with(&self, msg: T, meta: Meta, timeout: Duration) -> SendFuture<'_, T> {
+        SendFuture::new(&self.shared, msg, meta, Some(timeout))
     }
 
     /// Sends without ever waiting: where the policy would make the sender wait, the
@@ -202,73 +165,6 @@ impl<T: Send + 'static> Sender<T> {
     /// ```
     pub fn try_send_control(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.try_send_with(msg, Meta::control())
-    }
-
-    async fn send_inner(
-        &self,
-        msg: T,
-        meta: Meta,
-        timeout: Option<Duration>,
-    ) -> Result<(), SendError<T>> {
-        // First poll: charge the budget, then offer (through the ring, or under one
-        // lock round), parking with this task's waker if the policy makes the sender
-        // wait.
-        let mut pending = Some((msg, meta));
-        let res = poll_fn(|cx| {
-            let coop = std::task::ready!(poll_coop(cx));
-            let Some((msg, meta)) = pending.take() else {
-                unreachable!("polled after completion")
-            };
-            let out = self.shared.offer(msg, meta, Some(cx.waker()));
-            made_progress(coop);
-            Poll::Ready(out)
-        })
-        .await;
-        let (cell, policy_timeout) = match res {
-            Offer::Accepted => return Ok(()),
-            Offer::Full(m) => return Err(SendError::Rejected(m)),
-            Offer::Closed(m) => return Err(SendError::Closed(m)),
-            Offer::Parked(cell, timeout) => (cell, timeout),
-        };
-        let started = Instant::now();
-        let mut guard = ParkGuard {
-            shared: &self.shared,
-            cell: Some(cell.clone()),
-        };
-        let limit = match (timeout, policy_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        // The resolving side stores the outcome in the cell before waking this task,
-        // so a wake-up is answered without the mailbox lock; only a poll that finds
-        // the send still unresolved locks, to keep the waker current.
-        let mut first = true;
-        let wait = poll_fn(|cx: &mut Context<'_>| {
-            if let Some(r) = cell.resolved() {
-                return Poll::Ready(r);
-            }
-            if std::mem::take(&mut first) {
-                // Parked with this waker a moment ago, in the same poll.
-                return Poll::Pending;
-            }
-            match self.shared.lock().repark(&cell, cx.waker()) {
-                Some(r) => Poll::Ready(r),
-                None => Poll::Pending,
-            }
-        });
-        let outcome = match limit {
-            None => wait.await.into_result(),
-            Some(limit) => match tokio::time::timeout(limit, wait).await {
-                Ok(r) => r.into_result(),
-                Err(_) => {
-                    let r = self.shared.lock().cancel_parked(&cell, true);
-                    r.unwrap_or(Ok(()))
-                }
-            },
-        };
-        guard.cell = None;
-        self.shared.lock().record_send_wait(started.elapsed());
-        outcome
     }
 
     /// A snapshot of the mailbox's accounting.
