@@ -3,10 +3,12 @@
 //! mailbox (the receive loop, `run_instance`), restarting it under its [`Restart`]
 //! kind within its supervisor's restart window.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use std::future::Ready;
@@ -14,7 +16,7 @@ use std::future::Ready;
 use futures_util::future::{CatchUnwind, Either};
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::behaviour::{Envelope, ExitReason, Server};
 use super::control::{self, Control, ControlRx};
@@ -23,7 +25,7 @@ use super::error::{CallError, InitError, StartError};
 use super::handle::{CallShare, ServerRef};
 use super::metrics as m;
 use super::reply::fail_call;
-use super::spec::{ExitHook, IdleHook, Spec};
+use super::spec::{ExitHook, Hooks, Spec};
 use super::supervisor::{Restart, RestartWindow, SupervisorEvent, SupervisorLink};
 use crate::mailbox::{Builder, Receiver};
 
@@ -127,12 +129,12 @@ async fn run_init<S: Server>(state: &mut S) -> Result<(), InitError> {
 struct Task<S: Server> {
     role: &'static str,
     /// Instance name for logs.
-    name: String,
+    name: Cow<'static, str>,
     restart: Restart,
     /// The recent restarts, within the spec's intensity.
     window: RestartWindow,
     idle_timeout: Option<Duration>,
-    on_idle: Option<IdleHook>,
+    hooks: Option<Hooks>,
     on_exit: Option<ExitHook>,
     factory: Box<dyn Fn() -> S + Send + Sync>,
     link: Option<SupervisorLink>,
@@ -156,7 +158,7 @@ fn supervise<S: Server>(
         restart,
         intensity,
         idle_timeout,
-        on_idle,
+        hooks,
         on_exit,
         factory,
         link,
@@ -168,7 +170,7 @@ fn supervise<S: Server>(
         restart,
         window: RestartWindow::new(intensity),
         idle_timeout,
-        on_idle,
+        hooks,
         on_exit,
         factory,
         link,
@@ -241,6 +243,7 @@ impl<S: Server> Task<S> {
             role,
             mut rx,
             done,
+            hooks,
             on_exit,
             ..
         } = self;
@@ -248,6 +251,9 @@ impl<S: Server> Task<S> {
         finish_queued(&mut rx, role);
         drop(rx);
         done.raise();
+        if let Some(hooks) = hooks {
+            hooks.exited(reason);
+        }
         if let Some(hook) = on_exit {
             hook(reason);
         }
@@ -282,7 +288,7 @@ impl<S: Server> Task<S> {
             m::restarted(role);
         }
         if let Some(link) = &self.link {
-            let (name, reason) = (self.name.clone(), reason.clone());
+            let (name, reason) = (self.name.to_string(), reason.clone());
             link.report(if admitted {
                 SupervisorEvent::Restarted { role, name, reason }
             } else {
@@ -320,6 +326,54 @@ enum Woken<S: Server> {
     Idle,
 }
 
+/// What the receive loop keeps across its waits.
+struct Loop<S: Server> {
+    /// Messages taken from the mailbox in one go when `S::MAX_BATCH` > 1 (allocated
+    /// by the first batch); a server taking one at a time has no buffer at all.
+    buf: Vec<Envelope<S>>,
+    /// The idle timeout and its one timer, armed only when a wait begins.
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// Asked to stop after what is queued: the mailbox is closed, control ignored.
+    draining: bool,
+    /// The drain is an idle stop.
+    idle_stop: bool,
+    /// Set once the current wait has armed the idle timer.
+    armed: bool,
+}
+
+impl<S: Server> Loop<S> {
+    /// One poll of a wait: the mailbox first, then (unless draining) the control
+    /// cell and the idle timer.
+    fn poll_wait(&mut self, task: &mut Task<S>, cx: &mut Context<'_>) -> Poll<Woken<S>> {
+        if S::MAX_BATCH > 1 {
+            let max = S::MAX_BATCH;
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(max.min(1024));
+            }
+            if let Poll::Ready(n) = task.rx.poll_recv_many(cx, &mut self.buf, max) {
+                return Poll::Ready(Woken::Received(n));
+            }
+        } else if let Poll::Ready(one) = task.rx.poll_recv(cx) {
+            return Poll::Ready(Woken::One(one));
+        }
+        if self.draining {
+            return Poll::Pending;
+        }
+        if let Poll::Ready(c) = task.control.poll_recv(cx) {
+            return Poll::Ready(Woken::Control(c));
+        }
+        if let Some((d, timer)) = self.idle.as_mut() {
+            if !std::mem::replace(&mut self.armed, true) {
+                timer.as_mut().reset(Instant::now() + *d);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woken::Idle);
+            }
+        }
+        Poll::Pending
+    }
+}
+
 /// Runs one instance until it stops, idles out or panics.
 ///
 /// The loop polls the mailbox first and looks at the control cell's flag (one
@@ -331,64 +385,31 @@ enum Woken<S: Server> {
 /// wait: a later deadline only updates the entry (no timer-wheel insert or removal),
 /// and the timeout still counts from the moment the server ran out of work.
 async fn run_instance<S: Server>(state: &mut S, task: &mut Task<S>) -> ExitReason {
-    let Task {
-        role,
-        idle_timeout,
-        on_idle,
-        rx,
-        control,
-        ..
-    } = task;
-    let (role, on_idle) = (*role, on_idle.as_ref());
-    let mut draining = false;
-    let mut idle_stop = false;
-    // Messages taken from the mailbox in one go when `S::MAX_BATCH` > 1 (allocated
-    // by the first batch); a server taking one at a time has no buffer at all.
-    let mut buf: Vec<Envelope<S>> = Vec::new();
-    let max = S::MAX_BATCH.max(1);
-    // The idle timeout and its one timer, armed only when a wait begins.
-    let mut idle = idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(Duration::ZERO))));
+    // One struct for what the loop keeps across waits, so the wait's future
+    // borrows it and the task with two pointers.
+    let mut lp = Loop {
+        buf: Vec::new(),
+        idle: task
+            .idle_timeout
+            .map(|d| (d, Box::pin(tokio::time::sleep(Duration::ZERO)))),
+        draining: false,
+        idle_stop: false,
+        armed: false,
+    };
     loop {
-        let woken = if draining {
+        let woken = if lp.draining {
             None
         } else {
-            control.try_take().map(Woken::Control)
+            task.control.try_take().map(Woken::Control)
         };
         let woken = match woken {
             Some(w) => w,
             None => {
-                // Set once this wait has armed the idle timer.
-                let mut armed = false;
-                std::future::poll_fn(|cx| {
-                    if S::MAX_BATCH > 1 {
-                        if buf.capacity() == 0 {
-                            buf.reserve_exact(max.min(1024));
-                        }
-                        if let Poll::Ready(n) = rx.poll_recv_many(cx, &mut buf, max) {
-                            return Poll::Ready(Woken::Received(n));
-                        }
-                    } else if let Poll::Ready(one) = rx.poll_recv(cx) {
-                        return Poll::Ready(Woken::One(one));
-                    }
-                    if draining {
-                        return Poll::Pending;
-                    }
-                    if let Poll::Ready(c) = control.poll_recv(cx) {
-                        return Poll::Ready(Woken::Control(c));
-                    }
-                    if let Some((d, timer)) = idle.as_mut() {
-                        if !std::mem::replace(&mut armed, true) {
-                            timer.as_mut().reset(Instant::now() + *d);
-                        }
-                        if timer.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Woken::Idle);
-                        }
-                    }
-                    Poll::Pending
-                })
-                .await
+                lp.armed = false;
+                std::future::poll_fn(|cx| lp.poll_wait(task, cx)).await
             }
         };
+        let (rx, role) = (&mut task.rx, task.role);
         let received = match woken {
             Woken::Received(n) => n,
             Woken::One(Some(env)) => {
@@ -405,7 +426,7 @@ async fn run_instance<S: Server>(state: &mut S, task: &mut Task<S>) -> ExitReaso
             Woken::Control(Control::Stop { drain: true }) => {
                 // Asked to drain: refuse new messages, handle what is queued, then
                 // end. (Every handle gone ends the mailbox, seen above.)
-                draining = true;
+                lp.draining = true;
                 rx.close();
                 continue;
             }
@@ -415,17 +436,17 @@ async fn run_instance<S: Server>(state: &mut S, task: &mut Task<S>) -> ExitReaso
                 return ExitReason::Normal;
             }
             Woken::Idle => {
-                if on_idle.is_none_or(|hook| hook()) {
+                if task.hooks.as_ref().is_none_or(|hooks| hooks.idle()) {
                     // Anything that slipped in before the close is still handled.
-                    draining = true;
-                    idle_stop = true;
+                    lp.draining = true;
+                    lp.idle_stop = true;
                     rx.close();
                 }
                 continue;
             }
         };
         if received == 0 {
-            return if idle_stop {
+            return if lp.idle_stop {
                 ExitReason::Idle
             } else {
                 ExitReason::Normal
@@ -433,8 +454,8 @@ async fn run_instance<S: Server>(state: &mut S, task: &mut Task<S>) -> ExitReaso
         }
         // A batch (`S::MAX_BATCH` > 1) goes to the handler by value; the buffer
         // starts afresh with the same capacity (one allocation per batch, as before).
-        let fresh = Vec::with_capacity(buf.capacity());
-        let batch = std::mem::replace(&mut buf, fresh);
+        let fresh = Vec::with_capacity(lp.buf.capacity());
+        let batch = std::mem::replace(&mut lp.buf, fresh);
         let outcome = guarded(|| state.handle_batch(batch)).await;
         if let Err(p) = outcome {
             // Calls of the batch get an error as the batch is dropped.
@@ -472,6 +493,6 @@ mod tests {
         let (started, _) = oneshot::channel();
         let task = supervise(spec, rx, control_rx, Done::new(), started);
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 560, "the server task's future is {size} bytes");
+        assert!(size <= 520, "the server task's future is {size} bytes");
     }
 }
