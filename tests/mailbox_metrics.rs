@@ -154,3 +154,67 @@ async fn sojourn_is_sampled_one_in_sixteen_and_every_one_under_codel() {
         );
     }
 }
+
+/// Mailboxes of one role and policy share their registered series (one set per
+/// recorder, role and policy); their counts and depths still add up exactly, and a
+/// dropped one takes only its own share out of the gauges.
+#[tokio::test]
+async fn mailboxes_sharing_their_series_still_count_exactly() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let policy = Policy::DropNewest { capacity: 8 };
+    let (tx_a, mut rx_a) = mailbox(&recorder, policy.clone());
+    let (tx_b, rx_b) = mailbox(&recorder, policy);
+    for i in 0..12 {
+        let _ = tx_a.try_send(i);
+    }
+    for i in 0..3 {
+        tx_b.try_send(i).unwrap();
+    }
+    for _ in 0..5 {
+        rx_a.try_recv().unwrap();
+    }
+    flush_all();
+    let text = handle.render();
+    let (a, b) = (rx_a.stats(), rx_b.stats());
+    assert_eq!((a.rejected, b.rejected, a.delivered), (4, 0, 5));
+    expect(
+        &text,
+        "sluicegate_mailbox_messages_total",
+        "outcome=\"rejected\"",
+        4.0,
+    );
+    expect(
+        &text,
+        "sluicegate_mailbox_messages_total",
+        "outcome=\"delivered\"",
+        5.0,
+    );
+    expect(
+        &text,
+        "sluicegate_mailbox_depth",
+        "mailbox=\"metrics_test\"",
+        6.0,
+    );
+    expect(
+        &text,
+        "sluicegate_mailboxes",
+        "mailbox=\"metrics_test\"",
+        2.0,
+    );
+    drop((tx_b, rx_b));
+    let text = handle.render();
+    expect(
+        &text,
+        "sluicegate_mailboxes",
+        "mailbox=\"metrics_test\"",
+        1.0,
+    );
+    expect(
+        &text,
+        "sluicegate_mailbox_depth",
+        "mailbox=\"metrics_test\"",
+        3.0,
+    );
+    drop((tx_a, rx_a));
+}

@@ -606,3 +606,36 @@ async fn stopping_a_name_takes_its_server_out_of_the_registry_before_it_returns(
     }
     assert!(reg.is_empty());
 }
+
+/// The value of the Prometheus sample `name{...}` whose labels include `with`.
+fn prometheus_sample(text: &str, name: &str, with: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(with))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Every call is counted; one in `CALL_LATENCY_SAMPLE_EVERY` on a thread has its
+/// latency recorded. Any run of that many calls on one thread holds exactly one
+/// sampled call, whatever the thread did before.
+#[tokio::test(start_paused = true)]
+async fn every_call_is_counted_and_one_in_sixteen_is_timed() {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use sluicegate::runtime::metrics::CALL_LATENCY_SAMPLE_EVERY;
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // This test's runtime runs on this thread only: every handle binds to `recorder`.
+    let _bound = metrics::set_default_local_recorder(&recorder);
+    let probe = Probe::default();
+    let server = start(spec(&probe, Policy::Unbounded).name("sampled"))
+        .await
+        .unwrap();
+    let n = 3 * CALL_LATENCY_SAMPLE_EVERY;
+    for i in 0..n {
+        assert_eq!(server.call(echo(i), Duration::from_secs(1)).await, Ok(i));
+    }
+    let text = handle.render();
+    let calls = prometheus_sample(&text, "sluicegate_calls_total", "result=\"ok\"");
+    assert_eq!(calls, Some(f64::from(n)), "{text}");
+    let timed = prometheus_sample(&text, "sluicegate_call_duration_seconds_count", "role=");
+    assert_eq!(timed, Some(3.0), "{text}");
+}

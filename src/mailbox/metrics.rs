@@ -1,12 +1,17 @@
-//! Metric handles of one mailbox, registered once through the `metrics` facade and
-//! labelled by role (`mailbox`) and `policy`. Counts are batched in the mailbox and
+//! Metric handles of mailboxes, registered through the `metrics` facade and
+//! labelled by role (`mailbox`) and `policy`: once per (recorder, role, policy),
+//! and shared through an `Arc` by every live mailbox of that role and policy, so a
+//! mailbox costs one pointer and its batch instead of fourteen registered series.
+//! Counts are batched in the mailbox and
 //! published every [`FLUSH_EVERY`] events and by [`flush_all`] (which `/metrics`
 //! calls before rendering, and `sluicegate serve` every 5 s), so scrapes are exact;
 //! each publication also brings the depth gauge to the queue's length then, so the
 //! hot path records no depth change at all.
 
 use std::cell::Cell;
-use std::sync::{Mutex, OnceLock, Weak};
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use metrics::{Counter, Gauge, Histogram};
 
@@ -51,15 +56,83 @@ pub const ALL: [&str; 8] = [
 /// of both sides; batching keeps those cache lines from bouncing on every message.
 pub const FLUSH_EVERY: u32 = 64;
 
-/// Handles bound to the recorder that was installed when the mailbox was built,
-/// and the changes not yet published to them. Lives inside the mailbox's lock; the
-/// `Cell`s let the hot path batch through a shared reference.
-pub(crate) struct Handles {
+/// The series of one (recorder, role, policy), shared by its live mailboxes. Every
+/// update is an atomic add on the recorder's side, so mailboxes sharing a handle
+/// add up as separately registered ones would.
+pub(crate) struct Series {
     live: Gauge,
     depth: Gauge,
+    capacity: Gauge,
     outcomes: [Counter; 9],
     pub(crate) sojourn: Histogram,
     pub(crate) send_wait: Histogram,
+}
+
+/// Which recorder, role and policy a [`Series`] is registered for. The recorder is
+/// told apart by its address: the installed global one lives for the whole
+/// process, a local one (tests) at least as long as the mailboxes built under it
+/// are expected to report to it.
+type SeriesKey = (usize, &'static str, &'static str);
+
+/// The series of the live mailboxes, held weakly: an entry lives as long as one
+/// of its mailboxes. Dead entries are pruned whenever the map has doubled.
+struct SeriesCache {
+    map: HashMap<SeriesKey, Weak<Series>>,
+    prune_at: usize,
+}
+
+fn series_cache() -> &'static Mutex<SeriesCache> {
+    static CACHE: OnceLock<Mutex<SeriesCache>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        Mutex::new(SeriesCache {
+            map: HashMap::new(),
+            prune_at: 64,
+        })
+    })
+}
+
+impl Series {
+    /// The series of `role` and `policy` on the recorder in force (the thread's
+    /// local one, else the global one): shared with the live mailboxes that have
+    /// them, registered when there is none.
+    fn shared(role: &'static str, policy: &'static str) -> Arc<Series> {
+        let recorder =
+            metrics::with_recorder(|r| (r as *const dyn metrics::Recorder).cast::<()>() as usize);
+        let key = (recorder, role, policy);
+        let mut cache = series_cache().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = cache.map.get(&key).and_then(Weak::upgrade) {
+            return series;
+        }
+        let series = Arc::new(Series::register(role, policy));
+        cache.map.insert(key, Arc::downgrade(&series));
+        if cache.map.len() >= cache.prune_at {
+            cache.map.retain(|_, w| w.strong_count() > 0);
+            cache.prune_at = (cache.map.len() * 2).max(64);
+        }
+        series
+    }
+
+    fn register(role: &'static str, policy: &'static str) -> Self {
+        let labels = [("mailbox", role), ("policy", policy)];
+        let outcomes = Outcome::ALL.map(|o| {
+            metrics::counter!(MESSAGES, "mailbox" => role, "policy" => policy, "outcome" => o.label())
+        });
+        Series {
+            live: metrics::gauge!(MAILBOXES, &labels),
+            depth: metrics::gauge!(DEPTH, &labels),
+            capacity: metrics::gauge!(CAPACITY, &labels),
+            outcomes,
+            sojourn: metrics::histogram!(SOJOURN, &labels),
+            send_wait: metrics::histogram!(SEND_WAIT, &labels),
+        }
+    }
+}
+
+/// One mailbox's metrics: the series it shares with its role and policy, and the
+/// changes not yet published to them. Lives inside the mailbox's lock; the `Cell`s
+/// let the hot path batch through a shared reference.
+pub(crate) struct Handles {
+    series: Arc<Series>,
     /// This mailbox's share of the `depth` gauge as last published.
     published_depth: Cell<usize>,
     /// Per-outcome counts not yet added to the `outcomes` counters.
@@ -68,21 +141,22 @@ pub(crate) struct Handles {
     events: Cell<u32>,
 }
 
+/// The shared series' handles (`sojourn`, `send_wait`) are used in place.
+impl Deref for Handles {
+    type Target = Series;
+
+    fn deref(&self) -> &Series {
+        &self.series
+    }
+}
+
 impl Handles {
     pub(crate) fn new(role: &'static str, policy: &'static str, capacity: Option<usize>) -> Self {
-        let labels = [("mailbox", role), ("policy", policy)];
-        let outcomes = Outcome::ALL.map(|o| {
-            metrics::counter!(MESSAGES, "mailbox" => role, "policy" => policy, "outcome" => o.label())
-        });
-        metrics::gauge!(CAPACITY, &labels).set(capacity.unwrap_or(0) as f64);
-        let live = metrics::gauge!(MAILBOXES, &labels);
-        live.increment(1.0);
+        let series = Series::shared(role, policy);
+        series.capacity.set(capacity.unwrap_or(0) as f64);
+        series.live.increment(1.0);
         Handles {
-            live,
-            depth: metrics::gauge!(DEPTH, &labels),
-            outcomes,
-            sojourn: metrics::histogram!(SOJOURN, &labels),
-            send_wait: metrics::histogram!(SEND_WAIT, &labels),
+            series,
             published_depth: Cell::new(0),
             pending: Default::default(),
             events: Cell::new(0),
@@ -210,4 +284,69 @@ pub fn describe() {
         LONG_QUEUE_EVENTS,
         "Long-queue alerts (event=long) and recoveries (event=recovered)."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    fn value(text: &str, name: &str, with: &str) -> Option<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(with))
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn mailboxes_of_one_role_and_policy_share_their_series_and_add_up() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let scrape = recorder.handle();
+        let (a, b, other) = metrics::with_local_recorder(&recorder, || {
+            (
+                Handles::new("share_test", "drop_newest", Some(8)),
+                Handles::new("share_test", "drop_newest", Some(8)),
+                Handles::new("share_test", "unbounded", None),
+            )
+        });
+        assert!(Arc::ptr_eq(&a.series, &b.series), "one series, shared");
+        assert!(
+            !Arc::ptr_eq(&a.series, &other.series),
+            "a policy has its own"
+        );
+        a.count(Outcome::Delivered, 3, 1);
+        b.count(Outcome::Delivered, 4, 2);
+        a.flush(1);
+        b.flush(2);
+        let text = scrape.render();
+        let delivered = "policy=\"drop_newest\",outcome=\"delivered\"";
+        assert_eq!(value(&text, MESSAGES, delivered), Some(7.0), "{text}");
+        let mine = "policy=\"drop_newest\"";
+        assert_eq!(value(&text, MAILBOXES, mine), Some(2.0), "{text}");
+        assert_eq!(value(&text, DEPTH, mine), Some(3.0), "{text}");
+        // One mailbox goes: its share leaves the gauges, the other's stays.
+        a.retire(1);
+        drop(a);
+        let text = scrape.render();
+        assert_eq!(value(&text, MAILBOXES, mine), Some(1.0), "{text}");
+        assert_eq!(value(&text, DEPTH, mine), Some(2.0), "{text}");
+        drop((b, other));
+    }
+
+    #[test]
+    fn mailboxes_under_different_recorders_report_to_their_own() {
+        let first = PrometheusBuilder::new().build_recorder();
+        let second = PrometheusBuilder::new().build_recorder();
+        let a = metrics::with_local_recorder(&first, || Handles::new("own_test", "block", Some(4)));
+        let b =
+            metrics::with_local_recorder(&second, || Handles::new("own_test", "block", Some(4)));
+        assert!(!Arc::ptr_eq(&a.series, &b.series));
+        a.count(Outcome::Delivered, 5, 0);
+        a.flush(0);
+        b.count(Outcome::Delivered, 2, 0);
+        b.flush(0);
+        for (recorder, n) in [(&first, 5.0), (&second, 2.0)] {
+            let text = recorder.handle().render();
+            assert_eq!(value(&text, MESSAGES, "delivered"), Some(n), "{text}");
+        }
+    }
 }

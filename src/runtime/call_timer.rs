@@ -117,27 +117,29 @@ impl CallTimer {
                 }
             }
             // After every entry with the same or an earlier deadline: a new `seq` is
-            // the largest, so the queue stays in `(deadline, seq)` order.
+            // the largest, so the queue stays in `(deadline, seq)` order. Usually the
+            // latest deadline yet, appended at the back.
             let at = match g.queue.back() {
                 Some(last) if deadline < last.deadline => {
                     let at = g.queue.partition_point(|e| e.deadline <= deadline);
                     if g.queue.len() - at > MAX_INSERT_DEPTH {
                         return None;
                     }
-                    at
+                    Some(at)
                 }
-                _ => g.queue.len(),
+                _ => None,
             };
             let seq = g.next_seq;
             g.next_seq += 1;
-            g.queue.insert(
-                at,
-                Entry {
-                    seq,
-                    deadline,
-                    waker: waker.clone(),
-                },
-            );
+            let entry = Entry {
+                seq,
+                deadline,
+                waker: waker.clone(),
+            };
+            match at {
+                None => g.queue.push_back(entry),
+                Some(at) => g.queue.insert(at, entry),
+            }
             let mut wake_task = None;
             if g.armed.is_none_or(|a| deadline < a) {
                 // The task sleeps past this deadline, or not at all: tell it.
@@ -170,7 +172,12 @@ impl CallTimer {
     fn cancel(&self, deadline: Instant, seq: u64) {
         let entry = {
             let mut g = self.inner.lock();
-            g.position(deadline, seq).and_then(|i| g.queue.remove(i))
+            match g.position(deadline, seq) {
+                // A call answered in turn: the oldest, at the front.
+                Some(0) => g.queue.pop_front(),
+                Some(i) => g.queue.remove(i),
+                None => None,
+            }
         };
         // The waker is dropped outside the lock.
         drop(entry);

@@ -26,13 +26,24 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// a pool's router, a registry's retries) bounds its wait and the mailbox's expiry
 /// of the call with it.
 pub(crate) fn call_meta(meta: Meta, now: Instant, timeout: Duration) -> (Meta, Instant) {
+    let (meta, deadline, _) = call_meta_wait(meta, now, timeout);
+    (meta, deadline)
+}
+
+/// [`call_meta`], and how long from `now` the deadline is: `timeout` itself unless
+/// the caller's own deadline is earlier, so the common call does no clock
+/// subtraction.
+fn call_meta_wait(meta: Meta, now: Instant, timeout: Duration) -> (Meta, Instant, Duration) {
     let by_timeout = now + timeout;
-    let deadline = meta.deadline.map_or(by_timeout, |d| d.min(by_timeout));
+    let (deadline, wait) = match meta.deadline {
+        Some(d) if d < by_timeout => (d, d.saturating_duration_since(now)),
+        _ => (by_timeout, timeout),
+    };
     let meta = Meta {
         deadline: Some(deadline),
         ..meta
     };
-    (meta, deadline)
+    (meta, deadline, wait)
 }
 
 /// What the calls to a group of servers of one role share: their metric series and
@@ -175,8 +186,7 @@ impl<S: Server> ServerRef<S> {
         meta: Meta,
     ) -> Result<R, (CallError, Option<(S::Call, ReplyRx<R>)>)> {
         let started = Instant::now();
-        let (meta, deadline) = call_meta(meta, started, timeout);
-        let wait = deadline.saturating_duration_since(started);
+        let (meta, deadline, wait) = call_meta_wait(meta, started, timeout);
         let result = match self
             .tx
             .send_timeout_with(Envelope::Call(request), meta, wait)
@@ -199,14 +209,14 @@ impl<S: Server> ServerRef<S> {
         };
         self.calls
             .metrics
-            .done(started.elapsed(), result.as_ref().err().map(|(e, _)| *e));
+            .done(started, result.as_ref().err().map(|(e, _)| *e));
         result
     }
 
     /// Records a call to this server made another way (through a pool's router)
     /// in its call metrics.
-    pub(crate) fn record_call(&self, took: Duration, err: Option<CallError>) {
-        self.calls.metrics.done(took, err);
+    pub(crate) fn record_call(&self, started: Instant, err: Option<CallError>) {
+        self.calls.metrics.done(started, err);
     }
 
     /// Sends a cast; waits for mailbox space only under the `block` and `coalesce`

@@ -251,7 +251,7 @@ impl<S: Server> KeyedPool<S> {
                 Err(_) => Err(CallError::Timeout),
             },
         };
-        self.workers[worker].record_call(started.elapsed(), result.as_ref().err().copied());
+        self.workers[worker].record_call(started, result.as_ref().err().copied());
         result
     }
 

@@ -11,6 +11,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use super::error::{CallError, CastError, StartError};
 use super::handle::{call_meta, CallShare};
 use super::metrics as m;
+use super::spec::GroupHooks;
 use super::supervisor::Supervisor;
 use super::{ExitReason, ReplyTo, Server, ServerRef, Spec};
 use crate::mailbox::Meta;
@@ -81,6 +82,57 @@ impl<K, S: Server> Clone for Registry<K, S> {
     fn clone(&self) -> Self {
         Registry {
             inner: self.inner.clone(),
+        }
+    }
+}
+
+/// What a registry is told of one of its servers (its idle stop, its end): the
+/// way back to the registry, the name and the entry's id, held once per server.
+struct ServerHooks<K, S: Server> {
+    inner: Weak<Inner<K, S>>,
+    name: K,
+    /// The entry's id, so a late hook never touches a newer entry.
+    id: u64,
+}
+
+impl<K, S> GroupHooks for ServerHooks<K, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    S: Server,
+{
+    fn idle(&self) -> bool {
+        let Some(inner) = self.inner.upgrade() else {
+            return true;
+        };
+        let (name, id) = (&self.name, self.id);
+        let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.remove(name) {
+            Some(Entry::Live { id: eid, server }) if eid == id => {
+                if server.stats().depth == 0 {
+                    entries.insert(name.clone(), Entry::Stopping { id, server });
+                    true
+                } else {
+                    entries.insert(name.clone(), Entry::Live { id, server });
+                    false
+                }
+            }
+            Some(other) => {
+                entries.insert(name.clone(), other);
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn exited(&self, _reason: &ExitReason) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.get(&self.name).map(Entry::id) == Some(self.id) {
+            if let Some(Entry::Live { .. } | Entry::Stopping { .. }) = entries.remove(&self.name) {
+                m::live_servers(inner.role, -1.0);
+            }
         }
     }
 }
@@ -182,44 +234,10 @@ where
             spec.calls = Some(share.clone());
         }
         let weak: Weak<Inner<K, S>> = Arc::downgrade(&self.inner);
-        let idle_weak = weak.clone();
-        let idle_name = name.clone();
-        spec.on_idle = Some(Arc::new(move || {
-            let Some(inner) = idle_weak.upgrade() else {
-                return true;
-            };
-            let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
-            match entries.remove(&idle_name) {
-                Some(Entry::Live { id: eid, server }) if eid == id => {
-                    if server.stats().depth == 0 {
-                        entries.insert(idle_name.clone(), Entry::Stopping { id, server });
-                        true
-                    } else {
-                        entries.insert(idle_name.clone(), Entry::Live { id, server });
-                        false
-                    }
-                }
-                Some(other) => {
-                    entries.insert(idle_name.clone(), other);
-                    false
-                }
-                None => true,
-            }
-        }));
-        let exit_weak = weak.clone();
-        let exit_name = name.clone();
-        spec.on_exit = Some(Box::new(move |_reason: &ExitReason| {
-            let Some(inner) = exit_weak.upgrade() else {
-                return;
-            };
-            let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
-            if entries.get(&exit_name).map(Entry::id) == Some(id) {
-                if let Some(Entry::Live { .. } | Entry::Stopping { .. }) =
-                    entries.remove(&exit_name)
-                {
-                    m::live_servers(inner.role, -1.0);
-                }
-            }
+        spec.hooks = Some(Arc::new(ServerHooks {
+            inner: weak.clone(),
+            name: name.clone(),
+            id,
         }));
         let supervisor = self.inner.supervisor.clone();
         let role = self.inner.role;

@@ -1,6 +1,7 @@
 //! [`Spec`]: how to start a server (role, mailbox policy, restart kind and limits,
 //! idle stop, hooks, and the factory that builds its state on every (re)start).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +10,17 @@ use super::handle::CallShare;
 use super::supervisor::{Intensity, Restart, SupervisorLink};
 use crate::mailbox::Policy;
 
-/// Called when a server has been idle for its idle timeout; returns whether it may
-/// stop (the registry marks it stopping under its lock, so no new caller finds it).
-pub(crate) type IdleHook = Arc<dyn Fn() -> bool + Send + Sync>;
+/// What a group of servers (a registry) is told of one of its servers: one value
+/// per server, so its name and the way back to the group are held once.
+pub(crate) trait GroupHooks: Send + Sync {
+    /// The server has been idle for its idle timeout; returns whether it may stop
+    /// (the registry marks it stopping under its lock, so no new caller finds it).
+    fn idle(&self) -> bool;
+    /// The server has ended for good (before the spec's own exit hook runs).
+    fn exited(&self, reason: &ExitReason);
+}
+/// A group's hooks of one server.
+pub(crate) type Hooks = Arc<dyn GroupHooks>;
 /// Called once when a server ends for good.
 pub(crate) type ExitHook = Box<dyn FnOnce(&ExitReason) + Send>;
 
@@ -46,8 +55,9 @@ pub(crate) type ExitHook = Box<dyn FnOnce(&ExitReason) + Send>;
 pub struct Spec<S: Server> {
     /// Metric label and log name of the server's kind (e.g. `todo_server`).
     pub(crate) role: &'static str,
-    /// Instance name for logs (e.g. the list name); never a metric label.
-    pub(crate) name: String,
+    /// Instance name for logs (e.g. the list name); never a metric label. The role
+    /// itself unless set, with no allocation.
+    pub(crate) name: Cow<'static, str>,
     /// The mailbox policy.
     pub(crate) policy: Policy,
     /// When to restart.
@@ -56,8 +66,8 @@ pub struct Spec<S: Server> {
     pub(crate) intensity: Intensity,
     /// Stop after this long without a message (`None`: never).
     pub(crate) idle_timeout: Option<Duration>,
-    /// Asked before an idle stop.
-    pub(crate) on_idle: Option<IdleHook>,
+    /// The group's hooks: asked before an idle stop, told of the end.
+    pub(crate) hooks: Option<Hooks>,
     /// Told when the server ends for good.
     pub(crate) on_exit: Option<ExitHook>,
     /// Builds a fresh state.
@@ -77,12 +87,12 @@ impl<S: Server> Spec<S> {
     ) -> Self {
         Spec {
             role,
-            name: role.to_string(),
+            name: Cow::Borrowed(role),
             policy,
             restart: Restart::Temporary,
             intensity: Intensity::default(),
             idle_timeout: None,
-            on_idle: None,
+            hooks: None,
             on_exit: None,
             factory: Box::new(factory),
             link: None,
@@ -92,7 +102,7 @@ impl<S: Server> Spec<S> {
 
     /// Sets the instance name used in logs.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.name = Cow::Owned(name.into());
         self
     }
 

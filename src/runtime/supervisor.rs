@@ -64,6 +64,11 @@ impl RestartWindow {
         }
     }
 
+    /// The limits this window applies.
+    pub(crate) fn intensity(&self) -> Intensity {
+        self.intensity
+    }
+
     /// Records a restart at `now` and returns `true`, or returns `false` (and
     /// records nothing) when `max_restarts` restarts already happened within the
     /// last `period`: the supervisor gives up on the child.
