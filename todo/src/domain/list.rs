@@ -5,6 +5,7 @@
 
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rpds::{RedBlackTreeMapSync, RedBlackTreeSetSync};
 use serde::{Deserialize, Serialize};
@@ -156,13 +157,15 @@ pub struct Page {
 ///
 /// Cloning is O(1): entries are held in a persistent (structurally shared) map,
 /// so a write changes O(log n) nodes and a snapshot handed to storage shares the rest.
+/// Each node holds its entry behind an `Arc`, so copying a node on that path copies
+/// no title.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "StoredList", into = "StoredList")]
 pub struct TodoList {
     /// The id the next entry gets.
     next_id: u64,
     /// Entries by id (so id order is iteration order).
-    entries: RedBlackTreeMapSync<u64, Entry>,
+    entries: RedBlackTreeMapSync<u64, Arc<Entry>>,
     /// Receipts of keyed writes applied within the window, by key.
     receipts: RedBlackTreeMapSync<IdempotencyKey, Receipt>,
     /// The same receipts by (time applied, key), oldest first, for expiry.
@@ -198,7 +201,7 @@ impl From<TodoList> for StoredList {
     fn from(l: TodoList) -> Self {
         StoredList {
             next_id: l.next_id,
-            entries: l.entries.values().cloned().collect(),
+            entries: l.entries.values().map(|e| Entry::clone(e)).collect(),
             receipts: l
                 .receipts
                 .iter()
@@ -237,7 +240,7 @@ impl TodoList {
             if map.contains_key(&e.id) {
                 return Err("duplicate entry id".into());
             }
-            map.insert_mut(e.id, e);
+            map.insert_mut(e.id, Arc::new(e));
         }
         Ok(TodoList {
             next_id: next_id.max(1),
@@ -314,7 +317,7 @@ impl TodoList {
             done: false,
         };
         self.next_id += 1;
-        self.entries.insert_mut(entry.id, entry.clone());
+        self.entries.insert_mut(entry.id, Arc::new(entry.clone()));
         Ok(entry)
     }
 
@@ -323,7 +326,7 @@ impl TodoList {
         self.entries
             .values()
             .filter(|e| e.date == date)
-            .cloned()
+            .map(|e| Entry::clone(e))
             .collect()
     }
 
@@ -344,7 +347,7 @@ impl TodoList {
                 more = true;
                 break;
             }
-            entries.push(e.clone());
+            entries.push(Entry::clone(e));
         }
         Page { entries, more }
     }
@@ -357,12 +360,12 @@ impl TodoList {
 
     /// Every entry, in id order.
     pub fn all_entries(&self) -> Vec<Entry> {
-        self.entries.values().cloned().collect()
+        self.entries.values().map(|e| Entry::clone(e)).collect()
     }
 
     /// One entry.
     pub fn get(&self, id: u64) -> Option<&Entry> {
-        self.entries.get(&id)
+        self.entries.get(&id).map(|e| &**e)
     }
 
     /// Changes an entry's date, title and/or done flag; returns the updated entry.
@@ -370,11 +373,7 @@ impl TodoList {
         if let Some(t) = &update.title {
             validate_title(t)?;
         }
-        let mut entry = self
-            .entries
-            .get(&id)
-            .ok_or(TodoError::NotFound(id))?
-            .clone();
+        let mut entry = Entry::clone(self.entries.get(&id).ok_or(TodoError::NotFound(id))?);
         if let Some(d) = update.date {
             entry.date = d;
         }
@@ -384,17 +383,13 @@ impl TodoList {
         if let Some(done) = update.done {
             entry.done = done;
         }
-        self.entries.insert_mut(id, entry.clone());
+        self.entries.insert_mut(id, Arc::new(entry.clone()));
         Ok(entry)
     }
 
     /// Deletes an entry; returns it.
     pub fn delete_entry(&mut self, id: u64) -> Result<Entry, TodoError> {
-        let entry = self
-            .entries
-            .get(&id)
-            .ok_or(TodoError::NotFound(id))?
-            .clone();
+        let entry = Entry::clone(self.entries.get(&id).ok_or(TodoError::NotFound(id))?);
         self.entries.remove_mut(&id);
         Ok(entry)
     }
