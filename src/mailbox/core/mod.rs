@@ -499,6 +499,11 @@ impl<T> Core<T> {
         // CoDel's `standing`: the queue is not empty after this dequeue.
         let standing = self.queue.len() > 1;
         let codel = self.behaviour.codel;
+        if codel.is_some() && standing && !self.codel.calm() {
+            // A sojourn above target was seen last: this one is likely too, and the
+            // full rule (which reads the clock itself) decides.
+            return Fast::Slow;
+        }
         let mut now = Stamp::NONE;
         if front.deadline.is_some() || (codel.is_some() && standing) {
             now = self.now();
