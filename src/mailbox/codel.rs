@@ -112,6 +112,14 @@ impl Codel {
         !standing || sojourn.is_some_and(|s| s < target)
     }
 
+    /// Whether the last sojourn seen was below target (no time above target
+    /// pending, not dropping): the state in which [`quiet`](Self::quiet) is worth a
+    /// clock read.
+    #[inline]
+    pub(crate) fn calm(&self) -> bool {
+        self.first_above_time.is_none() && !self.dropping
+    }
+
     /// What [`should_shed`](Self::should_shed) does to the state on a
     /// [`quiet`](Self::quiet) dequeue.
     #[inline]

@@ -476,20 +476,24 @@ impl<T> Core<T> {
             self.codel.on_empty();
             return Fast::Empty;
         };
-        if front.deadline.is_some() || self.behaviour.codel.is_some() || self.metrics.is_some() {
+        if front.deadline.is_some() || front.enqueued.is_some() || self.behaviour.codel.is_some() {
             return self.take_fast_checked();
         }
-        // Nothing to check: a plain pop (what `take_fast_checked` does then).
+        // Nothing to check, no clock to read: a plain pop (what `take_fast_checked`
+        // does then).
         let Some(slot) = self.pop_front() else {
             return Fast::Empty;
         };
         self.counts.by_outcome[Outcome::Delivered.index()] += 1;
+        if let Some(m) = &self.metrics {
+            m.count(Outcome::Delivered, 1, self.queue.len());
+        }
         self.debug_check();
         Fast::Got(slot.msg)
     }
 
-    /// [`take_fast`](Self::take_fast) when the front message carries a deadline, or
-    /// CoDel or metrics are on (out of line, so the plain pop stays small).
+    /// [`take_fast`](Self::take_fast) when the front message carries a deadline or
+    /// an enqueue stamp, or CoDel is on (out of line, so the plain pop stays small).
     #[inline(never)]
     fn take_fast_checked(&mut self) -> Fast<T> {
         let Some(front) = self.queue.front() else {
@@ -499,6 +503,11 @@ impl<T> Core<T> {
         // CoDel's `standing`: the queue is not empty after this dequeue.
         let standing = self.queue.len() > 1;
         let codel = self.behaviour.codel;
+        if codel.is_some() && standing && !self.codel.calm() {
+            // A sojourn above target was seen last: this one is likely too, and the
+            // full rule (which reads the clock itself) decides.
+            return Fast::Slow;
+        }
         let mut now = Stamp::NONE;
         if front.deadline.is_some() || (codel.is_some() && standing) {
             now = self.now();
