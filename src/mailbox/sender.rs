@@ -46,7 +46,7 @@ impl<T: Send + 'static> Sender<T> {
     ///
     /// # Errors
     ///
-    /// [`SendError`] hands the message back: `Rejected` by a full `drop_newest` or
+    /// [`SendError`](super::SendError) hands the message back: `Rejected` by a full `drop_newest` or
     /// `codel` mailbox, `Timeout` after the policy's `send_timeout`, `Closed` once
     /// the receiver is dropped or closed.
     ///
