@@ -148,8 +148,8 @@
 //! mailbox's metrics off; its `Stats` are always kept.
 //!
 //! Runtime metrics carry the label `role`: `sluicegate_call_duration_seconds`
-//! ([`CALL_DURATION`](runtime::metrics::CALL_DURATION), sampled: one call in
-//! [`CALL_LATENCY_SAMPLE_EVERY`](runtime::metrics::CALL_LATENCY_SAMPLE_EVERY) per thread),
+//! ([`CALL_DURATION`](runtime::metrics::CALL_DURATION), sampled: each call with
+//! probability 1 / [`CALL_LATENCY_SAMPLE_EVERY`](runtime::metrics::CALL_LATENCY_SAMPLE_EVERY)),
 //! `sluicegate_calls_total{result}` ([`CALLS`](runtime::metrics::CALLS)),
 //! `sluicegate_cast_errors_total` ([`CAST_ERRORS`](runtime::metrics::CAST_ERRORS)),
 //! `sluicegate_casts_crashed_total` ([`CASTS_CRASHED`](runtime::metrics::CASTS_CRASHED)),

@@ -5,7 +5,8 @@
 //! # States
 //!
 //! The future starts holding its message. Its first poll charges tokio's cooperative
-//! budget ([`COOP_EVERY`](super::COOP_EVERY)), then offers the message once (through
+//! budget ([`COOP_EVERY`](super::COOP_EVERY)); a spent budget makes it yield once,
+//! holding the message, before any offer. Then it offers the message once (through
 //! the lock-free ring, or under one lock round); every outcome but a wait resolves
 //! the future there. Where the policy makes the sender wait, the message is parked
 //! inside the mailbox in the same lock round, and the future keeps only the wait cell
@@ -47,8 +48,25 @@ pin_project_lite::pin_project! {
     /// (`send_with`, `send_timeout`, `send_timeout_with`): resolves to `Ok(())` once
     /// the message is accepted, or to a [`SendError`] that hands it back.
     ///
+    /// # Cancel safety
+    ///
     /// Cancel safe in the sense of [`Sender::send`](super::Sender::send): dropping
-    /// it never loses or duplicates an accepted message.
+    /// it never loses or duplicates an accepted message; a message not yet accepted
+    /// goes with the future, uncounted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{Builder, Policy, SendFuture};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = Builder::new(Policy::Unbounded).build().unwrap();
+    /// let send: SendFuture<'_, u32> = tx.send(7);
+    /// send.await.unwrap();
+    /// assert_eq!(rx.recv().await, Some(7));
+    /// # }
+    /// ```
     #[must_use = "a send does nothing unless awaited or polled"]
     pub struct SendFuture<'a, T> {
         shared: &'a Shared<T>,

@@ -42,7 +42,8 @@ impl<T: Send + 'static> Sender<T> {
     /// up to the policy's `send_timeout`), otherwise resolves at once. Under
     /// `drop_oldest` the message is always accepted and the oldest queued one
     /// evicted to make room. The returned [`SendFuture`] resolves in its first poll
-    /// unless the sender has to wait.
+    /// unless the sender has to wait or the task's cooperative budget is spent (then
+    /// it yields once before offering).
     ///
     /// # Errors
     ///

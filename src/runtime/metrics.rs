@@ -7,8 +7,8 @@ use tokio::time::Instant;
 
 use super::error::{CallError, CastError};
 
-/// Call latency, seconds, labelled by role: one call in [`CALL_LATENCY_SAMPLE_EVERY`]
-/// on each thread (the first on a thread included) is timed and recorded.
+/// Call latency, seconds, labelled by role: each call is timed and recorded with
+/// probability 1 / [`CALL_LATENCY_SAMPLE_EVERY`], drawn per call.
 pub const CALL_DURATION: &str = "sluicegate_call_duration_seconds";
 /// Calls by result (`ok` or an error label).
 pub const CALLS: &str = "sluicegate_calls_total";
@@ -37,27 +37,32 @@ pub const ALL: [&str; 8] = [
     SERVER_STARTS,
 ];
 
-/// One call in this many, counted per thread, has its latency recorded in
-/// [`CALL_DURATION`] (the calls counter, [`CALLS`], counts every call). Timing a call
-/// costs a clock read and a histogram update, a large share of a call's own cost.
+/// On average one call in this many has its latency recorded in [`CALL_DURATION`]
+/// (the calls counter, [`CALLS`], counts every call). Timing a call costs a clock
+/// read and a histogram update, a large share of a call's own cost.
+///
+/// Which calls are timed is drawn at random per call (a small per-thread
+/// generator, xorshift), not every 16th call of a thread: a thread that calls two
+/// roles in turn would otherwise time only one of them.
 pub const CALL_LATENCY_SAMPLE_EVERY: u32 = 16;
 
 thread_local! {
-    /// Calls finished on this thread since its last sampled one.
-    static CALLS_SINCE_SAMPLE: Cell<u32> = const { Cell::new(0) };
+    /// The thread's sampling generator (xorshift64; any non-zero seed).
+    static SAMPLE_STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
 }
 
-/// Whether the call finishing now on this thread is one whose latency is recorded:
-/// the first, then every [`CALL_LATENCY_SAMPLE_EVERY`]th.
+/// Whether the call finishing now is one whose latency is recorded: true with
+/// probability 1 / [`CALL_LATENCY_SAMPLE_EVERY`], independently of the calls before.
 fn sampled() -> bool {
-    CALLS_SINCE_SAMPLE.with(|n| {
-        let k = n.get();
-        n.set(if k + 1 >= CALL_LATENCY_SAMPLE_EVERY {
-            0
-        } else {
-            k + 1
-        });
-        k == 0
+    SAMPLE_STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        // The top 32 bits, uniform: below 2^32 / CALL_LATENCY_SAMPLE_EVERY with
+        // a chance of 1 in CALL_LATENCY_SAMPLE_EVERY (exactly, for a power of two).
+        ((x >> 32) as u32) < u32::MAX / CALL_LATENCY_SAMPLE_EVERY + 1
     })
 }
 
@@ -128,7 +133,7 @@ pub fn describe() {
     metrics::describe_histogram!(
         CALL_DURATION,
         metrics::Unit::Seconds,
-        "Call latency, sampled: one call in 16 per thread."
+        "Call latency, sampled: each call with probability 1/16."
     );
     metrics::describe_counter!(CALLS, "Calls by result (ok or error).");
     metrics::describe_counter!(CAST_ERRORS, "Casts not accepted, by error.");

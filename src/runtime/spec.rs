@@ -125,7 +125,8 @@ impl<S: Server> Spec<S> {
     }
 
     /// Runs `hook` once when the server ends for good (after its last restart),
-    /// with the reason it ended.
+    /// with the reason it ended. A server started by a [`Registry`](super::Registry)
+    /// runs it too, after the registry has removed the server's entry.
     pub fn on_exit(mut self, hook: impl FnOnce(&ExitReason) + Send + 'static) -> Self {
         self.on_exit = Some(Box::new(hook));
         self
