@@ -11,6 +11,8 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::domain::port::with_causes;
+
 /// Options of one load run.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -445,7 +447,7 @@ pub async fn run(
                     }
                     (
                         "error".to_string(),
-                        Some((transport_kind(&e).to_string(), error_chain(&e))),
+                        Some((transport_kind(&e).to_string(), with_causes(&e))),
                     )
                 }
             };
@@ -611,18 +613,6 @@ async fn read_back(
         .map(|(_, n)| n.saturating_sub(1))
         .sum();
     check
-}
-
-/// An error and its sources, `: `-separated (reqwest's own text hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -261,9 +261,11 @@ impl std::fmt::Display for StorageError {
     }
 }
 
-/// An error's message followed by its causes' (drivers often keep the telling part,
-/// such as "Connection refused", in a cause).
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error's message followed by its causes' (drivers and HTTP clients often keep
+/// the telling part, such as "Connection refused", in a cause), each cause whose text
+/// is not already there joined by `: `. The crate's one such helper: storage errors,
+/// the cluster's forward and the load generator use it.
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -34,6 +34,7 @@ use super::error::{ApiError, REPEAT_WITH_KEY};
 use super::BODY_LIMIT;
 use crate::cluster::metrics::{FORWARDS, FORWARD_SECONDS};
 use crate::cluster::{Node, Route};
+use crate::domain::port::with_causes;
 use crate::domain::{Effect, ListName};
 
 /// Most times one request is forwarded between nodes.
@@ -198,18 +199,6 @@ enum NoAnswer {
     OwnerLeft,
 }
 
-/// The error and its sources, joined by `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// Sends the request to `addr` and returns the owner's answer, or a 503 naming the
 /// owner when it cannot be reached.
 async fn forward(
@@ -261,7 +250,7 @@ async fn forward(
     }
     let answer = async {
         let resp = f.client.request(out).await.map_err(|e| {
-            let text = error_chain(&e);
+            let text = with_causes(&e);
             if e.is_connect() {
                 NoAnswer::Unreachable(text)
             } else {
@@ -272,7 +261,7 @@ async fn forward(
         let bytes = incoming
             .collect()
             .await
-            .map_err(|e| NoAnswer::Lost(error_chain(&e)))?
+            .map_err(|e| NoAnswer::Lost(with_causes(&e)))?
             .to_bytes();
         Ok::<_, NoAnswer>((head, bytes))
     };
