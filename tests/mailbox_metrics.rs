@@ -4,6 +4,9 @@
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use sluicegate::mailbox::{metrics::flush_all, Builder, Policy, Receiver, Sender};
 
+mod support;
+use support::prometheus_sample;
+
 /// Builds a mailbox whose metric handles bind to `recorder` (a local one, so tests
 /// running in parallel in this binary do not see each other's figures).
 fn mailbox(recorder: &PrometheusRecorder, policy: Policy) -> (Sender<u64>, Receiver<u64>) {
@@ -15,19 +18,11 @@ fn mailbox(recorder: &PrometheusRecorder, policy: Policy) -> (Sender<u64>, Recei
     })
 }
 
-/// The value of the sample `name{...labels}` whose labels include `with`.
-fn sample(text: &str, name: &str, with: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(with))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 /// Asserts that the sample `name` with labels including `with` has `value`.
 #[track_caller]
 fn expect(text: &str, name: &str, with: &str, value: f64) {
     assert_eq!(
-        sample(text, name, with),
+        prometheus_sample(text, name, with),
         Some(value),
         "{name} {with} in:\n{text}"
     );
@@ -117,7 +112,7 @@ async fn many_batches_add_up_to_the_stats() {
     drop(rx);
     let text = handle.render();
     assert_eq!(
-        sample(&text, "sluicegate_mailboxes", "mailbox=\"metrics_test\""),
+        prometheus_sample(&text, "sluicegate_mailboxes", "mailbox=\"metrics_test\""),
         Some(0.0),
         "a dropped mailbox leaves the live gauge: {text}"
     );

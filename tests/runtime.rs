@@ -14,6 +14,9 @@ use sluicegate::runtime::{
 };
 use tokio::time::Instant;
 
+mod support;
+use support::prometheus_sample;
+
 /// A test server: counts inits and handled messages; calls can sleep or panic.
 #[derive(Default, Clone)]
 struct Probe {
@@ -605,13 +608,6 @@ async fn stopping_a_name_takes_its_server_out_of_the_registry_before_it_returns(
         assert!(reg.stop(&name, true).await);
     }
     assert!(reg.is_empty());
-}
-
-/// The value of the Prometheus sample `name{...}` whose labels include `with`.
-fn prometheus_sample(text: &str, name: &str, with: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(with))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Every call is counted; about one in `CALL_LATENCY_SAMPLE_EVERY` has its latency

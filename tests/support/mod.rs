@@ -1,5 +1,8 @@
 //! Test support shared by several test binaries: a `tracing` subscriber that records
-//! every event's level and `u64` fields.
+//! every event's level and `u64` fields, and a reader of Prometheus samples.
+
+// Each test binary uses part of this module.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -102,4 +105,13 @@ impl tracing::Subscriber for Lines {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The value of the Prometheus sample `name{...labels}` whose labels include `with`
+/// (comment lines skipped).
+pub fn prometheus_sample(text: &str, name: &str, with: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(with))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
