@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use futures_util::future::Either;
+
 use super::error::{BoxError, CallError};
 use super::reply::fail_call;
 use crate::mailbox::Eviction;
@@ -88,11 +90,17 @@ pub trait Server: Send + Sized + 'static {
     /// one by one, in order.
     fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) -> impl Future<Output = ()> + Send {
         async move {
-            for env in batch {
-                match env {
-                    Envelope::Call(req) => self.handle_call(req).await,
-                    Envelope::Cast(msg) => self.handle_cast(msg).await,
-                }
+            // Not a `for` loop: it would keep each message's `Option` in this future
+            // beside the handler's future, which holds the message already. Here
+            // the message moves whole into a plain function, in a statement that
+            // ends before the await.
+            let mut batch = batch.into_iter();
+            loop {
+                let handling = match batch.next() {
+                    Some(env) => dispatch(self, env),
+                    None => break,
+                };
+                handling.await;
             }
         }
     }
@@ -141,5 +149,13 @@ impl ExitReason {
     /// Whether the exit is abnormal (transient children restart only then).
     pub fn is_abnormal(&self) -> bool {
         matches!(self, ExitReason::Panicked(_) | ExitReason::InitFailed(_))
+    }
+}
+
+/// The handler's future for one message of a batch.
+fn dispatch<S: Server>(server: &mut S, env: Envelope<S>) -> impl Future<Output = ()> + Send + '_ {
+    match env {
+        Envelope::Call(req) => Either::Left(server.handle_call(req)),
+        Envelope::Cast(msg) => Either::Right(server.handle_cast(msg)),
     }
 }
