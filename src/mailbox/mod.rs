@@ -19,7 +19,8 @@
 //! coalescing [`Key`], an optional deadline, and its enqueue time when needed: always
 //! under CoDel, and with metrics on for one message in [`SOJOURN_SAMPLE_EVERY`] (the
 //! sojourn histogram is a sample; counts are exact). The queue's buffer is allocated
-//! by the first message and grows like any `VecDeque`; when the receiver waits on an
+//! by the first message, with room for that one, and grows like any `VecDeque`
+//! from there; when the receiver waits on an
 //! empty queue whose buffer a burst grew past [`IDLE_SLOTS`] slots, the buffer is
 //! given back, so an idle mailbox holds at most that many slots whatever its
 //! capacity (an idle actor is small). A send or receive that does not wait and does
@@ -235,8 +236,9 @@ struct Shared<T> {
     core: Mutex<Core<T>>,
     /// The lock-free ring and its gate (see `fast.rs`).
     fast: FastPath<T>,
-    /// Receives every dead letter (`None`: none is wanted; they are dropped).
-    dead: Option<DeadLetters<T>>,
+    /// Receives every dead letter (`None`: none is wanted; they are dropped). Boxed:
+    /// most mailboxes have none, and each live actor would carry its size.
+    dead: Option<Box<DeadLetters<T>>>,
     /// Receives long-queue alerts and recoveries.
     on_long_queue: Option<LongQueueHook>,
     /// A long-queue alert is set (fixed at build).
@@ -649,17 +651,18 @@ impl<T: Send + 'static> Builder<T> {
         self.policy.validate()?;
         let long = self
             .long_queue
-            .map(|(threshold, at_least)| LongWatch::new(threshold, at_least, self.role));
+            .map(|(threshold, at_least)| Box::new(LongWatch::new(threshold, at_least, self.role)));
         let watches_depth = long.is_some();
         let fast = FastPath::new(&self.policy, self.metrics || watches_depth);
         let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce, long);
         fast.open(&core);
-        let dead =
-            (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| DeadLetters {
+        let dead = (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| {
+            Box::new(DeadLetters {
                 hook: self.dead_letters,
                 log: self.log_dead_letters.map(LogLimit::new),
                 role: self.role,
-            });
+            })
+        });
         let shared = sync::Arc::new(Shared {
             core: Mutex::new(core),
             fast,

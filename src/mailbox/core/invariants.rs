@@ -73,7 +73,7 @@ impl<T> Core<T> {
         let with_deadline = self.queue.iter().filter(|s| s.deadline.is_some()).count()
             + others.iter().filter(|(s, _)| s.deadline.is_some()).count();
         assert_eq!(self.with_deadline, with_deadline, "deadline count");
-        for (key, &seq) in &self.keys {
+        for (key, &seq) in self.keys.iter() {
             let idx = seq
                 .checked_sub(self.head_seq)
                 .map(|i| i as usize)

@@ -14,7 +14,7 @@
 //! after each operation. Work that must not run under the lock (wake-ups, eviction
 //! hooks, dropping refused messages) is handed back in [`Effects`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -30,11 +30,13 @@ pub(crate) use super::wait::{Resolved, WaitCell, WAITING};
 use super::{Key, Lane, Policy};
 
 mod invariants;
+mod keys;
 mod lanes;
 mod lifecycle;
 mod parking;
 mod slot;
 
+use keys::KeyIndex;
 use lanes::Lanes;
 use slot::Waiting;
 pub(crate) use slot::{CoalesceHook, Effects, Fast, Push, Reserve, Slot, Stamp};
@@ -63,7 +65,7 @@ pub(crate) struct Core<T> {
     /// Sequence number of the queue's front; slot `i` has number `head_seq + i`.
     head_seq: u64,
     /// Coalesce index: key -> sequence number of the queued slot with that key.
-    keys: HashMap<Key, u64>,
+    keys: KeyIndex,
     /// Senders parked for space (`block`, `coalesce`), first come first served.
     waiting: VecDeque<Waiting<T>>,
     /// Wait cells of resolved sends, reused once their sender has let go.
@@ -94,15 +96,17 @@ pub(crate) struct Core<T> {
     /// Merges a replaced message into its replacement (coalesce).
     on_coalesce: Option<CoalesceHook<T>>,
     /// The long-queue watch, when an alert is set: every operation then takes the
-    /// slow paths, which report the depth to it.
-    long: Option<LongWatch>,
+    /// slow paths, which report the depth to it. Boxed, as rare: every live actor
+    /// would carry its size.
+    long: Option<Box<LongWatch>>,
 }
 
 /// The most queue slots a mailbox keeps allocated while its receiver waits on an
-/// empty queue: a mailbox that has only ever held a few messages at once (a server
-/// answering one caller at a time) keeps its small buffer and never reallocates;
-/// one a burst grew past this gives the buffer back when it next waits. (4 is what
-/// a `VecDeque` allocates first.)
+/// empty queue: a mailbox that has only ever held a few messages at once keeps its
+/// small buffer and never reallocates (a server answering one caller at a time
+/// holds one slot: the first message allocates room for exactly one); one a burst
+/// grew past this gives the buffer back when it next waits. (4 is what a
+/// `VecDeque` grows to from one slot.)
 pub const IDLE_SLOTS: usize = 4;
 
 /// With metrics on (and no CoDel), one message in this many is stamped for the
@@ -115,7 +119,7 @@ impl<T> Core<T> {
         role: &'static str,
         metrics: bool,
         on_coalesce: Option<CoalesceHook<T>>,
-        long: Option<LongWatch>,
+        long: Option<Box<LongWatch>>,
     ) -> Self {
         let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
         let b = policy.behaviour();
@@ -132,7 +136,7 @@ impl<T> Core<T> {
             grace: 0,
             policy,
             head_seq: 0,
-            keys: HashMap::new(),
+            keys: KeyIndex::default(),
             waiting: VecDeque::new(),
             spare: Vec::new(),
             codel: Codel::default(),
@@ -228,6 +232,28 @@ impl<T> Core<T> {
         self.counts.sent += 1;
     }
 
+    /// Queues a slot at the back of the normal lane. The first slot of an empty
+    /// buffer allocates room for exactly one: an actor answering one caller at a time
+    /// (most of them, most of the time) never holds more while it waits; past that
+    /// the buffer grows as a `VecDeque` does (to 4, then doubling).
+    #[inline(always)]
+    fn enqueue(&mut self, slot: Slot<T>) {
+        if self.queue.len() == self.queue.capacity() {
+            self.grow_queue();
+        }
+        self.queue.push_back(slot);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_queue(&mut self) {
+        if self.queue.capacity() == 0 {
+            self.queue.reserve_exact(1);
+        } else {
+            self.queue.reserve(1);
+        }
+    }
+
     fn push_back(&mut self, slot: Slot<T>, fx: &mut Effects<T>) {
         if let (true, Some(key)) = (self.behaviour.coalesces, &slot.key) {
             self.keys
@@ -236,7 +262,7 @@ impl<T> Core<T> {
         if slot.deadline.is_some() {
             self.with_deadline += 1;
         }
-        self.queue.push_back(slot);
+        self.enqueue(slot);
         self.count_sent();
         if self.queue.len() + self.others > self.peak {
             self.peak = self.queue.len() + self.others;
@@ -317,7 +343,7 @@ impl<T> Core<T> {
             if slot.deadline.is_some() {
                 self.with_deadline += 1;
             }
-            self.queue.push_back(slot);
+            self.enqueue(slot);
         }
         for slot in expired {
             self.evict(slot, Eviction::Expired, fx);
@@ -396,7 +422,7 @@ impl<T> Core<T> {
         if deadline.is_some() {
             self.with_deadline += 1;
         }
-        self.queue.push_back(Slot {
+        self.enqueue(Slot {
             msg,
             key: None,
             deadline,
@@ -416,7 +442,7 @@ impl<T> Core<T> {
     /// the back (the ring's messages are the newest; the core's queue is empty while
     /// the gate is open) and counted as sent here, where it is counted from now on.
     pub(crate) fn adopt(&mut self, msg: T) {
-        self.queue.push_back(Slot {
+        self.enqueue(Slot {
             msg,
             key: None,
             deadline: Stamp::NONE,
@@ -980,7 +1006,7 @@ mod tests {
         let mut core = core();
         burst(&mut core, 1);
         let kept = core.queue.capacity();
-        assert!(kept > 0 && kept <= IDLE_SLOTS, "capacity {kept}");
+        assert_eq!(kept, 1, "one message at a time needs one slot");
         core.park_receiver(noop_waker_ref());
         assert_eq!(core.queue.capacity(), kept);
     }
