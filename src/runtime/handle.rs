@@ -50,10 +50,15 @@ fn call_meta_wait(meta: Meta, now: Instant, timeout: Duration) -> (Meta, Instant
 /// the timer of their waiting callers. A server started alone has its own; the
 /// servers a [`Registry`](super::Registry) starts share one, so a live server
 /// carries neither a metric registration nor a timer task of its own.
+/// One pointer: every handle carries it, and the registry holds a handle per
+/// live server.
 #[derive(Clone)]
-pub(crate) struct CallShare {
-    /// Call latency and result series, registered once.
-    metrics: Arc<m::CallMetrics>,
+pub(crate) struct CallShare(Arc<Calls>);
+
+/// What a [`CallShare`] points to.
+struct Calls {
+    /// Call latency and result series, registered once; they name the role.
+    metrics: m::CallMetrics,
     /// The one timer of every call waiting on these servers' replies.
     timer: Arc<CallTimer>,
 }
@@ -61,15 +66,15 @@ pub(crate) struct CallShare {
 impl CallShare {
     /// Series for `role`, and a timer whose task will run on the current runtime.
     pub(crate) fn new(role: &'static str) -> Self {
-        CallShare {
-            metrics: Arc::new(m::CallMetrics::new(role)),
+        CallShare(Arc::new(Calls {
+            metrics: m::CallMetrics::new(role),
             timer: Arc::new(CallTimer::on_current_runtime()),
-        }
+        }))
     }
 
-    /// The role whose call series these are.
+    /// The role whose call series these are (and whose servers these handles are).
     pub(crate) fn role(&self) -> &'static str {
-        self.metrics.role()
+        self.0.metrics.role()
     }
 }
 
@@ -78,9 +83,9 @@ pub struct ServerRef<S: Server> {
     tx: Sender<Envelope<S>>,
     control: ControlTx,
     done: Arc<Done>,
-    role: &'static str,
     id: u64,
-    /// Call metrics and timer, shared with the server's group if it has one.
+    /// Call metrics and timer, shared with the server's group if it has one; they
+    /// name the server's role.
     calls: CallShare,
 }
 
@@ -90,7 +95,6 @@ impl<S: Server> Clone for ServerRef<S> {
             tx: self.tx.clone(),
             control: self.control.clone(),
             done: self.done.clone(),
-            role: self.role,
             id: self.id,
             calls: self.calls.clone(),
         }
@@ -100,7 +104,7 @@ impl<S: Server> Clone for ServerRef<S> {
 impl<S: Server> fmt::Debug for ServerRef<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerRef")
-            .field("role", &self.role)
+            .field("role", &self.role())
             .field("id", &self.id)
             .finish()
     }
@@ -112,14 +116,12 @@ impl<S: Server> ServerRef<S> {
         tx: Sender<Envelope<S>>,
         control: ControlTx,
         done: Arc<Done>,
-        role: &'static str,
         calls: CallShare,
     ) -> Self {
         ServerRef {
             tx,
             control,
             done,
-            role,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             calls,
         }
@@ -201,13 +203,14 @@ impl<S: Server> ServerRef<S> {
                 Err((err, back))
             }
             // Timed by the server's shared call timer, not a timer entry per call.
-            Ok(()) => match ReplyWait::new(rx, deadline, &self.calls.timer).await {
+            Ok(()) => match ReplyWait::new(rx, deadline, &self.calls.0.timer).await {
                 Some(Ok(r)) => r.map_err(|e| (e, None)),
                 Some(Err(_)) => Err((CallError::Stopped, None)),
                 None => Err((CallError::Timeout, None)),
             },
         };
         self.calls
+            .0
             .metrics
             .done(started, result.as_ref().err().map(|(e, _)| *e));
         result
@@ -216,7 +219,7 @@ impl<S: Server> ServerRef<S> {
     /// Records a call to this server made another way (through a pool's router)
     /// in its call metrics.
     pub(crate) fn record_call(&self, started: Instant, err: Option<CallError>) {
-        self.calls.metrics.done(started, err);
+        self.calls.0.metrics.done(started, err);
     }
 
     /// Sends a cast; waits for mailbox space only under the `block` and `coalesce`
@@ -252,7 +255,7 @@ impl<S: Server> ServerRef<S> {
             .await
             .map_err(|e| CastError::from(&e));
         if let Err(e) = r {
-            m::cast_failed(self.role, e);
+            m::cast_failed(self.role(), e);
         }
         r
     }
@@ -278,7 +281,7 @@ impl<S: Server> ServerRef<S> {
             .try_send_with(Envelope::Cast(message), meta)
             .map_err(|e| CastError::from(&e));
         if let Err(e) = r {
-            m::cast_failed(self.role, e);
+            m::cast_failed(self.role(), e);
         }
         r
     }
@@ -342,6 +345,6 @@ impl<S: Server> ServerRef<S> {
 
     /// The role name.
     pub fn role(&self) -> &'static str {
-        self.role
+        self.calls.role()
     }
 }

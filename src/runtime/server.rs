@@ -80,7 +80,7 @@ pub async fn start<S: Server>(mut spec: Spec<S>) -> Result<ServerRef<S>, StartEr
         .calls
         .take()
         .unwrap_or_else(|| CallShare::new(spec.role));
-    let handle = ServerRef::new(tx, control_tx, done.clone(), spec.role, calls);
+    let handle = ServerRef::new(tx, control_tx, done.clone(), calls);
     tokio::spawn(supervise(spec, rx, control_rx, done, started_tx));
     match started_rx.await {
         Ok(Ok(())) => Ok(handle),

@@ -137,16 +137,26 @@ impl std::error::Error for NotLoaded {
     }
 }
 
+/// What every list server of a system works with, built once and shared: each
+/// server holds it through one pointer (a live list server's task carries its
+/// state, and a `Database` inline is about a hundred bytes).
+pub struct ListContext {
+    /// Where versions of the lists go.
+    pub db: Database,
+    /// Bound on the load in `init` and the final store in `terminate`.
+    pub load_timeout: Duration,
+    /// How long receipts of keyed writes are kept.
+    pub window: Duration,
+}
+
 /// The server of one list.
 pub struct ListServer {
     /// Which list this server owns.
     name: ListName,
     /// The list, loaded in `init`; reads are answered from here.
     list: TodoList,
-    /// Where versions of the list go.
-    db: Database,
-    /// Bound on the load in `init` and the final store in `terminate`.
-    load_timeout: Duration,
+    /// The database and the settings every list server shares.
+    context: Arc<ListContext>,
     /// Whether a write was applied since `init`: then `terminate` stores the list
     /// once more and waits for it, so a store the database dropped, shed or failed
     /// is not lost at an idle stop or a graceful shutdown.
@@ -155,30 +165,34 @@ pub struct ListServer {
     epoch: u64,
     /// Stores handed out so far (0: the list as loaded).
     seq: u64,
-    /// Entries touched since the last store was handed out.
-    change: Change,
-    /// How long receipts of keyed writes are kept.
-    window: Duration,
+    /// Entries touched since the last store was handed out; `None` when none was
+    /// (boxed and made by the first write after a store: an idle list server
+    /// carries a pointer, not two empty maps).
+    change: Option<Box<Change>>,
     /// Where readers load the list from without a message (see [`Published`]).
     publisher: Option<Publisher>,
+}
+
+/// The change the next store carries (`change`), made by the first write after a
+/// store.
+fn changed(change: &mut Option<Box<Change>>) -> &mut Change {
+    change.get_or_insert_with(Box::default)
 }
 
 /// Source of list server epochs (unique within the process).
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 impl ListServer {
-    /// A server for `name`, loading from `db` in `init`.
-    pub fn new(name: ListName, db: Database, load_timeout: Duration, window: Duration) -> Self {
+    /// A server for `name`, loading from `context.db` in `init`.
+    pub fn new(name: ListName, context: Arc<ListContext>) -> Self {
         ListServer {
-            window,
             name,
             list: TodoList::new(),
-            db,
-            load_timeout,
+            context,
             dirty: false,
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             seq: 0,
-            change: Change::default(),
+            change: None,
             publisher: None,
         }
     }
@@ -213,9 +227,9 @@ impl ListServer {
                 .map_err(ListError::Todo);
         };
         let now = now_ms();
-        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let window = i64::try_from(self.context.window.as_millis()).unwrap_or(i64::MAX);
         for gone in self.list.expire_receipts(now.saturating_sub(window)) {
-            self.change.touch_receipt(&self.list, &gone);
+            changed(&mut self.change).touch_receipt(&self.list, &gone);
             self.dirty = true;
         }
         let fingerprint = fingerprint(&request.write);
@@ -238,7 +252,7 @@ impl ListServer {
                 at_ms: now,
             },
         );
-        self.change.touch_receipt(&self.list, &key);
+        changed(&mut self.change).touch_receipt(&self.list, &key);
         Ok(Written {
             entry,
             replayed: false,
@@ -254,7 +268,7 @@ impl ListServer {
         // A refused write changes nothing: no store for it.
         if let Ok(entry) = &applied {
             self.dirty = true;
-            self.change.touch(&self.list, entry.id);
+            changed(&mut self.change).touch(&self.list, entry.id);
             self.publish();
         }
         applied
@@ -277,7 +291,7 @@ impl ListServer {
                 epoch: self.epoch,
                 seq: self.seq,
             },
-            change: std::mem::take(&mut self.change),
+            change: self.change.take().map_or_else(Change::default, |c| *c),
             waiters,
         }
     }
@@ -285,7 +299,7 @@ impl ListServer {
     /// Hands the new version to the database without waiting for it to be durable.
     async fn persist(&mut self) {
         let store = self.store(Vec::new());
-        if let Err(e) = self.db.store(store).await {
+        if let Err(e) = self.context.db.store(store).await {
             tracing::warn!(list = %self.name, error = %e, "store not queued");
             metrics::counter!(STORES_NOT_QUEUED).increment(1);
         }
@@ -305,8 +319,9 @@ impl Server for ListServer {
 
     async fn init(&mut self) -> Result<(), BoxError> {
         match self
+            .context
             .db
-            .load(&self.name, self.epoch, self.load_timeout)
+            .load(&self.name, self.epoch, self.context.load_timeout)
             .await
         {
             Ok(list) => {
@@ -382,7 +397,7 @@ impl ListServer {
                         let store = self.store(vec![waiter]);
                         // A store the database refused drops its waiter, which then
                         // answers `NotDurable(Dropped)`; the error says more.
-                        if let Err(e) = self.db.store(store).await {
+                        if let Err(e) = self.context.db.store(store).await {
                             tracing::debug!(list = %self.name, error = %e, "durable store not queued");
                         }
                     }
@@ -392,11 +407,16 @@ impl ListServer {
                 // Every store handed out before is queued ahead of the delete on the
                 // list's worker, so none of them can bring the list back.
                 let written = self.list.next_id() > 1 || self.dirty;
-                match self.db.delete(&self.name, self.load_timeout).await {
+                match self
+                    .context
+                    .db
+                    .delete(&self.name, self.context.load_timeout)
+                    .await
+                {
                     Ok(stored) => {
                         self.list = TodoList::new();
                         self.dirty = false;
-                        self.change = Change::default();
+                        self.change = None;
                         self.publish();
                         reply.send(Ok(stored || written));
                     }
@@ -418,11 +438,11 @@ impl ListServer {
         }
         // This store is the last copy of the applied writes: an overloaded database
         // that drops, sheds or refuses it is asked again until `load_timeout`.
-        let deadline = tokio::time::Instant::now() + self.load_timeout;
+        let deadline = tokio::time::Instant::now() + self.context.load_timeout;
         loop {
             let (waiter, rx) = DurableWaiter::channel();
             let store = self.store(vec![waiter]);
-            let stored = match self.db.store(store).await {
+            let stored = match self.context.db.store(store).await {
                 Ok(()) => tokio::time::timeout_at(deadline, rx).await,
                 Err(e) => Ok(Ok(Err(e))),
             };

@@ -14,7 +14,9 @@ use super::database::{Database, LoadError, StoreError};
 use super::port::{Storage, StorageError};
 use super::published::Published;
 use super::receipt::IdempotencyKey;
-use super::server::{KeyedWrite, ListCall, ListError, ListServer, NotLoaded, Write, ROLE};
+use super::server::{
+    KeyedWrite, ListCall, ListContext, ListError, ListServer, NotLoaded, Write, ROLE,
+};
 use super::settings::{AckMode, Policies, Settings};
 use super::{validate_title, Entry, EntryQuery, EntryUpdate, ListName, Page, TodoError, TodoList};
 use sluicegate::mailbox::Policy;
@@ -328,8 +330,14 @@ impl TodoSystem {
         let published = Arc::new(Published::default());
         let live2 = live.clone();
         // What every list server is built with, shared: each server's factory holds
-        // this and its name, not copies of the database handle and settings.
-        let common = Arc::new((db.clone(), published.clone()));
+        // this and its name, and each server one pointer to the context, not copies
+        // of the database handle and settings.
+        let context = Arc::new(ListContext {
+            db: db.clone(),
+            load_timeout: call_timeout,
+            window,
+        });
+        let common = Arc::new((context, published.clone()));
         let registry = Registry::new(
             ROLE,
             supervisor.clone(),
@@ -346,9 +354,8 @@ impl TodoSystem {
                     .clone();
                 let (common, name2) = (common.clone(), name.clone());
                 Spec::new(ROLE, policy, move || {
-                    let (db, published) = &*common;
-                    ListServer::new(name2.clone(), db.clone(), call_timeout, window)
-                        .publishing_to(published)
+                    let (context, published) = &*common;
+                    ListServer::new(name2.clone(), context.clone()).publishing_to(published)
                 })
                 .name(name.as_str())
                 .restart(Restart::Transient)
