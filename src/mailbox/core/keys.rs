@@ -32,6 +32,8 @@ impl KeyIndex {
         }
     }
 
+    /// For the invariants' check (debug builds).
+    #[cfg(debug_assertions)]
     pub(super) fn is_empty(&self) -> bool {
         self.0.as_ref().is_none_or(|m| m.is_empty())
     }
@@ -42,6 +44,8 @@ impl KeyIndex {
         }
     }
 
+    /// For the invariants' check (debug builds).
+    #[cfg(debug_assertions)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Key, &u64)> {
         self.0.iter().flat_map(|m| m.iter())
     }
