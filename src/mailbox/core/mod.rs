@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::codel::Codel;
 use super::long_queue::LongWatch;
-use super::metrics::Handles;
+use super::metrics::{publish_due, Handles};
 use super::policy::{Behaviour, WhenFull};
 use super::stats::{Counts, Eviction, Outcome};
 use super::sync::Arc;
@@ -117,7 +117,8 @@ impl<T> Core<T> {
         on_coalesce: Option<CoalesceHook<T>>,
         long: Option<LongWatch>,
     ) -> Self {
-        let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
+        let handles =
+            metrics.then(|| Handles::new(role, policy.name(), policy.capacity(), &[0; 9]));
         let b = policy.behaviour();
         let stamp = b.codel.is_some();
         Core {
@@ -217,10 +218,12 @@ impl<T> Core<T> {
     }
 
     /// Counts a resolved outcome for a message that never reached the queue, or left it.
+    #[inline(always)]
     fn count(&mut self, outcome: Outcome) {
-        self.counts.by_outcome[outcome.index()] += 1;
-        if let Some(m) = &self.metrics {
-            m.count(outcome, 1, self.queue.len() + self.others);
+        let n = &mut self.counts.by_outcome[outcome.index()];
+        *n += 1;
+        if publish_due(*n) {
+            self.flush_metrics();
         }
     }
 
@@ -476,24 +479,36 @@ impl<T> Core<T> {
             self.codel.on_empty();
             return Fast::Empty;
         };
-        if front.deadline.is_some() || front.enqueued.is_some() || self.behaviour.codel.is_some() {
+        if front.deadline.is_some() || self.behaviour.codel.is_some() {
             return self.take_fast_checked();
         }
-        // Nothing to check, no clock to read: a plain pop (what `take_fast_checked`
-        // does then).
+        // Nothing to check: a plain pop (what `take_fast_checked` does then). A
+        // sampled enqueue stamp (metrics on) is recorded after it, out of line: the
+        // clock is read only for those.
         let Some(slot) = self.pop_front() else {
             return Fast::Empty;
         };
-        self.counts.by_outcome[Outcome::Delivered.index()] += 1;
-        if let Some(m) = &self.metrics {
-            m.count(Outcome::Delivered, 1, self.queue.len());
+        self.count(Outcome::Delivered);
+        if slot.enqueued.is_some() {
+            self.record_sojourn(slot.enqueued, Stamp::NONE);
         }
         self.debug_check();
         Fast::Got(slot.msg)
     }
 
-    /// [`take_fast`](Self::take_fast) when the front message carries a deadline or
-    /// an enqueue stamp, or CoDel is on (out of line, so the plain pop stays small).
+    /// Records the sojourn of a delivered message stamped at `enqueued`, as of `now`
+    /// (the clock is read here when `now` is none), if metrics are on.
+    #[inline(never)]
+    fn record_sojourn(&self, enqueued: Stamp, now: Stamp) {
+        if let Some(m) = &self.metrics {
+            let now = if now.is_some() { now } else { self.now() };
+            m.sojourn
+                .record(now.0.saturating_sub(enqueued.0) as f64 / 1_000_000_000.0);
+        }
+    }
+
+    /// [`take_fast`](Self::take_fast) when the front message carries a deadline, or
+    /// CoDel is on (out of line, so the plain pop stays small).
     #[inline(never)]
     fn take_fast_checked(&mut self) -> Fast<T> {
         let Some(front) = self.queue.front() else {
@@ -517,9 +532,10 @@ impl<T> Core<T> {
         }
         if let Some((target, _)) = codel {
             // As in `take_one`: a message without an enqueue stamp counts as fresh.
+            // (In nanoseconds, as stamps are: no `Duration` built on the hot path.)
             let sojourn = now.is_some().then(|| match front.enqueued.is_some() {
-                true => Duration::from_nanos(now.0.saturating_sub(front.enqueued.0)),
-                false => Duration::ZERO,
+                true => now.0.saturating_sub(front.enqueued.0),
+                false => 0,
             });
             if !self.codel.quiet(sojourn, standing, target) {
                 return Fast::Slow;
@@ -529,16 +545,10 @@ impl<T> Core<T> {
         let Some(slot) = self.pop_front() else {
             return Fast::Empty;
         };
-        self.counts.by_outcome[Outcome::Delivered.index()] += 1;
-        if let Some(m) = &self.metrics {
-            m.count(Outcome::Delivered, 1, self.queue.len());
-            if slot.enqueued.is_some() {
-                if !now.is_some() {
-                    now = self.now();
-                }
-                let sojourn = Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0));
-                m.sojourn.record(sojourn.as_secs_f64());
-            }
+        self.count(Outcome::Delivered);
+        if slot.enqueued.is_some() && self.metrics.is_some() {
+            // One clock read serves CoDel's decision and the histogram.
+            self.record_sojourn(slot.enqueued, now);
         }
         self.debug_check();
         Fast::Got(slot.msg)
@@ -835,17 +845,22 @@ impl<T> Core<T> {
         }
     }
 
-    /// Publishes the batched metrics.
+    /// Publishes the counts and depth to the metrics, if on (see `metrics.rs`:
+    /// every [`FLUSH_EVERY`](super::metrics::FLUSH_EVERY)-th message of an outcome,
+    /// every `Stats` snapshot, `flush_all`). Out of line: most messages only test
+    /// whether it is due.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn flush_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.flush(self.len());
+            m.flush(&self.counts.by_outcome, self.len());
         }
     }
 
     /// Takes this mailbox's series out of the metrics (the receiver is gone).
     pub(crate) fn retire_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.retire(self.len());
+            m.retire(&self.counts.by_outcome, self.len());
         }
     }
 
