@@ -129,6 +129,12 @@ impl Codel {
         self.dropping = false;
     }
 
+    /// When the time above target started counting (tests of the core).
+    #[cfg(test)]
+    pub(crate) fn first_above_time(&self) -> Option<Instant> {
+        self.first_above_time
+    }
+
     /// The queue ran empty: leave the dropping state.
     pub(crate) fn on_empty(&mut self) {
         self.first_above_time = None;

@@ -81,6 +81,12 @@ pub(crate) struct Core<T> {
     stamp: bool,
     /// Messages offered since the last sampled stamp.
     sample_tick: u32,
+    /// The clock as [`take_fast`](Self::take_fast) read it before handing a dequeue
+    /// over to [`take`](Self::take) (`Fast::Slow`) in the same lock hold, for `take`
+    /// to use instead of reading again (a read costs as much as a whole message on
+    /// some machines: docs/benchmarks.md). Always [`Stamp::NONE`] once an
+    /// operation has returned and the lock can be released (invariant 8).
+    read_at: Stamp,
     /// No message is accepted any more (the receiver closed or went away).
     closed: bool,
     /// Live `Sender` handles; at 0 the receiver sees the end once drained.
@@ -142,6 +148,7 @@ impl<T> Core<T> {
             with_deadline: 0,
             stamp,
             sample_tick: 0,
+            read_at: Stamp::NONE,
             closed: false,
             senders: 1,
             rx_waker: None,
@@ -509,8 +516,16 @@ impl<T> Core<T> {
 
     /// [`take_fast`](Self::take_fast) when the front message carries a deadline, or
     /// CoDel is on (out of line, so the plain pop stays small).
+    ///
+    /// A dequeue handed over to [`take`](Self::take) after reading the clock leaves
+    /// the reading in `read_at`, and `take` (which the receiver calls next, under
+    /// the same lock hold) decides with it: one read per dequeue instead of two
+    /// (or three: the receiver's slow path calls this again first, which also uses
+    /// it). The reading stands for the instant of the dequeue as a fresh one would,
+    /// since the lock is not released in between.
     #[inline(never)]
     fn take_fast_checked(&mut self) -> Fast<T> {
+        let stashed = std::mem::take(&mut self.read_at);
         let Some(front) = self.queue.front() else {
             self.codel.on_empty();
             return Fast::Empty;
@@ -525,8 +540,13 @@ impl<T> Core<T> {
         }
         let mut now = Stamp::NONE;
         if front.deadline.is_some() || (codel.is_some() && standing) {
-            now = self.now();
+            now = if stashed.is_some() {
+                stashed
+            } else {
+                self.now()
+            };
             if front.deadline.is_some() && front.deadline <= now {
+                self.read_at = now;
                 return Fast::Slow;
             }
         }
@@ -538,6 +558,7 @@ impl<T> Core<T> {
                 false => 0,
             });
             if !self.codel.quiet(sojourn, standing, target) {
+                self.read_at = now;
                 return Fast::Slow;
             }
             self.codel.settle();
@@ -880,7 +901,13 @@ impl<T> Core<T> {
 
     fn take_one(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
         let needs_now = self.with_deadline > 0 || self.stamp;
-        let now_instant = needs_now.then(Instant::now);
+        // The reading `take_fast` handed over in this lock hold, if any (the same
+        // instant, back from its stamp: stamps are exact nanoseconds since `base`).
+        let stashed = std::mem::take(&mut self.read_at);
+        let now_instant = needs_now.then(|| match stashed.is_some() {
+            true => self.base + Duration::from_nanos(stashed.0 - 1),
+            false => Instant::now(),
+        });
         let now = now_instant.map(|at| self.stamp(at));
         loop {
             let Some((slot, lane)) = self.pop_next() else {
@@ -950,6 +977,41 @@ mod tests {
             assert!(matches!(core.take_fast(), Fast::Got(m) if m == i));
         }
         assert!(matches!(core.take_fast(), Fast::Empty));
+    }
+
+    /// A dequeue that `take_fast` hands over to `take` after reading the clock is
+    /// decided by `take` with that very reading (not a second one), exactly: CoDel's
+    /// time above target starts at the reading plus one interval, to the
+    /// nanosecond, and no reading is left behind.
+    #[tokio::test(start_paused = true)]
+    async fn a_dequeue_handed_over_decides_with_the_reading_of_the_fast_check() {
+        let (target, interval) = (Duration::from_millis(5), Duration::from_millis(100));
+        let mut core: Core<u32> = Core::new(
+            Policy::Codel {
+                capacity: 16,
+                target,
+                interval,
+            },
+            "test",
+            false,
+            None,
+            None,
+        );
+        for i in 0..3 {
+            assert!(core.push_fast(i, Stamp::NONE).is_ok());
+        }
+        // A standing queue whose head waited past target: not quiet.
+        tokio::time::advance(Duration::from_millis(50) + Duration::from_nanos(7)).await;
+        let read = Instant::now();
+        assert!(matches!(core.take_fast(), Fast::Slow));
+        assert_eq!(core.read_at, core.stamp(read), "the reading is handed over");
+        // Time moves on before `take` (it cannot under the lock; here it shows
+        // which reading `take` used).
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let mut fx = Effects::default();
+        assert_eq!(core.take(&mut fx), Some(0), "the first time above target");
+        assert_eq!(core.codel.first_above_time(), Some(read + interval));
+        assert!(!core.read_at.is_some());
     }
 
     #[test]
