@@ -321,6 +321,13 @@ mod tests {
             .find_map(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// A mailbox's outcome counts with `n` delivered and nothing else.
+    fn counted(n: u64) -> [u64; 9] {
+        let mut counts = [0; 9];
+        counts[Outcome::Delivered.index()] = n;
+        counts
+    }
+
     #[test]
     fn mailboxes_of_one_role_and_policy_share_their_series_and_add_up() {
         let recorder = PrometheusBuilder::new().build_recorder();
@@ -337,11 +344,6 @@ mod tests {
             !Arc::ptr_eq(&a.series, &other.series),
             "a policy has its own"
         );
-        let counted = |n| {
-            let mut counts = [0; 9];
-            counts[Outcome::Delivered.index()] = n;
-            counts
-        };
         a.flush(&counted(3), 1);
         b.flush(&counted(4), 2);
         // A publication adds only what was gained since the last one.
@@ -372,13 +374,8 @@ mod tests {
             Handles::new("own_test", "block", Some(4), &[0; 9])
         });
         assert!(!Arc::ptr_eq(&a.series, &b.series));
-        let delivered = |n| {
-            let mut counts = [0; 9];
-            counts[Outcome::Delivered.index()] = n;
-            counts
-        };
-        a.flush(&delivered(5), 0);
-        b.flush(&delivered(2), 0);
+        a.flush(&counted(5), 0);
+        b.flush(&counted(2), 0);
         for (recorder, n) in [(&first, 5.0), (&second, 2.0)] {
             let text = recorder.handle().render();
             assert_eq!(value(&text, MESSAGES, "delivered"), Some(n), "{text}");
