@@ -99,17 +99,18 @@ impl Codel {
 
     /// Whether a dequeue is certainly not shed, decided without the full rule:
     /// the queue is empty after it (`!standing`, which never counts as standing),
-    /// or its sojourn (`None`: not read, the clock skipped) is below target. When quiet, [`should_shed`](Self::should_shed)
-    /// would return false and only forget the time above target and the dropping
-    /// state: call [`settle`](Self::settle) instead.
+    /// or its sojourn in nanoseconds (`None`: not read, the clock skipped) is below
+    /// target. When quiet, [`should_shed`](Self::should_shed) would return false and
+    /// only forget the time above target and the dropping state: call
+    /// [`settle`](Self::settle) instead.
     #[inline]
     pub(crate) fn quiet(
         &self,
-        sojourn: Option<Duration>,
+        sojourn_nanos: Option<u64>,
         standing: bool,
         target: Duration,
     ) -> bool {
-        !standing || sojourn.is_some_and(|s| s < target)
+        !standing || sojourn_nanos.is_some_and(|s| u128::from(s) < target.as_nanos())
     }
 
     /// Whether the last sojourn seen was below target (no time above target
@@ -126,6 +127,12 @@ impl Codel {
     pub(crate) fn settle(&mut self) {
         self.first_above_time = None;
         self.dropping = false;
+    }
+
+    /// When the time above target started counting (tests of the core).
+    #[cfg(test)]
+    pub(crate) fn first_above_time(&self) -> Option<Instant> {
+        self.first_above_time
     }
 
     /// The queue ran empty: leave the dropping state.
@@ -174,7 +181,8 @@ mod tests {
             ] {
                 let sojourn = Duration::from_millis(sojourn_ms);
                 for known in [Some(sojourn), None] {
-                    if !c.quiet(known, standing, T) {
+                    let known_nanos = known.map(|d| u64::try_from(d.as_nanos()).unwrap());
+                    if !c.quiet(known_nanos, standing, T) {
                         loud_seen += 1;
                         continue;
                     }

@@ -1,12 +1,28 @@
 //! Metric handles of mailboxes, registered through the `metrics` facade and
 //! labelled by role (`mailbox`) and `policy`: once per (recorder, role, policy),
 //! and shared through an `Arc` by every live mailbox of that role and policy, so a
-//! mailbox costs one pointer and its batch instead of fourteen registered series.
-//! Counts are batched in the mailbox and
-//! published every [`FLUSH_EVERY`] events and by [`flush_all`] (which `/metrics`
-//! calls before rendering, and `sluicegate serve` every 5 s), so scrapes are exact;
-//! each publication also brings the depth gauge to the queue's length then, so the
-//! hot path records no depth change at all.
+//! mailbox costs one pointer and what it last published instead of fourteen
+//! registered series.
+//!
+//! # When the counters catch up
+//!
+//! The counters are fed from the mailbox's own exact counts (the ones
+//! [`Stats`](super::Stats) reads), in deltas, at these moments, each under the
+//! mailbox's lock:
+//! - whenever one outcome's count reaches a multiple of [`FLUSH_EVERY`] (64): the
+//!   message that makes it so publishes every outcome;
+//! - at every [`Stats`](super::Stats) snapshot (`Sender::stats`, `Receiver::stats`);
+//! - at [`flush_all`], which `/metrics` calls before it renders and `sluicegate
+//!   serve` every 5 s;
+//! - when the receiver is dropped or the policy changes (the old labels get
+//!   everything up to then).
+//!
+//! So a counter read straight from the recorder lags the mailbox's `Stats` by at
+//! most [`FLUSH_EVERY`]` - 1` messages of its outcome (per mailbox), never leads it,
+//! and equals it after any of the moments above with nothing in progress: a scrape
+//! through `/metrics` is exact. Each publication also brings the depth gauge to the
+//! queue's length then (the hot path records no depth change at all), so the gauge
+//! shows the depth of the last publication.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -50,10 +66,13 @@ pub const ALL: [&str; 8] = [
     LONG_QUEUE_EVENTS,
 ];
 
-/// Counted outcomes a mailbox batches before publishing them.
+/// Messages of one outcome a mailbox counts between publications (see the module
+/// docs: the recorder lags the mailbox's `Stats` by at most this many minus one per
+/// outcome until the next publication).
 ///
 /// Publishing touches atomics shared by every mailbox of a role and by the threads
 /// of both sides; batching keeps those cache lines from bouncing on every message.
+/// A power of two, so the check on each message is a mask test.
 pub const FLUSH_EVERY: u32 = 64;
 
 /// The series of one (recorder, role, policy), shared by its live mailboxes. Every
@@ -128,17 +147,20 @@ impl Series {
     }
 }
 
-/// One mailbox's metrics: the series it shares with its role and policy, and the
-/// changes not yet published to them. Lives inside the mailbox's lock; the `Cell`s
-/// let the hot path batch through a shared reference.
+/// One mailbox's metrics: the series it shares with its role and policy, and what
+/// of the mailbox's counts it has published to them. Lives inside the mailbox's
+/// lock; the `Cell`s let a publication go through a shared reference.
+///
+/// Nothing is counted here: the core's exact per-outcome counts (the ones
+/// [`Stats`](super::Stats) reads) are the source, and a publication adds to each
+/// counter what its outcome gained since the last one, so the hot path pays no
+/// second count and a publication can neither lose nor repeat one.
 pub(crate) struct Handles {
     series: Arc<Series>,
     /// This mailbox's share of the `depth` gauge as last published.
     published_depth: Cell<usize>,
-    /// Per-outcome counts not yet added to the `outcomes` counters.
-    pending: [Cell<u64>; 9],
-    /// Events batched since the last flush; at [`FLUSH_EVERY`] they are published.
-    events: Cell<u32>,
+    /// The mailbox's per-outcome counts as last added to the `outcomes` counters.
+    published: [Cell<u64>; 9],
 }
 
 /// The shared series' handles (`sojourn`, `send_wait`) are used in place.
@@ -150,54 +172,56 @@ impl Deref for Handles {
     }
 }
 
+/// Whether an outcome whose count has just reached `n` is due to publish: every
+/// [`FLUSH_EVERY`]-th message of each outcome (a mask test on the count the core
+/// keeps anyway).
+#[inline(always)]
+pub(crate) fn publish_due(n: u64) -> bool {
+    n.is_multiple_of(u64::from(FLUSH_EVERY))
+}
+
 impl Handles {
-    pub(crate) fn new(role: &'static str, policy: &'static str, capacity: Option<usize>) -> Self {
+    /// Handles for a mailbox whose outcome counts are `counts` now (zero for a new
+    /// mailbox; a policy change starts new handles from where the old ones left, so
+    /// the new labels carry only what happens after it).
+    pub(crate) fn new(
+        role: &'static str,
+        policy: &'static str,
+        capacity: Option<usize>,
+        counts: &[u64; 9],
+    ) -> Self {
         let series = Series::shared(role, policy);
         series.capacity.set(capacity.unwrap_or(0) as f64);
         series.live.increment(1.0);
         Handles {
             series,
             published_depth: Cell::new(0),
-            pending: Default::default(),
-            events: Cell::new(0),
+            published: counts.map(Cell::new),
         }
     }
 
-    /// Called when the mailbox goes away or moves to another policy label, with the
-    /// queue's length now: publishes what is batched and takes this mailbox's share
-    /// out of the `depth` gauge.
-    pub(crate) fn retire(&self, depth: usize) {
-        self.flush(depth);
+    /// Called when the mailbox goes away or moves to another policy label, with its
+    /// counts and the queue's length now: publishes what is pending and takes this
+    /// mailbox's share out of the `depth` gauge.
+    pub(crate) fn retire(&self, counts: &[u64; 9], depth: usize) {
+        self.flush(counts, depth);
         self.live.decrement(1.0);
         self.depth.decrement(self.published_depth.replace(0) as f64);
     }
 
-    /// Counts `n` messages with `outcome` (published in batches); `depth` is the
-    /// queue's length now, published with the batch.
-    #[inline]
-    pub(crate) fn count(&self, outcome: Outcome, n: u64, depth: usize) {
-        let cell = &self.pending[outcome.index()];
-        cell.set(cell.get() + n);
-        let events = self.events.get() + 1;
-        if events >= FLUSH_EVERY {
-            self.flush(depth);
-        } else {
-            self.events.set(events);
-        }
-    }
-
-    /// Publishes every batched count, and moves the `depth` gauge by the change of
-    /// the queue's length (`depth`) since the last publication.
-    pub(crate) fn flush(&self, depth: usize) {
-        self.events.set(0);
+    /// Publishes the mailbox's counts (`counts`, the core's exact per-outcome
+    /// counts): each counter gains what its outcome gained since the last
+    /// publication; and moves the `depth` gauge by the change of the queue's length
+    /// (`depth`) since then.
+    pub(crate) fn flush(&self, counts: &[u64; 9], depth: usize) {
         let before = self.published_depth.replace(depth);
         if depth != before {
             self.depth.increment(depth as f64 - before as f64);
         }
-        for (cell, counter) in self.pending.iter().zip(&self.outcomes) {
-            let n = cell.replace(0);
-            if n != 0 {
-                counter.increment(n);
+        for ((&now, published), counter) in counts.iter().zip(&self.published).zip(&self.outcomes) {
+            let delta = now - published.replace(now);
+            if delta != 0 {
+                counter.increment(delta);
             }
         }
     }
@@ -297,15 +321,22 @@ mod tests {
             .find_map(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// A mailbox's outcome counts with `n` delivered and nothing else.
+    fn counted(n: u64) -> [u64; 9] {
+        let mut counts = [0; 9];
+        counts[Outcome::Delivered.index()] = n;
+        counts
+    }
+
     #[test]
     fn mailboxes_of_one_role_and_policy_share_their_series_and_add_up() {
         let recorder = PrometheusBuilder::new().build_recorder();
         let scrape = recorder.handle();
         let (a, b, other) = metrics::with_local_recorder(&recorder, || {
             (
-                Handles::new("share_test", "drop_newest", Some(8)),
-                Handles::new("share_test", "drop_newest", Some(8)),
-                Handles::new("share_test", "unbounded", None),
+                Handles::new("share_test", "drop_newest", Some(8), &[0; 9]),
+                Handles::new("share_test", "drop_newest", Some(8), &[0; 9]),
+                Handles::new("share_test", "unbounded", None, &[0; 9]),
             )
         });
         assert!(Arc::ptr_eq(&a.series, &b.series), "one series, shared");
@@ -313,10 +344,10 @@ mod tests {
             !Arc::ptr_eq(&a.series, &other.series),
             "a policy has its own"
         );
-        a.count(Outcome::Delivered, 3, 1);
-        b.count(Outcome::Delivered, 4, 2);
-        a.flush(1);
-        b.flush(2);
+        a.flush(&counted(3), 1);
+        b.flush(&counted(4), 2);
+        // A publication adds only what was gained since the last one.
+        a.flush(&counted(3), 1);
         let text = scrape.render();
         let delivered = "policy=\"drop_newest\",outcome=\"delivered\"";
         assert_eq!(value(&text, MESSAGES, delivered), Some(7.0), "{text}");
@@ -324,7 +355,7 @@ mod tests {
         assert_eq!(value(&text, MAILBOXES, mine), Some(2.0), "{text}");
         assert_eq!(value(&text, DEPTH, mine), Some(3.0), "{text}");
         // One mailbox goes: its share leaves the gauges, the other's stays.
-        a.retire(1);
+        a.retire(&counted(3), 1);
         drop(a);
         let text = scrape.render();
         assert_eq!(value(&text, MAILBOXES, mine), Some(1.0), "{text}");
@@ -336,14 +367,15 @@ mod tests {
     fn mailboxes_under_different_recorders_report_to_their_own() {
         let first = PrometheusBuilder::new().build_recorder();
         let second = PrometheusBuilder::new().build_recorder();
-        let a = metrics::with_local_recorder(&first, || Handles::new("own_test", "block", Some(4)));
-        let b =
-            metrics::with_local_recorder(&second, || Handles::new("own_test", "block", Some(4)));
+        let a = metrics::with_local_recorder(&first, || {
+            Handles::new("own_test", "block", Some(4), &[0; 9])
+        });
+        let b = metrics::with_local_recorder(&second, || {
+            Handles::new("own_test", "block", Some(4), &[0; 9])
+        });
         assert!(!Arc::ptr_eq(&a.series, &b.series));
-        a.count(Outcome::Delivered, 5, 0);
-        a.flush(0);
-        b.count(Outcome::Delivered, 2, 0);
-        b.flush(0);
+        a.flush(&counted(5), 0);
+        b.flush(&counted(2), 0);
         for (recorder, n) in [(&first, 5.0), (&second, 2.0)] {
             let text = recorder.handle().render();
             assert_eq!(value(&text, MESSAGES, "delivered"), Some(n), "{text}");

@@ -72,7 +72,10 @@
 //! [`Stats::is_balanced`] holds exactly whenever no send or receive is in progress,
 //! and a [`Stats`] snapshot taken meanwhile never shows an outcome that did not
 //! happen (it lags by at most the operations in flight). The same counts go to the `metrics` facade (see [`metrics`]),
-//! batched so that the hot path touches no shared atomic for most messages.
+//! published in deltas from these exact counts every [`FLUSH_EVERY`](metrics::FLUSH_EVERY)
+//! messages of an outcome, at every `Stats` snapshot and at
+//! [`flush_all`](metrics::flush_all), so that the hot path touches no shared atomic
+//! for most messages (how far the recorder may lag: [`metrics`]).
 //!
 //! `recv`, `recv_many` and `send` take part in tokio's cooperative budget inside
 //! `poll`, one unit per [`COOP_EVERY`] operations: a consumer that always finds a
@@ -305,10 +308,12 @@ impl<T> Shared<T> {
     }
 
     /// The core's counts plus the fast path's, under the lock (so no message moves
-    /// between the two meanwhile).
+    /// between the two meanwhile). Publishes the metrics too (with metrics on), so
+    /// the recorder matches the snapshot (see `metrics.rs`).
     fn stats(&self) -> Stats {
         self.watch_depth();
         let core = self.lock();
+        core.flush_metrics();
         let mut st = core.stats();
         let f = self.fast.counts();
         st.delivered += f.delivered;

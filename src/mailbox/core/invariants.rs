@@ -31,8 +31,11 @@ impl<T> Core<T> {
     ///    key to a queued slot that carries that key.
     /// 7. `others` counts exactly the slots on the other lanes; control-lane slots
     ///    carry no key and no deadline.
+    /// 8. No clock reading is left handed over (`read_at`): it lives only from a
+    ///    `take_fast` that returns `Fast::Slow` to the `take` that follows it.
     #[cfg(debug_assertions)]
     pub(crate) fn check_invariants(&self) {
+        assert!(!self.read_at.is_some(), "a clock reading left handed over");
         let st = self.stats();
         assert!(
             st.is_balanced(),

@@ -49,9 +49,16 @@ impl<T> Core<T> {
     /// nothing accepted is lost; senders wait until the queue drains below capacity).
     pub(crate) fn set_policy(&mut self, policy: Policy, fx: &mut Effects<T>) {
         if let Some(m) = self.metrics.take() {
-            m.retire(self.len());
-            // The fresh handles publish the queue's length with their first batch.
-            self.metrics = Some(Handles::new(self.role, policy.name(), policy.capacity()));
+            m.retire(&self.counts.by_outcome, self.len());
+            // The fresh handles start from the counts now (the old labels got
+            // everything up to here) and publish the queue's length with their
+            // first publication.
+            self.metrics = Some(Handles::new(
+                self.role,
+                policy.name(),
+                policy.capacity(),
+                &self.counts.by_outcome,
+            ));
         }
         self.behaviour = policy.behaviour();
         if self.behaviour.codel.is_some() {

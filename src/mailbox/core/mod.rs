@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::codel::Codel;
 use super::long_queue::LongWatch;
-use super::metrics::Handles;
+use super::metrics::{publish_due, Handles};
 use super::policy::{Behaviour, WhenFull};
 use super::stats::{Counts, Eviction, Outcome};
 use super::sync::Arc;
@@ -83,6 +83,12 @@ pub(crate) struct Core<T> {
     stamp: bool,
     /// Messages offered since the last sampled stamp.
     sample_tick: u32,
+    /// The clock as [`take_fast`](Self::take_fast) read it before handing a dequeue
+    /// over to [`take`](Self::take) (`Fast::Slow`) in the same lock hold, for `take`
+    /// to use instead of reading again (a read costs as much as a whole message on
+    /// some machines: docs/benchmarks.md). Always [`Stamp::NONE`] once an
+    /// operation has returned and the lock can be released (invariant 8).
+    read_at: Stamp,
     /// No message is accepted any more (the receiver closed or went away).
     closed: bool,
     /// Live `Sender` handles; at 0 the receiver sees the end once drained.
@@ -121,7 +127,8 @@ impl<T> Core<T> {
         on_coalesce: Option<CoalesceHook<T>>,
         long: Option<Box<LongWatch>>,
     ) -> Self {
-        let handles = metrics.then(|| Handles::new(role, policy.name(), policy.capacity()));
+        let handles =
+            metrics.then(|| Handles::new(role, policy.name(), policy.capacity(), &[0; 9]));
         let b = policy.behaviour();
         let stamp = b.codel.is_some();
         Core {
@@ -145,6 +152,7 @@ impl<T> Core<T> {
             with_deadline: 0,
             stamp,
             sample_tick: 0,
+            read_at: Stamp::NONE,
             closed: false,
             senders: 1,
             rx_waker: None,
@@ -221,10 +229,12 @@ impl<T> Core<T> {
     }
 
     /// Counts a resolved outcome for a message that never reached the queue, or left it.
+    #[inline(always)]
     fn count(&mut self, outcome: Outcome) {
-        self.counts.by_outcome[outcome.index()] += 1;
-        if let Some(m) = &self.metrics {
-            m.count(outcome, 1, self.queue.len() + self.others);
+        let n = &mut self.counts.by_outcome[outcome.index()];
+        *n += 1;
+        if publish_due(*n) {
+            self.flush_metrics();
         }
     }
 
@@ -502,26 +512,46 @@ impl<T> Core<T> {
             self.codel.on_empty();
             return Fast::Empty;
         };
-        if front.deadline.is_some() || front.enqueued.is_some() || self.behaviour.codel.is_some() {
+        if front.deadline.is_some() || self.behaviour.codel.is_some() {
             return self.take_fast_checked();
         }
-        // Nothing to check, no clock to read: a plain pop (what `take_fast_checked`
-        // does then).
+        // Nothing to check: a plain pop (what `take_fast_checked` does then). A
+        // sampled enqueue stamp (metrics on) is recorded after it, out of line: the
+        // clock is read only for those.
         let Some(slot) = self.pop_front() else {
             return Fast::Empty;
         };
-        self.counts.by_outcome[Outcome::Delivered.index()] += 1;
-        if let Some(m) = &self.metrics {
-            m.count(Outcome::Delivered, 1, self.queue.len());
+        self.count(Outcome::Delivered);
+        if slot.enqueued.is_some() {
+            self.record_sojourn(slot.enqueued, Stamp::NONE);
         }
         self.debug_check();
         Fast::Got(slot.msg)
     }
 
-    /// [`take_fast`](Self::take_fast) when the front message carries a deadline or
-    /// an enqueue stamp, or CoDel is on (out of line, so the plain pop stays small).
+    /// Records the sojourn of a delivered message stamped at `enqueued`, as of `now`
+    /// (the clock is read here when `now` is none), if metrics are on.
+    #[inline(never)]
+    fn record_sojourn(&self, enqueued: Stamp, now: Stamp) {
+        if let Some(m) = &self.metrics {
+            let now = if now.is_some() { now } else { self.now() };
+            m.sojourn
+                .record(now.0.saturating_sub(enqueued.0) as f64 / 1_000_000_000.0);
+        }
+    }
+
+    /// [`take_fast`](Self::take_fast) when the front message carries a deadline, or
+    /// CoDel is on (out of line, so the plain pop stays small).
+    ///
+    /// A dequeue handed over to [`take`](Self::take) after reading the clock leaves
+    /// the reading in `read_at`, and `take` (which the receiver calls next, under
+    /// the same lock hold) decides with it: one read per dequeue instead of two
+    /// (or three: the receiver's slow path calls this again first, which also uses
+    /// it). The reading stands for the instant of the dequeue as a fresh one would,
+    /// since the lock is not released in between.
     #[inline(never)]
     fn take_fast_checked(&mut self) -> Fast<T> {
+        let stashed = std::mem::take(&mut self.read_at);
         let Some(front) = self.queue.front() else {
             self.codel.on_empty();
             return Fast::Empty;
@@ -536,18 +566,25 @@ impl<T> Core<T> {
         }
         let mut now = Stamp::NONE;
         if front.deadline.is_some() || (codel.is_some() && standing) {
-            now = self.now();
+            now = if stashed.is_some() {
+                stashed
+            } else {
+                self.now()
+            };
             if front.deadline.is_some() && front.deadline <= now {
+                self.read_at = now;
                 return Fast::Slow;
             }
         }
         if let Some((target, _)) = codel {
             // As in `take_one`: a message without an enqueue stamp counts as fresh.
+            // (In nanoseconds, as stamps are: no `Duration` built on the hot path.)
             let sojourn = now.is_some().then(|| match front.enqueued.is_some() {
-                true => Duration::from_nanos(now.0.saturating_sub(front.enqueued.0)),
-                false => Duration::ZERO,
+                true => now.0.saturating_sub(front.enqueued.0),
+                false => 0,
             });
             if !self.codel.quiet(sojourn, standing, target) {
+                self.read_at = now;
                 return Fast::Slow;
             }
             self.codel.settle();
@@ -555,16 +592,10 @@ impl<T> Core<T> {
         let Some(slot) = self.pop_front() else {
             return Fast::Empty;
         };
-        self.counts.by_outcome[Outcome::Delivered.index()] += 1;
-        if let Some(m) = &self.metrics {
-            m.count(Outcome::Delivered, 1, self.queue.len());
-            if slot.enqueued.is_some() {
-                if !now.is_some() {
-                    now = self.now();
-                }
-                let sojourn = Duration::from_nanos(now.0.saturating_sub(slot.enqueued.0));
-                m.sojourn.record(sojourn.as_secs_f64());
-            }
+        self.count(Outcome::Delivered);
+        if slot.enqueued.is_some() && self.metrics.is_some() {
+            // One clock read serves CoDel's decision and the histogram.
+            self.record_sojourn(slot.enqueued, now);
         }
         self.debug_check();
         Fast::Got(slot.msg)
@@ -861,17 +892,22 @@ impl<T> Core<T> {
         }
     }
 
-    /// Publishes the batched metrics.
+    /// Publishes the counts and depth to the metrics, if on (see `metrics.rs`:
+    /// every [`FLUSH_EVERY`](super::metrics::FLUSH_EVERY)-th message of an outcome,
+    /// every `Stats` snapshot, `flush_all`). Out of line: most messages only test
+    /// whether it is due.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn flush_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.flush(self.len());
+            m.flush(&self.counts.by_outcome, self.len());
         }
     }
 
     /// Takes this mailbox's series out of the metrics (the receiver is gone).
     pub(crate) fn retire_metrics(&self) {
         if let Some(m) = &self.metrics {
-            m.retire(self.len());
+            m.retire(&self.counts.by_outcome, self.len());
         }
     }
 
@@ -891,7 +927,13 @@ impl<T> Core<T> {
 
     fn take_one(&mut self, fx: &mut Effects<T>) -> Option<(T, Option<Duration>)> {
         let needs_now = self.with_deadline > 0 || self.stamp;
-        let now_instant = needs_now.then(Instant::now);
+        // The reading `take_fast` handed over in this lock hold, if any (the same
+        // instant, back from its stamp: stamps are exact nanoseconds since `base`).
+        let stashed = std::mem::take(&mut self.read_at);
+        let now_instant = needs_now.then(|| match stashed.is_some() {
+            true => self.base + Duration::from_nanos(stashed.0 - 1),
+            false => Instant::now(),
+        });
         let now = now_instant.map(|at| self.stamp(at));
         loop {
             let Some((slot, lane)) = self.pop_next() else {
@@ -961,6 +1003,41 @@ mod tests {
             assert!(matches!(core.take_fast(), Fast::Got(m) if m == i));
         }
         assert!(matches!(core.take_fast(), Fast::Empty));
+    }
+
+    /// A dequeue that `take_fast` hands over to `take` after reading the clock is
+    /// decided by `take` with that very reading (not a second one), exactly: CoDel's
+    /// time above target starts at the reading plus one interval, to the
+    /// nanosecond, and no reading is left behind.
+    #[tokio::test(start_paused = true)]
+    async fn a_dequeue_handed_over_decides_with_the_reading_of_the_fast_check() {
+        let (target, interval) = (Duration::from_millis(5), Duration::from_millis(100));
+        let mut core: Core<u32> = Core::new(
+            Policy::Codel {
+                capacity: 16,
+                target,
+                interval,
+            },
+            "test",
+            false,
+            None,
+            None,
+        );
+        for i in 0..3 {
+            assert!(core.push_fast(i, Stamp::NONE).is_ok());
+        }
+        // A standing queue whose head waited past target: not quiet.
+        tokio::time::advance(Duration::from_millis(50) + Duration::from_nanos(7)).await;
+        let read = Instant::now();
+        assert!(matches!(core.take_fast(), Fast::Slow));
+        assert_eq!(core.read_at, core.stamp(read), "the reading is handed over");
+        // Time moves on before `take` (it cannot under the lock; here it shows
+        // which reading `take` used).
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let mut fx = Effects::default();
+        assert_eq!(core.take(&mut fx), Some(0), "the first time above target");
+        assert_eq!(core.codel.first_above_time(), Some(read + interval));
+        assert!(!core.read_at.is_some());
     }
 
     #[test]
