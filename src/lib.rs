@@ -142,7 +142,8 @@
 //! | `sluicegate_mailbox_long_queues` | [`LONG_QUEUES`](mailbox::metrics::LONG_QUEUES) | mailboxes of the role with a long-queue alert in force (whenever an alert is set, metrics on or off) |
 //! | `sluicegate_mailbox_long_queue_events_total` | [`LONG_QUEUE_EVENTS`](mailbox::metrics::LONG_QUEUE_EVENTS) | long-queue alerts and recoveries by `event` (`long`, `recovered`) |
 //!
-//! Counts are batched ([`FLUSH_EVERY`](mailbox::metrics::FLUSH_EVERY) events) and
+//! Counts are published in batches (each outcome every
+//! [`FLUSH_EVERY`](mailbox::metrics::FLUSH_EVERY) messages, and at each `Stats` snapshot) and
 //! [`flush_all`](mailbox::metrics::flush_all) publishes every batch, so a scrape taken
 //! after it is exact. [`Builder::metrics(false)`](mailbox::Builder::metrics) turns a
 //! mailbox's metrics off; its `Stats` are always kept.
