@@ -159,8 +159,12 @@ pub(crate) struct Handles {
     series: Arc<Series>,
     /// This mailbox's share of the `depth` gauge as last published.
     published_depth: Cell<usize>,
-    /// The mailbox's per-outcome counts as last added to the `outcomes` counters.
-    published: [Cell<u64>; 9],
+    /// The mailbox's per-outcome counts as last added to the `outcomes` counters,
+    /// their low 32 bits: an outcome's count grows by one at a time and is
+    /// published at every multiple of [`FLUSH_EVERY`], so it gains at most that
+    /// many between two publications and the wrapping difference is the exact
+    /// gain, in half the room per live mailbox.
+    published: [Cell<u32>; 9],
 }
 
 /// The shared series' handles (`sojourn`, `send_wait`) are used in place.
@@ -196,7 +200,7 @@ impl Handles {
         Handles {
             series,
             published_depth: Cell::new(0),
-            published: counts.map(Cell::new),
+            published: counts.map(|n| Cell::new(n as u32)),
         }
     }
 
@@ -219,7 +223,8 @@ impl Handles {
             self.depth.increment(depth as f64 - before as f64);
         }
         for ((&now, published), counter) in counts.iter().zip(&self.published).zip(&self.outcomes) {
-            let delta = now - published.replace(now);
+            let now = now as u32; // the low bits: see `published`
+            let delta = u64::from(now.wrapping_sub(published.replace(now)));
             if delta != 0 {
                 counter.increment(delta);
             }

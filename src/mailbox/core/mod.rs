@@ -32,12 +32,14 @@ use super::{Key, Lane, Policy};
 mod invariants;
 mod keys;
 mod lanes;
+mod lazy;
 mod lifecycle;
 mod parking;
 mod slot;
 
 use keys::KeyIndex;
 use lanes::Lanes;
+use lazy::LazyDeque;
 use slot::Waiting;
 pub(crate) use slot::{CoalesceHook, Effects, Fast, Push, Reserve, Slot, Stamp};
 
@@ -67,9 +69,9 @@ pub(crate) struct Core<T> {
     /// Coalesce index: key -> sequence number of the queued slot with that key.
     keys: KeyIndex,
     /// Senders parked for space (`block`, `coalesce`), first come first served.
-    waiting: VecDeque<Waiting<T>>,
+    waiting: LazyDeque<Waiting<T>>,
     /// Wait cells of resolved sends, reused once their sender has let go.
-    spare: Vec<Arc<WaitCell<T>>>,
+    spare: LazyDeque<Arc<WaitCell<T>>>,
     /// CoDel's state (idle unless the policy is `codel`).
     codel: Codel,
     /// Every message offered, and each one's outcome.
@@ -144,8 +146,8 @@ impl<T> Core<T> {
             policy,
             head_seq: 0,
             keys: KeyIndex::default(),
-            waiting: VecDeque::new(),
-            spare: Vec::new(),
+            waiting: LazyDeque::default(),
+            spare: LazyDeque::default(),
             codel: Codel::default(),
             counts: Counts::default(),
             peak: 0,

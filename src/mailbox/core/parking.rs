@@ -66,7 +66,7 @@ impl<T> Core<T> {
         let Some(key) = slot.key.clone() else {
             return;
         };
-        while let Some(pos) = self.waiting.iter().position(|w| w.has_key(&key)) {
+        while let Some(pos) = self.waiting.position(|w| w.has_key(&key)) {
             let Some(w) = self.waiting.remove(pos) else {
                 break;
             };
@@ -82,7 +82,7 @@ impl<T> Core<T> {
     /// A wait cell for a sender about to park: a spare one its last sender has let
     /// go of, or a new one.
     pub(super) fn wait_cell(&mut self) -> Arc<WaitCell<T>> {
-        while let Some(cell) = self.spare.pop() {
+        while let Some(cell) = self.spare.pop_back() {
             if Arc::strong_count(&cell) == 1 {
                 cell.state.store(WAITING, Ordering::Relaxed);
                 *cell.back.lock() = None;
@@ -104,7 +104,7 @@ impl<T> Core<T> {
         cell.resolve(outcome);
         fx.wake_senders.push(waker);
         if self.spare.len() < 64 {
-            self.spare.push(cell);
+            self.spare.push_back(cell);
         }
     }
 
@@ -134,10 +134,7 @@ impl<T> Core<T> {
         if let Some(r) = cell.resolved() {
             return Some(r.into_result());
         }
-        let pos = self
-            .waiting
-            .iter()
-            .position(|w| Arc::ptr_eq(&w.cell, cell))?;
+        let pos = self.waiting.position(|w| Arc::ptr_eq(&w.cell, cell))?;
         let w = self.waiting.remove(pos)?;
         let slot = w.slot?;
         if timed_out {
@@ -159,7 +156,7 @@ impl<T> Core<T> {
         if let Some(r) = cell.resolved() {
             return Some(r);
         }
-        if let Some(pos) = self.waiting.iter().position(|w| Arc::ptr_eq(&w.cell, cell)) {
+        if let Some(pos) = self.waiting.position(|w| Arc::ptr_eq(&w.cell, cell)) {
             self.waiting.remove(pos);
             self.fill_from_waiting(fx);
         }
