@@ -243,17 +243,17 @@ pub(super) fn title_field(title: &str) -> Result<(), ApiError> {
 
 /// The answer to a write: `done` with the entry (and `location`, its path, for a
 /// new one), or `202` with what was accepted (`accepted`: the write as queued; a new
-/// entry's id is not known until applied). A replayed result is answered as the
-/// first one was, marked `Idempotent-Replayed: true`.
+/// entry's id is not known until applied; made only for a `202`). A replayed result
+/// is answered as the first one was, marked `Idempotent-Replayed: true`.
 pub(super) fn written(
     outcome: WriteOutcome,
     done: StatusCode,
-    accepted: serde_json::Value,
+    accepted: impl FnOnce() -> serde_json::Value,
     location: impl Fn(u64) -> Option<String>,
 ) -> Response {
     let (entry, replayed) = match outcome {
         WriteOutcome::Accepted => {
-            return (StatusCode::ACCEPTED, Json(accepted)).into_response();
+            return (StatusCode::ACCEPTED, Json(accepted())).into_response();
         }
         WriteOutcome::Done(entry) => (entry, false),
         WriteOutcome::Replayed(entry) => (entry, true),
