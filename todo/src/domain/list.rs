@@ -94,7 +94,7 @@ pub fn validate_title(title: &str) -> Result<(), TodoError> {
 
 /// Parses a strict ISO 8601 calendar date `YYYY-MM-DD` that exists.
 pub fn parse_date(s: &str) -> Result<NaiveDate, TodoError> {
-    let shown: String = s.chars().take(40).collect();
+    let shown = || s.chars().take(40).collect::<String>();
     let well_formed = s.len() == 10
         && s.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',
@@ -102,11 +102,20 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, TodoError> {
         });
     if !well_formed {
         return Err(TodoError::InvalidDate(format!(
-            "\"{shown}\" is not a date in the form YYYY-MM-DD"
+            "\"{}\" is not a date in the form YYYY-MM-DD",
+            shown()
         )));
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| TodoError::InvalidDate(format!("\"{shown}\" is not a day of the calendar")))
+    // Well formed: ten ASCII bytes, digits but for the two dashes.
+    let number = |range: std::ops::Range<usize>| {
+        s.as_bytes()[range]
+            .iter()
+            .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+    };
+    let year = i32::try_from(number(0..4)).unwrap_or(i32::MAX);
+    NaiveDate::from_ymd_opt(year, number(5..7), number(8..10)).ok_or_else(|| {
+        TodoError::InvalidDate(format!("\"{}\" is not a day of the calendar", shown()))
+    })
 }
 
 /// Which entries a read wants: filters that combine (all must hold), from the id
@@ -136,6 +145,16 @@ impl EntryQuery {
         }
     }
 
+    /// Whether the query has no filter and starts at the first entry: it asks for
+    /// the first `limit` entries of the list.
+    pub fn is_unfiltered(&self) -> bool {
+        self.date.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+            && self.done.is_none()
+            && self.after == 0
+    }
+
     fn admits(&self, e: &Entry) -> bool {
         self.date.is_none_or(|d| e.date == d)
             && self.from.is_none_or(|f| e.date >= f)
@@ -151,6 +170,45 @@ pub struct Page {
     pub entries: Vec<Entry>,
     /// Whether entries past the last one also match (the next page starts after it).
     pub more: bool,
+}
+
+/// A page of a read as its JSON answer: the entries as a JSON array (as
+/// `serde_json` writes a `Vec<Entry>`), whether more follow, and the last entry's id
+/// (where the next page starts).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JsonPage {
+    /// The JSON array of the page's entries, in id order.
+    pub json: bytes::Bytes,
+    /// Whether entries past the last one also match.
+    pub more: bool,
+    /// The id of the page's last entry; `None` when the page is empty.
+    pub last_id: Option<u64>,
+}
+
+impl From<Page> for JsonPage {
+    fn from(page: Page) -> Self {
+        JsonPage {
+            json: entries_json(page.entries.iter()),
+            more: page.more,
+            last_id: page.entries.last().map(|e| e.id),
+        }
+    }
+}
+
+/// `entries` as a JSON array, byte for byte what `serde_json` writes for a
+/// `Vec<Entry>` of them.
+fn entries_json<'a>(entries: impl Iterator<Item = &'a Entry>) -> bytes::Bytes {
+    struct Seq<I>(std::cell::Cell<Option<I>>);
+    impl<'a, I: Iterator<Item = &'a Entry>> Serialize for Seq<I> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.take().into_iter().flatten())
+        }
+    }
+    let mut out = Vec::with_capacity(128);
+    // Writing plain structs of strings, numbers and dates into a Vec cannot fail.
+    serde_json::to_writer(&mut out, &Seq(std::cell::Cell::new(Some(entries))))
+        .expect("entries serialize to JSON");
+    bytes::Bytes::from(out)
 }
 
 /// A to-do list. Ids start at 1 and are never reused, even after a delete.
@@ -358,6 +416,17 @@ impl TodoList {
         self.exists().then(|| self.query(q))
     }
 
+    /// Every entry, in id order, as a JSON array: the bytes of
+    /// `JsonPage::from(page)` for a page of every entry, without cloning one.
+    pub fn all_entries_json(&self) -> bytes::Bytes {
+        entries_json(self.entries.values().map(|e| &**e))
+    }
+
+    /// The id of the last entry (the highest), if any.
+    pub fn last_id(&self) -> Option<u64> {
+        self.entries.last().map(|(id, _)| *id)
+    }
+
     /// Every entry, in id order.
     pub fn all_entries(&self) -> Vec<Entry> {
         self.entries.values().map(|e| Entry::clone(e)).collect()
@@ -420,6 +489,19 @@ mod tests {
         assert_eq!(l.add_entry(d("2026-11-23"), "b").unwrap().id, 2);
         l.delete_entry(2).unwrap();
         assert_eq!(l.add_entry(d("2026-11-23"), "c").unwrap().id, 3);
+    }
+
+    #[test]
+    fn dates_are_read_as_chrono_reads_them() {
+        for y in ["0000", "0001", "1900", "2000", "2024", "2026", "9999"] {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    let s = format!("{y}-{m:02}-{d:02}");
+                    let chrono = NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok();
+                    assert_eq!(parse_date(&s).ok(), chrono, "{s}");
+                }
+            }
+        }
     }
 
     #[test]

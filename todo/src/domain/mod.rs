@@ -16,8 +16,8 @@ mod settings;
 mod system;
 
 pub use list::{
-    parse_date, validate_title, Entry, EntryQuery, EntryUpdate, Page, TodoError, TodoList,
-    MAX_TITLE_CHARS,
+    parse_date, validate_title, Entry, EntryQuery, EntryUpdate, JsonPage, Page, TodoError,
+    TodoList, MAX_TITLE_CHARS,
 };
 pub use name::{decode_path, encode_path, InvalidListName, ListName, MAX_NAME_BYTES};
 pub use receipt::{IdempotencyKey, InvalidKey, Receipt};

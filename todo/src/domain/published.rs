@@ -10,17 +10,25 @@
 //! before. Cells are keyed by the server's epoch, so a stopping server can never
 //! remove the cell of the server that replaced it.
 //!
+//! Each published version is a [`Snapshot`]: the list, and its entries as JSON once
+//! a reader has asked for them, made by the first such reader and shared by the
+//! rest until the next publish replaces the snapshot. The JSON belongs to its
+//! version, so it can never be staler than the list beside it; it costs memory
+//! (about the size of the list's entries) for lists that are read, until their
+//! next write or their server's stop.
+//!
 //! Reads through a cell are not messages, so they do not keep a server from its
 //! idle stop: a list only read is loaded again once per `system.idle_timeout`.
 //! Writes with ack `none` are applied in order but not waited for, so a read right
 //! after one may not see it yet.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use dashmap::DashMap;
 
-use super::{ListName, TodoList};
+use super::{EntryQuery, JsonPage, ListName, TodoList};
 
 /// The published lists of one to-do system (cheap to share).
 #[derive(Default)]
@@ -31,13 +39,60 @@ pub struct Published {
 /// One server's cell: its epoch and the list it last published.
 struct Cell {
     epoch: u64,
-    list: ArcSwap<TodoList>,
+    list: ArcSwap<Snapshot>,
+}
+
+/// One published version of a list.
+pub struct Snapshot {
+    list: TodoList,
+    /// The JSON array of every entry, made on first use.
+    entries_json: OnceLock<Bytes>,
+}
+
+impl Snapshot {
+    fn new(list: TodoList) -> Self {
+        Snapshot {
+            list,
+            entries_json: OnceLock::new(),
+        }
+    }
+
+    /// The list as published.
+    pub fn list(&self) -> &TodoList {
+        &self.list
+    }
+
+    /// Every entry of this version as a JSON array ([`TodoList::all_entries_json`]),
+    /// serialized by the first caller and shared (a reference count) after that.
+    pub fn entries_json(&self) -> Bytes {
+        self.entries_json
+            .get_or_init(|| self.list.all_entries_json())
+            .clone()
+    }
+
+    /// The page `q` asks for as JSON, or `None` when the list does not exist: the
+    /// same answer as `JsonPage::from(list.page(q))`. A query of the first `limit`
+    /// entries without a filter, when the whole list fits, is answered with
+    /// [`Snapshot::entries_json`], without cloning or serializing an entry.
+    pub fn page_json(&self, q: &EntryQuery) -> Option<JsonPage> {
+        if !self.list.exists() {
+            return None;
+        }
+        if q.is_unfiltered() && self.list.len() <= q.limit {
+            return Some(JsonPage {
+                json: self.entries_json(),
+                more: false,
+                last_id: self.list.last_id(),
+            });
+        }
+        Some(JsonPage::from(self.list.query(q)))
+    }
 }
 
 impl Published {
-    /// The latest applied list of `name`'s live server; `None` when no server of
-    /// the list is live (or it has not loaded its list yet).
-    pub fn load(&self, name: &ListName) -> Option<Arc<TodoList>> {
+    /// The latest applied version of `name`'s list from its live server; `None`
+    /// when no server of the list is live (or it has not loaded its list yet).
+    pub fn load(&self, name: &ListName) -> Option<Arc<Snapshot>> {
         let cell = self.lists.get(name)?.value().clone();
         Some(cell.list.load_full())
     }
@@ -76,7 +131,7 @@ impl Publisher {
 
     /// Makes `list` what readers of this list load from now on (an O(1) snapshot).
     pub fn publish(&mut self, list: &TodoList) {
-        let snapshot = Arc::new(list.clone());
+        let snapshot = Arc::new(Snapshot::new(list.clone()));
         match &self.cell {
             Some(cell) => cell.list.store(snapshot),
             None => {
@@ -111,6 +166,11 @@ mod tests {
         ListName::new(s).unwrap()
     }
 
+    /// How many entries readers of `list` load.
+    fn entries_of(published: &Published, list: &str) -> usize {
+        published.load(&name(list)).unwrap().list().len()
+    }
+
     fn date() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 12, 3).unwrap()
     }
@@ -130,9 +190,78 @@ mod tests {
         list.add_entry(date(), "one").unwrap();
         p.publish(&list);
         list.add_entry(date(), "two").unwrap();
-        assert_eq!(published.load(&name("a")).unwrap().all_entries().len(), 1);
+        assert_eq!(entries_of(&published, "a"), 1);
         p.publish(&list);
-        assert_eq!(published.load(&name("a")).unwrap().all_entries().len(), 2);
+        assert_eq!(entries_of(&published, "a"), 2);
+    }
+
+    #[test]
+    fn a_json_page_is_the_json_of_the_page_whether_shared_or_made() {
+        let published = Arc::new(Published::default());
+        let mut p = Publisher::new(published.clone(), name("a"), 1);
+        p.publish(&TodoList::new());
+        let q = |date, after, limit| EntryQuery {
+            date,
+            after,
+            limit,
+            ..EntryQuery::default()
+        };
+        // A list never written does not exist: no page, as `TodoList::page` says.
+        assert_eq!(
+            published
+                .load(&name("a"))
+                .unwrap()
+                .page_json(&q(None, 0, 9)),
+            None
+        );
+        let mut list = TodoList::new();
+        let other = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        for i in 0..5 {
+            let day = if i % 2 == 0 { date() } else { other };
+            list.add_entry(day, &format!("t\"{i}")).unwrap();
+        }
+        list.delete_entry(2).unwrap();
+        p.publish(&list);
+        let snapshot = published.load(&name("a")).unwrap();
+        for query in [
+            q(None, 0, 1000),
+            q(None, 0, 4),
+            q(None, 0, 3),
+            q(None, 1, 1000),
+            q(Some(date()), 0, 1000),
+            q(Some(other), 0, 1),
+        ] {
+            let expected = JsonPage::from(list.page(&query).unwrap());
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&expected.json).unwrap(),
+                serde_json::to_value(list.query(&query).entries).unwrap()
+            );
+            assert_eq!(snapshot.page_json(&query), Some(expected), "{query:?}");
+        }
+    }
+
+    #[test]
+    fn a_versions_json_is_made_once_and_a_new_version_has_its_own() {
+        let published = Arc::new(Published::default());
+        let mut p = Publisher::new(published.clone(), name("a"), 1);
+        let mut list = TodoList::new();
+        list.add_entry(date(), "one").unwrap();
+        p.publish(&list);
+        let first = published.load(&name("a")).unwrap().entries_json();
+        let again = published.load(&name("a")).unwrap().entries_json();
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "shared, not serialized again"
+        );
+        list.add_entry(date(), "two").unwrap();
+        p.publish(&list);
+        let second = published.load(&name("a")).unwrap().entries_json();
+        assert_eq!(second, list.all_entries_json());
+        assert_eq!(
+            serde_json::from_slice::<Vec<crate::domain::Entry>>(&second).unwrap(),
+            list.all_entries()
+        );
     }
 
     #[test]
@@ -155,7 +284,7 @@ mod tests {
         list.add_entry(date(), "new").unwrap();
         new.publish(&list);
         drop(old);
-        assert_eq!(published.load(&name("a")).unwrap().all_entries().len(), 1);
+        assert_eq!(entries_of(&published, "a"), 1);
         assert_eq!(published.len(), 1);
     }
 }

@@ -13,12 +13,15 @@ use chrono::NaiveDate;
 use super::database::{Database, LoadError, StoreError};
 use super::port::{Storage, StorageError};
 use super::published::Published;
+use super::published::Snapshot;
 use super::receipt::IdempotencyKey;
 use super::server::{
     KeyedWrite, ListCall, ListContext, ListError, ListServer, NotLoaded, Write, ROLE,
 };
 use super::settings::{AckMode, Policies, Settings};
-use super::{validate_title, Entry, EntryQuery, EntryUpdate, ListName, Page, TodoError, TodoList};
+use super::{
+    validate_title, Entry, EntryQuery, EntryUpdate, JsonPage, ListName, Page, TodoError, TodoList,
+};
 use sluicegate::mailbox::Policy;
 use sluicegate::runtime::{
     CallError, Registry, RegistryCallError, RegistryConfig, ReplyTo, Restart, Spec, StartError,
@@ -560,21 +563,58 @@ impl TodoSystem {
         .await
     }
 
+    /// [`TodoSystem::query`] answered as JSON: the same page, read the same way.
+    /// From a published list, a query of its first entries without a filter
+    /// (`GET /lists/{list}/entries`) gets the version's JSON serialized once and
+    /// shared by every read until the next write ([`Snapshot::entries_json`]).
+    ///
+    /// # Errors
+    ///
+    /// Why the list could not be read (overload, timeout, storage).
+    pub async fn query_json(
+        &self,
+        list: &ListName,
+        query: EntryQuery,
+    ) -> Result<Option<JsonPage>, TodoSystemError> {
+        let read = self
+            .read_either(
+                list,
+                |published| published.page_json(&query),
+                |r| ListCall::Entries(query.clone(), r),
+            )
+            .await?;
+        Ok(read.unwrap_or_else(|page| page.map(JsonPage::from)))
+    }
+
     /// A read: from the list its live server published (no message), or else
-    /// asked of its server, which a read of a list with none starts.
+    /// asked of its server, which a read of a list with none starts: the
+    /// published read's answer as `Ok`, the server's as `Err`.
+    async fn read_either<P, R>(
+        &self,
+        list: &ListName,
+        from_published: impl FnOnce(&Snapshot) -> P,
+        request: impl Fn(ReplyTo<R>) -> ListCall,
+    ) -> Result<Result<P, R>, TodoSystemError> {
+        {
+            let _admitted = self.admit().await?;
+            if let Some(published) = self.inner.published.load(list) {
+                return Ok(Ok(from_published(&published)));
+            }
+        }
+        self.call(list, request).await.map(Err)
+    }
+
+    /// [`TodoSystem::read_either`] where the published read and the server answer alike.
     async fn read<R>(
         &self,
         list: &ListName,
         from_published: impl FnOnce(&TodoList) -> R,
         request: impl Fn(ReplyTo<R>) -> ListCall,
     ) -> Result<R, TodoSystemError> {
-        {
-            let _admitted = self.admit().await?;
-            if let Some(published) = self.inner.published.load(list) {
-                return Ok(from_published(&published));
-            }
-        }
-        self.call(list, request).await
+        let read = self
+            .read_either(list, |s| from_published(s.list()), request)
+            .await?;
+        Ok(read.unwrap_or_else(|r| r))
     }
 
     /// How many entries the list holds, or `None` when it does not exist; read like

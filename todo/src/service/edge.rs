@@ -128,7 +128,7 @@ where
         },
         _ => None,
     };
-    let resp = answer(inner, shared, req).await;
+    let resp = answer(inner, shared, req, started).await;
     finish(shared, &handles, &path, resp, started, permit)
 }
 
@@ -157,8 +157,8 @@ fn finish(
     resp
 }
 
-/// The checks, the body, the handler within the timeout; errors as JSON.
-async fn answer<S>(mut inner: S, shared: &Shared, req: Request) -> Response
+/// The checks, the body, the handler within the timeout from `started`; errors as JSON.
+async fn answer<S>(mut inner: S, shared: &Shared, req: Request, started: Instant) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -170,7 +170,7 @@ where
         .is_some_and(|n| n > BODY_LIMIT as u64);
     // The whole body is read before any handler runs, so routes that ignore it
     // (reads, deletes, 404s, 405s) still consume it and the connection stays usable.
-    let deadline = Instant::now() + shared.timeout;
+    let deadline = started + shared.timeout;
     if declared_too_large {
         return too_large();
     }

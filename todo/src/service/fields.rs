@@ -52,9 +52,16 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
+        .map(str::trim)
         .is_some_and(|v| {
-            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            // Case-insensitive, without a lowercase copy.
+            let is =
+                |part: Option<&str>, text: &str| part.is_some_and(|p| p.eq_ignore_ascii_case(text));
+            let (prefix, suffix) = ("application/", "+json");
+            is(Some(v), "application/json")
+                || (v.len() >= prefix.len() + suffix.len()
+                    && is(v.get(..prefix.len()), prefix)
+                    && is(v.get(v.len() - suffix.len()..), suffix))
         });
     if !is_json {
         return Err(ApiError::new(
@@ -68,6 +75,11 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
             "body: expected a JSON object, e.g. {\"date\": \"2026-11-23\", \"title\": \"Dentist\"}",
         )),
         None => return Err(ApiError::bad_request("body: empty; expected a JSON object")),
+    }
+    // serde_json alone where the body is good; axum's `Json` (which tracks the
+    // path of the bad field, and costs more) only to word the error.
+    if let Ok(v) = serde_json::from_slice::<T>(body) {
+        return Ok(v);
     }
     match Json::<T>::from_bytes(body) {
         Ok(Json(v)) => Ok(v),
@@ -243,17 +255,17 @@ pub(super) fn title_field(title: &str) -> Result<(), ApiError> {
 
 /// The answer to a write: `done` with the entry (and `location`, its path, for a
 /// new one), or `202` with what was accepted (`accepted`: the write as queued; a new
-/// entry's id is not known until applied). A replayed result is answered as the
-/// first one was, marked `Idempotent-Replayed: true`.
+/// entry's id is not known until applied; made only for a `202`). A replayed result
+/// is answered as the first one was, marked `Idempotent-Replayed: true`.
 pub(super) fn written(
     outcome: WriteOutcome,
     done: StatusCode,
-    accepted: serde_json::Value,
+    accepted: impl FnOnce() -> serde_json::Value,
     location: impl Fn(u64) -> Option<String>,
 ) -> Response {
     let (entry, replayed) = match outcome {
         WriteOutcome::Accepted => {
-            return (StatusCode::ACCEPTED, Json(accepted)).into_response();
+            return (StatusCode::ACCEPTED, Json(accepted())).into_response();
         }
         WriteOutcome::Done(entry) => (entry, false),
         WriteOutcome::Replayed(entry) => (entry, true),
@@ -270,4 +282,70 @@ pub(super) fn written(
         resp = super::idempotency::mark_replayed(resp);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_type(content_type: &str) -> Result<NewEntry, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        json_body(
+            &headers,
+            &Bytes::from_static(br#"{"date":"2026-12-04","title":"t"}"#),
+        )
+    }
+
+    #[test]
+    fn json_media_types_are_matched_without_regard_to_case() {
+        for good in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;x=y",
+            "application/merge-patch+json",
+            "APPLICATION/VND.API+JSON",
+            "application/+json",
+        ] {
+            assert!(with_type(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "text/json",
+            "application/jsonx",
+            "application/json+xml",
+            "application/xml",
+            "application+json",
+            "json",
+            "",
+        ] {
+            let err = with_type(bad).map(|_| ()).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_body_is_named_as_before_and_a_good_one_parsed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let entry: NewEntry = json_body(
+            &headers,
+            &Bytes::from_static(br#" {"date":"d","title":"t"} "#),
+        )
+        .unwrap();
+        assert_eq!((entry.date.as_str(), entry.title.as_str()), ("d", "t"));
+        let err =
+            json_body::<NewEntry>(&headers, &Bytes::from_static(br#"{"date":1,"title":"t"}"#))
+                .map(|_| ())
+                .unwrap_err();
+        assert!(
+            err.message.starts_with("body: date: invalid type"),
+            "{}",
+            err.message
+        );
+        let trailing = json_body::<NewEntry>(
+            &headers,
+            &Bytes::from_static(br#"{"date":"d","title":"t"} x"#),
+        );
+        assert!(trailing.is_err());
+    }
 }

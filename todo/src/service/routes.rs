@@ -2,6 +2,7 @@
 //! request's parts through `fields.rs`, where every rejection becomes a 400 (or 413)
 //! JSON error that names the bad field.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -18,7 +19,7 @@ use super::error::ApiError;
 use super::fields::*;
 use super::idempotency;
 use super::AppState;
-use crate::config::LimitConfig;
+use crate::config::{AckMode, LimitConfig};
 use crate::domain::server::{KeyedWrite, Write};
 use crate::domain::{EntryQuery, EntryUpdate, ListName};
 
@@ -54,7 +55,9 @@ pub(super) fn router(state: AppState, request_timeout: Duration, limit: &LimitCo
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .with_state(state);
+        // One reference count per request (axum clones the route's state for every
+        // request, and the extractor once more) instead of one per field.
+        .with_state(Arc::new(state));
     // One service around every route (and the fallback): limit, checks, body,
     // timeout, JSON errors, refusal log and metrics (see `edge.rs`).
     let app = routes.layer(EdgeLayer::new(request_timeout, limit));
@@ -70,7 +73,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration, limit: &LimitCo
 }
 
 /// `GET /cluster`: the node's view of members, leases and epochs (404 on a single node).
-async fn cluster(State(state): State<AppState>) -> Response {
+async fn cluster(State(state): State<Arc<AppState>>) -> Response {
     match &state.cluster {
         Some(node) => Json(node.view()).into_response(),
         None => ApiError::new(
@@ -81,7 +84,7 @@ async fn cluster(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     // Mailboxes publish counts in batches; publish them all so the scrape is exact.
     sluicegate::mailbox::metrics::flush_all();
     let policies = state.system.policies();
@@ -129,24 +132,29 @@ pub(super) fn without_stale_policies(text: &str, current: &[(&str, &str)]) -> St
     responses((status = 201, description = "Added", body = super::openapi::EntryDoc, headers(("Location" = String, description = "The new entry's path"))),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
 pub(super) async fn add_entry(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let list = path_list(path)?;
-    let ack = ack(query)?;
+    let ack = ack(query)?.unwrap_or_else(|| state.system.default_ack());
     let key = idempotency::key(&headers)?;
     let body: NewEntry = json_body(&headers, &body)?;
     let date = date_field("date", &body.date)?;
     title_field(&body.title)?;
-    let accepted = json!({
-        "status": "accepted",
-        "list": list.as_str(),
-        "date": body.date,
-        "title": body.title,
-    });
+    // Only a write with ack `none` is answered `202` with what was accepted, so
+    // only then is its title kept for the answer.
+    let title_202 = (ack == AckMode::None).then(|| body.title.clone());
+    let accepted = || {
+        json!({
+            "status": "accepted",
+            "list": list.as_str(),
+            "date": body.date,
+            "title": title_202,
+        })
+    };
     let write = KeyedWrite {
         write: Write::Add {
             date,
@@ -156,7 +164,7 @@ pub(super) async fn add_entry(
     };
     let outcome = state
         .system
-        .write(&list, write, ack)
+        .write(&list, write, Some(ack))
         .await
         .map_err(|e| prefix_invalid(e, "title"))?;
     let location = |id| Some(format!("{}/{id}", entries_path(&list)));
@@ -184,7 +192,7 @@ fn prefix_invalid(e: crate::domain::TodoSystemError, field: &str) -> ApiError {
     responses((status = 200, description = "Entries in id order; a Link rel=next header when a page follows", body = [super::openapi::EntryDoc],
         headers(("Link" = String, description = "The next page, when limit cut the answer"))), super::openapi::ApiErrors))]
 pub(super) async fn list_entries(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -228,10 +236,10 @@ pub(super) async fn list_entries(
     };
     let page = state
         .system
-        .query(&list, query)
+        .query_json(&list, query)
         .await?
         .ok_or_else(|| no_list(&list))?;
-    let next = match (page.more, page.entries.last()) {
+    let next = match (page.more, page.last_id) {
         (true, Some(last)) => {
             let mut params: Vec<(&str, String)> = [
                 ("date", &q.date),
@@ -243,17 +251,26 @@ pub(super) async fn list_entries(
             .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
             .collect();
             params.push(("limit", limit.to_string()));
-            params.push(("after", last.id.to_string()));
+            params.push(("after", last.to_string()));
             next_link(&entries_path(&list), &params)
         }
         _ => None,
     };
-    let mut resp = Json(page.entries).into_response();
+    // The bytes `Json(entries)` would write (for an unfiltered read of a published
+    // list, serialized once per version of the list).
+    let mut resp = (
+        [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
+        axum::body::Body::from(page.json),
+    )
+        .into_response();
     if let Some(link) = next {
         resp.headers_mut().insert(header::LINK, link);
     }
     Ok(resp)
 }
+
+/// The content type of a JSON answer, as axum's `Json` sets it.
+const JSON_CONTENT_TYPE: header::HeaderValue = header::HeaderValue::from_static("application/json");
 
 /// The 404 of a list that does not exist (never written, or deleted).
 fn no_list(list: &ListName) -> ApiError {
@@ -266,7 +283,7 @@ fn no_list(list: &ListName) -> ApiError {
 #[utoipa::path(get, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id")),
     responses((status = 200, description = "The entry", body = super::openapi::EntryDoc), super::openapi::ApiErrors))]
 pub(super) async fn get_entry(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<NoQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -299,7 +316,7 @@ pub(super) async fn get_entry(
     responses((status = 200, description = "Lists by name with their entry counts; a Link rel=next header when a page follows", body = [super::openapi::ListSummaryDoc],
         headers(("Link" = String, description = "The next page, when limit cut the answer"))), super::openapi::ApiErrors))]
 pub(super) async fn all_lists(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     query: Result<Query<ListsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q: ListsQuery = self::query(query)?;
@@ -361,7 +378,7 @@ async fn list_summary(state: &AppState, name: &ListName) -> Option<serde_json::V
 #[utoipa::path(get, path = "/lists/{list}", tag = "lists", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded")),
     responses((status = 200, description = "The list's name and entry count", body = super::openapi::ListSummaryDoc), super::openapi::ApiErrors))]
 pub(super) async fn one_list(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<NoQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -383,7 +400,7 @@ pub(super) async fn one_list(
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes the delete answer 204 when the list is already gone")),
     responses((status = 204, description = "Deleted: gone from stable storage; the name's next write starts a fresh list with ids from 1"), super::openapi::ApiErrors))]
 pub(super) async fn delete_list(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<NoQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -405,7 +422,7 @@ pub(super) async fn delete_list(
     responses((status = 200, description = "Changed", body = super::openapi::EntryDoc),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
 pub(super) async fn update_entry(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -452,14 +469,14 @@ pub(super) async fn update_entry(
         .write(&list, write, ack)
         .await
         .map_err(|e| prefix_invalid(e, "title"))?;
-    Ok(written(outcome, StatusCode::OK, accepted, |_| None))
+    Ok(written(outcome, StatusCode::OK, || accepted, |_| None))
 }
 
 #[utoipa::path(delete, path = "/lists/{list}/entries/{id}", tag = "entries", params(("list" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", description = "The list name: 1 to 256 bytes of UTF-8 (multi-byte characters reach the limit sooner than maxLength says) without control characters, percent-encoded"), ("id" = i64, Path, minimum = 1, description = "The entry id"), ("ack" = Option<super::openapi::AckDoc>, Query, description = "When to answer: none, applied or durable (default from config)"), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters naming this write: a repeat with the same key and request gets the first result (Idempotent-Replayed: true) and writes nothing; the same key with another request is 422. Kept per list for system.idempotency_window (24 h)")),
     responses((status = 204, description = "Deleted"),
         (status = 202, description = "Accepted with ack none", body = super::openapi::AcceptedDoc), super::openapi::ApiErrors))]
 pub(super) async fn delete_entry(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<AckQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -473,5 +490,10 @@ pub(super) async fn delete_entry(
     };
     let outcome = state.system.write(&list, write, ack).await?;
     let accepted = json!({ "status": "accepted", "list": list.as_str(), "id": id });
-    Ok(written(outcome, StatusCode::NO_CONTENT, accepted, |_| None))
+    Ok(written(
+        outcome,
+        StatusCode::NO_CONTENT,
+        || accepted,
+        |_| None,
+    ))
 }

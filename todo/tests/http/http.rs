@@ -574,3 +574,58 @@ async fn done_flag_and_deleting_a_whole_list() {
     assert_eq!(v[0]["title"], "again");
     r.shutdown();
 }
+
+/// `GET /lists/{list}/entries` answers a live list with its JSON made once per
+/// version: after every acknowledged write (add, change, delete, each with the
+/// default ack) the next GET shows it, as JSON, while the GETs before it (which
+/// made and shared the previous version's body) showed the state before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_after_each_acknowledged_write_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = serve(Config::builtin(), dir.path()).await;
+    let c = Client::new();
+    let path = "/lists/cached/entries";
+    let mut expected: Vec<Value> = Vec::new();
+    for i in 1..=12u64 {
+        let resp = c
+            .post(url(&r, path))
+            .json(&json!({"date": "2026-12-04", "title": format!("t{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        expected.push(resp.json().await.unwrap());
+        if i % 3 == 0 {
+            let id = expected[0]["id"].as_u64().unwrap();
+            let resp = c
+                .patch(url(&r, &format!("{path}/{id}")))
+                .json(&json!({"done": true, "title": format!("done {i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            expected[0] = resp.json().await.unwrap();
+        }
+        if i % 4 == 0 {
+            let id = expected[1]["id"].as_u64().unwrap();
+            let resp = c
+                .delete(url(&r, &format!("{path}/{id}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+            expected.remove(1);
+        }
+        for _ in 0..3 {
+            let resp = c.get(url(&r, path)).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(resp.headers()["content-type"], "application/json");
+            assert_eq!(
+                resp.json::<Value>().await.unwrap(),
+                json!(expected),
+                "after write {i}"
+            );
+        }
+    }
+    r.shutdown();
+}

@@ -1532,3 +1532,95 @@ async fn reads_after_an_acknowledgement_always_include_it() {
     }
     sys.shutdown().await;
 }
+
+/// The JSON of a read (`GET /lists/{list}/entries`) is serialized once per
+/// published version of the list and shared: each writer owns a list and reads
+/// it as JSON after every acknowledged add, update and delete, while other tasks
+/// keep reading every list (so a version's JSON is usually made by someone else,
+/// and would be handed out stale if it outlived its version). Every read equals
+/// the writer's model of its list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_read_is_never_staler_than_the_last_acknowledged_write() {
+    use sluicegate_todo::domain::{Entry, EntryQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let sys = start(BackendKind::Files, dir.path()).await;
+    let lists: Vec<ListName> = (0..4).map(|t| name(&format!("json-{t}"))).collect();
+    fn unfiltered() -> EntryQuery {
+        EntryQuery {
+            limit: 1000,
+            ..EntryQuery::default()
+        }
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (sys, lists, stop) = (sys.clone(), lists.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for l in &lists {
+                    sys.query_json(l, unfiltered()).await.unwrap();
+                    reads += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            reads
+        }));
+    }
+    let mut writers = Vec::new();
+    for l in lists.clone() {
+        let sys = sys.clone();
+        writers.push(tokio::spawn(async move {
+            let mut model: Vec<Entry> = Vec::new();
+            let read = |sys: TodoSystem, l: ListName| async move {
+                let page = sys.query_json(&l, unfiltered()).await.unwrap().unwrap();
+                assert!(!page.more);
+                assert_eq!(
+                    page.last_id,
+                    serde_json::from_slice::<Vec<Entry>>(&page.json)
+                        .unwrap()
+                        .last()
+                        .map(|e| e.id)
+                );
+                serde_json::from_slice::<Vec<Entry>>(&page.json).unwrap()
+            };
+            for i in 0..60u32 {
+                let ack = Some(AckMode::Applied);
+                match i % 3 {
+                    0 | 1 => {
+                        let title = format!("t{i}");
+                        let e = sys.add_entry(&l, day(1 + i % 20), &title, ack).await;
+                        model.push(done(e.unwrap()));
+                    }
+                    _ if i % 2 == 0 => {
+                        let id = model[model.len() / 2].id;
+                        let gone = sys.delete_entry(&l, id, ack).await.unwrap();
+                        assert_eq!(done(gone).id, id);
+                        model.retain(|e| e.id != id);
+                    }
+                    _ => {
+                        let update = EntryUpdate {
+                            done: Some(true),
+                            title: Some(format!("u{i}")),
+                            ..EntryUpdate::default()
+                        };
+                        let id = model[0].id;
+                        let e = done(sys.update_entry(&l, id, update, ack).await.unwrap());
+                        model[0] = e;
+                    }
+                }
+                // Read from another task, as another request would.
+                let seen = tokio::spawn(read(sys.clone(), l.clone())).await.unwrap();
+                assert_eq!(seen, model, "{l} after write {i}");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+    sys.shutdown().await;
+}
