@@ -203,21 +203,37 @@ async fn service_with_traffic(dir: &std::path::Path) -> (service::Running, Strin
 async fn every_metric_in_the_dashboard_is_exported_by_a_running_service() {
     let dir = tempfile::tempdir().unwrap();
     let (running, base) = service_with_traffic(dir.path()).await;
-    // Scrape twice: the first scrape's own request is counted in the second.
+    let queries = dashboard_queries();
+    let needed: BTreeSet<String> = queries
+        .iter()
+        .flat_map(|q| promql_refs(&q.expr).metrics)
+        .collect();
+    // Scrape twice at least: the first scrape's own request is counted in the
+    // second. Some series appear only once the traffic's work has settled (a
+    // commit's metrics when its batch is durable), so scrape again, for up to 10 s,
+    // until every metric the dashboard uses is there (or report what is missing).
     let _ = reqwest::get(format!("{base}/metrics")).await.unwrap();
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let (samples, _) = parse_metrics(&text);
+        let all_there = needed.iter().all(|n| samples.iter().any(|s| &s.name == n));
+        if all_there || tokio::time::Instant::now() >= deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let (samples, types) = parse_metrics(&text);
     let mut by_name: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
     for s in &samples {
         by_name.entry(&s.name).or_default().push(s);
     }
 
-    let queries = dashboard_queries();
     assert!(queries.len() >= 10, "the dashboard has its panels");
     let mut problems = Vec::new();
     for q in &queries {
