@@ -12,7 +12,8 @@ use sluicegate_todo::domain::ListName;
 use sluicegate_todo::service::{self, ServeOptions};
 
 use crate::support::dashboard::{dashboard_queries, promql_refs};
-use crate::support::prom::{parse_metrics, Sample};
+use crate::support::eventually::poll_until;
+use crate::support::prom::{parse_metrics, scrape, Sample};
 use crate::support::serve::repo_file;
 
 #[test]
@@ -210,24 +211,20 @@ async fn every_metric_in_the_dashboard_is_exported_by_a_running_service() {
         .collect();
     // Scrape twice at least: the first scrape's own request is counted in the
     // second. Some series appear only once the traffic's work has settled (a
-    // commit's metrics when its batch is durable), so scrape again, for up to 10 s,
-    // until every metric the dashboard uses is there (or report what is missing).
-    let _ = reqwest::get(format!("{base}/metrics")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let text = loop {
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    // commit's metrics when its batch is durable), so scrape again until every
+    // metric the dashboard uses is there (or report what is missing, below).
+    let metrics_url = format!("{base}/metrics");
+    let _ = scrape(&metrics_url).await;
+    let mut text = scrape(&metrics_url).await;
+    poll_until(async || {
+        text = scrape(&metrics_url).await;
         let (samples, _) = parse_metrics(&text);
-        let all_there = needed.iter().all(|n| samples.iter().any(|s| &s.name == n));
-        if all_there || tokio::time::Instant::now() >= deadline {
-            break text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+        needed
+            .iter()
+            .all(|n| samples.iter().any(|s| &s.name == n))
+            .then_some(())
+    })
+    .await;
     let (samples, types) = parse_metrics(&text);
     let mut by_name: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
     for s in &samples {
@@ -340,12 +337,7 @@ async fn http_errors_are_counted_with_their_status_and_route() {
     let resp = c.get(format!("{base}/nowhere")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&format!("{base}/metrics")).await;
     let (samples, _) = parse_metrics(&text);
     for (method, route, status) in [
         ("POST", "/lists/{list}/entries", "413"),

@@ -61,3 +61,9 @@ pub fn find<'a>(samples: &'a [Sample], name: &str, with: &[(&str, &str)]) -> Vec
         })
         .collect()
 }
+
+/// The text of one `GET url` (a service's `/metrics`), failing the test if the
+/// request fails.
+pub async fn scrape(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
