@@ -39,7 +39,6 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -101,12 +100,16 @@ impl<T> fmt::Debug for DeadLetter<T> {
 }
 
 /// The dead-letter handler.
-pub(crate) type DeadLetterHook<T> = Arc<dyn Fn(DeadLetter<T>) + Send + Sync>;
+/// Boxed, not shared: a handler that captures nothing (the runtime's) allocates
+/// nothing.
+pub(crate) type DeadLetterHook<T> = Box<dyn Fn(DeadLetter<T>) + Send + Sync>;
 
 /// Where a mailbox's dead letters go: the handler and/or the rate-limited log.
 pub(crate) struct DeadLetters<T> {
     pub(crate) hook: Option<DeadLetterHook<T>>,
-    pub(crate) log: Option<LogLimit>,
+    /// Boxed: most mailboxes with dead letters (every runtime server's) do not log
+    /// them, and each carries this value.
+    pub(crate) log: Option<Box<LogLimit>>,
     pub(crate) role: &'static str,
 }
 

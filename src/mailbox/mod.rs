@@ -564,7 +564,7 @@ impl<T: Send + 'static> Builder<T> {
     /// error). Replaces a handler set with [`on_evict`](Self::on_evict). With no
     /// handler, dead letters are dropped where they are discarded, at no cost.
     pub fn dead_letters(mut self, hook: impl Fn(DeadLetter<T>) + Send + Sync + 'static) -> Self {
-        self.dead_letters = Some(Arc::new(hook));
+        self.dead_letters = Some(Box::new(hook));
         self
     }
 
@@ -664,7 +664,9 @@ impl<T: Send + 'static> Builder<T> {
         let dead = (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| {
             Box::new(DeadLetters {
                 hook: self.dead_letters,
-                log: self.log_dead_letters.map(LogLimit::new),
+                log: self
+                    .log_dead_letters
+                    .map(|every| Box::new(LogLimit::new(every))),
                 role: self.role,
             })
         });
