@@ -446,8 +446,10 @@ async fn kill_9_of_an_owner_moves_its_shards_within_the_lease_and_loses_no_durab
 async fn an_owner_paused_past_its_lease_is_fenced_when_it_wakes() {
     let db = crate::support::pg::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
-    // n1 holds every store 1 s after taking its epoch: the pause lands in that window.
-    let slow = config_file(dir.path(), "slow", &db.url, "3s", "store_delay = \"1s\"\n");
+    // n1 holds every store 3 s after taking its epoch: the pause lands in that window.
+    // (1 s was too short on a loaded machine: the first list's store could finish
+    // before the last list was activated and n1 paused, and be answered 201.)
+    let slow = config_file(dir.path(), "slow", &db.url, "3s", "store_delay = \"3s\"\n");
     let cfg = config_file(dir.path(), "node", &db.url, "3s", "");
     let nodes = vec![
         start_node(dir.path(), &slow, "n1"),
