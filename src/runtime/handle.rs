@@ -50,6 +50,7 @@ fn call_meta_wait(meta: Meta, now: Instant, timeout: Duration) -> (Meta, Instant
 /// the timer of their waiting callers. A server started alone has its own; the
 /// servers a [`Registry`](super::Registry) starts share one, so a live server
 /// carries neither a metric registration nor a timer task of its own.
+///
 /// One pointer: every handle carries it, and the registry holds a handle per
 /// live server.
 #[derive(Clone)]
@@ -75,6 +76,16 @@ impl CallShare {
     /// The role whose call series these are (and whose servers these handles are).
     pub(crate) fn role(&self) -> &'static str {
         self.0.metrics.role()
+    }
+
+    /// The call latency and result series.
+    fn metrics(&self) -> &m::CallMetrics {
+        &self.0.metrics
+    }
+
+    /// The timer of the calls waiting on these servers' replies.
+    fn timer(&self) -> &Arc<CallTimer> {
+        &self.0.timer
     }
 }
 
@@ -203,15 +214,14 @@ impl<S: Server> ServerRef<S> {
                 Err((err, back))
             }
             // Timed by the server's shared call timer, not a timer entry per call.
-            Ok(()) => match ReplyWait::new(rx, deadline, &self.calls.0.timer).await {
+            Ok(()) => match ReplyWait::new(rx, deadline, self.calls.timer()).await {
                 Some(Ok(r)) => r.map_err(|e| (e, None)),
                 Some(Err(_)) => Err((CallError::Stopped, None)),
                 None => Err((CallError::Timeout, None)),
             },
         };
         self.calls
-            .0
-            .metrics
+            .metrics()
             .done(started, result.as_ref().err().map(|(e, _)| *e));
         result
     }
@@ -219,7 +229,7 @@ impl<S: Server> ServerRef<S> {
     /// Records a call to this server made another way (through a pool's router)
     /// in its call metrics.
     pub(crate) fn record_call(&self, started: Instant, err: Option<CallError>) {
-        self.calls.0.metrics.done(started, err);
+        self.calls.metrics().done(started, err);
     }
 
     /// Sends a cast; waits for mailbox space only under the `block` and `coalesce`

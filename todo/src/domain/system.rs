@@ -12,8 +12,7 @@ use chrono::NaiveDate;
 
 use super::database::{Database, LoadError, StoreError};
 use super::port::{Storage, StorageError};
-use super::published::Published;
-use super::published::Snapshot;
+use super::published::{Published, Snapshot};
 use super::receipt::IdempotencyKey;
 use super::server::{
     KeyedWrite, ListCall, ListContext, ListError, ListServer, NotLoaded, Write, ROLE,

@@ -52,16 +52,14 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(str::trim)
+        .map(|v| v.trim().as_bytes())
         .is_some_and(|v| {
             // Case-insensitive, without a lowercase copy.
-            let is =
-                |part: Option<&str>, text: &str| part.is_some_and(|p| p.eq_ignore_ascii_case(text));
-            let (prefix, suffix) = ("application/", "+json");
-            is(Some(v), "application/json")
+            let (prefix, suffix) = (&b"application/"[..], &b"+json"[..]);
+            v.eq_ignore_ascii_case(b"application/json")
                 || (v.len() >= prefix.len() + suffix.len()
-                    && is(v.get(..prefix.len()), prefix)
-                    && is(v.get(v.len() - suffix.len()..), suffix))
+                    && v[..prefix.len()].eq_ignore_ascii_case(prefix)
+                    && v[v.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
         });
     if !is_json {
         return Err(ApiError::new(

@@ -489,11 +489,6 @@ pub(super) async fn delete_entry(
         key,
     };
     let outcome = state.system.write(&list, write, ack).await?;
-    let accepted = json!({ "status": "accepted", "list": list.as_str(), "id": id });
-    Ok(written(
-        outcome,
-        StatusCode::NO_CONTENT,
-        || accepted,
-        |_| None,
-    ))
+    let accepted = || json!({ "status": "accepted", "list": list.as_str(), "id": id });
+    Ok(written(outcome, StatusCode::NO_CONTENT, accepted, |_| None))
 }

@@ -7,7 +7,7 @@ use sluicegate_todo::config::Config;
 
 use crate::support::eventually::poll_until;
 use crate::support::prom::{find, parse_metrics, Sample};
-use crate::support::serve::{all_entries, repo_file, run, Serve};
+use crate::support::serve::{all_entries, get_json, repo_file, run, Serve};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -94,14 +94,7 @@ async fn serve_with_the_book_config_runs_its_policies() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let mut entries = Value::Null;
     for _ in 0..100 {
-        entries = c
-            .get(s.url("/lists/alice/entries"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        entries = get_json(&c, &s.url("/lists/alice/entries")).await.1;
         if entries[0]["title"] == "Dentist" {
             break;
         }
