@@ -8,7 +8,9 @@
 //! Built only with `RUSTFLAGS="--cfg sluicegate_loom"` (see .ci/run for the command).
 //!
 //! Each sender sends two messages, then drops its handle; the receiver receives until
-//! the end. Every interleaving must end (loom reports a lost wake-up as a deadlock),
+//! the end (one test keeps a handle alive instead, so that the last sender's drop,
+//! which wakes the receiver, cannot hide a push that failed to). Every interleaving
+//! must end (loom reports a lost wake-up as a deadlock),
 //! and then: every accepted message was delivered exactly once or handed to the
 //! eviction handler as the policy says, each sender's delivered messages are in the
 //! order it sent them, and the accounting is balanced with nothing left queued.
@@ -214,6 +216,52 @@ fn loom_drop_oldest_with_deadlines_delivers_or_evicts_each_message_once() {
 #[test]
 fn loom_drop_oldest_delivers_or_evicts_each_message_once() {
     explore(Policy::DropOldest { capacity: 1 }, plain, check_drop_oldest);
+}
+
+/// The ring's own wake-up, with no close to mask a lost one: the receiver's handle
+/// of the senders stays alive until all four messages (room for all, so none is
+/// evicted) are received, so a push that fails to wake a parked receiver leaves it
+/// waiting forever, which loom reports as a deadlock.
+#[test]
+fn loom_drop_oldest_ring_wakes_a_parked_receiver_without_a_close() {
+    model(|| {
+        let (tx, mut rx) = Builder::new(Policy::DropOldest {
+            capacity: usize::from(SENDERS * PER_SENDER),
+        })
+        .metrics(false)
+        .build()
+        .unwrap();
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|s| {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    loom::future::block_on(async move {
+                        for i in 0..PER_SENDER {
+                            tx.send((s, i)).await.unwrap();
+                        }
+                    })
+                })
+            })
+            .collect();
+        let delivered = loom::future::block_on(async {
+            let mut got = Vec::new();
+            while got.len() < usize::from(SENDERS * PER_SENDER) {
+                got.push(rx.recv().await.expect("a sender handle is still alive"));
+            }
+            got
+        });
+        drop(tx);
+        for h in senders {
+            h.join().unwrap();
+        }
+        for s in 0..SENDERS {
+            let mine: Vec<u8> = delivered.iter().filter(|m| m.0 == s).map(|m| m.1).collect();
+            assert_eq!(mine, (0..PER_SENDER).collect::<Vec<_>>(), "{delivered:?}");
+        }
+        let stats = rx.stats();
+        assert_eq!(stats.delivered, u64::from(SENDERS * PER_SENDER));
+        assert_eq!(stats.dropped_oldest, 0);
+    });
 }
 
 #[test]

@@ -33,13 +33,18 @@
 //!
 //! # Ordering
 //!
-//! A sender enters the fast path with one read-modify-write of the gate (`+2`),
+//! A sender enters the fast path with one read-modify-write of the gate (`+IN`),
 //! which is totally ordered with the locker's `fetch_or` of the locked bit: either
-//! the sender sees the bit and backs off, or the locker waits for its `-2`. The
+//! the sender sees the bit and backs off, or the locker waits for its `-IN`. The
+//! same word carries the receiver's parked bit, so a sender's exit (`-IN`, which
+//! returns the bit) and the receiver's park (`fetch_or`, then one more look at the
+//! ring) are ordered by the word itself: the sender sees the bit and wakes the
+//! receiver, or the receiver's look sees the message. A push costs three
+//! read-modify-writes (enter, the ring's own, exit) and no fence. The
 //! receiver, alone on its side, publishes `rx_busy` and then reads the gate, the
 //! locker sets the bit and then reads `rx_busy`, each with a `SeqCst` fence between
 //! (Dekker): at least one of them sees the other. tests/loom_mailbox.rs model-checks
-//! both hand-offs, with a locked model of the ring (the real one is
+//! these hand-offs, with a locked model of the ring (the real one is
 //! `concurrent-queue`'s, checked by its own authors).
 
 use std::task::Waker;
@@ -48,10 +53,13 @@ use super::core::Core;
 use super::sync::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use super::Policy;
 
-/// The gate's locked bit; the rest of the word counts senders inside a fast push, in
-/// steps of [`IN`].
+/// The gate's locked bit.
 const LOCKED: usize = 1;
-const IN: usize = 2;
+/// The gate's receiver-parked bit: the receiver has registered its waker and waits
+/// (set by the receiver, cleared by the sender that wakes it).
+const RX_PARKED: usize = 2;
+/// The rest of the gate's word counts senders inside a fast push, in steps of `IN`.
+const IN: usize = 4;
 
 /// What a full ring does with a newcomer (set when the gate opens).
 pub(crate) const KIND_GROW: u8 = 0;
@@ -86,15 +94,12 @@ pub(crate) enum FastRecv<T> {
 /// them, each group on its own cache line ([`Line`]), so a sender's writes never
 /// evict the receiver's line and back: senders write `gate`, `rejected` and
 /// `dropped_oldest`; the receiver writes `rx_busy`, `delivered` and `peak`; the
-/// lock holder writes `locked` and `kind`, rarely; `rx_parked` changes once per
-/// wait.
+/// lock holder writes `locked` and `kind`, rarely. The receiver writes the senders'
+/// line only to park (the gate's [`RX_PARKED`] bit), once per wait.
 struct Inner<T> {
     senders: Line<SenderSide>,
     receiver: Line<ReceiverSide>,
     mode: Line<Mode>,
-    /// The receiver has registered its waker and waits (set by the receiver, cleared
-    /// by the sender that wakes it), so a push that finds it false wakes nobody.
-    rx_parked: Line<AtomicBool>,
     /// The messages, when the gate is open.
     ring: Ring<T>,
     /// Wakes the receiver after a fast push.
@@ -115,8 +120,8 @@ impl<T> std::ops::Deref for Line<T> {
 
 /// Written by senders.
 struct SenderSide {
-    /// [`LOCKED`] bit plus [`IN`] per sender inside a fast push. The bit changes
-    /// only under the core's lock.
+    /// [`LOCKED`] bit (changed only under the core's lock), [`RX_PARKED`] bit, plus
+    /// [`IN`] per sender inside a fast push.
     gate: AtomicUsize,
     /// Refused by a full ring (`drop_newest`).
     rejected: AtomicU64,
@@ -284,7 +289,6 @@ impl<T> Inner<T> {
                 locked: AtomicBool::new(true),
                 kind: AtomicU8::new(KIND_GROW),
             }),
-            rx_parked: Line(AtomicBool::new(false)),
             ring: Ring::new(policy.capacity()),
             waker: RxWaker::default(),
         }
@@ -324,16 +328,16 @@ impl<T> Inner<T> {
                 Err(msg) => FastSend::Full(msg),
             },
         };
-        self.senders.gate.fetch_sub(IN, Ordering::Release);
-        if matches!(out, FastSend::Accepted(_)) {
-            // Dekker with `register_and_recv`: the push, then a fence, then the flag;
-            // the receiver sets the flag, a fence, then looks at the ring.
-            fence(Ordering::SeqCst);
-            if self.rx_parked.load(Ordering::Relaxed)
-                && self.rx_parked.swap(false, Ordering::AcqRel)
-            {
-                self.waker.wake();
-            }
+        // The push and the receiver's park meet on this one word: if the receiver's
+        // `fetch_or` of RX_PARKED comes first in the gate's order, this `fetch_sub`
+        // sees the bit; if it comes later, it reads this release and its pop sees
+        // the message. Either way no wake-up is lost, and no fence is needed.
+        let prev = self.senders.gate.fetch_sub(IN, Ordering::AcqRel);
+        if prev & RX_PARKED != 0
+            && matches!(out, FastSend::Accepted(_))
+            && self.senders.gate.fetch_and(!RX_PARKED, Ordering::AcqRel) & RX_PARKED != 0
+        {
+            self.waker.wake();
         }
         out
     }
@@ -378,11 +382,12 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Registers the receiver's waker for the next fast push (under the lock).
+    /// Registers the receiver's waker for the next fast push (under the lock): the
+    /// waker, then the gate's [`RX_PARKED`] bit, whose read-modify-write orders it
+    /// with every push's exit from the gate (see [`send`](Self::send)).
     fn register(&self, waker: &Waker) {
         self.waker.register(waker);
-        self.rx_parked.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        self.senders.gate.fetch_or(RX_PARKED, Ordering::AcqRel);
     }
 
     /// Locks the gate (under the core's lock): waits for fast pushes and the fast pop
@@ -395,7 +400,7 @@ impl<T> Inner<T> {
         self.senders.gate.fetch_or(LOCKED, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let mut spins = 0u32;
-        while self.senders.gate.load(Ordering::Acquire) != LOCKED
+        while self.senders.gate.load(Ordering::Acquire) >= IN
             || self.receiver.rx_busy.load(Ordering::Acquire)
         {
             super::sync::backoff(&mut spins);
