@@ -28,7 +28,7 @@
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use sluicegate::mailbox::{Builder, Eviction, Lane, Meta, Policy, SendError, Stats};
+use sluicegate::mailbox::{Builder, Eviction, Lane, Meta, Policy, SendError, Sender, Stats};
 
 /// (sender, sequence number within that sender)
 type Msg = (u8, u8);
@@ -82,6 +82,23 @@ fn mixed(sender: u8) -> Meta {
 
 /// Explores the interleavings of the 2-senders, 1-receiver run and checks each with
 /// `check`; `meta` gives each sender's messages their key and deadline.
+/// Spawns the senders, each on its own thread with its own handle, each sending its
+/// messages with `meta` (no timeout, receiver alive: every send must be accepted).
+fn spawn_senders(tx: &Sender<Msg>, meta: fn(u8) -> Meta) -> Vec<thread::JoinHandle<()>> {
+    (0..SENDERS)
+        .map(|s| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                loom::future::block_on(async move {
+                    for i in 0..PER_SENDER {
+                        tx.send_with((s, i), meta(s)).await.unwrap();
+                    }
+                })
+            })
+        })
+        .collect()
+}
+
 fn explore(policy: Policy, meta: fn(u8) -> Meta, check: fn(&Run)) {
     model(move || {
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -91,19 +108,7 @@ fn explore(policy: Policy, meta: fn(u8) -> Meta, check: fn(&Run)) {
             .on_evict(move |m: Msg, why| l.lock().unwrap().push((m, why)))
             .build()
             .unwrap();
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|s| {
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    loom::future::block_on(async move {
-                        for i in 0..PER_SENDER {
-                            // No timeout, receiver alive: every send is accepted.
-                            tx.send_with((s, i), meta(s)).await.unwrap();
-                        }
-                    })
-                })
-            })
-            .collect();
+        let senders = spawn_senders(&tx, meta);
         drop(tx);
         let delivered = loom::future::block_on(async {
             let mut got = Vec::new();
@@ -231,18 +236,7 @@ fn loom_drop_oldest_ring_wakes_a_parked_receiver_without_a_close() {
         .metrics(false)
         .build()
         .unwrap();
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|s| {
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    loom::future::block_on(async move {
-                        for i in 0..PER_SENDER {
-                            tx.send((s, i)).await.unwrap();
-                        }
-                    })
-                })
-            })
-            .collect();
+        let senders = spawn_senders(&tx, plain);
         let delivered = loom::future::block_on(async {
             let mut got = Vec::new();
             while got.len() < usize::from(SENDERS * PER_SENDER) {
