@@ -97,10 +97,13 @@ pub(crate) enum FastRecv<T> {
 
 /// The fast path's shared state. Fields are grouped by who writes
 /// them, each group on its own cache line ([`Line`]), so a sender's writes never
-/// evict the receiver's line and back: senders write `gate`, `rejected` and
-/// `dropped_oldest`; the receiver writes `rx_busy`, `delivered` and `peak`; the
-/// lock holder writes `locked` and `kind`, rarely. The receiver writes the senders'
-/// line only to park (the gate's [`RX_PARKED`] bit), once per wait.
+/// evict the receiver's line and back: senders write their stripe's `gate`,
+/// `rejected` and `dropped_oldest`; the receiver writes `rx_busy`, `delivered` and
+/// `peak`; the lock holder writes `locked` and `kind`, rarely. The receiver writes
+/// the senders' lines only to park (each gate's [`RX_PARKED`] bit), once per wait.
+/// Six lines, the ring's handle (`concurrent-queue` pads its own indices) and the
+/// waker: 1,408 bytes besides the ring's slots, boxed, and only in a mailbox that
+/// can open the gate.
 struct Inner<T> {
     senders: [Line<SenderSide>; STRIPES],
     receiver: Line<ReceiverSide>,
@@ -649,5 +652,24 @@ impl RxWaker {
         if let Some(w) = w {
             w.wake();
         }
+    }
+}
+
+#[cfg(all(test, not(sluicegate_loom)))]
+mod tests {
+    use super::*;
+
+    /// The boxed state of a mailbox that has a ring, besides the ring's slots: six
+    /// 128-byte lines (four stripes, the receiver's, the mode's), then the ring's
+    /// handle and the waker. A field that pushes a stripe past its line, or a line
+    /// more, fails here.
+    #[test]
+    fn the_fast_paths_state_stays_within_its_lines() {
+        assert_eq!(std::mem::size_of::<Line<SenderSide>>(), 128);
+        assert!(
+            std::mem::size_of::<Inner<u64>>() <= 1408,
+            "{} bytes",
+            std::mem::size_of::<Inner<u64>>()
+        );
     }
 }
