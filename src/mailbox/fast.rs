@@ -50,8 +50,11 @@
 
 use std::task::Waker;
 
-use super::core::Core;
-use super::sync::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use tokio::time::Instant;
+
+use super::core::{Core, Stamp, SOJOURN_SAMPLE_EVERY};
+use super::metrics::publish_due;
+use super::sync::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use super::Policy;
 
 /// The gate's locked bit.
@@ -72,13 +75,14 @@ pub(crate) const KIND_REFUSE: u8 = 1;
 pub(crate) const KIND_EVICT: u8 = 2;
 pub(crate) const KIND_WAIT: u8 = 3;
 
-/// How a fast send ended.
+/// How a fast send ended. `Due`: metrics are on and the ring's counts are due to
+/// be folded into the core's and published ([`FastPath::fold`]).
 pub(crate) enum FastSend<T> {
     /// Queued; `Some` is the oldest message, evicted to make room (`drop_oldest`),
     /// already counted.
-    Accepted(Option<T>),
+    Accepted(Option<T>, Due),
     /// Full under `drop_newest`: refused, already counted as rejected.
-    Rejected(T),
+    Rejected(T, Due),
     /// The gate is locked: the core decides.
     Locked(T),
     /// Full under a policy that makes the sender wait: the core decides, after the
@@ -86,9 +90,40 @@ pub(crate) enum FastSend<T> {
     Full(T),
 }
 
+/// Whether the ring's counts are due to be folded into the core's and published
+/// (metrics on, and an outcome's count on the ring reached a multiple of
+/// [`FLUSH_EVERY`](super::metrics::FLUSH_EVERY)).
+pub(crate) type Due = bool;
+
+/// What the receiver owes the core after a fast pop, with metrics on: the sampled
+/// message's sojourn to record, and a publication (see [`Due`]). Both need the
+/// lock; most pops owe nothing.
+#[derive(Clone, Copy, Debug, Default)]
+#[must_use]
+pub(crate) struct Chore {
+    /// The delivered message's enqueue stamp, if it was sampled.
+    pub(crate) sojourn_from: Stamp,
+    pub(crate) publish: Due,
+}
+
+impl Chore {
+    /// Nothing owed.
+    #[inline]
+    pub(crate) fn is_none(self) -> bool {
+        !self.publish && !self.sojourn_from.is_some()
+    }
+}
+
+/// A message in the ring with its enqueue stamp ([`Stamp::NONE`] unless sampled
+/// for the sojourn histogram).
+struct Item<T> {
+    msg: T,
+    stamp: Stamp,
+}
+
 /// How a fast receive ended.
 pub(crate) enum FastRecv<T> {
-    Got(T),
+    Got(T, Chore),
     /// The gate is open and the ring empty.
     Empty,
     /// The gate is locked: the core has the queue.
@@ -109,7 +144,11 @@ struct Inner<T> {
     receiver: Line<ReceiverSide>,
     mode: Line<Mode>,
     /// The messages, when the gate is open.
-    ring: Ring<T>,
+    ring: Ring<Item<T>>,
+    /// Metrics are on: sample enqueue stamps, report publications due.
+    metrics: bool,
+    /// The core's [`Stamp`] origin.
+    base: Instant,
     /// Wakes the receiver after a fast push.
     waker: RxWaker,
 }
@@ -142,6 +181,10 @@ struct SenderSide {
     rejected: AtomicU64,
     /// Evicted by `force_push` (`drop_oldest`).
     dropped_oldest: AtomicU64,
+    /// Pushes through this stripe since the last stamped one (metrics on). A load
+    /// and a store, not a read-modify-write: two threads sharing the stripe may
+    /// lose a tick, which only shifts the sample.
+    tick: AtomicU32,
 }
 
 /// The stripe of the calling thread: given out round-robin at a thread's first
@@ -199,6 +242,9 @@ struct Mode {
     locked: AtomicBool,
     /// What a full ring does ([`KIND_GROW`]...), written before the gate opens.
     kind: AtomicU8,
+    /// Of the ring's delivered, rejected and evicted counts, what has been folded
+    /// into the core's ([`FastPath::fold`]); written under the core's lock only.
+    folded: [AtomicU64; 3],
 }
 
 /// Fast counts for a [`Stats`](super::Stats) snapshot.
@@ -223,15 +269,25 @@ pub(crate) struct FastCounts {
 pub(crate) struct FastPath<T>(Option<Box<Inner<T>>>);
 
 impl<T> FastPath<T> {
-    /// `locked_only`: metrics on or a long-queue alert set (each operation must go
-    /// through the core).
-    pub(crate) fn new(policy: &Policy, locked_only: bool) -> Self {
+    /// `locked_only`: a long-queue alert is set (each operation must go through the
+    /// core). `metrics`: stamp one push in [`SOJOURN_SAMPLE_EVERY`] per stripe and
+    /// report publications due. `base`: the core's stamp origin.
+    pub(crate) fn new(policy: &Policy, locked_only: bool, metrics: bool, base: Instant) -> Self {
         let usable = !locked_only
             && matches!(
                 policy,
                 Policy::DropNewest { .. } | Policy::DropOldest { .. }
             );
-        FastPath(usable.then(|| Box::new(Inner::new(policy))))
+        FastPath(usable.then(|| Box::new(Inner::new(policy, metrics, base))))
+    }
+
+    /// Folds the ring's delivered, rejected and evicted counts gained since the last
+    /// fold into the core's counts (under the core's lock), so that a publication of
+    /// the core's counts carries them; see `metrics.rs`.
+    pub(crate) fn fold(&self, core: &mut Core<T>) {
+        if let Some(f) = &self.0 {
+            f.fold(core);
+        }
     }
 
     /// Whether the gate is open (only stable under the core's lock).
@@ -324,13 +380,14 @@ impl<T> Inner<T> {
     /// The fast path for a mailbox built with `policy`, gate locked until
     /// [`open`](Self::open), with a ring of the policy's capacity (unbounded for
     /// `unbounded`).
-    fn new(policy: &Policy) -> Self {
+    fn new(policy: &Policy, metrics: bool, base: Instant) -> Self {
         Inner {
             senders: std::array::from_fn(|_| {
                 Line(SenderSide {
                     gate: AtomicUsize::new(LOCKED),
                     rejected: AtomicU64::new(0),
                     dropped_oldest: AtomicU64::new(0),
+                    tick: AtomicU32::new(0),
                 })
             }),
             receiver: Line(ReceiverSide {
@@ -341,8 +398,11 @@ impl<T> Inner<T> {
             mode: Line(Mode {
                 locked: AtomicBool::new(true),
                 kind: AtomicU8::new(KIND_GROW),
+                folded: std::array::from_fn(|_| AtomicU64::new(0)),
             }),
             ring: Ring::new(policy.capacity()),
+            metrics,
+            base,
             waker: RxWaker::default(),
         }
     }
@@ -365,21 +425,29 @@ impl<T> Inner<T> {
             side.gate.fetch_sub(IN, Ordering::Release);
             return FastSend::Locked(msg);
         }
+        let item = Item {
+            msg,
+            stamp: if self.metrics {
+                self.sample(side)
+            } else {
+                Stamp::NONE
+            },
+        };
         let out = match self.mode.kind.load(Ordering::Relaxed) {
-            KIND_EVICT => {
-                let evicted = self.ring.force_push(msg);
-                if evicted.is_some() {
-                    side.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+            KIND_EVICT => match self.ring.force_push(item) {
+                Some(evicted) => {
+                    let n = side.dropped_oldest.fetch_add(1, Ordering::Relaxed) + 1;
+                    FastSend::Accepted(Some(evicted.msg), self.metrics && publish_due(n))
                 }
-                FastSend::Accepted(evicted)
-            }
-            kind => match self.ring.push(msg) {
-                Ok(()) => FastSend::Accepted(None),
-                Err(msg) if kind == KIND_REFUSE => {
-                    side.rejected.fetch_add(1, Ordering::Relaxed);
-                    FastSend::Rejected(msg)
+                None => FastSend::Accepted(None, false),
+            },
+            kind => match self.ring.push(item) {
+                Ok(()) => FastSend::Accepted(None, false),
+                Err(item) if kind == KIND_REFUSE => {
+                    let n = side.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                    FastSend::Rejected(item.msg, self.metrics && publish_due(n))
                 }
-                Err(msg) => FastSend::Full(msg),
+                Err(item) => FastSend::Full(item.msg),
             },
         };
         // The push and the receiver's park meet on this one word: if the receiver's
@@ -388,12 +456,25 @@ impl<T> Inner<T> {
         // the message. Either way no wake-up is lost, and no fence is needed.
         let prev = side.gate.fetch_sub(IN, Ordering::AcqRel);
         if prev & RX_PARKED != 0
-            && matches!(out, FastSend::Accepted(_))
+            && matches!(out, FastSend::Accepted(..))
             && side.gate.fetch_and(!RX_PARKED, Ordering::AcqRel) & RX_PARKED != 0
         {
             self.waker.wake();
         }
         out
+    }
+
+    /// The enqueue stamp of a push through `side`: the present instant for one push
+    /// in [`SOJOURN_SAMPLE_EVERY`], [`Stamp::NONE`] for the others.
+    #[inline]
+    fn sample(&self, side: &SenderSide) -> Stamp {
+        let tick = side.tick.load(Ordering::Relaxed) + 1;
+        if tick < SOJOURN_SAMPLE_EVERY {
+            side.tick.store(tick, Ordering::Relaxed);
+            return Stamp::NONE;
+        }
+        side.tick.store(0, Ordering::Relaxed);
+        Stamp::at(self.base, Instant::now())
     }
 
     /// The receiver takes the next message from the ring, if the gate is open.
@@ -424,13 +505,17 @@ impl<T> Inner<T> {
             _ => self.ring.len(),
         };
         match self.ring.pop() {
-            Some(msg) => {
+            Some(item) => {
                 if depth > peak {
                     self.receiver.peak.store(depth, Ordering::Relaxed);
                 }
-                let n = self.receiver.delivered.load(Ordering::Relaxed);
-                self.receiver.delivered.store(n + 1, Ordering::Relaxed);
-                FastRecv::Got(msg)
+                let n = self.receiver.delivered.load(Ordering::Relaxed) + 1;
+                self.receiver.delivered.store(n, Ordering::Relaxed);
+                let chore = Chore {
+                    sojourn_from: item.stamp,
+                    publish: self.metrics && publish_due(n),
+                };
+                FastRecv::Got(item.msg, chore)
             }
             None => FastRecv::Empty,
         }
@@ -466,8 +551,8 @@ impl<T> Inner<T> {
         {
             super::sync::backoff(&mut spins);
         }
-        while let Some(msg) = self.ring.pop() {
-            core.adopt(msg);
+        while let Some(item) = self.ring.pop() {
+            core.adopt(item.msg, item.stamp);
         }
     }
 
@@ -488,15 +573,41 @@ impl<T> Inner<T> {
         self.mode.locked.store(false, Ordering::Release);
     }
 
-    /// The fast path's counts, read before the ring's length (so a message is never
-    /// counted both as delivered and as queued).
-    pub(crate) fn counts(&self) -> FastCounts {
+    /// The ring's delivered, rejected and evicted counts since the mailbox was built.
+    fn totals(&self) -> [u64; 3] {
         let delivered = self.receiver.delivered.load(Ordering::Acquire);
         let (mut rejected, mut dropped_oldest) = (0, 0);
         for side in &self.senders {
             rejected += side.rejected.load(Ordering::Acquire);
             dropped_oldest += side.dropped_oldest.load(Ordering::Acquire);
         }
+        [delivered, rejected, dropped_oldest]
+    }
+
+    /// Of `totals`, what has not been folded into the core's counts.
+    fn unfolded(&self, totals: [u64; 3]) -> [u64; 3] {
+        let mut out = totals;
+        for (n, folded) in out.iter_mut().zip(&self.mode.folded) {
+            *n -= folded.load(Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// See [`FastPath::fold`].
+    fn fold(&self, core: &mut Core<T>) {
+        let totals = self.totals();
+        let [delivered, rejected, dropped_oldest] = self.unfolded(totals);
+        for (folded, n) in self.mode.folded.iter().zip(totals) {
+            folded.store(n, Ordering::Relaxed);
+        }
+        core.fold_fast(delivered, rejected, dropped_oldest);
+    }
+
+    /// The fast path's counts not yet folded into the core's, read before the
+    /// ring's length (so a message is never
+    /// counted both as delivered and as queued).
+    pub(crate) fn counts(&self) -> FastCounts {
+        let [delivered, rejected, dropped_oldest] = self.unfolded(self.totals());
         fence(Ordering::SeqCst);
         let depth = self.ring.len();
         FastCounts {

@@ -307,13 +307,46 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Folds the ring's counts into the core's and publishes them (metrics on; see
+    /// `metrics.rs`): at every [`FLUSH_EVERY`](metrics::FLUSH_EVERY)-th outcome on
+    /// the ring, and at `flush_all`.
+    #[cold]
+    #[inline(never)]
+    fn publish(&self) {
+        let mut core = self.lock();
+        self.fast.fold(&mut core);
+        core.flush_metrics_with(self.fast.len());
+    }
+
+    /// What the receiver owes after a fast pop ([`fast::Chore`]), taking the lock.
+    #[cold]
+    #[inline(never)]
+    fn fast_chore(&self, chore: fast::Chore) {
+        let mut core = self.lock();
+        self.fast_chore_locked(&mut core, chore);
+    }
+
+    /// [`fast_chore`](Self::fast_chore) with the lock held.
+    #[cold]
+    #[inline(never)]
+    fn fast_chore_locked(&self, core: &mut Core<T>, chore: fast::Chore) {
+        if chore.sojourn_from.is_some() {
+            core.record_sojourn(chore.sojourn_from, core::Stamp::NONE);
+        }
+        if chore.publish {
+            self.fast.fold(core);
+            core.flush_metrics_with(self.fast.len());
+        }
+    }
+
     /// The core's counts plus the fast path's, under the lock (so no message moves
     /// between the two meanwhile). Publishes the metrics too (with metrics on), so
     /// the recorder matches the snapshot (see `metrics.rs`).
     fn stats(&self) -> Stats {
         self.watch_depth();
-        let core = self.lock();
-        core.flush_metrics();
+        let mut core = self.lock();
+        self.fast.fold(&mut core);
+        core.flush_metrics_with(self.fast.len());
         let mut st = core.stats();
         let f = self.fast.counts();
         st.delivered += f.delivered;
@@ -342,7 +375,11 @@ impl<T> Shared<T> {
     fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
         policy.validate()?;
         let mut fx = Effects::default();
-        self.lock_all().set_policy(policy, &mut fx);
+        let mut core = self.lock_all();
+        // The old labels get everything up to the change, the ring's counts too.
+        self.fast.fold(&mut core);
+        core.set_policy(policy, &mut fx);
+        drop(core);
         self.apply(fx);
         Ok(())
     }
@@ -367,12 +404,20 @@ impl<T> Shared<T> {
     fn offer_plain(&self, mut msg: T, waker: Option<&std::task::Waker>) -> Offer<T> {
         loop {
             match self.fast.send(msg) {
-                FastSend::Accepted(None) => return Offer::Accepted,
-                FastSend::Accepted(Some(evicted)) => {
+                FastSend::Accepted(None, _) => return Offer::Accepted,
+                FastSend::Accepted(Some(evicted), due) => {
+                    if due {
+                        self.publish();
+                    }
                     self.dead_letter(evicted, Eviction::DroppedOldest, Meta::default());
                     return Offer::Accepted;
                 }
-                FastSend::Rejected(m) => return Offer::Full(m),
+                FastSend::Rejected(m, due) => {
+                    if due {
+                        self.publish();
+                    }
+                    return Offer::Full(m);
+                }
                 FastSend::Full(m) => {
                     // Full under a policy that makes senders wait: the core decides.
                     let mut core = self.lock();
@@ -497,7 +542,7 @@ impl<T> Shared<T> {
 impl<T: Send> metrics::Flush for Shared<T> {
     fn flush(&self) {
         self.watch_depth();
-        self.lock().flush_metrics();
+        self.publish();
     }
 }
 
@@ -658,8 +703,9 @@ impl<T: Send + 'static> Builder<T> {
             .long_queue
             .map(|(threshold, at_least)| Box::new(LongWatch::new(threshold, at_least, self.role)));
         let watches_depth = long.is_some();
-        let fast = FastPath::new(&self.policy, self.metrics || watches_depth);
-        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce, long);
+        let metrics = self.metrics;
+        let core = Core::new(self.policy, self.role, metrics, self.on_coalesce, long);
+        let fast = FastPath::new(core.policy(), watches_depth, metrics, core.base());
         fast.open(&core);
         let dead = (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| {
             Box::new(DeadLetters {

@@ -31,6 +31,8 @@ impl<T> Drop for Receiver<T> {
         let mut fx = Effects::default();
         let left = {
             let mut core = self.shared.lock_all();
+            // The ring's counts go out with the core's in the retirement below.
+            self.shared.fast.fold(&mut core);
             core.close(&mut fx);
             // What is still queued becomes dead letters (discarded), given to the
             // handler below with anything else evicted meanwhile.
@@ -61,7 +63,10 @@ impl<T: Send + 'static> Receiver<T> {
     #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
-        if let FastRecv::Got(msg) = self.shared.fast.recv() {
+        if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
+            if !chore.is_none() {
+                self.shared.fast_chore(chore);
+            }
             made_progress(coop);
             return Poll::Ready(Some(msg));
         }
@@ -104,7 +109,10 @@ impl<T: Send + 'static> Receiver<T> {
         let mut n = 0;
         while n < limit {
             match self.shared.fast.recv() {
-                FastRecv::Got(msg) => {
+                FastRecv::Got(msg, chore) => {
+                    if !chore.is_none() {
+                        self.shared.fast_chore(chore);
+                    }
                     buf.push(msg);
                     n += 1;
                 }
@@ -149,7 +157,10 @@ impl<T: Send + 'static> Receiver<T> {
     ///
     /// [`TryRecvError`]: nothing queued now, or the mailbox has ended.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let FastRecv::Got(msg) = self.shared.fast.recv() {
+        if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
+            if !chore.is_none() {
+                self.shared.fast_chore(chore);
+            }
             return Ok(msg);
         }
         let mut fx = Effects::default();
@@ -225,7 +236,12 @@ fn take_locked<T>(
 ) -> Option<T> {
     if shared.fast.is_open() {
         return match shared.fast.recv_locked() {
-            FastRecv::Got(msg) => Some(msg),
+            FastRecv::Got(msg, chore) => {
+                if !chore.is_none() {
+                    shared.fast_chore_locked(core, chore);
+                }
+                Some(msg)
+            }
             FastRecv::Empty | FastRecv::Locked => None,
         };
     }
@@ -274,7 +290,10 @@ fn park<T>(
     // Only the receiver opens the gate: while it is locked, no fast push can come
     // before the receiver's next poll, and the core's waker is enough.
     if shared.fast.is_open() {
-        if let FastRecv::Got(msg) = shared.fast.register_and_recv(cx.waker()) {
+        if let FastRecv::Got(msg, chore) = shared.fast.register_and_recv(cx.waker()) {
+            if !chore.is_none() {
+                shared.fast_chore_locked(core, chore);
+            }
             return Poll::Ready(Some(msg));
         }
     }
