@@ -3,9 +3,20 @@
 //!
 //! # Two modes
 //!
-//! The gate opens only under `drop_newest` and `drop_oldest` with metrics off; every
-//! other mailbox keeps the locked core for now and has no ring at all (see
-//! [`FastPath`] for why, with figures).
+//! The gate opens only under `drop_newest` and `drop_oldest` without a long-queue
+//! alert; every other mailbox keeps the locked core for now and has no ring at all
+//! (see [`FastPath`] for why, with figures).
+//!
+//! # Metrics
+//!
+//! With metrics on, one push in [`SOJOURN_SAMPLE_EVERY`] per stripe carries an
+//! enqueue stamp in its ring slot, and the receiver records its sojourn under the
+//! lock when it pops it (a [`Chore`]); a message moved into the core keeps its stamp.
+//! The ring's counts are folded into the core's ([`FastPath::fold`]) before every
+//! publication: at the 64th delivery, refusal or eviction on the ring (per stripe
+//! for the last two), at each `Stats` snapshot and `flush_all`, before a policy
+//! change and at the receiver's drop, so what `metrics.rs` promises holds for the
+//! ring's traffic too.
 //!
 //! *Open*: every queued message is in the ring and the core's queue is empty; a send
 //! of a message without key or deadline pushes into the ring (or, full, is refused
@@ -259,7 +270,7 @@ pub(crate) struct FastCounts {
 
 /// The fast path of one mailbox: `None` for a mailbox whose gate never opens, so
 /// that it carries one pointer for it and allocates nothing. A ring is made under
-/// `drop_newest` and `drop_oldest` with metrics off, where it measured faster than
+/// `drop_newest` and `drop_oldest` (metrics on or off), where it measured faster than
 /// the locked core (docs/benchmarks.md). Not under `unbounded`: `concurrent-queue`'s
 /// unbounded queue (a list of blocks) measured 0.63x the locked core with one
 /// producer. Not yet under `block` and `coalesce`: there a full ring locks the gate
@@ -554,6 +565,11 @@ impl<T> Inner<T> {
         while let Some(item) = self.ring.pop() {
             core.adopt(item.msg, item.stamp);
         }
+        // The core counts from here on: it starts from everything the ring counted,
+        // published, so the recorder's lag stays within one batch of the core's.
+        if self.fold(core) && self.metrics {
+            core.flush_metrics();
+        }
     }
 
     /// Opens the gate (under the core's lock) when the core is empty and nothing
@@ -593,14 +609,18 @@ impl<T> Inner<T> {
         out
     }
 
-    /// See [`FastPath::fold`].
-    fn fold(&self, core: &mut Core<T>) {
+    /// See [`FastPath::fold`]; whether anything was folded.
+    fn fold(&self, core: &mut Core<T>) -> bool {
         let totals = self.totals();
         let [delivered, rejected, dropped_oldest] = self.unfolded(totals);
+        if delivered + rejected + dropped_oldest == 0 {
+            return false;
+        }
         for (folded, n) in self.mode.folded.iter().zip(totals) {
             folded.store(n, Ordering::Relaxed);
         }
         core.fold_fast(delivered, rejected, dropped_oldest);
+        true
     }
 
     /// The fast path's counts not yet folded into the core's, read before the

@@ -5,7 +5,7 @@
 //!
 //! A mailbox has two places for its queue, and one holds it at a time (see
 //! `fast.rs`). While the *gate* is open (only under `drop_newest` and `drop_oldest`
-//! so far, with metrics off), messages without key or deadline go through a
+//! so far, without a long-queue alert), messages without key or deadline go through a
 //! lock-free ring (`concurrent-queue`'s bounded Vyukov queue): a send pushes (or,
 //! full, is refused under `drop_newest`, evicts the oldest under `drop_oldest`), the
 //! receiver pops, and neither takes a lock; the receiver is woken through an atomic
