@@ -80,6 +80,11 @@ const IN: usize = 4;
 /// different threads never write the same line (see [`SenderSide`]).
 const STRIPES: usize = 4;
 
+/// The largest capacity for which a mailbox gets a ring: its slots are allocated
+/// up front (1.5 MiB of them for `u64` messages at this size), where the locked
+/// core's queue grows with its contents.
+pub const RING_MAX_CAPACITY: usize = 65_536;
+
 /// What a full ring does with a newcomer (set when the gate opens).
 pub(crate) const KIND_GROW: u8 = 0;
 pub(crate) const KIND_REFUSE: u8 = 1;
@@ -281,14 +286,15 @@ pub(crate) struct FastPath<T>(Option<Box<Inner<T>>>);
 
 impl<T> FastPath<T> {
     /// `locked_only`: a long-queue alert is set (each operation must go through the
-    /// core). `metrics`: stamp one push in [`SOJOURN_SAMPLE_EVERY`] per stripe and
+    /// core) or the builder turned the ring off. `metrics`: stamp one push in [`SOJOURN_SAMPLE_EVERY`] per stripe and
     /// report publications due. `base`: the core's stamp origin.
     pub(crate) fn new(policy: &Policy, locked_only: bool, metrics: bool, base: Instant) -> Self {
         let usable = !locked_only
             && matches!(
                 policy,
                 Policy::DropNewest { .. } | Policy::DropOldest { .. }
-            );
+            )
+            && policy.capacity().is_some_and(|c| c <= RING_MAX_CAPACITY);
         FastPath(usable.then(|| Box::new(Inner::new(policy, metrics, base))))
     }
 
@@ -802,5 +808,38 @@ mod tests {
             "{} bytes",
             std::mem::size_of::<Inner<u64>>()
         );
+    }
+
+    /// A ring (its slots allocated up front) only under the two policies that use
+    /// it, only when the builder allows it, and only up to its largest capacity.
+    #[test]
+    fn a_ring_is_made_only_where_it_is_allowed() {
+        let has_ring = |policy: Policy, locked_only: bool| {
+            FastPath::<u64>::new(&policy, locked_only, true, Instant::now())
+                .0
+                .is_some()
+        };
+        assert!(has_ring(Policy::DropNewest { capacity: 1024 }, false));
+        assert!(has_ring(
+            Policy::DropOldest {
+                capacity: RING_MAX_CAPACITY
+            },
+            false
+        ));
+        assert!(!has_ring(Policy::DropNewest { capacity: 1024 }, true));
+        assert!(!has_ring(
+            Policy::DropOldest {
+                capacity: RING_MAX_CAPACITY + 1
+            },
+            false
+        ));
+        assert!(!has_ring(Policy::Unbounded, false));
+        assert!(!has_ring(
+            Policy::Block {
+                capacity: 8,
+                send_timeout: None
+            },
+            false
+        ));
     }
 }

@@ -141,6 +141,7 @@ pub use core::{IDLE_SLOTS, SOJOURN_SAMPLE_EVERY};
 pub use dead_letter::DeadLetter;
 use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
 pub use error::{ReserveError, SendError, TryRecvError, TrySendError};
+pub use fast::RING_MAX_CAPACITY;
 pub use lane::Lane;
 pub use long_queue::{LongQueueEvent, LongQueueKind};
 use long_queue::{LongQueueHook, LongWatch};
@@ -564,6 +565,7 @@ pub struct Builder<T> {
     policy: Policy,
     role: &'static str,
     metrics: bool,
+    lock_free: bool,
     dead_letters: Option<DeadLetterHook<T>>,
     log_dead_letters: Option<std::time::Duration>,
     on_coalesce: Option<CoalesceHook<T>>,
@@ -578,6 +580,7 @@ impl<T: Send + 'static> Builder<T> {
             policy,
             role: "mailbox",
             metrics: true,
+            lock_free: true,
             dead_letters: None,
             log_dead_letters: None,
             on_coalesce: None,
@@ -597,6 +600,20 @@ impl<T: Send + 'static> Builder<T> {
     /// Accounting in [`Stats`] is always on.
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// Whether plain messages (no key, deadline or lane) may go through the
+    /// lock-free ring under `drop_newest` and `drop_oldest` (default on; see the
+    /// module docs). The ring's slots are allocated with the mailbox, its capacity
+    /// times the message's size plus 16 bytes, and a message that needs the lock
+    /// (one with a deadline, say) moves the ring's contents into the locked core
+    /// until the queue drains. Turn it off for a mailbox that must stay small, one
+    /// of very many, or whose messages mostly carry deadlines: the runtime's
+    /// servers do, since every call carries one. No ring is made for a capacity
+    /// above [`RING_MAX_CAPACITY`] either way.
+    pub fn lock_free(mut self, on: bool) -> Self {
+        self.lock_free = on;
         self
     }
 
@@ -705,7 +722,12 @@ impl<T: Send + 'static> Builder<T> {
         let watches_depth = long.is_some();
         let metrics = self.metrics;
         let core = Core::new(self.policy, self.role, metrics, self.on_coalesce, long);
-        let fast = FastPath::new(core.policy(), watches_depth, metrics, core.base());
+        let fast = FastPath::new(
+            core.policy(),
+            watches_depth || !self.lock_free,
+            metrics,
+            core.base(),
+        );
         fast.open(&core);
         let dead = (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| {
             Box::new(DeadLetters {
