@@ -23,7 +23,9 @@
 //! from there; when the receiver waits on an
 //! empty queue whose buffer a burst grew past [`IDLE_SLOTS`] slots, the buffer is
 //! given back, so an idle mailbox holds at most that many slots whatever its
-//! capacity (an idle actor is small). A send or receive that does not wait and does
+//! capacity (an idle actor is small). A mailbox with a lock-free ring (`drop_newest`
+//! and `drop_oldest`, unless [`Builder::lock_free`] turns it off, as the runtime's
+//! servers do) holds the ring's slots, allocated when it is built, besides. A send or receive that does not wait and does
 //! not grow the buffer allocates nothing and takes the lock once. A sender that must wait (`block`, `coalesce`) parks its message *inside*
 //! the mailbox, in a FIFO of waiting senders, in the same lock round as its offer; the
 //! receiver moves it into the queue as soon as a slot frees and records the outcome
@@ -663,15 +665,16 @@ impl<T: Send + 'static> Builder<T> {
     /// `long_message_queue` system monitor.
     ///
     /// The depth is checked under the lock at each send and receive, and at each
-    /// [`Stats`] snapshot and metrics flush ([`metrics::flush_all`], which `/metrics`
-    /// and `sluicegate serve` call every 5 s, for mailboxes with metrics on); no
+    /// [`Stats`] snapshot and metrics flush ([`metrics::flush_all`], for mailboxes
+    /// with metrics on: call it before each scrape; `sluicegate serve` does, and
+    /// every 5 s); no
     /// timer runs per mailbox. So an alert comes at the first check at least
     /// `for_at_least` after the depth went above (later than that on a mailbox where
     /// nothing happens, never earlier), and the depth must stay above
     /// continuously: a check that finds it at or below the threshold starts the wait
     /// over. The receiver's drop empties the queue, so it recovers an alert in force.
-    /// A mailbox with an alert set does not use the lock-free ring (as with metrics
-    /// on): every operation goes through the core, which sees the depth.
+    /// A mailbox with an alert set does not use the lock-free ring: every operation
+    /// goes through the core, which sees the depth.
     ///
     /// # Examples
     ///
