@@ -780,6 +780,28 @@ pub fn channel<T: Send + 'static>(policy: Policy) -> (Sender<T>, Receiver<T>) {
 
 /// Watches and reconfigures a mailbox without being a sender: it neither keeps the
 /// mailbox open nor stops the receiver from seeing the end.
+///
+/// # Examples
+///
+/// Shrinking a live `drop_oldest` mailbox evicts what no longer fits, counted
+/// (`examples/live_policy.rs` switches policies under load):
+///
+/// ```
+/// use sluicegate::mailbox::{channel, Policy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (tx, mut rx) = channel(Policy::DropOldest { capacity: 8 });
+/// let monitor = rx.monitor();
+/// for i in 0..6 {
+///     tx.send(i).await.unwrap();
+/// }
+/// monitor.set_policy(Policy::DropOldest { capacity: 2 }).unwrap();
+/// let s = monitor.stats();
+/// assert_eq!((s.depth, s.dropped_oldest), (2, 4));
+/// assert_eq!(rx.recv().await, Some(4));
+/// # }
+/// ```
 pub struct Monitor<T> {
     shared: sync::Arc<Shared<T>>,
 }

@@ -54,6 +54,36 @@ impl<T: Send + 'static> Receiver<T> {
     ///
     /// Cancel safe: a message is taken out of the mailbox only in the poll that
     /// returns it, so dropping the future (e.g. in `tokio::select!`) loses nothing.
+    ///
+    /// # Examples
+    ///
+    /// An actor's loop that also stops on a signal; a message that arrives as the
+    /// signal wins stays queued for the drain:
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::DropNewest { capacity: 16 });
+    /// let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    /// tx.send(1).await.unwrap();
+    /// stop_tx.send(()).unwrap();
+    /// let mut seen = Vec::new();
+    /// loop {
+    ///     tokio::select! {
+    ///         biased;
+    ///         _ = &mut stop => break,
+    ///         Some(m) = rx.recv() => seen.push(m),
+    ///     }
+    /// }
+    /// rx.close();
+    /// while let Some(m) = rx.recv().await {
+    ///     seen.push(m);
+    /// }
+    /// assert_eq!(seen, vec![1]);
+    /// # }
+    /// ```
     pub async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -90,7 +120,25 @@ impl<T: Send + 'static> Receiver<T> {
     /// ended (closed or every sender gone, and drained) or when `limit` is 0.
     ///
     /// # Cancel safety
+    ///
     /// Cancel safe: messages are moved into `buf` only in the poll that returns them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::Unbounded);
+    /// for i in 0..5 {
+    ///     tx.send(i).await.unwrap();
+    /// }
+    /// let mut batch = Vec::with_capacity(4);
+    /// assert_eq!(rx.recv_many(&mut batch, 4).await, 4);
+    /// assert_eq!(batch, vec![0, 1, 2, 3]);
+    /// # }
+    /// ```
     pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
         poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await
     }
@@ -177,6 +225,22 @@ impl<T: Send + 'static> Receiver<T> {
 
     /// Refuses new messages (senders get `Closed`, waiting senders get their message
     /// back) and lets the receiver drain what is queued: graceful shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy, SendError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::Unbounded);
+    /// tx.send("queued").await.unwrap();
+    /// rx.close();
+    /// assert_eq!(tx.send("late").await, Err(SendError::Closed("late")));
+    /// assert_eq!(rx.recv().await, Some("queued"));
+    /// assert_eq!(rx.recv().await, None);
+    /// # }
+    /// ```
     pub fn close(&mut self) {
         let mut fx = Effects::default();
         self.shared.lock_all().close(&mut fx);
