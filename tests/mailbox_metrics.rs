@@ -121,30 +121,33 @@ async fn many_batches_add_up_to_the_stats() {
 #[tokio::test]
 async fn sojourn_is_sampled_one_in_sixteen_and_every_one_under_codel() {
     use sluicegate::mailbox::SOJOURN_SAMPLE_EVERY;
+    // A backlog first (which gives `drop_newest` and `drop_oldest` their lock-free
+    // ring), then one message at a time (through that ring): both halves sampled.
+    let backlog = 64u64;
     let n = 10 * SOJOURN_SAMPLE_EVERY as u64;
+    let sampled = (backlog + n) / SOJOURN_SAMPLE_EVERY as u64;
     for (policy, expected) in [
-        (Policy::Unbounded, n / SOJOURN_SAMPLE_EVERY as u64),
-        // The lock-free ring stamps one push in 16 too.
-        (
-            Policy::DropOldest { capacity: 64 },
-            n / SOJOURN_SAMPLE_EVERY as u64,
-        ),
-        (
-            Policy::DropNewest { capacity: 64 },
-            n / SOJOURN_SAMPLE_EVERY as u64,
-        ),
+        (Policy::Unbounded, sampled),
+        (Policy::DropOldest { capacity: 64 }, sampled),
+        (Policy::DropNewest { capacity: 64 }, sampled),
         (
             Policy::Codel {
                 capacity: 10_000,
                 target: std::time::Duration::from_secs(1),
                 interval: std::time::Duration::from_secs(10),
             },
-            n,
+            backlog + n,
         ),
     ] {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let (tx, mut rx) = mailbox(&recorder, policy);
+        for i in 0..backlog {
+            tx.send(i).await.unwrap();
+        }
+        for _ in 0..backlog {
+            rx.recv().await.unwrap();
+        }
         for i in 0..n {
             tx.send(i).await.unwrap();
             rx.recv().await.unwrap();

@@ -81,7 +81,7 @@ const IN: usize = 4;
 const STRIPES: usize = 4;
 
 /// The largest capacity for which a mailbox gets a ring: its slots are allocated
-/// up front (1.5 MiB of them for `u64` messages at this size), where the locked
+/// all at once (1.5 MiB of them for `u64` messages at this size), where the locked
 /// core's queue grows with its contents.
 pub const RING_MAX_CAPACITY: usize = 65_536;
 
@@ -273,8 +273,13 @@ pub(crate) struct FastCounts {
     pub(crate) peak: usize,
 }
 
-/// The fast path of one mailbox: `None` for a mailbox whose gate never opens, so
-/// that it carries one pointer for it and allocates nothing. A ring is made under
+/// The fast path of one mailbox: empty until the mailbox first needs it, so that a
+/// mailbox carries two words for it and allocates nothing until then. A ring is
+/// made ([`make_ring`](Self::make_ring)) once the queue has held
+/// [`RING_AFTER`] messages at once (or its whole capacity, if smaller): a producer
+/// has outrun its consumer, the case the ring is for; a mailbox that never sees
+/// a backlog (an actor answering one caller at a time) never pays for its slots,
+/// which are allocated all at once. Made under
 /// `drop_newest` and `drop_oldest` (metrics on or off), where it measured faster than
 /// the locked core (docs/benchmarks.md). Not under `unbounded`: `concurrent-queue`'s
 /// unbounded queue (a list of blocks) measured 0.63x the locked core with one
@@ -282,27 +287,60 @@ pub(crate) struct FastCounts {
 /// and moves the whole ring into the core, and a producer that outruns its consumer
 /// did that over and over (about 0.5x the locked core); the ring waits for a hand-off
 /// of parked senders that leaves it in place.
-pub(crate) struct FastPath<T>(Option<Box<Inner<T>>>);
+pub(crate) struct FastPath<T>(std::sync::OnceLock<Box<Inner<T>>>);
+
+/// Messages queued at once after which a mailbox that may have a ring gets one.
+pub(crate) const RING_AFTER: usize = 32;
 
 impl<T> FastPath<T> {
-    /// `locked_only`: a long-queue alert is set (each operation must go through the
-    /// core) or the builder turned the ring off. `metrics`: stamp one push in [`SOJOURN_SAMPLE_EVERY`] per stripe and
-    /// report publications due. `base`: the core's stamp origin.
-    pub(crate) fn new(policy: &Policy, locked_only: bool, metrics: bool, base: Instant) -> Self {
-        let usable = !locked_only
-            && matches!(
-                policy,
-                Policy::DropNewest { .. } | Policy::DropOldest { .. }
-            )
-            && policy.capacity().is_some_and(|c| c <= RING_MAX_CAPACITY);
-        FastPath(usable.then(|| Box::new(Inner::new(policy, metrics, base))))
+    /// A fast path without a ring yet.
+    pub(crate) fn new() -> Self {
+        FastPath(std::sync::OnceLock::new())
+    }
+
+    /// Whether a mailbox under `policy` can have a ring: `drop_newest` and
+    /// `drop_oldest` up to [`RING_MAX_CAPACITY`].
+    pub(crate) fn fits(policy: &Policy) -> bool {
+        matches!(
+            policy,
+            Policy::DropNewest { .. } | Policy::DropOldest { .. }
+        ) && policy.capacity().is_some_and(|c| c <= RING_MAX_CAPACITY)
+    }
+
+    /// Whether the core's queue has shown the backlog after which the ring pays
+    /// ([`RING_AFTER`], or the whole capacity if smaller).
+    pub(crate) fn backlog_seen(peak: usize, policy: &Policy) -> bool {
+        peak >= policy.capacity().map_or(RING_AFTER, |c| c.min(RING_AFTER))
+    }
+
+    /// Makes the ring (under the core's lock), gate locked, if the policy in force
+    /// fits one and none exists: for the policy's capacity, sampling stamps when the
+    /// core has metrics on.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn make_ring(&self, core: &Core<T>) {
+        if self.0.get().is_none() && Self::fits(core.policy()) {
+            let inner = Inner::new(core.policy(), core.metrics_on(), core.base());
+            let _ = self.0.set(Box::new(inner));
+        }
+    }
+
+    /// Whether the ring exists.
+    #[inline]
+    pub(crate) fn has_ring(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    #[inline(always)]
+    fn get(&self) -> Option<&Inner<T>> {
+        self.0.get().map(|b| &**b)
     }
 
     /// Folds the ring's delivered, rejected and evicted counts gained since the last
     /// fold into the core's counts (under the core's lock), so that a publication of
     /// the core's counts carries them; see `metrics.rs`.
     pub(crate) fn fold(&self, core: &mut Core<T>) {
-        if let Some(f) = &self.0 {
+        if let Some(f) = self.get() {
             f.fold(core);
         }
     }
@@ -310,20 +348,20 @@ impl<T> FastPath<T> {
     /// Whether the gate is open (only stable under the core's lock).
     #[inline]
     pub(crate) fn is_open(&self) -> bool {
-        self.0.as_ref().is_some_and(|f| f.is_open())
+        self.get().is_some_and(|f| f.is_open())
     }
 
     /// Whether the mailbox has a ring and its gate is locked (only stable under the
     /// core's lock): the receiver may open it once the core is empty.
     #[inline]
     pub(crate) fn can_open(&self) -> bool {
-        self.0.as_ref().is_some_and(|f| !f.is_open())
+        self.get().is_some_and(|f| !f.is_open())
     }
 
     /// A send of a message without key or deadline.
     #[inline]
     pub(crate) fn send(&self, msg: T) -> FastSend<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => f.send(msg),
             None => FastSend::Locked(msg),
         }
@@ -332,7 +370,7 @@ impl<T> FastPath<T> {
     /// The receiver takes the next message from the ring, if the gate is open.
     #[inline]
     pub(crate) fn recv(&self) -> FastRecv<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => f.recv(),
             None => FastRecv::Locked,
         }
@@ -341,7 +379,7 @@ impl<T> FastPath<T> {
     /// The receiver takes the next message from the ring under the core's lock,
     /// with the gate open (no locker can run meanwhile).
     pub(crate) fn recv_locked(&self) -> FastRecv<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => f.pop(),
             None => FastRecv::Locked,
         }
@@ -351,7 +389,7 @@ impl<T> FastPath<T> {
     /// registers its waker, then looks once more (a push in between has woken it or
     /// is seen here).
     pub(crate) fn register_and_recv(&self, waker: &Waker) -> FastRecv<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => {
                 f.register(waker);
                 f.pop()
@@ -363,33 +401,33 @@ impl<T> FastPath<T> {
     /// Registers the receiver's waker for the next fast push (under the lock, with
     /// the gate open).
     pub(crate) fn register(&self, waker: &Waker) {
-        if let Some(f) = &self.0 {
+        if let Some(f) = self.get() {
             f.register(waker);
         }
     }
 
     /// Locks the gate (under the core's lock): see [`Inner::lock`].
     pub(crate) fn lock(&self, core: &mut Core<T>) {
-        if let Some(f) = &self.0 {
+        if let Some(f) = self.get() {
             f.lock(core);
         }
     }
 
     /// Opens the gate (under the core's lock): see [`Inner::open`].
     pub(crate) fn open(&self, core: &Core<T>) {
-        if let Some(f) = &self.0 {
+        if let Some(f) = self.get() {
             f.open(core);
         }
     }
 
     /// Messages in the ring now.
     pub(crate) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |f| f.ring.len())
+        self.get().map_or(0, |f| f.ring.len())
     }
 
     /// The fast path's counts (see [`Inner::counts`]).
     pub(crate) fn counts(&self) -> FastCounts {
-        self.0.as_ref().map(|f| f.counts()).unwrap_or_default()
+        self.get().map(|f| f.counts()).unwrap_or_default()
     }
 }
 
@@ -810,36 +848,66 @@ mod tests {
         );
     }
 
-    /// A ring (its slots allocated up front) only under the two policies that use
-    /// it, only when the builder allows it, and only up to its largest capacity.
+    /// No ring while the queue never holds [`RING_AFTER`] messages; the first
+    /// backlog makes one (locked), the drained core opens it, and plain messages
+    /// then go through it. `lock_free(false)` never gets one.
+    #[tokio::test]
+    async fn a_backlog_makes_the_ring_and_the_drained_core_opens_it() {
+        use crate::mailbox::Builder;
+        for lock_free in [true, false] {
+            let (tx, mut rx) = Builder::new(Policy::DropNewest { capacity: 64 })
+                .lock_free(lock_free)
+                .build()
+                .unwrap();
+            for i in 0..100u64 {
+                tx.send(i).await.unwrap();
+                assert_eq!(rx.recv().await, Some(i));
+            }
+            assert!(!rx.shared.fast.has_ring(), "one message at a time");
+            let n = RING_AFTER as u64;
+            for i in 0..n {
+                tx.send(i).await.unwrap();
+            }
+            for i in 0..n {
+                assert_eq!(rx.recv().await, Some(i));
+            }
+            assert_eq!(rx.shared.fast.has_ring(), lock_free);
+            assert_eq!(rx.shared.fast.is_open(), lock_free);
+            tx.send(7).await.unwrap();
+            assert_eq!(rx.shared.fast.len(), usize::from(lock_free), "in the ring");
+            assert_eq!(rx.recv().await, Some(7));
+            let s = rx.stats();
+            assert_eq!(
+                (s.sent, s.delivered, s.peak_depth),
+                (100 + n + 1, 100 + n + 1, 32)
+            );
+        }
+    }
+
+    /// A ring only under the two policies that use it and up to its largest
+    /// capacity; made once the queue has held 32 messages, or the whole capacity
+    /// if smaller.
     #[test]
-    fn a_ring_is_made_only_where_it_is_allowed() {
-        let has_ring = |policy: Policy, locked_only: bool| {
-            FastPath::<u64>::new(&policy, locked_only, true, Instant::now())
-                .0
-                .is_some()
-        };
-        assert!(has_ring(Policy::DropNewest { capacity: 1024 }, false));
-        assert!(has_ring(
-            Policy::DropOldest {
-                capacity: RING_MAX_CAPACITY
-            },
-            false
-        ));
-        assert!(!has_ring(Policy::DropNewest { capacity: 1024 }, true));
-        assert!(!has_ring(
-            Policy::DropOldest {
-                capacity: RING_MAX_CAPACITY + 1
-            },
-            false
-        ));
-        assert!(!has_ring(Policy::Unbounded, false));
-        assert!(!has_ring(
-            Policy::Block {
-                capacity: 8,
-                send_timeout: None
-            },
-            false
-        ));
+    fn a_ring_fits_two_policies_and_waits_for_a_backlog() {
+        assert!(FastPath::<u64>::fits(&Policy::DropNewest {
+            capacity: 1024
+        }));
+        assert!(FastPath::<u64>::fits(&Policy::DropOldest {
+            capacity: RING_MAX_CAPACITY
+        }));
+        assert!(!FastPath::<u64>::fits(&Policy::DropOldest {
+            capacity: RING_MAX_CAPACITY + 1
+        }));
+        assert!(!FastPath::<u64>::fits(&Policy::Unbounded));
+        assert!(!FastPath::<u64>::fits(&Policy::Block {
+            capacity: 8,
+            send_timeout: None
+        }));
+        let big = Policy::DropNewest { capacity: 1024 };
+        assert!(!FastPath::<u64>::backlog_seen(RING_AFTER - 1, &big));
+        assert!(FastPath::<u64>::backlog_seen(RING_AFTER, &big));
+        let small = Policy::DropNewest { capacity: 4 };
+        assert!(!FastPath::<u64>::backlog_seen(3, &small));
+        assert!(FastPath::<u64>::backlog_seen(4, &small));
     }
 }

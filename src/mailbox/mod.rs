@@ -23,9 +23,10 @@
 //! from there; when the receiver waits on an
 //! empty queue whose buffer a burst grew past [`IDLE_SLOTS`] slots, the buffer is
 //! given back, so an idle mailbox holds at most that many slots whatever its
-//! capacity (an idle actor is small). A mailbox with a lock-free ring (`drop_newest`
-//! and `drop_oldest`, unless [`Builder::lock_free`] turns it off, as the runtime's
-//! servers do) holds the ring's slots, allocated when it is built, besides. A send or receive that does not wait and does
+//! capacity (an idle actor is small). A `drop_newest` or `drop_oldest` mailbox that
+//! has once held 32 messages (or its capacity, if smaller) also holds a lock-free
+//! ring's slots, all of its capacity, from then on, unless [`Builder::lock_free`]
+//! turned the ring off (the runtime's servers do). A send or receive that does not wait and does
 //! not grow the buffer allocates nothing and takes the lock once. A sender that must wait (`block`, `coalesce`) parks its message *inside*
 //! the mailbox, in a FIFO of waiting senders, in the same lock round as its offer; the
 //! receiver moves it into the queue as soon as a slot frees and records the outcome
@@ -249,6 +250,9 @@ struct Shared<T> {
     on_long_queue: Option<LongQueueHook>,
     /// A long-queue alert is set (fixed at build).
     watches_depth: bool,
+    /// The fast path may make a ring (the builder's `lock_free`, and no long-queue
+    /// alert; fixed at build).
+    ring_allowed: bool,
 }
 
 impl<T> Shared<T> {
@@ -607,10 +611,11 @@ impl<T: Send + 'static> Builder<T> {
 
     /// Whether plain messages (no key, deadline or lane) may go through the
     /// lock-free ring under `drop_newest` and `drop_oldest` (default on; see the
-    /// module docs). The ring's slots are allocated with the mailbox, its capacity
-    /// times the message's size plus 16 bytes, and a message that needs the lock
-    /// (one with a deadline, say) moves the ring's contents into the locked core
-    /// until the queue drains. Turn it off for a mailbox that must stay small, one
+    /// module docs). The ring is made at the mailbox's first backlog (32 messages
+    /// queued at once, or its capacity if smaller), with all its slots: the
+    /// capacity times the message's size plus 16 bytes. A message that needs the
+    /// lock (one with a deadline, say) moves the ring's contents into the locked
+    /// core until the queue drains. Turn it off for a mailbox that must stay small, one
     /// of very many, or whose messages mostly carry deadlines: the runtime's
     /// servers do, since every call carries one. No ring is made for a capacity
     /// above [`RING_MAX_CAPACITY`] either way.
@@ -725,13 +730,14 @@ impl<T: Send + 'static> Builder<T> {
         let watches_depth = long.is_some();
         let metrics = self.metrics;
         let core = Core::new(self.policy, self.role, metrics, self.on_coalesce, long);
-        let fast = FastPath::new(
-            core.policy(),
-            watches_depth || !self.lock_free,
-            metrics,
-            core.base(),
-        );
-        fast.open(&core);
+        let ring_allowed = self.lock_free && !watches_depth;
+        let fast = FastPath::new();
+        // Model checks start with the ring, so that every interleaving explores it.
+        #[cfg(sluicegate_loom)]
+        if ring_allowed {
+            fast.make_ring(&core);
+            fast.open(&core);
+        }
         let dead = (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| {
             Box::new(DeadLetters {
                 hook: self.dead_letters,
@@ -747,6 +753,7 @@ impl<T: Send + 'static> Builder<T> {
             dead,
             on_long_queue: self.on_long_queue,
             watches_depth,
+            ring_allowed,
         });
         // loom's Arc has no Weak: mailboxes built for model checking are not registered.
         #[cfg(not(sluicegate_loom))]

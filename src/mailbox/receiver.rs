@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use super::coop::{made_progress, Credit};
 use super::core::{Core, Effects, Fast};
-use super::fast::FastRecv;
+use super::fast::{FastPath, FastRecv};
 use super::sync::MutexGuard;
 use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
 
@@ -322,8 +322,17 @@ fn take_locked<T>(
 /// needs it (a mailbox with a ring whose gate is locked).
 #[inline(always)]
 fn reopen<T>(shared: &Shared<T>, core: &mut MutexGuard<'_, Core<T>>) {
-    if core.len() == 0 && shared.fast.can_open() {
-        open_gate(shared, core);
+    if core.len() == 0 {
+        if shared.fast.can_open() {
+            open_gate(shared, core);
+        }
+    } else if shared.ring_allowed
+        && !shared.fast.has_ring()
+        && FastPath::<T>::backlog_seen(core.peak(), core.policy())
+    {
+        // A backlog: the ring pays from now on. Made locked; it opens once the
+        // core has drained.
+        shared.fast.make_ring(core);
     }
 }
 

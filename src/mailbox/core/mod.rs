@@ -191,6 +191,16 @@ impl<T> Core<T> {
         &self.policy
     }
 
+    /// Whether metrics are on.
+    pub(crate) fn metrics_on(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    /// The most messages queued at once so far.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak
+    }
+
     /// The origin of this mailbox's stamps (the fast path stamps with it too).
     pub(crate) fn base(&self) -> Instant {
         self.base
