@@ -11,7 +11,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use super::error::{CallError, CastError, StartError};
 use super::handle::{call_meta, CallShare};
 use super::metrics as m;
-use super::spec::GroupHooks;
+use super::spec::{Hooks, Then};
 use super::supervisor::Supervisor;
 use super::{ExitReason, ReplyTo, Server, ServerRef, Spec};
 use crate::mailbox::Meta;
@@ -95,7 +95,7 @@ struct ServerHooks<K, S: Server> {
     id: u64,
 }
 
-impl<K, S> GroupHooks for ServerHooks<K, S>
+impl<K, S> Hooks for ServerHooks<K, S>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     S: Server,
@@ -124,7 +124,7 @@ where
         }
     }
 
-    fn exited(&self, _reason: &ExitReason) {
+    fn exited(&mut self, _reason: &ExitReason) {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
@@ -234,11 +234,16 @@ where
             spec.calls = Some(share.clone());
         }
         let weak: Weak<Inner<K, S>> = Arc::downgrade(&self.inner);
-        spec.hooks = Some(Arc::new(ServerHooks {
+        let group = ServerHooks {
             inner: weak.clone(),
             name: name.clone(),
             id,
-        }));
+        };
+        // The spec's own exit hook runs after the registry's.
+        spec.hooks = Some(match spec.hooks.take() {
+            None => Box::new(group),
+            Some(own) => Box::new(Then(group, own)),
+        });
         let supervisor = self.inner.supervisor.clone();
         let role = self.inner.role;
         let task = tokio::spawn(async move {

@@ -359,7 +359,7 @@ impl TodoSystem {
                     let (context, published) = &*common;
                     ListServer::new(name2.clone(), context.clone()).publishing_to(published)
                 })
-                .name(name.as_str())
+                .name(name.clone())
                 .restart(Restart::Transient)
             },
         );
