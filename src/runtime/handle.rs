@@ -20,6 +20,11 @@ use crate::mailbox::{InvalidPolicy, Meta, Monitor, Policy, Sender, Stats};
 /// The next server's id.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A fresh server id, unique in the process.
+pub(crate) fn next_server_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A call's `meta` with its deadline set, and that deadline: the earlier of the
 /// caller's own (`meta.deadline`) and `now + timeout`. Every call path (a server,
 /// a pool's router, a registry's retries) bounds its wait and the mailbox's expiry
@@ -120,12 +125,18 @@ impl<S: Server> fmt::Debug for ServerRef<S> {
 }
 
 impl<S: Server> ServerRef<S> {
-    /// The handle of a server just built by [`start`](super::start), with a fresh id.
-    pub(super) fn new(tx: Sender<Envelope<S>>, control: ControlTx, calls: CallShare) -> Self {
+    /// The handle of a server just built by [`start`](super::start), with its id
+    /// (from [`next_server_id`]).
+    pub(super) fn new(
+        tx: Sender<Envelope<S>>,
+        control: ControlTx,
+        calls: CallShare,
+        id: u64,
+    ) -> Self {
         ServerRef {
             tx,
             control,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             calls,
         }
     }

@@ -20,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 use super::behaviour::{Envelope, ExitReason, Server};
 use super::control::{self, Control, ControlRx};
 use super::error::{CallError, InitError, StartError};
-use super::handle::{CallShare, ServerRef};
+use super::handle::{next_server_id, CallShare, ServerRef};
 use super::metrics as m;
 use super::reply::fail_call;
 use super::spec::{BoxHooks, Spec};
@@ -77,7 +77,8 @@ pub async fn start<S: Server>(mut spec: Spec<S>) -> Result<ServerRef<S>, StartEr
         .calls
         .take()
         .unwrap_or_else(|| CallShare::new(spec.role));
-    let handle = ServerRef::new(tx, control_tx, calls);
+    let id = spec.id.unwrap_or_else(next_server_id);
+    let handle = ServerRef::new(tx, control_tx, calls, id);
     tokio::spawn(supervise(spec, rx, control_rx, started_tx));
     match started_rx.await {
         Ok(Ok(())) => Ok(handle),
@@ -167,6 +168,7 @@ fn supervise<S: Server>(
         factory,
         link,
         calls: _,
+        id: _,
     } = spec;
     let task = Task {
         role,

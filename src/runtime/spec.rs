@@ -104,6 +104,9 @@ pub struct Spec<S: Server> {
     /// Call metrics and timer shared with other servers (a registry's); `None`:
     /// the server gets its own.
     pub(crate) calls: Option<CallShare>,
+    /// The server's id, given by its group (a registry's entry is known by it);
+    /// `None`: a fresh one.
+    pub(crate) id: Option<u64>,
 }
 
 impl<S: Server> Spec<S> {
@@ -124,6 +127,7 @@ impl<S: Server> Spec<S> {
             factory: Box::new(factory),
             link: None,
             calls: None,
+            id: None,
         }
     }
 
