@@ -8,7 +8,9 @@
 //! Built only with `RUSTFLAGS="--cfg sluicegate_loom"` (see .ci/run for the command).
 //!
 //! Each sender sends two messages, then drops its handle; the receiver receives until
-//! the end. Every interleaving must end (loom reports a lost wake-up as a deadlock),
+//! the end (one test keeps a handle alive instead, so that the last sender's drop,
+//! which wakes the receiver, cannot hide a push that failed to). Every interleaving
+//! must end (loom reports a lost wake-up as a deadlock),
 //! and then: every accepted message was delivered exactly once or handed to the
 //! eviction handler as the policy says, each sender's delivered messages are in the
 //! order it sent them, and the accounting is balanced with nothing left queued.
@@ -26,7 +28,7 @@
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use sluicegate::mailbox::{Builder, Eviction, Lane, Meta, Policy, SendError, Stats};
+use sluicegate::mailbox::{Builder, Eviction, Lane, Meta, Policy, SendError, Sender, Stats};
 
 /// (sender, sequence number within that sender)
 type Msg = (u8, u8);
@@ -80,28 +82,39 @@ fn mixed(sender: u8) -> Meta {
 
 /// Explores the interleavings of the 2-senders, 1-receiver run and checks each with
 /// `check`; `meta` gives each sender's messages their key and deadline.
+/// Spawns the senders, each on its own thread with its own handle, each sending its
+/// messages with `meta` (no timeout, receiver alive: every send must be accepted).
+fn spawn_senders(tx: &Sender<Msg>, meta: fn(u8) -> Meta) -> Vec<thread::JoinHandle<()>> {
+    (0..SENDERS)
+        .map(|s| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                loom::future::block_on(async move {
+                    for i in 0..PER_SENDER {
+                        tx.send_with((s, i), meta(s)).await.unwrap();
+                    }
+                })
+            })
+        })
+        .collect()
+}
+
 fn explore(policy: Policy, meta: fn(u8) -> Meta, check: fn(&Run)) {
+    explore_with(policy, meta, false, check);
+}
+
+/// [`explore`] with metrics on or off (on: the ring's counts are folded into the
+/// core's at the locks and the final snapshot).
+fn explore_with(policy: Policy, meta: fn(u8) -> Meta, metrics: bool, check: fn(&Run)) {
     model(move || {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
         let (tx, mut rx) = Builder::new(policy.clone())
-            .metrics(false)
+            .metrics(metrics)
             .on_evict(move |m: Msg, why| l.lock().unwrap().push((m, why)))
             .build()
             .unwrap();
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|s| {
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    loom::future::block_on(async move {
-                        for i in 0..PER_SENDER {
-                            // No timeout, receiver alive: every send is accepted.
-                            tx.send_with((s, i), meta(s)).await.unwrap();
-                        }
-                    })
-                })
-            })
-            .collect();
+        let senders = spawn_senders(&tx, meta);
         drop(tx);
         let delivered = loom::future::block_on(async {
             let mut got = Vec::new();
@@ -216,6 +229,41 @@ fn loom_drop_oldest_delivers_or_evicts_each_message_once() {
     explore(Policy::DropOldest { capacity: 1 }, plain, check_drop_oldest);
 }
 
+/// The ring's own wake-up, with no close to mask a lost one: the receiver's handle
+/// of the senders stays alive until all four messages (room for all, so none is
+/// evicted) are received, so a push that fails to wake a parked receiver leaves it
+/// waiting forever, which loom reports as a deadlock.
+#[test]
+fn loom_drop_oldest_ring_wakes_a_parked_receiver_without_a_close() {
+    model(|| {
+        let (tx, mut rx) = Builder::new(Policy::DropOldest {
+            capacity: usize::from(SENDERS * PER_SENDER),
+        })
+        .metrics(false)
+        .build()
+        .unwrap();
+        let senders = spawn_senders(&tx, plain);
+        let delivered = loom::future::block_on(async {
+            let mut got = Vec::new();
+            while got.len() < usize::from(SENDERS * PER_SENDER) {
+                got.push(rx.recv().await.expect("a sender handle is still alive"));
+            }
+            got
+        });
+        drop(tx);
+        for h in senders {
+            h.join().unwrap();
+        }
+        for s in 0..SENDERS {
+            let mine: Vec<u8> = delivered.iter().filter(|m| m.0 == s).map(|m| m.1).collect();
+            assert_eq!(mine, (0..PER_SENDER).collect::<Vec<_>>(), "{delivered:?}");
+        }
+        let stats = rx.stats();
+        assert_eq!(stats.delivered, u64::from(SENDERS * PER_SENDER));
+        assert_eq!(stats.dropped_oldest, 0);
+    });
+}
+
 #[test]
 fn loom_coalesce_keeps_the_newest_content_per_key() {
     // Each sender uses its own key: a replaced message is an older one of the same
@@ -236,6 +284,19 @@ fn loom_coalesce_keeps_the_newest_content_per_key() {
 #[test]
 fn loom_drop_oldest_mixing_the_ring_and_the_core_delivers_or_evicts_each_message_once() {
     explore(Policy::DropOldest { capacity: 1 }, mixed, check_drop_oldest);
+}
+
+/// The same race with metrics on: the ring's counts, kept in its own atomics, are
+/// folded into the core's when the gate locks and at the snapshot, and the
+/// accounting still balances with every message counted once.
+#[test]
+fn loom_drop_oldest_mixing_with_metrics_on_counts_each_message_once() {
+    explore_with(
+        Policy::DropOldest { capacity: 1 },
+        mixed,
+        true,
+        check_drop_oldest,
+    );
 }
 
 #[test]

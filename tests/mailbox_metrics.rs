@@ -121,21 +121,33 @@ async fn many_batches_add_up_to_the_stats() {
 #[tokio::test]
 async fn sojourn_is_sampled_one_in_sixteen_and_every_one_under_codel() {
     use sluicegate::mailbox::SOJOURN_SAMPLE_EVERY;
+    // A backlog first (which gives `drop_newest` and `drop_oldest` their lock-free
+    // ring), then one message at a time (through that ring): both halves sampled.
+    let backlog = 64u64;
     let n = 10 * SOJOURN_SAMPLE_EVERY as u64;
+    let sampled = (backlog + n) / SOJOURN_SAMPLE_EVERY as u64;
     for (policy, expected) in [
-        (Policy::Unbounded, n / SOJOURN_SAMPLE_EVERY as u64),
+        (Policy::Unbounded, sampled),
+        (Policy::DropOldest { capacity: 64 }, sampled),
+        (Policy::DropNewest { capacity: 64 }, sampled),
         (
             Policy::Codel {
                 capacity: 10_000,
                 target: std::time::Duration::from_secs(1),
                 interval: std::time::Duration::from_secs(10),
             },
-            n,
+            backlog + n,
         ),
     ] {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let (tx, mut rx) = mailbox(&recorder, policy);
+        for i in 0..backlog {
+            tx.send(i).await.unwrap();
+        }
+        for _ in 0..backlog {
+            rx.recv().await.unwrap();
+        }
         for i in 0..n {
             tx.send(i).await.unwrap();
             rx.recv().await.unwrap();
@@ -147,6 +159,64 @@ async fn sojourn_is_sampled_one_in_sixteen_and_every_one_under_codel() {
             "mailbox=\"metrics_test\"",
             expected as f64,
         );
+    }
+}
+
+/// The lock-free ring (`drop_newest` and `drop_oldest` with metrics on) counts
+/// deliveries, refusals and evictions in its own atomics, one set per stripe of
+/// producer threads, and folds them into the published counters: with four
+/// producer threads refusing or evicting all the while, the counters equal the
+/// stats after a flush, and the accounting balances.
+#[test]
+fn the_rings_counts_from_many_threads_are_exact_after_flush_all() {
+    const PER_PRODUCER: u64 = 5_000;
+    for policy in [
+        Policy::DropNewest { capacity: 8 },
+        Policy::DropOldest { capacity: 8 },
+    ] {
+        let name = policy.name();
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let (tx, mut rx) = mailbox(&recorder, policy);
+        let producers: Vec<_> = (0..4u64)
+            .map(|p| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER_PRODUCER {
+                        // Refused when full under drop_newest: the policy at work.
+                        let _ = tx.try_send(p * PER_PRODUCER + i);
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut got = 0u64;
+        loop {
+            match rx.try_recv() {
+                Ok(_) => got += 1,
+                Err(sluicegate::mailbox::TryRecvError::Empty) => std::thread::yield_now(),
+                Err(_) => break,
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        flush_all();
+        let stats = rx.stats();
+        assert!(stats.is_balanced(), "{name}: {stats:?}");
+        assert_eq!(stats.sent, 4 * PER_PRODUCER, "{name}");
+        assert_eq!(stats.delivered, got, "{name}");
+        let text = handle.render();
+        for (outcome, n) in [
+            ("delivered", stats.delivered),
+            ("rejected", stats.rejected),
+            ("dropped_oldest", stats.dropped_oldest),
+        ] {
+            let with = format!("policy=\"{name}\",outcome=\"{outcome}\"");
+            let seen =
+                prometheus_sample(&text, "sluicegate_mailbox_messages_total", &with).unwrap_or(0.0);
+            assert_eq!(seen, n as f64, "{name} {outcome} in:\n{text}");
+        }
     }
 }
 

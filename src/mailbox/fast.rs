@@ -3,9 +3,20 @@
 //!
 //! # Two modes
 //!
-//! The gate opens only under `drop_newest` and `drop_oldest` with metrics off; every
-//! other mailbox keeps the locked core for now and has no ring at all (see
-//! [`FastPath`] for why, with figures).
+//! The gate opens only under `drop_newest` and `drop_oldest` without a long-queue
+//! alert; every other mailbox keeps the locked core for now and has no ring at all
+//! (see [`FastPath`] for why, with figures).
+//!
+//! # Metrics
+//!
+//! With metrics on, one push in [`SOJOURN_SAMPLE_EVERY`] per stripe carries an
+//! enqueue stamp in its ring slot, and the receiver records its sojourn under the
+//! lock when it pops it (a [`Chore`]); a message moved into the core keeps its stamp.
+//! The ring's counts are folded into the core's ([`FastPath::fold`]) before every
+//! publication: at the 64th delivery, refusal or eviction on the ring (per stripe
+//! for the last two), at each `Stats` snapshot and `flush_all`, before a policy
+//! change and at the receiver's drop, so what `metrics.rs` promises holds for the
+//! ring's traffic too.
 //!
 //! *Open*: every queued message is in the ring and the core's queue is empty; a send
 //! of a message without key or deadline pushes into the ring (or, full, is refused
@@ -33,25 +44,46 @@
 //!
 //! # Ordering
 //!
-//! A sender enters the fast path with one read-modify-write of the gate (`+2`),
-//! which is totally ordered with the locker's `fetch_or` of the locked bit: either
-//! the sender sees the bit and backs off, or the locker waits for its `-2`. The
+//! The gate is one word per stripe of senders (a sender uses its thread's stripe;
+//! see [`SenderSide`]). A sender enters the fast path with one read-modify-write of
+//! its stripe's word (`+IN`), which is totally ordered with the locker's `fetch_or`
+//! of the locked bit on that word: either the sender sees the bit and backs off, or
+//! the locker waits for its `-IN`. The same word carries the receiver's parked bit, so a sender's exit (`-IN`, which
+//! returns the bit) and the receiver's park (`fetch_or`, then one more look at the
+//! ring) are ordered by the word itself: the sender sees the bit and wakes the
+//! receiver, or the receiver's look sees the message. A push costs three
+//! read-modify-writes (enter, the ring's own, exit) and no fence. The
 //! receiver, alone on its side, publishes `rx_busy` and then reads the gate, the
 //! locker sets the bit and then reads `rx_busy`, each with a `SeqCst` fence between
 //! (Dekker): at least one of them sees the other. tests/loom_mailbox.rs model-checks
-//! both hand-offs, with a locked model of the ring (the real one is
+//! these hand-offs, with a locked model of the ring (the real one is
 //! `concurrent-queue`'s, checked by its own authors).
 
 use std::task::Waker;
 
-use super::core::Core;
-use super::sync::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use tokio::time::Instant;
+
+use super::core::{Core, Stamp, SOJOURN_SAMPLE_EVERY};
+use super::metrics::publish_due;
+use super::sync::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use super::Policy;
 
-/// The gate's locked bit; the rest of the word counts senders inside a fast push, in
-/// steps of [`IN`].
+/// The gate's locked bit.
 const LOCKED: usize = 1;
-const IN: usize = 2;
+/// The gate's receiver-parked bit: the receiver has registered its waker and waits
+/// (set by the receiver, cleared by the sender that wakes it).
+const RX_PARKED: usize = 2;
+/// The rest of the gate's word counts senders inside a fast push, in steps of `IN`.
+const IN: usize = 4;
+/// The senders' side is split in this many stripes, each on its own cache line with
+/// its own gate word and counters; a sender uses its thread's stripe, so producers on
+/// different threads never write the same line (see [`SenderSide`]).
+const STRIPES: usize = 4;
+
+/// The largest capacity for which a mailbox gets a ring: its slots are allocated
+/// all at once (1.5 MiB of them for `u64` messages at this size), where the locked
+/// core's queue grows with its contents.
+pub const RING_MAX_CAPACITY: usize = 65_536;
 
 /// What a full ring does with a newcomer (set when the gate opens).
 pub(crate) const KIND_GROW: u8 = 0;
@@ -59,13 +91,14 @@ pub(crate) const KIND_REFUSE: u8 = 1;
 pub(crate) const KIND_EVICT: u8 = 2;
 pub(crate) const KIND_WAIT: u8 = 3;
 
-/// How a fast send ended.
+/// How a fast send ended. `Due`: metrics are on and the ring's counts are due to
+/// be folded into the core's and published ([`FastPath::fold`]).
 pub(crate) enum FastSend<T> {
     /// Queued; `Some` is the oldest message, evicted to make room (`drop_oldest`),
     /// already counted.
-    Accepted(Option<T>),
+    Accepted(Option<T>, Due),
     /// Full under `drop_newest`: refused, already counted as rejected.
-    Rejected(T),
+    Rejected(T, Due),
     /// The gate is locked: the core decides.
     Locked(T),
     /// Full under a policy that makes the sender wait: the core decides, after the
@@ -73,9 +106,40 @@ pub(crate) enum FastSend<T> {
     Full(T),
 }
 
+/// Whether the ring's counts are due to be folded into the core's and published
+/// (metrics on, and an outcome's count on the ring reached a multiple of
+/// [`FLUSH_EVERY`](super::metrics::FLUSH_EVERY)).
+pub(crate) type Due = bool;
+
+/// What the receiver owes the core after a fast pop, with metrics on: the sampled
+/// message's sojourn to record, and a publication (see [`Due`]). Both need the
+/// lock; most pops owe nothing.
+#[derive(Clone, Copy, Debug, Default)]
+#[must_use]
+pub(crate) struct Chore {
+    /// The delivered message's enqueue stamp, if it was sampled.
+    pub(crate) sojourn_from: Stamp,
+    pub(crate) publish: Due,
+}
+
+impl Chore {
+    /// Nothing owed.
+    #[inline]
+    pub(crate) fn is_none(self) -> bool {
+        !self.publish && !self.sojourn_from.is_some()
+    }
+}
+
+/// A message in the ring with its enqueue stamp ([`Stamp::NONE`] unless sampled
+/// for the sojourn histogram).
+struct Item<T> {
+    msg: T,
+    stamp: Stamp,
+}
+
 /// How a fast receive ended.
 pub(crate) enum FastRecv<T> {
-    Got(T),
+    Got(T, Chore),
     /// The gate is open and the ring empty.
     Empty,
     /// The gate is locked: the core has the queue.
@@ -84,19 +148,23 @@ pub(crate) enum FastRecv<T> {
 
 /// The fast path's shared state. Fields are grouped by who writes
 /// them, each group on its own cache line ([`Line`]), so a sender's writes never
-/// evict the receiver's line and back: senders write `gate`, `rejected` and
-/// `dropped_oldest`; the receiver writes `rx_busy`, `delivered` and `peak`; the
-/// lock holder writes `locked` and `kind`, rarely; `rx_parked` changes once per
-/// wait.
+/// evict the receiver's line and back: senders write their stripe's `gate`,
+/// `rejected` and `dropped_oldest`; the receiver writes `rx_busy`, `delivered` and
+/// `peak`; the lock holder writes `locked` and `kind`, rarely. The receiver writes
+/// the senders' lines only to park (each gate's [`RX_PARKED`] bit), once per wait.
+/// Six lines, the ring's handle (`concurrent-queue` pads its own indices) and the
+/// waker: 1,408 bytes besides the ring's slots, boxed, and only in a mailbox that
+/// can open the gate.
 struct Inner<T> {
-    senders: Line<SenderSide>,
+    senders: [Line<SenderSide>; STRIPES],
     receiver: Line<ReceiverSide>,
     mode: Line<Mode>,
-    /// The receiver has registered its waker and waits (set by the receiver, cleared
-    /// by the sender that wakes it), so a push that finds it false wakes nobody.
-    rx_parked: Line<AtomicBool>,
     /// The messages, when the gate is open.
-    ring: Ring<T>,
+    ring: Ring<Item<T>>,
+    /// Metrics are on: sample enqueue stamps, report publications due.
+    metrics: bool,
+    /// The core's [`Stamp`] origin.
+    base: Instant,
     /// Wakes the receiver after a fast push.
     waker: RxWaker,
 }
@@ -113,15 +181,62 @@ impl<T> std::ops::Deref for Line<T> {
     }
 }
 
-/// Written by senders.
+/// Written by senders, one per stripe: a sender enters and leaves through its
+/// thread's stripe and counts its refusals and evictions there. Every stripe's gate
+/// carries the same [`LOCKED`] bit (the locker sets and clears it on all of them),
+/// and the receiver parks by setting [`RX_PARKED`] on all of them: a push wakes it
+/// if its own stripe shows the bit (and clears it there; a bit left on another
+/// stripe costs one spurious, empty wake at most). With one gate word for all, four
+/// producers measured 0.5x of one: each push moved the word's line between cores
+/// twice beside the ring's own.
 struct SenderSide {
-    /// [`LOCKED`] bit plus [`IN`] per sender inside a fast push. The bit changes
-    /// only under the core's lock.
+    /// [`LOCKED`] bit (changed only under the core's lock), [`RX_PARKED`] bit, plus
+    /// [`IN`] per sender inside a fast push through this stripe.
     gate: AtomicUsize,
     /// Refused by a full ring (`drop_newest`).
     rejected: AtomicU64,
     /// Evicted by `force_push` (`drop_oldest`).
     dropped_oldest: AtomicU64,
+    /// Pushes through this stripe since the last stamped one (metrics on). A load
+    /// and a store, not a read-modify-write: two threads sharing the stripe may
+    /// lose a tick, which only shifts the sample.
+    tick: AtomicU32,
+}
+
+/// The stripe of the calling thread: given out round-robin at a thread's first
+/// push and kept.
+#[cfg(not(sluicegate_loom))]
+#[inline]
+fn stripe_index() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+    static NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
+    thread_local! {
+        static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    MINE.with(|mine| {
+        let i = mine.get();
+        if i < STRIPES {
+            return i;
+        }
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        mine.set(i);
+        i
+    })
+}
+
+/// Under loom, the model thread's number (deterministic in every execution), so that
+/// the two senders of a model use different stripes.
+#[cfg(sluicegate_loom)]
+fn stripe_index() -> usize {
+    let id = format!("{:?}", loom::thread::current().id());
+    let n: usize = id
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0);
+    n % STRIPES
 }
 
 /// Written by the receiver only.
@@ -143,6 +258,9 @@ struct Mode {
     locked: AtomicBool,
     /// What a full ring does ([`KIND_GROW`]...), written before the gate opens.
     kind: AtomicU8,
+    /// Of the ring's delivered, rejected and evicted counts, what has been folded
+    /// into the core's ([`FastPath::fold`]); written under the core's lock only.
+    folded: [AtomicU64; 3],
 }
 
 /// Fast counts for a [`Stats`](super::Stats) snapshot.
@@ -155,46 +273,95 @@ pub(crate) struct FastCounts {
     pub(crate) peak: usize,
 }
 
-/// The fast path of one mailbox: `None` for a mailbox whose gate never opens, so
-/// that it carries one pointer for it and allocates nothing. A ring is made under
-/// `drop_newest` and `drop_oldest` with metrics off, where it measured faster than
+/// The fast path of one mailbox: empty until the mailbox first needs it, so that a
+/// mailbox carries two words for it and allocates nothing until then. A ring is
+/// made ([`make_ring`](Self::make_ring)) once the queue has held
+/// [`RING_AFTER`] messages at once (or its whole capacity, if smaller): a producer
+/// has outrun its consumer, the case the ring is for; a mailbox that never sees
+/// a backlog (an actor answering one caller at a time) never pays for its slots,
+/// which are allocated all at once. Made under
+/// `drop_newest` and `drop_oldest` (metrics on or off), where it measured faster than
 /// the locked core (docs/benchmarks.md). Not under `unbounded`: `concurrent-queue`'s
 /// unbounded queue (a list of blocks) measured 0.63x the locked core with one
 /// producer. Not yet under `block` and `coalesce`: there a full ring locks the gate
 /// and moves the whole ring into the core, and a producer that outruns its consumer
 /// did that over and over (about 0.5x the locked core); the ring waits for a hand-off
 /// of parked senders that leaves it in place.
-pub(crate) struct FastPath<T>(Option<Box<Inner<T>>>);
+pub(crate) struct FastPath<T>(std::sync::OnceLock<Box<Inner<T>>>);
+
+/// Messages queued at once after which a mailbox that may have a ring gets one.
+pub(crate) const RING_AFTER: usize = 32;
 
 impl<T> FastPath<T> {
-    /// `locked_only`: metrics on or a long-queue alert set (each operation must go
-    /// through the core).
-    pub(crate) fn new(policy: &Policy, locked_only: bool) -> Self {
-        let usable = !locked_only
-            && matches!(
-                policy,
-                Policy::DropNewest { .. } | Policy::DropOldest { .. }
-            );
-        FastPath(usable.then(|| Box::new(Inner::new(policy))))
+    /// A fast path without a ring yet.
+    pub(crate) fn new() -> Self {
+        FastPath(std::sync::OnceLock::new())
+    }
+
+    /// Whether a mailbox under `policy` can have a ring: `drop_newest` and
+    /// `drop_oldest` up to [`RING_MAX_CAPACITY`].
+    pub(crate) fn fits(policy: &Policy) -> bool {
+        matches!(
+            policy,
+            Policy::DropNewest { .. } | Policy::DropOldest { .. }
+        ) && policy.capacity().is_some_and(|c| c <= RING_MAX_CAPACITY)
+    }
+
+    /// Whether the core's queue has shown the backlog after which the ring pays
+    /// ([`RING_AFTER`], or the whole capacity if smaller).
+    pub(crate) fn backlog_seen(peak: usize, policy: &Policy) -> bool {
+        peak >= policy.capacity().map_or(RING_AFTER, |c| c.min(RING_AFTER))
+    }
+
+    /// Makes the ring (under the core's lock), gate locked, if the policy in force
+    /// fits one and none exists: for the policy's capacity, sampling stamps when the
+    /// core has metrics on.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn make_ring(&self, core: &Core<T>) {
+        if self.0.get().is_none() && Self::fits(core.policy()) {
+            let inner = Inner::new(core.policy(), core.metrics_on(), core.base());
+            let _ = self.0.set(Box::new(inner));
+        }
+    }
+
+    /// Whether the ring exists.
+    #[inline]
+    pub(crate) fn has_ring(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    #[inline(always)]
+    fn get(&self) -> Option<&Inner<T>> {
+        self.0.get().map(|b| &**b)
+    }
+
+    /// Folds the ring's delivered, rejected and evicted counts gained since the last
+    /// fold into the core's counts (under the core's lock), so that a publication of
+    /// the core's counts carries them; see `metrics.rs`.
+    pub(crate) fn fold(&self, core: &mut Core<T>) {
+        if let Some(f) = self.get() {
+            f.fold(core);
+        }
     }
 
     /// Whether the gate is open (only stable under the core's lock).
     #[inline]
     pub(crate) fn is_open(&self) -> bool {
-        self.0.as_ref().is_some_and(|f| f.is_open())
+        self.get().is_some_and(|f| f.is_open())
     }
 
     /// Whether the mailbox has a ring and its gate is locked (only stable under the
     /// core's lock): the receiver may open it once the core is empty.
     #[inline]
     pub(crate) fn can_open(&self) -> bool {
-        self.0.as_ref().is_some_and(|f| !f.is_open())
+        self.get().is_some_and(|f| !f.is_open())
     }
 
     /// A send of a message without key or deadline.
     #[inline]
     pub(crate) fn send(&self, msg: T) -> FastSend<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => f.send(msg),
             None => FastSend::Locked(msg),
         }
@@ -203,7 +370,7 @@ impl<T> FastPath<T> {
     /// The receiver takes the next message from the ring, if the gate is open.
     #[inline]
     pub(crate) fn recv(&self) -> FastRecv<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => f.recv(),
             None => FastRecv::Locked,
         }
@@ -212,7 +379,7 @@ impl<T> FastPath<T> {
     /// The receiver takes the next message from the ring under the core's lock,
     /// with the gate open (no locker can run meanwhile).
     pub(crate) fn recv_locked(&self) -> FastRecv<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => f.pop(),
             None => FastRecv::Locked,
         }
@@ -222,7 +389,7 @@ impl<T> FastPath<T> {
     /// registers its waker, then looks once more (a push in between has woken it or
     /// is seen here).
     pub(crate) fn register_and_recv(&self, waker: &Waker) -> FastRecv<T> {
-        match &self.0 {
+        match self.get() {
             Some(f) => {
                 f.register(waker);
                 f.pop()
@@ -234,33 +401,33 @@ impl<T> FastPath<T> {
     /// Registers the receiver's waker for the next fast push (under the lock, with
     /// the gate open).
     pub(crate) fn register(&self, waker: &Waker) {
-        if let Some(f) = &self.0 {
+        if let Some(f) = self.get() {
             f.register(waker);
         }
     }
 
     /// Locks the gate (under the core's lock): see [`Inner::lock`].
     pub(crate) fn lock(&self, core: &mut Core<T>) {
-        if let Some(f) = &self.0 {
+        if let Some(f) = self.get() {
             f.lock(core);
         }
     }
 
     /// Opens the gate (under the core's lock): see [`Inner::open`].
     pub(crate) fn open(&self, core: &Core<T>) {
-        if let Some(f) = &self.0 {
+        if let Some(f) = self.get() {
             f.open(core);
         }
     }
 
     /// Messages in the ring now.
     pub(crate) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |f| f.ring.len())
+        self.get().map_or(0, |f| f.ring.len())
     }
 
     /// The fast path's counts (see [`Inner::counts`]).
     pub(crate) fn counts(&self) -> FastCounts {
-        self.0.as_ref().map(|f| f.counts()).unwrap_or_default()
+        self.get().map(|f| f.counts()).unwrap_or_default()
     }
 }
 
@@ -268,12 +435,15 @@ impl<T> Inner<T> {
     /// The fast path for a mailbox built with `policy`, gate locked until
     /// [`open`](Self::open), with a ring of the policy's capacity (unbounded for
     /// `unbounded`).
-    fn new(policy: &Policy) -> Self {
+    fn new(policy: &Policy, metrics: bool, base: Instant) -> Self {
         Inner {
-            senders: Line(SenderSide {
-                gate: AtomicUsize::new(LOCKED),
-                rejected: AtomicU64::new(0),
-                dropped_oldest: AtomicU64::new(0),
+            senders: std::array::from_fn(|_| {
+                Line(SenderSide {
+                    gate: AtomicUsize::new(LOCKED),
+                    rejected: AtomicU64::new(0),
+                    dropped_oldest: AtomicU64::new(0),
+                    tick: AtomicU32::new(0),
+                })
             }),
             receiver: Line(ReceiverSide {
                 rx_busy: AtomicBool::new(false),
@@ -283,9 +453,11 @@ impl<T> Inner<T> {
             mode: Line(Mode {
                 locked: AtomicBool::new(true),
                 kind: AtomicU8::new(KIND_GROW),
+                folded: std::array::from_fn(|_| AtomicU64::new(0)),
             }),
-            rx_parked: Line(AtomicBool::new(false)),
             ring: Ring::new(policy.capacity()),
+            metrics,
+            base,
             waker: RxWaker::default(),
         }
     }
@@ -293,7 +465,7 @@ impl<T> Inner<T> {
     /// Whether the gate is open (only stable under the core's lock).
     #[inline]
     pub(crate) fn is_open(&self) -> bool {
-        self.senders.gate.load(Ordering::Acquire) & LOCKED == 0
+        self.senders[0].gate.load(Ordering::Acquire) & LOCKED == 0
     }
 
     /// A send of a message without key or deadline.
@@ -302,40 +474,62 @@ impl<T> Inner<T> {
         if self.mode.locked.load(Ordering::Relaxed) {
             return FastSend::Locked(msg);
         }
-        let prev = self.senders.gate.fetch_add(IN, Ordering::Acquire);
+        let side = &self.senders[stripe_index()];
+        let prev = side.gate.fetch_add(IN, Ordering::Acquire);
         if prev & LOCKED != 0 {
-            self.senders.gate.fetch_sub(IN, Ordering::Release);
+            side.gate.fetch_sub(IN, Ordering::Release);
             return FastSend::Locked(msg);
         }
-        let out = match self.mode.kind.load(Ordering::Relaxed) {
-            KIND_EVICT => {
-                let evicted = self.ring.force_push(msg);
-                if evicted.is_some() {
-                    self.senders.dropped_oldest.fetch_add(1, Ordering::Relaxed);
-                }
-                FastSend::Accepted(evicted)
-            }
-            kind => match self.ring.push(msg) {
-                Ok(()) => FastSend::Accepted(None),
-                Err(msg) if kind == KIND_REFUSE => {
-                    self.senders.rejected.fetch_add(1, Ordering::Relaxed);
-                    FastSend::Rejected(msg)
-                }
-                Err(msg) => FastSend::Full(msg),
+        let item = Item {
+            msg,
+            stamp: if self.metrics {
+                self.sample(side)
+            } else {
+                Stamp::NONE
             },
         };
-        self.senders.gate.fetch_sub(IN, Ordering::Release);
-        if matches!(out, FastSend::Accepted(_)) {
-            // Dekker with `register_and_recv`: the push, then a fence, then the flag;
-            // the receiver sets the flag, a fence, then looks at the ring.
-            fence(Ordering::SeqCst);
-            if self.rx_parked.load(Ordering::Relaxed)
-                && self.rx_parked.swap(false, Ordering::AcqRel)
-            {
-                self.waker.wake();
-            }
+        let out = match self.mode.kind.load(Ordering::Relaxed) {
+            KIND_EVICT => match self.ring.force_push(item) {
+                Some(evicted) => {
+                    let n = side.dropped_oldest.fetch_add(1, Ordering::Relaxed) + 1;
+                    FastSend::Accepted(Some(evicted.msg), self.metrics && publish_due(n))
+                }
+                None => FastSend::Accepted(None, false),
+            },
+            kind => match self.ring.push(item) {
+                Ok(()) => FastSend::Accepted(None, false),
+                Err(item) if kind == KIND_REFUSE => {
+                    let n = side.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                    FastSend::Rejected(item.msg, self.metrics && publish_due(n))
+                }
+                Err(item) => FastSend::Full(item.msg),
+            },
+        };
+        // The push and the receiver's park meet on this one word: if the receiver's
+        // `fetch_or` of RX_PARKED comes first in the gate's order, this `fetch_sub`
+        // sees the bit; if it comes later, it reads this release and its pop sees
+        // the message. Either way no wake-up is lost, and no fence is needed.
+        let prev = side.gate.fetch_sub(IN, Ordering::AcqRel);
+        if prev & RX_PARKED != 0
+            && matches!(out, FastSend::Accepted(..))
+            && side.gate.fetch_and(!RX_PARKED, Ordering::AcqRel) & RX_PARKED != 0
+        {
+            self.waker.wake();
         }
         out
+    }
+
+    /// The enqueue stamp of a push through `side`: the present instant for one push
+    /// in [`SOJOURN_SAMPLE_EVERY`], [`Stamp::NONE`] for the others.
+    #[inline]
+    fn sample(&self, side: &SenderSide) -> Stamp {
+        let tick = side.tick.load(Ordering::Relaxed) + 1;
+        if tick < SOJOURN_SAMPLE_EVERY {
+            side.tick.store(tick, Ordering::Relaxed);
+            return Stamp::NONE;
+        }
+        side.tick.store(0, Ordering::Relaxed);
+        Stamp::at(self.base, Instant::now())
     }
 
     /// The receiver takes the next message from the ring, if the gate is open.
@@ -366,49 +560,66 @@ impl<T> Inner<T> {
             _ => self.ring.len(),
         };
         match self.ring.pop() {
-            Some(msg) => {
+            Some(item) => {
                 if depth > peak {
                     self.receiver.peak.store(depth, Ordering::Relaxed);
                 }
-                let n = self.receiver.delivered.load(Ordering::Relaxed);
-                self.receiver.delivered.store(n + 1, Ordering::Relaxed);
-                FastRecv::Got(msg)
+                let n = self.receiver.delivered.load(Ordering::Relaxed) + 1;
+                self.receiver.delivered.store(n, Ordering::Relaxed);
+                let chore = Chore {
+                    sojourn_from: item.stamp,
+                    publish: self.metrics && publish_due(n),
+                };
+                FastRecv::Got(item.msg, chore)
             }
             None => FastRecv::Empty,
         }
     }
 
-    /// Registers the receiver's waker for the next fast push (under the lock).
+    /// Registers the receiver's waker for the next fast push (under the lock): the
+    /// waker, then the gate's [`RX_PARKED`] bit, whose read-modify-write orders it
+    /// with every push's exit from the gate (see [`send`](Self::send)).
     fn register(&self, waker: &Waker) {
         self.waker.register(waker);
-        self.rx_parked.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        for side in &self.senders {
+            side.gate.fetch_or(RX_PARKED, Ordering::AcqRel);
+        }
     }
 
     /// Locks the gate (under the core's lock): waits for fast pushes and the fast pop
     /// in progress, then moves what the ring holds into the core, oldest first.
     pub(crate) fn lock(&self, core: &mut Core<T>) {
-        if self.senders.gate.load(Ordering::Relaxed) & LOCKED != 0 {
+        if self.senders[0].gate.load(Ordering::Relaxed) & LOCKED != 0 {
             return;
         }
         self.mode.locked.store(true, Ordering::Relaxed);
-        self.senders.gate.fetch_or(LOCKED, Ordering::SeqCst);
+        for side in &self.senders {
+            side.gate.fetch_or(LOCKED, Ordering::SeqCst);
+        }
         fence(Ordering::SeqCst);
         let mut spins = 0u32;
-        while self.senders.gate.load(Ordering::Acquire) != LOCKED
+        while self
+            .senders
+            .iter()
+            .any(|side| side.gate.load(Ordering::Acquire) >= IN)
             || self.receiver.rx_busy.load(Ordering::Acquire)
         {
             super::sync::backoff(&mut spins);
         }
-        while let Some(msg) = self.ring.pop() {
-            core.adopt(msg);
+        while let Some(item) = self.ring.pop() {
+            core.adopt(item.msg, item.stamp);
+        }
+        // The core counts from here on: it starts from everything the ring counted,
+        // published, so the recorder's lag stays within one batch of the core's.
+        if self.fold(core) && self.metrics {
+            core.flush_metrics();
         }
     }
 
     /// Opens the gate (under the core's lock) when the core is empty and nothing
     /// needs it ([`Core::fast_kind`]) and the ring fits the policy in force.
     pub(crate) fn open(&self, core: &Core<T>) {
-        if self.senders.gate.load(Ordering::Relaxed) & LOCKED == 0 {
+        if self.senders[0].gate.load(Ordering::Relaxed) & LOCKED == 0 {
             return;
         }
         let Some(kind) = core.fast_kind(self.ring.capacity()) else {
@@ -416,16 +627,51 @@ impl<T> Inner<T> {
         };
         debug_assert!(self.ring.is_empty(), "ring holds messages while locked");
         self.mode.kind.store(kind, Ordering::Relaxed);
-        self.senders.gate.fetch_and(!LOCKED, Ordering::Release);
+        for side in &self.senders {
+            side.gate.fetch_and(!LOCKED, Ordering::Release);
+        }
         self.mode.locked.store(false, Ordering::Release);
     }
 
-    /// The fast path's counts, read before the ring's length (so a message is never
+    /// The ring's delivered, rejected and evicted counts since the mailbox was built.
+    fn totals(&self) -> [u64; 3] {
+        let delivered = self.receiver.delivered.load(Ordering::Acquire);
+        let (mut rejected, mut dropped_oldest) = (0, 0);
+        for side in &self.senders {
+            rejected += side.rejected.load(Ordering::Acquire);
+            dropped_oldest += side.dropped_oldest.load(Ordering::Acquire);
+        }
+        [delivered, rejected, dropped_oldest]
+    }
+
+    /// Of `totals`, what has not been folded into the core's counts.
+    fn unfolded(&self, totals: [u64; 3]) -> [u64; 3] {
+        let mut out = totals;
+        for (n, folded) in out.iter_mut().zip(&self.mode.folded) {
+            *n -= folded.load(Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// See [`FastPath::fold`]; whether anything was folded.
+    fn fold(&self, core: &mut Core<T>) -> bool {
+        let totals = self.totals();
+        let [delivered, rejected, dropped_oldest] = self.unfolded(totals);
+        if delivered + rejected + dropped_oldest == 0 {
+            return false;
+        }
+        for (folded, n) in self.mode.folded.iter().zip(totals) {
+            folded.store(n, Ordering::Relaxed);
+        }
+        core.fold_fast(delivered, rejected, dropped_oldest);
+        true
+    }
+
+    /// The fast path's counts not yet folded into the core's, read before the
+    /// ring's length (so a message is never
     /// counted both as delivered and as queued).
     pub(crate) fn counts(&self) -> FastCounts {
-        let delivered = self.receiver.delivered.load(Ordering::Acquire);
-        let rejected = self.senders.rejected.load(Ordering::Acquire);
-        let dropped_oldest = self.senders.dropped_oldest.load(Ordering::Acquire);
+        let [delivered, rejected, dropped_oldest] = self.unfolded(self.totals());
         fence(Ordering::SeqCst);
         let depth = self.ring.len();
         FastCounts {
@@ -581,5 +827,87 @@ impl RxWaker {
         if let Some(w) = w {
             w.wake();
         }
+    }
+}
+
+#[cfg(all(test, not(sluicegate_loom)))]
+mod tests {
+    use super::*;
+
+    /// The boxed state of a mailbox that has a ring, besides the ring's slots: six
+    /// 128-byte lines (four stripes, the receiver's, the mode's), then the ring's
+    /// handle and the waker. A field that pushes a stripe past its line, or a line
+    /// more, fails here.
+    #[test]
+    fn the_fast_paths_state_stays_within_its_lines() {
+        assert_eq!(std::mem::size_of::<Line<SenderSide>>(), 128);
+        assert!(
+            std::mem::size_of::<Inner<u64>>() <= 1408,
+            "{} bytes",
+            std::mem::size_of::<Inner<u64>>()
+        );
+    }
+
+    /// No ring while the queue never holds [`RING_AFTER`] messages; the first
+    /// backlog makes one (locked), the drained core opens it, and plain messages
+    /// then go through it. `lock_free(false)` never gets one.
+    #[tokio::test]
+    async fn a_backlog_makes_the_ring_and_the_drained_core_opens_it() {
+        use crate::mailbox::Builder;
+        for lock_free in [true, false] {
+            let (tx, mut rx) = Builder::new(Policy::DropNewest { capacity: 64 })
+                .lock_free(lock_free)
+                .build()
+                .unwrap();
+            for i in 0..100u64 {
+                tx.send(i).await.unwrap();
+                assert_eq!(rx.recv().await, Some(i));
+            }
+            assert!(!rx.shared.fast.has_ring(), "one message at a time");
+            let n = RING_AFTER as u64;
+            for i in 0..n {
+                tx.send(i).await.unwrap();
+            }
+            for i in 0..n {
+                assert_eq!(rx.recv().await, Some(i));
+            }
+            assert_eq!(rx.shared.fast.has_ring(), lock_free);
+            assert_eq!(rx.shared.fast.is_open(), lock_free);
+            tx.send(7).await.unwrap();
+            assert_eq!(rx.shared.fast.len(), usize::from(lock_free), "in the ring");
+            assert_eq!(rx.recv().await, Some(7));
+            let s = rx.stats();
+            assert_eq!(
+                (s.sent, s.delivered, s.peak_depth),
+                (100 + n + 1, 100 + n + 1, 32)
+            );
+        }
+    }
+
+    /// A ring only under the two policies that use it and up to its largest
+    /// capacity; made once the queue has held 32 messages, or the whole capacity
+    /// if smaller.
+    #[test]
+    fn a_ring_fits_two_policies_and_waits_for_a_backlog() {
+        assert!(FastPath::<u64>::fits(&Policy::DropNewest {
+            capacity: 1024
+        }));
+        assert!(FastPath::<u64>::fits(&Policy::DropOldest {
+            capacity: RING_MAX_CAPACITY
+        }));
+        assert!(!FastPath::<u64>::fits(&Policy::DropOldest {
+            capacity: RING_MAX_CAPACITY + 1
+        }));
+        assert!(!FastPath::<u64>::fits(&Policy::Unbounded));
+        assert!(!FastPath::<u64>::fits(&Policy::Block {
+            capacity: 8,
+            send_timeout: None
+        }));
+        let big = Policy::DropNewest { capacity: 1024 };
+        assert!(!FastPath::<u64>::backlog_seen(RING_AFTER - 1, &big));
+        assert!(FastPath::<u64>::backlog_seen(RING_AFTER, &big));
+        let small = Policy::DropNewest { capacity: 4 };
+        assert!(!FastPath::<u64>::backlog_seen(3, &small));
+        assert!(FastPath::<u64>::backlog_seen(4, &small));
     }
 }

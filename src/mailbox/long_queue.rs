@@ -17,8 +17,8 @@
 //! never earlier. The depth stays above the threshold *continuously*: any operation
 //! that finds it at the threshold or below starts the wait over.
 //!
-//! A mailbox with an alert set has no lock-free ring (like one with metrics on): each
-//! operation must see the depth under the lock.
+//! A mailbox with an alert set has no lock-free ring: each operation must see the
+//! depth under the lock.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,10 +17,17 @@
 //! - when the receiver is dropped or the policy changes (the old labels get
 //!   everything up to then).
 //!
+//! The lock-free ring (`fast.rs`) counts its deliveries, refusals and evictions in
+//! its own atomics; they are folded into the core's counts before each of the
+//! moments above, when the gate locks (and then published), and whenever the
+//! ring's receiver, or one of its four stripes of senders, reaches a multiple of
+//! [`FLUSH_EVERY`] of an outcome (and then published).
+//!
 //! So a counter read straight from the recorder lags the mailbox's `Stats` by at
-//! most [`FLUSH_EVERY`]` - 1` messages of its outcome (per mailbox), never leads it,
-//! and equals it after any of the moments above with nothing in progress: a scrape
-//! through `/metrics` is exact. Each publication also brings the depth gauge to the
+//! most [`FLUSH_EVERY`]` - 1` messages of its outcome per place that counts it
+//! (the core; on the ring, the receiver for deliveries and each stripe for refusals
+//! and evictions), never leads it, and equals it after any of the moments above
+//! with nothing in progress: a scrape through `/metrics` is exact. Each publication also brings the depth gauge to the
 //! queue's length then (the hot path records no depth change at all), so the gauge
 //! shows the depth of the last publication.
 

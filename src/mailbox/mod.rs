@@ -5,7 +5,7 @@
 //!
 //! A mailbox has two places for its queue, and one holds it at a time (see
 //! `fast.rs`). While the *gate* is open (only under `drop_newest` and `drop_oldest`
-//! so far, with metrics off), messages without key or deadline go through a
+//! so far, without a long-queue alert), messages without key or deadline go through a
 //! lock-free ring (`concurrent-queue`'s bounded Vyukov queue): a send pushes (or,
 //! full, is refused under `drop_newest`, evicts the oldest under `drop_oldest`), the
 //! receiver pops, and neither takes a lock; the receiver is woken through an atomic
@@ -23,7 +23,10 @@
 //! from there; when the receiver waits on an
 //! empty queue whose buffer a burst grew past [`IDLE_SLOTS`] slots, the buffer is
 //! given back, so an idle mailbox holds at most that many slots whatever its
-//! capacity (an idle actor is small). A send or receive that does not wait and does
+//! capacity (an idle actor is small). A `drop_newest` or `drop_oldest` mailbox that
+//! has once held 32 messages (or its capacity, if smaller) also holds a lock-free
+//! ring's slots, all of its capacity, from then on, unless [`Builder::lock_free`]
+//! turned the ring off (the runtime's servers do). A send or receive that does not wait and does
 //! not grow the buffer allocates nothing and takes the lock once. A sender that must wait (`block`, `coalesce`) parks its message *inside*
 //! the mailbox, in a FIFO of waiting senders, in the same lock round as its offer; the
 //! receiver moves it into the queue as soon as a slot frees and records the outcome
@@ -141,6 +144,7 @@ pub use core::{IDLE_SLOTS, SOJOURN_SAMPLE_EVERY};
 pub use dead_letter::DeadLetter;
 use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
 pub use error::{ReserveError, SendError, TryRecvError, TrySendError};
+pub use fast::RING_MAX_CAPACITY;
 pub use lane::Lane;
 pub use long_queue::{LongQueueEvent, LongQueueKind};
 use long_queue::{LongQueueHook, LongWatch};
@@ -246,6 +250,9 @@ struct Shared<T> {
     on_long_queue: Option<LongQueueHook>,
     /// A long-queue alert is set (fixed at build).
     watches_depth: bool,
+    /// The fast path may make a ring (the builder's `lock_free`, and no long-queue
+    /// alert; fixed at build).
+    ring_allowed: bool,
 }
 
 impl<T> Shared<T> {
@@ -307,13 +314,46 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Folds the ring's counts into the core's and publishes them (metrics on; see
+    /// `metrics.rs`): at every [`FLUSH_EVERY`](metrics::FLUSH_EVERY)-th outcome on
+    /// the ring, and at `flush_all`.
+    #[cold]
+    #[inline(never)]
+    fn publish(&self) {
+        let mut core = self.lock();
+        self.fast.fold(&mut core);
+        core.flush_metrics_with(self.fast.len());
+    }
+
+    /// What the receiver owes after a fast pop ([`fast::Chore`]), taking the lock.
+    #[cold]
+    #[inline(never)]
+    fn fast_chore(&self, chore: fast::Chore) {
+        let mut core = self.lock();
+        self.fast_chore_locked(&mut core, chore);
+    }
+
+    /// [`fast_chore`](Self::fast_chore) with the lock held.
+    #[cold]
+    #[inline(never)]
+    fn fast_chore_locked(&self, core: &mut Core<T>, chore: fast::Chore) {
+        if chore.sojourn_from.is_some() {
+            core.record_sojourn(chore.sojourn_from, core::Stamp::NONE);
+        }
+        if chore.publish {
+            self.fast.fold(core);
+            core.flush_metrics_with(self.fast.len());
+        }
+    }
+
     /// The core's counts plus the fast path's, under the lock (so no message moves
     /// between the two meanwhile). Publishes the metrics too (with metrics on), so
     /// the recorder matches the snapshot (see `metrics.rs`).
     fn stats(&self) -> Stats {
         self.watch_depth();
-        let core = self.lock();
-        core.flush_metrics();
+        let mut core = self.lock();
+        self.fast.fold(&mut core);
+        core.flush_metrics_with(self.fast.len());
         let mut st = core.stats();
         let f = self.fast.counts();
         st.delivered += f.delivered;
@@ -342,7 +382,11 @@ impl<T> Shared<T> {
     fn set_policy(&self, policy: Policy) -> Result<(), InvalidPolicy> {
         policy.validate()?;
         let mut fx = Effects::default();
-        self.lock_all().set_policy(policy, &mut fx);
+        let mut core = self.lock_all();
+        // The old labels get everything up to the change, the ring's counts too.
+        self.fast.fold(&mut core);
+        core.set_policy(policy, &mut fx);
+        drop(core);
         self.apply(fx);
         Ok(())
     }
@@ -367,12 +411,20 @@ impl<T> Shared<T> {
     fn offer_plain(&self, mut msg: T, waker: Option<&std::task::Waker>) -> Offer<T> {
         loop {
             match self.fast.send(msg) {
-                FastSend::Accepted(None) => return Offer::Accepted,
-                FastSend::Accepted(Some(evicted)) => {
+                FastSend::Accepted(None, _) => return Offer::Accepted,
+                FastSend::Accepted(Some(evicted), due) => {
+                    if due {
+                        self.publish();
+                    }
                     self.dead_letter(evicted, Eviction::DroppedOldest, Meta::default());
                     return Offer::Accepted;
                 }
-                FastSend::Rejected(m) => return Offer::Full(m),
+                FastSend::Rejected(m, due) => {
+                    if due {
+                        self.publish();
+                    }
+                    return Offer::Full(m);
+                }
                 FastSend::Full(m) => {
                     // Full under a policy that makes senders wait: the core decides.
                     let mut core = self.lock();
@@ -497,7 +549,7 @@ impl<T> Shared<T> {
 impl<T: Send> metrics::Flush for Shared<T> {
     fn flush(&self) {
         self.watch_depth();
-        self.lock().flush_metrics();
+        self.publish();
     }
 }
 
@@ -519,6 +571,7 @@ pub struct Builder<T> {
     policy: Policy,
     role: &'static str,
     metrics: bool,
+    lock_free: bool,
     dead_letters: Option<DeadLetterHook<T>>,
     log_dead_letters: Option<std::time::Duration>,
     on_coalesce: Option<CoalesceHook<T>>,
@@ -533,6 +586,7 @@ impl<T: Send + 'static> Builder<T> {
             policy,
             role: "mailbox",
             metrics: true,
+            lock_free: true,
             dead_letters: None,
             log_dead_letters: None,
             on_coalesce: None,
@@ -552,6 +606,21 @@ impl<T: Send + 'static> Builder<T> {
     /// Accounting in [`Stats`] is always on.
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// Whether plain messages (no key, deadline or lane) may go through the
+    /// lock-free ring under `drop_newest` and `drop_oldest` (default on; see the
+    /// module docs). The ring is made at the mailbox's first backlog (32 messages
+    /// queued at once, or its capacity if smaller), with all its slots: the
+    /// capacity times the message's size plus 16 bytes. A message that needs the
+    /// lock (one with a deadline, say) moves the ring's contents into the locked
+    /// core until the queue drains. Turn it off for a mailbox that must stay small, one
+    /// of very many, or whose messages mostly carry deadlines: the runtime's
+    /// servers do, since every call carries one. No ring is made for a capacity
+    /// above [`RING_MAX_CAPACITY`] either way.
+    pub fn lock_free(mut self, on: bool) -> Self {
+        self.lock_free = on;
         self
     }
 
@@ -601,15 +670,16 @@ impl<T: Send + 'static> Builder<T> {
     /// `long_message_queue` system monitor.
     ///
     /// The depth is checked under the lock at each send and receive, and at each
-    /// [`Stats`] snapshot and metrics flush ([`metrics::flush_all`], which `/metrics`
-    /// and `sluicegate serve` call every 5 s, for mailboxes with metrics on); no
+    /// [`Stats`] snapshot and metrics flush ([`metrics::flush_all`], for mailboxes
+    /// with metrics on: call it before each scrape; `sluicegate serve` does, and
+    /// every 5 s); no
     /// timer runs per mailbox. So an alert comes at the first check at least
     /// `for_at_least` after the depth went above (later than that on a mailbox where
     /// nothing happens, never earlier), and the depth must stay above
     /// continuously: a check that finds it at or below the threshold starts the wait
     /// over. The receiver's drop empties the queue, so it recovers an alert in force.
-    /// A mailbox with an alert set does not use the lock-free ring (as with metrics
-    /// on): every operation goes through the core, which sees the depth.
+    /// A mailbox with an alert set does not use the lock-free ring: every operation
+    /// goes through the core, which sees the depth.
     ///
     /// # Examples
     ///
@@ -658,9 +728,16 @@ impl<T: Send + 'static> Builder<T> {
             .long_queue
             .map(|(threshold, at_least)| Box::new(LongWatch::new(threshold, at_least, self.role)));
         let watches_depth = long.is_some();
-        let fast = FastPath::new(&self.policy, self.metrics || watches_depth);
-        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce, long);
-        fast.open(&core);
+        let metrics = self.metrics;
+        let core = Core::new(self.policy, self.role, metrics, self.on_coalesce, long);
+        let ring_allowed = self.lock_free && !watches_depth;
+        let fast = FastPath::new();
+        // Model checks start with the ring, so that every interleaving explores it.
+        #[cfg(sluicegate_loom)]
+        if ring_allowed {
+            fast.make_ring(&core);
+            fast.open(&core);
+        }
         let dead = (self.dead_letters.is_some() || self.log_dead_letters.is_some()).then(|| {
             Box::new(DeadLetters {
                 hook: self.dead_letters,
@@ -676,6 +753,7 @@ impl<T: Send + 'static> Builder<T> {
             dead,
             on_long_queue: self.on_long_queue,
             watches_depth,
+            ring_allowed,
         });
         // loom's Arc has no Weak: mailboxes built for model checking are not registered.
         #[cfg(not(sluicegate_loom))]
@@ -709,6 +787,28 @@ pub fn channel<T: Send + 'static>(policy: Policy) -> (Sender<T>, Receiver<T>) {
 
 /// Watches and reconfigures a mailbox without being a sender: it neither keeps the
 /// mailbox open nor stops the receiver from seeing the end.
+///
+/// # Examples
+///
+/// Shrinking a live `drop_oldest` mailbox evicts what no longer fits, counted
+/// (`examples/live_policy.rs` switches policies under load):
+///
+/// ```
+/// use sluicegate::mailbox::{channel, Policy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (tx, mut rx) = channel(Policy::DropOldest { capacity: 8 });
+/// let monitor = rx.monitor();
+/// for i in 0..6 {
+///     tx.send(i).await.unwrap();
+/// }
+/// monitor.set_policy(Policy::DropOldest { capacity: 2 }).unwrap();
+/// let s = monitor.stats();
+/// assert_eq!((s.depth, s.dropped_oldest), (2, 4));
+/// assert_eq!(rx.recv().await, Some(4));
+/// # }
+/// ```
 pub struct Monitor<T> {
     shared: sync::Arc<Shared<T>>,
 }

@@ -68,7 +68,9 @@ pub enum Policy {
         interval: Duration,
     },
     /// A keyed message replaces the queued message with the same key (which keeps its
-    /// place); when full of distinct keys, the sender waits like [`Policy::Block`].
+    /// place); when full of distinct keys, the sender waits like [`Policy::Block`],
+    /// but the policy sets no limit on the wait (bound it with
+    /// [`Sender::send_timeout`](super::Sender::send_timeout)).
     Coalesce {
         /// Most messages queued at once.
         capacity: usize,

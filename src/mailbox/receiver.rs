@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use super::coop::{made_progress, Credit};
 use super::core::{Core, Effects, Fast};
-use super::fast::FastRecv;
+use super::fast::{FastPath, FastRecv};
 use super::sync::MutexGuard;
 use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
 
@@ -31,6 +31,8 @@ impl<T> Drop for Receiver<T> {
         let mut fx = Effects::default();
         let left = {
             let mut core = self.shared.lock_all();
+            // The ring's counts go out with the core's in the retirement below.
+            self.shared.fast.fold(&mut core);
             core.close(&mut fx);
             // What is still queued becomes dead letters (discarded), given to the
             // handler below with anything else evicted meanwhile.
@@ -52,6 +54,36 @@ impl<T: Send + 'static> Receiver<T> {
     ///
     /// Cancel safe: a message is taken out of the mailbox only in the poll that
     /// returns it, so dropping the future (e.g. in `tokio::select!`) loses nothing.
+    ///
+    /// # Examples
+    ///
+    /// An actor's loop that also stops on a signal; a message that arrives as the
+    /// signal wins stays queued for the drain:
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::DropNewest { capacity: 16 });
+    /// let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    /// tx.send(1).await.unwrap();
+    /// stop_tx.send(()).unwrap();
+    /// let mut seen = Vec::new();
+    /// loop {
+    ///     tokio::select! {
+    ///         biased;
+    ///         _ = &mut stop => break,
+    ///         Some(m) = rx.recv() => seen.push(m),
+    ///     }
+    /// }
+    /// rx.close();
+    /// while let Some(m) = rx.recv().await {
+    ///     seen.push(m);
+    /// }
+    /// assert_eq!(seen, vec![1]);
+    /// # }
+    /// ```
     pub async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -61,7 +93,10 @@ impl<T: Send + 'static> Receiver<T> {
     #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
-        if let FastRecv::Got(msg) = self.shared.fast.recv() {
+        if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
+            if !chore.is_none() {
+                self.shared.fast_chore(chore);
+            }
             made_progress(coop);
             return Poll::Ready(Some(msg));
         }
@@ -85,7 +120,25 @@ impl<T: Send + 'static> Receiver<T> {
     /// ended (closed or every sender gone, and drained) or when `limit` is 0.
     ///
     /// # Cancel safety
+    ///
     /// Cancel safe: messages are moved into `buf` only in the poll that returns them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::Unbounded);
+    /// for i in 0..5 {
+    ///     tx.send(i).await.unwrap();
+    /// }
+    /// let mut batch = Vec::with_capacity(4);
+    /// assert_eq!(rx.recv_many(&mut batch, 4).await, 4);
+    /// assert_eq!(batch, vec![0, 1, 2, 3]);
+    /// # }
+    /// ```
     pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
         poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await
     }
@@ -104,7 +157,10 @@ impl<T: Send + 'static> Receiver<T> {
         let mut n = 0;
         while n < limit {
             match self.shared.fast.recv() {
-                FastRecv::Got(msg) => {
+                FastRecv::Got(msg, chore) => {
+                    if !chore.is_none() {
+                        self.shared.fast_chore(chore);
+                    }
                     buf.push(msg);
                     n += 1;
                 }
@@ -149,7 +205,10 @@ impl<T: Send + 'static> Receiver<T> {
     ///
     /// [`TryRecvError`]: nothing queued now, or the mailbox has ended.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let FastRecv::Got(msg) = self.shared.fast.recv() {
+        if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
+            if !chore.is_none() {
+                self.shared.fast_chore(chore);
+            }
             return Ok(msg);
         }
         let mut fx = Effects::default();
@@ -166,6 +225,22 @@ impl<T: Send + 'static> Receiver<T> {
 
     /// Refuses new messages (senders get `Closed`, waiting senders get their message
     /// back) and lets the receiver drain what is queued: graceful shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluicegate::mailbox::{channel, Policy, SendError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::Unbounded);
+    /// tx.send("queued").await.unwrap();
+    /// rx.close();
+    /// assert_eq!(tx.send("late").await, Err(SendError::Closed("late")));
+    /// assert_eq!(rx.recv().await, Some("queued"));
+    /// assert_eq!(rx.recv().await, None);
+    /// # }
+    /// ```
     pub fn close(&mut self) {
         let mut fx = Effects::default();
         self.shared.lock_all().close(&mut fx);
@@ -225,7 +300,12 @@ fn take_locked<T>(
 ) -> Option<T> {
     if shared.fast.is_open() {
         return match shared.fast.recv_locked() {
-            FastRecv::Got(msg) => Some(msg),
+            FastRecv::Got(msg, chore) => {
+                if !chore.is_none() {
+                    shared.fast_chore_locked(core, chore);
+                }
+                Some(msg)
+            }
             FastRecv::Empty | FastRecv::Locked => None,
         };
     }
@@ -242,8 +322,17 @@ fn take_locked<T>(
 /// needs it (a mailbox with a ring whose gate is locked).
 #[inline(always)]
 fn reopen<T>(shared: &Shared<T>, core: &mut MutexGuard<'_, Core<T>>) {
-    if core.len() == 0 && shared.fast.can_open() {
-        open_gate(shared, core);
+    if core.len() == 0 {
+        if shared.fast.can_open() {
+            open_gate(shared, core);
+        }
+    } else if shared.ring_allowed
+        && !shared.fast.has_ring()
+        && FastPath::<T>::backlog_seen(core.peak(), core.policy())
+    {
+        // A backlog: the ring pays from now on. Made locked; it opens once the
+        // core has drained.
+        shared.fast.make_ring(core);
     }
 }
 
@@ -274,7 +363,10 @@ fn park<T>(
     // Only the receiver opens the gate: while it is locked, no fast push can come
     // before the receiver's next poll, and the core's waker is enough.
     if shared.fast.is_open() {
-        if let FastRecv::Got(msg) = shared.fast.register_and_recv(cx.waker()) {
+        if let FastRecv::Got(msg, chore) = shared.fast.register_and_recv(cx.waker()) {
+            if !chore.is_none() {
+                shared.fast_chore_locked(core, chore);
+            }
             return Poll::Ready(Some(msg));
         }
     }

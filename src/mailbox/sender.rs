@@ -85,6 +85,27 @@ impl<T: Send + 'static> Sender<T> {
     /// # Cancel safety
     ///
     /// As [`send`](Self::send).
+    ///
+    /// # Examples
+    ///
+    /// Under `coalesce`, a keyed message replaces the queued one with the same key;
+    /// a deadline drops a message still queued when it passes:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluicegate::mailbox::{channel, Meta, Policy};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, mut rx) = channel(Policy::Coalesce { capacity: 8 });
+    /// let soon = Instant::now() + Duration::from_secs(5);
+    /// tx.send_with("draft", Meta::keyed("list-1").with_deadline(soon)).await.unwrap();
+    /// tx.send_with("final", Meta::keyed("list-1").with_deadline(soon)).await.unwrap();
+    /// assert_eq!(rx.recv().await, Some("final"));
+    /// assert_eq!(rx.stats().coalesced, 1);
+    /// # }
+    /// ```
     pub fn send_with(&self, msg: T, meta: Meta) -> SendFuture<'_, T> {
         SendFuture::new(&self.shared, msg, meta, None)
     }
@@ -99,6 +120,22 @@ impl<T: Send + 'static> Sender<T> {
     /// # Cancel safety
     ///
     /// As [`send`](Self::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluicegate::mailbox::{channel, Policy, SendError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let (tx, _rx) = channel(Policy::Block { capacity: 1, send_timeout: None });
+    /// tx.send(1).await.unwrap();
+    /// // Full, and nobody receives: the wait ends at the timeout, message handed back.
+    /// let late = tx.send_timeout(2, Duration::from_millis(50)).await;
+    /// assert_eq!(late, Err(SendError::Timeout(2)));
+    /// # }
+    /// ```
     pub fn send_timeout(&self, msg: T, timeout: Duration) -> SendFuture<'_, T> {
         SendFuture::new(&self.shared, msg, Meta::default(), Some(timeout))
     }

@@ -246,8 +246,9 @@ impl<S: Server> ServerRef<S> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future before it completes means the message was
-    /// not queued (it is dropped with the future).
+    /// Cancel safe: dropping the future never loses or duplicates an accepted cast.
+    /// One accepted before the drop stays queued; one still waiting for space
+    /// (`block`, `coalesce`) is dropped with the future, uncounted.
     pub async fn cast(&self, message: S::Cast) -> Result<(), CastError> {
         self.cast_with(message, Meta::default()).await
     }

@@ -62,8 +62,12 @@ use crate::mailbox::{Builder, Receiver};
 /// # }
 /// ```
 pub async fn start<S: Server>(mut spec: Spec<S>) -> Result<ServerRef<S>, StartError> {
+    // No lock-free ring: every call carries a deadline, which takes the locked core
+    // (and would move the ring into it at each call), and an idle server must not
+    // hold a ring's slots.
     let (tx, rx) = Builder::new(spec.policy.clone())
         .role(spec.role)
+        .lock_free(false)
         .on_evict(|env: Envelope<S>, why| match env {
             Envelope::Call(call) => fail_call(call, CallError::from(why)),
             Envelope::Cast(msg) => S::evicted_cast(msg, why),

@@ -110,7 +110,7 @@ pub fn valid_node_id(id: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The backend ([`BackendKind`]: `files`, `sqlite`, `memory`).
+    /// The backend ([`BackendKind`]: `sqlite`, `postgres`, `files`, `memory`).
     pub backend: BackendKind,
     /// Data directory (the CLI's `--data-dir` overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -183,8 +183,27 @@ impl<T> Core<T> {
 
     /// `at` as a stamp of this mailbox.
     pub(crate) fn stamp(&self, at: Instant) -> Stamp {
-        let nanos = at.saturating_duration_since(self.base).as_nanos();
-        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1)
+        Stamp::at(self.base, at)
+    }
+
+    /// The policy in force.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Whether metrics are on.
+    pub(crate) fn metrics_on(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    /// The most messages queued at once so far.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// The origin of this mailbox's stamps (the fast path stamps with it too).
+    pub(crate) fn base(&self) -> Instant {
+        self.base
     }
 
     /// The stamp of the present instant.
@@ -452,13 +471,14 @@ impl<T> Core<T> {
 
     /// Takes over a message from the fast path's ring as the gate locks: queued at
     /// the back (the ring's messages are the newest; the core's queue is empty while
-    /// the gate is open) and counted as sent here, where it is counted from now on.
-    pub(crate) fn adopt(&mut self, msg: T) {
+    /// the gate is open) with its enqueue stamp, if sampled, and counted as sent
+    /// here, where it is counted from now on.
+    pub(crate) fn adopt(&mut self, msg: T, enqueued: Stamp) {
         self.enqueue(Slot {
             msg,
             key: None,
             deadline: Stamp::NONE,
-            enqueued: Stamp::NONE,
+            enqueued,
         });
         self.counts.sent += 1;
         if self.queue.len() > self.peak {
@@ -468,8 +488,8 @@ impl<T> Core<T> {
 
     /// What a full ring of `ring_capacity` (`None`: unbounded) does under the policy
     /// in force, when the fast path may take over: the core's queue empty, nobody
-    /// waiting, open, no metrics or CoDel (both need every message stamped or
-    /// counted under the lock) and a ring of the policy's capacity. `None`
+    /// waiting, open, no CoDel (it needs every message stamped and judged under the
+    /// lock) and a ring of the policy's capacity. `None`
     /// otherwise. (Which mailboxes get a ring at all: `FastPath::new`.)
     pub(crate) fn fast_kind(&self, ring_capacity: Option<usize>) -> Option<u8> {
         use super::fast::{KIND_EVICT, KIND_GROW, KIND_REFUSE, KIND_WAIT};
@@ -478,7 +498,6 @@ impl<T> Core<T> {
             || self.reserved != 0
             || !self.waiting.is_empty()
             || self.closed
-            || self.metrics.is_some()
             || self.behaviour.codel.is_some()
             || self.stamp
             || self.policy.capacity() != ring_capacity
@@ -534,7 +553,7 @@ impl<T> Core<T> {
     /// Records the sojourn of a delivered message stamped at `enqueued`, as of `now`
     /// (the clock is read here when `now` is none), if metrics are on.
     #[inline(never)]
-    fn record_sojourn(&self, enqueued: Stamp, now: Stamp) {
+    pub(crate) fn record_sojourn(&self, enqueued: Stamp, now: Stamp) {
         if let Some(m) = &self.metrics {
             let now = if now.is_some() { now } else { self.now() };
             m.sojourn
@@ -901,9 +920,28 @@ impl<T> Core<T> {
     #[cold]
     #[inline(never)]
     pub(crate) fn flush_metrics(&self) {
+        self.flush_metrics_with(0);
+    }
+
+    /// [`flush_metrics`](Self::flush_metrics) with `ring` more messages queued in
+    /// the fast path's ring (whose counts have just been folded in).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn flush_metrics_with(&self, ring: usize) {
         if let Some(m) = &self.metrics {
-            m.flush(&self.counts.by_outcome, self.len());
+            m.flush(&self.counts.by_outcome, self.len() + ring);
         }
+    }
+
+    /// Takes in what the fast path's ring delivered, refused and evicted since the
+    /// last fold (see `FastPath::fold`): counted here as sent and as their outcome,
+    /// as if they had passed through the core, so the identity holds and the next
+    /// publication carries them.
+    pub(crate) fn fold_fast(&mut self, delivered: u64, rejected: u64, dropped_oldest: u64) {
+        self.counts.by_outcome[Outcome::Delivered.index()] += delivered;
+        self.counts.by_outcome[Outcome::Rejected.index()] += rejected;
+        self.counts.by_outcome[Outcome::DroppedOldest.index()] += dropped_oldest;
+        self.counts.sent += delivered + rejected + dropped_oldest;
     }
 
     /// Takes this mailbox's series out of the metrics (the receiver is gone).

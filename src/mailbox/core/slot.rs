@@ -3,6 +3,7 @@
 //! lock is released ([`Effects`], [`Fast`], [`Push`], [`Reserve`]).
 
 use std::task::Waker;
+use tokio::time::Instant;
 
 use super::super::long_queue::LongQueueEvent;
 use super::super::stats::Eviction;
@@ -28,6 +29,13 @@ pub(crate) struct Stamp(pub(super) u64);
 
 impl Stamp {
     pub(crate) const NONE: Stamp = Stamp(0);
+
+    /// `at` as a stamp of a mailbox built at `base`.
+    #[inline]
+    pub(crate) fn at(base: Instant, at: Instant) -> Stamp {
+        let nanos = at.saturating_duration_since(base).as_nanos();
+        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1)
+    }
 
     pub(crate) fn is_some(self) -> bool {
         self.0 != 0

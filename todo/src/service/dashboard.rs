@@ -356,17 +356,27 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The `/api/stats` document (see the README for its fields).
+/// The `/api/stats` document the live dashboard polls: one object per mailbox role,
+/// server role and HTTP route, sampled from this process's metrics.
 #[derive(Debug, Default, Serialize)]
 struct Stats {
+    /// The document's format version.
     version: u32,
+    /// When it was sampled, in seconds since the Unix epoch.
     time: f64,
+    /// Seconds since the service started.
     uptime_s: f64,
+    /// How often the sampler runs, in seconds.
     sample_every_s: f64,
+    /// The window rates are taken over, in seconds.
     rate_window_s: f64,
+    /// The window the sojourn and wait quantiles are taken over, in seconds.
     quantile_window_s: f64,
+    /// Per mailbox role: policy, depth, totals and rates by outcome, quantiles.
     mailboxes: Vec<MailboxRole>,
+    /// Per server role: live servers, calls by outcome and their rates, restarts.
     servers: Vec<ServerRole>,
+    /// Per HTTP route: requests by status, and their rates.
     http: Vec<HttpRoute>,
     /// The edge's concurrency limit; absent when it is off.
     limit: Option<Limit>,
