@@ -89,12 +89,13 @@ pub trait Server: Send + Sized + 'static {
     /// reorder messages that do not depend on each other. The default handles them
     /// one by one, in order.
     fn handle_batch(&mut self, batch: Vec<Envelope<Self>>) -> impl Future<Output = ()> + Send {
+        // Not a `for` loop: it would keep each message's `Option` in this future
+        // beside the handler's future, which holds the message already. Here the
+        // message moves whole into a plain function, in a statement that ends
+        // before the await. The iterator is made here, not in the `async` block,
+        // which would keep the `Vec` it was made from beside it.
+        let mut batch = batch.into_iter();
         async move {
-            // Not a `for` loop: it would keep each message's `Option` in this future
-            // beside the handler's future, which holds the message already. Here
-            // the message moves whole into a plain function, in a statement that
-            // ends before the await.
-            let mut batch = batch.into_iter();
             loop {
                 let handling = match batch.next() {
                     Some(env) => dispatch(self, env),

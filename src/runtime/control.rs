@@ -1,22 +1,30 @@
-//! The stop requests of a server, sent around its mailbox: one small cell (an
-//! atomic request word and a waker, about 48 bytes with the `Arc`) shared by the
-//! handles and the server task, so a busy receive loop sees "nothing asked" with
-//! one atomic load, and an idle server holds no channel (a tokio unbounded channel
-//! here cost about 600 bytes per server).
+//! What a server's handles and its task share beside the mailbox, in one small
+//! cell (about 80 bytes with the `Arc`): the stop requests sent around the mailbox
+//! (an atomic request word and a waker), and the flag the task raises once when the
+//! server has ended for good, with the waiters on it (`ServerRef::stopped`). One
+//! allocation per server: a tokio unbounded channel here cost about 600 bytes, and
+//! two cells (requests, end) 104 bytes.
 //!
-//! Only the first request of an instance counts, as the loop acts on it at once: a
-//! drain stops looking at requests (it ends when the queue is empty), and a stop
-//! without drain ends the instance. So the cell keeps the first request not yet
-//! taken, and later ones while it waits are dropped. A request is stored first and
-//! the waker woken after it; the loop registers its waker before it looks again,
-//! so a request is never missed. Every handle being gone is seen through the
-//! mailbox instead (it ends with its senders, which the handles hold).
+//! Requests: a busy receive loop sees "nothing asked" with one atomic load, and an
+//! idle server holds no channel. Only the first request of an instance counts, as
+//! the loop acts on it at once: a drain stops looking at requests (it ends when the
+//! queue is empty), and a stop without drain ends the instance. So the cell keeps
+//! the first request not yet taken, and later ones while it waits are dropped. A
+//! request is stored first and the waker woken after it; the loop registers its
+//! waker before it looks again, so a request is never missed. Every handle being
+//! gone is seen through the mailbox instead (it ends with its senders, which the
+//! handles hold).
+//!
+//! The end: an atomic flag and a [`Notify`], where a `watch` channel carried a
+//! lock and eight wait lists for a value that changes once. Waiting is cancel safe:
+//! a dropped waiter leaves nothing behind.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
 
 /// Asks a running server's task to stop; sent around the mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +45,10 @@ struct Cell {
     waker: AtomicWaker,
     /// The server task dropped its side.
     gone: AtomicBool,
+    /// The server has ended for good (raised once by its task).
+    ended: AtomicBool,
+    /// The waiters on `ended`.
+    notify: Notify,
 }
 
 /// The handles' side: cheap to clone.
@@ -56,6 +68,8 @@ pub(super) fn channel() -> (ControlTx, ControlRx) {
         request: AtomicU8::new(NONE),
         waker: AtomicWaker::new(),
         gone: AtomicBool::new(false),
+        ended: AtomicBool::new(false),
+        notify: Notify::new(),
     });
     (ControlTx { cell: cell.clone() }, ControlRx { cell })
 }
@@ -79,6 +93,33 @@ impl ControlTx {
     /// Whether the server task has dropped its side.
     pub(super) fn is_closed(&self) -> bool {
         self.cell.gone.load(Ordering::Acquire)
+    }
+
+    /// Whether the server has ended for good.
+    pub(super) fn is_ended(&self) -> bool {
+        self.cell.is_ended()
+    }
+
+    /// Waits until the server has ended for good.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only withdraws this waiter.
+    pub(super) async fn ended(&self) {
+        let notified = self.cell.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: a raise after the read wakes it.
+        notified.as_mut().enable();
+        if self.cell.is_ended() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+impl Cell {
+    fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 }
 
@@ -107,6 +148,12 @@ impl ControlRx {
             Some(c) => Poll::Ready(c),
             None => Poll::Pending,
         }
+    }
+
+    /// The server has ended for good: raises the flag and wakes every waiter (once).
+    pub(super) fn raise_ended(&self) {
+        self.cell.ended.store(true, Ordering::Release);
+        self.cell.notify.notify_waiters();
     }
 }
 
@@ -167,5 +214,31 @@ mod tests {
         drop(rx);
         assert!(tx.is_closed());
         assert!(!tx.send(Control::Stop { drain: true }));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_before_the_end_is_woken_and_one_after_returns_at_once() {
+        let (tx, rx) = channel();
+        assert!(!tx.is_ended());
+        let t = tx.clone();
+        let waiter = tokio::spawn(async move { t.ended().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        rx.raise_ended();
+        waiter.await.unwrap();
+        assert!(tx.is_ended());
+        tx.ended().await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_waiter_leaves_the_others_waiting() {
+        let (tx, rx) = channel();
+        let first = tx.ended();
+        drop(first);
+        let t = tx.clone();
+        let second = tokio::spawn(async move { t.ended().await });
+        tokio::task::yield_now().await;
+        rx.raise_ended();
+        second.await.unwrap();
     }
 }

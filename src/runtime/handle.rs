@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use super::behaviour::{Envelope, Server};
 use super::call_timer::{CallTimer, ReplyWait};
 use super::control::{Control, ControlTx};
-use super::done::Done;
 use super::error::{CallError, CastError};
 use super::metrics as m;
 use super::reply::{fail_call, ReplyRx, ReplyTo};
@@ -20,6 +19,11 @@ use crate::mailbox::{InvalidPolicy, Meta, Monitor, Policy, Sender, Stats};
 
 /// The next server's id.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh server id, unique in the process.
+pub(crate) fn next_server_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// A call's `meta` with its deadline set, and that deadline: the earlier of the
 /// caller's own (`meta.deadline`) and `now + timeout`. Every call path (a server,
@@ -92,8 +96,8 @@ impl CallShare {
 /// A cheap, cloneable handle to a running server.
 pub struct ServerRef<S: Server> {
     tx: Sender<Envelope<S>>,
+    /// Stop requests in, the server's end out.
     control: ControlTx,
-    done: Arc<Done>,
     id: u64,
     /// Call metrics and timer, shared with the server's group if it has one; they
     /// name the server's role.
@@ -105,7 +109,6 @@ impl<S: Server> Clone for ServerRef<S> {
         ServerRef {
             tx: self.tx.clone(),
             control: self.control.clone(),
-            done: self.done.clone(),
             id: self.id,
             calls: self.calls.clone(),
         }
@@ -122,18 +125,18 @@ impl<S: Server> fmt::Debug for ServerRef<S> {
 }
 
 impl<S: Server> ServerRef<S> {
-    /// The handle of a server just built by [`start`](super::start), with a fresh id.
+    /// The handle of a server just built by [`start`](super::start), with its id
+    /// (from [`next_server_id`]).
     pub(super) fn new(
         tx: Sender<Envelope<S>>,
         control: ControlTx,
-        done: Arc<Done>,
         calls: CallShare,
+        id: u64,
     ) -> Self {
         ServerRef {
             tx,
             control,
-            done,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             calls,
         }
     }
@@ -322,12 +325,12 @@ impl<S: Server> ServerRef<S> {
 
     /// Waits until the server has ended for good.
     pub async fn stopped(&self) {
-        self.done.wait().await;
+        self.control.ended().await;
     }
 
     /// Whether the server has ended for good.
     pub fn is_stopped(&self) -> bool {
-        self.done.is_raised() || self.control.is_closed()
+        self.control.is_ended() || self.control.is_closed()
     }
 
     /// The mailbox's accounting.

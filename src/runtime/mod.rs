@@ -9,7 +9,6 @@
 mod behaviour;
 mod call_timer;
 mod control;
-mod done;
 mod error;
 mod handle;
 pub mod metrics;
@@ -26,6 +25,6 @@ pub use handle::ServerRef;
 pub use pool::{KeyedPool, PoolSpec, Routed, Router, Routing};
 pub use registry::{Registry, RegistryCallError, RegistryConfig};
 pub use reply::{fail_call, ReplyTo};
-pub use server::start;
+pub use server::{start, task_size};
 pub use spec::Spec;
 pub use supervisor::{Intensity, Restart, Supervisor, SupervisorEvent};

@@ -9,9 +9,9 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::error::{CallError, CastError, StartError};
-use super::handle::{call_meta, CallShare};
+use super::handle::{call_meta, next_server_id, CallShare};
 use super::metrics as m;
-use super::spec::GroupHooks;
+use super::spec::{Hooks, Then};
 use super::supervisor::Supervisor;
 use super::{ExitReason, ReplyTo, Server, ServerRef, Spec};
 use crate::mailbox::Meta;
@@ -27,6 +27,9 @@ pub struct RegistryConfig {
 
 type StartFuture<S> = Shared<BoxFuture<'static, Result<ServerRef<S>, StartError>>>;
 
+/// A name's server. Each entry is known by its server's id (given before the
+/// start), so a late hook never touches a newer entry; a started server's id is
+/// its handle's, not a copy (the map holds one entry per live server).
 enum Entry<S: Server> {
     /// `init` is running in its own task; lookups of this name wait on it.
     Starting {
@@ -34,12 +37,10 @@ enum Entry<S: Server> {
         result: StartFuture<S>,
     },
     Live {
-        id: u64,
         server: ServerRef<S>,
     },
     /// Idle stop under way; lookups wait for it to end, then start a fresh server.
     Stopping {
-        id: u64,
         server: ServerRef<S>,
     },
 }
@@ -47,7 +48,8 @@ enum Entry<S: Server> {
 impl<S: Server> Entry<S> {
     fn id(&self) -> u64 {
         match self {
-            Entry::Starting { id, .. } | Entry::Live { id, .. } | Entry::Stopping { id, .. } => *id,
+            Entry::Starting { id, .. } => *id,
+            Entry::Live { server } | Entry::Stopping { server } => server.id(),
         }
     }
 }
@@ -65,8 +67,6 @@ struct Inner<K, S: Server> {
     config: RegistryConfig,
     /// The role, for the live-servers gauge.
     role: &'static str,
-    /// Source of entry ids, so a late hook never touches a newer entry.
-    next_id: std::sync::atomic::AtomicU64,
     /// Call metrics and the call timer of every server of the registry, made at the
     /// first start (on the runtime that runs the servers): no server carries a
     /// metric registration or a timer task of its own.
@@ -95,7 +95,7 @@ struct ServerHooks<K, S: Server> {
     id: u64,
 }
 
-impl<K, S> GroupHooks for ServerHooks<K, S>
+impl<K, S> Hooks for ServerHooks<K, S>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     S: Server,
@@ -107,12 +107,12 @@ where
         let (name, id) = (&self.name, self.id);
         let mut entries = inner.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.remove(name) {
-            Some(Entry::Live { id: eid, server }) if eid == id => {
+            Some(Entry::Live { server }) if server.id() == id => {
                 if server.stats().depth == 0 {
-                    entries.insert(name.clone(), Entry::Stopping { id, server });
+                    entries.insert(name.clone(), Entry::Stopping { server });
                     true
                 } else {
-                    entries.insert(name.clone(), Entry::Live { id, server });
+                    entries.insert(name.clone(), Entry::Live { server });
                     false
                 }
             }
@@ -124,7 +124,7 @@ where
         }
     }
 
-    fn exited(&self, _reason: &ExitReason) {
+    fn exited(&mut self, _reason: &ExitReason) {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
@@ -161,7 +161,6 @@ where
                 supervisor,
                 config,
                 role,
-                next_id: std::sync::atomic::AtomicU64::new(1),
                 calls: OnceLock::new(),
             }),
         }
@@ -188,9 +187,9 @@ where
             let next = {
                 let mut entries = self.lock();
                 match entries.get(name) {
-                    Some(Entry::Live { server, .. }) => return Ok(server.clone()),
+                    Some(Entry::Live { server }) => return Ok(server.clone()),
                     Some(Entry::Starting { result, .. }) => Next::Wait(result.clone()),
-                    Some(Entry::Stopping { server, .. }) => Next::WaitStopped(server.clone()),
+                    Some(Entry::Stopping { server }) => Next::WaitStopped(server.clone()),
                     None => {
                         if let Some(cap) = self.inner.config.max_live {
                             if entries.len() >= cap {
@@ -220,11 +219,9 @@ where
     /// Starts a name's server in its own task, so that a slow `init` blocks only
     /// the callers of that name.
     fn spawn_start(&self, name: K) -> (u64, StartFuture<S>) {
-        let id = self
-            .inner
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = next_server_id();
         let mut spec = (self.inner.make)(&name);
+        spec.id = Some(id);
         spec.idle_timeout = self.inner.config.idle_timeout;
         let server_role = spec.role;
         let share = self.inner.calls.get_or_init(|| CallShare::new(server_role));
@@ -234,11 +231,16 @@ where
             spec.calls = Some(share.clone());
         }
         let weak: Weak<Inner<K, S>> = Arc::downgrade(&self.inner);
-        spec.hooks = Some(Arc::new(ServerHooks {
+        let group = ServerHooks {
             inner: weak.clone(),
             name: name.clone(),
             id,
-        }));
+        };
+        // The spec's own exit hook runs after the registry's.
+        spec.hooks = Some(match spec.hooks.take() {
+            None => Box::new(group),
+            Some(own) => Box::new(Then(group, own)),
+        });
         let supervisor = self.inner.supervisor.clone();
         let role = self.inner.role;
         let task = tokio::spawn(async move {
@@ -251,7 +253,6 @@ where
                             entries.insert(
                                 name.clone(),
                                 Entry::Live {
-                                    id,
                                     server: server.clone(),
                                 },
                             );
@@ -294,9 +295,9 @@ where
         let live = {
             let mut entries = self.lock();
             match entries.remove(name) {
-                Some(Entry::Live { id, server }) => {
+                Some(Entry::Live { server }) => {
+                    let id = server.id();
                     let stopping = Entry::Stopping {
-                        id,
                         server: server.clone(),
                     };
                     entries.insert(name.clone(), stopping);
@@ -325,7 +326,7 @@ where
     /// The name's server if it is live now; never starts one.
     pub fn get(&self, name: &K) -> Option<ServerRef<S>> {
         match self.lock().get(name) {
-            Some(Entry::Live { server, .. }) => Some(server.clone()),
+            Some(Entry::Live { server }) => Some(server.clone()),
             _ => None,
         }
     }
@@ -457,7 +458,7 @@ where
             .lock()
             .values()
             .filter_map(|e| match e {
-                Entry::Live { server, .. } | Entry::Stopping { server, .. } => Some(server.clone()),
+                Entry::Live { server } | Entry::Stopping { server } => Some(server.clone()),
                 Entry::Starting { .. } => None,
             })
             .collect();

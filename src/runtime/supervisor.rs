@@ -51,8 +51,11 @@ impl Default for Intensity {
 #[derive(Debug)]
 pub(crate) struct RestartWindow {
     intensity: Intensity,
-    /// Times of the restarts within the last `intensity.period`, oldest first.
-    restarts: Vec<Instant>,
+    /// Times of the restarts within the last `intensity.period`, oldest first;
+    /// allocated at the first restart (every live server carries a window, and
+    /// most never restart).
+    #[allow(clippy::box_collection)] // one pointer, where a `Vec` is three
+    restarts: Option<Box<Vec<Instant>>>,
 }
 
 impl RestartWindow {
@@ -60,7 +63,7 @@ impl RestartWindow {
     pub(crate) fn new(intensity: Intensity) -> Self {
         RestartWindow {
             intensity,
-            restarts: Vec::new(),
+            restarts: None,
         }
     }
 
@@ -74,11 +77,12 @@ impl RestartWindow {
     /// last `period`: the supervisor gives up on the child.
     pub(crate) fn admit(&mut self, now: Instant) -> bool {
         let period = self.intensity.period;
-        self.restarts.retain(|t| now.duration_since(*t) < period);
-        if self.restarts.len() >= self.intensity.max_restarts as usize {
+        let restarts = self.restarts.get_or_insert_with(Box::default);
+        restarts.retain(|t| now.duration_since(*t) < period);
+        if restarts.len() >= self.intensity.max_restarts as usize {
             return false;
         }
-        self.restarts.push(now);
+        restarts.push(now);
         true
     }
 }

@@ -224,10 +224,20 @@ pub struct TodoList {
     next_id: u64,
     /// Entries by id (so id order is iteration order).
     entries: RedBlackTreeMapSync<u64, Arc<Entry>>,
-    /// Receipts of keyed writes applied within the window, by key.
-    receipts: RedBlackTreeMapSync<IdempotencyKey, Receipt>,
+    /// Receipts of keyed writes applied within the window; `None` when there is
+    /// none (never `Some` of none): most lists have none, and a list and each of
+    /// its snapshots then carry a pointer where the two maps take 48 bytes.
+    /// Shared between clones until one of them records or expires a receipt.
+    receipts: Option<Arc<Receipts>>,
+}
+
+/// A list's receipts of keyed writes, by key and by time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Receipts {
+    /// By key.
+    by_key: RedBlackTreeMapSync<IdempotencyKey, Receipt>,
     /// The same receipts by (time applied, key), oldest first, for expiry.
-    receipts_by_time: RedBlackTreeSetSync<(i64, IdempotencyKey)>,
+    by_time: RedBlackTreeSetSync<(i64, IdempotencyKey)>,
 }
 
 impl Default for TodoList {
@@ -260,11 +270,7 @@ impl From<TodoList> for StoredList {
         StoredList {
             next_id: l.next_id,
             entries: l.entries.values().map(|e| Entry::clone(e)).collect(),
-            receipts: l
-                .receipts
-                .iter()
-                .map(|(k, r)| (k.clone(), r.clone()))
-                .collect(),
+            receipts: l.receipts().map(|(k, r)| (k.clone(), r.clone())).collect(),
         }
     }
 }
@@ -275,8 +281,7 @@ impl TodoList {
         TodoList {
             next_id: 1,
             entries: RedBlackTreeMapSync::new_sync(),
-            receipts: RedBlackTreeMapSync::new_sync(),
-            receipts_by_time: RedBlackTreeSetSync::new_sync(),
+            receipts: None,
         }
     }
 
@@ -320,37 +325,58 @@ impl TodoList {
 
     /// The receipt of the keyed write `key`, if the list applied one in the window.
     pub fn receipt(&self, key: &IdempotencyKey) -> Option<&Receipt> {
-        self.receipts.get(key)
+        self.receipts.as_ref()?.by_key.get(key)
     }
 
     /// Records what the keyed write `key` did (replacing an older receipt of the key).
     pub fn record_receipt(&mut self, key: IdempotencyKey, receipt: Receipt) {
-        if let Some(old) = self.receipts.get(&key) {
-            self.receipts_by_time.remove_mut(&(old.at_ms, key.clone()));
+        let receipts = self.receipts.get_or_insert_with(|| {
+            Arc::new(Receipts {
+                by_key: RedBlackTreeMapSync::new_sync(),
+                by_time: RedBlackTreeSetSync::new_sync(),
+            })
+        });
+        let receipts = Arc::make_mut(receipts);
+        if let Some(old) = receipts.by_key.get(&key) {
+            receipts.by_time.remove_mut(&(old.at_ms, key.clone()));
         }
-        self.receipts_by_time
-            .insert_mut((receipt.at_ms, key.clone()));
-        self.receipts.insert_mut(key, receipt);
+        receipts.by_time.insert_mut((receipt.at_ms, key.clone()));
+        receipts.by_key.insert_mut(key, receipt);
     }
 
     /// Forgets every receipt applied before `before_ms` (milliseconds since the
     /// Unix epoch); returns their keys, oldest first. O(log n) per receipt dropped.
     pub fn expire_receipts(&mut self, before_ms: i64) -> Vec<IdempotencyKey> {
         let mut gone = Vec::new();
-        while let Some((at, key)) = self.receipts_by_time.first().cloned() {
+        let Some(shared) = self.receipts.as_mut() else {
+            return gone;
+        };
+        // Nothing to expire: the receipts stay shared with the list's snapshots.
+        if shared
+            .by_time
+            .first()
+            .is_none_or(|(at, _)| *at >= before_ms)
+        {
+            return gone;
+        }
+        let receipts = Arc::make_mut(shared);
+        while let Some((at, key)) = receipts.by_time.first().cloned() {
             if at >= before_ms {
                 break;
             }
-            self.receipts_by_time.remove_mut(&(at, key.clone()));
-            self.receipts.remove_mut(&key);
+            receipts.by_time.remove_mut(&(at, key.clone()));
+            receipts.by_key.remove_mut(&key);
             gone.push(key);
+        }
+        if receipts.by_key.is_empty() {
+            self.receipts = None;
         }
         gone
     }
 
     /// Every receipt, by key.
     pub fn receipts(&self) -> impl Iterator<Item = (&IdempotencyKey, &Receipt)> {
-        self.receipts.iter()
+        self.receipts.iter().flat_map(|r| r.by_key.iter())
     }
 
     /// Whether the list exists: an entry was ever added to it (ids are never

@@ -96,6 +96,13 @@ impl From<ListName> for String {
     }
 }
 
+/// The name's text, shared with the name (no copy).
+impl From<ListName> for Arc<str> {
+    fn from(n: ListName) -> Arc<str> {
+        n.0
+    }
+}
+
 impl fmt::Display for ListName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

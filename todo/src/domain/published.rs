@@ -45,8 +45,10 @@ struct Cell {
 /// One published version of a list.
 pub struct Snapshot {
     list: TodoList,
-    /// The JSON array of every entry, made on first use.
-    entries_json: OnceLock<Bytes>,
+    /// The JSON array of every entry, made on first use; boxed, so a version
+    /// never read as a whole (every idle list's, until then) carries a pointer
+    /// where `Bytes` takes four.
+    entries_json: OnceLock<Box<Bytes>>,
 }
 
 impl Snapshot {
@@ -65,9 +67,10 @@ impl Snapshot {
     /// Every entry of this version as a JSON array ([`TodoList::all_entries_json`]),
     /// serialized by the first caller and shared (a reference count) after that.
     pub fn entries_json(&self) -> Bytes {
-        self.entries_json
-            .get_or_init(|| self.list.all_entries_json())
-            .clone()
+        Bytes::clone(
+            self.entries_json
+                .get_or_init(|| Box::new(self.list.all_entries_json())),
+        )
     }
 
     /// The page `q` asks for as JSON, or `None` when the list does not exist: the

@@ -359,7 +359,7 @@ impl TodoSystem {
                     let (context, published) = &*common;
                     ListServer::new(name2.clone(), context.clone()).publishing_to(published)
                 })
-                .name(name.as_str())
+                .name(name.clone())
                 .restart(Restart::Transient)
             },
         );
@@ -448,7 +448,12 @@ impl TodoSystem {
                 let mut tries = 0;
                 loop {
                     tries += 1;
-                    match self.inner.registry.cast(list, write.clone()).await {
+                    match self
+                        .inner
+                        .registry
+                        .cast(list, Box::new(write.clone()))
+                        .await
+                    {
                         Err(RegistryCallError::Cast(sluicegate::runtime::CastError::Stopped))
                             if tries < CALL_TRIES =>
                         {
@@ -465,7 +470,7 @@ impl TodoSystem {
             return Ok(WriteOutcome::Accepted);
         }
         let written = self
-            .call(list, |r| ListCall::Write(write.clone(), ack, r))
+            .call(list, |r| ListCall::Write(Box::new(write.clone()), ack, r))
             .await??;
         Ok(if written.replayed {
             WriteOutcome::Replayed(written.entry)
@@ -557,7 +562,7 @@ impl TodoSystem {
         self.read(
             list,
             |published| published.page(&query),
-            |r| ListCall::Entries(query.clone(), r),
+            |r| ListCall::Entries(Box::new(query.clone()), r),
         )
         .await
     }
@@ -579,7 +584,7 @@ impl TodoSystem {
             .read_either(
                 list,
                 |published| published.page_json(&query),
-                |r| ListCall::Entries(query.clone(), r),
+                |r| ListCall::Entries(Box::new(query.clone()), r),
             )
             .await?;
         Ok(read.unwrap_or_else(|page| page.map(JsonPage::from)))
