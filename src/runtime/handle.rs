@@ -318,12 +318,22 @@ impl<S: Server> ServerRef<S> {
     /// without, queued calls are answered [`CallError::Stopped`]. Control messages
     /// bypass the mailbox, so a full mailbox can still be stopped. Waits until the
     /// server has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// The stop request goes out at the first poll; dropping the future after that
+    /// cancels only the wait for the end, not the stop. Dropped before its first
+    /// poll, it asks nothing.
     pub async fn stop(&self, drain: bool) {
         let _ = self.control.send(Control::Stop { drain });
         self.stopped().await;
     }
 
     /// Waits until the server has ended for good.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
     pub async fn stopped(&self) {
         self.control.ended().await;
     }

@@ -135,6 +135,17 @@ impl<S: Server> Clone for KeyedPool<S> {
 impl<S: Server> KeyedPool<S> {
     /// Starts the workers (permanent children of `supervisor`, built by
     /// `make(index)`) and, when routed, the router.
+    ///
+    /// # Errors
+    ///
+    /// The first worker's or the router's [`StartError`], as
+    /// [`Supervisor::start`] gives it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future part-way (or an error part-way) drops the handles of
+    /// the servers already started, which then end as a server does once every
+    /// handle to it is gone.
     pub async fn start(
         spec: PoolSpec,
         supervisor: &Supervisor,
@@ -298,6 +309,12 @@ impl<S: Server> KeyedPool<S> {
     }
 
     /// Stops the router (draining it first) and then every worker.
+    ///
+    /// # Cancel safety
+    ///
+    /// Each server's stop is sent when the future first reaches it (the router's
+    /// first, then every worker's at once): dropping the future part-way leaves
+    /// the servers not yet asked running, and those asked stopping.
     pub async fn stop(&self, drain: bool) {
         if let Some(router) = &self.router {
             router.stop(drain).await;

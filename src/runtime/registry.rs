@@ -453,6 +453,11 @@ where
     }
 
     /// Stops every server; with `drain`, each first handles what is queued.
+    ///
+    /// # Cancel safety
+    ///
+    /// The servers live when it is first polled are asked to stop together; dropping
+    /// the future afterwards cancels only the wait for them to end.
     pub async fn stop_all(&self, drain: bool) {
         let servers: Vec<ServerRef<S>> = self
             .lock()

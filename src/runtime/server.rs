@@ -36,6 +36,13 @@ use crate::mailbox::{Builder, Receiver};
 /// [`StartError::Init`] with `init`'s error (or its panic), and
 /// [`StartError::InvalidPolicy`] when the spec's policy is out of range.
 ///
+/// # Cancel safety
+///
+/// Dropped before its first poll, it starts nothing. The first poll spawns the
+/// server's task; dropping the future while `init` runs drops the only handle, so
+/// the server ends once `init` is done, as a server does once every handle to it
+/// is gone.
+///
 /// # Examples
 ///
 /// ```

@@ -155,6 +155,10 @@ impl Supervisor {
     /// # Errors
     ///
     /// As [`start`](super::start).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`start`](super::start).
     pub async fn start<S: Server>(&self, mut spec: Spec<S>) -> Result<ServerRef<S>, StartError> {
         spec.intensity = self.intensity;
         spec.link = Some(SupervisorLink {
