@@ -289,6 +289,12 @@ where
     /// The server's own exit hook would remove it too, but it runs after `stop`
     /// returns; removing it here, by id, makes the order certain. The hook then finds
     /// another id (or nothing) and leaves the entry alone.
+    ///
+    /// # Cancel safety
+    ///
+    /// The first poll marks the name stopping and asks the server to stop; dropping
+    /// the future after that leaves the stop to finish on its own, and the server's
+    /// exit hook takes the name out of the registry when it ends.
     pub async fn stop(&self, name: &K, drain: bool) -> bool {
         // Marked stopping at once: a call or cast from now on waits for this server
         // to stop and then goes to a successor, instead of reaching a closed mailbox.
