@@ -300,6 +300,7 @@ impl<T> FastPath<T> {
 
     /// Whether a mailbox under `policy` can have a ring: `drop_newest` and
     /// `drop_oldest` up to [`RING_MAX_CAPACITY`].
+    #[inline]
     pub(crate) fn fits(policy: &Policy) -> bool {
         matches!(
             policy,
@@ -309,6 +310,7 @@ impl<T> FastPath<T> {
 
     /// Whether the core's queue has shown the backlog after which the ring pays
     /// ([`RING_AFTER`], or the whole capacity if smaller).
+    #[inline]
     pub(crate) fn backlog_seen(peak: usize, policy: &Policy) -> bool {
         peak >= policy.capacity().map_or(RING_AFTER, |c| c.min(RING_AFTER))
     }

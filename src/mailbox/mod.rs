@@ -250,8 +250,9 @@ struct Shared<T> {
     on_long_queue: Option<LongQueueHook>,
     /// A long-queue alert is set (fixed at build).
     watches_depth: bool,
-    /// The fast path may make a ring (the builder's `lock_free`, and no long-queue
-    /// alert; fixed at build).
+    /// The fast path may make a ring: built under a policy that fits one, with the
+    /// builder's `lock_free` and no long-queue alert (fixed at build; a mailbox
+    /// switched to `drop_newest` or `drop_oldest` later keeps the locked core).
     ring_allowed: bool,
 }
 
@@ -410,7 +411,13 @@ impl<T> Shared<T> {
     #[inline]
     fn offer_plain(&self, mut msg: T, waker: Option<&std::task::Waker>) -> Offer<T> {
         loop {
-            match self.fast.send(msg) {
+            // A mailbox that can never have a ring skips the fast path's checks.
+            let out = if self.ring_allowed {
+                self.fast.send(msg)
+            } else {
+                FastSend::Locked(msg)
+            };
+            match out {
                 FastSend::Accepted(None, _) => return Offer::Accepted,
                 FastSend::Accepted(Some(evicted), due) => {
                     if due {
@@ -433,7 +440,7 @@ impl<T> Shared<T> {
                 }
                 FastSend::Locked(m) => {
                     let mut core = self.lock();
-                    if self.fast.is_open() {
+                    if self.ring_allowed && self.fast.is_open() {
                         // The receiver opened the gate meanwhile.
                         drop(core);
                         msg = m;
@@ -730,7 +737,7 @@ impl<T: Send + 'static> Builder<T> {
         let watches_depth = long.is_some();
         let metrics = self.metrics;
         let core = Core::new(self.policy, self.role, metrics, self.on_coalesce, long);
-        let ring_allowed = self.lock_free && !watches_depth;
+        let ring_allowed = self.lock_free && !watches_depth && FastPath::<T>::fits(core.policy());
         let fast = FastPath::new();
         // Model checks start with the ring, so that every interleaving explores it.
         #[cfg(sluicegate_loom)]

@@ -93,18 +93,21 @@ impl<T: Send + 'static> Receiver<T> {
     #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
-        if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
-            if !chore.is_none() {
-                self.shared.fast_chore(chore);
+        let ring = self.shared.ring_allowed;
+        if ring {
+            if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
+                if !chore.is_none() {
+                    self.shared.fast_chore(chore);
+                }
+                made_progress(coop);
+                return Poll::Ready(Some(msg));
             }
-            made_progress(coop);
-            return Poll::Ready(Some(msg));
         }
         let mut core = self.shared.lock();
         // The common case under the lock: a message at the head with nothing else to
         // do (no expiry, shedding, waiting sender or alert), taken without gathering
         // effects.
-        if !self.shared.fast.is_open() {
+        if !ring || !self.shared.fast.is_open() {
             if let Fast::Got(msg) = core.take_fast() {
                 reopen(&self.shared, &mut core);
                 drop(core);
