@@ -322,28 +322,43 @@ impl<T> Shared<T> {
     #[inline(never)]
     fn publish(&self) {
         let mut core = self.lock();
-        self.fast.fold(&mut core);
+        self.publish_locked(&mut core);
+    }
+
+    /// [`publish`](Self::publish) with the lock held; the depth gauge counts the
+    /// ring's messages too.
+    fn publish_locked(&self, core: &mut Core<T>) {
+        self.fast.fold(core);
         core.flush_metrics_with(self.fast.len());
     }
 
-    /// What the receiver owes after a fast pop ([`fast::Chore`]), taking the lock.
-    #[cold]
-    #[inline(never)]
-    fn fast_chore(&self, chore: fast::Chore) {
-        let mut core = self.lock();
-        self.fast_chore_locked(&mut core, chore);
+    /// Does what the receiver owes after a fast pop ([`fast::Chore`]), if anything,
+    /// taking the lock only then.
+    #[inline]
+    fn settle(&self, chore: fast::Chore) {
+        if !chore.is_none() {
+            self.settle_cold(chore);
+        }
     }
 
-    /// [`fast_chore`](Self::fast_chore) with the lock held.
     #[cold]
     #[inline(never)]
-    fn fast_chore_locked(&self, core: &mut Core<T>, chore: fast::Chore) {
+    fn settle_cold(&self, chore: fast::Chore) {
+        let mut core = self.lock();
+        self.settle_locked(&mut core, chore);
+    }
+
+    /// [`settle`](Self::settle) with the lock held.
+    #[inline]
+    fn settle_locked(&self, core: &mut Core<T>, chore: fast::Chore) {
+        if chore.is_none() {
+            return;
+        }
         if chore.sojourn_from.is_some() {
             core.record_sojourn(chore.sojourn_from, core::Stamp::NONE);
         }
         if chore.publish {
-            self.fast.fold(core);
-            core.flush_metrics_with(self.fast.len());
+            self.publish_locked(core);
         }
     }
 
@@ -353,8 +368,7 @@ impl<T> Shared<T> {
     fn stats(&self) -> Stats {
         self.watch_depth();
         let mut core = self.lock();
-        self.fast.fold(&mut core);
-        core.flush_metrics_with(self.fast.len());
+        self.publish_locked(&mut core);
         let mut st = core.stats();
         let f = self.fast.counts();
         st.delivered += f.delivered;
@@ -735,8 +749,7 @@ impl<T: Send + 'static> Builder<T> {
             .long_queue
             .map(|(threshold, at_least)| Box::new(LongWatch::new(threshold, at_least, self.role)));
         let watches_depth = long.is_some();
-        let metrics = self.metrics;
-        let core = Core::new(self.policy, self.role, metrics, self.on_coalesce, long);
+        let core = Core::new(self.policy, self.role, self.metrics, self.on_coalesce, long);
         let ring_allowed = self.lock_free && !watches_depth && FastPath::<T>::fits(core.policy());
         let fast = FastPath::new();
         // Model checks start with the ring, so that every interleaving explores it.

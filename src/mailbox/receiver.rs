@@ -96,9 +96,7 @@ impl<T: Send + 'static> Receiver<T> {
         let ring = self.shared.ring_allowed;
         if ring {
             if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
-                if !chore.is_none() {
-                    self.shared.fast_chore(chore);
-                }
+                self.shared.settle(chore);
                 made_progress(coop);
                 return Poll::Ready(Some(msg));
             }
@@ -161,9 +159,7 @@ impl<T: Send + 'static> Receiver<T> {
         while n < limit {
             match self.shared.fast.recv() {
                 FastRecv::Got(msg, chore) => {
-                    if !chore.is_none() {
-                        self.shared.fast_chore(chore);
-                    }
+                    self.shared.settle(chore);
                     buf.push(msg);
                     n += 1;
                 }
@@ -209,9 +205,7 @@ impl<T: Send + 'static> Receiver<T> {
     /// [`TryRecvError`]: nothing queued now, or the mailbox has ended.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
-            if !chore.is_none() {
-                self.shared.fast_chore(chore);
-            }
+            self.shared.settle(chore);
             return Ok(msg);
         }
         let mut fx = Effects::default();
@@ -304,9 +298,7 @@ fn take_locked<T>(
     if shared.fast.is_open() {
         return match shared.fast.recv_locked() {
             FastRecv::Got(msg, chore) => {
-                if !chore.is_none() {
-                    shared.fast_chore_locked(core, chore);
-                }
+                shared.settle_locked(core, chore);
                 Some(msg)
             }
             FastRecv::Empty | FastRecv::Locked => None,
@@ -367,9 +359,7 @@ fn park<T>(
     // before the receiver's next poll, and the core's waker is enough.
     if shared.fast.is_open() {
         if let FastRecv::Got(msg, chore) = shared.fast.register_and_recv(cx.waker()) {
-            if !chore.is_none() {
-                shared.fast_chore_locked(core, chore);
-            }
+            shared.settle_locked(core, chore);
             return Poll::Ready(Some(msg));
         }
     }
