@@ -58,19 +58,19 @@
 //! # Choosing a policy
 //!
 //! The cost column is the throughput relative to kanal's `bounded_async` channel,
-//! with 1 and with 4 producers, capacity 1024, measured with
-//! `cargo bench -p sluicegate --bench mailbox` on 2026-12-02 on a shared 2-core VM
-//! (24 GiB). On the same run tokio's bounded mpsc was 0.23x kanal; the full table is
-//! in `docs/benchmarks.md` in the repository.
+//! with 1 and with 4 producers, capacity 1024, metrics off (on, the default, in
+//! brackets), measured with `cargo bench -p sluicegate --bench mailbox` on 2026-12-05
+//! on a quiet 2-core VM (24 GiB). On the same run tokio's bounded mpsc was 0.22 / 0.21x
+//! kanal; the full table is in `docs/benchmarks.md` in the repository.
 //!
 //! | policy | when full | the sender sees | x kanal (1 / 4) | use it when | avoid it when |
 //! |---|---|---|---|---|---|
-//! | [`Unbounded`](mailbox::Policy::Unbounded) | never full | `Ok` | 0.35 / 0.23 | the producer cannot outrun the consumer, or is bounded elsewhere | load can exceed capacity: the backlog grows in memory with no signal to anyone |
-//! | [`DropNewest`](mailbox::Policy::DropNewest) | the newcomer is refused | `Err(Rejected(msg))`, `Err(Full(msg))` from `try_send` | 0.34 / 0.34 | the sender can answer "busy, retry later" (an HTTP 503) | the message must not be lost and nobody can retry it |
-//! | [`DropOldest`](mailbox::Policy::DropOldest) | the oldest queued message is evicted | `Ok`; the evicted one goes to the eviction handler | 0.34 / 0.25 | the newest data matters most (state updates, telemetry) | every message must be processed |
-//! | [`Block`](mailbox::Policy::Block) | the sender waits, FIFO among waiters, at most `send_timeout` | `Ok` after the wait, or `Err(Timeout(msg))` | 0.35 / 0.25 | lossless pipelines that should slow their producer down | the senders must stay responsive (request handlers): their latency grows with the queue |
-//! | [`Codel`](mailbox::Policy::Codel) | sheds from the head once the queue stood above `target` for `interval`; refuses at `capacity` | `Ok`; shed messages go to the eviction handler; `Err(Rejected(msg))` at capacity | 0.16 / 0.23 | latency-sensitive work that is worthless when stale | every message matters; it stamps every message, so it is the slowest |
-//! | [`Coalesce`](mailbox::Policy::Coalesce) | a keyed message replaces the queued one with the same key; full of distinct keys, the sender waits like `Block` | `Ok` | 0.35 / 0.26 | only the latest message per key matters (one pending store per list) | messages have no key (it is then `Block`) or each must be seen |
+//! | [`Unbounded`](mailbox::Policy::Unbounded) | never full | `Ok` | 0.37 / 0.28 (0.29 / 0.25) | the producer cannot outrun the consumer, or is bounded elsewhere | load can exceed capacity: the backlog grows in memory with no signal to anyone |
+//! | [`DropNewest`](mailbox::Policy::DropNewest) | the newcomer is refused | `Err(Rejected(msg))`, `Err(Full(msg))` from `try_send` | 0.35 / 1.04 (0.31 / 0.80) | the sender can answer "busy, retry later" (an HTTP 503) | the message must not be lost and nobody can retry it |
+//! | [`DropOldest`](mailbox::Policy::DropOldest) | the oldest queued message is evicted | `Ok`; the evicted one goes to the eviction handler | 0.32 / 0.26 (0.32 / 0.28) | the newest data matters most (state updates, telemetry) | every message must be processed |
+//! | [`Block`](mailbox::Policy::Block) | the sender waits, FIFO among waiters, at most `send_timeout` | `Ok` after the wait, or `Err(Timeout(msg))` | 0.35 / 0.30 (0.30 / 0.27) | lossless pipelines that should slow their producer down | the senders must stay responsive (request handlers): their latency grows with the queue |
+//! | [`Codel`](mailbox::Policy::Codel) | sheds from the head once the queue stood above `target` for `interval`; refuses at `capacity` | `Ok`; shed messages go to the eviction handler; `Err(Rejected(msg))` at capacity | 0.16 / 0.23 (0.12 / 0.20) | latency-sensitive work that is worthless when stale | every message matters; it stamps every message, so it is the slowest |
+//! | [`Coalesce`](mailbox::Policy::Coalesce) | a keyed message replaces the queued one with the same key; full of distinct keys, the sender waits like `Block` | `Ok` | 0.35 / 0.31 (0.29 / 0.24) | only the latest message per key matters (one pending store per list) | messages have no key (it is then `Block`) or each must be seen |
 //!
 //! With the `serde` feature a `Policy` reads from a config file in the form
 //! `policy = "drop_oldest"` and `capacity = 64` (durations as `"5ms"`).
