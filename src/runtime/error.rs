@@ -166,6 +166,50 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why a server's `init` failed: the error it returned, kept whole so a caller can
 /// [`downcast_ref`](InitError::downcast_ref) it to its own type, or the message of
 /// its panic. Cheap to clone (the error is shared).
+///
+/// # Examples
+///
+/// ```
+/// use sluicegate::mailbox::Policy;
+/// use sluicegate::runtime::{start, BoxError, ReplyTo, Server, Spec, StartError};
+///
+/// #[derive(Debug)]
+/// struct NoDatabase;
+///
+/// impl std::fmt::Display for NoDatabase {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("the database is unreachable")
+///     }
+/// }
+///
+/// impl std::error::Error for NoDatabase {}
+///
+/// struct Repo;
+///
+/// impl Server for Repo {
+///     type Call = ReplyTo<()>;
+///     type Cast = ();
+///
+///     async fn init(&mut self) -> Result<(), BoxError> {
+///         Err(Box::new(NoDatabase))
+///     }
+///
+///     async fn handle_call(&mut self, reply: ReplyTo<()>) {
+///         reply.send(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let Err(StartError::Init(e)) = start(Spec::new("repo", Policy::Unbounded, || Repo)).await
+/// else {
+///     panic!("init fails");
+/// };
+/// assert!(e.downcast_ref::<NoDatabase>().is_some());
+/// assert!(!e.is_panic());
+/// assert_eq!(e.to_string(), "the database is unreachable");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct InitError(InitCause);
 

@@ -93,7 +93,54 @@ impl CallShare {
     }
 }
 
-/// A cheap, cloneable handle to a running server.
+/// A cheap, cloneable handle to a running server, returned by
+/// [`start`](super::start), [`Supervisor::start`](super::Supervisor::start), a
+/// [`Registry`](super::Registry) or a [`KeyedPool`](super::KeyedPool). Every clone
+/// reaches the same mailbox, across restarts; a server also ends once every handle
+/// to it is gone.
+///
+/// # Examples
+///
+/// Casts only queue; a call waits for its reply, and sees every message queued
+/// before it:
+///
+/// ```
+/// use std::time::Duration;
+/// use sluicegate::mailbox::Policy;
+/// use sluicegate::runtime::{start, CallError, ReplyTo, Server, Spec};
+///
+/// struct Tally(u64);
+///
+/// impl Server for Tally {
+///     type Call = ReplyTo<u64>; // the one call: read the total
+///     type Cast = u64; // add
+///
+///     async fn handle_call(&mut self, reply: ReplyTo<u64>) {
+///         reply.send(self.0)
+///     }
+///
+///     async fn handle_cast(&mut self, n: u64) {
+///         self.0 += n;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let policy = Policy::DropNewest { capacity: 64 };
+/// let tally = start(Spec::new("tally", policy, || Tally(0))).await.unwrap();
+/// let t = Duration::from_secs(1);
+/// let other = tally.clone();
+/// other.cast(2).await.unwrap();
+/// tally.try_cast(3).unwrap(); // never waits: refused at once when full
+/// assert_eq!(tally.call(|reply| reply, t).await, Ok(5));
+/// assert_eq!(tally.stats().delivered, 3);
+///
+/// // Graceful: what is queued is handled first; then every handle sees the end.
+/// tally.stop(true).await;
+/// assert!(other.is_stopped());
+/// assert_eq!(other.call(|reply| reply, t).await, Err(CallError::Stopped));
+/// # }
+/// ```
 pub struct ServerRef<S: Server> {
     tx: Sender<Envelope<S>>,
     /// Stop requests in, the server's end out.
@@ -160,6 +207,49 @@ impl<S: Server> ServerRef<S> {
     /// Dropping the future before it completes withdraws the caller: a call not yet
     /// in the mailbox is never sent; one already queued or running is still
     /// handled, and its reply is dropped.
+    ///
+    /// # Examples
+    ///
+    /// Each request names its reply type; the caller waits at most its timeout,
+    /// whatever the handler does:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluicegate::mailbox::Policy;
+    /// use sluicegate::runtime::{start, CallError, ReplyTo, Server, Spec};
+    ///
+    /// enum Request {
+    ///     Len(String, ReplyTo<usize>),
+    ///     Sleep(Duration, ReplyTo<()>),
+    /// }
+    ///
+    /// struct Worker;
+    ///
+    /// impl Server for Worker {
+    ///     type Call = Request;
+    ///     type Cast = ();
+    ///
+    ///     async fn handle_call(&mut self, request: Request) {
+    ///         match request {
+    ///             Request::Len(text, reply) => reply.send(text.len()),
+    ///             Request::Sleep(d, reply) => {
+    ///                 tokio::time::sleep(d).await;
+    ///                 reply.send(())
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let worker = start(Spec::new("worker", Policy::Unbounded, || Worker)).await.unwrap();
+    /// let len = worker.call(|r| Request::Len("hello".into(), r), Duration::from_secs(1));
+    /// assert_eq!(len.await, Ok(5));
+    /// let nap = |r| Request::Sleep(Duration::from_secs(60), r);
+    /// let late = worker.call(nap, Duration::from_millis(100)).await;
+    /// assert_eq!(late, Err(CallError::Timeout));
+    /// # }
+    /// ```
     pub async fn call<R>(
         &self,
         request: impl FnOnce(ReplyTo<R>) -> S::Call,

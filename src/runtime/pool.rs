@@ -115,7 +115,67 @@ pub struct PoolSpec {
     pub router_policy: Policy,
 }
 
-/// N workers; a key always goes to the same one.
+/// N supervised workers; a key always goes to the same one (a stable hash of the
+/// key, the same across runs), so the state of a key lives in one worker.
+/// [`Routing`] says whether requests pass through one router server or go
+/// straight to the key's worker. Cheap to clone.
+///
+/// # Examples
+///
+/// Three workers counting words; every message for one word reaches the same
+/// worker, so each count lives in one place, without a lock:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::time::Duration;
+/// use sluicegate::mailbox::Policy;
+/// use sluicegate::runtime::{KeyedPool, PoolSpec, ReplyTo, Routing, Server, Supervisor};
+///
+/// /// The counts of the words this worker serves.
+/// struct Counts(HashMap<String, u64>);
+///
+/// enum Call {
+///     Count(String, ReplyTo<u64>),
+/// }
+///
+/// impl Server for Counts {
+///     type Call = Call;
+///     type Cast = String; // one more of this word
+///
+///     async fn handle_call(&mut self, call: Call) {
+///         match call {
+///             Call::Count(word, reply) => reply.send(self.0.get(&word).copied().unwrap_or(0)),
+///         }
+///     }
+///
+///     async fn handle_cast(&mut self, word: String) {
+///         *self.0.entry(word).or_default() += 1;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let spec = PoolSpec {
+///     worker_role: "word_counter",
+///     router_role: "word_router",
+///     workers: 3,
+///     routing: Routing::Direct,
+///     worker_policy: Policy::Block { capacity: 256, send_timeout: None },
+///     router_policy: Policy::Unbounded, // used only by Routing::Routed
+/// };
+/// let make = |_index: usize| Counts(HashMap::new());
+/// let pool = KeyedPool::start(spec, &Supervisor::default(), make).await.unwrap();
+/// for word in ["to", "be", "or", "not", "to", "be"] {
+///     pool.cast(word, word.to_string()).await.unwrap();
+/// }
+/// let t = Duration::from_secs(1);
+/// assert_eq!(pool.call("to", |r| Call::Count("to".into(), r), t).await, Ok(2));
+/// // "Give me a worker": the one serving a key holds its count.
+/// let worker = pool.worker_for("be");
+/// assert_eq!(worker.call(|r| Call::Count("be".into(), r), t).await, Ok(2));
+/// pool.stop(true).await;
+/// # }
+/// ```
 pub struct KeyedPool<S: Server> {
     workers: Arc<Vec<ServerRef<S>>>,
     router: Option<ServerRef<Router<S>>>,

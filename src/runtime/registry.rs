@@ -73,7 +73,61 @@ struct Inner<K, S: Server> {
     calls: OnceLock<CallShare>,
 }
 
-/// Servers by name, started on first use.
+/// Servers by name, started on first use: one server per name at a time, each
+/// built by the registry's spec function and supervised by its
+/// [`Supervisor`]. With [`RegistryConfig::idle_timeout`], a server that gets no
+/// message for that long stops, and the next message to its name starts a fresh
+/// one. Cheap to clone: clones share the servers.
+///
+/// # Examples
+///
+/// One counter per name, each started by the first message to its name and
+/// stopped after a minute without messages:
+///
+/// ```
+/// use std::time::Duration;
+/// use sluicegate::mailbox::Policy;
+/// use sluicegate::runtime::{Registry, RegistryConfig, ReplyTo, Server, Spec, Supervisor};
+///
+/// struct Counter(u64);
+///
+/// impl Server for Counter {
+///     type Call = ReplyTo<u64>; // read the count
+///     type Cast = u64; // add
+///
+///     async fn handle_call(&mut self, reply: ReplyTo<u64>) {
+///         reply.send(self.0)
+///     }
+///
+///     async fn handle_cast(&mut self, n: u64) {
+///         self.0 += n;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let config = RegistryConfig {
+///     idle_timeout: Some(Duration::from_secs(60)),
+///     max_live: Some(10_000),
+/// };
+/// let counters = Registry::new("counter", Supervisor::default(), config, |name: &String| {
+///     Spec::new("counter", Policy::DropNewest { capacity: 64 }, || Counter(0))
+///         .name(name.as_str())
+/// });
+/// let (alice, bob) = ("alice".to_string(), "bob".to_string());
+/// let t = Duration::from_secs(1);
+/// counters.cast(&alice, 2).await.unwrap();
+/// counters.cast(&alice, 3).await.unwrap();
+/// assert_eq!(counters.call(&alice, |reply| reply, t).await, Ok(5));
+/// assert_eq!(counters.call(&bob, |reply| reply, t).await, Ok(0));
+/// assert_eq!(counters.len(), 2);
+///
+/// // A minute without messages: both stop; the next call starts a fresh server.
+/// tokio::time::sleep(Duration::from_secs(61)).await;
+/// assert!(counters.is_empty());
+/// assert_eq!(counters.call(&alice, |reply| reply, t).await, Ok(0));
+/// # }
+/// ```
 pub struct Registry<K, S: Server> {
     inner: Arc<Inner<K, S>>,
 }
@@ -176,7 +230,8 @@ where
     /// # Errors
     ///
     /// [`StartError`]: the server's `init` failed (every caller waiting on that start
-    /// gets the error), or the live-server cap is reached.
+    /// gets the error), the spec's policy is invalid, or the live-server cap is
+    /// reached.
     ///
     /// # Cancel safety
     ///
@@ -338,13 +393,14 @@ where
     }
 
     /// Calls the name's server, starting it if needed; `request` builds the request
-    /// around its reply handle, as in [`ServerRef::call`]. If the server was just
-    /// stopping for idleness, the call goes to its successor.
+    /// around its reply handle, as in [`ServerRef::call`]. The timeout covers the
+    /// start too. If the server was just stopping for idleness, the call goes to
+    /// its successor.
     ///
     /// # Errors
     ///
-    /// [`RegistryCallError::Start`] when the server could not be started (its
-    /// `init` failed, or the live-server cap is reached), and
+    /// [`RegistryCallError::Start`] when the server could not be started (as
+    /// [`get_or_start`](Self::get_or_start)), and
     /// [`RegistryCallError::Call`] as [`ServerRef::call`].
     ///
     /// # Cancel safety

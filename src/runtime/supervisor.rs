@@ -125,7 +125,73 @@ impl SupervisorLink {
 }
 
 /// A one-for-one supervisor: each child is restarted on its own, under its own
-/// [`Restart`] kind and the supervisor's [`Intensity`].
+/// [`Restart`] kind and the supervisor's [`Intensity`]. A restart builds a fresh
+/// state with the spec's factory and runs `init` again behind the same mailbox, so
+/// the child's handles stay valid. Restarts and give-ups are logged, counted in
+/// the metrics and sent to every [`subscribe`](Self::subscribe)r. Cheap to clone:
+/// clones report to the same subscribers.
+///
+/// # Examples
+///
+/// A child that panics is restarted with a fresh state; once it exceeds the
+/// intensity, the supervisor gives up and it ends:
+///
+/// ```
+/// use std::time::Duration;
+/// use sluicegate::mailbox::Policy;
+/// use sluicegate::runtime::{
+///     CallError, ExitReason, Intensity, ReplyTo, Restart, Server, Spec, Supervisor,
+///     SupervisorEvent,
+/// };
+///
+/// enum Call {
+///     Get(ReplyTo<u64>),
+///     Crash(ReplyTo<u64>),
+/// }
+///
+/// struct Flaky(u64);
+///
+/// impl Server for Flaky {
+///     type Call = Call;
+///     type Cast = u64;
+///
+///     async fn handle_call(&mut self, call: Call) {
+///         match call {
+///             Call::Get(reply) => reply.send(self.0),
+///             Call::Crash(_reply) => panic!("a bug"),
+///         }
+///     }
+///
+///     async fn handle_cast(&mut self, n: u64) {
+///         self.0 += n;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // One restart within 5 s; the next abnormal exit in that window is one too many.
+/// let supervisor = Supervisor::new(Intensity { max_restarts: 1, period: Duration::from_secs(5) });
+/// let mut events = supervisor.subscribe();
+/// let spec = Spec::new("flaky", Policy::Unbounded, || Flaky(0)).restart(Restart::Transient);
+/// let flaky = supervisor.start(spec).await.unwrap();
+/// let t = Duration::from_secs(1);
+///
+/// flaky.cast(7).await.unwrap();
+/// assert_eq!(flaky.call(Call::Crash, t).await, Err(CallError::Panicked));
+/// let restarted = events.recv().await.unwrap();
+/// assert!(matches!(
+///     restarted,
+///     SupervisorEvent::Restarted { role: "flaky", reason: ExitReason::Panicked(_), .. }
+/// ));
+/// assert_eq!(flaky.call(Call::Get, t).await, Ok(0)); // same handle, fresh state
+///
+/// assert_eq!(flaky.call(Call::Crash, t).await, Err(CallError::Panicked));
+/// let gave_up = events.recv().await.unwrap();
+/// assert!(matches!(gave_up, SupervisorEvent::Escalated { role: "flaky", .. }));
+/// flaky.stopped().await;
+/// assert_eq!(flaky.call(Call::Get, t).await, Err(CallError::Stopped));
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Supervisor {
     intensity: Intensity,
