@@ -1,5 +1,6 @@
 //! `scripts/test`, the README's one test command, run with stand-in tools on PATH:
-//! it names what to install when it cannot, and hands its arguments to `cargo test`.
+//! it names what to install when it cannot, asks only for what the tests its
+//! arguments select need, and hands its arguments to `cargo test`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,95 @@ fn with_everything_present_it_runs_cargo_test_no_fail_fast_with_the_extra_argume
     );
     // cargo's exit status is the script's.
     assert_eq!(out.status.code(), Some(3));
+}
+
+/// Not root, no sudo, none of the tools; `cargo` stands in and exits 3.
+fn run_bare(args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fake_path(
+        dir.path(),
+        &[("id", "echo 1000"), ("cargo", r#"echo "cargo $*"; exit 3"#)],
+    );
+    let out = run(&path, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stdout, stderr)
+}
+
+#[test]
+fn a_subset_whose_tests_need_no_tool_asks_for_no_package() {
+    for args in [
+        &["--test", "http", "some_filter"][..],
+        &["-p", "sluicegate"],
+        &["-p", "sluicegate-todo", "--lib"],
+        &["--workspace", "--exclude", "sluicegate-todo"],
+        &["--features", "serde", "--test", "repo"],
+    ] {
+        let (code, stdout, stderr) = run_bare(args);
+        assert!(!stderr.contains("apt-get"), "{args:?}: {stderr}");
+        assert!(
+            stdout.contains(&format!("cargo test --no-fail-fast {}", args.join(" "))),
+            "{args:?}: {stdout}"
+        );
+        assert_eq!(code, Some(3), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_subset_asks_only_for_the_packages_of_the_test_binaries_it_selects() {
+    // `serve` runs Prometheus and Chromium (and PostgreSQL, which may be installed here).
+    let (code, stdout, stderr) = run_bare(&["--test", "serve"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("prometheus: "), "{stderr}");
+    assert!(stderr.contains("chromium: "), "{stderr}");
+    // schemathesis runs only without arguments.
+    assert!(!stderr.contains("python3-venv"), "{stderr}");
+    assert!(!stdout.contains("cargo test"), "{stdout}");
+    // A name filter alone may run every binary, so it asks for every tool.
+    let (code, _, stderr) = run_bare(&["some_filter"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("prometheus: "), "{stderr}");
+    assert!(stderr.contains("chromium: "), "{stderr}");
+}
+
+/// The binaries whose sources use the PostgreSQL of the tests (the support module
+/// `pg`), from their files.
+fn binaries_using_postgres(tests: &Path) -> Vec<String> {
+    // In two pieces, so that this file does not match.
+    let needle = concat!("support", "::pg");
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(tests).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.join("main.rs").is_file() {
+            continue;
+        }
+        let uses_pg = std::fs::read_dir(&dir).unwrap().any(|f| {
+            let f = f.unwrap().path();
+            f.extension().is_some_and(|e| e == "rs")
+                && std::fs::read_to_string(&f).unwrap().contains(needle)
+        });
+        if uses_pg {
+            found.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_script_knows_every_test_binary_that_starts_a_postgresql() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let script = std::fs::read_to_string(script()).unwrap();
+    let using = binaries_using_postgres(&tests);
+    assert!(using.contains(&"system".to_string()), "{using:?}");
+    for binary in using {
+        let entry = format!("[{binary}]=\"");
+        let line = script.lines().find(|l| l.trim().starts_with(&entry));
+        assert!(
+            line.is_some_and(|l| l.contains("postgresql")),
+            "scripts/test's TOOLS_OF_BINARY must list postgresql for {binary}"
+        );
+    }
 }
 
 #[test]
