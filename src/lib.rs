@@ -52,8 +52,8 @@
 //! A message sent with [`Meta`](mailbox::Meta) may carry a deadline (a message still
 //! queued when it passes is never delivered) and a coalescing [`Key`](mailbox::Key).
 //! The policy of a live mailbox can be changed with
-//! [`Monitor::set_policy`](mailbox::Monitor::set_policy) without losing an accepted
-//! message.
+//! [`Monitor::set_policy`](mailbox::Monitor::set_policy); what the new policy has
+//! no room for is dropped and counted as that policy drops (never lost uncounted).
 //!
 //! # Choosing a policy
 //!

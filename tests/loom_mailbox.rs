@@ -12,7 +12,7 @@
 //! which wakes the receiver, cannot hide a push that failed to). Every interleaving
 //! must end (loom reports a lost wake-up as a deadlock),
 //! and then: every accepted message was delivered exactly once or handed to the
-//! eviction handler as the policy says, each sender's delivered messages are in the
+//! dead-letter handler as the policy says, each sender's delivered messages are in the
 //! order it sent them, and the accounting is balanced with nothing left queued.
 //! Deadlines are modelled only far in the future (they never pass, so time cannot
 //! steer an interleaving): such messages take the deadline-aware fast paths that

@@ -1,7 +1,7 @@
 //! Cancel safety of `send` and `recv` under every policy: a timer races each send and
 //! each receive in `tokio::select!`, so futures are dropped at every await point they
 //! reach (parked senders included). Afterwards no accepted message is lost or
-//! duplicated: every message the receiver got or the eviction handler was handed is
+//! duplicated: every message the receiver got or the dead-letter handler was handed is
 //! seen exactly once, every send that returned `Ok` is among them (or merged away by
 //! coalesce), and the mailbox's accounting says the same.
 //! The same race with `reserve`: reservations dropped by the timer, and permits

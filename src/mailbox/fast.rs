@@ -22,7 +22,7 @@
 //! of a message without key or deadline pushes into the ring (or, full, is refused
 //! under `drop_newest`, or evicts the oldest under `drop_oldest` with
 //! `force_push`, which hands the evicted message back to be counted and given to
-//! the eviction handler), and the receiver pops from it, neither taking the lock.
+//! the dead-letter handler), and the receiver pops from it, neither taking the lock.
 //!
 //! *Locked*: the ring is empty and the core under its lock does everything, as it
 //! always did (keys, deadlines, waiting senders, CoDel, metrics, close, a policy

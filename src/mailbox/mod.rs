@@ -193,7 +193,7 @@ pub struct Meta {
     /// Coalescing key (used only under [`Policy::Coalesce`], on the normal lane).
     pub key: Option<Key>,
     /// A message still queued at this instant is never delivered: it is counted as
-    /// expired and given to the eviction handler. Not applied on the control lane.
+    /// expired and given to the dead-letter handler. Not applied on the control lane.
     pub deadline: Option<Instant>,
     /// The lane the message travels on: the control lane or a priority (see [`Lane`]).
     pub lane: Lane,
@@ -853,8 +853,8 @@ impl<T> Monitor<T> {
         self.shared.stats()
     }
 
-    /// Switches policy and parameters without losing an accepted message: what no
-    /// longer fits is handled by the new policy and counted (evicted as oldest under
+    /// Switches policy and parameters; no accepted message disappears uncounted:
+    /// what no longer fits is handled by the new policy and counted (evicted as oldest under
     /// `drop_oldest`; evicted as newest and counted as rejected under `drop_newest`
     /// and `codel`; kept under `block`, `coalesce` and `unbounded`, where senders
     /// then wait until the queue drains below the new capacity). Senders waiting for

@@ -34,7 +34,7 @@ pub enum Policy {
         capacity: usize,
     },
     /// When full, the oldest queued message is evicted (and handed to the
-    /// eviction handler) to make room for the new one.
+    /// dead-letter handler) to make room for the new one.
     DropOldest {
         /// Most messages queued at once.
         capacity: usize,

@@ -48,7 +48,7 @@ impl<T> Drop for Receiver<T> {
 impl<T: Send + 'static> Receiver<T> {
     /// Receives the next message; `None` once the mailbox is closed or every sender
     /// is gone, and everything queued has been received. Messages whose deadline
-    /// passed while queued are never returned (they go to the eviction handler).
+    /// passed while queued are never returned (they go to the dead-letter handler).
     ///
     /// # Cancel safety
     ///
