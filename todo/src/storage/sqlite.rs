@@ -1,9 +1,11 @@
-//! SQLite storage, the default (bundled SQLite, WAL, `synchronous = FULL`): entries
-//! as rows, so a write stores its change; one writer thread group-commits every
-//! batch queued by any database worker in one transaction (one sync). Its commit
-//! window ([`CommitWindow`]) grows while nobody waits for durability, so batches
-//! acknowledged `applied` go out in fewer, larger transactions, and closes at once
-//! when a batch with durable waiters arrives.
+//! SQLite storage, the default (bundled SQLite, WAL, `synchronous = FULL` for every
+//! transaction someone waits for): entries as rows, so a write stores its change;
+//! one writer thread group-commits every batch queued by any database worker in one
+//! transaction (one sync). Its commit window ([`CommitWindow`]) grows while nobody
+//! waits for durability, so batches acknowledged `applied` go out in fewer, larger
+//! transactions, committed without a sync of their own (`synchronous = NORMAL`; the
+//! next synced commit covers them), and closes at once when a batch with durable
+//! waiters arrives.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -222,6 +224,7 @@ impl SqliteStorage {
             names: names.clone(),
             broken: HashSet::new(),
             window: CommitWindow::closed(),
+            sync_full: true,
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -282,6 +285,9 @@ struct Writer {
     /// later queued change builds on, so their next write is written whole.
     broken: HashSet<ListName>,
     window: CommitWindow,
+    /// Whether the connection syncs the WAL at each commit (`synchronous = FULL`,
+    /// as opened) or not (`NORMAL`, for transactions nobody waits for).
+    sync_full: bool,
 }
 
 /// Batches the writer holds for one transaction.
@@ -332,14 +338,21 @@ impl Writer {
             };
             let mut held = match first {
                 Job::Delete { name, done } => {
-                    let _ = done.send(delete_list(&mut self.conn, &name));
+                    let deleted = self
+                        .sync(true)
+                        .map_err(|e| sql(Some(&name), e))
+                        .and_then(|()| delete_list(&mut self.conn, &name));
+                    let _ = done.send(deleted);
                     continue;
                 }
                 Job::Purge { before_ms, done } => {
                     let purged = self
-                        .conn
-                        .prepare_cached("DELETE FROM receipts WHERE at_ms < ?1")
-                        .and_then(|mut s| s.execute(params![before_ms]))
+                        .sync(true)
+                        .and_then(|()| {
+                            self.conn
+                                .prepare_cached("DELETE FROM receipts WHERE at_ms < ?1")
+                                .and_then(|mut s| s.execute(params![before_ms]))
+                        })
                         .map(|n| n as u64)
                         .map_err(|e| sql(None, e));
                     let _ = done.send(purged);
@@ -373,6 +386,22 @@ impl Writer {
         }
     }
 
+    /// Sets whether the next transactions sync the WAL at commit: `FULL` for any
+    /// that someone waits for (a durable write, a delete, a purge, a caller's
+    /// store), `NORMAL` for batches nobody waits for (acked `applied` or `none`).
+    /// A `NORMAL` commit is as atomic and survives the process's death (its WAL
+    /// frames are written), but not a power loss until the next `FULL` commit or
+    /// checkpoint syncs the WAL, which covers every frame before it: `applied`
+    /// never promised more, and a durable write's own commit syncs it.
+    fn sync(&mut self, full: bool) -> rusqlite::Result<()> {
+        if self.sync_full != full {
+            let mode = if full { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", mode)?;
+            self.sync_full = full;
+        }
+        Ok(())
+    }
+
     /// Counts `n` transactions.
     fn counted(&self, n: u64) {
         metrics::counter!(TRANSACTIONS).increment(n);
@@ -385,6 +414,19 @@ impl Writer {
         let all: Vec<&ListWrite> = held.jobs.iter().flat_map(|(w, _)| w.iter()).collect();
         for w in &all {
             self.names.insert(w.name.as_str());
+        }
+        if let Err(e) = self.sync(held.urgent) {
+            // Not written: a later queued change of these lists is written whole.
+            self.broken.extend(all.iter().map(|w| w.name.clone()));
+            let detail = format!("cannot set the commit's sync mode: {e}");
+            let results = all.iter().map(|w| {
+                Err(StorageError::Sqlite {
+                    list: Some(w.name.clone()),
+                    detail: detail.clone(),
+                })
+            });
+            let results = results.collect();
+            return self.answer_held(held.jobs, results);
         }
         let together = commit(&mut self.conn, &all, &self.broken);
         self.counted(1);
@@ -413,10 +455,16 @@ impl Writer {
                 }
             }
         }
+        self.answer_held(held.jobs, results);
+    }
+
+    /// Answers each held batch with its writes' results (in order): durable
+    /// waiters first, then the caller awaiting the outcomes.
+    fn answer_held(&self, jobs: Vec<(Vec<ListWrite>, Done)>, results: Results) {
         let mut results = results.into_iter().map(|r| r.map_err(Arc::new));
-        let batches = held.jobs.len() as u64;
+        let batches = jobs.len() as u64;
         self.stats.batches.fetch_add(batches, Ordering::Relaxed);
-        for (writes, done) in held.jobs {
+        for (writes, done) in jobs {
             let mine: BatchResults = results.by_ref().take(writes.len()).collect();
             if let Some(on_commit) = done.on_commit {
                 on_commit(&mine);
