@@ -50,6 +50,10 @@ const MAX_WRITES_PER_COMMIT: usize = 4096;
 /// each commit (`synchronous = FULL`), which this leaves alone.
 const WAL_CHECKPOINT_PAGES: u32 = 4000;
 
+/// Most lists the writer remembers as stored in rows (about 64 bytes each)
+/// before it forgets them all and reads formats again.
+const IN_ROWS_CAPACITY: usize = 1 << 16;
+
 /// Bits of the filter of stored list names (1 MiB): about 1 % false positives at
 /// a million lists, after which loads of new lists are skipped less often.
 const NAME_FILTER_BITS: usize = 1 << 23;
@@ -225,6 +229,7 @@ impl SqliteStorage {
             broken: HashSet::new(),
             window: CommitWindow::closed(),
             sync_full: true,
+            in_rows: HashSet::new(),
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -285,6 +290,11 @@ struct Writer {
     /// later queued change builds on, so their next write is written whole.
     broken: HashSet<ListName>,
     window: CommitWindow,
+    /// Lists a committed transaction of this writer left in rows (format 2): a
+    /// change of one is written without first reading its format. Only filled
+    /// after a commit succeeded (a rolled-back one changes no format), emptied of
+    /// a list when it is deleted, and cleared whole at [`IN_ROWS_CAPACITY`].
+    in_rows: HashSet<ListName>,
     /// Whether the connection syncs the WAL at each commit (`synchronous = FULL`,
     /// as opened) or not (`NORMAL`, for transactions nobody waits for).
     sync_full: bool,
@@ -338,6 +348,7 @@ impl Writer {
             };
             let mut held = match first {
                 Job::Delete { name, done } => {
+                    self.in_rows.remove(&name);
                     let deleted = self
                         .sync(true)
                         .map_err(|e| sql(Some(&name), e))
@@ -428,7 +439,7 @@ impl Writer {
             let results = results.collect();
             return self.answer_held(held.jobs, results);
         }
-        let together = commit(&mut self.conn, &all, &self.broken);
+        let together = commit(&mut self.conn, &all, &self.broken, &self.in_rows);
         self.counted(1);
         metrics::histogram!(TRANSACTION_WRITES).record(all.len() as f64);
         let results: Results = match together {
@@ -436,7 +447,8 @@ impl Writer {
             Err(_) => all
                 .iter()
                 .map(|w| {
-                    let r = commit(&mut self.conn, std::slice::from_ref(w), &self.broken);
+                    let one = std::slice::from_ref(w);
+                    let r = commit(&mut self.conn, one, &self.broken, &self.in_rows);
                     self.counted(1);
                     // A later queued write of this list is written whole now.
                     if r.is_err() {
@@ -448,10 +460,15 @@ impl Writer {
                 })
                 .collect(),
         };
-        if !self.broken.is_empty() {
-            for (w, r) in all.iter().zip(&results) {
-                if r.is_ok() {
-                    self.broken.remove(&w.name);
+        if self.in_rows.len() + all.len() > IN_ROWS_CAPACITY {
+            self.in_rows.clear();
+        }
+        for (w, r) in all.iter().zip(&results) {
+            if r.is_ok() {
+                self.broken.remove(&w.name);
+                // Every list written is in rows now (a change or a whole write).
+                if !self.in_rows.contains(&w.name) {
+                    self.in_rows.insert(w.name.clone());
                 }
             }
         }
@@ -495,17 +512,20 @@ fn delete_list(conn: &mut Connection, name: &ListName) -> Result<bool, StorageEr
     Ok(rows > 0)
 }
 
-/// Writes `writes` in one transaction; a list in `broken` is written whole.
+/// Writes `writes` in one transaction; a list in `broken` is written whole, a
+/// change of one in `in_rows` without reading its format first.
 fn commit(
     conn: &mut Connection,
     writes: &[&ListWrite],
     broken: &HashSet<ListName>,
+    in_rows: &HashSet<ListName>,
 ) -> Result<(), StorageError> {
     let first = writes.first().map(|w| w.name.clone());
     let tx = conn.transaction().map_err(|e| sql(first.as_ref(), e))?;
     for w in writes {
         let change = w.change.as_ref().filter(|_| !broken.contains(&w.name));
-        write_list(&tx, w, change).map_err(|e| sql(Some(&w.name), e))?;
+        let known = change.is_some() && in_rows.contains(&w.name);
+        write_list(&tx, w, change, known).map_err(|e| sql(Some(&w.name), e))?;
     }
     tx.commit().map_err(|e| sql(first.as_ref(), e))
 }
@@ -542,13 +562,34 @@ fn upsert_entry(
     list: &str,
     e: &Entry,
 ) -> rusqlite::Result<usize> {
-    stmt.execute(params![
-        list,
-        e.id as i64,
-        e.date.to_string(),
-        e.title,
-        e.done
-    ])
+    let mut buf = [0u8; 10];
+    let date = date_text(e.date, &mut buf);
+    stmt.execute(params![list, e.id as i64, &*date, e.title, e.done])
+}
+
+/// `date` as `YYYY-MM-DD`, as its `Display` writes it, into `buf` for the years
+/// 0 to 9999 (every date the service accepts) without a formatter or allocation.
+fn date_text(date: NaiveDate, buf: &mut [u8; 10]) -> std::borrow::Cow<'_, str> {
+    use chrono::Datelike;
+    let Ok(year) = u32::try_from(date.year()) else {
+        return date.to_string().into();
+    };
+    if year > 9999 {
+        return date.to_string().into();
+    }
+    let digits = |out: &mut [u8], mut n: u32| {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(&mut buf[0..4], year);
+    buf[4] = b'-';
+    digits(&mut buf[5..7], date.month());
+    buf[7] = b'-';
+    digits(&mut buf[8..10], date.day());
+    // Only ASCII digits and dashes were written.
+    std::str::from_utf8(buf).map_or_else(|_| date.to_string().into(), Into::into)
 }
 
 /// ... and an entry from the columns of [`ENTRY_COLUMNS`] (the error says what is damaged).
@@ -583,18 +624,23 @@ fn header(list: &TodoList) -> Vec<u8> {
 /// id handed out since the header was written is still an entry, so the next id is
 /// the largest entry id + 1, which a load takes when it is above the header's (one
 /// page fewer to write per add). Every statement is cached on the connection
-/// (`prepare_cached`), so a write parses no SQL.
+/// (`prepare_cached`), so a write parses no SQL. `in_rows`: the list is known to
+/// be stored in rows, so its format is not read.
 fn write_list(
     tx: &Transaction<'_>,
     w: &ListWrite,
     change: Option<&Change>,
+    in_rows: bool,
 ) -> rusqlite::Result<()> {
     let name = w.name.as_str();
     if let Some(change) = change {
-        let stored_format: Option<u32> = tx
-            .prepare_cached("SELECT format FROM lists WHERE name = ?1")?
-            .query_row(params![name], |r| r.get(0))
-            .optional()?;
+        let stored_format: Option<u32> = if in_rows {
+            Some(ROWS_FORMAT)
+        } else {
+            tx.prepare_cached("SELECT format FROM lists WHERE name = ?1")?
+                .query_row(params![name], |r| r.get(0))
+                .optional()?
+        };
         if stored_format == Some(ROWS_FORMAT) {
             if change.entries.values().any(Option::is_none) {
                 tx.prepare_cached("UPDATE lists SET body = ?2 WHERE name = ?1")?
@@ -768,7 +814,7 @@ pub(super) fn store_whole(
         .map(|(name, list)| ListWrite::whole(name, list))
         .collect();
     let refs: Vec<&ListWrite> = writes.iter().collect();
-    commit(conn, &refs, &HashSet::new())
+    commit(conn, &refs, &HashSet::new(), &HashSet::new())
 }
 
 /// Whether `name` is stored in `conn`'s database.
@@ -915,5 +961,26 @@ impl Storage for SqliteStorage {
 
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dates_text_is_what_display_writes() {
+        let mut day = NaiveDate::from_ymd_opt(-3, 1, 1).unwrap();
+        let mut checked = 0;
+        while day < NaiveDate::from_ymd_opt(10_002, 1, 1).unwrap() {
+            let mut buf = [0u8; 10];
+            assert_eq!(date_text(day, &mut buf), day.to_string());
+            day += chrono::Duration::days(97);
+            checked += 1;
+        }
+        assert!(checked > 37_000);
+        let mut buf = [0u8; 10];
+        let last = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+        assert_eq!(date_text(last, &mut buf), "9999-12-31");
     }
 }
