@@ -216,7 +216,7 @@ fn entries_json<'a>(entries: impl Iterator<Item = &'a Entry>) -> bytes::Bytes {
 /// A to-do list. Ids start at 1 and are never reused, even after a delete.
 ///
 /// Cloning is O(1): entries are held in a persistent (structurally shared) map
-/// ([`Entries`]), so a write copies a chunk of the newest entries' pointers (or, for
+/// (the `entries` module), so a write copies a chunk of the newest entries' pointers (or, for
 /// an older entry, its chunk and a tree path) and a snapshot handed to storage
 /// shares the rest. Each entry is behind an `Arc`, so a copy copies no title.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
