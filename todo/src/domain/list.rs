@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rpds::{RedBlackTreeMapSync, RedBlackTreeSetSync};
+
+use super::entries::Entries;
 use serde::{Deserialize, Serialize};
 
 use super::receipt::{IdempotencyKey, Receipt};
@@ -213,17 +215,17 @@ fn entries_json<'a>(entries: impl Iterator<Item = &'a Entry>) -> bytes::Bytes {
 
 /// A to-do list. Ids start at 1 and are never reused, even after a delete.
 ///
-/// Cloning is O(1): entries are held in a persistent (structurally shared) map,
-/// so a write changes O(log n) nodes and a snapshot handed to storage shares the rest.
-/// Each node holds its entry behind an `Arc`, so copying a node on that path copies
-/// no title.
+/// Cloning is O(1): entries are held in a persistent (structurally shared) map
+/// (the `entries` module), so a write copies a chunk of the newest entries' pointers (or, for
+/// an older entry, its chunk and a tree path) and a snapshot handed to storage
+/// shares the rest. Each entry is behind an `Arc`, so a copy copies no title.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "StoredList", into = "StoredList")]
 pub struct TodoList {
     /// The id the next entry gets.
     next_id: u64,
     /// Entries by id (so id order is iteration order).
-    entries: RedBlackTreeMapSync<u64, Arc<Entry>>,
+    entries: Entries,
     /// Receipts of keyed writes applied within the window; `None` when there is
     /// none (never `Some` of none): most lists have none, and a list and each of
     /// its snapshots then carry a pointer where the two maps take 48 bytes.
@@ -280,7 +282,7 @@ impl TodoList {
     pub fn new() -> Self {
         TodoList {
             next_id: 1,
-            entries: RedBlackTreeMapSync::new_sync(),
+            entries: Entries::new(),
             receipts: None,
         }
     }
@@ -291,7 +293,7 @@ impl TodoList {
         next_id: u64,
         entries: impl IntoIterator<Item = Entry>,
     ) -> Result<Self, String> {
-        let mut map = RedBlackTreeMapSync::new_sync();
+        let mut map = BTreeMap::new();
         for e in entries {
             if e.id == 0 || e.id >= next_id {
                 return Err(format!(
@@ -303,11 +305,11 @@ impl TodoList {
             if map.contains_key(&e.id) {
                 return Err("duplicate entry id".into());
             }
-            map.insert_mut(e.id, Arc::new(e));
+            map.insert(e.id, Arc::new(e));
         }
         Ok(TodoList {
             next_id: next_id.max(1),
-            entries: map,
+            entries: Entries::from_sorted(map.into_values()),
             ..TodoList::new()
         })
     }
@@ -401,7 +403,7 @@ impl TodoList {
             done: false,
         };
         self.next_id += 1;
-        self.entries.insert_mut(entry.id, Arc::new(entry.clone()));
+        self.entries.insert(Arc::new(entry.clone()));
         Ok(entry)
     }
 
@@ -423,7 +425,7 @@ impl TodoList {
         if q.after == u64::MAX {
             return Page::default();
         }
-        for (_, e) in self.entries.range(start..) {
+        for e in self.entries.from(start) {
             if !q.admits(e) {
                 continue;
             }
@@ -450,7 +452,7 @@ impl TodoList {
 
     /// The id of the last entry (the highest), if any.
     pub fn last_id(&self) -> Option<u64> {
-        self.entries.last().map(|(id, _)| *id)
+        self.entries.last().map(|e| e.id)
     }
 
     /// Every entry, in id order.
@@ -460,7 +462,7 @@ impl TodoList {
 
     /// One entry.
     pub fn get(&self, id: u64) -> Option<&Entry> {
-        self.entries.get(&id).map(|e| &**e)
+        self.entries.get(id).map(|e| &**e)
     }
 
     /// Changes an entry's date, title and/or done flag; returns the updated entry.
@@ -468,7 +470,7 @@ impl TodoList {
         if let Some(t) = &update.title {
             validate_title(t)?;
         }
-        let mut entry = Entry::clone(self.entries.get(&id).ok_or(TodoError::NotFound(id))?);
+        let mut entry = Entry::clone(self.entries.get(id).ok_or(TodoError::NotFound(id))?);
         if let Some(d) = update.date {
             entry.date = d;
         }
@@ -478,25 +480,25 @@ impl TodoList {
         if let Some(done) = update.done {
             entry.done = done;
         }
-        self.entries.insert_mut(id, Arc::new(entry.clone()));
+        self.entries.insert(Arc::new(entry.clone()));
         Ok(entry)
     }
 
     /// Deletes an entry; returns it.
     pub fn delete_entry(&mut self, id: u64) -> Result<Entry, TodoError> {
-        let entry = Entry::clone(self.entries.get(&id).ok_or(TodoError::NotFound(id))?);
-        self.entries.remove_mut(&id);
+        let entry = Entry::clone(self.entries.get(id).ok_or(TodoError::NotFound(id))?);
+        self.entries.remove(id);
         Ok(entry)
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.size()
+        self.entries.len()
     }
 
     /// Whether there is no entry.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 }
 

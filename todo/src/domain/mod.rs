@@ -5,6 +5,7 @@
 
 pub mod database;
 mod db_metrics;
+mod entries;
 pub(crate) mod format;
 mod list;
 mod name;

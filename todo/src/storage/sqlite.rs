@@ -1,9 +1,11 @@
-//! SQLite storage, the default (bundled SQLite, WAL, `synchronous = FULL`): entries
-//! as rows, so a write stores its change; one writer thread group-commits every
-//! batch queued by any database worker in one transaction (one sync). Its commit
-//! window ([`CommitWindow`]) grows while nobody waits for durability, so batches
-//! acknowledged `applied` go out in fewer, larger transactions, and closes at once
-//! when a batch with durable waiters arrives.
+//! SQLite storage, the default (bundled SQLite, WAL, `synchronous = FULL` for every
+//! transaction someone waits for): entries as rows, so a write stores its change;
+//! one writer thread group-commits every batch queued by any database worker in one
+//! transaction (one sync). Its commit window ([`CommitWindow`]) grows while nobody
+//! waits for durability, so batches acknowledged `applied` go out in fewer, larger
+//! transactions, committed without a sync of their own (`synchronous = NORMAL`; the
+//! next synced commit covers them), and closes at once when a batch with durable
+//! waiters arrives.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -47,6 +49,10 @@ const MAX_WRITES_PER_COMMIT: usize = 4096;
 /// (4,096 frames each) that a read searches. Durability is the WAL's own sync at
 /// each commit (`synchronous = FULL`), which this leaves alone.
 const WAL_CHECKPOINT_PAGES: u32 = 4000;
+
+/// Most lists the writer remembers as stored in rows (about 64 bytes each)
+/// before it forgets them all and reads formats again.
+const IN_ROWS_CAPACITY: usize = 1 << 16;
 
 /// Bits of the filter of stored list names (1 MiB): about 1 % false positives at
 /// a million lists, after which loads of new lists are skipped less often.
@@ -222,6 +228,8 @@ impl SqliteStorage {
             names: names.clone(),
             broken: HashSet::new(),
             window: CommitWindow::closed(),
+            sync_full: true,
+            in_rows: HashSet::new(),
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -282,6 +290,14 @@ struct Writer {
     /// later queued change builds on, so their next write is written whole.
     broken: HashSet<ListName>,
     window: CommitWindow,
+    /// Lists a committed transaction of this writer left in rows (format 2): a
+    /// change of one is written without first reading its format. Only filled
+    /// after a commit succeeded (a rolled-back one changes no format), emptied of
+    /// a list when it is deleted, and cleared whole at [`IN_ROWS_CAPACITY`].
+    in_rows: HashSet<ListName>,
+    /// Whether the connection syncs the WAL at each commit (`synchronous = FULL`,
+    /// as opened) or not (`NORMAL`, for transactions nobody waits for).
+    sync_full: bool,
 }
 
 /// Batches the writer holds for one transaction.
@@ -332,14 +348,22 @@ impl Writer {
             };
             let mut held = match first {
                 Job::Delete { name, done } => {
-                    let _ = done.send(delete_list(&mut self.conn, &name));
+                    self.in_rows.remove(&name);
+                    let deleted = self
+                        .sync(true)
+                        .map_err(|e| sql(Some(&name), e))
+                        .and_then(|()| delete_list(&mut self.conn, &name));
+                    let _ = done.send(deleted);
                     continue;
                 }
                 Job::Purge { before_ms, done } => {
                     let purged = self
-                        .conn
-                        .prepare_cached("DELETE FROM receipts WHERE at_ms < ?1")
-                        .and_then(|mut s| s.execute(params![before_ms]))
+                        .sync(true)
+                        .and_then(|()| {
+                            self.conn
+                                .prepare_cached("DELETE FROM receipts WHERE at_ms < ?1")
+                                .and_then(|mut s| s.execute(params![before_ms]))
+                        })
                         .map(|n| n as u64)
                         .map_err(|e| sql(None, e));
                     let _ = done.send(purged);
@@ -373,6 +397,22 @@ impl Writer {
         }
     }
 
+    /// Sets whether the next transactions sync the WAL at commit: `FULL` for any
+    /// that someone waits for (a durable write, a delete, a purge, a caller's
+    /// store), `NORMAL` for batches nobody waits for (acked `applied` or `none`).
+    /// A `NORMAL` commit is as atomic and survives the process's death (its WAL
+    /// frames are written), but not a power loss until the next `FULL` commit or
+    /// checkpoint syncs the WAL, which covers every frame before it: `applied`
+    /// never promised more, and a durable write's own commit syncs it.
+    fn sync(&mut self, full: bool) -> rusqlite::Result<()> {
+        if self.sync_full != full {
+            let mode = if full { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", mode)?;
+            self.sync_full = full;
+        }
+        Ok(())
+    }
+
     /// Counts `n` transactions.
     fn counted(&self, n: u64) {
         metrics::counter!(TRANSACTIONS).increment(n);
@@ -386,7 +426,20 @@ impl Writer {
         for w in &all {
             self.names.insert(w.name.as_str());
         }
-        let together = commit(&mut self.conn, &all, &self.broken);
+        if let Err(e) = self.sync(held.urgent) {
+            // Not written: a later queued change of these lists is written whole.
+            self.broken.extend(all.iter().map(|w| w.name.clone()));
+            let detail = format!("cannot set the commit's sync mode: {e}");
+            let results = all.iter().map(|w| {
+                Err(StorageError::Sqlite {
+                    list: Some(w.name.clone()),
+                    detail: detail.clone(),
+                })
+            });
+            let results = results.collect();
+            return self.answer_held(held.jobs, results);
+        }
+        let together = commit(&mut self.conn, &all, &self.broken, &self.in_rows);
         self.counted(1);
         metrics::histogram!(TRANSACTION_WRITES).record(all.len() as f64);
         let results: Results = match together {
@@ -394,7 +447,8 @@ impl Writer {
             Err(_) => all
                 .iter()
                 .map(|w| {
-                    let r = commit(&mut self.conn, std::slice::from_ref(w), &self.broken);
+                    let one = std::slice::from_ref(w);
+                    let r = commit(&mut self.conn, one, &self.broken, &self.in_rows);
                     self.counted(1);
                     // A later queued write of this list is written whole now.
                     if r.is_err() {
@@ -406,17 +460,28 @@ impl Writer {
                 })
                 .collect(),
         };
-        if !self.broken.is_empty() {
-            for (w, r) in all.iter().zip(&results) {
-                if r.is_ok() {
-                    self.broken.remove(&w.name);
+        if self.in_rows.len() + all.len() > IN_ROWS_CAPACITY {
+            self.in_rows.clear();
+        }
+        for (w, r) in all.iter().zip(&results) {
+            if r.is_ok() {
+                self.broken.remove(&w.name);
+                // Every list written is in rows now (a change or a whole write).
+                if !self.in_rows.contains(&w.name) {
+                    self.in_rows.insert(w.name.clone());
                 }
             }
         }
+        self.answer_held(held.jobs, results);
+    }
+
+    /// Answers each held batch with its writes' results (in order): durable
+    /// waiters first, then the caller awaiting the outcomes.
+    fn answer_held(&self, jobs: Vec<(Vec<ListWrite>, Done)>, results: Results) {
         let mut results = results.into_iter().map(|r| r.map_err(Arc::new));
-        let batches = held.jobs.len() as u64;
+        let batches = jobs.len() as u64;
         self.stats.batches.fetch_add(batches, Ordering::Relaxed);
-        for (writes, done) in held.jobs {
+        for (writes, done) in jobs {
             let mine: BatchResults = results.by_ref().take(writes.len()).collect();
             if let Some(on_commit) = done.on_commit {
                 on_commit(&mine);
@@ -447,17 +512,20 @@ fn delete_list(conn: &mut Connection, name: &ListName) -> Result<bool, StorageEr
     Ok(rows > 0)
 }
 
-/// Writes `writes` in one transaction; a list in `broken` is written whole.
+/// Writes `writes` in one transaction; a list in `broken` is written whole, a
+/// change of one in `in_rows` without reading its format first.
 fn commit(
     conn: &mut Connection,
     writes: &[&ListWrite],
     broken: &HashSet<ListName>,
+    in_rows: &HashSet<ListName>,
 ) -> Result<(), StorageError> {
     let first = writes.first().map(|w| w.name.clone());
     let tx = conn.transaction().map_err(|e| sql(first.as_ref(), e))?;
     for w in writes {
         let change = w.change.as_ref().filter(|_| !broken.contains(&w.name));
-        write_list(&tx, w, change).map_err(|e| sql(Some(&w.name), e))?;
+        let known = change.is_some() && in_rows.contains(&w.name);
+        write_list(&tx, w, change, known).map_err(|e| sql(Some(&w.name), e))?;
     }
     tx.commit().map_err(|e| sql(first.as_ref(), e))
 }
@@ -494,13 +562,34 @@ fn upsert_entry(
     list: &str,
     e: &Entry,
 ) -> rusqlite::Result<usize> {
-    stmt.execute(params![
-        list,
-        e.id as i64,
-        e.date.to_string(),
-        e.title,
-        e.done
-    ])
+    let mut buf = [0u8; 10];
+    let date = date_text(e.date, &mut buf);
+    stmt.execute(params![list, e.id as i64, &*date, e.title, e.done])
+}
+
+/// `date` as `YYYY-MM-DD`, as its `Display` writes it, into `buf` for the years
+/// 0 to 9999 (every date the service accepts) without a formatter or allocation.
+fn date_text(date: NaiveDate, buf: &mut [u8; 10]) -> std::borrow::Cow<'_, str> {
+    use chrono::Datelike;
+    let Ok(year) = u32::try_from(date.year()) else {
+        return date.to_string().into();
+    };
+    if year > 9999 {
+        return date.to_string().into();
+    }
+    let digits = |out: &mut [u8], mut n: u32| {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(&mut buf[0..4], year);
+    buf[4] = b'-';
+    digits(&mut buf[5..7], date.month());
+    buf[7] = b'-';
+    digits(&mut buf[8..10], date.day());
+    // Only ASCII digits and dashes were written.
+    std::str::from_utf8(buf).map_or_else(|_| date.to_string().into(), Into::into)
 }
 
 /// ... and an entry from the columns of [`ENTRY_COLUMNS`] (the error says what is damaged).
@@ -535,18 +624,23 @@ fn header(list: &TodoList) -> Vec<u8> {
 /// id handed out since the header was written is still an entry, so the next id is
 /// the largest entry id + 1, which a load takes when it is above the header's (one
 /// page fewer to write per add). Every statement is cached on the connection
-/// (`prepare_cached`), so a write parses no SQL.
+/// (`prepare_cached`), so a write parses no SQL. `in_rows`: the list is known to
+/// be stored in rows, so its format is not read.
 fn write_list(
     tx: &Transaction<'_>,
     w: &ListWrite,
     change: Option<&Change>,
+    in_rows: bool,
 ) -> rusqlite::Result<()> {
     let name = w.name.as_str();
     if let Some(change) = change {
-        let stored_format: Option<u32> = tx
-            .prepare_cached("SELECT format FROM lists WHERE name = ?1")?
-            .query_row(params![name], |r| r.get(0))
-            .optional()?;
+        let stored_format: Option<u32> = if in_rows {
+            Some(ROWS_FORMAT)
+        } else {
+            tx.prepare_cached("SELECT format FROM lists WHERE name = ?1")?
+                .query_row(params![name], |r| r.get(0))
+                .optional()?
+        };
         if stored_format == Some(ROWS_FORMAT) {
             if change.entries.values().any(Option::is_none) {
                 tx.prepare_cached("UPDATE lists SET body = ?2 WHERE name = ?1")?
@@ -720,7 +814,7 @@ pub(super) fn store_whole(
         .map(|(name, list)| ListWrite::whole(name, list))
         .collect();
     let refs: Vec<&ListWrite> = writes.iter().collect();
-    commit(conn, &refs, &HashSet::new())
+    commit(conn, &refs, &HashSet::new(), &HashSet::new())
 }
 
 /// Whether `name` is stored in `conn`'s database.
@@ -867,5 +961,26 @@ impl Storage for SqliteStorage {
 
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dates_text_is_what_display_writes() {
+        let mut day = NaiveDate::from_ymd_opt(-3, 1, 1).unwrap();
+        let mut checked = 0;
+        while day < NaiveDate::from_ymd_opt(10_002, 1, 1).unwrap() {
+            let mut buf = [0u8; 10];
+            assert_eq!(date_text(day, &mut buf), day.to_string());
+            day += chrono::Duration::days(97);
+            checked += 1;
+        }
+        assert!(checked > 37_000);
+        let mut buf = [0u8; 10];
+        let last = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+        assert_eq!(date_text(last, &mut buf), "9999-12-31");
     }
 }
