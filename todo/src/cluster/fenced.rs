@@ -103,27 +103,37 @@ impl Storage for FencedStorage {
     }
 
     async fn store_batch(&self, writes: &[ListWrite]) -> Vec<Result<(), StorageError>> {
-        let mut out: Vec<Option<Result<(), StorageError>>> = Vec::with_capacity(writes.len());
-        let mut send = Vec::with_capacity(writes.len());
-        let mut epochs = Vec::with_capacity(writes.len());
-        let mut at = Vec::with_capacity(writes.len());
-        for (i, w) in writes.iter().enumerate() {
-            match self.epoch_of(&w.name) {
-                Some(e) => {
-                    out.push(None);
-                    send.push(w.clone());
-                    epochs.push(e);
-                    at.push(i);
-                }
-                None => out.push(Some(Err(Self::not_activated(&w.name)))),
-            }
-        }
-        if !send.is_empty() {
+        // The epoch of each write's activation, in one lock round for the batch.
+        let epochs: Vec<Option<Epoch>> = {
+            let activated = self.activated.lock().unwrap_or_else(|e| e.into_inner());
+            writes
+                .iter()
+                .map(|w| activated.get(&w.name).copied())
+                .collect()
+        };
+        let mut out: Vec<Option<Result<(), StorageError>>> = epochs
+            .iter()
+            .zip(writes)
+            .map(|(e, w)| e.is_none().then(|| Err(Self::not_activated(&w.name))))
+            .collect();
+        // Where each write that goes to the store came from in `writes`.
+        let at: Vec<usize> = (0..writes.len()).filter(|&i| epochs[i].is_some()).collect();
+        if !at.is_empty() {
+            let fences: Vec<Epoch> = epochs.iter().flatten().copied().collect();
+            // The common case, every list activated here, sends the batch as it came;
+            // otherwise only the activated lists' writes go, copied.
+            let picked: Vec<ListWrite>;
+            let send = if at.len() == writes.len() {
+                writes
+            } else {
+                picked = at.iter().map(|&i| writes[i].clone()).collect();
+                &picked
+            };
             if !self.store_delay.is_zero() {
                 tokio::time::sleep(self.store_delay).await;
             }
-            let results = self.store.store_batch_fenced(&send, &epochs).await;
-            for ((i, r), e) in at.into_iter().zip(results).zip(&epochs) {
+            let results = self.store.store_batch_fenced(send, &fences).await;
+            for ((i, r), e) in at.into_iter().zip(results).zip(&fences) {
                 if matches!(&r, Err(err) if err.is_fenced()) {
                     self.fenced(&writes[i].name, *e);
                 }

@@ -17,18 +17,22 @@
 //! to answers 503 (not applied). Every response carries `x-sluicegate-node` (who
 //! served it); a forwarded one also `x-sluicegate-forwarded-by`.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
-use axum::middleware::Next;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tower::{Layer, Service, ServiceExt};
 
 use super::error::{ApiError, REPEAT_WITH_KEY};
 use super::BODY_LIMIT;
@@ -100,22 +104,121 @@ fn served_by(mut resp: Response, f: &Forwarder) -> Response {
     resp
 }
 
-/// The middleware: serve here, or forward to the owner.
-pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next: Next) -> Response {
-    let Some(list) = list_of(req.uri().path()) else {
-        return served_by(next.run(req).await, &f);
-    };
+/// Builds a [`RouteToOwner`] around each route (axum's `Router::layer` builds one
+/// per route).
+#[derive(Clone)]
+pub(super) struct RouteLayer {
+    forwarder: Arc<Forwarder>,
+}
+
+impl RouteLayer {
+    /// Routes through `forwarder`.
+    pub(super) fn new(forwarder: Arc<Forwarder>) -> Self {
+        RouteLayer { forwarder }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = RouteToOwner<S>;
+
+    fn layer(&self, inner: S) -> RouteToOwner<S> {
+        RouteToOwner {
+            inner,
+            forwarder: self.forwarder.clone(),
+        }
+    }
+}
+
+/// The routing service: serve here, or forward to the owner. A tower `Service` of
+/// its own rather than an axum `from_fn` middleware, so the common case (a list
+/// this node serves, or a path naming no list) calls the route directly: no boxed
+/// clone of the route and no boxed future per request.
+#[derive(Clone)]
+pub(super) struct RouteToOwner<S> {
+    inner: S,
+    forwarder: Arc<Forwarder>,
+}
+
+impl<S> Service<Request> for RouteToOwner<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Routed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let f = &self.forwarder;
+        let list = match list_of(req.uri().path()) {
+            // The common case, a list this node serves, passes the request on as it
+            // came (its body unread); only a request that may be forwarded is buffered.
+            Some(list) if !matches!(f.node.route(&list), Route::Local(_)) => list,
+            _ => {
+                return Routed::Here {
+                    fut: self.inner.call(req),
+                    me: f.me.clone(),
+                }
+            }
+        };
+        // The service polled ready goes with this request; a clone stays.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Routed::Elsewhere {
+            fut: Box::pin(route_elsewhere(f.clone(), inner, list, req)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RouteToOwner`]: the route's own, or a boxed forward.
+    #[project = RoutedProj]
+    pub(super) enum Routed<F> {
+        /// Served here: the route's answer, with `x-sluicegate-node` added.
+        Here { #[pin] fut: F, me: Option<HeaderValue> },
+        /// Buffered, then forwarded (or served here after all).
+        Elsewhere { fut: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl<F> Future for Routed<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RoutedProj::Here { fut, me } => {
+                let Ok(mut resp) = std::task::ready!(fut.poll(cx));
+                if let Some(v) = me.take() {
+                    resp.headers_mut().insert(SERVED_BY, v);
+                }
+                Poll::Ready(Ok(resp))
+            }
+            RoutedProj::Elsewhere { fut } => fut.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// A request for `list`, which this node did not serve when it arrived: buffers the
+/// body, then forwards it to the owner, or serves it through `inner` should the
+/// shard have come here meanwhile.
+async fn route_elsewhere<S>(f: Arc<Forwarder>, inner: S, list: ListName, req: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let f = &*f;
     let hops: u8 = req
         .headers()
         .get(&HOPS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    // The common case, a list this node serves, passes the request on as it came
-    // (its body unread); only a request that may be forwarded is buffered.
-    if let Route::Local(_) = f.node.route(&list) {
-        return served_by(next.run(req).await, &f);
-    }
     let give_up = Instant::now() + f.wait_unowned;
     let mut retried = false;
     let (parts, body) = req.into_parts();
@@ -145,7 +248,8 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
         match f.node.route(&list) {
             Route::Local(_) => {
                 let req = Request::from_parts(parts, Body::from(body));
-                return served_by(next.run(req).await, &f);
+                let Ok(resp) = inner.oneshot(req).await;
+                return served_by(resp, f);
             }
             Route::Remote { node, addr } => {
                 if hops >= MAX_HOPS {
@@ -159,7 +263,7 @@ pub async fn route_to_owner(State(f): State<Arc<Forwarder>>, req: Request, next:
                     )
                     .into_response();
                 }
-                let resp = forward(&f, &parts, body.clone(), &list, &node, &addr, hops + 1).await;
+                let resp = forward(f, &parts, body.clone(), &list, &node, &addr, hops + 1).await;
                 if resp.status() == StatusCode::MISDIRECTED_REQUEST && !retried {
                     // The table was stale: read it again and route once more.
                     retried = true;
@@ -197,6 +301,40 @@ enum NoAnswer {
     Lost(String),
     /// The shard table stopped naming the owner before it answered.
     OwnerLeft,
+}
+
+/// The owner's response headers without those that belong to its connection to
+/// this node (RFC 9110 section 7.6.1: `Connection`, the fields it names, and the
+/// hop-by-hop fields) or to the body as it was framed there (`Content-Length`,
+/// set again for the body passed on): `Link` (the next page), `Location`,
+/// `Retry-After`, `Content-Type` and the rest reach the client as the owner sent them.
+fn end_to_end(mut headers: HeaderMap) -> HeaderMap {
+    use axum::http::header;
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::CONTENT_LENGTH,
+    ] {
+        headers.remove(name);
+    }
+    headers
 }
 
 /// Sends the request to `addr` and returns the owner's answer, or a 503 naming the
@@ -292,18 +430,7 @@ async fn forward(
             metrics::histogram!(FORWARD_SECONDS).record(started.elapsed().as_secs_f64());
             let mut resp = Response::new(Body::from(bytes));
             *resp.status_mut() = head.status;
-            let mut headers = head.headers;
-            for name in [
-                axum::http::header::CONTENT_TYPE,
-                axum::http::header::RETRY_AFTER,
-                axum::http::header::LOCATION,
-                super::idempotency::REPLAYED_HEADER,
-                SERVED_BY,
-            ] {
-                if let Some(value) = headers.remove(&name) {
-                    resp.headers_mut().insert(name, value);
-                }
-            }
+            *resp.headers_mut() = end_to_end(head.headers);
             if let Some(me) = &f.me {
                 resp.headers_mut().insert(FORWARDED_BY, me.clone());
             }
@@ -334,6 +461,59 @@ async fn forward(
                 ),
             }
             .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header;
+
+    #[test]
+    fn a_forwarded_answer_keeps_the_owners_headers_but_not_its_connections() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static("</lists/a/entries?limit=2&after=2>; rel=\"next\""),
+        );
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("/lists/a/entries/3"),
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(SERVED_BY, HeaderValue::from_static("n1"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-hop"),
+        );
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        let out = end_to_end(h);
+        for kept in [
+            header::LINK,
+            header::LOCATION,
+            header::CONTENT_TYPE,
+            SERVED_BY,
+        ] {
+            assert!(out.contains_key(&kept), "{kept} was dropped: {out:?}");
+        }
+        for gone in [
+            "content-length",
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "transfer-encoding",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} was passed on: {out:?}");
         }
     }
 }

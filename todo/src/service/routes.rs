@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{middleware, Json, Router};
+use axum::{Json, Router};
 use serde_json::json;
 
 use super::edge::EdgeLayer;
@@ -64,10 +64,7 @@ pub(super) fn router(state: AppState, request_timeout: Duration, limit: &LimitCo
     // On a cluster node, requests for lists it does not serve go to their owner, ahead
     // of every other layer: the owner checks, limits, times and counts them.
     match forwarder {
-        Some(f) => app.layer(middleware::from_fn_with_state(
-            f,
-            super::forward::route_to_owner,
-        )),
+        Some(f) => app.layer(super::forward::RouteLayer::new(f)),
         None => app,
     }
 }

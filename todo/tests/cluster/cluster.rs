@@ -18,7 +18,7 @@ use sluicegate_todo::domain::ListName;
 
 use crate::support::eventually::{eventually, poll_until, PATIENCE};
 use crate::support::prom::{find, parse_metrics};
-use crate::support::serve::{signal, Serve};
+use crate::support::serve::{all_entries, signal, try_all_entries, Serve};
 
 pub(crate) const SHARDS: u32 = 32;
 
@@ -136,32 +136,26 @@ async fn add(c: &reqwest::Client, node: &Serve, list: &str, title: &str) -> (u16
     }
 }
 
-/// The titles in `list`, read through `node`.
+/// The titles in `list`, read through `node`, every page (a list past 1,000 entries
+/// spans more than one).
 async fn titles(c: &reqwest::Client, node: &Serve, list: &str) -> BTreeSet<String> {
+    let url = node.url(&format!("/lists/{list}/entries"));
     let mut last = String::new();
-    let titles = poll_until(async || {
-        let resp = c
-            .get(node.url(&format!("/lists/{list}/entries")))
-            .send()
-            .await
-            .expect("GET entries");
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if status != 200 {
-            last = format!("{status} {v}");
-            return None;
-        }
-        let entries = v
-            .as_array()
-            .cloned()
-            .or_else(|| v["entries"].as_array().cloned())
-            .unwrap_or_default();
-        Some(
+    let titles = poll_until(async || match try_all_entries(c, &url).await {
+        Ok(Some(entries)) => Some(
             entries
                 .iter()
                 .filter_map(|e| e["title"].as_str().map(str::to_string))
                 .collect(),
-        )
+        ),
+        Ok(None) => {
+            last = "404".into();
+            None
+        }
+        Err(e) => {
+            last = e;
+            None
+        }
     })
     .await;
     titles.unwrap_or_else(|| panic!("reading {list}: {last}"))
@@ -338,6 +332,26 @@ async fn three_nodes_serve_every_durable_write_through_any_node_with_one_server_
                 titles(&c, node, l).await,
                 want,
                 "list {l} through {}",
+                node.addr
+            );
+        }
+    }
+    // Pages come back whole through every node: a forwarded answer keeps the owner's
+    // `Link` header (the next page), so a reader following it gets every entry
+    // whichever node it asks.
+    for node in &nodes {
+        for l in &lists[..3] {
+            let url = node.url(&format!("/lists/{l}/entries?limit=5"));
+            let paged: BTreeSet<String> = all_entries(&c, &url)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e["title"].as_str().map(str::to_string))
+                .collect();
+            assert_eq!(
+                paged.len(),
+                12,
+                "pages of 5 of list {l} through {}",
                 node.addr
             );
         }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::{config_file, lists_owned_by, owners, settle, start_node};
 use crate::support::eventually::{poll_until, PATIENCE};
-use crate::support::serve::{signal, Serve};
+use crate::support::serve::{signal, try_all_entries, Serve};
 
 /// What one logical write came to.
 #[derive(Debug)]
@@ -100,27 +100,15 @@ fn writer(
     })
 }
 
-/// Every title stored in `list`, read through `node`, duplicates kept.
+/// Every title stored in `list`, read through `node`, duplicates kept, every page
+/// (a list past 1,000 entries spans more than one).
 async fn stored_titles(c: &reqwest::Client, node: &Serve, list: &str) -> Vec<String> {
-    let read = poll_until(async || {
-        let resp = c
-            .get(node.url(&format!("/lists/{list}/entries")))
-            .send()
-            .await
-            .ok()?;
-        if resp.status() != 200 {
-            return None;
-        }
-        let v: Value = resp.json().await.ok()?;
-        Some(
-            v.as_array()?
-                .iter()
-                .filter_map(|e| e["title"].as_str().map(str::to_string))
-                .collect::<Vec<_>>(),
-        )
-    })
-    .await;
+    let url = node.url(&format!("/lists/{list}/entries"));
+    let read = poll_until(async || try_all_entries(c, &url).await.ok().flatten()).await;
     read.unwrap_or_else(|| panic!("{list} could not be read through {}", node.addr))
+        .iter()
+        .filter_map(|e| e["title"].as_str().map(str::to_string))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

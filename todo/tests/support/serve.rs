@@ -40,6 +40,17 @@ pub async fn get_json(c: &reqwest::Client, url: &str) -> (reqwest::StatusCode, s
 /// `Link: rel="next"` pages; `None` when the list does not exist (404). Panics on any
 /// other failure.
 pub async fn all_entries(c: &reqwest::Client, entries_url: &str) -> Option<Vec<serde_json::Value>> {
+    try_all_entries(c, entries_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`all_entries`] that hands a failure back (the request failed, or a page was not
+/// `200` with a JSON array) instead of panicking, for readers that retry.
+pub async fn try_all_entries(
+    c: &reqwest::Client,
+    entries_url: &str,
+) -> Result<Option<Vec<serde_json::Value>>, String> {
     let origin = {
         let rest = entries_url.split_once("://").map_or("", |(_, r)| r);
         let host_len = rest.find('/').unwrap_or(rest.len());
@@ -48,25 +59,29 @@ pub async fn all_entries(c: &reqwest::Client, entries_url: &str) -> Option<Vec<s
     let mut out = Vec::new();
     let mut next = Some(entries_url.to_string());
     while let Some(url) = next.take() {
-        let resp = c.get(&url).send().await.expect("GET entries");
-        if resp.status() == reqwest::StatusCode::NOT_FOUND && out.is_empty() {
-            return None;
+        let resp = c
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND && out.is_empty() {
+            return Ok(None);
         }
-        assert_eq!(resp.status(), reqwest::StatusCode::OK, "GET {url}");
         next = resp
             .headers()
             .get("link")
             .and_then(|l| l.to_str().ok())
-            .map(|l| {
-                format!(
-                    "{origin}{}",
-                    &l[l.find('<').unwrap() + 1..l.find('>').unwrap()]
-                )
-            });
-        let page: Vec<serde_json::Value> = resp.json().await.expect("an array of entries");
+            .and_then(|l| Some(format!("{origin}{}", &l[l.find('<')? + 1..l.find('>')?])));
+        let body = resp.text().await.unwrap_or_default();
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("GET {url}: {status} {body}"));
+        }
+        let page: Vec<serde_json::Value> = serde_json::from_str(&body)
+            .map_err(|e| format!("GET {url}: not an array of entries ({e}): {body}"))?;
         out.extend(page);
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// An error response's status and the message of its `{"error": "..."}` body
