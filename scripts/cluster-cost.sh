@@ -5,7 +5,10 @@
 # the routing layer), interleaved ROUNDS times for SECONDS each; each run starts
 # from an empty schema. Prints one JSON line per run, then the median requests/s
 # per mode, the ratio cluster / plain of each round (the two runs of a round are
-# back to back) and its median (#26 target: >= 0.9).
+# back to back) and its median (#26 target: >= 0.9). Each run also gives the CPU
+# per request of the server process and, when PostgreSQL runs on this machine, of
+# its processes (`postgres`), in microseconds, read from /proc: on shared cores
+# these move less than the rates do.
 #
 #   apt-get install wrk postgresql
 #   scripts/cluster-cost.sh postgres://postgres@127.0.0.1:5432/bench [ROUNDS] [SECONDS]
@@ -38,6 +41,23 @@ url = \"$URL\"
 default_ack = \"durable\""
 printf '%s\n' "$base" >"$TMP/plain.toml"
 printf '%s\n[cluster]\nnode_id = "n1"\n' "$base" >"$TMP/cluster.toml"
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { # user + system CPU of process PID, in clock ticks
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+pg_ticks() { # the same summed over this machine's postgres processes; empty without any
+    local pids total=0 p t
+    pids=$(pgrep -x postgres || true)
+    [ -n "$pids" ] || return 0
+    for p in $pids; do
+        t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+per_request() { # BEFORE AFTER REQUESTS: microseconds of CPU per request
+    python3 -c "import sys; b, a, n, hz = map(float, sys.argv[1:]); print(round((a - b) * 1e6 / hz / n, 1))" "$1" "$2" "$3" "$HZ"
+}
 run() { # MODE ROUND
     psql -q "$URL" -c 'DROP SCHEMA IF EXISTS sluicegate CASCADE' >/dev/null 2>&1
     rm -rf "$TMP/data"
@@ -57,13 +77,19 @@ run() { # MODE ROUND
             "$url/lists/warm/entries?ack=durable" >/dev/null && break
         sleep 0.1
     done
-    local out
+    local out c0 c1 p0 p1
+    c0=$(cpu_ticks "$server"); p0=$(pg_ticks)
     out=$(WRK_QUERY="?ack=durable" wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -s scripts/wrk/post.lua "$url")
+    c1=$(cpu_ticks "$server"); p1=$(pg_ticks)
     kill "$server"; wait "$server" 2>/dev/null || true; server=
-    local rps non2xx
+    local rps non2xx reqs
     rps=$(printf '%s\n' "$out" | sed -n 's/^Requests\/sec: *//p')
+    reqs=$(printf '%s\n' "$out" | sed -n 's/^ *\([0-9]*\) requests in .*/\1/p')
     non2xx=$(printf '%s\n' "$out" | sed -n 's/^ *Non-2xx or 3xx responses: *//p')
-    echo "{\"mode\": \"$1\", \"round\": $2, \"rps\": $rps, \"non_2xx\": ${non2xx:-0}}" | tee -a "$TMP/runs.jsonl"
+    local server_us pg_us=null
+    server_us=$(per_request "$c0" "$c1" "$reqs")
+    [ -n "$p0" ] && pg_us=$(per_request "$p0" "$p1" "$reqs")
+    echo "{\"mode\": \"$1\", \"round\": $2, \"rps\": $rps, \"non_2xx\": ${non2xx:-0}, \"server_cpu_us_per_request\": $server_us, \"postgres_cpu_us_per_request\": $pg_us}" | tee -a "$TMP/runs.jsonl"
 }
 for round in $(seq 1 "$ROUNDS"); do
     run plain "$round"
@@ -77,6 +103,12 @@ by_round = {}
 for r in runs:
     by_round.setdefault(r["round"], {})[r["mode"]] = r["rps"]
 ratios = [round(v["cluster"] / v["plain"], 3) for _, v in sorted(by_round.items())]
+cpu = {m: statistics.median(r["server_cpu_us_per_request"] for r in runs if r["mode"] == m)
+       for m in ("plain", "cluster")}
+pg = {m: [r["postgres_cpu_us_per_request"] for r in runs if r["mode"] == m] for m in ("plain", "cluster")}
+pg = {m: (statistics.median(v) if None not in v else None) for m, v in pg.items()}
 print(json.dumps({"median_rps": med, "cluster_over_plain_per_round": ratios,
-                  "median_ratio": statistics.median(ratios)}))
+                  "median_ratio": statistics.median(ratios),
+                  "median_server_cpu_us_per_request": cpu,
+                  "median_postgres_cpu_us_per_request": pg}))
 PY
