@@ -15,8 +15,8 @@
 //!
 //! [`channel`](mailbox::channel) (or [`Builder`](mailbox::Builder) for a role name,
 //! hooks and a metrics switch) returns a [`Sender`](mailbox::Sender), cheap to clone,
-//! and the one [`Receiver`](mailbox::Receiver). Under `drop_newest` and `drop_oldest`,
-//! plain messages (no key, no deadline) go through a
+//! and the one [`Receiver`](mailbox::Receiver). Under every policy, plain
+//! messages (no key, no deadline) go through a
 //! lock-free ring while nothing needs the lock; everything else is decided by a core
 //! behind one lock shared by both halves. While it has room, a send is accepted at once. When it is full,
 //! the policy decides: refuse the newcomer, evict the oldest message, make the sender

@@ -1,10 +1,15 @@
 //! Loom model checks of the mailbox core's synchronisation: 2 senders and 1 receiver
 //! under `block`, `drop_oldest`, `unbounded` and `coalesce`, over every interleaving
-//! loom explores. Under `drop_oldest`, plain messages take the lock-free ring
-//! (modelled by a locked queue with its contract; the gate, the receiver's flags and
-//! the fences are loom's own); keyed or deadline messages lock the gate, and the
-//! `mixing` test races that switch against the other sender's fast push and the
-//! receiver's fast pop. `block` and `coalesce` use the locked core.
+//! loom explores. Plain messages take the lock-free ring once the queue has been
+//! full (capacity 1 or 2 here), under every policy tested (modelled by a locked
+//! queue with its contract; the gate, the receiver's flags and the fences are
+//! loom's own); keyed or deadline messages lock the gate, and the `mixing` test
+//! races that switch against the other sender's fast push and the receiver's fast
+//! pop. Under `block` and `coalesce` a sender that finds the ring full locks the
+//! gate and waits in the locked core, racing the receiver's fast pop: those tests
+//! run with a preemption bound of 1 (2 took over 9 minutes each), and the other
+//! `block` tests (waiting senders, lanes, deadlines) keep the locked core
+//! (`lock_free(false)`) at 2, as before the ring served `block`.
 //! Built only with `RUSTFLAGS="--cfg sluicegate_loom"` (see .ci/run for the command).
 //!
 //! Each sender sends two messages, then drops its handle; the receiver receives until
@@ -43,15 +48,54 @@ struct Run {
     stats: Stats,
 }
 
-/// A loom model with a preemption bound (default 2; the environment variable
+/// A loom model with a preemption bound of 2 (the environment variable
 /// `LOOM_MAX_PREEMPTIONS` overrides it).
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    model_bounded(2, f);
+}
+
+/// [`model`] with a preemption bound of `preemptions`.
+fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(preemptions);
     }
     builder.check(f);
 }
+
+/// How [`explore_with`] runs a model.
+#[derive(Clone, Copy)]
+struct Setup {
+    /// Metrics on (the ring's counts are folded into the core's at the locks and the
+    /// final snapshot).
+    metrics: bool,
+    /// Plain messages may take the lock-free ring (`Builder::lock_free`).
+    lock_free: bool,
+    /// Loom's preemption bound.
+    preemptions: usize,
+}
+
+/// Metrics off, the ring allowed, 2 preemptions.
+const DEFAULT: Setup = Setup {
+    metrics: false,
+    lock_free: true,
+    preemptions: 2,
+};
+
+/// The locked core only, for the tests of waiting senders, lanes and deadlines
+/// under `block`: with the ring as well, 2 preemptions took over 9 minutes per
+/// test (2026-12-06), so the ring's hand-off to waiting senders has tests of its
+/// own with a bound of 1 ([`RING_1`]).
+const LOCKED: Setup = Setup {
+    lock_free: false,
+    ..DEFAULT
+};
+
+/// The ring allowed, 1 preemption.
+const RING_1: Setup = Setup {
+    preemptions: 1,
+    ..DEFAULT
+};
 
 /// No key, no deadline.
 fn plain(_sender: u8) -> Meta {
@@ -100,17 +144,22 @@ fn spawn_senders(tx: &Sender<Msg>, meta: fn(u8) -> Meta) -> Vec<thread::JoinHand
 }
 
 fn explore(policy: Policy, meta: fn(u8) -> Meta, check: fn(&Run)) {
-    explore_with(policy, meta, false, check);
+    explore_with(policy, meta, DEFAULT, check);
 }
 
-/// [`explore`] with metrics on or off (on: the ring's counts are folded into the
-/// core's at the locks and the final snapshot).
-fn explore_with(policy: Policy, meta: fn(u8) -> Meta, metrics: bool, check: fn(&Run)) {
-    model(move || {
+/// [`explore`] as `setup` says.
+fn explore_with(policy: Policy, meta: fn(u8) -> Meta, setup: Setup, check: fn(&Run)) {
+    let Setup {
+        metrics,
+        lock_free,
+        preemptions,
+    } = setup;
+    model_bounded(preemptions, move || {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
         let (tx, mut rx) = Builder::new(policy.clone())
             .metrics(metrics)
+            .lock_free(lock_free)
             .on_evict(move |m: Msg, why| l.lock().unwrap().push((m, why)))
             .build()
             .unwrap();
@@ -188,26 +237,59 @@ fn check_drop_oldest(run: &Run) {
 
 #[test]
 fn loom_block_delivers_everything_once_in_order() {
-    explore(
+    explore_with(
         Policy::Block {
             capacity: 1,
             send_timeout: None,
         },
         plain,
+        LOCKED,
         check_block,
     );
+}
+
+/// `block` on the ring: a sender that finds the ring full locks the gate (moving
+/// the ring's message into the core) and waits there, racing the other sender's
+/// fast push and the receiver's fast pop; the receiver lets it in and opens the
+/// gate again once the core has drained.
+#[test]
+fn loom_block_senders_finding_the_ring_full_wait_in_the_core_and_lose_nothing() {
+    explore_with(
+        Policy::Block {
+            capacity: 1,
+            send_timeout: None,
+        },
+        plain,
+        RING_1,
+        check_block,
+    );
+}
+
+/// `coalesce` with plain messages: the ring, and the same hand-off as `block`.
+#[test]
+fn loom_coalesce_plain_senders_finding_the_ring_full_wait_and_lose_nothing() {
+    explore_with(Policy::Coalesce { capacity: 1 }, plain, RING_1, check_block);
+}
+
+/// `unbounded`: the ring (2 slots under loom) takes plain messages once the queue
+/// has held two; a push that finds it full locks the gate and the core takes the
+/// overflow, racing the other sender's fast push and the receiver's fast pop.
+#[test]
+fn loom_unbounded_ring_overflowing_into_the_core_delivers_everything_once_in_order() {
+    explore(Policy::Unbounded, plain, check_block);
 }
 
 #[test]
 fn loom_block_with_deadlines_delivers_everything_once_in_order() {
     // What calls do: every message carries a deadline, through the fast paths while
     // there is room and the parked hand-off while full.
-    explore(
+    explore_with(
         Policy::Block {
             capacity: 1,
             send_timeout: None,
         },
         far_deadline,
+        LOCKED,
         |run| {
             check_block(run);
             assert_eq!(run.stats.expired, 0);
@@ -294,7 +376,10 @@ fn loom_drop_oldest_mixing_with_metrics_on_counts_each_message_once() {
     explore_with(
         Policy::DropOldest { capacity: 1 },
         mixed,
-        true,
+        Setup {
+            metrics: true,
+            ..DEFAULT
+        },
         check_drop_oldest,
     );
 }
@@ -442,12 +527,13 @@ fn loom_drop_oldest_never_evicts_the_control_lane() {
 
 #[test]
 fn loom_block_lets_the_control_lane_past_a_full_mailbox() {
-    explore(
+    explore_with(
         Policy::Block {
             capacity: 1,
             send_timeout: None,
         },
         control_for_1,
+        LOCKED,
         |run| {
             check_block(run);
             check_control(run);
@@ -568,7 +654,7 @@ fn loom_a_reserve_dropped_as_its_place_is_granted_passes_the_place_on() {
 fn loom_priorities_are_fifo_within_a_lane_across_threads() {
     // Sender 1's messages on the High lane: each sender's delivered messages stay in
     // its order, nothing is lost under block.
-    explore(
+    explore_with(
         Policy::Block {
             capacity: 1,
             send_timeout: None,
@@ -580,6 +666,7 @@ fn loom_priorities_are_fifo_within_a_lane_across_threads() {
                 plain(s)
             }
         },
+        LOCKED,
         check_block,
     );
 }

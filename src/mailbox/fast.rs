@@ -3,15 +3,26 @@
 //!
 //! # Two modes
 //!
-//! The gate opens only under `drop_newest` and `drop_oldest` without a long-queue
-//! alert; every other mailbox keeps the locked core for now and has no ring at all
-//! (see [`FastPath`] for why, with figures).
+//! The gate opens under every policy, in a mailbox without a long-queue alert, once
+//! the mailbox has a ring (see [`FastPath`] for which mailboxes get one, and when).
+//!
+//! # CoDel
+//!
+//! Under `codel` every push carries its enqueue stamp (one clock read, as the core
+//! stamps every message), and the receiver runs CoDel's cheap half at the pop: a
+//! message that leaves the ring empty, or whose sojourn is below target, is
+//! delivered (CoDel's state stays calm, as the gate requires to open); any other is
+//! handed to the core with the clock reading that judged it, and the core's full
+//! rule decides under the lock (it may start counting time above target, or shed).
+//! So CoDel sheds exactly what the locked core sheds, which a test checks on a
+//! script run both ways.
 //!
 //! # Metrics
 //!
 //! With metrics on, one push in [`SOJOURN_SAMPLE_EVERY`] per stripe carries an
-//! enqueue stamp in its ring slot, and the receiver records its sojourn under the
-//! lock when it pops it (a [`Chore`]); a message moved into the core keeps its stamp.
+//! enqueue stamp in its ring slot (every push under CoDel), and the receiver records
+//! its sojourn under the lock when it pops it (a [`Chore`]); a message moved into
+//! the core keeps its stamp.
 //! The ring's counts are folded into the core's ([`FastPath::fold`]) before every
 //! publication: at the 64th delivery, refusal or eviction on the ring (per stripe
 //! for the last two), at each `Stats` snapshot and `flush_all`, before a policy
@@ -19,10 +30,14 @@
 //! ring's traffic too.
 //!
 //! *Open*: every queued message is in the ring and the core's queue is empty; a send
-//! of a message without key or deadline pushes into the ring (or, full, is refused
-//! under `drop_newest`, or evicts the oldest under `drop_oldest` with
-//! `force_push`, which hands the evicted message back to be counted and given to
-//! the dead-letter handler), and the receiver pops from it, neither taking the lock.
+//! of a message without key or deadline pushes into the ring, and the receiver pops
+//! from it, neither taking the lock. A full ring refuses the newcomer under
+//! `drop_newest`; evicts the oldest under `drop_oldest` with `force_push`, which
+//! hands the evicted message back to be counted and given to the dead-letter
+//! handler; and under `block`, `coalesce` and `unbounded` sends the sender to the
+//! lock, which locks the gate: the core then makes the sender wait (FIFO among
+//! waiting senders, as always) or, `unbounded`, takes the overflow in its growing
+//! queue.
 //!
 //! *Locked*: the ring is empty and the core under its lock does everything, as it
 //! always did (keys, deadlines, waiting senders, CoDel, metrics, close, a policy
@@ -85,11 +100,18 @@ const STRIPES: usize = 4;
 /// core's queue grows with its contents.
 pub const RING_MAX_CAPACITY: usize = 65_536;
 
+/// The ring's slots in an `unbounded` mailbox: a backlog beyond it locks the gate
+/// and grows the core's queue, until the receiver has drained it.
+pub const UNBOUNDED_RING_CAPACITY: usize = 1024;
+
 /// What a full ring does with a newcomer (set when the gate opens).
 pub(crate) const KIND_GROW: u8 = 0;
 pub(crate) const KIND_REFUSE: u8 = 1;
 pub(crate) const KIND_EVICT: u8 = 2;
 pub(crate) const KIND_WAIT: u8 = 3;
+/// Full: refuse, as [`KIND_REFUSE`]; and every push carries its enqueue stamp, for
+/// CoDel's check at the pop ([`FastRecv::Judge`]).
+pub(crate) const KIND_STAMP_REFUSE: u8 = 4;
 
 /// How a fast send ended. `Due`: metrics are on and the ring's counts are due to
 /// be folded into the core's and published ([`FastPath::fold`]).
@@ -130,6 +152,15 @@ impl Chore {
     }
 }
 
+/// A message the ring's CoDel check hands to the core ([`FastRecv::Judge`]): not yet
+/// counted anywhere, with its enqueue stamp and the clock reading that judged it
+/// (the core decides with the same reading).
+pub(crate) struct Judged<T> {
+    pub(crate) msg: T,
+    pub(crate) enqueued: Stamp,
+    pub(crate) now: Stamp,
+}
+
 /// A message in the ring with its enqueue stamp ([`Stamp::NONE`] unless sampled
 /// for the sojourn histogram).
 struct Item<T> {
@@ -140,6 +171,9 @@ struct Item<T> {
 /// How a fast receive ended.
 pub(crate) enum FastRecv<T> {
     Got(T, Chore),
+    /// Under CoDel, a message taken from a standing queue with a sojourn at or
+    /// above target: the full rule decides under the lock (it may shed it).
+    Judge(Judged<T>),
     /// The gate is open and the ring empty.
     Empty,
     /// The gate is locked: the core has the queue.
@@ -258,6 +292,9 @@ struct Mode {
     locked: AtomicBool,
     /// What a full ring does ([`KIND_GROW`]...), written before the gate opens.
     kind: AtomicU8,
+    /// CoDel's target in nanoseconds, 0 without CoDel; written before the gate
+    /// opens (by the receiver, its only reader).
+    codel_target: AtomicU64,
     /// Of the ring's delivered, rejected and evicted counts, what has been folded
     /// into the core's ([`FastPath::fold`]); written under the core's lock only.
     folded: [AtomicU64; 3],
@@ -279,18 +316,30 @@ pub(crate) struct FastCounts {
 /// [`RING_AFTER`] messages at once (or its whole capacity, if smaller): a producer
 /// has outrun its consumer, the case the ring is for; a mailbox that never sees
 /// a backlog (an actor answering one caller at a time) never pays for its slots,
-/// which are allocated all at once. Made under
-/// `drop_newest` and `drop_oldest` (metrics on or off), where it measured faster than
-/// the locked core (docs/benchmarks.md). Not under `unbounded`: `concurrent-queue`'s
-/// unbounded queue (a list of blocks) measured 0.63x the locked core with one
-/// producer. Not yet under `block` and `coalesce`: there a full ring locks the gate
-/// and moves the whole ring into the core, and a producer that outruns its consumer
-/// did that over and over (about 0.5x the locked core); the ring waits for a hand-off
-/// of parked senders that leaves it in place.
+/// which are allocated all at once. Made under every policy up to
+/// [`RING_MAX_CAPACITY`]; an `unbounded` mailbox's ring has
+/// [`UNBOUNDED_RING_CAPACITY`] slots (a bounded ring: `concurrent-queue`'s
+/// unbounded one, a list of blocks, measured 0.63x the locked core with one
+/// producer). Under `block`, `coalesce` and `unbounded` a full ring locks the gate,
+/// moving its messages into the core, which keeps the queue until it has drained
+/// and nobody waits; under `codel` a standing queue past target does (see
+/// "CoDel" above). The figures against the locked core are in docs/benchmarks.md
+/// ("Mailbox: the ring for every policy").
 pub(crate) struct FastPath<T>(std::sync::OnceLock<Box<Inner<T>>>);
 
-/// Messages queued at once after which a mailbox that may have a ring gets one.
+/// Messages queued at once after which a mailbox that may have a ring gets one
+/// (under loom, 2: a model's few messages reach it, so `unbounded` meets its ring).
+#[cfg(not(sluicegate_loom))]
 pub(crate) const RING_AFTER: usize = 32;
+#[cfg(sluicegate_loom)]
+pub(crate) const RING_AFTER: usize = 2;
+
+/// The ring's slots under `unbounded` (under loom, 2: a model's few messages
+/// overflow it into the core).
+#[cfg(not(sluicegate_loom))]
+const UNBOUNDED_RING: usize = UNBOUNDED_RING_CAPACITY;
+#[cfg(sluicegate_loom)]
+const UNBOUNDED_RING: usize = 2;
 
 impl<T> FastPath<T> {
     /// A fast path without a ring yet.
@@ -298,14 +347,17 @@ impl<T> FastPath<T> {
         FastPath(std::sync::OnceLock::new())
     }
 
-    /// Whether a mailbox under `policy` can have a ring: `drop_newest` and
-    /// `drop_oldest` up to [`RING_MAX_CAPACITY`].
+    /// Whether a mailbox under `policy` can have a ring: up to
+    /// [`RING_MAX_CAPACITY`].
     #[inline]
     pub(crate) fn fits(policy: &Policy) -> bool {
-        matches!(
-            policy,
-            Policy::DropNewest { .. } | Policy::DropOldest { .. }
-        ) && policy.capacity().is_some_and(|c| c <= RING_MAX_CAPACITY)
+        policy.capacity().is_none_or(|c| c <= RING_MAX_CAPACITY)
+    }
+
+    /// The ring's slots for a mailbox under `policy`: its capacity, or
+    /// [`UNBOUNDED_RING_CAPACITY`].
+    fn ring_capacity(policy: &Policy) -> usize {
+        policy.capacity().unwrap_or(UNBOUNDED_RING)
     }
 
     /// Whether the core's queue has shown the backlog after which the ring pays
@@ -435,8 +487,7 @@ impl<T> FastPath<T> {
 
 impl<T> Inner<T> {
     /// The fast path for a mailbox built with `policy`, gate locked until
-    /// [`open`](Self::open), with a ring of the policy's capacity (unbounded for
-    /// `unbounded`).
+    /// [`open`](Self::open), with a ring of [`FastPath::ring_capacity`] slots.
     fn new(policy: &Policy, metrics: bool, base: Instant) -> Self {
         Inner {
             senders: std::array::from_fn(|_| {
@@ -455,9 +506,10 @@ impl<T> Inner<T> {
             mode: Line(Mode {
                 locked: AtomicBool::new(true),
                 kind: AtomicU8::new(KIND_GROW),
+                codel_target: AtomicU64::new(0),
                 folded: std::array::from_fn(|_| AtomicU64::new(0)),
             }),
-            ring: Ring::new(policy.capacity()),
+            ring: Ring::new(FastPath::<T>::ring_capacity(policy)),
             metrics,
             base,
             waker: RxWaker::default(),
@@ -482,15 +534,18 @@ impl<T> Inner<T> {
             side.gate.fetch_sub(IN, Ordering::Release);
             return FastSend::Locked(msg);
         }
+        let kind = self.mode.kind.load(Ordering::Relaxed);
         let item = Item {
             msg,
-            stamp: if self.metrics {
+            stamp: if kind == KIND_STAMP_REFUSE {
+                Stamp::at(self.base, Instant::now())
+            } else if self.metrics {
                 self.sample(side)
             } else {
                 Stamp::NONE
             },
         };
-        let out = match self.mode.kind.load(Ordering::Relaxed) {
+        let out = match kind {
             KIND_EVICT => match self.ring.force_push(item) {
                 Some(evicted) => {
                     let n = side.dropped_oldest.fetch_add(1, Ordering::Relaxed) + 1;
@@ -500,7 +555,7 @@ impl<T> Inner<T> {
             },
             kind => match self.ring.push(item) {
                 Ok(()) => FastSend::Accepted(None, false),
-                Err(item) if kind == KIND_REFUSE => {
+                Err(item) if kind == KIND_REFUSE || kind == KIND_STAMP_REFUSE => {
                     let n = side.rejected.fetch_add(1, Ordering::Relaxed) + 1;
                     FastSend::Rejected(item.msg, self.metrics && publish_due(n))
                 }
@@ -554,20 +609,32 @@ impl<T> Inner<T> {
     /// Pops and counts a delivery (the receiver, with the gate open). The peak is
     /// the ring's depth before the pop; once it has reached the ring's capacity it
     /// cannot rise, and the depth (a read of both ends of the ring) is not taken.
+    ///
+    /// Under CoDel, a message that leaves the ring empty is delivered without a
+    /// clock read, as the core does (an empty queue never counts as standing), and
+    /// so is one whose sojourn is below target: CoDel's state stays calm then, as
+    /// the gate requires. Any other goes to the core to be judged
+    /// ([`FastRecv::Judge`]), uncounted. With metrics on, every delivery records
+    /// its sojourn, as the core does under CoDel (a [`Chore`]: the lock, once per
+    /// delivery, though no sender takes it).
     #[inline]
     fn pop(&self) -> FastRecv<T> {
         let peak = self.receiver.peak.load(Ordering::Relaxed);
-        let depth = match self.ring.capacity() {
-            Some(cap) if peak >= cap => 0,
-            _ => self.ring.len(),
+        let depth = if peak >= self.ring.capacity() {
+            0
+        } else {
+            self.ring.len()
         };
         match self.ring.pop() {
             Some(item) => {
                 if depth > peak {
                     self.receiver.peak.store(depth, Ordering::Relaxed);
                 }
-                let n = self.receiver.delivered.load(Ordering::Relaxed) + 1;
-                self.receiver.delivered.store(n, Ordering::Relaxed);
+                let target = self.mode.codel_target.load(Ordering::Relaxed);
+                if target != 0 {
+                    return self.codel_check(item, target);
+                }
+                let n = self.count_delivery();
                 let chore = Chore {
                     sojourn_from: item.stamp,
                     publish: self.metrics && publish_due(n),
@@ -576,6 +643,40 @@ impl<T> Inner<T> {
             }
             None => FastRecv::Empty,
         }
+    }
+
+    /// Counts a delivery from the ring; the count so far.
+    #[inline]
+    fn count_delivery(&self) -> u64 {
+        let n = self.receiver.delivered.load(Ordering::Relaxed) + 1;
+        self.receiver.delivered.store(n, Ordering::Relaxed);
+        n
+    }
+
+    /// The pop's CoDel check (see [`pop`](Self::pop)), for a target of `target`
+    /// nanoseconds.
+    #[inline(never)]
+    fn codel_check(&self, item: Item<T>, target: u64) -> FastRecv<T> {
+        if !self.ring.is_empty() {
+            let now = Stamp::at(self.base, Instant::now());
+            if now.nanos_since(item.stamp) >= target {
+                return FastRecv::Judge(Judged {
+                    msg: item.msg,
+                    enqueued: item.stamp,
+                    now,
+                });
+            }
+        }
+        let n = self.count_delivery();
+        let chore = Chore {
+            sojourn_from: if self.metrics {
+                item.stamp
+            } else {
+                Stamp::NONE
+            },
+            publish: self.metrics && publish_due(n),
+        };
+        FastRecv::Got(item.msg, chore)
     }
 
     /// Registers the receiver's waker for the next fast push (under the lock): the
@@ -629,6 +730,9 @@ impl<T> Inner<T> {
         };
         debug_assert!(self.ring.is_empty(), "ring holds messages while locked");
         self.mode.kind.store(kind, Ordering::Relaxed);
+        self.mode
+            .codel_target
+            .store(core.codel_target_nanos(), Ordering::Relaxed);
         for side in &self.senders {
             side.gate.fetch_and(!LOCKED, Ordering::Release);
         }
@@ -686,8 +790,8 @@ impl<T> Inner<T> {
     }
 }
 
-/// The ring: `concurrent-queue`'s bounded (Vyukov) or unbounded queue; under loom, a
-/// locked model of it with the same contract.
+/// The ring: `concurrent-queue`'s bounded (Vyukov) queue; under loom, a locked model
+/// of it with the same contract.
 #[cfg(not(sluicegate_loom))]
 struct Ring<T> {
     queue: concurrent_queue::ConcurrentQueue<T>,
@@ -695,19 +799,16 @@ struct Ring<T> {
 
 #[cfg(not(sluicegate_loom))]
 impl<T> Ring<T> {
-    /// A ring of `capacity` (`None`: unbounded).
-    fn new(capacity: Option<usize>) -> Self {
+    /// A ring of `capacity` slots.
+    fn new(capacity: usize) -> Self {
         Ring {
-            queue: match capacity {
-                Some(cap) => concurrent_queue::ConcurrentQueue::bounded(cap),
-                None => concurrent_queue::ConcurrentQueue::unbounded(),
-            },
+            queue: concurrent_queue::ConcurrentQueue::bounded(capacity),
         }
     }
 
     #[inline]
-    fn capacity(&self) -> Option<usize> {
-        self.queue.capacity()
+    fn capacity(&self) -> usize {
+        self.queue.capacity().unwrap_or(usize::MAX)
     }
 
     #[inline]
@@ -740,25 +841,25 @@ impl<T> Ring<T> {
 #[cfg(sluicegate_loom)]
 struct Ring<T> {
     queue: super::sync::Mutex<std::collections::VecDeque<T>>,
-    capacity: Option<usize>,
+    capacity: usize,
 }
 
 #[cfg(sluicegate_loom)]
 impl<T> Ring<T> {
-    fn new(capacity: Option<usize>) -> Self {
+    fn new(capacity: usize) -> Self {
         Ring {
             queue: super::sync::Mutex::new(std::collections::VecDeque::new()),
             capacity,
         }
     }
 
-    fn capacity(&self) -> Option<usize> {
+    fn capacity(&self) -> usize {
         self.capacity
     }
 
     fn push(&self, msg: T) -> Result<(), T> {
         let mut q = self.queue.lock();
-        if self.capacity.is_some_and(|c| q.len() >= c) {
+        if q.len() >= self.capacity {
             return Err(msg);
         }
         q.push_back(msg);
@@ -767,9 +868,10 @@ impl<T> Ring<T> {
 
     fn force_push(&self, msg: T) -> Option<T> {
         let mut q = self.queue.lock();
-        let evicted = match self.capacity {
-            Some(c) if q.len() >= c => q.pop_front(),
-            _ => None,
+        let evicted = if q.len() >= self.capacity {
+            q.pop_front()
+        } else {
+            None
         };
         q.push_back(msg);
         evicted
@@ -835,6 +937,7 @@ impl RxWaker {
 #[cfg(all(test, not(sluicegate_loom)))]
 mod tests {
     use super::*;
+    use crate::mailbox::Stats;
 
     /// The boxed state of a mailbox that has a ring, besides the ring's slots: six
     /// 128-byte lines (four stripes, the receiver's, the mode's), then the ring's
@@ -886,11 +989,11 @@ mod tests {
         }
     }
 
-    /// A ring only under the two policies that use it and up to its largest
-    /// capacity; made once the queue has held 32 messages, or the whole capacity
-    /// if smaller.
+    /// A ring under every policy, up to its largest capacity (1,024 slots under
+    /// `unbounded`); made once the queue has held 32 messages, or the whole
+    /// capacity if smaller.
     #[test]
-    fn a_ring_fits_two_policies_and_waits_for_a_backlog() {
+    fn a_ring_fits_every_policy_and_waits_for_a_backlog() {
         assert!(FastPath::<u64>::fits(&Policy::DropNewest {
             capacity: 1024
         }));
@@ -900,10 +1003,20 @@ mod tests {
         assert!(!FastPath::<u64>::fits(&Policy::DropOldest {
             capacity: RING_MAX_CAPACITY + 1
         }));
-        assert!(!FastPath::<u64>::fits(&Policy::Unbounded));
-        assert!(!FastPath::<u64>::fits(&Policy::Block {
+        assert!(FastPath::<u64>::fits(&Policy::Unbounded));
+        assert_eq!(
+            FastPath::<u64>::ring_capacity(&Policy::Unbounded),
+            UNBOUNDED_RING_CAPACITY
+        );
+        assert!(FastPath::<u64>::fits(&Policy::Block {
             capacity: 8,
             send_timeout: None
+        }));
+        assert!(FastPath::<u64>::fits(&Policy::Coalesce { capacity: 8 }));
+        assert!(FastPath::<u64>::fits(&Policy::Codel {
+            capacity: 8,
+            target: std::time::Duration::from_millis(5),
+            interval: std::time::Duration::from_millis(100),
         }));
         let big = Policy::DropNewest { capacity: 1024 };
         assert!(!FastPath::<u64>::backlog_seen(RING_AFTER - 1, &big));
@@ -911,5 +1024,199 @@ mod tests {
         let small = Policy::DropNewest { capacity: 4 };
         assert!(!FastPath::<u64>::backlog_seen(3, &small));
         assert!(FastPath::<u64>::backlog_seen(4, &small));
+    }
+
+    /// Fills a fresh mailbox to its first backlog (32 messages, or its capacity)
+    /// and drains it, so that its ring exists and the gate is open.
+    async fn opened(
+        policy: Policy,
+    ) -> (crate::mailbox::Sender<u64>, crate::mailbox::Receiver<u64>) {
+        let backlog = policy.capacity().map_or(RING_AFTER, |c| c.min(RING_AFTER)) as u64;
+        let (tx, mut rx) = crate::mailbox::Builder::new(policy).build().unwrap();
+        for i in 0..backlog {
+            tx.send(i).await.unwrap();
+        }
+        for i in 0..backlog {
+            assert_eq!(rx.recv().await, Some(i));
+        }
+        assert!(rx.shared.fast.is_open(), "the drained core opens the gate");
+        (tx, rx)
+    }
+
+    /// `unbounded`: a backlog beyond the ring's slots locks the gate and grows the
+    /// core's queue behind the ring's messages; everything comes out once, in order,
+    /// counted exactly, and the drained core opens the gate again.
+    #[tokio::test]
+    async fn an_unbounded_backlog_overflows_the_ring_into_the_core_in_order() {
+        let (tx, mut rx) = opened(Policy::Unbounded).await;
+        let n = 3 * UNBOUNDED_RING_CAPACITY as u64;
+        for i in 0..n {
+            tx.send(i).await.unwrap();
+            if i + 1 == UNBOUNDED_RING_CAPACITY as u64 {
+                assert_eq!(
+                    rx.shared.fast.len(),
+                    UNBOUNDED_RING_CAPACITY,
+                    "all in the ring"
+                );
+            }
+        }
+        assert!(!rx.shared.fast.is_open(), "the overflow locked the gate");
+        assert_eq!(rx.shared.fast.len(), 0, "moved into the core");
+        assert_eq!(rx.len(), n as usize);
+        for i in 0..n {
+            assert_eq!(rx.recv().await, Some(i));
+        }
+        assert!(rx.shared.fast.is_open(), "open again once drained");
+        let s = rx.stats();
+        let total = RING_AFTER as u64 + n;
+        assert_eq!((s.sent, s.delivered, s.depth), (total, total, 0));
+        assert_eq!(s.peak_depth, n as usize);
+        assert!(s.is_balanced(), "{s:?}");
+    }
+
+    /// `block`: senders that find the ring full wait in the core (FIFO among
+    /// waiting senders) and are let in as the receiver takes messages; every message
+    /// comes out once, per sender in order, and the gate opens again once the core
+    /// has drained and nobody waits.
+    #[tokio::test]
+    async fn block_senders_wait_for_a_full_ring_and_lose_nothing() {
+        let capacity = 64;
+        let (tx, mut rx) = opened(Policy::Block {
+            capacity,
+            send_timeout: None,
+        })
+        .await;
+        let per = 1_000u64;
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..per {
+                        tx.send(p << 32 | i).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        // One thread: the producers run until each waits for room.
+        while rx.stats().waiting_senders < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !rx.shared.fast.is_open(),
+            "a waiting sender locked the gate"
+        );
+        assert_eq!(rx.len(), capacity, "the ring's messages moved to the core");
+        let mut next = [0u64; 3];
+        while let Some(m) = rx.recv().await {
+            let (p, i) = ((m >> 32) as usize, m & 0xffff_ffff);
+            assert_eq!(i, next[p], "producer {p} in order");
+            next[p] += 1;
+            assert!(rx.len() <= capacity);
+        }
+        for p in producers {
+            p.await.unwrap();
+        }
+        assert_eq!(next, [per; 3]);
+        let s = rx.stats();
+        let total = RING_AFTER as u64 + 3 * per;
+        assert_eq!((s.sent, s.delivered, s.rejected), (total, total, 0));
+        assert!(s.is_balanced(), "{s:?}");
+    }
+
+    /// `coalesce`: plain messages go through the ring; a keyed one locks the gate,
+    /// lands behind them in the core and merges with a queued message of its key.
+    #[tokio::test]
+    async fn a_keyed_message_locks_the_gate_behind_the_rings_messages() {
+        use crate::mailbox::{Key, Meta};
+        let (tx, mut rx) = opened(Policy::Coalesce { capacity: 16 }).await;
+        tx.send(100).await.unwrap();
+        tx.send(101).await.unwrap();
+        assert_eq!(rx.shared.fast.len(), 2, "plain messages in the ring");
+        tx.send_with(200, Meta::keyed(Key::from(7u64)))
+            .await
+            .unwrap();
+        assert!(!rx.shared.fast.is_open(), "the key locked the gate");
+        tx.send_with(201, Meta::keyed(Key::from(7u64)))
+            .await
+            .unwrap();
+        tx.send(102).await.unwrap();
+        let got: Vec<u64> = [(); 4].iter().map(|_| rx.try_recv().unwrap()).collect();
+        assert_eq!(got, [100, 101, 201, 102]);
+        let s = rx.stats();
+        assert_eq!(s.coalesced, 1, "{s:?}");
+        assert!(s.is_balanced(), "{s:?}");
+    }
+
+    /// Runs one CoDel script on paused time: bursts that build a standing queue
+    /// (sojourns past target, for longer than the interval: CoDel sheds), then
+    /// lulls that drain it, with `try_send` and `try_recv` only. Returns what was
+    /// delivered, what was shed (dead letters), the final counts, and whether the
+    /// ring's gate was ever seen open.
+    async fn codel_script(lock_free: bool) -> (Vec<u64>, Vec<u64>, Stats, bool) {
+        use crate::mailbox::Builder;
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+        let shed = Arc::new(Mutex::new(Vec::new()));
+        let log = shed.clone();
+        let (tx, mut rx) = Builder::new(Policy::Codel {
+            capacity: 512,
+            target: Duration::from_millis(5),
+            interval: Duration::from_millis(50),
+        })
+        .lock_free(lock_free)
+        .metrics(false)
+        .on_evict(move |m: u64, _| log.lock().unwrap().push(m))
+        .build()
+        .unwrap();
+        let mut delivered = Vec::new();
+        let mut next = 0u64;
+        let mut opened = false;
+        // (messages sent per millisecond, messages received per millisecond, ms)
+        let phases = [
+            (40, 40, 5),
+            (6, 3, 150),
+            (0, 5, 60),
+            (3, 3, 40),
+            (8, 2, 120),
+            (0, 8, 100),
+        ];
+        for (send, take, ms) in phases {
+            for _ in 0..ms {
+                for _ in 0..send {
+                    let _ = tx.try_send(next);
+                    next += 1;
+                }
+                for _ in 0..take {
+                    if let Ok(m) = rx.try_recv() {
+                        delivered.push(m);
+                    }
+                }
+                opened |= rx.shared.fast.is_open();
+                tokio::time::advance(Duration::from_millis(1)).await;
+            }
+        }
+        drop(tx);
+        while let Ok(m) = rx.try_recv() {
+            delivered.push(m);
+        }
+        let shed = shed.lock().unwrap().clone();
+        (delivered, shed, rx.stats(), opened)
+    }
+
+    /// CoDel through the ring decides exactly as the locked core: the same script
+    /// delivers and sheds the same messages with the same counts, whether plain
+    /// messages take the ring (checked: its gate was open) or the locked core.
+    #[tokio::test(start_paused = true)]
+    async fn codel_through_the_ring_sheds_exactly_what_the_locked_core_sheds() {
+        let (ring_got, ring_shed, ring_stats, ring_open) = codel_script(true).await;
+        let (core_got, core_shed, core_stats, core_open) = codel_script(false).await;
+        assert!(ring_open && !core_open, "the ring was used, and only there");
+        assert!(!core_shed.is_empty(), "the script makes CoDel shed");
+        assert_eq!(ring_got, core_got, "the same deliveries, in order");
+        assert_eq!(ring_shed, core_shed, "the same messages shed");
+        let counts = |s: &Stats| (s.sent, s.delivered, s.shed, s.rejected, s.depth);
+        assert_eq!(counts(&ring_stats), counts(&core_stats));
+        assert!(ring_stats.is_balanced(), "{ring_stats:?}");
     }
 }

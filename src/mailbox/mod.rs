@@ -4,14 +4,18 @@
 //! # Behaviour
 //!
 //! A mailbox has two places for its queue, and one holds it at a time (see
-//! `fast.rs`). While the *gate* is open (only under `drop_newest` and `drop_oldest`
-//! so far, without a long-queue alert), messages without key or deadline go through a
-//! lock-free ring (`concurrent-queue`'s bounded Vyukov queue): a send pushes (or,
-//! full, is refused under `drop_newest`, evicts the oldest under `drop_oldest`), the
-//! receiver pops, and neither takes a lock; the receiver is woken through an atomic
-//! waker. Anything the ring cannot do (a key, a deadline, a close, a policy change)
-//! takes the lock and locks the gate, moving what the ring holds into the core,
-//! oldest first; the receiver opens the gate again once the core is empty.
+//! `fast.rs`). While the *gate* is open (under every policy, without a long-queue
+//! alert), messages without key or deadline go through a lock-free ring
+//! (`concurrent-queue`'s bounded Vyukov queue): a send pushes, the receiver pops,
+//! and neither takes a lock; the receiver is woken through an atomic waker. A full
+//! ring refuses the newcomer under `drop_newest` and `codel` and evicts the oldest
+//! under `drop_oldest`, still without the lock; under `codel` the receiver checks
+//! each message's sojourn as it pops. Anything the ring cannot do (a key, a
+//! deadline, a close, a policy change, a sender that must wait, an `unbounded`
+//! backlog beyond the ring's slots, a CoDel sojourn past target in a standing
+//! queue) takes the lock and locks the gate, moving what
+//! the ring holds into the core, oldest first; the receiver opens the gate again
+//! once the core is empty and nobody waits.
 //!
 //! The core is one [`VecDeque`](std::collections::VecDeque) of slots behind one
 //! `parking_lot` mutex (it spins briefly before parking the thread), shared by every
@@ -144,7 +148,7 @@ pub use core::{IDLE_SLOTS, SOJOURN_SAMPLE_EVERY};
 pub use dead_letter::DeadLetter;
 use dead_letter::{DeadLetterHook, DeadLetters, LogLimit};
 pub use error::{ReserveError, SendError, TryRecvError, TrySendError};
-pub use fast::RING_MAX_CAPACITY;
+pub use fast::{RING_MAX_CAPACITY, UNBOUNDED_RING_CAPACITY};
 pub use lane::Lane;
 pub use long_queue::{LongQueueEvent, LongQueueKind};
 use long_queue::{LongQueueHook, LongWatch};
@@ -447,7 +451,9 @@ impl<T> Shared<T> {
                     return Offer::Full(m);
                 }
                 FastSend::Full(m) => {
-                    // Full under a policy that makes senders wait: the core decides.
+                    // Full under a policy that makes senders wait, or `unbounded`:
+                    // the core decides (the gate locked, it takes the ring's messages
+                    // first).
                     let mut core = self.lock();
                     self.fast.lock(&mut core);
                     return self.offer_locked(core, m, Meta::default(), waker, false);
@@ -631,10 +637,11 @@ impl<T: Send + 'static> Builder<T> {
     }
 
     /// Whether plain messages (no key, deadline or lane) may go through the
-    /// lock-free ring under `drop_newest` and `drop_oldest` (default on; see the
-    /// module docs). The ring is made at the mailbox's first backlog (32 messages
-    /// queued at once, or its capacity if smaller), with all its slots: the
-    /// capacity times the message's size plus 16 bytes. A message that needs the
+    /// lock-free ring, under every policy (default on; see the module
+    /// docs). The ring is made at the mailbox's first backlog (32 messages queued at
+    /// once, or its capacity if smaller), with all its slots: the capacity (1,024
+    /// under `unbounded`, [`UNBOUNDED_RING_CAPACITY`]) times the message's size plus
+    /// 16 bytes. A message that needs the
     /// lock (one with a deadline, say) moves the ring's contents into the locked
     /// core until the queue drains. Turn it off for a mailbox that must stay small, one
     /// of very many, or whose messages mostly carry deadlines: the runtime's

@@ -54,9 +54,9 @@ use super::{sync, Meta, ReserveError, SendError, Sender, Shared};
 ///
 /// A reservation and its send take the mailbox lock once each and allocate nothing,
 /// except a wait cell when the reservation must wait (recycled, as for `send`). Permits
-/// use the locked core: while one is out, the lock-free ring of `drop_newest` and
-/// `drop_oldest` stays closed (its gate locked); the receiver opens it again once no
-/// permit is out and the queue is empty.
+/// use the locked core: while one is out, the lock-free ring stays closed (its gate
+/// locked); the receiver opens it again once no permit is out and the queue is
+/// empty.
 ///
 /// # Examples
 ///

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use super::coop::{made_progress, Credit};
 use super::core::{Core, Effects, Fast};
-use super::fast::{FastPath, FastRecv};
+use super::fast::{FastPath, FastRecv, Judged};
 use super::sync::MutexGuard;
 use super::{sync, InvalidPolicy, Monitor, Policy, Shared, Stats, TryRecvError};
 
@@ -94,14 +94,29 @@ impl<T: Send + 'static> Receiver<T> {
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
         let ring = self.shared.ring_allowed;
+        let mut judged = None;
         if ring {
-            if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
-                self.shared.settle(chore);
-                made_progress(coop);
-                return Poll::Ready(Some(msg));
+            match self.shared.fast.recv() {
+                FastRecv::Got(msg, chore) => {
+                    self.shared.settle(chore);
+                    made_progress(coop);
+                    return Poll::Ready(Some(msg));
+                }
+                FastRecv::Judge(j) => judged = Some(j),
+                FastRecv::Empty | FastRecv::Locked => {}
             }
         }
         let mut core = self.shared.lock();
+        if let Some(j) = judged {
+            let mut fx = Effects::default();
+            if let Some(msg) = judge_locked(&self.shared, &mut core, j, &mut fx) {
+                drop(core);
+                self.shared.apply(fx);
+                made_progress(coop);
+                return Poll::Ready(Some(msg));
+            }
+            return recv_slow(&self.shared, core, cx, coop, fx);
+        }
         // The common case under the lock: a message at the head with nothing else to
         // do (no expiry, shedding, waiting sender or alert), taken without gathering
         // effects.
@@ -113,7 +128,7 @@ impl<T: Send + 'static> Receiver<T> {
                 return Poll::Ready(Some(msg));
             }
         }
-        recv_slow(&self.shared, core, cx, coop)
+        recv_slow(&self.shared, core, cx, coop, Effects::default())
     }
 
     /// Receives up to `limit` messages into `buf` under one lock, waiting while none
@@ -156,6 +171,7 @@ impl<T: Send + 'static> Receiver<T> {
         }
         let coop = std::task::ready!(self.coop.poll(cx));
         let mut n = 0;
+        let mut judged = None;
         while n < limit {
             match self.shared.fast.recv() {
                 FastRecv::Got(msg, chore) => {
@@ -163,15 +179,25 @@ impl<T: Send + 'static> Receiver<T> {
                     buf.push(msg);
                     n += 1;
                 }
+                FastRecv::Judge(j) => {
+                    judged = Some(j);
+                    break;
+                }
                 FastRecv::Empty | FastRecv::Locked => break,
             }
         }
-        if n > 0 {
+        if n > 0 && judged.is_none() {
             made_progress(coop);
             return Poll::Ready(n);
         }
         let mut fx = Effects::default();
         let mut core = self.shared.lock();
+        if let Some(j) = judged {
+            if let Some(msg) = judge_locked(&self.shared, &mut core, j, &mut fx) {
+                buf.push(msg);
+                n += 1;
+            }
+        }
         while n < limit {
             match take_locked(&self.shared, &mut core, &mut fx) {
                 Some(msg) => buf.push(msg),
@@ -183,7 +209,7 @@ impl<T: Send + 'static> Receiver<T> {
             made_progress(coop);
             Poll::Ready(n)
         } else {
-            match park(&self.shared, &mut core, cx) {
+            match park(&self.shared, &mut core, cx, &mut fx) {
                 Poll::Ready(Some(msg)) => {
                     buf.push(msg);
                     made_progress(coop);
@@ -204,13 +230,22 @@ impl<T: Send + 'static> Receiver<T> {
     ///
     /// [`TryRecvError`]: nothing queued now, or the mailbox has ended.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let FastRecv::Got(msg, chore) = self.shared.fast.recv() {
-            self.shared.settle(chore);
-            return Ok(msg);
-        }
+        let judged = match self.shared.fast.recv() {
+            FastRecv::Got(msg, chore) => {
+                self.shared.settle(chore);
+                return Ok(msg);
+            }
+            FastRecv::Judge(j) => Some(j),
+            FastRecv::Empty | FastRecv::Locked => None,
+        };
         let mut fx = Effects::default();
         let mut core = self.shared.lock();
-        let res = match take_locked(&self.shared, &mut core, &mut fx) {
+        let taken = match judged {
+            Some(j) => judge_locked(&self.shared, &mut core, j, &mut fx),
+            None => None,
+        };
+        let taken = taken.or_else(|| take_locked(&self.shared, &mut core, &mut fx));
+        let res = match taken {
             Some(msg) => Ok(msg),
             None if core.ended() => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
@@ -301,6 +336,7 @@ fn take_locked<T>(
                 shared.settle_locked(core, chore);
                 Some(msg)
             }
+            FastRecv::Judge(j) => judge_locked(shared, core, j, fx),
             FastRecv::Empty | FastRecv::Locked => None,
         };
     }
@@ -311,6 +347,23 @@ fn take_locked<T>(
     };
     reopen(shared, core);
     out
+}
+
+/// A message the ring's CoDel check handed over, under the lock: the gate locks
+/// (what the ring still holds, all younger, moves into the core behind it), the
+/// message goes back to the head of the core, and the core's full rule takes the
+/// next message with the same clock reading: this one, or, if CoDel sheds it, a
+/// later one (`None`: everything queued was shed). The gate opens again once the
+/// core has drained with CoDel calm.
+fn judge_locked<T>(
+    shared: &Shared<T>,
+    core: &mut MutexGuard<'_, Core<T>>,
+    judged: Judged<T>,
+    fx: &mut Effects<T>,
+) -> Option<T> {
+    shared.fast.lock(core);
+    core.adopt_judged(judged.msg, judged.enqueued, judged.now);
+    take_locked(shared, core, fx)
 }
 
 /// After a take from the core: opens the gate once the core is empty and nothing
@@ -350,6 +403,7 @@ fn park<T>(
     shared: &Shared<T>,
     core: &mut MutexGuard<'_, Core<T>>,
     cx: &mut Context<'_>,
+    fx: &mut Effects<T>,
 ) -> Poll<Option<T>> {
     if core.ended() {
         return Poll::Ready(None);
@@ -358,9 +412,20 @@ fn park<T>(
     // Only the receiver opens the gate: while it is locked, no fast push can come
     // before the receiver's next poll, and the core's waker is enough.
     if shared.fast.is_open() {
-        if let FastRecv::Got(msg, chore) = shared.fast.register_and_recv(cx.waker()) {
-            shared.settle_locked(core, chore);
-            return Poll::Ready(Some(msg));
+        match shared.fast.register_and_recv(cx.waker()) {
+            FastRecv::Got(msg, chore) => {
+                shared.settle_locked(core, chore);
+                return Poll::Ready(Some(msg));
+            }
+            FastRecv::Judge(j) => {
+                if let Some(msg) = judge_locked(shared, core, j, fx) {
+                    return Poll::Ready(Some(msg));
+                }
+                // Everything queued was shed: wait for the next push, which goes
+                // to the core now (the gate is locked) and wakes the waker
+                // registered above.
+            }
+            FastRecv::Empty | FastRecv::Locked => {}
         }
     }
     Poll::Pending
@@ -374,14 +439,14 @@ fn recv_slow<T>(
     mut core: MutexGuard<'_, Core<T>>,
     cx: &mut Context<'_>,
     coop: Option<tokio::task::coop::RestoreOnPending>,
+    mut fx: Effects<T>,
 ) -> Poll<Option<T>> {
-    let mut fx = Effects::default();
     let poll = match take_locked(shared, &mut core, &mut fx) {
         Some(msg) => {
             made_progress(coop);
             Poll::Ready(Some(msg))
         }
-        None => park(shared, &mut core, cx).map(|m| {
+        None => park(shared, &mut core, cx, &mut fx).map(|m| {
             if m.is_some() {
                 made_progress(coop);
             }

@@ -486,23 +486,62 @@ impl<T> Core<T> {
         }
     }
 
-    /// What a full ring of `ring_capacity` (`None`: unbounded) does under the policy
-    /// in force, when the fast path may take over: the core's queue empty, nobody
-    /// waiting, open, no CoDel (it needs every message stamped and judged under the
-    /// lock) and a ring of the policy's capacity. `None`
-    /// otherwise. (Which mailboxes get a ring at all: `FastPath::new`.)
-    pub(crate) fn fast_kind(&self, ring_capacity: Option<usize>) -> Option<u8> {
-        use super::fast::{KIND_EVICT, KIND_GROW, KIND_REFUSE, KIND_WAIT};
+    /// CoDel's target in nanoseconds (0 without CoDel), for the ring's check.
+    pub(crate) fn codel_target_nanos(&self) -> u64 {
+        self.behaviour.codel.map_or(0, |(target, _)| {
+            u64::try_from(target.as_nanos()).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// Takes back, at the head of the queue, a message the ring's CoDel check handed
+    /// over ([`Judged`](super::fast::Judged)): it was the oldest queued (the core was
+    /// empty when it left the ring, and the gate is locked now, so what the core holds
+    /// came after it), counted as sent here as [`adopt`](Self::adopt) counts, and
+    /// `now`, the reading that judged it, is handed to the [`take`](Self::take) that
+    /// must follow under the same lock hold.
+    pub(crate) fn adopt_judged(&mut self, msg: T, enqueued: Stamp, now: Stamp) {
+        debug_assert!(!self.behaviour.coalesces, "keys index slots by position");
+        if self.queue.len() == self.queue.capacity() {
+            self.grow_queue();
+        }
+        self.queue.push_front(Slot {
+            msg,
+            key: None,
+            deadline: Stamp::NONE,
+            enqueued,
+        });
+        self.head_seq = self.head_seq.wrapping_sub(1);
+        self.counts.sent += 1;
+        if self.queue.len() > self.peak {
+            self.peak = self.queue.len();
+        }
+        self.read_at = now;
+    }
+
+    /// What a full ring of `ring_capacity` slots does under the policy in force,
+    /// when the fast path may take over: the core's queue empty, nobody waiting,
+    /// open, CoDel (if on) calm (no time above target pending, not dropping: the
+    /// ring's pop keeps it so, or hands the message to the core) and a ring of the
+    /// policy's capacity (any ring, for `unbounded`). `None` otherwise. (Which
+    /// mailboxes get a ring at all: `FastPath::fits`.)
+    pub(crate) fn fast_kind(&self, ring_capacity: usize) -> Option<u8> {
+        use super::fast::{KIND_EVICT, KIND_GROW, KIND_REFUSE, KIND_STAMP_REFUSE, KIND_WAIT};
         if !self.queue.is_empty()
             || self.others != 0
             || self.reserved != 0
             || !self.waiting.is_empty()
             || self.closed
-            || self.behaviour.codel.is_some()
-            || self.stamp
-            || self.policy.capacity() != ring_capacity
+            || (self.behaviour.codel.is_some() && !self.codel.calm())
+            || self.policy.capacity().is_some_and(|c| c != ring_capacity)
         {
             return None;
+        }
+        if self.stamp {
+            // Every message stamped: CoDel, which refuses when full, on the ring that
+            // stamps every push. (A mailbox that has been under CoDel keeps stamping
+            // after a change of policy, and keeps the locked core.)
+            let refuses = matches!(self.behaviour.when_full, WhenFull::Refuse);
+            return (self.behaviour.codel.is_some() && refuses).then_some(KIND_STAMP_REFUSE);
         }
         match self.behaviour.when_full {
             WhenFull::Grow => Some(KIND_GROW),

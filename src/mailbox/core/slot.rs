@@ -40,6 +40,12 @@ impl Stamp {
     pub(crate) fn is_some(self) -> bool {
         self.0 != 0
     }
+
+    /// Nanoseconds from `earlier` to this stamp (0 if it is not earlier).
+    #[inline]
+    pub(crate) fn nanos_since(self, earlier: Stamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
 }
 
 /// A sender waiting for space, with its message parked here so that the receiver
