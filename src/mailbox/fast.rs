@@ -413,7 +413,7 @@ impl<T> FastPath<T> {
     }
 
     /// A send of a message without key or deadline.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send(&self, msg: T) -> FastSend<T> {
         match self.get() {
             Some(f) => f.send(msg),
@@ -422,7 +422,7 @@ impl<T> FastPath<T> {
     }
 
     /// The receiver takes the next message from the ring, if the gate is open.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn recv(&self) -> FastRecv<T> {
         match self.get() {
             Some(f) => f.recv(),
@@ -523,7 +523,7 @@ impl<T> Inner<T> {
     }
 
     /// A send of a message without key or deadline.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send(&self, msg: T) -> FastSend<T> {
         if self.mode.locked.load(Ordering::Relaxed) {
             return FastSend::Locked(msg);
@@ -537,10 +537,8 @@ impl<T> Inner<T> {
         let kind = self.mode.kind.load(Ordering::Relaxed);
         let item = Item {
             msg,
-            stamp: if kind == KIND_STAMP_REFUSE {
-                Stamp::at(self.base, Instant::now())
-            } else if self.metrics {
-                self.sample(side)
+            stamp: if self.metrics || kind == KIND_STAMP_REFUSE {
+                self.stamp(side, kind)
             } else {
                 Stamp::NONE
             },
@@ -576,6 +574,18 @@ impl<T> Inner<T> {
         out
     }
 
+    /// The enqueue stamp of a push through `side` with metrics on or under CoDel
+    /// (`kind` [`KIND_STAMP_REFUSE`]: the present instant, for every push); out of
+    /// line, so the plain push stays small.
+    #[inline(never)]
+    fn stamp(&self, side: &SenderSide, kind: u8) -> Stamp {
+        if kind == KIND_STAMP_REFUSE {
+            Stamp::at(self.base, Instant::now())
+        } else {
+            self.sample(side)
+        }
+    }
+
     /// The enqueue stamp of a push through `side`: the present instant for one push
     /// in [`SOJOURN_SAMPLE_EVERY`], [`Stamp::NONE`] for the others.
     #[inline]
@@ -590,7 +600,7 @@ impl<T> Inner<T> {
     }
 
     /// The receiver takes the next message from the ring, if the gate is open.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn recv(&self) -> FastRecv<T> {
         if self.mode.locked.load(Ordering::Relaxed) {
             return FastRecv::Locked;
@@ -617,7 +627,7 @@ impl<T> Inner<T> {
     /// ([`FastRecv::Judge`]), uncounted. With metrics on, every delivery records
     /// its sojourn, as the core does under CoDel (a [`Chore`]: the lock, once per
     /// delivery, though no sender takes it).
-    #[inline]
+    #[inline(always)]
     fn pop(&self) -> FastRecv<T> {
         let peak = self.receiver.peak.load(Ordering::Relaxed);
         let depth = if peak >= self.ring.capacity() {
@@ -811,7 +821,7 @@ impl<T> Ring<T> {
         self.queue.capacity().unwrap_or(usize::MAX)
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&self, msg: T) -> Result<(), T> {
         self.queue.push(msg).map_err(|e| e.into_inner())
     }
@@ -824,7 +834,7 @@ impl<T> Ring<T> {
             .unwrap_or_else(|e| Some(e.into_inner()))
     }
 
-    #[inline]
+    #[inline(always)]
     fn pop(&self) -> Option<T> {
         self.queue.pop().ok()
     }

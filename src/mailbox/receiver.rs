@@ -94,7 +94,6 @@ impl<T: Send + 'static> Receiver<T> {
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let coop = std::task::ready!(self.coop.poll(cx));
         let ring = self.shared.ring_allowed;
-        let mut judged = None;
         if ring {
             match self.shared.fast.recv() {
                 FastRecv::Got(msg, chore) => {
@@ -102,21 +101,11 @@ impl<T: Send + 'static> Receiver<T> {
                     made_progress(coop);
                     return Poll::Ready(Some(msg));
                 }
-                FastRecv::Judge(j) => judged = Some(j),
+                FastRecv::Judge(j) => return recv_judged(&self.shared, j, cx, coop),
                 FastRecv::Empty | FastRecv::Locked => {}
             }
         }
         let mut core = self.shared.lock();
-        if let Some(j) = judged {
-            let mut fx = Effects::default();
-            if let Some(msg) = judge_locked(&self.shared, &mut core, j, &mut fx) {
-                drop(core);
-                self.shared.apply(fx);
-                made_progress(coop);
-                return Poll::Ready(Some(msg));
-            }
-            return recv_slow(&self.shared, core, cx, coop, fx);
-        }
         // The common case under the lock: a message at the head with nothing else to
         // do (no expiry, shedding, waiting sender or alert), taken without gathering
         // effects.
@@ -347,6 +336,27 @@ fn take_locked<T>(
     };
     reopen(shared, core);
     out
+}
+
+/// [`Receiver::poll_recv`] with a message the ring's CoDel check handed over (out
+/// of line, so the plain receive stays small).
+#[cold]
+#[inline(never)]
+fn recv_judged<T>(
+    shared: &Shared<T>,
+    judged: Judged<T>,
+    cx: &mut Context<'_>,
+    coop: Option<tokio::task::coop::RestoreOnPending>,
+) -> Poll<Option<T>> {
+    let mut fx = Effects::default();
+    let mut core = shared.lock();
+    if let Some(msg) = judge_locked(shared, &mut core, judged, &mut fx) {
+        drop(core);
+        shared.apply(fx);
+        made_progress(coop);
+        return Poll::Ready(Some(msg));
+    }
+    recv_slow(shared, core, cx, coop, fx)
 }
 
 /// A message the ring's CoDel check handed over, under the lock: the gate locks
