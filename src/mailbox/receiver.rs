@@ -229,11 +229,11 @@ impl<T: Send + 'static> Receiver<T> {
         };
         let mut fx = Effects::default();
         let mut core = self.shared.lock();
+        // `judge_locked` ends in the same take.
         let taken = match judged {
             Some(j) => judge_locked(&self.shared, &mut core, j, &mut fx),
-            None => None,
+            None => take_locked(&self.shared, &mut core, &mut fx),
         };
-        let taken = taken.or_else(|| take_locked(&self.shared, &mut core, &mut fx));
         let res = match taken {
             Some(msg) => Ok(msg),
             None if core.ended() => Err(TryRecvError::Disconnected),

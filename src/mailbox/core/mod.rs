@@ -480,6 +480,11 @@ impl<T> Core<T> {
             deadline: Stamp::NONE,
             enqueued,
         });
+        self.count_adopted();
+    }
+
+    /// Counts a message taken from the ring as sent here, and the queue's peak.
+    fn count_adopted(&mut self) {
         self.counts.sent += 1;
         if self.queue.len() > self.peak {
             self.peak = self.queue.len();
@@ -511,10 +516,7 @@ impl<T> Core<T> {
             enqueued,
         });
         self.head_seq = self.head_seq.wrapping_sub(1);
-        self.counts.sent += 1;
-        if self.queue.len() > self.peak {
-            self.peak = self.queue.len();
-        }
+        self.count_adopted();
         self.read_at = now;
     }
 
